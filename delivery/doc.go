@@ -1,0 +1,23 @@
+// Package delivery publishes events to subscribers: the domain types of a publish, their
+// validation against Pusher's limits, idempotency, and the Driver interface implemented
+// by delivery/embedded (the in-process edge) and delivery/pusher (Pusher's HTTP API).
+//
+// Guarantees:
+//   - Validation happens before anything is sent and reports every violation of an
+//     event at once (*ValidationError, field paths in the gRPC request's terms).
+//   - An event id is delivered at most once per idempotency window by one Publisher
+//     (or by all Publishers sharing an IdempotencyStore). The id is reserved before
+//     delivery, so concurrent repeats answer Duplicate without delivering; it is
+//     released when delivery fails, so a retry delivers. Events without an id get a
+//     generated one and are never duplicates.
+//   - A batch is never sunk by one event: every event has its own outcome or error.
+//   - Errors are classified by the sentinels ErrInvalid, ErrNotFound, ErrUnavailable and
+//     ErrDeliveryFailed (errors.Is); the transport maps them to statuses in one place.
+//
+// Not guaranteed: exactly-once delivery across an ambiguous upstream failure. When the
+// pusher driver times out after Pusher may have accepted a request, the event may be
+// delivered by a retry as well (at-least-once for that case); the in-memory store forgets
+// the oldest ids early when it is full (counted in MemoryStoreStats.Evicted).
+//
+// This package imports no gRPC and no generated code.
+package delivery

@@ -1,0 +1,71 @@
+package delivery
+
+import (
+	"errors"
+	"strings"
+)
+
+// Sentinel errors. Drivers and the Publisher wrap them with detail; callers test with
+// errors.Is. The gRPC layer maps them in one table:
+//
+//	ErrInvalid        → INVALID_ARGUMENT (a *ValidationError carries field violations)
+//	ErrNotFound       → NOT_FOUND
+//	ErrUnavailable    → UNAVAILABLE, reason CONNECTION_FAILED
+//	ErrDeliveryFailed → UNAVAILABLE, reason MESSAGE_DELIVERY_FAILED
+//
+// An error matching none of them is an internal error.
+var (
+	// ErrInvalid: the request is malformed or breaks a limit. Never retried.
+	ErrInvalid = errors.New("delivery: invalid request")
+	// ErrNotFound: the channel (or other named thing) does not exist.
+	ErrNotFound = errors.New("delivery: not found")
+	// ErrUnavailable: the upstream cannot be reached, or the circuit breaker is open and
+	// fails fast. Nothing was delivered.
+	ErrUnavailable = errors.New("delivery: upstream unavailable")
+	// ErrDeliveryFailed: the upstream was reached but the event could not be delivered
+	// after the configured retries.
+	ErrDeliveryFailed = errors.New("delivery: message delivery failed")
+)
+
+// FieldViolation names one invalid field with a path in the gRPC request's terms
+// ("event.channels[2]", "event.name") and a human-readable description.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// ValidationError lists every field violation of one event, so that the caller can report
+// them all at once (google.rpc.BadRequest). It matches ErrInvalid with errors.Is.
+type ValidationError struct {
+	Violations []FieldViolation
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("delivery: invalid event: ")
+	for i, v := range e.Violations {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(v.Field)
+		b.WriteString(": ")
+		b.WriteString(v.Description)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrInvalid) true for validation errors.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// WithPrefix returns a copy whose field paths are re-rooted, e.g. from "event.name" to
+// "events[3].name" for a batch request.
+func (e *ValidationError) WithPrefix(from, to string) *ValidationError {
+	out := &ValidationError{Violations: make([]FieldViolation, len(e.Violations))}
+	for i, v := range e.Violations {
+		if rest, ok := strings.CutPrefix(v.Field, from); ok {
+			v.Field = to + rest
+		}
+		out.Violations[i] = v
+	}
+	return out
+}
