@@ -1,0 +1,336 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Names of the limiters the gRPC ingress uses. A Config may define others.
+const (
+	// LimiterPrincipal is keyed by the authenticated caller (service token subject).
+	LimiterPrincipal = "principal"
+	// LimiterUser is keyed by the user_id of each published event.
+	LimiterUser = "user"
+	// LimiterMethod is keyed by the full gRPC method name; it limits a method
+	// across all callers.
+	LimiterMethod = "method"
+)
+
+// Policy is what one named limiter applies: limits for every key, and
+// overrides for particular keys (a principal, a user id, a method name).
+type Policy struct {
+	// Limits apply to keys without an override. Zero fields take the package
+	// defaults (DefaultLimits).
+	Limits `yaml:",inline"`
+	// Unlimited lets keys without an override through unchecked, so that only
+	// the overridden keys are limited (the usual shape of the method limiter).
+	Unlimited bool `yaml:"unlimited"`
+	// Overrides maps a key to its own limits. Zero fields inherit from Limits.
+	Overrides map[string]Limits `yaml:"overrides"`
+}
+
+// Config is the rate-limit section of the service configuration.
+type Config struct {
+	// DryRun asks callers to count and log decisions but admit everything.
+	// The limiters compute and count as usual; enforcing is the caller's job.
+	DryRun bool `yaml:"dryRun"`
+	// Limiters by name (LimiterPrincipal, LimiterUser, LimiterMethod, ...). A
+	// name absent here has no limiter: Set.Limiter returns nil, which admits all.
+	Limiters map[string]Policy `yaml:"limiters"`
+}
+
+// DefaultConfig limits each user to the package defaults (10/s, 600/min,
+// burst 50) and each calling service to a hundred times that: a service
+// publishes on behalf of many users, so the user limits would starve it.
+// The method limiter exists but limits nothing until overrides are added.
+func DefaultConfig() Config {
+	return Config{
+		Limiters: map[string]Policy{
+			LimiterPrincipal: {Limits: Limits{
+				MessagesPerSecond: 1000,
+				MessagesPerMinute: 60000,
+				BurstLimit:        2000,
+				WindowSize:        DefaultWindowSize,
+			}},
+			LimiterUser:   {Limits: DefaultLimits()},
+			LimiterMethod: {Unlimited: true},
+		},
+	}
+}
+
+// Validate checks every policy and override after defaults are filled in.
+func (c Config) Validate() error {
+	for _, name := range sortedKeys(c.Limiters) {
+		if name == "" {
+			return fmt.Errorf("%w: empty limiter name", ErrInvalidLimits)
+		}
+		if _, _, err := c.Limiters[name].rules(); err != nil {
+			return fmt.Errorf("limiter %q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func (p Policy) rules() (def *Rule, overrides map[string]*Rule, err error) {
+	base := p.Limits.WithDefaults(DefaultLimits())
+	if !p.Unlimited {
+		if def, err = NewRule(base); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(p.Overrides) > 0 {
+		overrides = make(map[string]*Rule, len(p.Overrides))
+	}
+	for _, k := range sortedKeys(p.Overrides) {
+		r, err := NewRule(p.Overrides[k].WithDefaults(base))
+		if err != nil {
+			return nil, nil, fmt.Errorf("override %q: %w", k, err)
+		}
+		overrides[k] = r
+	}
+	return def, overrides, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// Counters are a limiter's decision counts since it was created. Cardinality
+// is one set per limiter name, whatever the number of keys.
+type Counters struct {
+	Limiter string
+	Allowed uint64 // decisions admitted
+	Limited uint64 // decisions refused (including ErrExceedsCapacity)
+	Errors  uint64 // store failures
+}
+
+// Limiter applies one Policy to many keys through a Store. It is safe for
+// concurrent use. A nil *Limiter admits everything, so an unconfigured
+// limiter needs no special case at call sites.
+type Limiter struct {
+	name      string
+	store     Store
+	clock     Clock
+	def       *Rule // nil: keys without an override are unlimited
+	overrides map[string]*Rule
+
+	// Each counter on its own cache line: they are hit on every decision from
+	// every core.
+	allowed paddedCounter
+	limited paddedCounter
+	errs    paddedCounter
+}
+
+type paddedCounter struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// Option configures NewLimiter and NewSet.
+type Option func(*options)
+
+type options struct {
+	clock Clock
+	store func(name string) Store
+}
+
+// WithClock sets the time source (default SystemClock).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithStore sets how each named limiter gets its Store (default: a fresh
+// MemoryStore per limiter). A shared store must keep the names apart, e.g. by
+// prefixing keys with the name.
+func WithStore(f func(name string) Store) Option { return func(o *options) { o.store = f } }
+
+func buildOptions(opts []Option) options {
+	o := options{clock: SystemClock{}, store: func(string) Store { return NewMemoryStore() }}
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// NewLimiter builds the limiter called name from p.
+func NewLimiter(name string, p Policy, opts ...Option) (*Limiter, error) {
+	def, ov, err := p.rules()
+	if err != nil {
+		return nil, fmt.Errorf("limiter %q: %w", name, err)
+	}
+	o := buildOptions(opts)
+	return &Limiter{name: name, store: o.store(name), clock: o.clock, def: def, overrides: ov}, nil
+}
+
+// Name returns the limiter's name.
+func (l *Limiter) Name() string {
+	if l == nil {
+		return ""
+	}
+	return l.name
+}
+
+// Store returns the limiter's store (e.g. to sweep a MemoryStore).
+func (l *Limiter) Store() Store {
+	if l == nil {
+		return nil
+	}
+	return l.store
+}
+
+// Rule returns the rule applied to key, or nil when key is unlimited.
+func (l *Limiter) Rule(key string) *Rule {
+	if l == nil {
+		return nil
+	}
+	if r, ok := l.overrides[key]; ok {
+		return r
+	}
+	return l.def
+}
+
+// Allow is AllowN(ctx, key, 1).
+func (l *Limiter) Allow(ctx context.Context, key string) (Decision, error) {
+	return l.AllowNAt(ctx, key, 1, l.now())
+}
+
+// AllowN admits n events for key, all or none: a batch counts each event.
+// An unlimited key is admitted with Limit 0. n larger than the burst or the
+// window returns ErrExceedsCapacity with a refusing Decision.
+func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Decision, error) {
+	return l.AllowNAt(ctx, key, n, l.now())
+}
+
+// AllowNAt is AllowN at a given time: a caller checking several keys for one
+// request reads the clock once (a clock read costs as much as a check).
+func (l *Limiter) AllowNAt(ctx context.Context, key string, n int, now time.Time) (Decision, error) {
+	r := l.Rule(key)
+	if r == nil {
+		if n < 1 {
+			return Decision{}, fmt.Errorf("%w: got %d", ErrInvalidCount, n)
+		}
+		return Decision{Allowed: true}, nil
+	}
+	d, err := l.store.Take(ctx, key, n, now, r)
+	switch {
+	case errors.Is(err, ErrExceedsCapacity):
+		l.limited.Add(1)
+	case err != nil:
+		if !errors.Is(err, ErrInvalidCount) {
+			l.errs.Add(1)
+		}
+	case d.Allowed:
+		l.allowed.Add(1)
+	default:
+		l.limited.Add(1)
+	}
+	return d, err
+}
+
+// Peek reports key's state without consuming anything (what one more event
+// would get). It is what GetRateLimitStatus shows.
+func (l *Limiter) Peek(ctx context.Context, key string) (Decision, error) {
+	return l.PeekAt(ctx, key, l.now())
+}
+
+// PeekAt is Peek at a given time.
+func (l *Limiter) PeekAt(ctx context.Context, key string, now time.Time) (Decision, error) {
+	r := l.Rule(key)
+	if r == nil {
+		return Decision{Allowed: true}, nil
+	}
+	return l.store.Peek(ctx, key, now, r)
+}
+
+// Counters returns the limiter's decision counts.
+func (l *Limiter) Counters() Counters {
+	if l == nil {
+		return Counters{}
+	}
+	return Counters{Limiter: l.name, Allowed: l.allowed.Load(), Limited: l.limited.Load(), Errors: l.errs.Load()}
+}
+
+func (l *Limiter) now() time.Time {
+	if l == nil {
+		return time.Time{}
+	}
+	return l.clock.Now()
+}
+
+// Set is the named limiters of one Config.
+type Set struct {
+	dryRun   bool
+	clock    Clock
+	names    []string
+	limiters map[string]*Limiter
+}
+
+// NewSet validates cfg and builds one Limiter per named policy.
+func NewSet(cfg Config, opts ...Option) (*Set, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	o := buildOptions(opts)
+	s := &Set{dryRun: cfg.DryRun, clock: o.clock, names: sortedKeys(cfg.Limiters), limiters: make(map[string]*Limiter)}
+	for _, name := range s.names {
+		l, err := NewLimiter(name, cfg.Limiters[name], opts...)
+		if err != nil {
+			return nil, err
+		}
+		s.limiters[name] = l
+	}
+	return s, nil
+}
+
+// Limiter returns the limiter called name, or nil (which admits all) when
+// the config has none.
+func (s *Set) Limiter(name string) *Limiter { return s.limiters[name] }
+
+// DryRun reports the config's dry-run flag.
+func (s *Set) DryRun() bool { return s.dryRun }
+
+// Clock returns the set's time source.
+func (s *Set) Clock() Clock { return s.clock }
+
+// Snapshot returns every limiter's counters, sorted by limiter name.
+func (s *Set) Snapshot() []Counters {
+	out := make([]Counters, 0, len(s.names))
+	for _, name := range s.names {
+		out = append(out, s.limiters[name].Counters())
+	}
+	return out
+}
+
+// Sweep deletes expired keys from every limiter whose store is a
+// MemoryStore (or any store with a Sweep method).
+func (s *Set) Sweep(now time.Time) int {
+	removed := 0
+	for _, name := range s.names {
+		if sw, ok := s.limiters[name].store.(interface{ Sweep(time.Time) int }); ok {
+			removed += sw.Sweep(now)
+		}
+	}
+	return removed
+}
+
+// Run calls Sweep every interval until ctx is done. It blocks; start it in a
+// goroutine you own.
+func (s *Set) Run(ctx context.Context, interval time.Duration) {
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			s.Sweep(s.clock.Now())
+		}
+	}
+}

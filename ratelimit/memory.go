@@ -1,0 +1,301 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// entry is the whole state of one key: 24 bytes, no pointers, stored by value
+// so millions of keys cost the garbage collector nothing to scan.
+type entry struct {
+	// tat is the GCRA "theoretical arrival time" (unix ns): the bucket holds
+	// floor((now + tau - tat) / interval) tokens and is full once tat <= now.
+	tat int64
+	// winEnd is when the current window ends (unix ns); count events were
+	// admitted in it. A window with now >= winEnd is over.
+	winEnd int64
+	count  int64
+}
+
+// expiry is when the entry becomes indistinguishable from a key never seen:
+// bucket full and window over. Deleting it then changes no decision.
+func (e *entry) expiry() int64 { return max(e.tat, e.winEnd) }
+
+// decide computes the decision for n events at now and, when consume is set
+// and the events are admitted, records them in e. Callers ensured 1 <= n <=
+// min(burst, perWindow).
+func decide(e *entry, r *Rule, n, now int64, consume bool) Decision {
+	tat := max(e.tat, now)
+	avail := (now + r.tau - tat) / r.interval // whole tokens in the bucket
+	if avail < 0 {
+		avail = 0 // the key's limits shrank since tat was set
+	}
+	var bucketWait int64
+	if n > avail {
+		bucketWait = tat + n*r.interval - r.tau - now
+	}
+
+	winEnd, count := e.winEnd, e.count
+	winRem := int64(-1) // -1: the rule has no window
+	var windowWait int64
+	if r.window > 0 {
+		if now >= winEnd {
+			// The window a take at now would open.
+			winEnd, count = now+r.window, 0
+		}
+		winRem = max(r.perWindow-count, 0)
+		if n > winRem {
+			windowWait = winEnd - now
+		}
+	}
+
+	d := Decision{Allowed: bucketWait == 0 && windowWait == 0}
+	if d.Allowed && consume {
+		tat += n * r.interval
+		e.tat = tat
+		avail -= n
+		if winRem >= 0 {
+			count += n
+			winRem -= n
+			e.winEnd, e.count = winEnd, count
+		}
+	}
+
+	remaining := avail
+	bucketBinding := winRem < 0 || avail < winRem
+	if winRem >= 0 && winRem < remaining {
+		remaining = winRem
+	}
+	d.Remaining = int(remaining)
+
+	if !d.Allowed {
+		wait := max(bucketWait, windowWait)
+		bucketBinding = winRem < 0 || bucketWait > windowWait
+		d.RetryAfter = time.Duration(wait)
+		d.ResetTime = time.Unix(0, now+wait).UTC()
+	} else if bucketBinding {
+		next := now // a full bucket has nothing pending
+		if avail < r.burst {
+			next = tat - r.tau + (avail+1)*r.interval
+		}
+		d.ResetTime = time.Unix(0, next).UTC()
+	} else {
+		d.ResetTime = time.Unix(0, winEnd).UTC()
+	}
+	if bucketBinding {
+		d.Limit = int(r.burst)
+	} else {
+		d.Limit = int(r.perWindow)
+	}
+	return d
+}
+
+// checkCount rejects batches the rule can never admit.
+func checkCount(r *Rule, n int) error {
+	if n < 1 {
+		return fmt.Errorf("%w: got %d", ErrInvalidCount, n)
+	}
+	if int64(n) > r.burst || (r.window > 0 && int64(n) > r.perWindow) {
+		return fmt.Errorf("%w: %d events, burst %d, per window %d", ErrExceedsCapacity, n, r.burst, r.perWindow)
+	}
+	return nil
+}
+
+// MemoryStore is the in-process Store: a fixed number of mutex-guarded map
+// shards. Idle keys are deleted once their state equals a fresh key's (so
+// expiry never changes a decision); each shard sweeps itself when touched
+// after its sweep interval, and Sweep lets an owner reclaim shards nobody
+// touches. Maps are rebuilt after large sweeps because Go maps never shrink.
+type MemoryStore struct {
+	shards     []shard
+	mask       uint64
+	seed       maphash.Seed
+	sweepEvery int64
+	maxPerShrd int
+}
+
+type shard struct {
+	mu        sync.Mutex
+	m         map[string]entry
+	nextSweep int64
+	peak      int // largest len(m) since the map was last rebuilt
+	_         [32]byte
+}
+
+// MemoryOption configures a MemoryStore.
+type MemoryOption func(*MemoryStore)
+
+// WithShards sets the shard count, rounded up to a power of two (default 256).
+// More shards mean less lock contention and shorter sweeps.
+func WithShards(n int) MemoryOption {
+	return func(s *MemoryStore) {
+		p := 1
+		for p < n {
+			p <<= 1
+		}
+		s.shards = make([]shard, p)
+	}
+}
+
+// WithSweepInterval sets how often each shard deletes its expired keys when
+// touched (default 10 s). Expired keys linger at most this long past expiry
+// in shards that see traffic.
+func WithSweepInterval(d time.Duration) MemoryOption {
+	return func(s *MemoryStore) { s.sweepEvery = max(int64(d), 1) }
+}
+
+// WithMaxKeys caps live keys (approximately: the cap is split evenly across
+// shards). Zero, the default, means no cap: memory is then bounded by the
+// number of distinct keys seen within one expiry horizon (the window, or the
+// time the bucket needs to refill). When a full shard must admit a new key
+// and nothing has expired, the key closest to expiry among a few sampled is
+// forgotten, which lets that key start fresh: a cap trades exactness for a
+// hard memory bound.
+func WithMaxKeys(n int) MemoryOption {
+	return func(s *MemoryStore) { s.maxPerShrd = n }
+}
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
+	s := &MemoryStore{seed: maphash.MakeSeed(), sweepEvery: int64(10 * time.Second)}
+	WithShards(256)(s)
+	for _, o := range opts {
+		o(s)
+	}
+	s.mask = uint64(len(s.shards) - 1)
+	if s.maxPerShrd > 0 {
+		s.maxPerShrd = max(s.maxPerShrd/len(s.shards), 1)
+	}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string]entry)
+	}
+	return s
+}
+
+func (s *MemoryStore) shard(key string) *shard {
+	return &s.shards[maphash.String(s.seed, key)&s.mask]
+}
+
+// Take implements Store.
+func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, r *Rule) (Decision, error) {
+	if err := checkCount(r, n); err != nil {
+		return Decision{Limit: int(r.burst), RetryAfter: 0}, err
+	}
+	t := now.UnixNano()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	if t >= sh.nextSweep {
+		sh.sweep(t)
+		sh.nextSweep = t + s.sweepEvery
+	}
+	e, ok := sh.m[key]
+	d := decide(&e, r, int64(n), t, true)
+	if d.Allowed {
+		if !ok && s.maxPerShrd > 0 && len(sh.m) >= s.maxPerShrd {
+			sh.evict(t)
+		}
+		sh.m[key] = e
+		if len(sh.m) > sh.peak {
+			sh.peak = len(sh.m)
+		}
+	}
+	sh.mu.Unlock()
+	return d, nil
+}
+
+// Peek implements Store.
+func (s *MemoryStore) Peek(_ context.Context, key string, now time.Time, r *Rule) (Decision, error) {
+	t := now.UnixNano()
+	sh := s.shard(key)
+	sh.mu.Lock()
+	e := sh.m[key]
+	sh.mu.Unlock()
+	return decide(&e, r, 1, t, false), nil
+}
+
+// Len returns the number of keys currently stored, expired or not.
+func (s *MemoryStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Sweep deletes every expired key in every shard and returns how many it
+// deleted. Call it periodically (see Run) if traffic may stop touching some
+// shards; Take already sweeps the shards it touches.
+func (s *MemoryStore) Sweep(now time.Time) int {
+	t := now.UnixNano()
+	removed := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		removed += sh.sweep(t)
+		sh.nextSweep = t + s.sweepEvery
+		sh.mu.Unlock()
+	}
+	return removed
+}
+
+// Run calls Sweep every interval until ctx is done. It blocks; start it in a
+// goroutine you own.
+func (s *MemoryStore) Run(ctx context.Context, clock Clock, interval time.Duration) {
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+			s.Sweep(clock.Now())
+		}
+	}
+}
+
+// sweep deletes expired entries; the caller holds sh.mu.
+func (sh *shard) sweep(now int64) int {
+	removed := 0
+	for k, e := range sh.m {
+		if e.expiry() <= now {
+			delete(sh.m, k)
+			removed++
+		}
+	}
+	// Go maps keep their peak size after deletes; rebuild once the live set
+	// is a small fraction of it so a past spike of keys does not pin memory.
+	if sh.peak > 1024 && len(sh.m) < sh.peak/4 {
+		m := make(map[string]entry, len(sh.m))
+		for k, e := range sh.m {
+			m[k] = e
+		}
+		sh.m = m
+		sh.peak = len(m)
+	}
+	return removed
+}
+
+// evict makes room for one key in a full shard; the caller holds sh.mu.
+func (sh *shard) evict(now int64) {
+	if sh.sweep(now) > 0 {
+		return
+	}
+	const samples = 8
+	var victim string
+	first, oldest, i := true, int64(0), 0
+	for k, e := range sh.m { // map iteration order is randomised: a cheap sample
+		if first || e.expiry() < oldest {
+			victim, oldest, first = k, e.expiry(), false
+		}
+		if i++; i == samples {
+			break
+		}
+	}
+	delete(sh.m, victim)
+}
