@@ -1,0 +1,134 @@
+package protocol
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Auth token errors. Verification errors wrap one of these.
+var (
+	ErrAuthFormat    = errors.New("protocol: auth token is not key:signature")
+	ErrAuthKey       = errors.New("protocol: auth key does not match the app key")
+	ErrSignature     = errors.New("protocol: signature mismatch")
+	ErrMasterKeySize = errors.New("protocol: encryption master key must be 32 bytes")
+)
+
+// Sign returns hex(HMAC-SHA256(secret, stringToSign)).
+func Sign(secret, stringToSign string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(stringToSign))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// PrivateStringToSign is socket_id:channel (§3.1). It is also the presence string when a
+// signed-in connection subscribes to a presence channel without channel_data.
+func PrivateStringToSign(socketID, channel string) string {
+	return socketID + ":" + channel
+}
+
+// PresenceStringToSign is socket_id:channel:channel_data, with the exact channel_data
+// string received (§3.2).
+func PresenceStringToSign(socketID, channel, channelData string) string {
+	return socketID + ":" + channel + ":" + channelData
+}
+
+// ChannelStringToSign picks the private or presence form: with channel_data the presence
+// form, otherwise the private one.
+func ChannelStringToSign(socketID, channel, channelData string) string {
+	if channelData == "" {
+		return PrivateStringToSign(socketID, channel)
+	}
+	return PresenceStringToSign(socketID, channel, channelData)
+}
+
+// UserStringToSign is socket_id::user::user_data (§3.4).
+func UserStringToSign(socketID, userData string) string {
+	return socketID + "::user::" + userData
+}
+
+// Token returns the key:hex auth token for stringToSign.
+func Token(key, secret, stringToSign string) string {
+	return key + ":" + Sign(secret, stringToSign)
+}
+
+// ChannelAuth returns the auth token a pusher-js auth endpoint answers for a channel
+// subscription; channelData is empty for private channels.
+func ChannelAuth(key, secret, socketID, channel, channelData string) string {
+	return Token(key, secret, ChannelStringToSign(socketID, channel, channelData))
+}
+
+// UserAuth returns the auth token for pusher:signin.
+func UserAuth(key, secret, socketID, userData string) string {
+	return Token(key, secret, UserStringToSign(socketID, userData))
+}
+
+// VerifyToken checks a key:hex token against stringToSign in constant time. The key part
+// must equal key (§3.1 recommends checking it).
+func VerifyToken(key, secret, stringToSign, token string) error {
+	k, sig, ok := strings.Cut(token, ":")
+	if !ok || k == "" || sig == "" {
+		return ErrAuthFormat
+	}
+	if subtle(k, key) != 1 {
+		return ErrAuthKey
+	}
+	if !VerifySignature(secret, stringToSign, sig) {
+		return fmt.Errorf("%w: expected HMAC SHA256 hex digest of %q", ErrSignature, stringToSign)
+	}
+	return nil
+}
+
+// VerifyChannelAuth checks a subscription's auth token.
+func VerifyChannelAuth(key, secret, socketID, channel, channelData, token string) error {
+	return VerifyToken(key, secret, ChannelStringToSign(socketID, channel, channelData), token)
+}
+
+// VerifyUserAuth checks a pusher:signin auth token.
+func VerifyUserAuth(key, secret, socketID, userData, token string) error {
+	return VerifyToken(key, secret, UserStringToSign(socketID, userData), token)
+}
+
+// VerifySignature compares hex(HMAC-SHA256(secret, stringToSign)) with sig in constant
+// time. Upper-case hex is accepted.
+func VerifySignature(secret, stringToSign, sig string) bool {
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(stringToSign))
+	return hmac.Equal(m.Sum(nil), got)
+}
+
+func subtle(a, b string) int {
+	if hmac.Equal([]byte(a), []byte(b)) {
+		return 1
+	}
+	return 0
+}
+
+// DecodeMasterKey decodes a base64 encryption master key and checks it is 32 bytes.
+func DecodeMasterKey(b64 string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMasterKeySize, err)
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("%w: got %d", ErrMasterKeySize, len(k))
+	}
+	return k, nil
+}
+
+// SharedSecret is base64(SHA256(channel || masterKey)), the per-channel key an auth
+// endpoint returns for private-encrypted channels (§3.3).
+func SharedSecret(channel string, masterKey []byte) string {
+	h := sha256.New()
+	h.Write([]byte(channel))
+	h.Write(masterKey)
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
