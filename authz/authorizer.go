@@ -1,0 +1,346 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// AuthorizerConfig holds the Pusher app credentials and limits.
+type AuthorizerConfig struct {
+	// AppKey and AppSecret sign auth strings (PUSHER_KEY, PUSHER_SECRET).
+	// Both required.
+	AppKey    string
+	AppSecret string
+	// EncryptionMasterKey is the decoded 32-byte master key
+	// (PUSHER_ENCRYPTION_MASTER_KEY_BASE64, see protocol.DecodeMasterKey).
+	// Empty: private-encrypted channels are refused with
+	// ErrEncryptionUnavailable.
+	EncryptionMasterKey []byte
+	// MaxUserInfoBytes bounds the JSON of a presence member's user_info (and
+	// of sign-in user_info). Default protocol.DefaultMaxMemberInfoBytes (1 KB).
+	MaxUserInfoBytes int
+	// MaxUserIDLength bounds presence and sign-in user ids. Default
+	// protocol.DefaultMaxUserIDLength (128).
+	MaxUserIDLength int
+	// MaxChannelNameLength: default protocol.DefaultMaxChannelNameLength.
+	MaxChannelNameLength int
+	// Logger gets CEL runtime errors via the rules' logger; used here for
+	// nothing secret. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Authorizer decides channel subscriptions and user sign-ins and signs them
+// the way Pusher clients verify. It is safe for concurrent use; the rules it
+// reads may be reloaded underneath it.
+type Authorizer struct {
+	cfg   AuthorizerConfig
+	rules *Rules
+	log   *slog.Logger
+	pool  sync.Pool // *signer keyed with AppSecret
+}
+
+// NewAuthorizer checks cfg and returns an authorizer over rules.
+func NewAuthorizer(cfg AuthorizerConfig, rules *Rules) (*Authorizer, error) {
+	if cfg.AppKey == "" || cfg.AppSecret == "" {
+		return nil, errors.New("authz: app key and secret are required")
+	}
+	if rules == nil {
+		return nil, errors.New("authz: rules are required")
+	}
+	if n := len(cfg.EncryptionMasterKey); n != 0 && n != 32 {
+		return nil, fmt.Errorf("authz: encryption master key must be 32 bytes, got %d", n)
+	}
+	if cfg.MaxUserInfoBytes <= 0 {
+		cfg.MaxUserInfoBytes = protocol.DefaultMaxMemberInfoBytes
+	}
+	if cfg.MaxUserIDLength <= 0 {
+		cfg.MaxUserIDLength = protocol.DefaultMaxUserIDLength
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &Authorizer{cfg: cfg, rules: rules, log: cfg.Logger}
+	secret := []byte(cfg.AppSecret)
+	a.pool.New = func() any {
+		return &signer{mac: hmac.New(sha256.New, secret), buf: make([]byte, 0, 512)}
+	}
+	return a, nil
+}
+
+// Rules returns the rule set the authorizer reads.
+func (a *Authorizer) Rules() *Rules { return a.rules }
+
+// EncryptionEnabled reports whether a master key is configured.
+func (a *Authorizer) EncryptionEnabled() bool { return len(a.cfg.EncryptionMasterKey) == 32 }
+
+// ChannelRequest is a channel authorization request (pusher-js sends
+// socket_id and channel_name; user_info comes from the caller).
+type ChannelRequest struct {
+	SocketID string
+	Channel  string
+	// UserInfo is an optional JSON object. For presence channels it is merged
+	// over {"name": <token name>} into the member's user_info; every rule
+	// expression sees it as user_info.
+	UserInfo []byte
+}
+
+// ChannelAuth is what the pusher-js auth endpoint and
+// AuthService.AuthorizeChannel answer.
+type ChannelAuth struct {
+	Auth         string   // "key:hex"; empty for public channels
+	ChannelData  string   // presence only: the exact string that was signed
+	SharedSecret string   // private-encrypted only
+	UserID       string   // presence only: the member's user id
+	Permissions  []string // granted by the matched rule; shared, do not modify
+	MatchedRule  string   // "" for public channels
+}
+
+// AuthorizeChannel decides whether p may subscribe to req.Channel and, if
+// so, signs the subscription. Errors:
+//   - *ArgumentError (ErrInvalidArgument): bad socket id, channel name or
+//     user_info (presence size limit), user id too long;
+//   - *TokenError (ErrUnauthenticated): p is nil for a channel that needs
+//     auth, or a presence channel and the token has no user id;
+//   - *DeniedError (ErrPermissionDenied): the rules deny (Rule names the
+//     deciding rule, "" for default deny), or the channel is encrypted and no
+//     master key is configured (ErrEncryptionUnavailable).
+//
+// Public channels are allowed without a principal and without a signature.
+func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req ChannelRequest) (ChannelAuth, error) {
+	ch, err := protocol.ParseChannel(req.Channel, a.cfg.MaxChannelNameLength)
+	if err != nil {
+		return ChannelAuth{}, argErr("channel_name", channelReason(err))
+	}
+	if ch.Kind == protocol.KindServerToUser {
+		return ChannelAuth{}, argErr("channel_name", "#server-to-user channels are joined by signing in, not by channel authorization")
+	}
+	if !protocol.ValidSocketID(req.SocketID) {
+		return ChannelAuth{}, argErr("socket_id", "must look like 1234.5678")
+	}
+	if !ch.Kind.NeedsAuth() {
+		return ChannelAuth{Permissions: publicPerms}, nil
+	}
+	if p == nil {
+		return ChannelAuth{}, &TokenError{Kind: ErrTokenMissing}
+	}
+	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
+		return ChannelAuth{}, argErr("user_info", "must be a JSON object")
+	}
+	if ch.Kind == protocol.KindPrivateEncrypted && !a.EncryptionEnabled() {
+		return ChannelAuth{}, &DeniedError{Kind: ErrEncryptionUnavailable, Channel: req.Channel, Reason: "no encryption master key configured"}
+	}
+	d := a.rules.decideRules(p, req.Channel, req.UserInfo, nil)
+	if !d.Allowed {
+		return ChannelAuth{}, &DeniedError{Kind: ErrRuleDenied, Rule: d.Rule, Channel: req.Channel, Reason: d.Reason}
+	}
+	out := ChannelAuth{Permissions: d.Permissions, MatchedRule: d.Rule}
+	switch ch.Kind {
+	case protocol.KindPresence:
+		if err := a.checkUserID(p); err != nil {
+			return ChannelAuth{}, err
+		}
+		info, err := a.memberInfo(p, req.UserInfo)
+		if err != nil {
+			return ChannelAuth{}, err
+		}
+		data, err := json.Marshal(struct {
+			UserID   string          `json:"user_id"`
+			UserInfo json.RawMessage `json:"user_info,omitempty"`
+		}{p.Subject, info})
+		if err != nil {
+			return ChannelAuth{}, fmt.Errorf("authz: encode channel_data: %w", err)
+		}
+		out.ChannelData = string(data)
+		out.UserID = p.Subject
+		out.Auth = a.sign(req.SocketID, ":", req.Channel, ":", out.ChannelData)
+	case protocol.KindPrivateEncrypted:
+		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+		out.SharedSecret = a.sharedSecret(req.Channel)
+	default:
+		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+	}
+	return out, nil
+}
+
+// UserRequest is a user authentication (pusher:signin) request.
+type UserRequest struct {
+	SocketID string
+	// UserInfo is an optional JSON object merged over {"name": <token name>}.
+	UserInfo []byte
+}
+
+// UserAuth is the pusher:signin auth: user_data is the exact string signed.
+type UserAuth struct {
+	Auth     string
+	UserData string
+}
+
+// AuthenticateUser signs user_data {"id": <token user id>, "user_info": ...}
+// for pusher:signin (string to sign socket_id::user::user_data). The user id
+// must be non-empty, at most MaxUserIDLength characters and use the channel
+// character set (it becomes the #server-to-user-{id} channel).
+func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req UserRequest) (UserAuth, error) {
+	if !protocol.ValidSocketID(req.SocketID) {
+		return UserAuth{}, argErr("socket_id", "must look like 1234.5678")
+	}
+	if p == nil {
+		return UserAuth{}, &TokenError{Kind: ErrTokenMissing}
+	}
+	if err := a.checkUserID(p); err != nil {
+		return UserAuth{}, err
+	}
+	for i := 0; i < len(p.Subject); i++ {
+		if !protocol.ValidChannelChar(p.Subject[i]) {
+			return UserAuth{}, argErr("token", "user id has characters outside [A-Za-z0-9_\\-=@,.;]")
+		}
+	}
+	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
+		return UserAuth{}, argErr("user_info", "must be a JSON object")
+	}
+	info, err := a.memberInfo(p, req.UserInfo)
+	if err != nil {
+		return UserAuth{}, err
+	}
+	data, err := json.Marshal(struct {
+		ID       string          `json:"id"`
+		UserInfo json.RawMessage `json:"user_info,omitempty"`
+	}{p.Subject, info})
+	if err != nil {
+		return UserAuth{}, fmt.Errorf("authz: encode user_data: %w", err)
+	}
+	ud := string(data)
+	return UserAuth{Auth: a.sign(req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
+}
+
+func (a *Authorizer) checkUserID(p *Principal) error {
+	if p.Subject == "" {
+		return &TokenError{Kind: ErrTokenInvalid, Detail: "token has no user id claim"}
+	}
+	if len(p.Subject) > a.cfg.MaxUserIDLength {
+		return argErr("token", fmt.Sprintf("user id longer than %d characters", a.cfg.MaxUserIDLength))
+	}
+	return nil
+}
+
+// memberInfo merges the request's user_info object over {"name": p.Name}
+// and enforces the size limit. It returns nil when there is nothing to say.
+func (a *Authorizer) memberInfo(p *Principal, reqInfo []byte) (json.RawMessage, error) {
+	limit := a.cfg.MaxUserInfoBytes
+	// Bound the parse before doing it: a merge only grows the object by the
+	// default name, so an input far over the limit cannot fit.
+	if len(reqInfo) > 4*limit+256 {
+		return nil, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
+	}
+	var out []byte
+	switch {
+	case len(reqInfo) == 0 && p.Name == "":
+		return nil, nil
+	case len(reqInfo) == 0:
+		b, err := json.Marshal(map[string]string{"name": p.Name})
+		if err != nil {
+			return nil, err
+		}
+		out = b
+	default:
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(reqInfo, &m); err != nil || m == nil {
+			return nil, argErr("user_info", "must be a JSON object")
+		}
+		if _, set := m["name"]; !set && p.Name != "" {
+			n, err := json.Marshal(p.Name)
+			if err != nil {
+				return nil, err
+			}
+			m["name"] = n
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, argErr("user_info", "must be a JSON object")
+		}
+		out = b
+	}
+	if len(out) > limit {
+		return nil, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
+	}
+	return out, nil
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+func channelReason(err error) string {
+	switch {
+	case errors.Is(err, protocol.ErrChannelNameEmpty):
+		return "empty"
+	case errors.Is(err, protocol.ErrChannelNameTooLong):
+		return "too long"
+	case errors.Is(err, protocol.ErrChannelNameChars):
+		return "characters outside [A-Za-z0-9_\\-=@,.;]"
+	case errors.Is(err, protocol.ErrChannelReserved):
+		return "reserved # prefix"
+	}
+	return "invalid"
+}
+
+// signer is a pooled HMAC-SHA256 keyed with the app secret plus scratch
+// space, so signing allocates only the returned string. The string layout is
+// protocol's (PrivateStringToSign, PresenceStringToSign, UserStringToSign);
+// tests check both produce identical tokens.
+type signer struct {
+	mac hash.Hash
+	buf []byte
+}
+
+// sign returns "key:hex(HMAC-SHA256(secret, s1+s2+s3+s4+s5))".
+func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
+	s := a.pool.Get().(*signer)
+	b := append(s.buf[:0], s1...)
+	b = append(b, s2...)
+	b = append(b, s3...)
+	b = append(b, s4...)
+	b = append(b, s5...)
+	s.mac.Reset()
+	s.mac.Write(b)
+	// Reuse the buffer for the output: key ':' hex(sum).
+	n := len(b)
+	b = s.mac.Sum(b)
+	var sum [sha256.Size]byte
+	copy(sum[:], b[n:])
+	b = append(b[:0], a.cfg.AppKey...)
+	b = append(b, ':')
+	b = hex.AppendEncode(b, sum[:])
+	out := string(b)
+	if cap(b) <= 4096 { // do not keep a huge buffer alive in the pool
+		s.buf = b[:0]
+		a.pool.Put(s)
+	}
+	return out
+}
+
+// sharedSecret is base64(SHA256(channel || master key)) (protocol §3.3).
+func (a *Authorizer) sharedSecret(channel string) string {
+	s := a.pool.Get().(*signer)
+	b := append(s.buf[:0], channel...)
+	b = append(b, a.cfg.EncryptionMasterKey...)
+	sum := sha256.Sum256(b)
+	clear(b) // the buffer held the master key
+	b = base64.StdEncoding.AppendEncode(b[:0], sum[:])
+	out := string(b)
+	s.buf = b[:0]
+	a.pool.Put(s)
+	return out
+}

@@ -1,0 +1,39 @@
+// Package authz decides who may do what: it verifies JWTs, evaluates the
+// channel rules and signs Pusher channel subscriptions and user sign-ins.
+// It is a domain package: no gRPC, no generated code; transports map its
+// errors (see errors.go) to statuses.
+//
+// Guarantees:
+//
+//   - Tokens: only the configured algorithms verify (derived from the keys
+//     when none are configured); "none" never does. Each algorithm is checked
+//     only against keys of its own type, so an HS256 token "signed" with an
+//     RSA public key's bytes fails (no HS/RS key confusion). exp is required;
+//     nbf, iat, iss and aud are checked, with the configured leeway. JWKS
+//     keys are cached, refreshed in the background, and an unknown kid causes
+//     at most one refetch per JWKSMinRefetch (default one minute). Symmetric
+//     keys are never taken from a JWKS. Every token failure is a *TokenError
+//     matching ErrUnauthenticated; messages never contain tokens or keys.
+//   - Channels: default deny. Public channels need no token. Private,
+//     presence and private-encrypted channels (and their cache- variants)
+//     need a principal and a rule: the first rule whose pattern matches
+//     decides, and a channel no rule matches is refused. A CEL expression
+//     that fails at run time denies (and is logged with the rule name).
+//     Rule sets are compiled whole before they replace the live set: a bad
+//     set (syntax, unknown capture, CEL type error) is an error naming the
+//     rule and the previous set stays in force.
+//   - Signatures follow PUSHER-PROTOCOL.md §3 (string layouts of package
+//     protocol; tests check the tokens are identical). Socket ids, channel
+//     names, user ids (<=128 characters) and user_info (a JSON object,
+//     <=1 KB after merging) are validated before anything is signed.
+//     Encrypted channels without a master key are refused with
+//     ErrEncryptionUnavailable, never signed without a shared secret.
+//   - Errors: *TokenError (ErrUnauthenticated), *DeniedError
+//     (ErrPermissionDenied, with the deciding rule), *ArgumentError
+//     (ErrInvalidArgument, with the request field).
+//
+// Hot path: a decision reads an immutable compiled snapshot (atomic
+// pointer), matches patterns without regexps or allocation, evaluates CEL
+// programs planned at load time over values converted once per token, and
+// signs with pooled HMAC state. See BENCHMARKS.md "Authorization".
+package authz

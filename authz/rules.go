@@ -1,0 +1,477 @@
+package authz
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"go.yaml.in/yaml/v3"
+)
+
+// RulesConfig is the channel-rules section of the configuration:
+//
+//	builtins: true          # default; false drops the DESIGN.md §2 rules
+//	rules:
+//	  - name: team-chat
+//	    pattern: presence-team-{teamId}-chat
+//	    requiredTeamMembership: teamId
+//	    permissions: [subscribe, client-events]
+//
+// Configured rules are evaluated first, in order, then the built-in rules
+// that the configuration did not replace. A configured rule with the name of
+// a built-in replaces it (at the configured position).
+type RulesConfig struct {
+	// Builtins keeps the built-in rules (BuiltinRules). nil means true.
+	Builtins *bool `yaml:"builtins,omitempty"`
+	// Rules are evaluated in order; the first whose pattern matches decides.
+	Rules []Rule `yaml:"rules,omitempty"`
+}
+
+// Rule is one channel rule. The first rule whose pattern matches the channel
+// decides: if all of its requirements hold the channel is allowed with its
+// permissions, otherwise it is denied (later rules are not consulted).
+type Rule struct {
+	// Name identifies the rule in decisions, errors, logs and metrics.
+	// Required, unique, [A-Za-z0-9_.:-], at most 64 characters.
+	Name string `yaml:"name"`
+	// Pattern is a channel name with wildcards: '*' (one or more characters)
+	// and '{name}' (one or more characters, captured). Wildcards must be
+	// separated by literal text; each ends at the first occurrence of the
+	// literal that follows it, the last one takes the rest of the name.
+	Pattern string `yaml:"pattern"`
+	// RequiredUserID names a capture that must equal the token's user id
+	// ("true" means the capture "userId").
+	RequiredUserID string `yaml:"requiredUserId,omitempty"`
+	// RequiredTeamMembership names a capture that must be one of the token's
+	// teams ("true" means the capture "teamId").
+	RequiredTeamMembership string `yaml:"requiredTeamMembership,omitempty"`
+	// RequiredRoles the token must carry: any one of them (default) or all,
+	// per RequiredRolesMode ("any" | "all").
+	RequiredRoles     []string `yaml:"requiredRoles,omitempty"`
+	RequiredRolesMode string   `yaml:"requiredRolesMode,omitempty"`
+	// Expression is CEL over claims, channel, segments, user_info, user_id,
+	// teams and roles; it must be true to allow. Compiled at load; a runtime
+	// error denies and is logged.
+	Expression string `yaml:"expression,omitempty"`
+	// Permissions granted on allow. Default [subscribe]. A rule whose
+	// permissions lack "subscribe" refuses subscriptions.
+	Permissions []string `yaml:"permissions,omitempty"`
+}
+
+// Permission names with a meaning elsewhere in pushercm. Others are allowed
+// (and passed through) so deployments can add their own.
+const (
+	PermSubscribe    = "subscribe"
+	PermClientEvents = "client-events"
+)
+
+// BuiltinRules are the rules of DESIGN.md §2.
+func BuiltinRules() []Rule {
+	perms := []string{PermSubscribe, PermClientEvents}
+	return []Rule{
+		{Name: "user-channel", Pattern: "private-user-{userId}", RequiredUserID: "userId", Permissions: perms},
+		{Name: "team-channel", Pattern: "private-team-{teamId}", RequiredTeamMembership: "teamId", Permissions: perms},
+		{Name: "team-presence", Pattern: "presence-team-{teamId}", RequiredTeamMembership: "teamId", Permissions: perms},
+		{Name: "admin-channel", Pattern: "private-admin-*", RequiredRoles: []string{"admin"}, Permissions: perms},
+	}
+}
+
+// ParseRules decodes a YAML rules document (the RulesConfig shape). Unknown
+// keys are an error naming the key.
+func ParseRules(data []byte) (RulesConfig, error) {
+	var cfg RulesConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errEOF(err)) {
+		return RulesConfig{}, fmt.Errorf("rules: %w", err)
+	}
+	return cfg, nil
+}
+
+// errEOF lets an empty document mean "no rules" (builtins only).
+func errEOF(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return errors.New("not EOF")
+}
+
+// LoadRulesFile reads and parses a rules file.
+func LoadRulesFile(path string) (RulesConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return RulesConfig{}, fmt.Errorf("rules: %w", err)
+	}
+	cfg, err := ParseRules(data)
+	if err != nil {
+		return RulesConfig{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// compiledRule is a Rule ready for the hot path.
+type compiledRule struct {
+	name      string
+	pat       *pattern
+	userCap   int // capture index that must equal the user id, or -1
+	teamCap   int // capture index that must be a team, or -1
+	roles     []string
+	rolesAll  bool
+	expr      string
+	prg       cel.Program
+	perms     []string
+	subscribe bool
+	builtin   bool
+	src       Rule
+}
+
+// ruleSet is an immutable compiled rule list.
+type ruleSet struct {
+	rules []compiledRule
+}
+
+// Rules is the live, reloadable rule set. Decisions read an immutable
+// snapshot, so a reload never affects a decision in progress.
+type Rules struct {
+	env *cel.Env
+	log *slog.Logger
+	cur atomic.Pointer[ruleSet]
+}
+
+// NewRules compiles cfg. Any invalid rule is an error naming it. logger gets
+// CEL runtime errors (nil: slog.Default()).
+func NewRules(cfg RulesConfig, logger *slog.Logger) (*Rules, error) {
+	env, err := newCELEnv()
+	if err != nil {
+		return nil, fmt.Errorf("rules: CEL environment: %w", err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	r := &Rules{env: env, log: logger}
+	if err := r.Load(cfg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Load compiles cfg and swaps it in atomically. On error the current rules
+// stay in force and the error names the offending rule.
+func (r *Rules) Load(cfg RulesConfig) error {
+	set, err := r.compile(cfg)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(set)
+	return nil
+}
+
+// LoadFile is Load(LoadRulesFile(path)).
+func (r *Rules) LoadFile(path string) error {
+	cfg, err := LoadRulesFile(path)
+	if err != nil {
+		return err
+	}
+	return r.Load(cfg)
+}
+
+// Names lists the active rules in evaluation order.
+func (r *Rules) Names() []string {
+	set := r.cur.Load()
+	out := make([]string, len(set.rules))
+	for i := range set.rules {
+		out[i] = set.rules[i].name
+	}
+	return out
+}
+
+// Active returns the active rules in evaluation order, as configured.
+func (r *Rules) Active() []Rule {
+	set := r.cur.Load()
+	out := make([]Rule, len(set.rules))
+	for i := range set.rules {
+		out[i] = set.rules[i].src
+	}
+	return out
+}
+
+func (r *Rules) compile(cfg RulesConfig) (*ruleSet, error) {
+	all := slices.Clone(cfg.Rules)
+	configured := len(all)
+	if cfg.Builtins == nil || *cfg.Builtins {
+		for _, b := range BuiltinRules() {
+			if !slices.ContainsFunc(cfg.Rules, func(x Rule) bool { return x.Name == b.Name }) {
+				all = append(all, b)
+			}
+		}
+	}
+	set := &ruleSet{rules: make([]compiledRule, 0, len(all))}
+	seen := map[string]bool{}
+	for i, rule := range all {
+		c, err := r.compileRule(rule)
+		if err != nil {
+			if rule.Name == "" {
+				return nil, fmt.Errorf("rules: rule #%d: %w", i+1, err)
+			}
+			return nil, fmt.Errorf("rules: rule %q: %w", rule.Name, err)
+		}
+		if seen[rule.Name] {
+			return nil, fmt.Errorf("rules: rule %q: name used twice", rule.Name)
+		}
+		seen[rule.Name] = true
+		c.builtin = i >= configured
+		set.rules = append(set.rules, c)
+	}
+	return set, nil
+}
+
+func validRuleName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func validPermission(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("_:-", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// captureField resolves a requiredUserId / requiredTeamMembership value to a
+// capture index. "true" means the conventional capture name.
+func captureField(field, value, conventional string, p *pattern) (int, error) {
+	switch strings.TrimSpace(value) {
+	case "", "false":
+		return -1, nil
+	case "true":
+		value = conventional
+	}
+	i := p.captureIndex(value)
+	if i < 0 {
+		return -1, fmt.Errorf("%s names capture %q, which pattern %q does not have", field, value, p.src)
+	}
+	return i, nil
+}
+
+func (r *Rules) compileRule(rule Rule) (compiledRule, error) {
+	c := compiledRule{name: rule.Name, src: rule, expr: rule.Expression}
+	if !validRuleName(rule.Name) {
+		return c, fmt.Errorf("name %q: must be 1-64 characters of [A-Za-z0-9_.:-]", rule.Name)
+	}
+	p, err := compilePattern(rule.Pattern)
+	if err != nil {
+		return c, err
+	}
+	c.pat = p
+	if c.userCap, err = captureField("requiredUserId", rule.RequiredUserID, "userId", p); err != nil {
+		return c, err
+	}
+	if c.teamCap, err = captureField("requiredTeamMembership", rule.RequiredTeamMembership, "teamId", p); err != nil {
+		return c, err
+	}
+	for _, role := range rule.RequiredRoles {
+		if strings.TrimSpace(role) == "" {
+			return c, errors.New("requiredRoles has an empty role")
+		}
+	}
+	c.roles = slices.Clone(rule.RequiredRoles)
+	switch rule.RequiredRolesMode {
+	case "", "any":
+	case "all":
+		c.rolesAll = true
+	default:
+		return c, fmt.Errorf("requiredRolesMode %q: must be any or all", rule.RequiredRolesMode)
+	}
+	if strings.TrimSpace(rule.Expression) != "" {
+		prg, err := compileExpression(r.env, rule.Expression)
+		if err != nil {
+			return c, fmt.Errorf("expression: %w", err)
+		}
+		c.prg = prg
+	}
+	c.perms = slices.Clone(rule.Permissions)
+	if len(c.perms) == 0 {
+		c.perms = []string{PermSubscribe}
+	}
+	for _, perm := range c.perms {
+		if !validPermission(perm) {
+			return c, fmt.Errorf("permission %q: must be lower case [a-z0-9_:-]", perm)
+		}
+	}
+	c.perms = slices.Clip(c.perms)
+	c.subscribe = slices.Contains(c.perms, PermSubscribe)
+	return c, nil
+}
+
+// Decision is the outcome of the channel rules for one request.
+type Decision struct {
+	Allowed bool
+	// Rule is the deciding rule; "" for public channels and default deny.
+	Rule string
+	// Reason is a short, stable explanation (one of the Reason* constants).
+	Reason string
+	// Permissions granted when Allowed. Shared: do not modify.
+	Permissions []string
+}
+
+// Reasons a decision gives. Stable strings: metrics and tests use them.
+const (
+	ReasonPublic        = "public channel"
+	ReasonAllowed       = "rule requirements met"
+	ReasonNoRule        = "no rule matches (default deny)"
+	ReasonNotOwner      = "channel belongs to another user"
+	ReasonNotTeamMember = "not a member of the channel's team"
+	ReasonMissingRole   = "missing required role"
+	ReasonExprFalse     = "expression is false"
+	ReasonExprError     = "expression failed (denied)"
+	ReasonNoSubscribe   = "rule does not grant subscribe"
+)
+
+var publicPerms = []string{PermSubscribe}
+
+// decideRules runs the rules for a channel that needs authorization. p must
+// be non-nil. trace, when non-nil, receives human-readable steps.
+func (r *Rules) decideRules(p *Principal, channel string, userInfo []byte, trace *[]string) Decision {
+	set := r.cur.Load()
+	var caps captures
+	for i := range set.rules {
+		rule := &set.rules[i]
+		if !rule.pat.match(channel, &caps) {
+			continue
+		}
+		if trace != nil {
+			*trace = append(*trace, fmt.Sprintf("rule %q (pattern %s) is the first to match%s", rule.name, rule.pat.src, describeCaptures(rule.pat, channel, &caps)))
+		}
+		return r.applyRule(rule, p, channel, userInfo, &caps, trace)
+	}
+	if trace != nil {
+		*trace = append(*trace, fmt.Sprintf("none of the %d rules has a matching pattern", len(set.rules)))
+	}
+	return Decision{Reason: ReasonNoRule}
+}
+
+func describeCaptures(p *pattern, channel string, caps *captures) string {
+	if len(p.captures) == 0 {
+		return ""
+	}
+	parts := make([]string, len(p.captures))
+	for i, n := range p.captures {
+		s := caps[i]
+		parts[i] = fmt.Sprintf("%s=%q", n, channel[s.start:s.end])
+	}
+	return " with " + strings.Join(parts, ", ")
+}
+
+func (r *Rules) applyRule(rule *compiledRule, p *Principal, channel string, userInfo []byte, caps *captures, trace *[]string) Decision {
+	deny := Decision{Rule: rule.name}
+	step := func(format string, args ...any) {
+		if trace != nil {
+			*trace = append(*trace, fmt.Sprintf(format, args...))
+		}
+	}
+	if rule.userCap >= 0 {
+		s := caps[rule.userCap]
+		want := channel[s.start:s.end]
+		if p.Subject == "" || p.Subject != want {
+			step("requiredUserId: channel is for user %q, token user is %q: fails", want, p.Subject)
+			deny.Reason = ReasonNotOwner
+			return deny
+		}
+		step("requiredUserId: token user %q owns the channel: ok", want)
+	}
+	if rule.teamCap >= 0 {
+		s := caps[rule.teamCap]
+		team := channel[s.start:s.end]
+		if !p.InTeam(team) {
+			step("requiredTeamMembership: team %q not in token teams %q: fails", team, p.Teams)
+			deny.Reason = ReasonNotTeamMember
+			return deny
+		}
+		step("requiredTeamMembership: token is a member of team %q: ok", team)
+	}
+	if len(rule.roles) > 0 {
+		ok := rule.rolesAll
+		for _, role := range rule.roles {
+			has := p.HasRole(role)
+			if rule.rolesAll && !has {
+				ok = false
+				break
+			}
+			if !rule.rolesAll && has {
+				ok = true
+				break
+			}
+		}
+		mode := "any"
+		if rule.rolesAll {
+			mode = "all"
+		}
+		if !ok {
+			step("requiredRoles (%s of %q): token roles %q: fails", mode, rule.roles, p.Roles)
+			deny.Reason = ReasonMissingRole
+			return deny
+		}
+		step("requiredRoles (%s of %q): ok", mode, rule.roles)
+	}
+	if rule.prg != nil {
+		cp := p.cel
+		if cp == nil {
+			cp = newCELPrincipal(p) // principal built by hand, not by the verifier
+		}
+		act := activationPool.Get().(*activation)
+		act.p, act.channel, act.userInfo = cp, channel, userInfo
+		act.segs = segmentsVal{pat: rule.pat, channel: channel, caps: caps}
+		out, _, err := rule.prg.Eval(act)
+		*act = activation{}
+		activationPool.Put(act)
+		if err != nil {
+			// A runtime error denies: an expression that cannot be evaluated
+			// for this token must not open the channel. Logged because it
+			// usually means a claim the rule expects is absent.
+			r.log.Warn("authz: rule expression failed; denying", "rule", rule.name, "channel", channel, "err", err)
+			step("expression %q: runtime error %v: denied", rule.expr, err)
+			deny.Reason = ReasonExprError
+			return deny
+		}
+		if out != types.True {
+			if _, isBool := out.(types.Bool); !isBool {
+				r.log.Warn("authz: rule expression is not a bool; denying", "rule", rule.name, "channel", channel, "type", out.Type().TypeName())
+				step("expression %q: result is %s, not a bool: denied", rule.expr, out.Type().TypeName())
+				deny.Reason = ReasonExprError
+				return deny
+			}
+			step("expression %q: false", rule.expr)
+			deny.Reason = ReasonExprFalse
+			return deny
+		}
+		step("expression %q: true", rule.expr)
+	}
+	if !rule.subscribe {
+		step("permissions %q lack subscribe: denied", rule.perms)
+		deny.Reason = ReasonNoSubscribe
+		return deny
+	}
+	step("allowed with permissions %q", rule.perms)
+	return Decision{Allowed: true, Rule: rule.name, Reason: ReasonAllowed, Permissions: rule.perms}
+}
