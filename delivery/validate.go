@@ -61,7 +61,7 @@ func ValidateEvent(e Event, limits protocol.Limits) error {
 	if len(e.Data) > l.MaxPayloadBytes {
 		add("event.data", "must be at most %d bytes, got %d", l.MaxPayloadBytes, len(e.Data))
 	}
-	if e.ExcludeSocketID != "" && !validSocketID(e.ExcludeSocketID) {
+	if e.ExcludeSocketID != "" && !protocol.ValidSocketID(e.ExcludeSocketID) {
 		add("event.exclude_socket_id", "must be a Pusher socket id (digits.digits)")
 	}
 	if len(e.UserID) > l.MaxUserIDLength {
@@ -135,19 +135,4 @@ func eventNameProblem(name string, maxLen int) string {
 		}
 	}
 	return ""
-}
-
-// validSocketID accepts Pusher socket ids: two non-empty runs of digits joined by a dot
-// (the format pusher-http-go checks with \A\d+\.\d+\z).
-func validSocketID(s string) bool {
-	dot := strings.IndexByte(s, '.')
-	if dot <= 0 || dot == len(s)-1 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if i != dot && (s[i] < '0' || s[i] > '9') {
-			return false
-		}
-	}
-	return true
 }

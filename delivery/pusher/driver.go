@@ -1,0 +1,596 @@
+package pusher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pushersdk "github.com/pusher/pusher-http-go/v5"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Name is the driver's name in health reports and configuration.
+const Name = "pusher"
+
+// maxBatchPerRequest is Pusher's limit of events per batch_events request on
+// multi-tenant clusters.
+const maxBatchPerRequest = 10
+
+// maxChannelsPerRequest is Pusher's limit of channels per trigger.
+const maxChannelsPerRequest = 100
+
+// Driver delivers through the Pusher HTTP API with pusher-http-go. It is safe for
+// concurrent use. See the package documentation for retries, the breaker and counts.
+type Driver struct {
+	cfg       Config
+	base      pushersdk.Client // template; copied per attempt with its own HTTP client
+	pool      *http.Transport
+	transport http.RoundTripper // pool wrapped with otelhttp
+	breaker   *breaker
+	sleep     func(context.Context, time.Duration) error
+	jitter    func() float64
+	now       func() time.Time
+
+	requests, retries, failures, rejected atomic.Uint64
+}
+
+// Option configures a Driver.
+type Option func(*options)
+
+type options struct {
+	tp       trace.TracerProvider
+	base     http.RoundTripper
+	sleep    func(context.Context, time.Duration) error
+	jitter   func() float64
+	now      func() time.Time
+	onChange func(from, to delivery.BreakerState)
+}
+
+// WithTracerProvider sets the tracer provider of the HTTP client spans (default global).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
+
+// WithSleep replaces the backoff sleep (tests record the delays instead of waiting).
+// It must return ctx.Err() when ctx ends first.
+func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
+	return func(o *options) { o.sleep = f }
+}
+
+// WithJitter replaces the jitter source, a function returning values in [0, 1).
+func WithJitter(f func() float64) Option { return func(o *options) { o.jitter = f } }
+
+// WithClock replaces the breaker's clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithBreakerObserver is called on every breaker state change (for metrics and logs). It
+// runs under the breaker's lock: it must be quick and must not call the driver.
+func WithBreakerObserver(f func(from, to delivery.BreakerState)) Option {
+	return func(o *options) { o.onChange = f }
+}
+
+// WithRoundTripper replaces the pooled transport under otelhttp (tests).
+func WithRoundTripper(rt http.RoundTripper) Option { return func(o *options) { o.base = rt } }
+
+// New returns a driver for cfg.
+func New(cfg Config, opts ...Option) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	o := options{
+		sleep:  sleepCtx,
+		jitter: rand.Float64,
+		now:    time.Now,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	d := &Driver{
+		cfg: cfg,
+		base: pushersdk.Client{
+			AppID:                     cfg.AppID,
+			Key:                       cfg.Key,
+			Secret:                    cfg.Secret,
+			Host:                      cfg.Host,
+			Secure:                    cfg.Scheme == "https",
+			Cluster:                   cfg.Cluster,
+			EncryptionMasterKeyBase64: cfg.EncryptionMasterKeyBase64,
+		},
+		sleep:  o.sleep,
+		jitter: o.jitter,
+		now:    o.now,
+	}
+	if cfg.EncryptionMasterKeyBase64 != "" {
+		// pusher-http-go decodes and caches the key on first use, writing to the Client.
+		// Warm it here, on the template, so per-attempt copies share the decoded key and
+		// never write to shared state.
+		_, _ = d.base.AuthorizePrivateChannel([]byte("channel_name=private-encrypted-warmup&socket_id=1.1"))
+	}
+	base := o.base
+	if base == nil {
+		d.pool = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConns:        cfg.MaxIdleConnsPerHost * 2,
+			MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+			IdleConnTimeout:     cfg.IdleConnTimeout,
+			TLSHandshakeTimeout: 5 * time.Second,
+		}
+		base = d.pool
+	}
+	otelOpts := []otelhttp.Option{otelhttp.WithSpanNameFormatter(spanName)}
+	if o.tp != nil {
+		otelOpts = append(otelOpts, otelhttp.WithTracerProvider(o.tp))
+	}
+	d.transport = otelhttp.NewTransport(base, otelOpts...)
+	threshold := cfg.BreakerFailureThreshold
+	d.breaker = newBreaker(threshold, cfg.BreakerOpenTimeout, o.now)
+	d.breaker.onChange = o.onChange
+	return d, nil
+}
+
+// Close releases idle pooled connections.
+func (d *Driver) Close() error {
+	if d.pool != nil {
+		d.pool.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Stats are the driver's counters, for metrics.
+type Stats struct {
+	Requests          uint64 // HTTP attempts made
+	Retries           uint64 // attempts that were retries
+	Failures          uint64 // attempts that failed retryably (network, 5xx, 429)
+	BreakerRejections uint64 // calls refused while the breaker was open
+}
+
+// Stats returns the counters.
+func (d *Driver) Stats() Stats {
+	return Stats{
+		Requests:          d.requests.Load(),
+		Retries:           d.retries.Load(),
+		Failures:          d.failures.Load(),
+		BreakerRejections: d.rejected.Load(),
+	}
+}
+
+// Health implements delivery.Driver.
+func (d *Driver) Health() delivery.Health {
+	state, failures, lastErr, since := d.breaker.snapshot()
+	return delivery.Health{
+		Driver:              Name,
+		Healthy:             state != delivery.BreakerOpen,
+		Breaker:             state,
+		ConsecutiveFailures: failures,
+		LastError:           lastErr,
+		Since:               since,
+	}
+}
+
+// Publish implements delivery.Driver. Channels are sent in requests of at most 100
+// (Pusher's limit); private-encrypted- channels each go alone because pusher-http-go
+// encrypts per channel. An event split over several requests is not atomic: when a later
+// request fails, the error is returned and DeliveredTo counts the earlier requests.
+// Through delivery.Publisher (at most 100 channels) an event without encrypted channels
+// is always one request.
+func (d *Driver) Publish(ctx context.Context, e delivery.Event) (delivery.Result, error) {
+	if len(e.Channels) == 0 {
+		return delivery.Result{}, fmt.Errorf("%w: no channels", delivery.ErrInvalid)
+	}
+	total := 0
+	for _, group := range splitChannels(e.Channels) {
+		n, err := d.trigger(ctx, group, e)
+		if err != nil {
+			return delivery.Result{DeliveredTo: total}, err
+		}
+		total += n
+	}
+	return delivery.Result{DeliveredTo: total}, nil
+}
+
+func (d *Driver) trigger(ctx context.Context, channels []string, e delivery.Event) (int, error) {
+	params := pushersdk.TriggerParams{}
+	if e.ExcludeSocketID != "" {
+		sid := e.ExcludeSocketID
+		params.SocketID = &sid
+	}
+	if info := d.infoFor(channels...); info != "" {
+		params.Info = &info
+	}
+	var list *pushersdk.TriggerChannelsList
+	err := d.do(ctx, "trigger", func(c *pushersdk.Client) error {
+		l, err := c.TriggerMultiWithParams(channels, e.Name, e.Data, params)
+		if cls, _ := classify(err); cls == classBadBody {
+			// Pusher accepted the event (2xx); only the counts are unreadable. Retrying
+			// would deliver it twice.
+			return nil
+		}
+		list = l
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if list != nil {
+		for _, item := range list.Channels {
+			n += count(item.SubscriptionCount, item.UserCount)
+		}
+	}
+	return n, nil
+}
+
+// count prefers subscription_count (connections, like the embedded driver's count) and
+// falls back to user_count (distinct users) where only that is reported.
+func count(subs, users *int) int {
+	switch {
+	case subs != nil:
+		return *subs
+	case users != nil:
+		return *users
+	}
+	return 0
+}
+
+// infoFor is the trigger's info attribute list: subscription_count for every channel,
+// plus user_count when a presence channel is among them (Pusher reports user_count only
+// for presence channels and omits it for the others).
+func (d *Driver) infoFor(channels ...string) string {
+	if d.cfg.SkipDeliveryCounts {
+		return ""
+	}
+	for _, ch := range channels {
+		if kind, _ := protocol.KindOf(ch); kind == protocol.KindPresence {
+			return "subscription_count,user_count"
+		}
+	}
+	return "subscription_count"
+}
+
+func splitChannels(channels []string) [][]string {
+	var groups [][]string
+	var plain []string
+	for _, ch := range channels {
+		if kind, _ := protocol.KindOf(ch); kind == protocol.KindPrivateEncrypted {
+			groups = append(groups, []string{ch})
+			continue
+		}
+		plain = append(plain, ch)
+	}
+	for len(plain) > 0 {
+		n := min(len(plain), maxChannelsPerRequest)
+		groups = append(groups, plain[:n:n])
+		plain = plain[n:]
+	}
+	return groups
+}
+
+// PublishBatch implements delivery.Driver. Single-channel events travel in batch_events
+// requests of up to 10; events with several channels are triggered one by one (a Pusher
+// batch item has one channel, and splitting an event across items would make its
+// delivery partial on failure). Requests run with BatchConcurrency in parallel. A failed
+// request fails exactly the events it carried.
+func (d *Driver) PublishBatch(ctx context.Context, events []delivery.Event) ([]delivery.Result, []error) {
+	results := make([]delivery.Result, len(events))
+	errs := make([]error, len(events))
+	var jobs []func()
+	var singles []int
+	for i, e := range events {
+		if len(e.Channels) == 1 {
+			singles = append(singles, i)
+			continue
+		}
+		jobs = append(jobs, func() { results[i], errs[i] = d.Publish(ctx, events[i]) })
+	}
+	for len(singles) > 0 {
+		n := min(len(singles), maxBatchPerRequest)
+		chunk := singles[:n:n]
+		singles = singles[n:]
+		jobs = append(jobs, func() { d.batchChunk(ctx, events, chunk, results, errs) })
+	}
+	if len(jobs) == 1 {
+		jobs[0]()
+		return results, errs
+	}
+	sem := make(chan struct{}, d.cfg.BatchConcurrency)
+	var wg sync.WaitGroup
+	for _, job := range jobs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			job()
+		})
+	}
+	wg.Wait()
+	return results, errs
+}
+
+func (d *Driver) batchChunk(ctx context.Context, events []delivery.Event, idx []int, results []delivery.Result, errs []error) {
+	batch := make([]pushersdk.Event, len(idx))
+	for j, i := range idx {
+		e := events[i]
+		item := pushersdk.Event{Channel: e.Channels[0], Name: e.Name, Data: e.Data}
+		if e.ExcludeSocketID != "" {
+			sid := e.ExcludeSocketID
+			item.SocketID = &sid
+		}
+		if info := d.infoFor(e.Channels[0]); info != "" {
+			item.Info = &info
+		}
+		batch[j] = item
+	}
+	var list *pushersdk.TriggerBatchChannelsList
+	err := d.do(ctx, "batch_events", func(c *pushersdk.Client) error {
+		l, err := c.TriggerBatch(batch)
+		if cls, _ := classify(err); cls == classBadBody {
+			return nil // accepted; counts unreadable (see trigger)
+		}
+		list = l
+		return err
+	})
+	for j, i := range idx {
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if list != nil && j < len(list.Batch) {
+			results[i].DeliveredTo = count(list.Batch[j].SubscriptionCount, list.Batch[j].UserCount)
+		}
+	}
+}
+
+// SendToUser implements delivery.Driver with pusher-http-go's SendToUser (a trigger on
+// #server-to-user-{id}). The SDK asks no info for it, so DeliveredTo is always 0.
+func (d *Driver) SendToUser(ctx context.Context, userID, name, data string) (delivery.Result, error) {
+	err := d.do(ctx, "send_to_user", func(c *pushersdk.Client) error {
+		err := c.SendToUser(userID, name, data)
+		if cls, _ := classify(err); cls == classBadBody {
+			return nil
+		}
+		return err
+	})
+	return delivery.Result{}, err
+}
+
+// Channels implements delivery.Driver (GET /channels). user_count is asked only with a
+// presence- prefix, as Pusher requires; other channels report no counts.
+func (d *Driver) Channels(ctx context.Context, prefix string) ([]delivery.ChannelInfo, error) {
+	params := pushersdk.ChannelsParams{}
+	if prefix != "" {
+		params.FilterByPrefix = &prefix
+	}
+	if strings.HasPrefix(prefix, "presence-") {
+		info := "user_count"
+		params.Info = &info
+	}
+	var list *pushersdk.ChannelsList
+	err := d.do(ctx, "channels", func(c *pushersdk.Client) (err error) {
+		list, err = c.Channels(params)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]delivery.ChannelInfo, 0, len(list.Channels))
+	for name, item := range list.Channels {
+		out = append(out, delivery.ChannelInfo{Name: name, Occupied: true, UserCount: item.UserCount})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Channel implements delivery.Driver (GET /channels/{name}), asking user_count for
+// presence channels and subscription_count for the others (unless SkipDeliveryCounts).
+func (d *Driver) Channel(ctx context.Context, name string) (delivery.ChannelInfo, error) {
+	ch, err := protocol.ParseChannel(name, 0)
+	if err != nil {
+		return delivery.ChannelInfo{}, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	params := pushersdk.ChannelParams{}
+	var info string
+	switch {
+	case ch.IsPresence():
+		info = "user_count"
+	case !d.cfg.SkipDeliveryCounts:
+		info = "subscription_count"
+	}
+	if info != "" {
+		params.Info = &info
+	}
+	var got *pushersdk.Channel
+	err = d.do(ctx, "channel", func(c *pushersdk.Client) (err error) {
+		got, err = c.Channel(name, params)
+		return err
+	})
+	if err != nil {
+		return delivery.ChannelInfo{}, err
+	}
+	return delivery.ChannelInfo{
+		Name:              name,
+		Occupied:          got.Occupied,
+		SubscriptionCount: got.SubscriptionCount,
+		UserCount:         got.UserCount,
+	}, nil
+}
+
+// PresenceMembers implements delivery.Driver (GET /channels/{name}/users). Pusher
+// returns ids only, so UserInfo is nil.
+func (d *Driver) PresenceMembers(ctx context.Context, channel string) ([]delivery.Member, error) {
+	ch, err := protocol.ParseChannel(channel, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	if !ch.IsPresence() {
+		return nil, fmt.Errorf("%w: %q is not a presence channel", delivery.ErrInvalid, channel)
+	}
+	var users *pushersdk.Users
+	err = d.do(ctx, "channel_users", func(c *pushersdk.Client) (err error) {
+		users, err = c.GetChannelUsers(channel)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]delivery.Member, len(users.List))
+	for i, u := range users.List {
+		out[i] = delivery.Member{UserID: u.ID}
+	}
+	return out, nil
+}
+
+// do runs one API call with the retry policy and the breaker. Every attempt gets its own
+// pusher-http-go client copy whose HTTP client shares the pooled transport and carries
+// the attempt's context (the SDK has no context parameter), so the caller's deadline and
+// cancellation bound the attempt and otelhttp spans are children of the caller's span.
+func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) error) error {
+	var last error
+	lastConnect := false
+	retries := max(d.cfg.ReconnectAttempts, 0)
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return giveUp(op, err, last, lastConnect)
+		}
+		if !d.breaker.allow() {
+			d.rejected.Add(1)
+			_, _, lastErr, _ := d.breaker.snapshot()
+			return fmt.Errorf("%w: %s: circuit breaker open (last upstream error: %s)", delivery.ErrUnavailable, op, lastErr)
+		}
+		d.requests.Add(1)
+		if attempt > 0 {
+			d.retries.Add(1)
+		}
+		actx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+		err := fn(d.client(actx, op))
+		cancel()
+		cls, err := classify(err)
+		switch cls {
+		case classOK:
+			d.breaker.record(outcomeSuccess, nil)
+			return nil
+		case classPermanent:
+			d.breaker.record(outcomeSuccess, nil) // the upstream is up; the request was bad
+			return mapStatus(op, err)
+		case classBadBody:
+			d.breaker.record(outcomeSuccess, nil)
+			return fmt.Errorf("%w: %s: unexpected response: %v", delivery.ErrUnavailable, op, err)
+		case classClientSide:
+			d.breaker.record(outcomeIgnore, nil)
+			return fmt.Errorf("%w: %s: %v", delivery.ErrInvalid, op, err)
+		}
+		if ctx.Err() != nil {
+			// The caller gave up; that says nothing about the upstream.
+			d.breaker.record(outcomeIgnore, nil)
+			return giveUp(op, ctx.Err(), err, isConnectError(err))
+		}
+		d.failures.Add(1)
+		d.breaker.record(outcomeFailure, err)
+		last, lastConnect = err, isConnectError(err)
+		if attempt >= retries {
+			return giveUp(op, nil, last, lastConnect)
+		}
+		delay := d.backoff(attempt)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
+			return giveUp(op, context.DeadlineExceeded, last, lastConnect)
+		}
+		if err := d.sleep(ctx, delay); err != nil {
+			return giveUp(op, err, last, lastConnect)
+		}
+	}
+}
+
+// backoff is the delay before retry number retry+1: ReconnectDelay·Multiplier^retry,
+// capped at MaxReconnectDelay, drawn uniformly from its upper half.
+func (d *Driver) backoff(retry int) time.Duration {
+	f := float64(d.cfg.ReconnectDelay) * math.Pow(d.cfg.BackoffMultiplier, float64(retry))
+	f = math.Min(f, float64(d.cfg.MaxReconnectDelay))
+	return time.Duration(f/2 + d.jitter()*f/2)
+}
+
+func giveUp(op string, ctxErr, last error, lastConnect bool) error {
+	sentinel := delivery.ErrDeliveryFailed
+	if lastConnect {
+		sentinel = delivery.ErrUnavailable
+	}
+	var se *StatusError
+	switch {
+	case last == nil:
+		return fmt.Errorf("%w: %s: %w", sentinel, op, ctxErr)
+	case ctxErr != nil:
+		return fmt.Errorf("%w: %s: %w (last error: %v)", sentinel, op, ctxErr, last)
+	case errors.As(last, &se):
+		return fmt.Errorf("%w: %s after retries: %w", sentinel, op, se)
+	default:
+		// %v, not %w: an attempt timeout is not the caller's deadline and must not
+		// read as context.DeadlineExceeded.
+		return fmt.Errorf("%w: %s after retries: %v", sentinel, op, last)
+	}
+}
+
+func mapStatus(op string, err error) error {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, err)
+	}
+	switch se.StatusCode {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return fmt.Errorf("%w: %s: %w", delivery.ErrInvalid, op, se)
+	case http.StatusNotFound:
+		return fmt.Errorf("%w: %s: %w", delivery.ErrNotFound, op, se)
+	default:
+		// 401/403 and the rest: a configuration or account problem; not retried.
+		return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, se)
+	}
+}
+
+type opKey struct{}
+
+// client returns a per-attempt copy of the template client.
+func (d *Driver) client(ctx context.Context, op string) *pushersdk.Client {
+	c := d.base
+	c.HTTPClient = &http.Client{Transport: ctxTransport{ctx: context.WithValue(ctx, opKey{}, op), rt: d.transport}}
+	return &c
+}
+
+// ctxTransport gives requests built by pusher-http-go (with http.NewRequest, no context)
+// the attempt's context.
+type ctxTransport struct {
+	ctx context.Context
+	rt  http.RoundTripper
+}
+
+func (t ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.rt.RoundTrip(r.WithContext(t.ctx))
+}
+
+// spanName keeps channel names (unbounded) out of span names.
+func spanName(_ string, r *http.Request) string {
+	if op, ok := r.Context().Value(opKey{}).(string); ok {
+		return "pusher." + op
+	}
+	return "pusher " + r.Method
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,315 @@
+package pusher
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/edge/httpapi"
+)
+
+const (
+	testAppID  = "42"
+	testKey    = "test-key"
+	testSecret = "test-secret"
+)
+
+// recordingBackend is the realtime side behind a real edge/httpapi handler: it records
+// what was published and answers channel state from a fixed table.
+type recordingBackend struct {
+	mu        sync.Mutex
+	published []httpapi.Message
+	users     []string // SendToUser targets
+	subs      map[string]int
+	members   map[string][]httpapi.Member
+}
+
+func newRecordingBackend() *recordingBackend {
+	return &recordingBackend{
+		subs: map[string]int{"team-1": 3, "presence-team-1": 2, "team-2": 1},
+		members: map[string][]httpapi.Member{
+			"presence-team-1": {{UserID: "u1", UserInfo: []byte(`{"name":"A"}`)}, {UserID: "u2"}},
+		},
+	}
+}
+
+func (b *recordingBackend) Publish(_ context.Context, m httpapi.Message) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.published = append(b.published, m)
+	n := 0
+	for _, ch := range m.Channels {
+		n += b.subs[ch]
+	}
+	return n, nil
+}
+
+func (b *recordingBackend) SendToUser(_ context.Context, userID, event, data string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.users = append(b.users, userID+"/"+event+"/"+data)
+	return 1, nil
+}
+
+func (b *recordingBackend) Channels(prefix string) []httpapi.ChannelInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []httpapi.ChannelInfo
+	for name, n := range b.subs {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, b.infoLocked(name, n))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (b *recordingBackend) infoLocked(name string, n int) httpapi.ChannelInfo {
+	return httpapi.ChannelInfo{Name: name, Occupied: n > 0, SubscriptionCount: n, UserCount: len(b.members[name])}
+}
+
+func (b *recordingBackend) Channel(name string) (httpapi.ChannelInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n, ok := b.subs[name]
+	if !ok {
+		return httpapi.ChannelInfo{Name: name}, nil
+	}
+	return b.infoLocked(name, n), nil
+}
+
+func (b *recordingBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m, ok := b.members[channel]
+	if !ok {
+		return nil, httpapi.ErrNotFound
+	}
+	return m, nil
+}
+
+func (b *recordingBackend) TerminateUser(string) int { return 0 }
+
+// deliveries counts how many times each (channel, event data) pair was published.
+func (b *recordingBackend) deliveries() map[string]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]int{}
+	for _, m := range b.published {
+		for _, ch := range m.Channels {
+			out[ch+"|"+m.Data]++
+		}
+	}
+	return out
+}
+
+func (b *recordingBackend) publishCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.published)
+}
+
+// fault is what the proxy does with one request.
+type fault int
+
+const (
+	pass      fault = iota
+	fail500         // 500 without forwarding
+	fail503         // 503 without forwarding
+	fail429         // 429 without forwarding
+	fail400         // 400 without forwarding
+	fail401         // 401 without forwarding
+	reset           // TCP reset after reading the request, without forwarding
+	hang            // never answer until the client gives up, without forwarding
+)
+
+// faultProxy sits between the driver and the API and injects faults. Requests take
+// faults from plan in order; when the plan is empty, rule decides (default pass).
+type faultProxy struct {
+	t      *testing.T
+	srv    *httptest.Server
+	target *httputil.ReverseProxy
+
+	mu    sync.Mutex
+	plan  []fault
+	rule  func(r *http.Request, body []byte) fault
+	seen  []string // method + path of every request
+	hangs sync.WaitGroup
+}
+
+func newFaultProxy(t *testing.T, upstream string) *faultProxy {
+	t.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{t: t, target: httputil.NewSingleHostReverseProxy(u)}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *faultProxy) host() string { return strings.TrimPrefix(p.srv.URL, "http://") }
+
+func (p *faultProxy) setPlan(f ...fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.plan = append([]fault(nil), f...)
+}
+
+func (p *faultProxy) setRule(r func(*http.Request, []byte) fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rule = r
+}
+
+func (p *faultProxy) requests() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.seen...)
+}
+
+func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	p.mu.Lock()
+	p.seen = append(p.seen, r.Method+" "+r.URL.Path)
+	f := pass
+	switch {
+	case len(p.plan) > 0:
+		f, p.plan = p.plan[0], p.plan[1:]
+	case p.rule != nil:
+		f = p.rule(r, body)
+	}
+	p.mu.Unlock()
+
+	switch f {
+	case pass:
+		p.target.ServeHTTP(w, r)
+	case fail500, fail503, fail429, fail400, fail401:
+		code := map[fault]int{fail500: 500, fail503: 503, fail429: 429, fail400: 400, fail401: 401}[f]
+		w.WriteHeader(code)
+		io.WriteString(w, `{"error":"injected","code":0}`)
+	case reset:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			p.t.Errorf("hijack: %v", err)
+			return
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetLinger(0) // RST instead of FIN
+		}
+		conn.Close()
+	case hang:
+		<-r.Context().Done()
+	}
+}
+
+// fakeClock is a settable clock for the breaker.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// sleepRecorder replaces the backoff sleep: it records the delay and returns at once.
+type sleepRecorder struct {
+	mu     sync.Mutex
+	delays []time.Duration
+}
+
+func (s *sleepRecorder) Sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	s.delays = append(s.delays, d)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *sleepRecorder) Delays() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.delays...)
+}
+
+type env struct {
+	backend *recordingBackend
+	api     *httptest.Server
+	proxy   *faultProxy
+	driver  *Driver
+	sleeps  *sleepRecorder
+	clock   *fakeClock
+	changes []string
+	chMu    sync.Mutex
+}
+
+func (e *env) transitions() []string {
+	e.chMu.Lock()
+	defer e.chMu.Unlock()
+	return append([]string(nil), e.changes...)
+}
+
+// newEnv starts a real Pusher HTTP API (edge/httpapi, verifying every signature) behind
+// a fault proxy, and a driver pointed at the proxy.
+func newEnv(t *testing.T, mutate func(*Config)) *env {
+	t.Helper()
+	e := &env{backend: newRecordingBackend(), sleeps: &sleepRecorder{}, clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}}
+	e.api = httptest.NewServer(httpapi.New(httpapi.Config{AppID: testAppID, Key: testKey, Secret: testSecret}, e.backend))
+	t.Cleanup(e.api.Close)
+	e.proxy = newFaultProxy(t, e.api.URL)
+	cfg := Config{
+		AppID: testAppID, Key: testKey, Secret: testSecret,
+		Host: e.proxy.host(), Scheme: "http",
+		RequestTimeout:          10 * time.Second,
+		ReconnectAttempts:       3,
+		ReconnectDelay:          100 * time.Millisecond,
+		MaxReconnectDelay:       300 * time.Millisecond,
+		BackoffMultiplier:       2,
+		BreakerFailureThreshold: 100, // tests of the breaker lower it
+		BreakerOpenTimeout:      30 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	d, err := New(cfg,
+		WithSleep(e.sleeps.Sleep),
+		WithJitter(func() float64 { return 1 }), // upper bound of the jitter range: deterministic
+		WithClock(e.clock.Now),
+		WithBreakerObserver(func(from, to delivery.BreakerState) {
+			e.chMu.Lock()
+			e.changes = append(e.changes, string(from)+"->"+string(to))
+			e.chMu.Unlock()
+		}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	e.driver = d
+	return e
+}
+
+func ev(id string, channels ...string) delivery.Event {
+	return delivery.Event{ID: id, Channels: channels, Name: "activity", Data: `{"id":"` + id + `"}`}
+}
