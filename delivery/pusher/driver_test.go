@@ -307,7 +307,10 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 	// While open: fail fast, no request goes out, for every call kind.
 	for _, call := range []func() error{
 		func() error { _, err := e.driver.Publish(context.Background(), ev("y", "team-1")); return err },
-		func() error { _, errs := e.driver.PublishBatch(context.Background(), []delivery.Event{ev("z", "team-1")}); return errs[0] },
+		func() error {
+			_, errs := e.driver.PublishBatch(context.Background(), []delivery.Event{ev("z", "team-1")})
+			return errs[0]
+		},
 		func() error { _, err := e.driver.SendToUser(context.Background(), "u1", "n", "{}"); return err },
 		func() error { _, err := e.driver.Channels(context.Background(), ""); return err },
 	} {

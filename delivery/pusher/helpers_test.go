@@ -124,14 +124,14 @@ func (b *recordingBackend) publishCount() int {
 type fault int
 
 const (
-	pass      fault = iota
-	fail500         // 500 without forwarding
-	fail503         // 503 without forwarding
-	fail429         // 429 without forwarding
-	fail400         // 400 without forwarding
-	fail401         // 401 without forwarding
-	reset           // TCP reset after reading the request, without forwarding
-	hang            // never answer until the client gives up, without forwarding
+	pass    fault = iota
+	fail500       // 500 without forwarding
+	fail503       // 503 without forwarding
+	fail429       // 429 without forwarding
+	fail400       // 400 without forwarding
+	fail401       // 401 without forwarding
+	reset         // TCP reset after reading the request, without forwarding
+	hang          // never answer until the client gives up, without forwarding
 )
 
 // faultProxy sits between the driver and the API and injects faults. Requests take
