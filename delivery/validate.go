@@ -37,22 +37,34 @@ func ValidateEvent(e Event, limits protocol.Limits) error {
 	case !protocol.Within(n, l.MaxChannelsPerTrigger):
 		add("event.channels", "at most %d channels per event, got %d", l.MaxChannelsPerTrigger, n)
 	}
+	// Duplicates: a quadratic scan for the usual handful of channels, a map beyond that
+	// (a map costs an allocation on the hot path).
 	var seen map[string]int
-	if len(e.Channels) > 1 {
+	if len(e.Channels) > 16 {
 		seen = make(map[string]int, len(e.Channels))
 	}
 	for i, ch := range e.Channels {
-		field := fmt.Sprintf("event.channels[%d]", i)
 		if d := channelProblem(ch, l.MaxChannelNameLength); d != "" {
-			add(field, "%s", d)
+			add(fmt.Sprintf("event.channels[%d]", i), "%s", d)
 			continue
 		}
+		j := -1
 		if seen != nil {
-			if j, dup := seen[ch]; dup {
-				add(field, "duplicate of event.channels[%d]", j)
-				continue
+			if k, dup := seen[ch]; dup {
+				j = k
+			} else {
+				seen[ch] = i
 			}
-			seen[ch] = i
+		} else {
+			for k := 0; k < i; k++ {
+				if e.Channels[k] == ch {
+					j = k
+					break
+				}
+			}
+		}
+		if j >= 0 {
+			add(fmt.Sprintf("event.channels[%d]", i), "duplicate of event.channels[%d]", j)
 		}
 	}
 	if d := eventNameProblem(e.Name, l.MaxEventNameLength); d != "" {

@@ -35,6 +35,9 @@ func TestValidateEvent(t *testing.T) {
 		{"reserved # channel", func(e *Event) { e.Channels = []string{"#foo"} }, []string{"event.channels[0]"}},
 		{"server-to-user channel", func(e *Event) { e.Channels = []string{"#server-to-user-1"} }, []string{"event.channels[0]"}},
 		{"duplicate channel", func(e *Event) { e.Channels = []string{"a", "b", "a"} }, []string{"event.channels[2]"}},
+		{"duplicate among many channels", func(e *Event) {
+			e.Channels = append(append([]string(nil), many[:20]...), many[3])
+		}, []string{"event.channels[20]"}},
 		{"empty name", func(e *Event) { e.Name = "" }, []string{"event.name"}},
 		{"name too long", func(e *Event) { e.Name = strings.Repeat("n", 201) }, []string{"event.name"}},
 		{"reserved name", func(e *Event) { e.Name = "pusher:subscribe" }, []string{"event.name"}},
