@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -122,17 +123,20 @@ type Limiter struct {
 	clock     Clock
 	def       *Rule // nil: keys without an override are unlimited
 	overrides map[string]*Rule
+	mem       *MemoryStore // store, when it is one: a direct call, one hash
+	seed      maphash.Seed // picks counter stripes for other stores
 
-	// Each counter on its own cache line: they are hit on every decision from
-	// every core.
-	allowed paddedCounter
-	limited paddedCounter
-	errs    paddedCounter
+	// Counters are hit on every decision from every core; one shared cache
+	// line would bounce between cores, so they are striped by key hash and
+	// summed when read.
+	stripes [counterStripes]counterStripe
 }
 
-type paddedCounter struct {
-	atomic.Uint64
-	_ [56]byte
+const counterStripes = 16
+
+type counterStripe struct {
+	allowed, limited, errs atomic.Uint64
+	_                      [40]byte
 }
 
 // Option configures NewLimiter and NewSet.
@@ -166,7 +170,9 @@ func NewLimiter(name string, p Policy, opts ...Option) (*Limiter, error) {
 		return nil, fmt.Errorf("limiter %q: %w", name, err)
 	}
 	o := buildOptions(opts)
-	return &Limiter{name: name, store: o.store(name), clock: o.clock, def: def, overrides: ov}, nil
+	l := &Limiter{name: name, store: o.store(name), clock: o.clock, def: def, overrides: ov, seed: maphash.MakeSeed()}
+	l.mem, _ = l.store.(*MemoryStore)
+	return l, nil
 }
 
 // Name returns the limiter's name.
@@ -190,8 +196,10 @@ func (l *Limiter) Rule(key string) *Rule {
 	if l == nil {
 		return nil
 	}
-	if r, ok := l.overrides[key]; ok {
-		return r
+	if len(l.overrides) > 0 {
+		if r, ok := l.overrides[key]; ok {
+			return r
+		}
 	}
 	return l.def
 }
@@ -218,18 +226,26 @@ func (l *Limiter) AllowNAt(ctx context.Context, key string, n int, now time.Time
 		}
 		return Decision{Allowed: true}, nil
 	}
-	d, err := l.store.Take(ctx, key, n, now, r)
+	var (
+		d   Decision
+		err error
+		h   uint64
+	)
+	if l.mem != nil {
+		h = l.mem.hash(key)
+		d, err = l.mem.take(h, key, n, now, r)
+	} else {
+		h = maphash.String(l.seed, key)
+		d, err = l.store.Take(ctx, key, n, now, r)
+	}
+	c := &l.stripes[h%counterStripes]
 	switch {
-	case errors.Is(err, ErrExceedsCapacity):
-		l.limited.Add(1)
-	case err != nil:
-		if !errors.Is(err, ErrInvalidCount) {
-			l.errs.Add(1)
-		}
-	case d.Allowed:
-		l.allowed.Add(1)
-	default:
-		l.limited.Add(1)
+	case err == nil && d.Allowed:
+		c.allowed.Add(1)
+	case err == nil || errors.Is(err, ErrExceedsCapacity):
+		c.limited.Add(1)
+	case !errors.Is(err, ErrInvalidCount):
+		c.errs.Add(1)
 	}
 	return d, err
 }
@@ -254,7 +270,14 @@ func (l *Limiter) Counters() Counters {
 	if l == nil {
 		return Counters{}
 	}
-	return Counters{Limiter: l.name, Allowed: l.allowed.Load(), Limited: l.limited.Load(), Errors: l.errs.Load()}
+	c := Counters{Limiter: l.name}
+	for i := range l.stripes {
+		s := &l.stripes[i]
+		c.Allowed += s.allowed.Load()
+		c.Limited += s.limited.Load()
+		c.Errors += s.errs.Load()
+	}
+	return c
 }
 
 func (l *Limiter) now() time.Time {

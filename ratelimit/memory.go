@@ -104,11 +104,11 @@ func checkCount(r *Rule, n int) error {
 	return nil
 }
 
-// MemoryStore is the in-process Store: a fixed number of mutex-guarded map
-// shards. Idle keys are deleted once their state equals a fresh key's (so
+// MemoryStore is the in-process Store: a fixed number of mutex-guarded hash
+// table shards. Idle keys are deleted once their state equals a fresh key's (so
 // expiry never changes a decision); each shard sweeps itself when touched
 // after its sweep interval, and Sweep lets an owner reclaim shards nobody
-// touches. Maps are rebuilt after large sweeps because Go maps never shrink.
+// touches. Sweeps rebuild a shard's table to fit its live keys.
 type MemoryStore struct {
 	shards     []shard
 	mask       uint64
@@ -119,10 +119,9 @@ type MemoryStore struct {
 
 type shard struct {
 	mu        sync.Mutex
-	m         map[string]entry
+	t         table
 	nextSweep int64
-	peak      int // largest len(m) since the map was last rebuilt
-	_         [32]byte
+	_         [16]byte // keep neighbouring shards' locks off this cache line
 }
 
 // MemoryOption configures a MemoryStore.
@@ -169,37 +168,41 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 	if s.maxPerShrd > 0 {
 		s.maxPerShrd = max(s.maxPerShrd/len(s.shards), 1)
 	}
-	for i := range s.shards {
-		s.shards[i].m = make(map[string]entry)
-	}
 	return s
-}
-
-func (s *MemoryStore) shard(key string) *shard {
-	return &s.shards[maphash.String(s.seed, key)&s.mask]
 }
 
 // Take implements Store.
 func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, r *Rule) (Decision, error) {
+	return s.take(s.hash(key), key, n, now, r)
+}
+
+func (s *MemoryStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
+
+// take is Take with the key's hash already computed (the Limiter reuses it
+// to pick a counter stripe).
+func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule) (Decision, error) {
 	if err := checkCount(r, n); err != nil {
-		return Decision{Limit: int(r.burst), RetryAfter: 0}, err
+		return Decision{Limit: int(r.burst)}, err
 	}
 	t := now.UnixNano()
-	sh := s.shard(key)
+	sh := &s.shards[h&s.mask]
 	sh.mu.Lock()
 	if t >= sh.nextSweep {
 		sh.sweep(t)
 		sh.nextSweep = t + s.sweepEvery
 	}
-	e, ok := sh.m[key]
-	d := decide(&e, r, int64(n), t, true)
-	if d.Allowed {
-		if !ok && s.maxPerShrd > 0 && len(sh.m) >= s.maxPerShrd {
-			sh.evict(t)
-		}
-		sh.m[key] = e
-		if len(sh.m) > sh.peak {
-			sh.peak = len(sh.m)
+	tag := tagOf(h)
+	var d Decision
+	if e := sh.t.find(tag, key); e != nil {
+		d = decide(e, r, int64(n), t, true)
+	} else {
+		var fresh entry
+		// A refused fresh key stores nothing.
+		if d = decide(&fresh, r, int64(n), t, true); d.Allowed {
+			if s.maxPerShrd > 0 && sh.t.n >= s.maxPerShrd {
+				sh.evict(t, tag)
+			}
+			sh.t.insert(tag, key, fresh)
 		}
 	}
 	sh.mu.Unlock()
@@ -209,9 +212,13 @@ func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, 
 // Peek implements Store.
 func (s *MemoryStore) Peek(_ context.Context, key string, now time.Time, r *Rule) (Decision, error) {
 	t := now.UnixNano()
-	sh := s.shard(key)
+	h := s.hash(key)
+	sh := &s.shards[h&s.mask]
+	var e entry
 	sh.mu.Lock()
-	e := sh.m[key]
+	if p := sh.t.find(tagOf(h), key); p != nil {
+		e = *p
+	}
 	sh.mu.Unlock()
 	return decide(&e, r, 1, t, false), nil
 }
@@ -222,7 +229,7 @@ func (s *MemoryStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		n += len(sh.m)
+		n += sh.t.n
 		sh.mu.Unlock()
 	}
 	return n
@@ -259,43 +266,38 @@ func (s *MemoryStore) Run(ctx context.Context, clock Clock, interval time.Durati
 	}
 }
 
-// sweep deletes expired entries; the caller holds sh.mu.
+// sweep deletes expired entries; the caller holds sh.mu. The table is
+// rebuilt to fit what is left, so memory follows the live keys down too.
 func (sh *shard) sweep(now int64) int {
-	removed := 0
-	for k, e := range sh.m {
-		if e.expiry() <= now {
-			delete(sh.m, k)
-			removed++
+	live := 0
+	for i := range sh.t.slots {
+		if s := &sh.t.slots[i]; s.tag != 0 && s.e.expiry() > now {
+			live++
 		}
 	}
-	// Go maps keep their peak size after deletes; rebuild once the live set
-	// is a small fraction of it so a past spike of keys does not pin memory.
-	if sh.peak > 1024 && len(sh.m) < sh.peak/4 {
-		m := make(map[string]entry, len(sh.m))
-		for k, e := range sh.m {
-			m[k] = e
-		}
-		sh.m = m
-		sh.peak = len(m)
+	if live == sh.t.n {
+		return 0
 	}
-	return removed
+	return sh.t.resize(sizeFor(live), func(s *slot) bool { return s.e.expiry() > now })
 }
 
 // evict makes room for one key in a full shard; the caller holds sh.mu.
-func (sh *shard) evict(now int64) {
+func (sh *shard) evict(now int64, tag uint64) {
 	if sh.sweep(now) > 0 {
 		return
 	}
+	// Approximate LRU as Redis does: of a few occupied slots from a
+	// pseudo-random start (the new key's hash), forget the one expiring first.
 	const samples = 8
-	var victim string
-	first, oldest, i := true, int64(0), 0
-	for k, e := range sh.m { // map iteration order is randomised: a cheap sample
-		if first || e.expiry() < oldest {
-			victim, oldest, first = k, e.expiry(), false
-		}
-		if i++; i == samples {
-			break
+	mask := uint64(len(sh.t.slots) - 1)
+	victim, oldest, seen := uint64(0), int64(0), 0
+	for i := sh.t.home(tag); seen < min(samples, sh.t.n); i = (i + 1) & mask {
+		if s := &sh.t.slots[i]; s.tag != 0 {
+			if seen == 0 || s.e.expiry() < oldest {
+				victim, oldest = i, s.e.expiry()
+			}
+			seen++
 		}
 	}
-	delete(sh.m, victim)
+	sh.t.deleteAt(victim)
 }
