@@ -93,24 +93,31 @@ func NewEventID() string { return rand.Text() }
 // when the idempotency store fails), and the driver's errors. When delivery fails the id
 // is released, so retrying the same event delivers it.
 func (p *Publisher) Publish(ctx context.Context, e Event) (Outcome, error) {
-	ctx, span := p.tracer.Start(ctx, "delivery.Publish", trace.WithAttributes(
-		attribute.Int("pushercm.channels.count", len(e.Channels)),
-		attribute.Int("pushercm.event.size", len(e.Data)),
-	))
+	ctx, span := p.tracer.Start(ctx, "delivery.Publish")
 	defer span.End()
+	// Attributes are built only for recorded spans: this is the hot path.
+	recording := span.IsRecording()
 
 	e, generated := p.prepare(e)
+	if recording {
+		span.SetAttributes(
+			attribute.Int("pushercm.channels.count", len(e.Channels)),
+			attribute.Int("pushercm.event.size", len(e.Data)),
+			attribute.String("pushercm.event.id", e.ID),
+		)
+	}
 	if err := ValidateEvent(e, p.limits); err != nil {
 		return Outcome{}, spanError(span, err)
 	}
-	span.SetAttributes(attribute.String("pushercm.event.id", e.ID))
 	if !generated {
 		reserved, err := p.reserve(ctx, e.ID)
 		if err != nil {
 			return Outcome{}, spanError(span, err)
 		}
 		if !reserved {
-			span.SetAttributes(attribute.Bool("pushercm.duplicate", true))
+			if recording {
+				span.SetAttributes(attribute.Bool("pushercm.duplicate", true))
+			}
 			return Outcome{EventID: e.ID, Duplicate: true, Channels: e.Channels}, nil
 		}
 	}
@@ -121,7 +128,9 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (Outcome, error) {
 		}
 		return Outcome{}, spanError(span, err)
 	}
-	span.SetAttributes(attribute.Int("pushercm.delivered_to", res.DeliveredTo))
+	if recording {
+		span.SetAttributes(attribute.Int("pushercm.delivered_to", res.DeliveredTo))
+	}
 	return Outcome{EventID: e.ID, DeliveredTo: res.DeliveredTo, Channels: e.Channels}, nil
 }
 
@@ -261,6 +270,9 @@ func (p *Publisher) release(ctx context.Context, id string) {
 }
 
 func spanError(span trace.Span, err error) error {
+	if !span.IsRecording() {
+		return err
+	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
 	return err
