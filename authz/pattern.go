@@ -8,8 +8,8 @@ import (
 
 // A pattern is literal channel-name text with two kinds of wildcard:
 //
-//	*        one or more characters, not captured
-//	{name}   one or more characters, captured as segments.name
+//   - one or more characters, not captured
+//     {name}   one or more characters, captured as segments.name
 //
 // Wildcards must be separated by literal text ("{a}{b}" and "**" are refused)
 // so that a match is unambiguous: each wildcard ends at the first occurrence

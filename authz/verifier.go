@@ -244,6 +244,7 @@ func (v *Verifier) buildSet(fileKeys, urlKeys []verifyKey) (*keySet, error) {
 		jwt.WithLeeway(v.cfg.Leeway),
 		jwt.WithTimeFunc(v.now),
 		jwt.WithJSONNumber(),
+		jwt.WithIssuedAt(),
 	}
 	if v.cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(v.cfg.Issuer))
@@ -298,7 +299,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		return v.keyFor(ctx, t)
 	})
 	if err != nil {
-		return nil, classify(tok, set.algs, err)
+		return nil, classify(tok, claims, set.algs, err)
 	}
 	return NewPrincipal(claims, v.names), nil
 }
@@ -421,7 +422,7 @@ func (v *Verifier) Close() error {
 }
 
 // classify maps jwt/v5 errors to the package's token errors.
-func classify(tok *jwt.Token, algs []string, err error) error {
+func classify(tok *jwt.Token, claims jwt.MapClaims, algs []string, err error) error {
 	var te *TokenError
 	if errors.As(err, &te) {
 		return te
@@ -445,7 +446,15 @@ func classify(tok *jwt.Token, algs []string, err error) error {
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
 		return wrap(ErrTokenAudience, "")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return wrap(ErrTokenInvalid, "required claim missing (exp)")
+		switch {
+		case claims["exp"] == nil:
+			return wrap(ErrTokenInvalid, "exp claim required")
+		case claims["iss"] == nil:
+			return wrap(ErrTokenIssuer, "iss claim missing")
+		case claims["aud"] == nil:
+			return wrap(ErrTokenAudience, "aud claim missing")
+		}
+		return wrap(ErrTokenInvalid, "required claim missing")
 	}
 	return wrap(ErrTokenInvalid, "")
 }
