@@ -1,0 +1,172 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Name is the driver's name in health reports and configuration.
+const Name = "embedded"
+
+// Hub is what the driver needs from the in-process edge. *edge.Server implements it;
+// tests may pass a fake.
+type Hub interface {
+	// Publish writes the event to every subscriber of the channels, encoding the frame
+	// once per channel, and returns the number of connections written to.
+	Publish(ctx context.Context, m edge.Message) (delivered int, err error)
+	// SendToUser writes the event to every connection signed in as userID.
+	SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error)
+	Channels(prefix string) []edge.ChannelInfo
+	Channel(name string) (edge.ChannelInfo, error)
+	PresenceMembers(channel string) ([]edge.Member, error)
+}
+
+// Config configures the embedded driver. It has no settings of its own today (the edge
+// has its Config); it exists so that configuration maps every driver the same way.
+type Config struct{}
+
+// Validate implements the configuration contract; there is nothing to check.
+func (Config) Validate() error { return nil }
+
+// Driver delivers in-process to the edge's WebSocket connections: no HTTP hop, no
+// per-subscriber encoding (the edge encodes once per channel). It is safe for concurrent
+// use as long as the Hub is.
+type Driver struct {
+	hub Hub
+}
+
+// New returns a driver publishing to hub.
+func New(_ Config, hub Hub) (*Driver, error) {
+	if hub == nil {
+		return nil, fmt.Errorf("%w: embedded driver needs a hub", delivery.ErrConfig)
+	}
+	return &Driver{hub: hub}, nil
+}
+
+// Publish implements delivery.Driver. DeliveredTo is the number of connections written to.
+func (d *Driver) Publish(ctx context.Context, e delivery.Event) (delivery.Result, error) {
+	n, err := d.hub.Publish(ctx, edge.Message{
+		Channels:        e.Channels,
+		Event:           e.Name,
+		Data:            e.Data,
+		ExcludeSocketID: e.ExcludeSocketID,
+	})
+	if err != nil {
+		return delivery.Result{DeliveredTo: n}, mapError("publish", err)
+	}
+	return delivery.Result{DeliveredTo: n}, nil
+}
+
+// PublishBatch implements delivery.Driver: the events are published one after another in
+// order (in-process publishing is a few microseconds; a goroutine per event would cost
+// more than it saves). Publishing stops early only when ctx ends.
+func (d *Driver) PublishBatch(ctx context.Context, events []delivery.Event) ([]delivery.Result, []error) {
+	results := make([]delivery.Result, len(events))
+	errs := make([]error, len(events))
+	for i, e := range events {
+		if err := ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("%w: publish: %w", delivery.ErrDeliveryFailed, err)
+			continue
+		}
+		results[i], errs[i] = d.Publish(ctx, e)
+	}
+	return results, errs
+}
+
+// SendToUser implements delivery.Driver through the edge's #server-to-user-{id} routing.
+func (d *Driver) SendToUser(ctx context.Context, userID, name, data string) (delivery.Result, error) {
+	n, err := d.hub.SendToUser(ctx, userID, name, data)
+	if err != nil {
+		return delivery.Result{DeliveredTo: n}, mapError("send_to_user", err)
+	}
+	return delivery.Result{DeliveredTo: n}, nil
+}
+
+// Channels implements delivery.Driver. Per-user #server-to-user- channels are internal
+// plumbing and are not listed.
+func (d *Driver) Channels(_ context.Context, prefix string) ([]delivery.ChannelInfo, error) {
+	list := d.hub.Channels(prefix)
+	out := make([]delivery.ChannelInfo, 0, len(list))
+	for _, c := range list {
+		if kind, _ := protocol.KindOf(c.Name); kind == protocol.KindServerToUser {
+			continue
+		}
+		out = append(out, channelInfo(c))
+	}
+	return out, nil
+}
+
+// Channel implements delivery.Driver. An unoccupied channel is Occupied false, not an
+// error, as in Pusher's HTTP API.
+func (d *Driver) Channel(_ context.Context, name string) (delivery.ChannelInfo, error) {
+	if _, err := protocol.ParseChannel(name, 0); err != nil {
+		return delivery.ChannelInfo{}, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	c, err := d.hub.Channel(name)
+	if errors.Is(err, edge.ErrNotFound) {
+		return delivery.ChannelInfo{Name: name}, nil
+	}
+	if err != nil {
+		return delivery.ChannelInfo{}, mapError("channel", err)
+	}
+	return channelInfo(c), nil
+}
+
+// PresenceMembers implements delivery.Driver. An empty presence channel has no members
+// (not an error); a non-presence channel is ErrInvalid.
+func (d *Driver) PresenceMembers(_ context.Context, channel string) ([]delivery.Member, error) {
+	ch, err := protocol.ParseChannel(channel, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	if !ch.IsPresence() {
+		return nil, fmt.Errorf("%w: %q is not a presence channel", delivery.ErrInvalid, channel)
+	}
+	list, err := d.hub.PresenceMembers(channel)
+	if errors.Is(err, edge.ErrNotFound) {
+		return []delivery.Member{}, nil
+	}
+	if err != nil {
+		return nil, mapError("presence_members", err)
+	}
+	out := make([]delivery.Member, len(list))
+	for i, m := range list {
+		out[i] = delivery.Member{UserID: m.UserID, UserInfo: m.UserInfo}
+	}
+	return out, nil
+}
+
+// Health implements delivery.Driver. The embedded driver has no upstream and no breaker.
+func (d *Driver) Health() delivery.Health {
+	return delivery.Health{Driver: Name, Healthy: true}
+}
+
+func channelInfo(c edge.ChannelInfo) delivery.ChannelInfo {
+	return delivery.ChannelInfo{
+		Name:              c.Name,
+		Occupied:          c.Occupied,
+		SubscriptionCount: c.SubscriptionCount,
+		UserCount:         c.UserCount,
+	}
+}
+
+// mapError translates edge sentinels into delivery sentinels, keeping the edge error in
+// the chain.
+func mapError(op string, err error) error {
+	switch {
+	case errors.Is(err, edge.ErrInvalid), errors.Is(err, edge.ErrLimit):
+		return fmt.Errorf("%w: %s: %w", delivery.ErrInvalid, op, err)
+	case errors.Is(err, edge.ErrNotFound):
+		return fmt.Errorf("%w: %s: %w", delivery.ErrNotFound, op, err)
+	case errors.Is(err, edge.ErrClosed):
+		return fmt.Errorf("%w: %s: %w", delivery.ErrUnavailable, op, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, err)
+	}
+	return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, err)
+}

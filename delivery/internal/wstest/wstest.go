@@ -1,0 +1,193 @@
+// Package wstest is a minimal Pusher-protocol WebSocket client for delivery's tests: it
+// connects to an edge, subscribes (signing private and presence subscriptions), signs in,
+// and hands every received frame to the test in order.
+package wstest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Wait bounds every expectation; generous because the test machines are loaded.
+const Wait = 10 * time.Second
+
+// Client is one connection.
+type Client struct {
+	t        testing.TB
+	conn     net.Conn
+	key      string
+	secret   string
+	SocketID string
+	frames   chan protocol.Message
+	done     chan struct{}
+	wmu      sync.Mutex
+}
+
+// Dial connects to the edge at addr as app key, with secret used to sign
+// subscriptions, and waits for connection_established.
+func Dial(t testing.TB, addr, key, secret string) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	conn, br, _, err := ws.Dialer{Timeout: Wait}.Dial(ctx, "ws://"+addr+"/app/"+key+"?protocol=7&client=wstest&version=1")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c := &Client{t: t, conn: conn, key: key, secret: secret, frames: make(chan protocol.Message, 1<<14), done: make(chan struct{})}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	go c.read(struct {
+		io.Reader
+		io.Writer
+	}{r, writerFunc(c.write)})
+	t.Cleanup(c.Close)
+	m := c.Next()
+	if m.Event != protocol.EventConnectionEstablished {
+		t.Fatalf("first frame %q, want connection_established", m.Event)
+	}
+	var d struct {
+		SocketID string `json:"socket_id"`
+	}
+	if err := m.DecodeData(&d); err != nil {
+		t.Fatal(err)
+	}
+	c.SocketID = d.SocketID
+	return c
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func (c *Client) write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.conn.Write(p)
+}
+
+func (c *Client) read(rw io.ReadWriter) {
+	defer close(c.done)
+	defer close(c.frames)
+	for {
+		data, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			return
+		}
+		m, err := protocol.DecodeMessage(data)
+		if err != nil {
+			c.t.Errorf("server sent a bad frame %q: %v", data, err)
+			continue
+		}
+		if m.Event == protocol.EventPing {
+			c.Send(protocol.EventPong, "", map[string]any{})
+			continue
+		}
+		c.frames <- m
+	}
+}
+
+// Close closes the connection and waits for the reader.
+func (c *Client) Close() {
+	_ = c.conn.Close()
+	<-c.done
+}
+
+// Send writes one frame.
+func (c *Client) Send(event, channel string, data any) {
+	m := map[string]any{"event": event, "data": data}
+	if channel != "" {
+		m["channel"] = channel
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := wsutil.WriteClientText(c.conn, b); err != nil && !errors.Is(err, net.ErrClosed) {
+		c.t.Errorf("write: %v", err)
+	}
+}
+
+// Next returns the next frame, failing the test after Wait.
+func (c *Client) Next() protocol.Message {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.frames:
+		if !ok {
+			c.t.Fatal("connection closed while waiting for a frame")
+		}
+		return m
+	case <-time.After(Wait):
+		c.t.Fatal("no frame within the wait")
+	}
+	return protocol.Message{}
+}
+
+// Expect returns the next frame for (event, channel), skipping protocol-internal frames
+// (pusher: and pusher_internal: events other than the one expected). Any other
+// application event before it fails the test: this is how tests prove that nothing was
+// delivered twice or out of order.
+func (c *Client) Expect(event, channel string) protocol.Message {
+	c.t.Helper()
+	for {
+		m := c.Next()
+		if m.Event == event && m.Channel == channel {
+			return m
+		}
+		if isInternal(m.Event) {
+			continue
+		}
+		c.t.Fatalf("got %s on %q (data %s), want %s on %q", m.Event, m.Channel, m.DataString(), event, channel)
+	}
+}
+
+func isInternal(event string) bool {
+	return len(event) > 7 && (event[:7] == "pusher:" || (len(event) > 16 && event[:16] == "pusher_internal:"))
+}
+
+// Subscribe joins a public, private or presence channel (signing with the app secret)
+// and waits for subscription_succeeded. For presence channels userID is the member.
+func (c *Client) Subscribe(channel, userID string) {
+	c.t.Helper()
+	data := map[string]any{"channel": channel}
+	ch, err := protocol.ParseChannel(channel, 0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	switch ch.Kind {
+	case protocol.KindPrivate, protocol.KindPrivateEncrypted:
+		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.SocketID, channel, "")
+	case protocol.KindPresence:
+		cd := fmt.Sprintf(`{"user_id":%q,"user_info":{"name":%q}}`, userID, userID)
+		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.SocketID, channel, cd)
+		data["channel_data"] = cd
+	}
+	c.Send(protocol.EventSubscribe, "", data)
+	c.Expect(protocol.EventSubscriptionSucceeded, channel)
+}
+
+// SignIn authenticates the connection as userID (the edge must allow user auth).
+func (c *Client) SignIn(userID string) {
+	c.t.Helper()
+	ud := fmt.Sprintf(`{"id":%q}`, userID)
+	c.Send(protocol.EventSignin, "", map[string]any{
+		"auth":      protocol.UserAuth(c.key, c.secret, c.SocketID, ud),
+		"user_data": ud,
+	})
+	c.Expect(protocol.EventSigninSuccess, "")
+}
