@@ -14,7 +14,15 @@ import (
 	"github.com/milequest/pushercm/delivery"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// nbio (under the edge started by edge_test.go) keeps process-wide pools alive.
+		goleak.IgnoreAnyFunction("github.com/lesismal/nbio/taskpool.(*TaskPool).run"),
+		goleak.IgnoreAnyFunction("github.com/lesismal/nbio/timer.(*Timer).loop"),
+		goleak.IgnoreAnyFunction("github.com/lesismal/nbio.(*Engine).Start.func1"),
+		goleak.IgnoreAnyFunction("github.com/lesismal/nbio/taskpool.New.func3"),
+	)
+}
 
 func TestPublishDeliversAndCounts(t *testing.T) {
 	e := newEnv(t, nil)
