@@ -1,0 +1,304 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// ConnectionInfo describes one socket.
+type ConnectionInfo struct {
+	SocketID string
+	// UserID is the signed-in user (pusher:signin), empty otherwise.
+	UserID       string
+	RemoteAddr   string
+	UserAgent    string
+	ConnectedAt  time.Time
+	LastActivity time.Time
+	// Channels are the subscribed channels, sorted.
+	Channels []string
+	// MessagesIn and MessagesOut count frames received and written.
+	MessagesIn, MessagesOut uint64
+	// QueuedBytes were handed to the event loop and not yet accepted by the kernel.
+	QueuedBytes int64
+}
+
+// ConnectionFilter selects connections. Empty fields match everything.
+type ConnectionFilter struct {
+	// UserID matches the signed-in user or a presence user id of the socket.
+	UserID string
+	// Channel matches sockets subscribed to it.
+	Channel string
+	// After is a cursor: only socket ids sorting after it are returned.
+	After string
+	// Limit bounds the page; 0 means 100, at most 1000.
+	Limit int
+}
+
+// Connections lists sockets in socket id order. next is the cursor of the following
+// page, empty on the last one.
+func (s *Server) Connections(f ConnectionFilter) (list []ConnectionInfo, next string) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []string
+	if f.Channel != "" {
+		if chn := s.channels[f.Channel]; chn != nil {
+			for c := range chn.subs {
+				ids = append(ids, c.id)
+			}
+		}
+	} else {
+		ids = make([]string, 0, len(s.conns))
+		for id := range s.conns {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	i := sort.SearchStrings(ids, f.After)
+	if f.After != "" && i < len(ids) && ids[i] == f.After {
+		i++
+	}
+	for ; i < len(ids); i++ {
+		c := s.conns[ids[i]]
+		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
+			continue
+		}
+		if len(list) == limit {
+			return list, list[len(list)-1].SocketID
+		}
+		list = append(list, c.infoLocked())
+	}
+	return list, ""
+}
+
+func (c *conn) hasUserLocked(uid string) bool {
+	if c.userID == uid {
+		return true
+	}
+	for _, u := range c.subs {
+		if u == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *conn) infoLocked() ConnectionInfo {
+	chs := make([]string, 0, len(c.subs))
+	for name := range c.subs {
+		chs = append(chs, name)
+	}
+	sort.Strings(chs)
+	return ConnectionInfo{
+		SocketID:     c.id,
+		UserID:       c.userID,
+		RemoteAddr:   c.remoteAddr,
+		UserAgent:    c.userAgent,
+		ConnectedAt:  time.Unix(0, c.connectedAt),
+		LastActivity: time.Unix(0, c.lastActivity.Load()),
+		Channels:     chs,
+		MessagesIn:   c.msgsIn.Load(),
+		MessagesOut:  c.msgsOut.Load(),
+		QueuedBytes:  max(c.queued.Load(), 0),
+	}
+}
+
+// Connection describes one socket, or ErrNotFound.
+func (s *Server) Connection(socketID string) (ConnectionInfo, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.conns[socketID]
+	if c == nil {
+		return ConnectionInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
+	}
+	return c.infoLocked(), nil
+}
+
+func (s *Server) conn(socketID string) (*conn, error) {
+	s.mu.RLock()
+	c := s.conns[socketID]
+	s.mu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
+	}
+	return c, nil
+}
+
+// Disconnect closes a socket with a close code: 1000, or a Pusher code 4000-4999 (a
+// pusher:error with the same code and reason is sent first). ErrNotFound, ErrInvalid.
+func (s *Server) Disconnect(socketID string, code int, reason string) error {
+	if code == 0 {
+		code = 1000
+	}
+	if code != 1000 && (code < 4000 || code > 4999) {
+		return fmt.Errorf("%w: close code %d, want 1000 or 4000-4999", ErrInvalid, code)
+	}
+	c, err := s.conn(socketID)
+	if err != nil {
+		return err
+	}
+	if code >= 4000 {
+		c.sendError(code, reason, "")
+	}
+	c.closeWith(code, reason, false)
+	return nil
+}
+
+// TerminateUser closes every connection signed in as userID with 4009 and returns how
+// many were closed. Presence-only users are not affected (as Pusher).
+func (s *Server) TerminateUser(userID string) (closed int) {
+	s.mu.RLock()
+	list := make([]*conn, 0, len(s.users[userID]))
+	for c := range s.users[userID] {
+		list = append(list, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range list {
+		c.sendError(protocol.CodeUnauthorized, "You got disconnected by the app.", "")
+		c.closeWith(protocol.CodeUnauthorized, "You got disconnected by the app.", false)
+	}
+	return len(list)
+}
+
+// Subscribe joins a socket to a channel on the server's authority (no auth token). The
+// client receives subscription_succeeded and then the channel's events. Presence
+// channels use the socket's signed-in user, or the socket id as user id.
+func (s *Server) Subscribe(socketID, channel string) error {
+	ch, err := protocol.ParseChannel(channel, s.cfg.Limits.MaxChannelNameLength)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c, err := s.conn(socketID)
+	if err != nil {
+		return err
+	}
+	var member *protocol.Member
+	s.mu.RLock()
+	uid, info := c.userID, c.userInfo
+	s.mu.RUnlock()
+	switch ch.Kind {
+	case protocol.KindPresence:
+		if uid == "" {
+			uid = c.id
+		}
+		member = &protocol.Member{UserID: uid, UserInfo: info}
+	case protocol.KindServerToUser:
+		if uid != ch.UserID {
+			return fmt.Errorf("%w: socket %s is not signed in as %q", ErrInvalid, socketID, ch.UserID)
+		}
+	}
+	if err := s.subscribe(c, ch, member); err != nil {
+		return err
+	}
+	if ch.Kind.NeedsAuth() {
+		c.authorized.Store(true)
+	}
+	return nil
+}
+
+// Unsubscribe removes a socket from a channel. ErrNotFound when either is unknown.
+func (s *Server) Unsubscribe(socketID, channel string) error {
+	c, err := s.conn(socketID)
+	if err != nil {
+		return err
+	}
+	if !s.unsubscribe(c, channel) {
+		return fmt.Errorf("%w: socket %s is not subscribed to %q", ErrNotFound, socketID, channel)
+	}
+	return nil
+}
+
+// CachedEvent is the last event a cache channel keeps.
+type CachedEvent struct {
+	Event     string
+	Data      string
+	ExpiresAt time.Time
+}
+
+// ChannelInfo describes a channel.
+type ChannelInfo struct {
+	Name     string
+	Occupied bool
+	// SubscriptionCount counts sockets; UserCount distinct presence users (0 otherwise).
+	SubscriptionCount, UserCount int
+	// Cache is the cached event of a cache channel, nil when empty or expired.
+	Cache *CachedEvent
+}
+
+func (s *Server) channelInfoLocked(name string, chn *channel, now time.Time) ChannelInfo {
+	ci := ChannelInfo{Name: name}
+	if chn != nil {
+		ci.Occupied = true
+		ci.SubscriptionCount = len(chn.subs)
+		ci.UserCount = len(chn.members)
+	}
+	if e, ok := s.cache[name]; ok && now.Before(e.expires) {
+		ci.Cache = &CachedEvent{Event: e.event, Data: e.data, ExpiresAt: e.expires}
+	}
+	return ci
+}
+
+// Channels lists occupied channels whose name starts with prefix, sorted by name.
+func (s *Server) Channels(prefix string) []ChannelInfo {
+	now := s.opts.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]ChannelInfo, 0, len(s.channels))
+	for name, chn := range s.channels {
+		if hasPrefix(name, prefix) {
+			out = append(out, s.channelInfoLocked(name, chn, now))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Channel describes one channel. An unoccupied channel with a valid name is returned
+// with Occupied false (and its cache, if any); an invalid name is ErrInvalid.
+func (s *Server) Channel(name string) (ChannelInfo, error) {
+	if _, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength); err != nil {
+		return ChannelInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	now := s.opts.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.channelInfoLocked(name, s.channels[name], now), nil
+}
+
+// Member is one distinct user of a presence channel.
+type Member struct {
+	UserID   string
+	UserInfo json.RawMessage
+}
+
+// PresenceMembers lists the distinct users of a presence channel sorted by user id;
+// empty when unoccupied. ErrInvalid for non-presence channels.
+func (s *Server) PresenceMembers(channel string) ([]Member, error) {
+	ch, err := protocol.ParseChannel(channel, s.cfg.Limits.MaxChannelNameLength)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if ch.Kind != protocol.KindPresence {
+		return nil, fmt.Errorf("%w: %q is not a presence channel", ErrInvalid, channel)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	chn := s.channels[channel]
+	if chn == nil {
+		return []Member{}, nil
+	}
+	out := make([]Member, 0, len(chn.members))
+	for id, m := range chn.members {
+		out = append(out, Member{UserID: id, UserInfo: json.RawMessage(m.info)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/milequest/pushercm/edge/httpapi"
+)
+
+// apiBackend adapts the in-process API to edge/httpapi.Backend.
+type apiBackend struct{ s *Server }
+
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrLimit):
+		return fmt.Errorf("%w: %v", httpapi.ErrTooLarge, err)
+	case errors.Is(err, ErrInvalid):
+		return fmt.Errorf("%w: %v", httpapi.ErrInvalid, err)
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %v", httpapi.ErrNotFound, err)
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("%w: %v", httpapi.ErrUnavailable, err)
+	}
+	return err
+}
+
+func (b apiBackend) Publish(ctx context.Context, m httpapi.Message) (int, error) {
+	n, err := b.s.Publish(ctx, Message(m))
+	return n, mapErr(err)
+}
+
+func (b apiBackend) SendToUser(ctx context.Context, userID, event, data string) (int, error) {
+	n, err := b.s.SendToUser(ctx, userID, event, data)
+	return n, mapErr(err)
+}
+
+func toAPIChannel(ci ChannelInfo, now time.Time) httpapi.ChannelInfo {
+	out := httpapi.ChannelInfo{Name: ci.Name, Occupied: ci.Occupied, SubscriptionCount: ci.SubscriptionCount, UserCount: ci.UserCount}
+	if ci.Cache != nil {
+		out.Cache = &httpapi.CachedEvent{Event: ci.Cache.Event, Data: ci.Cache.Data, TTL: ci.Cache.ExpiresAt.Sub(now)}
+	}
+	return out
+}
+
+func (b apiBackend) Channels(prefix string) []httpapi.ChannelInfo {
+	now := b.s.opts.now()
+	list := b.s.Channels(prefix)
+	out := make([]httpapi.ChannelInfo, len(list))
+	for i, ci := range list {
+		out[i] = toAPIChannel(ci, now)
+	}
+	return out
+}
+
+func (b apiBackend) Channel(name string) (httpapi.ChannelInfo, error) {
+	ci, err := b.s.Channel(name)
+	if err != nil {
+		return httpapi.ChannelInfo{}, mapErr(err)
+	}
+	return toAPIChannel(ci, b.s.opts.now()), nil
+}
+
+func (b apiBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
+	ms, err := b.s.PresenceMembers(channel)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out := make([]httpapi.Member, len(ms))
+	for i, m := range ms {
+		out[i] = httpapi.Member(m)
+	}
+	return out, nil
+}
+
+func (b apiBackend) TerminateUser(userID string) int { return b.s.TerminateUser(userID) }

@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Config configures a Server for one Pusher app. Zero values take the documented
+// defaults; Validate reports what cannot be defaulted.
+type Config struct {
+	// AppID, Key and Secret identify the app. Required. Clients connect to /app/{Key};
+	// the HTTP API answers at /apps/{AppID}.
+	AppID, Key, Secret string
+
+	// Limits are Pusher's limits; zero fields take Pusher's defaults (see
+	// protocol.Limits). Limits.MaxConnections (default 5000, negative = unlimited) refuses
+	// further sockets with 4004 and counts them as CONNECTION_POOL_EXHAUSTED.
+	Limits protocol.Limits
+
+	// ActivityTimeout is sent to clients as activity_timeout (whole seconds, at least 1)
+	// and is how long the server lets a client stay silent before pinging it.
+	// Default 120 s, as Pusher.
+	ActivityTimeout time.Duration
+	// PongTimeout is how long a pinged client has to answer before it is closed with
+	// 4201. Default 30 s.
+	PongTimeout time.Duration
+
+	// AllowedOrigins, when not empty, is the list of accepted Origin headers: exact
+	// values ("https://app.example.com"), "*" for any, or "*.example.com" style
+	// suffixes. Requests without an Origin header (non-browser clients) are accepted.
+	// Refused sockets get 4009. Empty = any origin.
+	AllowedOrigins []string
+
+	// ClientEventsEnabled accepts client-* events on private and presence channels.
+	// Default false, as on Pusher.
+	ClientEventsEnabled bool
+	// UserAuthEnabled accepts pusher:signin. Default false: signin is answered with
+	// pusher:error 4009 (the socket stays open).
+	UserAuthEnabled bool
+	// UserAuthTimeout, when > 0, closes with 4009 connections that neither sign in nor
+	// join a private/presence channel within it (Pusher's "authorized connections").
+	// Default 0 = off.
+	UserAuthTimeout time.Duration
+
+	// CacheTTL is how long a cache channel keeps its last event. Default 30 min (Pusher).
+	CacheTTL time.Duration
+
+	// WriteQueueBytes bounds the bytes queued for one client that the kernel has not
+	// accepted yet. A client over it is a slow consumer: it is sent close 4100 and
+	// dropped after CloseGrace. Default 256 KiB (about 25 full-size events).
+	WriteQueueBytes int
+	// MaxFrameBytes bounds an inbound WebSocket message. Larger messages are answered
+	// with pusher:error and dropped; messages over 4x this close the socket with 1009.
+	// Default 32 KiB (a 10 KB event fully JSON-escaped fits).
+	MaxFrameBytes int
+	// CloseGrace is how long a socket we closed may take to read our close frame before
+	// the TCP connection is cut. Default 2 s.
+	CloseGrace time.Duration
+	// DrainRate is how many clients per second Shutdown closes with 4200. Default 2000.
+	DrainRate int
+	// HandshakeTimeout bounds the HTTP upgrade. Default 10 s.
+	HandshakeTimeout time.Duration
+	// Pollers is the number of event-loop goroutines. Default 1 (one per 4 CPUs).
+	Pollers int
+
+	// HTTPAPIDisabled does not mount the Pusher HTTP API at /apps/.
+	HTTPAPIDisabled bool
+	// TimestampWindow is passed to the HTTP API (0 = 600 s, negative disables).
+	TimestampWindow time.Duration
+
+	// Logger receives connection errors (Debug) and server problems (Warn/Error).
+	// Default: discard.
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultActivityTimeout  = 120 * time.Second
+	DefaultPongTimeout      = 30 * time.Second
+	DefaultCacheTTL         = 30 * time.Minute
+	DefaultWriteQueueBytes  = 256 << 10
+	DefaultMaxFrameBytes    = 32 << 10
+	DefaultCloseGrace       = 2 * time.Second
+	DefaultDrainRate        = 2000
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	c.Limits = c.Limits.WithDefaults()
+	if c.ActivityTimeout <= 0 {
+		c.ActivityTimeout = DefaultActivityTimeout
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = DefaultPongTimeout
+	}
+	if c.CacheTTL <= 0 {
+		c.CacheTTL = DefaultCacheTTL
+	}
+	if c.WriteQueueBytes <= 0 {
+		c.WriteQueueBytes = DefaultWriteQueueBytes
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = DefaultCloseGrace
+	}
+	if c.DrainRate <= 0 {
+		c.DrainRate = DefaultDrainRate
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.Pollers <= 0 {
+		c.Pollers = 1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports configuration errors, wrapping ErrConfig.
+func (c Config) Validate() error {
+	if c.AppID == "" || c.Key == "" || c.Secret == "" {
+		return fmt.Errorf("%w: AppID, Key and Secret are required", ErrConfig)
+	}
+	for _, f := range []struct {
+		name string
+		v    string
+	}{{"AppID", c.AppID}, {"Key", c.Key}} {
+		for i := 0; i < len(f.v); i++ {
+			if !protocol.ValidChannelChar(f.v[i]) {
+				return fmt.Errorf("%w: %s %q has characters outside [A-Za-z0-9_\\-=@,.;]", ErrConfig, f.name, f.v)
+			}
+		}
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 {
+		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
+	}
+	if c.UserAuthTimeout < 0 {
+		return fmt.Errorf("%w: UserAuthTimeout must not be negative", ErrConfig)
+	}
+	return nil
+}

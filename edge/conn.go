@@ -1,0 +1,343 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// conn is one client socket. Fields after the hub comment are guarded by Server.mu;
+// the rest are set once or atomic. Inbound frames of one socket are handled in order on
+// the event loop's executor for that socket.
+type conn struct {
+	s           *Server
+	ws          *websocket.Conn
+	nc          net.Conn
+	id          string
+	remoteAddr  string
+	userAgent   string
+	connectedAt int64 // unix nanos
+
+	lastActivity atomic.Int64 // unix nanos of the last inbound frame
+	pingSent     atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
+	queued       atomic.Int64 // bytes handed to the event loop and not yet in the kernel
+	msgsIn       atomic.Uint64
+	msgsOut      atomic.Uint64
+	closing      atomic.Bool
+	closeSent    atomic.Bool
+	usesWSPing   atomic.Bool
+	authorized   atomic.Bool // signed in or joined a private/presence channel
+	closeCode    atomic.Int32
+	events       bucket
+
+	// hub state, guarded by Server.mu
+	subs     map[string]string // channel -> presence user id ("" for other kinds)
+	userID   string            // signed-in user
+	userInfo json.RawMessage
+	removed  bool
+}
+
+func (c *conn) touch() {
+	c.lastActivity.Store(c.s.opts.now().UnixNano())
+	c.pingSent.Store(0)
+}
+
+// sendRaw hands a complete WebSocket frame to the event loop without blocking. It
+// reports false when the socket is closing or the frame would overflow the outbound
+// queue; overflow closes the socket as a slow consumer.
+func (c *conn) sendRaw(frame []byte) bool {
+	if c.closing.Load() {
+		return false
+	}
+	n := int64(len(frame))
+	if c.queued.Add(n) > int64(c.s.cfg.WriteQueueBytes) {
+		c.queued.Add(-n)
+		c.s.st.slowConsumers.Add(1)
+		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
+		return false
+	}
+	if _, err := c.nc.Write(frame); err != nil {
+		c.queued.Add(-n)
+		return false
+	}
+	c.msgsOut.Add(1)
+	c.s.st.messagesOut.Add(1)
+	return true
+}
+
+func (c *conn) sendError(code int, msg, channel string) {
+	c.sendRaw(wsFrame(opText, protocol.EncodeError(code, msg, channel)))
+}
+
+func (c *conn) sendSubError(channel, typ, msg string, status int) {
+	c.sendRaw(wsFrame(opText, protocol.EncodeSubscriptionError(channel, typ, msg, status)))
+}
+
+// closeWith sends a close frame (bypassing the queue limit: it is the last frame) and
+// cuts the socket after CloseGrace unless the client answers first. The connection
+// leaves the hub at once so presence and counts do not wait for the client; async does
+// that on a new goroutine, for callers that may hold Server.mu.
+func (c *conn) closeWith(code int, reason string, async bool) {
+	if !c.closing.CompareAndSwap(false, true) {
+		return
+	}
+	c.closeCode.Store(int32(code))
+	if !c.closeSent.Swap(true) {
+		_, _ = c.nc.Write(closeFrame(code, reason))
+	}
+	if ws := c.ws; ws != nil {
+		time.AfterFunc(c.s.cfg.CloseGrace, func() { _ = ws.Close() })
+	}
+	if async {
+		go c.s.removeConn(c, code, reason)
+		return
+	}
+	c.s.removeConn(c, code, reason)
+}
+
+var (
+	pongFrame = wsFrame(opText, protocol.EncodeEvent(protocol.EventPong, "", "{}", ""))
+)
+
+func (s *Server) onMessage(ws *websocket.Conn, _ websocket.MessageType, data []byte) {
+	if c, ok := ws.Session().(*conn); ok {
+		s.handleFrame(c, data)
+	}
+}
+
+// handleFrame handles one inbound message of c (the data is only valid during the call).
+func (s *Server) handleFrame(c *conn, data []byte) {
+	if c.closing.Load() {
+		return
+	}
+	c.touch()
+	c.msgsIn.Add(1)
+	s.st.messagesIn.Add(1)
+	if len(data) > s.cfg.MaxFrameBytes {
+		c.sendError(0, "Message too large", "")
+		return
+	}
+	m, err := protocol.DecodeMessage(data)
+	if err != nil {
+		c.sendError(0, "Invalid message format", "")
+		return
+	}
+	switch m.Event {
+	case protocol.EventPing:
+		c.sendRaw(pongFrame)
+	case protocol.EventPong:
+	case protocol.EventSubscribe:
+		s.handleSubscribe(c, m)
+	case protocol.EventUnsubscribe:
+		var d struct {
+			Channel string `json:"channel"`
+		}
+		if m.DecodeData(&d) == nil && d.Channel != "" {
+			s.unsubscribe(c, d.Channel)
+		}
+	case protocol.EventSignin:
+		s.handleSignin(c, m)
+	default:
+		if strings.HasPrefix(m.Event, protocol.ClientEventPrefix) {
+			s.handleClientEvent(c, m)
+		}
+		// Other pusher: events are ignored, as pusher-js may send ones we do not use.
+	}
+}
+
+func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
+	var d protocol.SubscribeData
+	if err := m.DecodeData(&d); err != nil || d.Channel == "" {
+		c.sendError(0, "Invalid subscribe data: a channel is required", "")
+		return
+	}
+	ch, err := protocol.ParseChannel(d.Channel, s.cfg.Limits.MaxChannelNameLength)
+	if err != nil {
+		status := protocol.CodeUnauthorized
+		typ := protocol.SubErrInvalid
+		if errors.Is(err, protocol.ErrChannelNameTooLong) {
+			typ = protocol.SubErrLimitReached
+		}
+		c.sendSubError(d.Channel, typ, err.Error(), status)
+		return
+	}
+	var member *protocol.Member
+	switch ch.Kind {
+	case protocol.KindPrivate, protocol.KindPrivateEncrypted:
+		if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); err != nil {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+			return
+		}
+	case protocol.KindPresence:
+		cd := string(d.ChannelData)
+		if cd == "" {
+			// A signed-in connection may join presence without channel_data (§3.2).
+			s.mu.RLock()
+			uid, info := c.userID, c.userInfo
+			s.mu.RUnlock()
+			if uid == "" {
+				c.sendSubError(ch.Name, protocol.SubErrAuth, "channel_data is required for presence channels", 401)
+				return
+			}
+			if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); err != nil {
+				c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+				return
+			}
+			member = &protocol.Member{UserID: uid, UserInfo: info}
+			break
+		}
+		if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, cd, d.Auth); err != nil {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+			return
+		}
+		pd, err := protocol.ParsePresenceData(cd)
+		if err != nil {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, err.Error(), 401)
+			return
+		}
+		if len(pd.UserID) > s.cfg.Limits.MaxUserIDLength {
+			c.sendSubError(ch.Name, protocol.SubErrLimitReached, "user_id is too long", protocol.CodeClientEventRejected)
+			return
+		}
+		if len(pd.UserInfo) > s.cfg.Limits.MaxMemberInfoBytes {
+			c.sendSubError(ch.Name, protocol.SubErrLimitReached, "user_info is too large", protocol.CodeClientEventRejected)
+			return
+		}
+		member = &protocol.Member{UserID: pd.UserID, UserInfo: pd.UserInfo}
+	case protocol.KindServerToUser:
+		s.mu.RLock()
+		uid := c.userID
+		s.mu.RUnlock()
+		if uid == "" || uid != ch.UserID {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, "Sign in as this user to subscribe to its channel", 401)
+			return
+		}
+	}
+	if err := s.subscribe(c, ch, member); err != nil {
+		var se *subError
+		if errors.As(err, &se) {
+			c.sendSubError(ch.Name, se.typ, se.msg, se.status)
+		}
+		return
+	}
+	if ch.Kind.NeedsAuth() {
+		c.authorized.Store(true)
+	}
+}
+
+func (s *Server) handleSignin(c *conn, m protocol.Message) {
+	if !s.cfg.UserAuthEnabled {
+		c.sendError(protocol.CodeUnauthorized, "User authentication is not enabled for this app", "")
+		return
+	}
+	var d protocol.SigninData
+	if err := m.DecodeData(&d); err != nil {
+		c.sendError(protocol.CodeUnauthorized, "Invalid signin data", "")
+		return
+	}
+	ud := string(d.UserData)
+	if err := protocol.VerifyUserAuth(s.cfg.Key, s.cfg.Secret, c.id, ud, d.Auth); err != nil {
+		c.sendError(protocol.CodeUnauthorized, "Connection not authorized: invalid signature", "")
+		return
+	}
+	u, err := protocol.ParseUserData(ud)
+	if err != nil {
+		c.sendError(protocol.CodeUnauthorized, `The returned user data must contain the "id" field`, "")
+		return
+	}
+	if len(u.UserID) > s.cfg.Limits.MaxUserIDLength {
+		c.sendError(protocol.CodeUnauthorized, "User id is too long", "")
+		return
+	}
+	s.mu.Lock()
+	if c.removed {
+		s.mu.Unlock()
+		return
+	}
+	if c.userID != "" && c.userID != u.UserID {
+		s.mu.Unlock()
+		c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
+		return
+	}
+	if c.userID == "" {
+		c.userID = u.UserID
+		set := s.users[u.UserID]
+		if set == nil {
+			set = make(map[*conn]struct{}, 1)
+			s.users[u.UserID] = set
+		}
+		set[c] = struct{}{}
+	}
+	c.userInfo = u.UserInfo
+	s.mu.Unlock()
+	c.authorized.Store(true)
+	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
+	data = append(data, '}')
+	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventSigninSuccess, "", string(data), "")))
+}
+
+func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
+	name := m.Channel
+	reject := func(msg string) { c.sendError(protocol.CodeClientEventRejected, msg, name) }
+	if !s.cfg.ClientEventsEnabled {
+		reject("To send client events, you must enable this feature in the Settings page of your dashboard.")
+		return
+	}
+	if name == "" {
+		reject("Client events need a channel")
+		return
+	}
+	if len(m.Event) > s.cfg.Limits.MaxEventNameLength {
+		reject("Event name is too long")
+		return
+	}
+	kind, _ := protocol.KindOf(name)
+	if kind != protocol.KindPrivate && kind != protocol.KindPresence {
+		reject("Client events are only supported on private and presence channels")
+		return
+	}
+	data := m.DataString()
+	if len(data) > s.cfg.Limits.MaxPayloadBytes {
+		reject("Client event payload is too large")
+		return
+	}
+	s.mu.RLock()
+	uid, subscribed := c.subs[name]
+	s.mu.RUnlock()
+	if !subscribed {
+		reject("Cannot broadcast client event (connection not subscribed to channel " + name + ")")
+		return
+	}
+	allowed := true
+	if l := s.opts.clientEvents; l != nil {
+		allowed = l.AllowClientEvent(c.id, uid)
+	} else {
+		allowed = c.events.allow(s.opts.now().UnixNano(), s.cfg.Limits.ClientEventsPerSecond)
+	}
+	if !allowed {
+		s.st.clientEventsLimited.Add(1)
+		reject("Client event rejected due to rate limit")
+		return
+	}
+	frame := wsFrame(opText, protocol.EncodeEvent(m.Event, name, data, uid))
+	s.mu.RLock()
+	if chn := s.channels[name]; chn != nil {
+		for sub := range chn.subs {
+			if sub != c {
+				sub.sendRaw(frame)
+			}
+		}
+	}
+	s.mu.RUnlock()
+	s.st.clientEvents.Add(1)
+	if w := s.opts.webhooks; w != nil {
+		w.Notify(protocol.WebhookEvent{Name: protocol.WebhookClientEvent, Channel: name, Event: m.Event, Data: data, SocketID: c.id, UserID: uid})
+	}
+}

@@ -1,0 +1,27 @@
+// Package edge is pushercm's embedded Pusher Channels protocol v7 server: WebSocket
+// clients at /app/{key} (stock pusher-js works unchanged), the Pusher HTTP API at
+// /apps/{app_id}/... (package edge/httpapi, mounted here) and an in-process API that
+// the delivery and connection services build on.
+//
+// What it guarantees:
+//   - Every published frame is encoded once per channel, as a complete WebSocket frame,
+//     and the same bytes are written to every subscriber. A publish never blocks on a
+//     client: writes go to the event loop (lesismal/nbio) without waiting, and each
+//     connection has a bounded outbound queue (Config.WriteQueueBytes). A client whose
+//     queue overflows is closed with 4100 and counted in Stats.SlowConsumersClosed.
+//   - One event-loop poller serves all sockets; there is no goroutine per connection.
+//     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
+//     for clients that use them) and closes the ones that stay silent with 4201.
+//   - Channel-level failures (bad auth, limits, unknown channel kinds) never close the
+//     socket: they answer pusher:subscription_error or pusher:error with the channel.
+//   - Presence membership is per user id: member_added and member_removed are sent only
+//     for a user's first and last connection in the channel.
+//   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
+//     origin 4009, connection quota 4004, per-IP limit 4100) are sent as pusher:error and
+//     then as the close code, and counted in Stats.ConnectionsRefused by reason.
+//   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
+//     Metrics) are small interfaces; nil means the built-in default, so the package
+//     works standalone.
+//   - Shutdown drains: clients are closed with 4200 at Config.DrainRate per second so
+//     they do not stampede back, then the listener stops.
+package edge

@@ -1,0 +1,21 @@
+package edge
+
+import "errors"
+
+// Sentinel errors of the in-process API. Returned errors wrap one of them with detail;
+// test with errors.Is.
+var (
+	// ErrNotFound: unknown socket id, channel or user.
+	ErrNotFound = errors.New("edge: not found")
+	// ErrInvalid: a malformed argument (channel name, event name, code).
+	ErrInvalid = errors.New("edge: invalid argument")
+	// ErrLimit: a configured limit refused the operation (payload size, channel count,
+	// subscriptions per connection, presence members).
+	ErrLimit = errors.New("edge: limit exceeded")
+	// ErrClosed: the server is shutting down or not started.
+	ErrClosed = errors.New("edge: server closed")
+	// ErrWatcherLagged: a Watcher did not keep up with lifecycle events and was cut off.
+	ErrWatcherLagged = errors.New("edge: watcher lagged behind and was closed")
+	// ErrConfig: invalid Config.
+	ErrConfig = errors.New("edge: invalid config")
+)

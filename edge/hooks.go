@@ -1,0 +1,111 @@
+package edge
+
+import (
+	"sync"
+	"time"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// ClientEventLimiter decides whether a connection may send one more client event.
+// Rejected events get pusher:error 4301 and the socket stays open. Implementations must
+// be safe for concurrent use and must not block.
+type ClientEventLimiter interface {
+	AllowClientEvent(socketID, userID string) bool
+}
+
+// ConnectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
+// connections per IP per second). Refused sockets get 4100 (retry after back-off) and
+// are counted as RATE_LIMITED.
+type ConnectionLimiter interface {
+	AllowConnection(remoteIP string) bool
+}
+
+// SubscriptionLimiter can refuse a subscription beyond Limits.MaxSubscriptionsPerConnection,
+// e.g. per user across connections. current is the connection's subscription count
+// before this one. Refusals answer pusher:subscription_error LimitReached/4301.
+type SubscriptionLimiter interface {
+	AllowSubscription(socketID, userID, channel string, current int) bool
+}
+
+// WebhookSink receives webhook events (channel_occupied/vacated, member_added/removed,
+// client_event, cache_miss) as they happen. *webhook.Sender satisfies it. Notify must
+// not block: it is called on the connection's event-loop goroutine.
+type WebhookSink interface {
+	Notify(protocol.WebhookEvent)
+}
+
+// Metrics observes the hot path for telemetry. Methods must be cheap and non-blocking.
+type Metrics interface {
+	// Published is called once per Publish/SendToUser with the connections written to
+	// and the time from the call to the last socket write.
+	Published(delivered int, elapsed time.Duration)
+}
+
+// Option customises a Server beyond Config.
+type Option func(*options)
+
+type options struct {
+	clientEvents  ClientEventLimiter
+	connections   ConnectionLimiter
+	subscriptions SubscriptionLimiter
+	webhooks      WebhookSink
+	metrics       Metrics
+	now           func() time.Time
+}
+
+// WithClientEventLimiter replaces the built-in per-connection token bucket
+// (Limits.ClientEventsPerSecond) with l.
+func WithClientEventLimiter(l ClientEventLimiter) Option {
+	return func(o *options) { o.clientEvents = l }
+}
+
+// WithConnectionLimiter refuses new connections l does not allow. Default: none.
+func WithConnectionLimiter(l ConnectionLimiter) Option {
+	return func(o *options) { o.connections = l }
+}
+
+// WithSubscriptionLimiter adds a subscription check after the per-connection limit.
+func WithSubscriptionLimiter(l SubscriptionLimiter) Option {
+	return func(o *options) { o.subscriptions = l }
+}
+
+// WithWebhookSink sends webhook events to w. Default: none.
+func WithWebhookSink(w WebhookSink) Option {
+	return func(o *options) { o.webhooks = w }
+}
+
+// WithMetrics reports hot-path observations to m.
+func WithMetrics(m Metrics) Option {
+	return func(o *options) { o.metrics = m }
+}
+
+// bucket is the built-in per-connection client event limiter: a token bucket holding
+// one second of events, refilled continuously.
+type bucket struct {
+	mu     sync.Mutex
+	tokens float64
+	last   int64 // unix nanos
+}
+
+func (b *bucket) allow(now int64, perSecond int) bool {
+	if perSecond < 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last == 0 {
+		b.tokens = float64(perSecond)
+	} else {
+		b.tokens += float64(now-b.last) / 1e9 * float64(perSecond)
+		if b.tokens > float64(perSecond) {
+			b.tokens = float64(perSecond)
+		}
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

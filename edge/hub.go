@@ -1,0 +1,358 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// channel is an occupied channel. It exists while it has subscribers.
+type channel struct {
+	info    protocol.Channel
+	subs    map[*conn]struct{}
+	members map[string]*presenceMember // presence only, by user id
+}
+
+type presenceMember struct {
+	info  []byte
+	conns int
+}
+
+type cachedEvent struct {
+	event, data string
+	expires     time.Time
+}
+
+// subError is a subscription refusal with the pusher:subscription_error fields.
+type subError struct {
+	base   error
+	typ    string
+	msg    string
+	status int
+}
+
+func (e *subError) Error() string { return e.msg }
+func (e *subError) Unwrap() error { return e.base }
+
+// pending collects lifecycle events and webhooks produced under Server.mu, dispatched
+// after it is released.
+type pending struct {
+	evs   []Event
+	hooks []protocol.WebhookEvent
+}
+
+func (s *Server) flush(p *pending) {
+	for _, e := range p.evs {
+		s.emit(e)
+	}
+	if w := s.opts.webhooks; w != nil {
+		for _, h := range p.hooks {
+			w.Notify(h)
+		}
+	}
+}
+
+// subscribe joins c to ch; member is the presence identity (nil for other kinds). It
+// sends subscription_succeeded, member_added to the others, and the cache replay or
+// miss. Joining twice is idempotent and answers success again.
+func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member) error {
+	now := s.opts.now()
+	var p pending
+	s.mu.Lock()
+	if c.removed {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
+	}
+	chn := s.channels[ch.Name]
+	if _, again := c.subs[ch.Name]; again {
+		c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
+		s.mu.Unlock()
+		return nil
+	}
+	if !protocol.Within(len(c.subs)+1, s.cfg.Limits.MaxSubscriptionsPerConnection) {
+		s.mu.Unlock()
+		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
+	}
+	if l := s.opts.subscriptions; l != nil && !l.AllowSubscription(c.id, c.userID, ch.Name, len(c.subs)) {
+		s.mu.Unlock()
+		return &subError{ErrLimit, protocol.SubErrLimitReached, "Subscription rate limit reached", protocol.CodeClientEventRejected}
+	}
+	newUser := false
+	if member != nil {
+		var known bool
+		if chn != nil {
+			_, known = chn.members[member.UserID]
+		}
+		if !known {
+			n := 1
+			if chn != nil {
+				n += len(chn.members)
+			}
+			if !protocol.Within(n, s.cfg.Limits.MaxPresenceMembers) {
+				s.mu.Unlock()
+				return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
+			}
+			newUser = true
+		}
+	}
+	occupied := chn == nil
+	if occupied {
+		chn = &channel{info: ch, subs: make(map[*conn]struct{}, 1)}
+		if member != nil {
+			chn.members = make(map[string]*presenceMember, 1)
+		}
+		s.channels[ch.Name] = chn
+		p.evs = append(p.evs, Event{Type: ChannelOccupied, Time: now, Channel: ch.Name})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
+	}
+	if newUser {
+		// Tell the others before the new member is in the subscriber set, encoded once.
+		frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), ""))
+		for sub := range chn.subs {
+			sub.sendRaw(frame)
+		}
+		chn.members[member.UserID] = &presenceMember{info: member.UserInfo}
+		p.evs = append(p.evs, Event{Type: MemberAdded, Time: now, SocketID: c.id, UserID: member.UserID, Channel: ch.Name})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: member.UserID})
+	}
+	uid := ""
+	if member != nil {
+		uid = member.UserID
+		chn.members[uid].conns++
+	}
+	chn.subs[c] = struct{}{}
+	if c.subs == nil {
+		c.subs = make(map[string]string, 1)
+	}
+	c.subs[ch.Name] = uid
+	s.st.subscriptions.Add(1)
+	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
+	if ch.Cache {
+		if e, ok := s.cache[ch.Name]; ok && now.Before(e.expires) {
+			c.sendRaw(wsFrame(opText, protocol.EncodeEvent(e.event, ch.Name, e.data, "")))
+		} else {
+			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
+			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
+		}
+	}
+	s.mu.Unlock()
+	p.evs = append(p.evs, Event{Type: Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
+	s.flush(&p)
+	return nil
+}
+
+// succeededLocked encodes subscription_succeeded for chn (presence data for presence).
+func (s *Server) succeededLocked(chn *channel) []byte {
+	data := "{}"
+	if chn.info.Kind == protocol.KindPresence {
+		ms := make([]protocol.Member, 0, len(chn.members))
+		for id, m := range chn.members {
+			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
+		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i].UserID < ms[j].UserID })
+		data = protocol.PresenceSucceededData(ms)
+	}
+	return protocol.EncodeEvent(protocol.EventSubscriptionSucceeded, chn.info.Name, data, "")
+}
+
+// unsubscribe removes c from channel name; unknown channels are ignored (Pusher sends
+// no reply to pusher:unsubscribe).
+func (s *Server) unsubscribe(c *conn, name string) bool {
+	var p pending
+	s.mu.Lock()
+	uid, ok := c.subs[name]
+	if ok {
+		s.leaveLocked(c, name, uid, s.opts.now(), &p)
+	}
+	s.mu.Unlock()
+	s.flush(&p)
+	return ok
+}
+
+func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
+	delete(c.subs, name)
+	chn := s.channels[name]
+	if chn == nil {
+		return
+	}
+	delete(chn.subs, c)
+	s.st.subscriptions.Add(-1)
+	p.evs = append(p.evs, Event{Type: Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
+	if m := chn.members[uid]; m != nil {
+		m.conns--
+		if m.conns <= 0 {
+			delete(chn.members, uid)
+			frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventMemberRemoved, name, protocol.MemberRemovedData(uid), ""))
+			for sub := range chn.subs {
+				sub.sendRaw(frame)
+			}
+			p.evs = append(p.evs, Event{Type: MemberRemoved, Time: now, SocketID: c.id, UserID: uid, Channel: name})
+			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberRemoved, Channel: name, UserID: uid})
+		}
+	}
+	if len(chn.subs) == 0 {
+		delete(s.channels, name)
+		p.evs = append(p.evs, Event{Type: ChannelVacated, Time: now, Channel: name})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelVacated, Channel: name})
+	}
+}
+
+// removeConn takes c out of the hub (implicit unsubscribe of every channel). Idempotent.
+func (s *Server) removeConn(c *conn, code int, reason string) {
+	now := s.opts.now()
+	var p pending
+	s.mu.Lock()
+	if c.removed {
+		s.mu.Unlock()
+		return
+	}
+	c.removed = true
+	delete(s.conns, c.id)
+	names := make([]string, 0, len(c.subs))
+	for name := range c.subs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s.leaveLocked(c, name, c.subs[name], now, &p)
+	}
+	if c.userID != "" {
+		if set := s.users[c.userID]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(s.users, c.userID)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.active.Add(-1)
+	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: c.userIDSnapshot(), Code: code, Reason: reason})
+	s.flush(&p)
+}
+
+// userIDSnapshot is only called after removal, when userID no longer changes.
+func (c *conn) userIDSnapshot() string { return c.userID }
+
+// Message is one publish: Event with Data to every subscriber of Channels except the
+// socket ExcludeSocketID. Channels named #server-to-user-{id} go to that user's
+// signed-in connections.
+type Message struct {
+	Channels        []string
+	Event           string
+	Data            string
+	ExcludeSocketID string
+}
+
+func (s *Server) validateEvent(event, data string) error {
+	if event == "" {
+		return fmt.Errorf("%w: event name is empty", ErrInvalid)
+	}
+	if len(event) > s.cfg.Limits.MaxEventNameLength {
+		return fmt.Errorf("%w: event name longer than %d", ErrLimit, s.cfg.Limits.MaxEventNameLength)
+	}
+	if len(data) > s.cfg.Limits.MaxPayloadBytes {
+		return fmt.Errorf("%w: data is %d bytes, over %d", ErrLimit, len(data), s.cfg.Limits.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Publish writes m to every subscriber of its channels and returns how many socket
+// writes were made. The frame is encoded once per channel; cache channels remember it.
+func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.draining.Load() {
+		return 0, ErrClosed
+	}
+	if err := s.validateEvent(m.Event, m.Data); err != nil {
+		return 0, err
+	}
+	if len(m.Channels) == 0 {
+		return 0, fmt.Errorf("%w: no channels", ErrInvalid)
+	}
+	if len(m.Channels) > s.cfg.Limits.MaxChannelsPerTrigger {
+		return 0, fmt.Errorf("%w: %d channels, over %d", ErrLimit, len(m.Channels), s.cfg.Limits.MaxChannelsPerTrigger)
+	}
+	chans := make([]protocol.Channel, len(m.Channels))
+	for i, name := range m.Channels {
+		ch, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		chans[i] = ch
+	}
+	expires := s.opts.now().Add(s.cfg.CacheTTL)
+	var buf []byte
+	for _, ch := range chans {
+		if ch.Kind == protocol.KindServerToUser {
+			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
+			continue
+		}
+		buf = protocol.AppendEvent(buf[:0], m.Event, ch.Name, m.Data, "")
+		frame := wsFrame(opText, buf)
+		if ch.Cache {
+			s.mu.Lock()
+			s.cache[ch.Name] = cachedEvent{event: m.Event, data: m.Data, expires: expires}
+			s.mu.Unlock()
+		}
+		s.mu.RLock()
+		if chn := s.channels[ch.Name]; chn != nil {
+			for c := range chn.subs {
+				if c.id != m.ExcludeSocketID && c.sendRaw(frame) {
+					delivered++
+				}
+			}
+		}
+		s.mu.RUnlock()
+	}
+	s.st.published.Add(1)
+	if mt := s.opts.metrics; mt != nil {
+		mt.Published(delivered, time.Since(start))
+	}
+	return delivered, nil
+}
+
+// SendToUser writes event to every connection signed in as userID, on the channel
+// #server-to-user-{userID}, whether or not it subscribed to it (as Pusher does).
+func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if s.draining.Load() {
+		return 0, ErrClosed
+	}
+	if userID == "" || len(userID) > s.cfg.Limits.MaxUserIDLength {
+		return 0, fmt.Errorf("%w: user id must be 1 to %d characters", ErrInvalid, s.cfg.Limits.MaxUserIDLength)
+	}
+	if err := s.validateEvent(event, data); err != nil {
+		return 0, err
+	}
+	delivered = s.sendToUser(userID, event, data, "")
+	s.st.published.Add(1)
+	if mt := s.opts.metrics; mt != nil {
+		mt.Published(delivered, time.Since(start))
+	}
+	return delivered, nil
+}
+
+func (s *Server) sendToUser(userID, event, data, exclude string) int {
+	frame := wsFrame(opText, protocol.EncodeEvent(event, protocol.ServerToUserChannel(userID), data, ""))
+	n := 0
+	s.mu.RLock()
+	for c := range s.users[userID] {
+		if c.id != exclude && c.sendRaw(frame) {
+			n++
+		}
+	}
+	s.mu.RUnlock()
+	return n
+}
+
+func hasPrefix(name, prefix string) bool { return prefix == "" || strings.HasPrefix(name, prefix) }

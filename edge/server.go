@@ -1,0 +1,516 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+	"github.com/lesismal/nbio/nbhttp"
+	"github.com/lesismal/nbio/nbhttp/websocket"
+
+	"github.com/milequest/pushercm/edge/httpapi"
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Server is the embedded Pusher-protocol server (WebSocket + HTTP API) for one app.
+type Server struct {
+	cfg  Config
+	opts options
+
+	mux      *http.ServeMux
+	upgrader *websocket.Upgrader
+	engine   *nbhttp.Engine
+	ln       net.Listener
+	started  atomic.Bool
+	draining atomic.Bool
+	stop     chan struct{}
+	done     sync.WaitGroup
+
+	// mu guards the hub: conns, channels, users, cache and every conn's subscription
+	// and sign-in state. Socket writes done under it never block (event loop).
+	mu       sync.RWMutex
+	conns    map[string]*conn
+	channels map[string]*channel
+	users    map[string]map[*conn]struct{}
+	cache    map[string]cachedEvent
+
+	active atomic.Int64 // sockets admitted (reserved before upgrade)
+
+	watchMu  sync.Mutex
+	watchers map[*Watcher]struct{}
+
+	st counters
+}
+
+func init() {
+	// nbio logs every accepted socket at Info; our own Logger reports what matters.
+	logging.SetLevel(logging.LevelError)
+}
+
+// New validates cfg and builds a Server. Nothing listens until Start.
+func New(cfg Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg.withDefaults(),
+		mux:      http.NewServeMux(),
+		stop:     make(chan struct{}),
+		conns:    make(map[string]*conn),
+		channels: make(map[string]*channel),
+		users:    make(map[string]map[*conn]struct{}),
+		cache:    make(map[string]cachedEvent),
+		watchers: make(map[*Watcher]struct{}),
+	}
+	s.opts.now = time.Now
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	s.st.refused = make(map[string]*atomic.Uint64)
+	for _, r := range refusalReasons {
+		s.st.refused[r] = new(atomic.Uint64)
+	}
+	s.mux.HandleFunc("/app/{key}", s.serveWS)
+	if !s.cfg.HTTPAPIDisabled {
+		api := httpapi.New(httpapi.Config{
+			AppID:           s.cfg.AppID,
+			Key:             s.cfg.Key,
+			Secret:          s.cfg.Secret,
+			Limits:          s.cfg.Limits,
+			TimestampWindow: s.cfg.TimestampWindow,
+			Logger:          s.cfg.Logger,
+		}, apiBackend{s})
+		s.mux.Handle("/apps/", api)
+	}
+	return s, nil
+}
+
+// Handle registers an extra route on the realtime listener. Call it before Start.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte(`{"error":"not found","code":404}`))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Start listens on addr (e.g. ":6001" or "127.0.0.1:0") and serves until Shutdown.
+func (s *Server) Start(addr string) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: already started", ErrClosed)
+	}
+	cfg := s.cfg
+	var lnMu sync.Mutex
+	s.engine = nbhttp.NewEngine(nbhttp.Config{
+		Network: "tcp",
+		Addrs:   []string{addr},
+		Listen: func(network, a string) (net.Listener, error) {
+			ln, err := net.Listen(network, a)
+			if err == nil {
+				lnMu.Lock()
+				s.ln = ln
+				lnMu.Unlock()
+			}
+			return ln, err
+		},
+		Handler:                 s,
+		NPoller:                 cfg.Pollers,
+		ReleaseWebsocketPayload: true,
+		// Kernel-refused bytes above this are a hard backstop; the soft limit that
+		// sends 4100 is WriteQueueBytes, tracked by onWritten.
+		MaxWriteBufferSize:     cfg.WriteQueueBytes*2 + 64<<10,
+		ReadBufferSize:         32 << 10,
+		MessageHandlerPoolSize: runtime.NumCPU() * 64,
+		KeepaliveTime:          cfg.HandshakeTimeout,
+		MaxLoad:                1 << 20,
+	})
+	s.engine.OnWrittenSize(s.onWritten)
+	if raceEnabled {
+		var handoff sync.Mutex
+		s.engine.OnOpen(func(net.Conn) { handoff.Lock(); handoff.Unlock() })
+		s.engine.Engine.OnData(func(c *nbio.Conn, data []byte) {
+			handoff.Lock()
+			handoff.Unlock()
+			c.DataHandler()(c, data)
+		})
+	}
+	u := websocket.NewUpgrader()
+	u.Engine = s.engine
+	u.KeepaliveTime = 0 // liveness is the sweeper's job: no timer per socket
+	u.HandshakeTimeout = cfg.HandshakeTimeout
+	u.MessageLengthLimit = cfg.MaxFrameBytes * 4
+	u.CheckOrigin = func(*http.Request) bool { return true } // checked by us, answered with 4009
+	u.OnMessage(s.onMessage)
+	u.OnClose(s.onClose)
+	u.SetPingHandler(s.onPing)
+	u.SetPongHandler(func(ws *websocket.Conn, _ string) {
+		if c, ok := ws.Session().(*conn); ok {
+			c.touch()
+		}
+	})
+	u.SetCloseHandler(s.onCloseFrame)
+	s.upgrader = u
+	if err := s.engine.Start(); err != nil {
+		return fmt.Errorf("edge: listen %s: %w", addr, err)
+	}
+	s.done.Add(1)
+	go s.sweep()
+	s.cfg.Logger.Info("edge listening", "addr", s.Addr().String(), "app_id", cfg.AppID)
+	return nil
+}
+
+// Addr is the listening address, nil before Start.
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Shutdown drains: new sockets are refused, existing ones are closed with 4200 at
+// Config.DrainRate per second, then the listener and event loop stop. When ctx ends
+// first, the remaining sockets are cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.started.Load() {
+		return nil
+	}
+	if !s.draining.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.stop)
+	s.done.Wait()
+
+	s.mu.RLock()
+	list := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		list = append(list, c)
+	}
+	s.mu.RUnlock()
+
+	var err error
+	per := time.Second / time.Duration(s.cfg.DrainRate)
+	batch := 1
+	if per < time.Millisecond {
+		batch = int(time.Millisecond / per)
+		per = time.Millisecond
+	}
+	t := time.NewTicker(per)
+drain:
+	for i := 0; i < len(list); i += batch {
+		for j := i; j < i+batch && j < len(list); j++ {
+			list[j].closeWith(protocol.CodeReconnect, "Server shutting down", false)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			err = ctx.Err()
+			break drain
+		}
+	}
+	t.Stop()
+	// Give clients the close grace to read the 4200 frame before the engine cuts them.
+	wait := time.NewTimer(s.cfg.CloseGrace)
+	poll := time.NewTicker(10 * time.Millisecond)
+wait:
+	for s.active.Load() > 0 {
+		select {
+		case <-poll.C:
+		case <-wait.C:
+			break wait
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+			break wait
+		}
+	}
+	poll.Stop()
+	wait.Stop()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.engine.Shutdown(sctx)
+	s.closeWatchers(ErrClosed)
+	return err
+}
+
+// refusal reasons in Stats.ConnectionsRefused (DESIGN.md error reasons where one fits).
+const (
+	RefusedPoolExhausted = "CONNECTION_POOL_EXHAUSTED"
+	RefusedRateLimited   = "RATE_LIMITED"
+	RefusedUnknownApp    = "APP_NOT_FOUND"
+	RefusedVersion       = "INVALID_PROTOCOL_VERSION"
+	RefusedOrigin        = "ORIGIN_NOT_ALLOWED"
+	RefusedShuttingDown  = "SHUTTING_DOWN"
+)
+
+var refusalReasons = []string{RefusedPoolExhausted, RefusedRateLimited, RefusedUnknownApp, RefusedVersion, RefusedOrigin, RefusedShuttingDown}
+
+// serveWS upgrades /app/{key}. Refusals are sent after the upgrade, as pusher:error plus
+// the close code, because browsers cannot read an HTTP error status.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	code, reason, msg := s.admit(r)
+	if code == 0 {
+		if n := s.active.Add(1); protocol.Within(int(n), s.cfg.Limits.MaxConnections) {
+			if s.acceptWS(w, r) {
+				return
+			}
+			s.active.Add(-1)
+			return
+		}
+		s.active.Add(-1)
+		code, reason, msg = protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
+	}
+	s.st.refused[reason].Add(1)
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(s.cfg.CloseGrace))
+	frame := wsFrame(opText, protocol.EncodeError(code, msg, ""))
+	_, _ = ws.UnderlayerConn().Write(frame)
+	_, _ = ws.UnderlayerConn().Write(closeFrame(code, msg))
+	time.AfterFunc(s.cfg.CloseGrace, func() { _ = ws.Close() })
+}
+
+// admit checks everything decided by the request alone.
+func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
+	if s.draining.Load() {
+		// 4100, not 4200: a 4200 makes pusher-js reconnect at once, in a loop.
+		return protocol.CodeOverCapacity, RefusedShuttingDown, "Server is shutting down"
+	}
+	if r.PathValue("key") != s.cfg.Key {
+		return protocol.CodeAppNotFound, RefusedUnknownApp, fmt.Sprintf("App key %s not in this cluster. Did you forget to specify the cluster?", r.PathValue("key"))
+	}
+	if code, msg := checkVersion(r.URL.Query()); code != 0 {
+		return code, RefusedVersion, msg
+	}
+	if !s.originAllowed(r.Header.Get("Origin")) {
+		return protocol.CodeUnauthorized, RefusedOrigin, "Origin not allowed"
+	}
+	if l := s.opts.connections; l != nil && !l.AllowConnection(remoteIP(r.RemoteAddr)) {
+		return protocol.CodeOverCapacity, RefusedRateLimited, "Too many new connections, retry later"
+	}
+	return 0, "", ""
+}
+
+// checkVersion accepts protocol 5 to 7 (§1.1).
+func checkVersion(q map[string][]string) (int, string) {
+	v, ok := q["protocol"]
+	if !ok || len(v) == 0 || v[0] == "" {
+		return protocol.CodeNoProtocol, "No protocol version supplied"
+	}
+	n, err := strconv.Atoi(v[0])
+	if err != nil {
+		return protocol.CodeInvalidVersion, "Invalid version string format"
+	}
+	if n < 5 || n > 7 {
+		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version " + v[0]
+	}
+	return 0, ""
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	if len(s.cfg.AllowedOrigins) == 0 || origin == "" {
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		switch {
+		case a == "*", strings.EqualFold(a, origin):
+			return true
+		case strings.HasPrefix(a, "*."):
+			host := origin
+			if i := strings.Index(host, "://"); i >= 0 {
+				host = host[i+3:]
+			}
+			if strings.HasSuffix(strings.ToLower(host), strings.ToLower(a[1:])) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.cfg.Logger.Debug("edge: upgrade failed", "err", err, "remote", r.RemoteAddr)
+		return false
+	}
+	// The HTTP keep-alive deadline must not apply to the socket; the sweeper owns liveness.
+	_ = ws.SetReadDeadline(time.Time{})
+	now := s.opts.now()
+	c := &conn{
+		s:           s,
+		ws:          ws,
+		nc:          ws.UnderlayerConn(),
+		id:          protocol.NewSocketID(),
+		remoteAddr:  r.RemoteAddr,
+		userAgent:   r.UserAgent(),
+		connectedAt: now.UnixNano(),
+	}
+	c.lastActivity.Store(now.UnixNano())
+	ws.SetSession(c)
+	s.mu.Lock()
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	s.st.connectionsTotal.Add(1)
+	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
+	s.emit(Event{Type: Connected, Time: now, SocketID: c.id})
+	return true
+}
+
+func (s *Server) activityTimeoutSeconds() int {
+	n := int(s.cfg.ActivityTimeout / time.Second)
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// onWritten runs on the event loop for every chunk the kernel accepted.
+func (s *Server) onWritten(nc *nbio.Conn, _ []byte, n int) {
+	if ws, ok := nc.Session().(*websocket.Conn); ok {
+		if c, ok := ws.Session().(*conn); ok {
+			c.queued.Add(-int64(n))
+		}
+	}
+}
+
+func (s *Server) onPing(ws *websocket.Conn, data string) {
+	c, ok := ws.Session().(*conn)
+	if !ok {
+		return
+	}
+	c.touch()
+	c.usesWSPing.Store(true)
+	c.sendRaw(wsFrame(opPong, []byte(data)))
+}
+
+func (s *Server) onCloseFrame(ws *websocket.Conn, code int, _ string) {
+	// Echo the close (RFC 6455) unless we initiated it; then the socket is closed by
+	// handleWsMessage right after this returns.
+	if c, ok := ws.Session().(*conn); ok {
+		if !c.closeSent.Swap(true) {
+			if code == 1005 {
+				c.sendRaw(wsFrame(opClose, nil))
+			} else {
+				c.sendRaw(closeFrame(code, ""))
+			}
+		}
+		return
+	}
+	_, _ = ws.UnderlayerConn().Write(closeFrame(1000, ""))
+}
+
+func (s *Server) onClose(ws *websocket.Conn, err error) {
+	c, ok := ws.Session().(*conn)
+	if !ok {
+		return
+	}
+	code, reason := int(c.closeCode.Load()), ""
+	var ce *websocket.CloseError
+	if code == 0 && errors.As(err, &ce) {
+		code, reason = ce.Code, ce.Reason
+	}
+	c.closing.Store(true)
+	s.removeConn(c, code, reason)
+}
+
+// sweep pings silent clients, closes dead ones, expires cache entries and enforces
+// UserAuthTimeout. One goroutine for all sockets.
+func (s *Server) sweep() {
+	defer s.done.Done()
+	interval := min(s.cfg.ActivityTimeout, s.cfg.PongTimeout) / 4
+	if s.cfg.UserAuthTimeout > 0 {
+		interval = min(interval, s.cfg.UserAuthTimeout/4)
+	}
+	interval = max(interval, 20*time.Millisecond)
+	interval = min(interval, 5*time.Second)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var list []*conn
+	var expired []string
+	ping := wsFrame(opText, protocol.EncodeEvent(protocol.EventPing, "", "{}", ""))
+	wsPing := wsFrame(opPing, nil)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := s.opts.now()
+		nowNs := now.UnixNano()
+		list = list[:0]
+		s.mu.RLock()
+		for _, c := range s.conns {
+			list = append(list, c)
+		}
+		expired = expired[:0]
+		for name, e := range s.cache {
+			if now.After(e.expires) {
+				expired = append(expired, name)
+			}
+		}
+		s.mu.RUnlock()
+		if len(expired) > 0 {
+			s.mu.Lock()
+			for _, name := range expired {
+				if e, ok := s.cache[name]; ok && now.After(e.expires) {
+					delete(s.cache, name)
+				}
+			}
+			s.mu.Unlock()
+		}
+		for _, c := range list {
+			if c.closing.Load() {
+				continue
+			}
+			if p := c.pingSent.Load(); p != 0 {
+				if nowNs-p > int64(s.cfg.PongTimeout) {
+					s.st.staleClosed.Add(1)
+					c.sendRaw(wsFrame(opText, protocol.EncodeError(protocol.CodePongTimeout, "Pong reply not received in time", "")))
+					c.closeWith(protocol.CodePongTimeout, "Pong reply not received in time", false)
+				}
+				continue
+			}
+			if nowNs-c.lastActivity.Load() > int64(s.cfg.ActivityTimeout) {
+				c.pingSent.Store(nowNs)
+				if c.usesWSPing.Load() {
+					c.sendRaw(wsPing)
+				} else {
+					c.sendRaw(ping)
+				}
+				continue
+			}
+			if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
+				c.sendRaw(wsFrame(opText, protocol.EncodeError(protocol.CodeUnauthorized, "Connection not authorized within timeout", "")))
+				c.closeWith(protocol.CodeUnauthorized, "Connection not authorized within timeout", false)
+			}
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package edge
+
+import "sync/atomic"
+
+type counters struct {
+	connectionsTotal    atomic.Uint64
+	refused             map[string]*atomic.Uint64 // fixed keys, built in New
+	subscriptions       atomic.Int64
+	messagesIn          atomic.Uint64
+	messagesOut         atomic.Uint64
+	published           atomic.Uint64
+	clientEvents        atomic.Uint64
+	clientEventsLimited atomic.Uint64
+	slowConsumers       atomic.Uint64
+	staleClosed         atomic.Uint64
+}
+
+// Stats is a snapshot of the server's counters.
+type Stats struct {
+	// ConnectionsActive are open sockets; ConnectionsTotal ever accepted.
+	ConnectionsActive int64
+	ConnectionsTotal  uint64
+	// ConnectionsRefused counts refused sockets by reason (RefusedPoolExhausted
+	// "CONNECTION_POOL_EXHAUSTED", RefusedRateLimited, RefusedUnknownApp, ...).
+	ConnectionsRefused map[string]uint64
+	Subscriptions      int64
+	Channels           int
+	PresenceMembers    int
+	SignedInUsers      int
+	// MessagesIn are frames received; MessagesOut frames written to sockets.
+	MessagesIn, MessagesOut uint64
+	// Published counts Publish and SendToUser calls.
+	Published uint64
+	// ClientEvents relayed; ClientEventsLimited rejected by the rate limit.
+	ClientEvents, ClientEventsLimited uint64
+	// SlowConsumersClosed were closed with 4100 for a full outbound queue.
+	SlowConsumersClosed uint64
+	// StaleClosed were closed with 4201 for not answering a ping.
+	StaleClosed uint64
+	// CacheEntries held by cache channels (expired ones linger until the next sweep).
+	CacheEntries int
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		ConnectionsTotal:    s.st.connectionsTotal.Load(),
+		ConnectionsRefused:  make(map[string]uint64, len(s.st.refused)),
+		Subscriptions:       s.st.subscriptions.Load(),
+		MessagesIn:          s.st.messagesIn.Load(),
+		MessagesOut:         s.st.messagesOut.Load(),
+		Published:           s.st.published.Load(),
+		ClientEvents:        s.st.clientEvents.Load(),
+		ClientEventsLimited: s.st.clientEventsLimited.Load(),
+		SlowConsumersClosed: s.st.slowConsumers.Load(),
+		StaleClosed:         s.st.staleClosed.Load(),
+	}
+	for k, v := range s.st.refused {
+		st.ConnectionsRefused[k] = v.Load()
+	}
+	s.mu.RLock()
+	st.ConnectionsActive = int64(len(s.conns))
+	st.Channels = len(s.channels)
+	for _, chn := range s.channels {
+		st.PresenceMembers += len(chn.members)
+	}
+	st.SignedInUsers = len(s.users)
+	st.CacheEntries = len(s.cache)
+	s.mu.RUnlock()
+	return st
+}

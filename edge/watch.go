@@ -1,0 +1,136 @@
+package edge
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// EventType is the kind of a lifecycle Event.
+type EventType int
+
+// Lifecycle event types.
+const (
+	Connected EventType = iota + 1
+	Disconnected
+	Subscribed
+	Unsubscribed
+	MemberAdded
+	MemberRemoved
+	ChannelOccupied
+	ChannelVacated
+)
+
+func (t EventType) String() string {
+	switch t {
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	case Subscribed:
+		return "subscribed"
+	case Unsubscribed:
+		return "unsubscribed"
+	case MemberAdded:
+		return "member_added"
+	case MemberRemoved:
+		return "member_removed"
+	case ChannelOccupied:
+		return "channel_occupied"
+	case ChannelVacated:
+		return "channel_vacated"
+	}
+	return fmt.Sprintf("EventType(%d)", int(t))
+}
+
+// Event is one lifecycle change. Code and Reason are set on Disconnected when the
+// server closed the socket.
+type Event struct {
+	Type     EventType
+	Time     time.Time
+	SocketID string
+	UserID   string
+	Channel  string
+	Code     int
+	Reason   string
+}
+
+// Watcher receives lifecycle events. A watcher whose buffer fills is cut off: its
+// channel is closed and Err returns ErrWatcherLagged; other watchers are unaffected.
+type Watcher struct {
+	s    *Server
+	c    chan Event
+	mu   sync.Mutex
+	err  error
+	done bool
+}
+
+// Watch subscribes to lifecycle events with a buffer of the given size (minimum 1;
+// 0 means 256).
+func (s *Server) Watch(buffer int) *Watcher {
+	if buffer <= 0 {
+		buffer = 256
+	}
+	w := &Watcher{s: s, c: make(chan Event, buffer)}
+	s.watchMu.Lock()
+	if s.draining.Load() {
+		s.watchMu.Unlock()
+		w.finish(ErrClosed)
+		return w
+	}
+	s.watchers[w] = struct{}{}
+	s.watchMu.Unlock()
+	return w
+}
+
+// C is the event stream; it is closed when the watcher ends.
+func (w *Watcher) C() <-chan Event { return w.c }
+
+// Err is nil while the watcher runs or after Close, ErrWatcherLagged after overflow,
+// ErrClosed after Shutdown.
+func (w *Watcher) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Close stops the watcher and closes C.
+func (w *Watcher) Close() {
+	w.s.watchMu.Lock()
+	delete(w.s.watchers, w)
+	w.s.watchMu.Unlock()
+	w.finish(nil)
+}
+
+func (w *Watcher) finish(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	w.done = true
+	w.err = err
+	close(w.c)
+}
+
+func (s *Server) emit(e Event) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for w := range s.watchers {
+		select {
+		case w.c <- e:
+		default:
+			delete(s.watchers, w)
+			w.finish(ErrWatcherLagged)
+		}
+	}
+}
+
+func (s *Server) closeWatchers(err error) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for w := range s.watchers {
+		delete(s.watchers, w)
+		w.finish(err)
+	}
+}
