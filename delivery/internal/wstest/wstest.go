@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,7 +34,16 @@ type Client struct {
 	frames   chan protocol.Message
 	done     chan struct{}
 	wmu      sync.Mutex
+	discard  atomic.Bool
+	dropped  atomic.Int64
 }
+
+// Discard makes the client count application frames instead of queueing them
+// (benchmarks: the reader keeps up, so the edge never sees a slow consumer).
+func (c *Client) Discard() { c.discard.Store(true) }
+
+// Discarded is the number of frames dropped since Discard.
+func (c *Client) Discarded() int64 { return c.dropped.Load() }
 
 // Dial connects to the edge at addr as app key, with secret used to sign
 // subscriptions, and waits for connection_established.
@@ -86,6 +96,10 @@ func (c *Client) read(rw io.ReadWriter) {
 		data, _, err := wsutil.ReadServerData(rw)
 		if err != nil {
 			return
+		}
+		if c.discard.Load() {
+			c.dropped.Add(1)
+			continue
 		}
 		m, err := protocol.DecodeMessage(data)
 		if err != nil {

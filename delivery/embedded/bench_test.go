@@ -1,0 +1,82 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/delivery/internal/wstest"
+)
+
+// BenchmarkEmbeddedPublish measures one Publisher.Publish call on the embedded driver
+// into a real edge with N WebSocket subscribers on loopback: validation, idempotency
+// (caller ids, memory store), the driver, and the edge's encode-once fan-out up to the
+// socket write enqueue. It does not wait for clients to read the frames; a final check
+// waits until every subscriber has received every frame, so the figure is sustainable.
+func BenchmarkEmbeddedPublish(b *testing.B) {
+	for _, subs := range []int{0, 1, 10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			s := startEdge(b)
+			p := newPublisher(b, s)
+			clients := make([]*wstest.Client, subs)
+			for i := range clients {
+				c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c.Subscribe("team-1", "")
+				c.Discard()
+				clients[i] = c
+			}
+			e := delivery.Event{Channels: []string{"team-1"}, Name: "activity", Data: `{"user":"u1","km":3.2,"team":"t1"}`}
+			ctx := context.Background()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				e.ID = strconv.Itoa(n) // every event new: one reservation each
+				n++
+				out, err := p.Publish(ctx, e)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if out.DeliveredTo != subs {
+					b.Fatalf("delivered to %d, want %d", out.DeliveredTo, subs)
+				}
+			}
+			b.StopTimer()
+			deadline := time.Now().Add(30 * time.Second)
+			for _, c := range clients {
+				for c.Discarded() < int64(n) {
+					if time.Now().After(deadline) {
+						b.Fatalf("a subscriber received %d of %d frames", c.Discarded(), n)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEmbeddedPublishBatch100 measures PublishBatch of 100 events (generated ids)
+// to one channel with 10 subscribers, reported as events/s.
+func BenchmarkEmbeddedPublishBatch100(b *testing.B) {
+	s := startEdge(b)
+	p := newPublisher(b, s)
+	for i := 0; i < 10; i++ {
+		c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+		c.Subscribe("team-1", "")
+		c.Discard()
+	}
+	batch := make([]delivery.Event, 100)
+	for i := range batch {
+		batch[i] = delivery.Event{Channels: []string{"team-1"}, Name: "activity", Data: `{"user":"u1","km":3.2}`}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := p.PublishBatch(context.Background(), batch)
+		if err != nil || res[99].Err != nil {
+			b.Fatal(err, res[99].Err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "events/s")
+}
