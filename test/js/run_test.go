@@ -1,0 +1,160 @@
+// Package jsinterop_test runs the real pusher-js 8.6.0 and npm pusher 5.3.4 SDKs
+// (pinned by package-lock.json) against the edge server. It is part of `make test`:
+// a missing node/npm or a failing `npm ci` is a test failure, never a skip.
+//
+// By default the edge server runs in-process on 127.0.0.1:0. To test a server that is
+// already running (e.g. the real binary), set PUSHERCM_TEST_WS_PORT (and optionally
+// PUSHERCM_TEST_WS_HOST, PUSHERCM_TEST_APP_ID, PUSHERCM_TEST_KEY, PUSHERCM_TEST_SECRET);
+// that server must have client events and user sign-in enabled.
+package jsinterop_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/edge"
+)
+
+const (
+	appID  = "app-id"
+	appKey = "app-key"
+	secret = "app-secret"
+
+	npmTimeout  = 5 * time.Minute
+	nodeTimeout = 5 * time.Minute
+	stampFile   = ".pushercm-lock-sha256" // inside node_modules: the lockfile it was installed from
+)
+
+func TestPusherJSInterop(t *testing.T) {
+	node := mustLookPath(t, "node")
+	npm := mustLookPath(t, "npm")
+	dir, err := os.Getwd() // go test runs in the package directory: test/js
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureNodeModules(t, npm, dir)
+
+	env := serverEnv(t)
+
+	files, err := filepath.Glob(filepath.Join(dir, "tests", "*.test.js"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no JS tests found under %s/tests (%v)", dir, err)
+	}
+	sort.Strings(files)
+
+	ctx, cancel := context.WithTimeout(context.Background(), nodeTimeout)
+	defer cancel()
+	args := append([]string{"--test", "--test-reporter=spec"}, files...)
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = 10 * time.Second // a wedged child must not hang go test
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	t.Logf("node --test output:\n%s", out.String())
+	if ctx.Err() != nil {
+		t.Fatalf("node --test did not finish within %s", nodeTimeout)
+	}
+	if err != nil {
+		t.Fatalf("node --test failed: %v", err)
+	}
+}
+
+func mustLookPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s is required for the pusher-js interop tests (make test runs them): %v", name, err)
+	}
+	return p
+}
+
+// ensureNodeModules runs `npm ci` unless node_modules was installed from the current
+// package-lock.json.
+func ensureNodeModules(t *testing.T, npm, dir string) {
+	t.Helper()
+	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		t.Fatalf("package-lock.json: %v", err)
+	}
+	sum := sha256.Sum256(lock)
+	want := hex.EncodeToString(sum[:])
+	stamp := filepath.Join(dir, "node_modules", stampFile)
+	if got, err := os.ReadFile(stamp); err == nil && string(bytes.TrimSpace(got)) == want {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), npmTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	cmd.Dir = dir
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("npm ci failed: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(stamp, []byte(want+"\n"), 0o644); err != nil {
+		t.Fatalf("writing %s: %v", stamp, err)
+	}
+}
+
+// serverEnv returns the PUSHERCM_TEST_* variables for node, starting an in-process edge
+// server unless one is given in the environment.
+func serverEnv(t *testing.T) []string {
+	t.Helper()
+	if port := os.Getenv("PUSHERCM_TEST_WS_PORT"); port != "" {
+		t.Logf("using the server at %s:%s from the environment", envOr("PUSHERCM_TEST_WS_HOST", "127.0.0.1"), port)
+		return nil // already in os.Environ
+	}
+	srv, err := edge.New(edge.Config{
+		AppID:               appID,
+		Key:                 appKey,
+		Secret:              secret,
+		ClientEventsEnabled: true,
+		UserAuthEnabled:     true,
+	})
+	if err != nil {
+		t.Fatalf("edge.New: %v", err)
+	}
+	if err := srv.Start("127.0.0.1:0"); err != nil {
+		t.Fatalf("edge Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("edge Shutdown: %v", err)
+		}
+	})
+	host, port, err := net.SplitHostPort(srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		t.Fatalf("bad port in %v", srv.Addr())
+	}
+	return []string{
+		"PUSHERCM_TEST_WS_HOST=" + host,
+		"PUSHERCM_TEST_WS_PORT=" + port,
+		"PUSHERCM_TEST_APP_ID=" + appID,
+		"PUSHERCM_TEST_KEY=" + appKey,
+		"PUSHERCM_TEST_SECRET=" + secret,
+	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
