@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -145,7 +146,7 @@ type faultProxy struct {
 	plan  []fault
 	rule  func(r *http.Request, body []byte) fault
 	seen  []string // method + path of every request
-	hangs sync.WaitGroup
+	conns atomic.Int64 // TCP connections accepted
 }
 
 func newFaultProxy(t *testing.T, upstream string) *faultProxy {
@@ -155,7 +156,13 @@ func newFaultProxy(t *testing.T, upstream string) *faultProxy {
 		t.Fatal(err)
 	}
 	p := &faultProxy{t: t, target: httputil.NewSingleHostReverseProxy(u)}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	p.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			p.conns.Add(1)
+		}
+	}
+	p.srv.Start()
 	t.Cleanup(p.srv.Close)
 	return p
 }

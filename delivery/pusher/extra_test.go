@@ -1,0 +1,134 @@
+package pusher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/milequest/pushercm/delivery"
+)
+
+func TestConnectionsAreReused(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := 0; i < 20; i++ {
+		if _, err := e.driver.Publish(context.Background(), ev(fmt.Sprint(i), "team-1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.proxy.conns.Load(); n != 1 {
+		t.Fatalf("20 sequential publishes opened %d connections, want 1 (keep-alive)", n)
+	}
+}
+
+func TestConcurrentPublishes(t *testing.T) {
+	e := newEnv(t, nil)
+	// Every event's first request fails, alternately with a 503 and a reset (the rule
+	// runs under the proxy's lock).
+	seen := map[string]bool{}
+	var n int
+	e.proxy.setRule(func(_ *http.Request, body []byte) fault {
+		if seen[string(body)] {
+			return pass
+		}
+		seen[string(body)] = true
+		n++
+		if n%2 == 0 {
+			return fail503
+		}
+		return reset
+	})
+	const workers = 40
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Go(func() {
+			if _, err := e.driver.Publish(context.Background(), ev(fmt.Sprint(i), "team-1")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	d := e.backend.deliveries()
+	for i := 0; i < workers; i++ {
+		if got := d[fmt.Sprintf(`team-1|{"id":"%d"}`, i)]; got != 1 {
+			t.Fatalf("event %d delivered %d times", i, got)
+		}
+	}
+}
+
+func TestConfigFromYAML(t *testing.T) {
+	const doc = `
+appId: "123"
+key: k
+secret: s
+host: 127.0.0.1:6001
+scheme: http
+requestTimeout: 2s
+reconnectAttempts: 5
+reconnectDelay: 50ms
+maxReconnectDelay: 3s
+backoffMultiplier: 1.5
+breakerFailureThreshold: 7
+breakerOpenTimeout: 20s
+skipDeliveryCounts: true
+`
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewBufferString(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{AppID: "123", Key: "k", Secret: "s", Host: "127.0.0.1:6001", Scheme: "http",
+		RequestTimeout: 2 * time.Second, ReconnectAttempts: 5, ReconnectDelay: 50 * time.Millisecond,
+		MaxReconnectDelay: 3 * time.Second, BackoffMultiplier: 1.5, BreakerFailureThreshold: 7,
+		BreakerOpenTimeout: 20 * time.Second, SkipDeliveryCounts: true}
+	if c != want {
+		t.Fatalf("got %+v\nwant %+v", c, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	dec = yaml.NewDecoder(bytes.NewBufferString("appID: x\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err == nil {
+		t.Fatal("a mis-cased key was accepted")
+	}
+}
+
+func TestDisabledBreakerNeverOpens(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.BreakerFailureThreshold = -1; c.ReconnectAttempts = -1 })
+	e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 })
+	for i := 0; i < 5; i++ {
+		if _, err := e.driver.Publish(context.Background(), ev("x", "team-1")); !errors.Is(err, delivery.ErrDeliveryFailed) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if h := e.driver.Health(); h.Breaker != delivery.BreakerNone || !h.Healthy {
+		t.Fatalf("health = %+v", h)
+	}
+	if n := len(e.proxy.requests()); n != 5 {
+		t.Fatalf("requests = %d, want 5 (no retries, no breaker)", n)
+	}
+}
+
+func FuzzParseStatusError(f *testing.F) {
+	f.Add("Status Code: 400 - bad")
+	f.Add("Status Code: 9999 - x")
+	f.Add("Status Code: - ")
+	f.Fuzz(func(t *testing.T, s string) {
+		se, ok := parseStatusError(errors.New(s))
+		if ok && (se.StatusCode < 100 || se.StatusCode > 999) {
+			t.Fatalf("accepted status %d", se.StatusCode)
+		}
+		cls, _ := classify(errors.New(s))
+		if ok && se.Temporary() != (cls == classRetryable) {
+			t.Fatalf("classification disagrees for %q", s)
+		}
+	})
+}
