@@ -145,7 +145,7 @@ type faultProxy struct {
 	mu    sync.Mutex
 	plan  []fault
 	rule  func(r *http.Request, body []byte) fault
-	seen  []string // method + path of every request
+	seen  []string     // method + path of every request
 	conns atomic.Int64 // TCP connections accepted
 }
 
