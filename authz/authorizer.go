@@ -74,7 +74,7 @@ func NewAuthorizer(cfg AuthorizerConfig, rules *Rules) (*Authorizer, error) {
 	a := &Authorizer{cfg: cfg, rules: rules, log: cfg.Logger}
 	secret := []byte(cfg.AppSecret)
 	a.pool.New = func() any {
-		return &signer{mac: hmac.New(sha256.New, secret), buf: make([]byte, 0, 512)}
+		return &signer{mac: hmac.New(sha256.New, secret), buf: make([]byte, 0, 512), data: make([]byte, 0, 256)}
 	}
 	return a, nil
 }
@@ -151,18 +151,11 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 		if err := a.checkUserID(p); err != nil {
 			return ChannelAuth{}, err
 		}
-		info, err := a.memberInfo(p, req.UserInfo)
+		data, err := a.memberJSON("user_id", p, req.UserInfo)
 		if err != nil {
 			return ChannelAuth{}, err
 		}
-		data, err := json.Marshal(struct {
-			UserID   string          `json:"user_id"`
-			UserInfo json.RawMessage `json:"user_info,omitempty"`
-		}{p.Subject, info})
-		if err != nil {
-			return ChannelAuth{}, fmt.Errorf("authz: encode channel_data: %w", err)
-		}
-		out.ChannelData = string(data)
+		out.ChannelData = data
 		out.UserID = p.Subject
 		out.Auth = a.sign(req.SocketID, ":", req.Channel, ":", out.ChannelData)
 	case protocol.KindPrivateEncrypted:
@@ -209,18 +202,10 @@ func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req Use
 	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
 		return UserAuth{}, argErr("user_info", "must be a JSON object")
 	}
-	info, err := a.memberInfo(p, req.UserInfo)
+	ud, err := a.memberJSON("id", p, req.UserInfo)
 	if err != nil {
 		return UserAuth{}, err
 	}
-	data, err := json.Marshal(struct {
-		ID       string          `json:"id"`
-		UserInfo json.RawMessage `json:"user_info,omitempty"`
-	}{p.Subject, info})
-	if err != nil {
-		return UserAuth{}, fmt.Errorf("authz: encode user_data: %w", err)
-	}
-	ud := string(data)
 	return UserAuth{Auth: a.sign(req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
 }
 
@@ -234,47 +219,69 @@ func (a *Authorizer) checkUserID(p *Principal) error {
 	return nil
 }
 
-// memberInfo merges the request's user_info object over {"name": p.Name}
-// and enforces the size limit. It returns nil when there is nothing to say.
-func (a *Authorizer) memberInfo(p *Principal, reqInfo []byte) (json.RawMessage, error) {
+// memberJSON builds {"<idKey>":"<user id>","user_info":{...}} where
+// user_info is the request's object merged over {"name": p.Name}; user_info
+// is left out when there is nothing to say. The merged user_info must fit in
+// MaxUserInfoBytes.
+func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (string, error) {
+	s := a.pool.Get().(*signer)
+	defer a.putSigner(s)
+	b := append(s.data[:0], '{', '"')
+	b = append(b, idKey...)
+	b = append(b, '"', ':')
+	b = appendJSONString(b, p.Subject)
+	mark := len(b)
+	b = append(b, `,"user_info":`...)
+	start := len(b)
+	b, err := a.appendMemberInfo(b, p, reqInfo)
+	s.data = b[:0]
+	if err != nil {
+		return "", err
+	}
+	if n := len(b) - start; n == 0 {
+		b = b[:mark]
+	} else if n > a.cfg.MaxUserInfoBytes {
+		return "", argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
+	}
+	b = append(b, '}')
+	s.data = b[:0]
+	return string(b), nil
+}
+
+// appendMemberInfo appends the merged user_info object (or nothing).
+func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([]byte, error) {
 	limit := a.cfg.MaxUserInfoBytes
 	// Bound the parse before doing it: a merge only grows the object by the
 	// default name, so an input far over the limit cannot fit.
 	if len(reqInfo) > 4*limit+256 {
-		return nil, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
+		return b, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
 	}
-	var out []byte
 	switch {
 	case len(reqInfo) == 0 && p.Name == "":
-		return nil, nil
+		return b, nil
 	case len(reqInfo) == 0:
-		b, err := json.Marshal(map[string]string{"name": p.Name})
-		if err != nil {
-			return nil, err
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, p.Name)
+		return append(b, '}'), nil
+	case p.Name == "":
+		buf := bytes.NewBuffer(b)
+		if err := json.Compact(buf, reqInfo); err != nil {
+			return b, argErr("user_info", "must be a JSON object")
 		}
-		out = b
-	default:
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(reqInfo, &m); err != nil || m == nil {
-			return nil, argErr("user_info", "must be a JSON object")
-		}
-		if _, set := m["name"]; !set && p.Name != "" {
-			n, err := json.Marshal(p.Name)
-			if err != nil {
-				return nil, err
-			}
-			m["name"] = n
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, argErr("user_info", "must be a JSON object")
-		}
-		out = b
+		return buf.Bytes(), nil
 	}
-	if len(out) > limit {
-		return nil, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(reqInfo, &m); err != nil || m == nil {
+		return b, argErr("user_info", "must be a JSON object")
 	}
-	return out, nil
+	if _, set := m["name"]; !set {
+		m["name"] = appendJSONString(nil, p.Name)
+	}
+	enc, err := json.Marshal(m)
+	if err != nil {
+		return b, argErr("user_info", "must be a JSON object")
+	}
+	return append(b, enc...), nil
 }
 
 func isJSONObject(b []byte) bool {
@@ -301,8 +308,16 @@ func channelReason(err error) string {
 // protocol's (PrivateStringToSign, PresenceStringToSign, UserStringToSign);
 // tests check both produce identical tokens.
 type signer struct {
-	mac hash.Hash
-	buf []byte
+	mac  hash.Hash
+	buf  []byte // string to sign, then the token
+	data []byte // channel_data / user_data being built
+}
+
+// putSigner returns s to the pool unless a buffer grew unusually large.
+func (a *Authorizer) putSigner(s *signer) {
+	if cap(s.buf) <= 4096 && cap(s.data) <= 8192 {
+		a.pool.Put(s)
+	}
 }
 
 // sign returns "key:hex(HMAC-SHA256(secret, s1+s2+s3+s4+s5))".
@@ -324,10 +339,8 @@ func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
 	b = append(b, ':')
 	b = hex.AppendEncode(b, sum[:])
 	out := string(b)
-	if cap(b) <= 4096 { // do not keep a huge buffer alive in the pool
-		s.buf = b[:0]
-		a.pool.Put(s)
-	}
+	s.buf = b[:0]
+	a.putSigner(s)
 	return out
 }
 
@@ -341,6 +354,6 @@ func (a *Authorizer) sharedSecret(channel string) string {
 	b = base64.StdEncoding.AppendEncode(b[:0], sum[:])
 	out := string(b)
 	s.buf = b[:0]
-	a.pool.Put(s)
+	a.putSigner(s)
 	return out
 }

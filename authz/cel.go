@@ -147,7 +147,7 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 type segmentsVal struct {
 	pat     *pattern
 	channel string
-	caps    *captures
+	caps    captures // a copy, so the caller's array stays on its stack
 }
 
 var _ traits.Mapper = (*segmentsVal)(nil)

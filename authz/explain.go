@@ -100,19 +100,12 @@ func (a *Authorizer) Check(ctx context.Context, v *Verifier, token, channel stri
 		if err := a.checkUserID(p); err != nil {
 			return deny(err, err.Error())
 		}
-		info, err := a.memberInfo(p, userInfo)
+		data, err := a.memberJSON("user_id", p, userInfo)
 		if err != nil {
 			return deny(err, err.Error())
 		}
-		e.Steps = append(e.Steps, fmt.Sprintf("presence member: user_id %q, user_info %s", p.Subject, orEmpty(info)))
+		e.Steps = append(e.Steps, "presence channel_data: "+data)
 	}
 	e.Allowed, e.Permissions = true, d.Permissions
 	return e
-}
-
-func orEmpty(b []byte) string {
-	if len(b) == 0 {
-		return "(none)"
-	}
-	return string(b)
 }

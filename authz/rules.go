@@ -385,30 +385,38 @@ func describeCaptures(p *pattern, channel string, caps *captures) string {
 
 func (r *Rules) applyRule(rule *compiledRule, p *Principal, channel string, userInfo []byte, caps *captures, trace *[]string) Decision {
 	deny := Decision{Rule: rule.name}
+	// step records a trace line; callers check trace != nil first so the
+	// hot path does not box the arguments.
 	step := func(format string, args ...any) {
-		if trace != nil {
-			*trace = append(*trace, fmt.Sprintf(format, args...))
-		}
+		*trace = append(*trace, fmt.Sprintf(format, args...))
 	}
 	if rule.userCap >= 0 {
 		s := caps[rule.userCap]
 		want := channel[s.start:s.end]
 		if p.Subject == "" || p.Subject != want {
-			step("requiredUserId: channel is for user %q, token user is %q: fails", want, p.Subject)
+			if trace != nil {
+				step("requiredUserId: channel is for user %q, token user is %q: fails", want, p.Subject)
+			}
 			deny.Reason = ReasonNotOwner
 			return deny
 		}
-		step("requiredUserId: token user %q owns the channel: ok", want)
+		if trace != nil {
+			step("requiredUserId: token user %q owns the channel: ok", want)
+		}
 	}
 	if rule.teamCap >= 0 {
 		s := caps[rule.teamCap]
 		team := channel[s.start:s.end]
 		if !p.InTeam(team) {
-			step("requiredTeamMembership: team %q not in token teams %q: fails", team, p.Teams)
+			if trace != nil {
+				step("requiredTeamMembership: team %q not in token teams %q: fails", team, p.Teams)
+			}
 			deny.Reason = ReasonNotTeamMember
 			return deny
 		}
-		step("requiredTeamMembership: token is a member of team %q: ok", team)
+		if trace != nil {
+			step("requiredTeamMembership: token is a member of team %q: ok", team)
+		}
 	}
 	if len(rule.roles) > 0 {
 		ok := rule.rolesAll
@@ -428,11 +436,15 @@ func (r *Rules) applyRule(rule *compiledRule, p *Principal, channel string, user
 			mode = "all"
 		}
 		if !ok {
-			step("requiredRoles (%s of %q): token roles %q: fails", mode, rule.roles, p.Roles)
+			if trace != nil {
+				step("requiredRoles (%s of %q): token roles %q: fails", mode, rule.roles, p.Roles)
+			}
 			deny.Reason = ReasonMissingRole
 			return deny
 		}
-		step("requiredRoles (%s of %q): ok", mode, rule.roles)
+		if trace != nil {
+			step("requiredRoles (%s of %q): ok", mode, rule.roles)
+		}
 	}
 	if rule.prg != nil {
 		cp := p.cel
@@ -441,7 +453,7 @@ func (r *Rules) applyRule(rule *compiledRule, p *Principal, channel string, user
 		}
 		act := activationPool.Get().(*activation)
 		act.p, act.channel, act.userInfo = cp, channel, userInfo
-		act.segs = segmentsVal{pat: rule.pat, channel: channel, caps: caps}
+		act.segs = segmentsVal{pat: rule.pat, channel: channel, caps: *caps}
 		out, _, err := rule.prg.Eval(act)
 		*act = activation{}
 		activationPool.Put(act)
@@ -450,28 +462,40 @@ func (r *Rules) applyRule(rule *compiledRule, p *Principal, channel string, user
 			// for this token must not open the channel. Logged because it
 			// usually means a claim the rule expects is absent.
 			r.log.Warn("authz: rule expression failed; denying", "rule", rule.name, "channel", channel, "err", err)
-			step("expression %q: runtime error %v: denied", rule.expr, err)
+			if trace != nil {
+				step("expression %q: runtime error %v: denied", rule.expr, err)
+			}
 			deny.Reason = ReasonExprError
 			return deny
 		}
 		if out != types.True {
 			if _, isBool := out.(types.Bool); !isBool {
 				r.log.Warn("authz: rule expression is not a bool; denying", "rule", rule.name, "channel", channel, "type", out.Type().TypeName())
-				step("expression %q: result is %s, not a bool: denied", rule.expr, out.Type().TypeName())
+				if trace != nil {
+					step("expression %q: result is %s, not a bool: denied", rule.expr, out.Type().TypeName())
+				}
 				deny.Reason = ReasonExprError
 				return deny
 			}
-			step("expression %q: false", rule.expr)
+			if trace != nil {
+				step("expression %q: false", rule.expr)
+			}
 			deny.Reason = ReasonExprFalse
 			return deny
 		}
-		step("expression %q: true", rule.expr)
+		if trace != nil {
+			step("expression %q: true", rule.expr)
+		}
 	}
 	if !rule.subscribe {
-		step("permissions %q lack subscribe: denied", rule.perms)
+		if trace != nil {
+			step("permissions %q lack subscribe: denied", rule.perms)
+		}
 		deny.Reason = ReasonNoSubscribe
 		return deny
 	}
-	step("allowed with permissions %q", rule.perms)
+	if trace != nil {
+		step("allowed with permissions %q", rule.perms)
+	}
 	return Decision{Allowed: true, Rule: rule.name, Reason: ReasonAllowed, Permissions: rule.perms}
 }
