@@ -1,0 +1,289 @@
+package interceptors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/ratelimit"
+)
+
+// Response headers set on calls a limit applied to.
+const (
+	// HeaderRateLimitLimit is the capacity of the binding limit (burst or per-window count).
+	HeaderRateLimitLimit = "x-ratelimit-limit"
+	// HeaderRateLimitRemaining is how many more events would be admitted now.
+	HeaderRateLimitRemaining = "x-ratelimit-remaining"
+	// HeaderRateLimitReset is when the binding limit replenishes, as Unix epoch
+	// seconds rounded up (the GitHub convention); the exact instant is in the
+	// resetTime of a refusal's ErrorInfo.
+	HeaderRateLimitReset = "x-ratelimit-reset"
+)
+
+// ReasonRateLimited is the ErrorInfo reason of a rate-limit refusal.
+const ReasonRateLimited = "RATE_LIMITED"
+
+// anonymousPrincipal keys callers without a principal, so that they share
+// one bucket instead of escaping the limit.
+const anonymousPrincipal = "anonymous"
+
+// RateLimitOption configures the rate-limit interceptors.
+type RateLimitOption func(*rateLimiter)
+
+// WithRateLimitPrincipal tells the interceptor who the caller is. Default:
+// the subject of the principal the auth interceptor put in the context
+// (authz.FromContext). When it returns "", calls are limited as one
+// "anonymous" principal.
+func WithRateLimitPrincipal(f func(ctx context.Context) string) RateLimitOption {
+	return func(r *rateLimiter) { r.principal = f }
+}
+
+// WithRateLimitKeys extracts the per-event keys of a request (for
+// BroadcastService, each event's user_id): every occurrence counts as one
+// event against that key's "user" limiter; "" is ignored. req is nil for
+// streams. Without it only the principal and method limiters apply.
+func WithRateLimitKeys(f func(ctx context.Context, fullMethod string, req any) []string) RateLimitOption {
+	return func(r *rateLimiter) { r.keys = f }
+}
+
+// WithRateLimitLogger sets the logger for refusals (DEBUG, with limiter and
+// key) and store failures (WARN). Default slog.Default().
+func WithRateLimitLogger(l *slog.Logger) RateLimitOption {
+	return func(r *rateLimiter) { r.log = l }
+}
+
+// WithRateLimitSkip exempts more methods. Health and reflection are always exempt.
+func WithRateLimitSkip(f func(fullMethod string) bool) RateLimitOption {
+	return func(r *rateLimiter) { r.skip = f }
+}
+
+type rateLimiter struct {
+	set       *ratelimit.Set
+	principal func(context.Context) string
+	keys      func(ctx context.Context, fullMethod string, req any) []string
+	log       *slog.Logger
+	skip      func(string) bool
+}
+
+func newRateLimiter(set *ratelimit.Set, opts []RateLimitOption) *rateLimiter {
+	r := &rateLimiter{set: set, log: slog.Default(), principal: subjectOf}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// UnaryRateLimit limits unary calls. Install it after authentication. Per
+// call it checks, in order, each distinct per-event key against the "user"
+// limiter (n = that key's events), the principal against "principal", and the
+// method against "method" (only methods with an override, by default). The
+// most specific limits come first so that the scarcest refuses before the
+// broader ones consume; a call refused by a later limiter has still consumed
+// from the earlier ones.
+//
+// A refusal is RESOURCE_EXHAUSTED with ErrorInfo{reason RATE_LIMITED, domain
+// pushercm, metadata retryAfterMs, resetTime, limiter} and RetryInfo (built
+// by Map from a *RateLimitError).
+// A batch that could never fit (more events for one key than its burst) is
+// INVALID_ARGUMENT, since retrying cannot help. Admitted calls get the
+// x-ratelimit-* headers of their tightest limit. In dry-run (Config.DryRun)
+// nothing is refused: refusals are counted and logged at DEBUG. If the store
+// fails, the call is admitted and the failure logged: an unavailable limiter
+// must not take publishing down.
+func UnaryRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.UnaryServerInterceptor {
+	r := newRateLimiter(set, opts)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if r.exempt(info.FullMethod) {
+			return handler(ctx, req)
+		}
+		hdr, err := r.check(ctx, info.FullMethod, req)
+		if hdr != nil {
+			// A failure to set headers only loses advice; the call goes on.
+			_ = grpc.SetHeader(ctx, hdr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// StreamRateLimit limits stream opens the way UnaryRateLimit limits calls
+// (the keys function gets a nil request); messages within a stream are not
+// limited.
+func StreamRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.StreamServerInterceptor {
+	r := newRateLimiter(set, opts)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if r.exempt(info.FullMethod) {
+			return handler(srv, ss)
+		}
+		hdr, err := r.check(ss.Context(), info.FullMethod, nil)
+		if hdr != nil {
+			_ = ss.SetHeader(hdr)
+		}
+		if err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+}
+
+func subjectOf(ctx context.Context) string {
+	if p := authz.FromContext(ctx); p != nil {
+		return p.Subject
+	}
+	return ""
+}
+
+func (r *rateLimiter) exempt(fullMethod string) bool {
+	return Public(fullMethod) || (r.skip != nil && r.skip(fullMethod))
+}
+
+// check runs every applicable limiter at one instant and returns the headers
+// to send and the refusal, if any.
+func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (metadata.MD, error) {
+	now := r.set.Clock().Now()
+	var (
+		tightest ratelimit.Decision
+		have     bool
+	)
+	// take applies one limiter; it returns a non-nil error to refuse the call.
+	take := func(name, key string, n int) error {
+		l := r.set.Limiter(name)
+		if l == nil {
+			return nil
+		}
+		d, err := l.AllowNAt(ctx, key, n, now)
+		switch {
+		case errors.Is(err, ratelimit.ErrExceedsCapacity):
+			r.log.DebugContext(ctx, "rate limit: request can never fit", "limiter", name, "key", key, "events", n,
+				"limit", d.Limit, "method", fullMethod, "dryRun", r.set.DryRun())
+			if r.set.DryRun() {
+				return nil
+			}
+			return capacityError(name, key, n, d)
+		case err != nil:
+			r.log.WarnContext(ctx, "rate limit store failed; admitting", "limiter", name, "method", fullMethod, "error", err)
+			return nil
+		case !d.Allowed:
+			r.log.DebugContext(ctx, "rate limited", "limiter", name, "key", key, "events", n,
+				"retryAfter", d.RetryAfter, "method", fullMethod, "dryRun", r.set.DryRun())
+			if r.set.DryRun() {
+				return nil
+			}
+			return rateLimitedError(name, key, d)
+		}
+		if d.Limit > 0 && (!have || d.Remaining < tightest.Remaining) {
+			tightest, have = d, true
+		}
+		return nil
+	}
+
+	if r.keys != nil {
+		keys := r.keys(ctx, fullMethod, req)
+		for i, k := range keys {
+			if k == "" || seenBefore(keys[:i], k) {
+				continue
+			}
+			if err := take(ratelimit.LimiterUser, k, countOf(keys[i:], k)); err != nil {
+				return refusedHeaders(err), err
+			}
+		}
+	}
+	principal := anonymousPrincipal
+	if r.principal != nil {
+		if p := r.principal(ctx); p != "" {
+			principal = p
+		}
+	}
+	if err := take(ratelimit.LimiterPrincipal, principal, 1); err != nil {
+		return refusedHeaders(err), err
+	}
+	if err := take(ratelimit.LimiterMethod, fullMethod, 1); err != nil {
+		return refusedHeaders(err), err
+	}
+	if !have {
+		return nil, nil
+	}
+	return decisionHeaders(tightest), nil
+}
+
+// Batches hold at most a few hundred events: quadratic scans beat a map.
+func seenBefore(keys []string, k string) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+func countOf(keys []string, k string) int {
+	n := 0
+	for _, x := range keys {
+		if x == k {
+			n++
+		}
+	}
+	return n
+}
+
+func decisionHeaders(d ratelimit.Decision) metadata.MD {
+	return metadata.Pairs(
+		HeaderRateLimitLimit, strconv.Itoa(d.Limit),
+		HeaderRateLimitRemaining, strconv.Itoa(d.Remaining),
+		HeaderRateLimitReset, strconv.FormatInt(ceilUnix(d.ResetTime), 10),
+	)
+}
+
+// refusedHeaders carries the refusal's decision into headers too, for
+// clients that read headers rather than status details.
+func refusedHeaders(err error) metadata.MD {
+	var rl *limitedError
+	if errors.As(err, &rl) {
+		return decisionHeaders(rl.d)
+	}
+	return nil
+}
+
+func ceilUnix(t time.Time) int64 {
+	s := t.Unix()
+	if t.Nanosecond() > 0 {
+		s++
+	}
+	return s
+}
+
+// limitedError is a refusal that still knows its decision (for the
+// headers); GRPCStatus makes it the status gRPC sends. The status comes from
+// Map, the one place errors become statuses, so the rate-limit interceptor
+// gives the same answer with or without an ErrorMapper in front of it.
+type limitedError struct {
+	st *status.Status
+	d  ratelimit.Decision
+}
+
+func (e *limitedError) Error() string              { return e.st.Err().Error() }
+func (e *limitedError) GRPCStatus() *status.Status { return e.st }
+
+func rateLimitedError(limiter, key string, d ratelimit.Decision) error {
+	err := &RateLimitError{Limiter: limiter, Key: key, RetryAfter: d.RetryAfter, ResetTime: d.ResetTime}
+	return &limitedError{st: Map(err).Status, d: d}
+}
+
+// capacityError refuses a request that can never be admitted: retrying would
+// not help, so it is INVALID_ARGUMENT, not RESOURCE_EXHAUSTED (which client
+// retry policies retry).
+func capacityError(limiter, key string, n int, d ratelimit.Decision) error {
+	err := fmt.Errorf("%w: %d events for %s %q, but at most %d can be accepted at once",
+		ErrInvalidArgument, n, limiter, key, d.Limit)
+	return Map(err).Status.Err()
+}
