@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,9 @@ type VerifierConfig struct {
 	HTTPClient *http.Client
 	// Logger gets key-set events (never tokens or keys). Default slog.Default().
 	Logger *slog.Logger
+	// CacheSize bounds the cache of verified tokens (see tokenCache). Zero
+	// means 4096; negative disables caching.
+	CacheSize int
 	// Now is the clock; nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -95,6 +99,7 @@ type keySet struct {
 	algs    []string
 	parser  *jwt.Parser
 	fetched time.Time // last successful JWKS URL fetch
+	cache   *tokenCache
 }
 
 // NewVerifier loads every configured key source. A source that cannot be
@@ -116,6 +121,9 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	if cfg.JWKSMinRefetch <= 0 {
 		cfg.JWKSMinRefetch = time.Minute
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 4096
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -252,7 +260,7 @@ func (v *Verifier) buildSet(fileKeys, urlKeys []verifyKey) (*keySet, error) {
 	if len(v.cfg.Audience) > 0 {
 		opts = append(opts, jwt.WithAudience(v.cfg.Audience...))
 	}
-	set := &keySet{keys: keys, algs: algs, parser: jwt.NewParser(opts...)}
+	set := &keySet{keys: keys, algs: algs, parser: jwt.NewParser(opts...), cache: newTokenCache(v.cfg.CacheSize)}
 	if v.cfg.JWKSURL != "" {
 		set.fetched = v.lastFetch
 	}
@@ -294,6 +302,13 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	}
 	set := v.current.Load()
 	v.maybeRefresh(set)
+	var key [sha256.Size]byte
+	if set.cache != nil {
+		key = sha256.Sum256([]byte(raw))
+		if p := set.cache.get(&key, v.now()); p != nil {
+			return p, nil
+		}
+	}
 	claims := jwt.MapClaims{}
 	tok, err := set.parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		return v.keyFor(ctx, t)
@@ -301,7 +316,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if err != nil {
 		return nil, classify(tok, claims, set.algs, err)
 	}
-	return NewPrincipal(claims, v.names), nil
+	p := NewPrincipal(claims, v.names)
+	if !p.ExpiresAt.IsZero() {
+		set.cache.put(&key, p, p.ExpiresAt.Add(v.cfg.Leeway))
+	}
+	return p, nil
 }
 
 // keyFor picks candidate keys of the right type for the token's algorithm,

@@ -598,3 +598,49 @@ func TestRequireScope(t *testing.T) {
 		t.Fatal("nil principal has a scope")
 	}
 }
+
+func TestVerifierCacheHonoursExpiry(t *testing.T) {
+	clk := newClock()
+	v, err := NewVerifier(VerifierConfig{Secret: testSecret, Now: clk.Now, Leeway: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := sign(t, jwt.SigningMethodHS256, testSecret, with(baseClaims(clk.Now()), "exp", clk.Now().Add(time.Minute).Unix()), nil)
+	for i := 0; i < 3; i++ { // first verifies, then cache hits
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(time.Minute + 4*time.Second) // inside leeway
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("inside leeway: %v", err)
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := v.Verify(context.Background(), tok); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("cached token past exp: %v, want ErrTokenExpired", err)
+	}
+	// A tampered copy never hits the cache entry of the original.
+	if _, err := v.Verify(context.Background(), tamper(t, tok, "sub", "someone-else")); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("tampered: %v", err)
+	}
+}
+
+func TestVerifierCacheEviction(t *testing.T) {
+	v, err := NewVerifier(VerifierConfig{Secret: testSecret, CacheSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		tok, err := Mint(testSecret, MintOptions{Subject: "u" + string(rune('0'+i)), TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := v.Verify(context.Background(), tok)
+		if err != nil || p.Subject != "u"+string(rune('0'+i)) {
+			t.Fatalf("verify %d: %v %v", i, p, err)
+		}
+	}
+	if n := len(v.current.Load().cache.entries); n > 2 {
+		t.Fatalf("cache holds %d entries, max 2", n)
+	}
+}
