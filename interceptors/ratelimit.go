@@ -150,70 +150,75 @@ func (r *rateLimiter) exempt(fullMethod string) bool {
 // check runs every applicable limiter at one instant and returns the headers
 // to send and the refusal, if any.
 func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (metadata.MD, error) {
-	now := r.set.Clock().Now()
-	var (
-		tightest ratelimit.Decision
-		have     bool
-	)
-	// take applies one limiter; it returns a non-nil error to refuse the call.
-	take := func(name, key string, n int) error {
-		l := r.set.Limiter(name)
-		if l == nil {
-			return nil
-		}
-		d, err := l.AllowNAt(ctx, key, n, now)
-		switch {
-		case errors.Is(err, ratelimit.ErrExceedsCapacity):
-			r.log.DebugContext(ctx, "rate limit: request can never fit", "limiter", name, "key", key, "events", n,
-				"limit", d.Limit, "method", fullMethod, "dryRun", r.set.DryRun())
-			if r.set.DryRun() {
-				return nil
-			}
-			return capacityError(name, key, n, d)
-		case err != nil:
-			r.log.WarnContext(ctx, "rate limit store failed; admitting", "limiter", name, "method", fullMethod, "error", err)
-			return nil
-		case !d.Allowed:
-			r.log.DebugContext(ctx, "rate limited", "limiter", name, "key", key, "events", n,
-				"retryAfter", d.RetryAfter, "method", fullMethod, "dryRun", r.set.DryRun())
-			if r.set.DryRun() {
-				return nil
-			}
-			return rateLimitedError(name, key, d)
-		}
-		if d.Limit > 0 && (!have || d.Remaining < tightest.Remaining) {
-			tightest, have = d, true
-		}
-		return nil
-	}
-
+	c := checker{r: r, ctx: ctx, method: fullMethod, now: r.set.Clock().Now()}
 	if r.keys != nil {
 		keys := r.keys(ctx, fullMethod, req)
 		for i, k := range keys {
 			if k == "" || seenBefore(keys[:i], k) {
 				continue
 			}
-			if err := take(ratelimit.LimiterUser, k, countOf(keys[i:], k)); err != nil {
+			if err := c.take(ratelimit.LimiterUser, k, countOf(keys[i:], k)); err != nil {
 				return refusedHeaders(err), err
 			}
 		}
 	}
-	principal := anonymousPrincipal
-	if r.principal != nil {
-		if p := r.principal(ctx); p != "" {
-			principal = p
-		}
+	principal := r.principal(ctx)
+	if principal == "" {
+		principal = anonymousPrincipal
 	}
-	if err := take(ratelimit.LimiterPrincipal, principal, 1); err != nil {
+	if err := c.take(ratelimit.LimiterPrincipal, principal, 1); err != nil {
 		return refusedHeaders(err), err
 	}
-	if err := take(ratelimit.LimiterMethod, fullMethod, 1); err != nil {
+	if err := c.take(ratelimit.LimiterMethod, fullMethod, 1); err != nil {
 		return refusedHeaders(err), err
 	}
-	if !have {
+	if !c.have {
 		return nil, nil
 	}
-	return decisionHeaders(tightest), nil
+	return decisionHeaders(c.tightest), nil
+}
+
+// checker is one call's pass over the limiters.
+type checker struct {
+	r        *rateLimiter
+	ctx      context.Context
+	method   string
+	now      time.Time
+	tightest ratelimit.Decision // the admitted decision with the least remaining
+	have     bool
+}
+
+// take applies one limiter; a non-nil error refuses the call.
+func (c *checker) take(name, key string, n int) error {
+	r := c.r
+	l := r.set.Limiter(name)
+	if l == nil {
+		return nil
+	}
+	d, err := l.AllowNAt(c.ctx, key, n, c.now)
+	switch {
+	case errors.Is(err, ratelimit.ErrExceedsCapacity):
+		r.log.DebugContext(c.ctx, "rate limit: request can never fit", "limiter", name, "key", key, "events", n,
+			"limit", d.Limit, "method", c.method, "dryRun", r.set.DryRun())
+		if r.set.DryRun() {
+			return nil
+		}
+		return capacityError(name, key, n, d)
+	case err != nil:
+		r.log.WarnContext(c.ctx, "rate limit store failed; admitting", "limiter", name, "method", c.method, "error", err)
+		return nil
+	case !d.Allowed:
+		r.log.DebugContext(c.ctx, "rate limited", "limiter", name, "key", key, "events", n,
+			"retryAfter", d.RetryAfter, "method", c.method, "dryRun", r.set.DryRun())
+		if r.set.DryRun() {
+			return nil
+		}
+		return rateLimitedError(name, key, d)
+	}
+	if d.Limit > 0 && (!c.have || d.Remaining < c.tightest.Remaining) {
+		c.tightest, c.have = d, true
+	}
+	return nil
 }
 
 // Batches hold at most a few hundred events: quadratic scans beat a map.
@@ -237,11 +242,12 @@ func countOf(keys []string, k string) int {
 }
 
 func decisionHeaders(d ratelimit.Decision) metadata.MD {
-	return metadata.Pairs(
-		HeaderRateLimitLimit, strconv.Itoa(d.Limit),
-		HeaderRateLimitRemaining, strconv.Itoa(d.Remaining),
-		HeaderRateLimitReset, strconv.FormatInt(ceilUnix(d.ResetTime), 10),
-	)
+	// Keys are already lower case, so the MD is built directly.
+	return metadata.MD{
+		HeaderRateLimitLimit:     {strconv.Itoa(d.Limit)},
+		HeaderRateLimitRemaining: {strconv.Itoa(d.Remaining)},
+		HeaderRateLimitReset:     {strconv.FormatInt(ceilUnix(d.ResetTime), 10)},
+	}
 }
 
 // refusedHeaders carries the refusal's decision into headers too, for
