@@ -1,0 +1,258 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/interceptors"
+)
+
+// Main runs the pushercm command line and returns the exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cmd := Command()
+	cmd.SetArgs(args)
+	cmd.SetOut(stdout)
+	cmd.SetErr(stderr)
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(stderr, "pushercm:", err)
+		return 1
+	}
+	return 0
+}
+
+// Command is the root command with its subcommands.
+func Command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "pushercm",
+		Short: "Realtime control plane for apps that speak the Pusher Channels protocol",
+		Long: `pushercm publishes events, authorizes channels and manages connections for
+apps that use the Pusher Channels protocol, over gRPC. It delivers through its
+own embedded Pusher-protocol server (the default) or through Pusher.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCommand(), tokenCommand(), versionCommand(), rulesCommand())
+	return root
+}
+
+func serveCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gRPC, realtime and ops listeners",
+		Long: `Run pushercm: gRPC on --grpc-addr (default :50051), the realtime listener
+(Pusher WebSocket, HTTP API, auth endpoints) on --http-addr (default :6001) and
+/metrics, /healthz, /readyz on --ops-addr (default :9464).
+
+Settings come from defaults, the YAML file of --config or PUSHERCM_CONFIG,
+environment variables, then flags. --dev fills missing secrets with
+development values and prints a service token to try the API with.
+
+Signals: SIGINT/SIGTERM shut down gracefully; SIGHUP reloads JWT keys and
+channel rules.`,
+		Example: `  pushercm serve --dev
+  PUSHER_APP_ID=1 PUSHER_KEY=k PUSHER_SECRET=s PUSHERCM_JWT_SECRET=... pushercm serve`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := config.Load(config.Source{Flags: cmd.Flags()})
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), l, cmd.OutOrStdout())
+		},
+	}
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a, err := New(ctx, l, Options{})
+	if err != nil {
+		return err
+	}
+	if err := a.Start(); err != nil {
+		_ = a.Shutdown(context.Background())
+		return err
+	}
+	if l.Dev {
+		printDevHelp(out, l, a)
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = a.Reload(context.Background())
+		case <-ctx.Done():
+			stop() // a second signal kills the process the usual way
+			return a.Shutdown(context.Background())
+		}
+	}
+}
+
+func printDevHelp(out io.Writer, l *config.Loaded, a *App) {
+	tok, err := authz.Mint([]byte(l.JWT.Secret), authz.MintOptions{
+		Subject: "dev-service", TTL: 24 * time.Hour, Issuer: l.JWT.Issuer, Audience: l.JWT.Audience,
+		Scopes: []string{interceptors.ScopePublish, interceptors.ScopeAuthorize, interceptors.ScopeConnectionsRead, interceptors.ScopeConnectionsWrite},
+	})
+	if err != nil {
+		return
+	}
+	grpcAddr := a.GRPCAddr()
+	if strings.HasPrefix(grpcAddr, "[::]") {
+		grpcAddr = "localhost" + strings.TrimPrefix(grpcAddr, "[::]")
+	}
+	fmt.Fprintf(out, `
+==================== pushercm DEV MODE ====================
+Development secrets are in use. Never run --dev in production.
+Pusher app: id=%s key=%s secret=%s (WebSocket ws://localhost%s/app/%s)
+
+A service token with every scope (valid 24h):
+  export TOKEN=%s
+
+Try:
+  go tool grpcurl -plaintext %s list
+  go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" \
+    -d '{"event":{"channels":["my-channel"],"name":"hello","data":"{\"msg\":\"hi\"}"}}' \
+    %s pushercm.v1.BroadcastService/SendEvent
+============================================================
+`, l.Pusher.AppID, l.Pusher.Key, l.Pusher.Secret, portOf(a.HTTPAddr()), l.Pusher.Key, tok, grpcAddr, grpcAddr)
+}
+
+func portOf(addr string) string {
+	if i := strings.LastIndex(addr, ":"); i >= 0 {
+		return addr[i:]
+	}
+	return addr
+}
+
+func tokenCommand() *cobra.Command {
+	var (
+		o      authz.MintOptions
+		secret string
+		dev    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Mint a development JWT (HS256)",
+		Long: `Mint an HS256 JWT for development and tests. The secret comes from --secret,
+else PUSHERCM_JWT_SECRET, else (with --dev) the dev-mode secret. The issuer and
+audience default to PUSHERCM_JWT_ISSUER and PUSHERCM_JWT_AUDIENCE so the
+token verifies against a server configured the same way.
+
+Service scopes: events:publish, channels:authorize, connections:read,
+connections:write.`,
+		Example: `  pushercm token --dev --sub svc-activity --scopes events:publish
+  pushercm token --dev --sub user-1 --teams team-a,team-b --roles admin --ttl 1h`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if secret == "" {
+				secret = os.Getenv("PUSHERCM_JWT_SECRET")
+			}
+			if secret == "" && dev {
+				secret = config.DevJWTSecret
+			}
+			if secret == "" {
+				return errors.New("no secret: pass --secret, set PUSHERCM_JWT_SECRET, or use --dev")
+			}
+			if o.Issuer == "" {
+				o.Issuer = os.Getenv("PUSHERCM_JWT_ISSUER")
+			}
+			if len(o.Audience) == 0 && os.Getenv("PUSHERCM_JWT_AUDIENCE") != "" {
+				o.Audience = strings.Split(os.Getenv("PUSHERCM_JWT_AUDIENCE"), ",")
+			}
+			tok, err := authz.Mint([]byte(secret), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Subject, "sub", "", "subject: the user id or service name")
+	f.StringSliceVar(&o.Teams, "teams", nil, "team ids (comma separated)")
+	f.StringSliceVar(&o.Roles, "roles", nil, "role names (comma separated)")
+	f.StringSliceVar(&o.Scopes, "scopes", nil, "service scopes (comma separated)")
+	f.StringVar(&o.Name, "name", "", "display name (default presence user_info)")
+	f.DurationVar(&o.TTL, "ttl", time.Hour, "lifetime; tokens always expire")
+	f.StringVar(&o.Issuer, "issuer", "", "iss claim (default $PUSHERCM_JWT_ISSUER)")
+	f.StringSliceVar(&o.Audience, "audience", nil, "aud claim (default $PUSHERCM_JWT_AUDIENCE)")
+	f.StringVar(&secret, "secret", "", "HMAC secret (default $PUSHERCM_JWT_SECRET)")
+	f.BoolVar(&dev, "dev", false, "use the dev-mode secret when no other is set")
+	return cmd
+}
+
+func versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			v := Version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				v = bi.Main.Version
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pushercm %s\n", v)
+		},
+	}
+}
+
+func rulesCommand() *cobra.Command {
+	rules := &cobra.Command{Use: "rules", Short: "Inspect channel authorization rules"}
+	var token, channel, userInfo string
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Say whether a token may subscribe to a channel, and which rule decided",
+		Long: `Evaluate the channel rules of the configuration (the same settings as serve:
+--config / PUSHERCM_CONFIG, environment, --dev) for a user token and a
+channel, and print the decision, the deciding rule and why. Exit status 0
+for allow, 2 for deny.`,
+		Example: `  pushercm rules check --dev --token "$(pushercm token --dev --sub u1 --teams t1)" --channel presence-team-t1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := config.Load(config.Source{Flags: cmd.Flags()})
+			if err != nil {
+				return err
+			}
+			verifier, _, authorizer, err := newAuthz(&l.Config, newLogger(l.Log, io.Discard))
+			if err != nil {
+				return err
+			}
+			defer func() { _ = verifier.Close() }()
+			var info []byte
+			if userInfo != "" {
+				info = []byte(userInfo)
+			}
+			exp := authorizer.Check(cmd.Context(), verifier, token, channel, info)
+			fmt.Fprintln(cmd.OutOrStdout(), exp.String())
+			if !exp.Allowed {
+				return errDenied
+			}
+			return nil
+		},
+	}
+	config.RegisterFlags(check.Flags())
+	check.Flags().StringVar(&token, "token", "", "the user's JWT (not needed for public channels)")
+	check.Flags().StringVar(&channel, "channel", "", "channel name")
+	check.Flags().StringVar(&userInfo, "user-info", "", "presence user_info JSON")
+	_ = check.MarkFlagRequired("channel")
+	rules.AddCommand(check)
+	return rules
+}
+
+var errDenied = errors.New("denied")

@@ -1,0 +1,475 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/delivery"
+	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
+	"github.com/milequest/pushercm/ratelimit"
+)
+
+// Drivers.
+const (
+	DriverEmbedded = "embedded"
+	DriverPusher   = "pusher"
+)
+
+// Dev-mode credentials, used by `--dev` for every secret that is not set.
+const (
+	DevAppID     = "app-id"
+	DevAppKey    = "app-key"
+	DevAppSecret = "app-secret"
+	DevJWTSecret = "dev-jwt-secret-change-me-0123456789"
+)
+
+// Config is every setting of a pushercm process. The YAML keys are the
+// camelCase field tags; environment variables and flags override a subset
+// (see Env). The zero value is not usable: start from Default.
+type Config struct {
+	// Driver chooses delivery: "embedded" (default; the built-in Pusher
+	// protocol server) or "pusher" (Pusher Channels via its HTTP API).
+	// PUSHERCM_DRIVER.
+	Driver string `yaml:"driver"`
+	// Dev fills unset secrets with well-known development values, enables
+	// client events and user sign-in, and logs loudly that it did. Never in
+	// production. PUSHERCM_DEV, --dev.
+	Dev bool `yaml:"dev"`
+
+	GRPC GRPC `yaml:"grpc"`
+	// HTTP is the realtime listener: WebSocket, Pusher HTTP API, auth
+	// endpoints, webhook ingest.
+	HTTP HTTP `yaml:"http"`
+	// Ops is the operations listener: /metrics, /healthz, /readyz.
+	Ops Ops `yaml:"ops"`
+	Log Log `yaml:"log"`
+
+	// Pusher holds the app credentials (used by both drivers: the embedded
+	// server serves this app) and the pusher driver's HTTP settings.
+	Pusher pusherdriver.Config `yaml:"pusher"`
+	JWT    JWT                 `yaml:"jwt"`
+	// ChannelRules are the channel authorization rules (first match wins).
+	ChannelRules authz.RulesConfig `yaml:"channelRules"`
+	// RateLimit configures the per-principal and per-user limiters of the
+	// gRPC API.
+	RateLimit ratelimit.Config `yaml:"rateLimit"`
+	// Idempotency configures how long event ids are remembered.
+	Idempotency delivery.MemoryStoreConfig `yaml:"idempotency"`
+	// Edge configures the embedded realtime server.
+	Edge Edge `yaml:"edge"`
+	// Redis is the cluster store (later work); unused today.
+	Redis Redis `yaml:"redis"`
+	// ShutdownTimeout bounds the graceful part of shutdown; after it,
+	// remaining RPCs and connections are cut. Default 15s.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+}
+
+// GRPC configures the gRPC listener.
+type GRPC struct {
+	// Addr to listen on. Default ":50051". PUSHERCM_GRPC_ADDR, --grpc-addr.
+	Addr string `yaml:"addr"`
+	// MaxRecvMsgBytes bounds a request message. Default 4 MiB (a batch of
+	// 100 events of 10 KB fits with room to spare).
+	MaxRecvMsgBytes int `yaml:"maxRecvMsgBytes"`
+	// MaxSendMsgBytes bounds a response message. Default 16 MiB (large
+	// connection listings).
+	MaxSendMsgBytes int `yaml:"maxSendMsgBytes"`
+	// Reflection serves grpc.reflection so grpcurl can list services.
+	// Default true.
+	Reflection *bool `yaml:"reflection"`
+	Keepalive  Keepalive `yaml:"keepalive"`
+}
+
+// Keepalive is the server's keepalive policy and enforcement.
+type Keepalive struct {
+	// Time after which the server pings an idle client. Default 2h.
+	Time time.Duration `yaml:"time"`
+	// Timeout waiting for the ping's ack before closing. Default 20s.
+	Timeout time.Duration `yaml:"timeout"`
+	// MinTime is the shortest client ping interval tolerated; clients that
+	// ping more often get GOAWAY (too_many_pings). Default 10s.
+	MinTime time.Duration `yaml:"minTime"`
+	// PermitWithoutStream lets clients ping with no active RPC. Default true
+	// (long-lived publisher connections idle between events).
+	PermitWithoutStream *bool `yaml:"permitWithoutStream"`
+	// MaxConnectionIdle closes connections idle this long. Zero: never.
+	MaxConnectionIdle time.Duration `yaml:"maxConnectionIdle"`
+}
+
+// HTTP configures the realtime listener.
+type HTTP struct {
+	// Addr to listen on. Default ":6001". PUSHERCM_HTTP_ADDR, --http-addr.
+	Addr string `yaml:"addr"`
+	// AllowedOrigins for WebSocket upgrades and CORS on the auth
+	// endpoints. Empty: any origin (Pusher's behaviour).
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+}
+
+// Ops configures the operations listener.
+type Ops struct {
+	// Addr to listen on. Default ":9464". PUSHERCM_OPS_ADDR, --ops-addr.
+	Addr string `yaml:"addr"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is DEBUG, INFO (default), WARN or ERROR. DEBUG logs every RPC.
+	// PUSHERCM_LOG_LEVEL, --log-level.
+	Level string `yaml:"level"`
+	// Format is "text" (default) or "json". PUSHERCM_LOG_FORMAT.
+	Format string `yaml:"format"`
+}
+
+// JWT configures token verification (service tokens of gRPC callers and
+// user tokens in channel authorization).
+type JWT struct {
+	// Secret is the HMAC key for HS256/384/512 tokens. PUSHERCM_JWT_SECRET.
+	Secret string `yaml:"secret"`
+	// PublicKeyFile is a PEM file of RSA, EC or Ed25519 public keys.
+	// PUSHERCM_JWT_PUBLIC_KEY_FILE.
+	PublicKeyFile string `yaml:"publicKeyFile"`
+	// JWKSURL is fetched, cached and refreshed. PUSHERCM_JWT_JWKS_URL.
+	JWKSURL string `yaml:"jwksUrl"`
+	// JWKSFile is a JWK set on disk, re-read on SIGHUP.
+	// PUSHERCM_JWT_JWKS_FILE.
+	JWKSFile string `yaml:"jwksFile"`
+	// Issuer, when set, must equal the token's iss. PUSHERCM_JWT_ISSUER.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be among the token's aud. Comma separated in
+	// PUSHERCM_JWT_AUDIENCE.
+	Audience []string `yaml:"audience"`
+	// Algorithms accepted; empty means those the keys imply. "none" is
+	// never accepted. PUSHERCM_JWT_ALGORITHMS (comma separated).
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway tolerated on exp and nbf. Default 30s.
+	Leeway time.Duration `yaml:"leeway"`
+	// Claims names the identity claims for other identity providers.
+	Claims authz.ClaimNames `yaml:"claims"`
+	// JWKSRefresh is how often a JWKS URL is refetched. Default 10m.
+	JWKSRefresh time.Duration `yaml:"jwksRefresh"`
+}
+
+// Edge configures the embedded realtime server's behaviour. Pusher's limits
+// are the defaults.
+type Edge struct {
+	// ActivityTimeout sent to clients (how long they stay silent before
+	// pinging). Default 120s.
+	ActivityTimeout time.Duration `yaml:"activityTimeout"`
+	// PongTimeout is how long a pinged client has to answer before it is
+	// closed with 4201. Default 30s.
+	PongTimeout time.Duration `yaml:"pongTimeout"`
+	// MaxConnections refused over with 4004. Default 5000.
+	MaxConnections int `yaml:"maxConnections"`
+	// ClientEvents enables client- events on private and presence
+	// channels. Default false (on in --dev).
+	ClientEvents *bool `yaml:"clientEvents"`
+	// ClientEventsPerSecond per connection; over it, pusher:error 4301.
+	// Default 10.
+	ClientEventsPerSecond int `yaml:"clientEventsPerSecond"`
+	// UserAuthentication enables pusher:signin. Default false (on in --dev).
+	UserAuthentication *bool `yaml:"userAuthentication"`
+	// SubscriptionsPerConnection bounds channels per connection. Default 100.
+	SubscriptionsPerConnection int `yaml:"subscriptionsPerConnection"`
+	// SubscriptionsPerUser bounds channels per signed-in user across all of
+	// the user's connections. Zero: unlimited.
+	SubscriptionsPerUser int `yaml:"subscriptionsPerUser"`
+	// ConnectionsPerIPPerSecond bounds new connections from one address.
+	// Zero: unlimited.
+	ConnectionsPerIPPerSecond int `yaml:"connectionsPerIpPerSecond"`
+	// MaxPayloadBytes bounds event data. Default 10240.
+	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
+	// MaxChannelsPerEvent bounds channels of one trigger. Default 100.
+	MaxChannelsPerEvent int `yaml:"maxChannelsPerEvent"`
+	// MaxBatchSize bounds events of one batch_events call. Default 10.
+	MaxBatchSize int `yaml:"maxBatchSize"`
+	// MaxEventNameLength. Default 200.
+	MaxEventNameLength int `yaml:"maxEventNameLength"`
+	// MaxChannelNameLength. Default 164.
+	MaxChannelNameLength int `yaml:"maxChannelNameLength"`
+	// MaxPresenceMembers per presence channel. Default 100.
+	MaxPresenceMembers int `yaml:"maxPresenceMembers"`
+	// MaxMemberInfoBytes bounds a presence member's user_info. Default 1024.
+	MaxMemberInfoBytes int `yaml:"maxMemberInfoBytes"`
+	// MaxFrameBytes bounds one inbound WebSocket frame. Default 64 KiB.
+	MaxFrameBytes int `yaml:"maxFrameBytes"`
+	// CacheTTL is how long cache channels keep their last event. Default 30m.
+	CacheTTL time.Duration `yaml:"cacheTtl"`
+	// HTTPRequestsPerSecond bounds the HTTP API per app (429 over it).
+	// Zero: unlimited.
+	HTTPRequestsPerSecond int `yaml:"httpRequestsPerSecond"`
+	// Webhooks posted by the embedded server.
+	Webhooks Webhooks `yaml:"webhooks"`
+}
+
+// Webhooks configures outgoing webhooks of the embedded server.
+type Webhooks struct {
+	// URLs receive every webhook. Empty: webhooks off.
+	URLs []string `yaml:"urls"`
+	// BatchWindow collects events into one request. Zero: one event per
+	// request, as Pusher does by default.
+	BatchWindow time.Duration `yaml:"batchWindow"`
+	// RetryFor bounds retries of a failed delivery. Default 5m.
+	RetryFor time.Duration `yaml:"retryFor"`
+	// QueueSize bounds events waiting to be sent; beyond it they are
+	// dropped and counted. Default 10000.
+	QueueSize int `yaml:"queueSize"`
+}
+
+// Redis configures the shared store of a cluster (later work).
+type Redis struct {
+	// URL like redis://127.0.0.1:6379/0. PUSHERCM_REDIS_URL.
+	URL string `yaml:"url"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		Driver: DriverEmbedded,
+		GRPC: GRPC{
+			Addr:            ":50051",
+			MaxRecvMsgBytes: 4 << 20,
+			MaxSendMsgBytes: 16 << 20,
+			Keepalive: Keepalive{
+				Time:    2 * time.Hour,
+				Timeout: 20 * time.Second,
+				MinTime: 10 * time.Second,
+			},
+		},
+		HTTP:        HTTP{Addr: ":6001"},
+		Ops:         Ops{Addr: ":9464"},
+		Log:         Log{Level: "INFO", Format: "text"},
+		Pusher:      pusherdriver.Config{Cluster: pusherdriver.DefaultCluster},
+		JWT:         JWT{Leeway: 30 * time.Second, JWKSRefresh: 10 * time.Minute},
+		RateLimit:   ratelimit.DefaultConfig(),
+		Idempotency: delivery.MemoryStoreConfig{}.WithDefaults(),
+		Edge: Edge{
+			ActivityTimeout:            120 * time.Second,
+			PongTimeout:                30 * time.Second,
+			MaxConnections:             5000,
+			ClientEventsPerSecond:      10,
+			SubscriptionsPerConnection: 100,
+			MaxPayloadBytes:            10 * 1024,
+			MaxChannelsPerEvent:        100,
+			MaxBatchSize:               10,
+			MaxEventNameLength:         200,
+			MaxChannelNameLength:       164,
+			MaxPresenceMembers:         100,
+			MaxMemberInfoBytes:         1024,
+			MaxFrameBytes:              64 << 10,
+			CacheTTL:                   30 * time.Minute,
+			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
+		},
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
+
+// Bool reads an optional boolean with its default.
+func Bool(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// Decode reads YAML into c. Unknown keys and values of the wrong type are
+// errors naming the key and its line.
+func Decode(r io.Reader, c *Config) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file sets nothing
+		}
+		return fmt.Errorf("config file: %w", err)
+	}
+	return nil
+}
+
+// DecodeFile reads the YAML file at path into c.
+func DecodeFile(path string, c *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	if err := Decode(bytes.NewReader(b), c); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ApplyDev fills what --dev promises. It reports which settings it filled
+// so the caller can say so loudly.
+func (c *Config) ApplyDev() (filled []string) {
+	if !c.Dev {
+		return nil
+	}
+	set := func(p *string, v, name string) {
+		if *p == "" {
+			*p = v
+			filled = append(filled, name)
+		}
+	}
+	set(&c.Pusher.AppID, DevAppID, "pusher.appId")
+	set(&c.Pusher.Key, DevAppKey, "pusher.key")
+	set(&c.Pusher.Secret, DevAppSecret, "pusher.secret")
+	if c.JWT.Secret == "" && c.JWT.PublicKeyFile == "" && c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
+		c.JWT.Secret = DevJWTSecret
+		filled = append(filled, "jwt.secret")
+	}
+	if c.Edge.ClientEvents == nil {
+		t := true
+		c.Edge.ClientEvents = &t
+		filled = append(filled, "edge.clientEvents")
+	}
+	if c.Edge.UserAuthentication == nil {
+		t := true
+		c.Edge.UserAuthentication = &t
+		filled = append(filled, "edge.userAuthentication")
+	}
+	return filled
+}
+
+// Validate checks every setting and names the first bad key. It runs
+// before any listener opens.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if !slices.Contains([]string{DriverEmbedded, DriverPusher}, c.Driver) {
+		bad("driver", "%q is not a driver (embedded or pusher)", c.Driver)
+	}
+	for key, addr := range map[string]string{"grpc.addr": c.GRPC.Addr, "http.addr": c.HTTP.Addr, "ops.addr": c.Ops.Addr} {
+		if addr == "" || !strings.Contains(addr, ":") {
+			bad(key, "%q is not a host:port address", addr)
+		}
+	}
+	if c.GRPC.MaxRecvMsgBytes <= 0 {
+		bad("grpc.maxRecvMsgBytes", "must be positive")
+	}
+	if c.GRPC.MaxSendMsgBytes <= 0 {
+		bad("grpc.maxSendMsgBytes", "must be positive")
+	}
+	if c.GRPC.Keepalive.MinTime < 0 || c.GRPC.Keepalive.Time < 0 || c.GRPC.Keepalive.Timeout < 0 {
+		bad("grpc.keepalive", "durations must not be negative")
+	}
+	if _, err := ParseLevel(c.Log.Level); err != nil {
+		bad("log.level", "%v", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	if c.Pusher.AppID == "" {
+		bad("pusher.appId", "required (PUSHER_APP_ID), or run with --dev")
+	}
+	if c.Pusher.Key == "" {
+		bad("pusher.key", "required (NEXT_PUBLIC_PUSHER_KEY or PUSHER_KEY), or run with --dev")
+	}
+	if c.Pusher.Secret == "" {
+		bad("pusher.secret", "required (PUSHER_SECRET), or run with --dev")
+	}
+	if c.Pusher.Scheme != "" && c.Pusher.Scheme != "http" && c.Pusher.Scheme != "https" {
+		bad("pusher.scheme", "%q is not http or https", c.Pusher.Scheme)
+	}
+	if c.Driver == DriverPusher {
+		if err := c.Pusher.Validate(); err != nil {
+			bad("pusher", "%v", err)
+		}
+	}
+	if c.JWT.Secret == "" && c.JWT.PublicKeyFile == "" && c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
+		bad("jwt", "no key source: set PUSHERCM_JWT_SECRET, PUSHERCM_JWT_PUBLIC_KEY_FILE, PUSHERCM_JWT_JWKS_URL or PUSHERCM_JWT_JWKS_FILE, or run with --dev")
+	}
+	if c.JWT.Secret != "" && len(c.JWT.Secret) < 32 {
+		bad("jwt.secret", "must be at least 32 bytes for HS256")
+	}
+	for _, a := range c.JWT.Algorithms {
+		if !slices.Contains(authz.SupportedAlgorithms, a) {
+			bad("jwt.algorithms", "%q is not supported (%s)", a, strings.Join(authz.SupportedAlgorithms, ", "))
+		}
+	}
+	if c.JWT.Leeway < 0 || c.JWT.Leeway > 5*time.Minute {
+		bad("jwt.leeway", "must be between 0 and 5m")
+	}
+	if err := c.RateLimit.Validate(); err != nil {
+		bad("rateLimit", "%v", err)
+	}
+	if err := c.Idempotency.WithDefaults().Validate(); err != nil {
+		bad("idempotency", "%v", err)
+	}
+	if err := c.Edge.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdownTimeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Edge) validate() error {
+	var errs []error
+	positive := map[string]int{
+		"edge.maxConnections":             e.MaxConnections,
+		"edge.clientEventsPerSecond":      e.ClientEventsPerSecond,
+		"edge.subscriptionsPerConnection": e.SubscriptionsPerConnection,
+		"edge.maxPayloadBytes":            e.MaxPayloadBytes,
+		"edge.maxChannelsPerEvent":        e.MaxChannelsPerEvent,
+		"edge.maxBatchSize":               e.MaxBatchSize,
+		"edge.maxEventNameLength":         e.MaxEventNameLength,
+		"edge.maxChannelNameLength":       e.MaxChannelNameLength,
+		"edge.maxPresenceMembers":         e.MaxPresenceMembers,
+		"edge.maxMemberInfoBytes":         e.MaxMemberInfoBytes,
+		"edge.maxFrameBytes":              e.MaxFrameBytes,
+		"edge.webhooks.queueSize":         e.Webhooks.QueueSize,
+	}
+	for _, k := range sortedKeys(positive) {
+		if positive[k] <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be positive", k))
+		}
+	}
+	nonNegative := map[string]int{
+		"edge.subscriptionsPerUser":      e.SubscriptionsPerUser,
+		"edge.connectionsPerIpPerSecond": e.ConnectionsPerIPPerSecond,
+		"edge.httpRequestsPerSecond":     e.HTTPRequestsPerSecond,
+	}
+	for _, k := range sortedKeys(nonNegative) {
+		if nonNegative[k] < 0 {
+			errs = append(errs, fmt.Errorf("%s: must not be negative", k))
+		}
+	}
+	if e.ActivityTimeout < time.Second {
+		errs = append(errs, errors.New("edge.activityTimeout: must be at least 1s"))
+	}
+	if e.PongTimeout < 100*time.Millisecond {
+		errs = append(errs, errors.New("edge.pongTimeout: must be at least 100ms"))
+	}
+	if e.CacheTTL <= 0 {
+		errs = append(errs, errors.New("edge.cacheTtl: must be positive"))
+	}
+	for i, u := range e.Webhooks.URLs {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("edge.webhooks.urls[%d]: %q is not an http(s) URL", i, u))
+		}
+	}
+	if e.Webhooks.RetryFor < 0 || e.Webhooks.BatchWindow < 0 {
+		errs = append(errs, errors.New("edge.webhooks: durations must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,12 @@
+// Package config loads and validates pushercm's settings.
+//
+// Settings come from four places, later ones winning: built-in defaults
+// (Default), a YAML file named by --config or PUSHERCM_CONFIG, environment
+// variables (the names of DESIGN.md §2, listed by EnvNames), and
+// command-line flags (RegisterFlags). Load guarantees that the returned
+// configuration passed Validate: unknown YAML keys, values of the wrong type
+// and invalid values all stop start-up with an error naming the key,
+// variable or flag, before any listener opens. Without --dev, missing
+// secrets are errors; with it, ApplyDev fills them with well-known
+// development values and reports which.
+package config

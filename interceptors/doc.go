@@ -1,0 +1,12 @@
+// Package interceptors holds the gRPC server's interceptor chain: logging
+// with slog, mapping of domain errors to statuses, service-token
+// authentication with per-method scopes, rate limiting and panic recovery.
+//
+// Guarantees: every error a client sees is a status with a
+// google.rpc.ErrorInfo (domain "pushercm", reason one of the Reason
+// constants), plus RetryInfo for rate limits and BadRequest for invalid
+// fields; internal causes and panic stacks are logged with the trace id and
+// never returned. Health and reflection need no token; every other method
+// needs the scope MethodScopes names, and methods missing from that table are
+// refused.
+package interceptors
