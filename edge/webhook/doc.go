@@ -25,6 +25,11 @@
 // not fit is dropped and counted (Stats.Dropped) rather than stalling the edge. Delivery
 // order is not guaranteed when Config.Workers > 1; receivers can order by time_ms.
 //
+// Known receiver limitation: pusher-http-go v5.1.1's Client.Webhook tries to decrypt every
+// event of a private-encrypted- channel, including channel_occupied/vacated and member
+// events that have no data, and rejects the whole request. Pusher sends those events, so
+// they are sent here too; with the default MaxBatch of 1 only those requests are affected.
+//
 // Close stops intake, releases held leave events at once (they are real now), and waits
 // until every queued event has been delivered, has failed, or the context ends, at which
 // point in-flight retries are abandoned and the remaining events counted as dropped. No

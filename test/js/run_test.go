@@ -5,7 +5,9 @@
 // By default the edge server runs in-process on 127.0.0.1:0. To test a server that is
 // already running (e.g. the real binary), set PUSHERCM_TEST_WS_PORT (and optionally
 // PUSHERCM_TEST_WS_HOST, PUSHERCM_TEST_APP_ID, PUSHERCM_TEST_KEY, PUSHERCM_TEST_SECRET);
-// that server must have client events and user sign-in enabled.
+// that server must have client events and user sign-in enabled. The webhook tests need
+// PUSHERCM_TEST_WEBHOOK_LOG (a URL listing received webhooks as GET /received does here)
+// and are skipped without it.
 package jsinterop_test
 
 import (
@@ -13,16 +15,27 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	pusher "github.com/pusher/pusher-http-go/v5"
+
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/edge/webhook"
+	"github.com/milequest/pushercm/protocol"
 )
 
 const (
@@ -33,6 +46,12 @@ const (
 	npmTimeout  = 5 * time.Minute
 	nodeTimeout = 5 * time.Minute
 	stampFile   = ".pushercm-lock-sha256" // inside node_modules: the lockfile it was installed from
+
+	// testMasterKey is the encryption master key of the JS tests (helpers.js default).
+	testMasterKey = "nxzvbGF+f8FGhk/jOaZvgMle1tqxzF/VfUZLBLhhaH0="
+
+	// webhookLeaveDelay is shorter than Pusher's 3 s so the webhook tests stay quick.
+	webhookLeaveDelay = time.Second
 )
 
 func TestPusherJSInterop(t *testing.T) {
@@ -116,13 +135,29 @@ func serverEnv(t *testing.T) []string {
 		t.Logf("using the server at %s:%s from the environment", envOr("PUSHERCM_TEST_WS_HOST", "127.0.0.1"), port)
 		return nil // already in os.Environ
 	}
+	hooks := startWebhookReceiver(t)
+	sender, err := webhook.New(webhook.Config{
+		Key: appKey, Secret: secret,
+		Targets:    []webhook.Target{{URL: hooks.URL + "/webhook"}},
+		LeaveDelay: webhookLeaveDelay,
+	})
+	if err != nil {
+		t.Fatalf("webhook.New: %v", err)
+	}
+	t.Cleanup(func() { // runs after the edge's Shutdown (cleanups are LIFO)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sender.Close(ctx); err != nil {
+			t.Errorf("webhook Close: %v", err)
+		}
+	})
 	srv, err := edge.New(edge.Config{
 		AppID:               appID,
 		Key:                 appKey,
 		Secret:              secret,
 		ClientEventsEnabled: true,
 		UserAuthEnabled:     true,
-	})
+	}, edge.WithWebhookSink(sender))
 	if err != nil {
 		t.Fatalf("edge.New: %v", err)
 	}
@@ -149,7 +184,86 @@ func serverEnv(t *testing.T) []string {
 		"PUSHERCM_TEST_APP_ID=" + appID,
 		"PUSHERCM_TEST_KEY=" + appKey,
 		"PUSHERCM_TEST_SECRET=" + secret,
+		"PUSHERCM_TEST_ENCRYPTION_MASTER_KEY_BASE64=" + testMasterKey,
+		"PUSHERCM_TEST_WEBHOOK_LOG=" + hooks.URL + "/received",
+		"PUSHERCM_TEST_WEBHOOK_LEAVE_DELAY_MS=" + strconv.Itoa(int(webhookLeaveDelay/time.Millisecond)),
 	}
+}
+
+// receivedWebhook is one request the receiver got, as the JS tests read it back.
+type receivedWebhook struct {
+	Headers map[string]string `json:"headers"` // lower-case names, as the npm SDK wants
+	Body    string            `json:"body"`
+	// GoValid says whether pusher-http-go's Client.Webhook accepted the request.
+	GoValid bool   `json:"go_valid"`
+	GoError string `json:"go_error,omitempty"`
+}
+
+// startWebhookReceiver serves POST /webhook (verifying with pusher-http-go) and
+// GET /received (everything received so far, for the JS tests to check with the npm SDK).
+func startWebhookReceiver(t *testing.T) *httptest.Server {
+	t.Helper()
+	// pusher-http-go refuses any webhook that mentions a private-encrypted- channel unless
+	// it has the master key (it tries to decrypt client_event data), so give it the key the
+	// JS tests encrypt with.
+	verifier := pusher.Client{AppID: appID, Key: appKey, Secret: secret, EncryptionMasterKeyBase64: testMasterKey}
+	var (
+		mu       sync.Mutex
+		received []receivedWebhook
+	)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rec := receivedWebhook{Headers: map[string]string{}, Body: string(body)}
+		for name, vals := range r.Header {
+			rec.Headers[strings.ToLower(name)] = strings.Join(vals, ", ")
+		}
+		if _, err := verifier.Webhook(r.Header, body); err == nil {
+			rec.GoValid = true
+		} else if encryptedWithoutData(body) {
+			// pusher-http-go v5.1.1 tries to decrypt every event of a private-encrypted-
+			// channel, including channel_occupied/vacated and member events that carry no
+			// data, and fails. Check the signature the way it would have instead.
+			verr := protocol.VerifyWebhook(appKey, secret, r.Header.Get(protocol.WebhookHeaderKey), r.Header.Get(protocol.WebhookHeaderSignature), body)
+			rec.GoValid = verr == nil
+			rec.GoError = fmt.Sprintf("pusher-http-go: %v; protocol.VerifyWebhook: %v", err, verr)
+		} else {
+			rec.GoError = err.Error()
+		}
+		mu.Lock()
+		received = append(received, rec)
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("GET /received", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		body, _ := json.Marshal(map[string]any{"webhooks": received})
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// encryptedWithoutData reports whether a webhook body has an event on a
+// private-encrypted- channel with no data, which pusher-http-go cannot parse.
+func encryptedWithoutData(body []byte) bool {
+	var wb protocol.WebhookBody
+	if json.Unmarshal(body, &wb) != nil {
+		return false
+	}
+	for _, e := range wb.Events {
+		if strings.HasPrefix(e.Channel, "private-encrypted-") && e.Data == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func envOr(name, def string) string {
