@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/milequest/pushercm/protocol"
+
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"go.yaml.in/yaml/v3"
@@ -349,6 +351,30 @@ const (
 )
 
 var publicPerms = []string{PermSubscribe}
+
+// ReasonTokenRequired: a channel that needs authorization was asked for
+// without a principal.
+const ReasonTokenRequired = "token required"
+
+// Decide runs the rules for channel without signing anything, for callers
+// that need the decision alone (metrics labels, client-event permission
+// checks). Public channels are allowed with [subscribe]; a channel that needs
+// authorization is denied without a principal; an invalid channel name is
+// denied with an empty rule. AuthorizeChannel is Decide plus validation and
+// signing.
+func (r *Rules) Decide(p *Principal, channel string, userInfo []byte) Decision {
+	ch, err := protocol.ParseChannel(channel, 0)
+	if err != nil || ch.Kind == protocol.KindServerToUser {
+		return Decision{Reason: "invalid channel name"}
+	}
+	if !ch.Kind.NeedsAuth() {
+		return Decision{Allowed: true, Reason: ReasonPublic, Permissions: publicPerms}
+	}
+	if p == nil {
+		return Decision{Reason: ReasonTokenRequired}
+	}
+	return r.decideRules(p, channel, userInfo, nil)
+}
 
 // decideRules runs the rules for a channel that needs authorization. p must
 // be non-nil. trace, when non-nil, receives human-readable steps.

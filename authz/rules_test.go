@@ -267,3 +267,37 @@ func TestCheckExplains(t *testing.T) {
 		})
 	}
 }
+
+func TestDecide(t *testing.T) {
+	r, err := NewRules(RulesConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPrincipal(map[string]any{"sub": "u1", "teams": []any{"t1"}})
+	tests := []struct {
+		name    string
+		p       *Principal
+		channel string
+		allowed bool
+		rule    string
+		reason  string
+	}{
+		{"public", nil, "lobby", true, "", ReasonPublic},
+		{"needs token", nil, "private-team-t1", false, "", ReasonTokenRequired},
+		{"allowed", p, "private-team-t1", true, "team-channel", ReasonAllowed},
+		{"denied", p, "private-team-t2", false, "team-channel", ReasonNotTeamMember},
+		{"invalid", p, "bad name", false, "", "invalid channel name"},
+		{"server-to-user", p, "#server-to-user-u1", false, "", "invalid channel name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := r.Decide(tc.p, tc.channel, nil)
+			if d.Allowed != tc.allowed || d.Rule != tc.rule || d.Reason != tc.reason {
+				t.Fatalf("Decide = %+v", d)
+			}
+			if d.Allowed && !contains(d.Permissions, PermSubscribe) {
+				t.Fatalf("permissions = %q", d.Permissions)
+			}
+		})
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -121,6 +123,11 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	}
 	if cfg.JWKSMinRefetch <= 0 {
 		cfg.JWKSMinRefetch = time.Minute
+	}
+	if cfg.JWKSURL != "" {
+		if err := checkJWKSURL(cfg.JWKSURL); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = 4096
@@ -265,6 +272,30 @@ func (v *Verifier) buildSet(fileKeys, urlKeys []verifyKey) (*keySet, error) {
 		set.fetched = v.lastFetch
 	}
 	return set, nil
+}
+
+// checkJWKSURL insists on https: keys fetched in clear text could be
+// swapped by anyone on the path. Loopback http is allowed for local
+// identity providers and tests.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("jwt: JWKS URL: %w", err)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if host == "localhost" {
+			return nil
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("jwt: JWKS URL %s: use https (http is only allowed for loopback hosts)", u.Redacted())
+	}
+	return fmt.Errorf("jwt: JWKS URL scheme %q: must be https", u.Scheme)
 }
 
 // Algorithms returns the algorithms currently accepted.

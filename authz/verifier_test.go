@@ -336,6 +336,9 @@ func TestVerifierConfigErrors(t *testing.T) {
 		{"missing file", VerifierConfig{PublicKeyFile: filepath.Join(t.TempDir(), "nope.pem")}},
 		{"private key in PEM", VerifierConfig{PublicKeyFile: writeFile(t, "p.pem", privPEM)}},
 		{"not PEM", VerifierConfig{PublicKeyFile: writeFile(t, "x.pem", []byte("hello"))}},
+		{"JWKS URL over plain http", VerifierConfig{JWKSURL: "http://idp.example/.well-known/jwks.json"}},
+		{"JWKS URL odd scheme", VerifierConfig{JWKSURL: "file:///etc/jwks.json"}},
+		{"JWKS URL unreachable", VerifierConfig{JWKSURL: "http://127.0.0.1:1/jwks"}},
 		{"JWKS with only a secret", VerifierConfig{JWKSFile: writeFile(t, "s.json", []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"}]}`))}},
 	}
 	for _, tc := range tests {
