@@ -1,0 +1,64 @@
+# pushercm — see README.md. Every tool is pinned: Go tools in go.mod and
+# tools/go.mod (run with `go tool`), npm packages in test/js/package-lock.json.
+
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/go.mod buf
+LINT      := $(GO) tool -modfile=tools/go.mod golangci-lint
+BIN       := bin/pushercm
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
+# Benchmarks and soaks are never part of `make test`.
+BENCHTIME ?= 1s
+
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench fmt clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushercm
+
+## run: build and start `pushercm serve --dev` on the embedded driver.
+run: build
+	./$(BIN) serve --dev
+
+## test: everything CI runs (the README's test command).
+test: vet buflint checkgenerate js-deps unit
+
+vet:
+	$(GO) vet ./...
+
+buflint:
+	$(BUF) lint
+
+unit:
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+## js-deps: install the pinned pusher-js and pusher npm packages for the interop tests.
+js-deps:
+	cd test/js && npm ci --no-audit --no-fund --loglevel=error
+
+## generate: regenerate gen/ from proto/ with buf and the pinned plugins.
+generate:
+	$(BUF) generate
+
+## checkgenerate: fail when gen/ differs from what proto/ generates.
+checkgenerate:
+	@$(BUF) generate
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+		echo "gen/ is out of date with proto/: run 'make generate' and commit"; \
+		git status --porcelain -- gen; git diff --stat -- gen; exit 1; \
+	fi
+
+## lint: golangci-lint and buf lint.
+lint: buflint
+	$(LINT) run ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
+
+## bench: Go benchmarks of the hot paths (no load tests; see BENCHMARKS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./protocol/... ./ratelimit/... ./authz/... ./delivery/... ./edge/... ./interceptors/...
+
+clean:
+	rm -rf bin

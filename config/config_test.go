@@ -1,0 +1,237 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "pushercm.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func flags(t *testing.T, args ...string) *pflag.FlagSet {
+	t.Helper()
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+const secrets = `
+pusher: {appId: "1", key: k, secret: s}
+jwt: {secret: "0123456789abcdef0123456789abcdef"}
+`
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, secrets+`
+grpc: {addr: "127.0.0.1:1001"}
+http: {addr: "127.0.0.1:2001"}
+ops: {addr: "127.0.0.1:3001"}
+log: {level: WARN}
+`)
+	tests := []struct {
+		name                     string
+		env                      map[string]string
+		args                     []string
+		wantGRPC, wantHTTP, want string // want = ops addr
+		wantLevel                string
+	}{
+		{name: "file over defaults", env: map[string]string{"PUSHERCM_CONFIG": file},
+			wantGRPC: "127.0.0.1:1001", wantHTTP: "127.0.0.1:2001", want: "127.0.0.1:3001", wantLevel: "WARN"},
+		{name: "env over file", env: map[string]string{"PUSHERCM_CONFIG": file, "PUSHERCM_GRPC_ADDR": "127.0.0.1:1002", "PUSHERCM_LOG_LEVEL": "debug"},
+			wantGRPC: "127.0.0.1:1002", wantHTTP: "127.0.0.1:2001", want: "127.0.0.1:3001", wantLevel: "DEBUG"},
+		{name: "flags over env", env: map[string]string{"PUSHERCM_CONFIG": file, "PUSHERCM_GRPC_ADDR": "127.0.0.1:1002", "PUSHERCM_HTTP_ADDR": "127.0.0.1:2002"},
+			args:     []string{"--grpc-addr", "127.0.0.1:1003", "--log-level", "ERROR"},
+			wantGRPC: "127.0.0.1:1003", wantHTTP: "127.0.0.1:2002", want: "127.0.0.1:3001", wantLevel: "ERROR"},
+		{name: "--config flag over PUSHERCM_CONFIG", env: map[string]string{"PUSHERCM_CONFIG": "/nonexistent.yaml"},
+			args:     []string{"--config", file},
+			wantGRPC: "127.0.0.1:1001", wantHTTP: "127.0.0.1:2001", want: "127.0.0.1:3001", wantLevel: "WARN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := Load(Source{LookupEnv: envOf(tt.env), Flags: flags(t, tt.args...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.GRPC.Addr != tt.wantGRPC || l.HTTP.Addr != tt.wantHTTP || l.Ops.Addr != tt.want || l.Log.Level != tt.wantLevel {
+				t.Fatalf("got grpc=%s http=%s ops=%s level=%s", l.GRPC.Addr, l.HTTP.Addr, l.Ops.Addr, l.Log.Level)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	l, err := Load(Source{LookupEnv: envOf(map[string]string{
+		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32),
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Driver != DriverEmbedded || l.GRPC.Addr != ":50051" || l.HTTP.Addr != ":6001" || l.Ops.Addr != ":9464" {
+		t.Fatalf("defaults: %+v", l.Config)
+	}
+	if l.Edge.MaxConnections != 5000 || l.Edge.SubscriptionsPerConnection != 100 || l.Edge.MaxPayloadBytes != 10240 {
+		t.Fatalf("edge defaults: %+v", l.Edge)
+	}
+	if Bool(l.Edge.ClientEvents, false) || Bool(l.Edge.UserAuthentication, false) {
+		t.Fatal("client events and sign-in must be off without --dev")
+	}
+	if len(l.DevFilled) != 0 {
+		t.Fatalf("dev filled without --dev: %v", l.DevFilled)
+	}
+}
+
+func TestAliasKey(t *testing.T) {
+	env := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32),
+		"PUSHER_KEY": "old", "NEXT_PUBLIC_PUSHER_KEY": "new"}
+	l, err := Load(Source{LookupEnv: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Pusher.Key != "new" {
+		t.Fatalf("NEXT_PUBLIC_PUSHER_KEY must win over its alias, got %q", l.Pusher.Key)
+	}
+}
+
+func TestDev(t *testing.T) {
+	l, err := Load(Source{LookupEnv: envOf(nil), Flags: flags(t, "--dev")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Pusher.AppID != DevAppID || l.Pusher.Key != DevAppKey || l.Pusher.Secret != DevAppSecret || l.JWT.Secret != DevJWTSecret {
+		t.Fatalf("dev secrets: %+v %+v", l.Pusher, l.JWT)
+	}
+	if !Bool(l.Edge.ClientEvents, false) || !Bool(l.Edge.UserAuthentication, false) {
+		t.Fatal("--dev must turn on client events and sign-in")
+	}
+	if len(l.DevFilled) == 0 {
+		t.Fatal("DevFilled must say what was filled")
+	}
+
+	// Dev never overrides what is set.
+	l, err = Load(Source{LookupEnv: envOf(map[string]string{"PUSHER_SECRET": "mine", "PUSHERCM_DEV": "true"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Pusher.Secret != "mine" {
+		t.Fatalf("dev replaced a set secret: %q", l.Pusher.Secret)
+	}
+}
+
+// Errors must name what is wrong: the key, variable or flag.
+func TestInvalid(t *testing.T) {
+	good := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32)}
+	with := func(kv ...string) map[string]string {
+		m := map[string]string{}
+		for k, v := range good {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		file string
+		args []string
+		want string
+	}{
+		{name: "unknown key", env: good, file: "grpc: {adress: ':1'}\n", want: "adress"},
+		{name: "unknown top-level key", env: good, file: "drivr: embedded\n", want: "drivr"},
+		{name: "wrong type", env: good, file: "edge: {maxConnections: many}\n", want: "many"},
+		{name: "bad duration", env: good, file: "shutdownTimeout: soon\n", want: "soon"},
+		{name: "invalid value in file", env: good, file: "edge: {maxConnections: -1}\n", want: "edge.maxConnections"},
+		{name: "bad driver env", env: with("PUSHERCM_DRIVER", "carrier-pigeon"), want: "driver"},
+		{name: "bad log level env", env: with("PUSHERCM_LOG_LEVEL", "LOUD"), want: "PUSHERCM_LOG_LEVEL"},
+		{name: "bad log level flag", env: good, args: []string{"--log-level", "LOUD"}, want: "--log-level"},
+		{name: "bad address", env: with("PUSHERCM_GRPC_ADDR", "nowhere"), want: "grpc.addr"},
+		{name: "missing app secret", env: with("PUSHER_SECRET", ""), want: "pusher.secret"},
+		{name: "missing jwt key source", env: with("PUSHERCM_JWT_SECRET", ""), want: "jwt"},
+		{name: "short jwt secret", env: with("PUSHERCM_JWT_SECRET", "short"), want: "jwt.secret"},
+		{name: "unsupported algorithm", env: with("PUSHERCM_JWT_ALGORITHMS", "none"), want: "jwt.algorithms"},
+		{name: "bad dev bool", env: with("PUSHERCM_DEV", "maybe"), want: "PUSHERCM_DEV"},
+		{name: "bad webhook url", env: good, file: "edge: {webhooks: {urls: [ftp://x]}}\n", want: "edge.webhooks.urls[0]"},
+		{name: "bad rate limit", env: good, file: "rateLimit: {limiters: {user: {burstLimit: -5}}}\n", want: "rateLimit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := tt.env
+			if tt.file != "" {
+				env = with()
+				for k, v := range tt.env {
+					env[k] = v
+				}
+				env["PUSHERCM_CONFIG"] = writeFile(t, tt.file)
+			}
+			_, err := Load(Source{LookupEnv: envOf(env), Flags: flags(t, tt.args...)})
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not name %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestFileValues(t *testing.T) {
+	file := writeFile(t, `
+pusher: {appId: "1", key: k, secret: s}
+driver: embedded
+shutdownTimeout: 3s
+jwt: {secret: "0123456789abcdef0123456789abcdef", audience: [a, b], leeway: 5s}
+edge:
+  maxConnections: 10
+  activityTimeout: 30s
+  webhooks: {urls: ["http://127.0.0.1:9/hook"], batchWindow: 50ms}
+channelRules:
+  rules:
+    - name: everyone-private
+      pattern: "private-open-*"
+      permissions: [subscribe]
+`)
+	l, err := Load(Source{LookupEnv: envOf(map[string]string{"PUSHERCM_CONFIG": file})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.ShutdownTimeout != 3*time.Second || l.Edge.MaxConnections != 10 || l.Edge.ActivityTimeout != 30*time.Second ||
+		len(l.JWT.Audience) != 2 || l.Edge.Webhooks.BatchWindow != 50*time.Millisecond || len(l.ChannelRules.Rules) != 1 {
+		t.Fatalf("file values not applied: %+v", l.Config)
+	}
+	// Sections not in the file keep their defaults.
+	if l.Edge.SubscriptionsPerConnection != 100 || l.GRPC.Addr != ":50051" {
+		t.Fatalf("defaults lost: %+v", l.Config)
+	}
+}
+
+func TestEnvNamesCoverDesign(t *testing.T) {
+	names := strings.Join(EnvNames(), " ")
+	for _, want := range []string{
+		"PUSHER_APP_ID", "NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY", "PUSHER_SECRET", "PUSHER_CLUSTER", "PUSHER_HOST", "PUSHER_SCHEME",
+		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64", "PUSHERCM_DRIVER", "PUSHERCM_GRPC_ADDR", "PUSHERCM_HTTP_ADDR", "PUSHERCM_OPS_ADDR",
+		"PUSHERCM_LOG_LEVEL", "PUSHERCM_REDIS_URL", "PUSHERCM_JWT_SECRET", "PUSHERCM_JWT_PUBLIC_KEY_FILE", "PUSHERCM_JWT_JWKS_URL",
+		"PUSHERCM_JWT_JWKS_FILE", "PUSHERCM_JWT_ISSUER", "PUSHERCM_JWT_AUDIENCE", "PUSHERCM_CONFIG",
+	} {
+		if !strings.Contains(" "+names+" ", " "+want+" ") {
+			t.Errorf("%s is not read", want)
+		}
+	}
+}
