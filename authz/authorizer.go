@@ -126,7 +126,7 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 	if ch.Kind == protocol.KindServerToUser {
 		return ChannelAuth{}, argErr("channel_name", "#server-to-user channels are joined by signing in, not by channel authorization")
 	}
-	if !protocol.ValidSocketID(req.SocketID) {
+	if !validSocketID(req.SocketID) {
 		return ChannelAuth{}, argErr("socket_id", "must look like 1234.5678")
 	}
 	if !ch.Kind.NeedsAuth() {
@@ -134,6 +134,11 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 	}
 	if p == nil {
 		return ChannelAuth{}, &TokenError{Kind: ErrTokenMissing}
+	}
+	// user_info is bounded for every channel kind, not only presence: rule
+	// expressions may parse it.
+	if len(req.UserInfo) > a.maxRawUserInfo() {
+		return ChannelAuth{}, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
 	}
 	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
 		return ChannelAuth{}, argErr("user_info", "must be a JSON object")
@@ -185,8 +190,11 @@ type UserAuth struct {
 // must be non-empty, at most MaxUserIDLength characters and use the channel
 // character set (it becomes the #server-to-user-{id} channel).
 func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req UserRequest) (UserAuth, error) {
-	if !protocol.ValidSocketID(req.SocketID) {
+	if !validSocketID(req.SocketID) {
 		return UserAuth{}, argErr("socket_id", "must look like 1234.5678")
+	}
+	if len(req.UserInfo) > a.maxRawUserInfo() {
+		return UserAuth{}, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
 	}
 	if p == nil {
 		return UserAuth{}, &TokenError{Kind: ErrTokenMissing}
@@ -250,11 +258,8 @@ func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (str
 
 // appendMemberInfo appends the merged user_info object (or nothing).
 func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([]byte, error) {
-	limit := a.cfg.MaxUserInfoBytes
-	// Bound the parse before doing it: a merge only grows the object by the
-	// default name, so an input far over the limit cannot fit.
-	if len(reqInfo) > 4*limit+256 {
-		return b, argErr("user_info", fmt.Sprintf("larger than %d bytes", limit))
+	if len(reqInfo) > a.maxRawUserInfo() {
+		return b, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
 	}
 	switch {
 	case len(reqInfo) == 0 && p.Name == "":
@@ -282,6 +287,19 @@ func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([
 		return b, argErr("user_info", "must be a JSON object")
 	}
 	return append(b, enc...), nil
+}
+
+// maxRawUserInfo bounds request user_info before any parsing. The limit
+// applies to the merged, compacted object; the raw input gets slack for
+// whitespace, but an input far over the limit cannot fit and is refused
+// without being parsed.
+func (a *Authorizer) maxRawUserInfo() int { return 4*a.cfg.MaxUserInfoBytes + 256 }
+
+// maxSocketIDLength bounds socket ids (Pusher's look like "123456.7890123").
+const maxSocketIDLength = 64
+
+func validSocketID(s string) bool {
+	return len(s) <= maxSocketIDLength && protocol.ValidSocketID(s)
 }
 
 func isJSONObject(b []byte) bool {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/milequest/pushercm/protocol"
 )
 
 // A pattern is literal channel-name text with two kinds of wildcard:
@@ -75,7 +77,7 @@ func compilePattern(src string) (*pattern, error) {
 			lastWasWild = true
 		case c == '}':
 			return nil, fmt.Errorf("pattern %q: unexpected '}'", src)
-		case validChannelChar(c):
+		case protocol.ValidChannelChar(c):
 			lit.WriteByte(c)
 			lastWasWild = false
 			i++
@@ -108,20 +110,6 @@ func isIdent(s string) bool {
 		}
 	}
 	return true
-}
-
-// validChannelChar mirrors protocol.ValidChannelChar; kept local because the
-// pattern compiler must also accept the wildcard syntax around it.
-func validChannelChar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	switch c {
-	case '_', '-', '=', '@', ',', '.', ';':
-		return true
-	}
-	return false
 }
 
 // span is a capture's position in the channel name.

@@ -85,6 +85,7 @@ type Verifier struct {
 
 	fetchMu   sync.Mutex // serialises loads; guards lastFetch, fileKeys, urlKeys
 	lastFetch time.Time
+	lastNs    atomic.Int64 // lastFetch for lock-free checks
 	fileKeys  []verifyKey
 	urlKeys   []verifyKey
 
@@ -205,18 +206,25 @@ func (v *Verifier) logSkipped(source string, skipped []string) {
 // recorded even on failure so a broken endpoint is not hammered.
 func (v *Verifier) fetchJWKS(ctx context.Context) ([]verifyKey, error) {
 	v.lastFetch = v.now()
+	v.lastNs.Store(v.lastFetch.UnixNano())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("jwt: JWKS URL: %w", err)
+		return nil, fmt.Errorf("jwt: JWKS URL %s: invalid", redactURL(v.cfg.JWKSURL))
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := v.cfg.HTTPClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("jwt: fetch JWKS: %w", err)
+		// *url.Error repeats the full URL, query included; report the
+		// redacted one instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("jwt: fetch JWKS %s: %w", redactURL(v.cfg.JWKSURL), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("jwt: fetch JWKS: HTTP %d", resp.StatusCode)
+		return nil, fmt.Errorf("jwt: fetch JWKS %s: HTTP %d", redactURL(v.cfg.JWKSURL), resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
@@ -225,11 +233,11 @@ func (v *Verifier) fetchJWKS(ctx context.Context) ([]verifyKey, error) {
 	if len(data) > maxJWKSBytes {
 		return nil, fmt.Errorf("jwt: fetch JWKS: document larger than %d bytes", maxJWKSBytes)
 	}
-	keys, skipped, err := parseJWKS(data, v.cfg.JWKSURL)
+	keys, skipped, err := parseJWKS(data, redactURL(v.cfg.JWKSURL))
 	if err != nil {
 		return nil, fmt.Errorf("jwt: %w", err)
 	}
-	v.logSkipped(v.cfg.JWKSURL, skipped)
+	v.logSkipped(redactURL(v.cfg.JWKSURL), skipped)
 	return keys, nil
 }
 
@@ -280,7 +288,7 @@ func (v *Verifier) buildSet(fileKeys, urlKeys []verifyKey) (*keySet, error) {
 func checkJWKSURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("jwt: JWKS URL: %w", err)
+		return errors.New("jwt: JWKS URL is not a URL")
 	}
 	switch u.Scheme {
 	case "https":
@@ -293,9 +301,21 @@ func checkJWKSURL(raw string) error {
 		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 			return nil
 		}
-		return fmt.Errorf("jwt: JWKS URL %s: use https (http is only allowed for loopback hosts)", u.Redacted())
+		return fmt.Errorf("jwt: JWKS URL %s: use https (http is only allowed for loopback hosts)", redactURL(raw))
 	}
 	return fmt.Errorf("jwt: JWKS URL scheme %q: must be https", u.Scheme)
+}
+
+// redactURL drops credentials and the query (which may carry an API key)
+// from a URL before it is logged.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable URL)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
 }
 
 // Algorithms returns the algorithms currently accepted.
@@ -418,12 +438,12 @@ func (v *Verifier) refetchForKid(ctx context.Context) bool {
 func (v *Verifier) refetchLocked(ctx context.Context) bool {
 	keys, err := v.fetchJWKS(ctx)
 	if err != nil {
-		v.log.Warn("jwt: JWKS refetch failed; keeping the previous keys", "url", v.cfg.JWKSURL, "err", err)
+		v.log.Warn("jwt: JWKS refetch failed; keeping the previous keys", "url", redactURL(v.cfg.JWKSURL), "err", err)
 		return false
 	}
 	set, err := v.buildSet(v.fileKeys, keys)
 	if err != nil {
-		v.log.Warn("jwt: JWKS refetch unusable; keeping the previous keys", "url", v.cfg.JWKSURL, "err", err)
+		v.log.Warn("jwt: JWKS refetch unusable; keeping the previous keys", "url", redactURL(v.cfg.JWKSURL), "err", err)
 		return false
 	}
 	v.urlKeys = keys
@@ -434,7 +454,12 @@ func (v *Verifier) refetchLocked(ctx context.Context) bool {
 // maybeRefresh starts a background JWKS refresh when the set is older than
 // JWKSRefresh. Requests never wait for it.
 func (v *Verifier) maybeRefresh(set *keySet) {
-	if v.cfg.JWKSURL == "" || v.now().Sub(set.fetched) < v.cfg.JWKSRefresh {
+	if v.cfg.JWKSURL == "" {
+		return
+	}
+	now := v.now()
+	if now.Sub(set.fetched) < v.cfg.JWKSRefresh || now.Sub(time.Unix(0, v.lastNs.Load())) < v.cfg.JWKSMinRefetch {
+		// Fresh, or a fetch (perhaps a failing one) happened moments ago.
 		return
 	}
 	if !v.refreshing.CompareAndSwap(false, true) {
