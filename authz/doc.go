@@ -12,8 +12,12 @@
 //     nbf, iat, iss and aud are checked, with the configured leeway. JWKS
 //     keys are cached, refreshed in the background, and an unknown kid causes
 //     at most one refetch per JWKSMinRefetch (default one minute). Symmetric
-//     keys are never taken from a JWKS. Every token failure is a *TokenError
-//     matching ErrUnauthenticated; messages never contain tokens or keys.
+//     keys are never taken from a JWKS, and a JWKS URL must be https (or
+//     loopback). Verified tokens are cached per key set, keyed by SHA-256,
+//     never past exp+leeway; a reload drops the cache with the old keys.
+//     Every token failure is a *TokenError matching ErrUnauthenticated;
+//     messages never contain tokens or keys (kid values are quoted and
+//     truncated; JWKS URLs lose credentials and query).
 //   - Channels: default deny. Public channels need no token. Private,
 //     presence and private-encrypted channels (and their cache- variants)
 //     need a principal and a rule: the first rule whose pattern matches
@@ -23,9 +27,10 @@
 //     set (syntax, unknown capture, CEL type error) is an error naming the
 //     rule and the previous set stays in force.
 //   - Signatures follow PUSHER-PROTOCOL.md §3 (string layouts of package
-//     protocol; tests check the tokens are identical). Socket ids, channel
-//     names, user ids (<=128 characters) and user_info (a JSON object,
-//     <=1 KB after merging) are validated before anything is signed.
+//     protocol; tests check the tokens are identical). Socket ids (\d+.\d+,
+//     <=64 characters), channel names, user ids (<=128 characters) and
+//     user_info (a JSON object, <=1 KB after merging over the token's name)
+//     are validated before anything is signed.
 //     Encrypted channels without a master key are refused with
 //     ErrEncryptionUnavailable, never signed without a shared secret.
 //   - Errors: *TokenError (ErrUnauthenticated), *DeniedError
