@@ -2,18 +2,68 @@ package app
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/delivery/embedded"
+	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/server"
 )
 
-// broadcastWiring holds what BroadcastService needs.
-type broadcastWiring struct{}
+// broadcastWiring holds what BroadcastService needs. Other subsystems read
+// driver (health, ConnectionService channel queries) and publisher.
+type broadcastWiring struct {
+	// driver delivers: the embedded edge or Pusher's HTTP API.
+	driver delivery.Driver
+	// pusher is the pusher driver when cfg.Driver is "pusher" (nil otherwise),
+	// for its Stats and breaker state.
+	pusher *pusherdriver.Driver
+	// store remembers event ids for the idempotency window.
+	store *delivery.MemoryStore
+	// publisher composes validation, idempotency and the driver.
+	publisher *delivery.Publisher
+	service   *server.Broadcast
+}
 
 // wireBroadcast builds the delivery driver and publisher and registers
 // BroadcastService.
 func (a *App) wireBroadcast(context.Context) error {
-	a.bcast = &broadcastWiring{}
-	pushercmv1.RegisterBroadcastServiceServer(a.grpc, &server.Broadcast{})
+	cfg := &a.cfg.Config
+	w := &broadcastWiring{}
+	switch cfg.Driver {
+	case config.DriverEmbedded:
+		d, err := embedded.New(embedded.Config{}, a.edge)
+		if err != nil {
+			return fmt.Errorf("embedded driver: %w", err)
+		}
+		w.driver = d
+	case config.DriverPusher:
+		d, err := pusherdriver.New(cfg.Pusher, pusherdriver.WithTracerProvider(a.tel.Tracer))
+		if err != nil {
+			return fmt.Errorf("pusher driver: %w", err)
+		}
+		a.closers = append(a.closers, func(context.Context) error { return d.Close() })
+		w.driver, w.pusher = d, d
+	default:
+		return fmt.Errorf("driver: %q is not a driver (embedded or pusher)", cfg.Driver)
+	}
+
+	store, err := delivery.NewMemoryStore(cfg.Idempotency)
+	if err != nil {
+		return fmt.Errorf("idempotency: %w", err)
+	}
+	w.store = store
+	// The publisher validates with the same limits the edge enforces, so an
+	// event accepted over gRPC is never refused by the edge.
+	w.publisher = delivery.NewPublisher(w.driver,
+		delivery.WithIdempotencyStore(store),
+		delivery.WithLimits(edgeConfig(cfg, a.log).Limits),
+		delivery.WithTracerProvider(a.tel.Tracer),
+	)
+	w.service = &server.Broadcast{Publisher: w.publisher, Log: a.log}
+	a.bcast = w
+	pushercmv1.RegisterBroadcastServiceServer(a.grpc, w.service)
 	return nil
 }
