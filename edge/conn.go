@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,6 +38,13 @@ type conn struct {
 	closeCode    atomic.Int32
 	events       bucket
 
+	// outbound frames not yet handed to the event loop, guarded by pmu
+	fl            *flusher
+	pmu           sync.Mutex
+	pending       [][]byte
+	scheduled     bool
+	pendingClosed bool // the close frame is queued; nothing may follow it
+
 	// hub state, guarded by Server.mu
 	subs     map[string]string // channel -> presence user id ("" for other kinds)
 	userID   string            // signed-in user
@@ -63,7 +71,7 @@ func (c *conn) sendRaw(frame []byte) bool {
 		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
 		return false
 	}
-	if _, err := c.nc.Write(frame); err != nil {
+	if !c.enqueue(frame) {
 		c.queued.Add(-n)
 		return false
 	}
@@ -90,7 +98,10 @@ func (c *conn) closeWith(code int, reason string, async bool) {
 	}
 	c.closeCode.Store(int32(code))
 	if !c.closeSent.Swap(true) {
-		_, _ = c.nc.Write(closeFrame(code, reason))
+		// Queued behind what is pending so the client reads everything, then the code.
+		f := closeFrame(code, reason)
+		c.queued.Add(int64(len(f)))
+		c.enqueueFinal(f)
 	}
 	if ws := c.ws; ws != nil {
 		time.AfterFunc(c.s.cfg.CloseGrace, func() { _ = ws.Close() })

@@ -36,6 +36,9 @@ type Server struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
 
+	flushStop chan struct{}
+	flushDone sync.WaitGroup
+
 	// mu guards the hub: conns, channels, users, cache and every conn's subscription
 	// and sign-in state. Socket writes done under it never block (event loop).
 	mu       sync.RWMutex
@@ -45,6 +48,9 @@ type Server struct {
 	cache    map[string]cachedEvent
 
 	active atomic.Int64 // sockets admitted (reserved before upgrade)
+
+	flushers []*flusher
+	nextFl   atomic.Uint64
 
 	watchMu  sync.Mutex
 	watchers map[*Watcher]struct{}
@@ -170,6 +176,15 @@ func (s *Server) Start(addr string) error {
 	if err := s.engine.Start(); err != nil {
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
+	s.flushers = newFlushers()
+	s.flushStop = make(chan struct{})
+	for _, f := range s.flushers {
+		s.flushDone.Add(1)
+		go func() {
+			defer s.flushDone.Done()
+			f.run(s.flushStop)
+		}()
+	}
 	s.done.Add(1)
 	go s.sweep()
 	s.cfg.Logger.Info("edge listening", "addr", s.Addr().String(), "app_id", cfg.AppID)
@@ -243,6 +258,8 @@ wait:
 	}
 	poll.Stop()
 	wait.Stop()
+	close(s.flushStop)
+	s.flushDone.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.engine.Shutdown(sctx)
@@ -372,6 +389,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 		remoteAddr:  r.RemoteAddr,
 		userAgent:   r.UserAgent(),
 		connectedAt: now.UnixNano(),
+		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
 	}
 	c.lastActivity.Store(now.UnixNano())
 	ws.SetSession(c)
@@ -416,10 +434,11 @@ func (s *Server) onCloseFrame(ws *websocket.Conn, code int, _ string) {
 	// handleWsMessage right after this returns.
 	if c, ok := ws.Session().(*conn); ok {
 		if !c.closeSent.Swap(true) {
+			// Written directly: nbio closes the socket as soon as this returns.
 			if code == 1005 {
-				c.sendRaw(wsFrame(opClose, nil))
+				_, _ = c.nc.Write(wsFrame(opClose, nil))
 			} else {
-				c.sendRaw(closeFrame(code, ""))
+				_, _ = c.nc.Write(closeFrame(code, ""))
 			}
 		}
 		return

@@ -1,0 +1,382 @@
+// Command edgeload load-tests the embedded Pusher edge from a separate process.
+//
+//	go run ./bench/cmd/edgeload                      # spawn a server child, run everything
+//	go run ./bench/cmd/edgeload -idle 10000,19000 -scenarios idle
+//	go run ./bench/cmd/edgeload -addr 127.0.0.1:6001 -pid 1234 -app-id .. -key .. -secret ..
+//
+// Scenarios: idle (RSS per idle connection and connect rate), fan2000 (1 channel x 2000
+// subscribers at 100 events/s), fan100x10 (100 channels x 10 subscribers at 1000
+// events/s), burst1000 (1 channel x 1000 subscribers, published as fast as the server
+// accepts within a bounded in-flight window so no client is dropped as slow).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	edgebench "github.com/milequest/pushercm/bench/edge"
+	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/protocol"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		serve(os.Args[2:])
+		return
+	}
+	var (
+		addr      = flag.String("addr", "", "external server host:port (default: spawn a server child per scenario)")
+		pid       = flag.Int("pid", 0, "external server pid, for RSS")
+		appID     = flag.String("app-id", "bench", "app id")
+		key       = flag.String("key", "bench-key", "app key")
+		secret    = flag.String("secret", "bench-secret", "app secret")
+		idle      = flag.String("idle", "10000,19000", "idle connection counts")
+		scenarios = flag.String("scenarios", "idle,fan2000,fan100x10,burst1000", "scenarios to run")
+		duration  = flag.Duration("duration", 10*time.Second, "publishing time per fan-out scenario")
+	)
+	flag.Parse()
+	lim, err := edgebench.RaiseNoFile()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("# edgeload: GOMAXPROCS=%d NumCPU=%d nofile=%d go=%s\n", runtime.GOMAXPROCS(0), runtime.NumCPU(), lim, runtime.Version())
+	base := edgebench.Target{Addr: *addr, AppID: *appID, Key: *key, Secret: *secret}
+	for _, sc := range strings.Split(*scenarios, ",") {
+		switch sc {
+		case "idle":
+			for _, ns := range strings.Split(*idle, ",") {
+				n, err := strconv.Atoi(ns)
+				if err != nil {
+					log.Fatal(err)
+				}
+				if uint64(n)+64 > lim {
+					n = int(lim) - 64
+					fmt.Printf("# idle: capped at %d by the open-file limit\n", n)
+				}
+				withServer(base, *pid, func(t edgebench.Target, pid int) { runIdle(t, pid, n) })
+			}
+		case "fan2000":
+			withServer(base, *pid, func(t edgebench.Target, pid int) { runFan(t, pid, "1 ch x 2000 subs, 100 ev/s", 1, 2000, 100, *duration) })
+		case "fan100x10":
+			withServer(base, *pid, func(t edgebench.Target, pid int) {
+				runFan(t, pid, "100 ch x 10 subs, 1000 ev/s", 100, 10, 1000, *duration)
+			})
+		case "burst1000":
+			withServer(base, *pid, func(t edgebench.Target, pid int) { runFan(t, pid, "1 ch x 1000 subs, max rate", 1, 1000, 0, *duration) })
+		default:
+			log.Fatalf("unknown scenario %q", sc)
+		}
+	}
+}
+
+// withServer runs f against the external server, or a fresh child server.
+func withServer(t edgebench.Target, pid int, f func(edgebench.Target, int)) {
+	if t.Addr != "" {
+		f(t, pid)
+		return
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cmd := exec.Command(exe, "serve", "-app-id", t.AppID, "-key", t.Key, "-secret", t.Secret)
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		log.Fatalf("server child: %v", err)
+	}
+	t.Addr = strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
+	f(t, cmd.Process.Pid)
+	stdin.Close()
+	_ = cmd.Wait()
+}
+
+// serve is the child: an edge server with no connection cap, answering /debug/gc.
+func serve(args []string) {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	appID := fs.String("app-id", "bench", "")
+	key := fs.String("key", "bench-key", "")
+	secret := fs.String("secret", "bench-secret", "")
+	_ = fs.Parse(args)
+	if _, err := edgebench.RaiseNoFile(); err != nil {
+		log.Fatal(err)
+	}
+	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	s.Handle("GET /debug/gc", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		debug.FreeOSMemory()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(map[string]any{"heap_inuse": ms.HeapInuse, "stack_inuse": ms.StackInuse, "sys": ms.Sys, "goroutines": runtime.NumGoroutine()})
+	}))
+	s.Handle("GET /debug/stats", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(s.Stats())
+	}))
+	if err := s.Start(*addr); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("ADDR %s\n", s.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	eof := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); close(eof) }()
+	select {
+	case <-sig:
+	case <-eof:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+}
+
+func gcStats(t edgebench.Target) map[string]any {
+	resp, err := http.Get("http://" + t.Addr + "/debug/gc")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return m
+}
+
+func serverStats(t edgebench.Target) string {
+	resp, err := http.Get("http://" + t.Addr + "/debug/stats")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func rss(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	r, err := edgebench.RSS(pid)
+	if err != nil {
+		log.Printf("rss: %v", err)
+	}
+	return r
+}
+
+// connectMany opens n clients with bounded concurrency, subscribing client i to
+// channel(i). It returns the clients and the time taken.
+func connectMany(t edgebench.Target, n int, channel func(int) string) ([]*edgebench.Client, time.Duration) {
+	clients := make([]*edgebench.Client, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	start := time.Now()
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				c, err := edgebench.Dial(ctx, t)
+				cancel()
+				if err == nil {
+					err = c.Subscribe(channel(i))
+				}
+				if err != nil {
+					if failed.Add(1) < 5 {
+						log.Printf("client %d: %v", i, err)
+					}
+					continue
+				}
+				clients[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if f := failed.Load(); f > 0 {
+		log.Printf("%d of %d connections failed", f, n)
+	}
+	out := clients[:0]
+	for _, c := range clients {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out, el
+}
+
+func runIdle(t edgebench.Target, pid, n int) {
+	gcStats(t)
+	time.Sleep(500 * time.Millisecond)
+	base := rss(pid)
+	clients, el := connectMany(t, n, func(i int) string { return "idle-" + strconv.Itoa(i%100) })
+	time.Sleep(3 * time.Second)
+	before := rss(pid)
+	st := gcStats(t)
+	time.Sleep(500 * time.Millisecond)
+	after := rss(pid)
+	k := float64(len(clients))
+	fmt.Printf("idle n=%d connected=%d connect_time=%s connect_rate=%.0f/s rss_base=%.1fMiB rss=%.1fMiB (%.2f KiB/conn) rss_after_gc=%.1fMiB (%.2f KiB/conn) server=%v\n",
+		n, len(clients), el.Round(time.Millisecond), k/el.Seconds(), mib(base), mib(before), float64(before-base)/k/1024, mib(after), float64(after-base)/k/1024, st)
+	for _, c := range clients {
+		_ = c.Close()
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, d time.Duration) {
+	chName := func(i int) string { return "fan-" + strconv.Itoa(i%channels) }
+	clients, el := connectMany(t, channels*subs, chName)
+	if len(clients) != channels*subs {
+		log.Printf("%s: only %d clients", name, len(clients))
+	}
+	var received atomic.Int64
+	var lastRecv atomic.Int64
+	lat := &edgebench.Latencies{}
+	var wg sync.WaitGroup
+	var dropped atomic.Int64
+	for _, c := range clients {
+		wg.Add(1)
+		go func(c *edgebench.Client) {
+			defer wg.Done()
+			rec := lat.Recorder()
+			defer rec.Flush()
+			err := c.Run(func(ts int64) {
+				now := time.Now().UnixNano()
+				received.Add(1)
+				lastRecv.Store(now)
+				if ts > 0 {
+					rec.Add(time.Duration(now - ts))
+				}
+			})
+			if err != nil && strings.Contains(err.Error(), "closed by server") {
+				dropped.Add(1)
+				log.Printf("%s: %v", name, err)
+			}
+		}(c)
+	}
+	perChannel := int64(len(clients) / channels)
+	p := edgebench.NewPublisher(t)
+	ctx := context.Background()
+	var published atomic.Int64
+	var pubErr atomic.Value
+	start := time.Now()
+	deadline := start.Add(d)
+	if rate > 0 {
+		// Each tick's batch is sent on its own goroutine so a slow request does not
+		// lower the offered rate; in-flight requests are bounded.
+		tick := time.NewTicker(10 * time.Millisecond)
+		perTick := max(rate/100, 1)
+		sem := make(chan struct{}, 64)
+		var pw sync.WaitGroup
+		seq := 0
+		for now := range tick.C {
+			if now.After(deadline) {
+				break
+			}
+			for sent := 0; sent < perTick; {
+				nb := min(10, perTick-sent)
+				evs := make([]edgebench.Event, nb)
+				ts := edgebench.Now()
+				for j := range evs {
+					evs[j] = edgebench.Event{Channel: chName(seq), Name: "bench", Data: ts}
+					seq++
+				}
+				sem <- struct{}{}
+				pw.Add(1)
+				go func() {
+					defer func() { <-sem; pw.Done() }()
+					if err := p.Batch(ctx, evs); err != nil {
+						pubErr.Store(err)
+						return
+					}
+					published.Add(int64(len(evs)))
+				}()
+				sent += nb
+			}
+		}
+		tick.Stop()
+		pw.Wait()
+	} else {
+		// As fast as accepted, with at most window events outstanding per subscriber so
+		// the run measures throughput, not the slow-consumer cut-off.
+		const window = 50
+		var pw sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			pw.Add(1)
+			go func() {
+				defer pw.Done()
+				for time.Now().Before(deadline) {
+					if published.Load()*perChannel-received.Load() > window*perChannel {
+						time.Sleep(100 * time.Microsecond)
+						continue
+					}
+					ts := edgebench.Now()
+					evs := make([]edgebench.Event, 10)
+					for j := range evs {
+						evs[j] = edgebench.Event{Channel: chName(0), Name: "bench", Data: ts}
+					}
+					if err := p.Batch(ctx, evs); err != nil {
+						pubErr.Store(err)
+						return
+					}
+					published.Add(10)
+				}
+			}()
+		}
+		pw.Wait()
+	}
+	pubEnd := time.Now()
+	expected := published.Load() * perChannel
+	wait := time.Now().Add(15 * time.Second)
+	for received.Load() < expected && time.Now().Before(wait) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := received.Load()
+	if got != expected {
+		log.Printf("%s: server stats %s", name, serverStats(t))
+	}
+	recvSpan := time.Duration(lastRecv.Load() - start.UnixNano())
+	for _, c := range clients {
+		_ = c.Close()
+	}
+	wg.Wait()
+	p50, p99, mx, n := lat.Percentiles()
+	if e := pubErr.Load(); e != nil {
+		log.Printf("%s: publish error: %v", name, e)
+	}
+	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB\n",
+		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
+		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)))
+}
+

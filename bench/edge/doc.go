@@ -1,0 +1,8 @@
+// Package edgebench is a Pusher protocol v7 load client for the embedded edge: it
+// opens many WebSocket connections from a separate process, subscribes them, publishes
+// through the signed HTTP API and measures connect rate, delivery rate, loss and
+// publish-to-receive latency, plus the server's RSS read from /proc/PID/status.
+//
+// Publish-to-receive latency is measured by putting the publisher's clock (unix nanos)
+// in the event data; publisher, server and clients run on one machine.
+package edgebench
