@@ -13,8 +13,6 @@ package jsinterop_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -45,7 +43,6 @@ const (
 
 	npmTimeout  = 5 * time.Minute
 	nodeTimeout = 5 * time.Minute
-	stampFile   = ".pushercm-lock-sha256" // inside node_modules: the lockfile it was installed from
 
 	// testMasterKey is the encryption master key of the JS tests (helpers.js default).
 	testMasterKey = "nxzvbGF+f8FGhk/jOaZvgMle1tqxzF/VfUZLBLhhaH0="
@@ -99,20 +96,16 @@ func mustLookPath(t *testing.T, name string) string {
 	return p
 }
 
-// ensureNodeModules runs `npm ci` unless node_modules was installed from the current
-// package-lock.json.
+// ensureNodeModules runs `npm ci` unless node_modules is already an install of the
+// current package-lock.json: npm ci writes node_modules/.package-lock.json, which must be
+// newer than the lockfile, and every package must have the locked version.
 func ensureNodeModules(t *testing.T, npm, dir string) {
 	t.Helper()
-	lock, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		t.Fatalf("package-lock.json: %v", err)
-	}
-	sum := sha256.Sum256(lock)
-	want := hex.EncodeToString(sum[:])
-	stamp := filepath.Join(dir, "node_modules", stampFile)
-	if got, err := os.ReadFile(stamp); err == nil && string(bytes.TrimSpace(got)) == want {
+	why := nodeModulesStale(dir)
+	if why == "" {
 		return
 	}
+	t.Logf("running npm ci: %s", why)
 	ctx, cancel := context.WithTimeout(context.Background(), npmTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
@@ -122,9 +115,53 @@ func ensureNodeModules(t *testing.T, npm, dir string) {
 	if err != nil {
 		t.Fatalf("npm ci failed: %v\n%s", err, out)
 	}
-	if err := os.WriteFile(stamp, []byte(want+"\n"), 0o644); err != nil {
-		t.Fatalf("writing %s: %v", stamp, err)
+	if why := nodeModulesStale(dir); why != "" {
+		t.Fatalf("node_modules still stale after npm ci: %s", why)
 	}
+}
+
+// nodeModulesStale says why node_modules does not match package-lock.json, or "".
+func nodeModulesStale(dir string) string {
+	lockPath := filepath.Join(dir, "package-lock.json")
+	lockInfo, err := os.Stat(lockPath)
+	if err != nil {
+		return err.Error()
+	}
+	hidden, err := os.Stat(filepath.Join(dir, "node_modules", ".package-lock.json"))
+	if err != nil {
+		return "node_modules is missing or was not installed by npm"
+	}
+	if hidden.ModTime().Before(lockInfo.ModTime()) {
+		return "package-lock.json is newer than node_modules"
+	}
+	raw, err := os.ReadFile(lockPath)
+	if err != nil {
+		return err.Error()
+	}
+	var lock struct {
+		Packages map[string]struct {
+			Version string `json:"version"`
+		} `json:"packages"`
+	}
+	if err := json.Unmarshal(raw, &lock); err != nil {
+		return "package-lock.json: " + err.Error()
+	}
+	for path, p := range lock.Packages {
+		if path == "" || p.Version == "" {
+			continue
+		}
+		var installed struct {
+			Version string `json:"version"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, path, "package.json"))
+		if err != nil || json.Unmarshal(b, &installed) != nil {
+			return path + " is not installed"
+		}
+		if installed.Version != p.Version {
+			return fmt.Sprintf("%s is %s, locked %s", path, installed.Version, p.Version)
+		}
+	}
+	return ""
 }
 
 // serverEnv returns the PUSHERCM_TEST_* variables for node, starting an in-process edge
