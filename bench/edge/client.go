@@ -20,7 +20,7 @@ import (
 // Target is the server under test.
 type Target struct {
 	// Addr is host:port of the realtime listener.
-	Addr                string
+	Addr               string
 	AppID, Key, Secret string
 }
 

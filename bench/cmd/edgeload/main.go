@@ -73,7 +73,9 @@ func main() {
 				withServer(base, *pid, func(t edgebench.Target, pid int) { runIdle(t, pid, n) })
 			}
 		case "fan2000":
-			withServer(base, *pid, func(t edgebench.Target, pid int) { runFan(t, pid, "1 ch x 2000 subs, 100 ev/s", 1, 2000, 100, *duration) })
+			withServer(base, *pid, func(t edgebench.Target, pid int) {
+				runFan(t, pid, "1 ch x 2000 subs, 100 ev/s", 1, 2000, 100, *duration)
+			})
 		case "fan100x10":
 			withServer(base, *pid, func(t edgebench.Target, pid int) {
 				runFan(t, pid, "100 ch x 10 subs, 1000 ev/s", 100, 10, 1000, *duration)
@@ -379,4 +381,3 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
 		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)))
 }
-
