@@ -117,3 +117,15 @@ test('rejections: bad secret, unknown app, oversized data', opts, async (t) => {
   await barrier;
   assert.deepEqual(events.filter((e) => !e.event.startsWith('pusher')).map((e) => e.event), ['barrier']);
 });
+
+test('channel names with @ , ; = work end to end', opts, async (t) => {
+  const b = h.backend();
+  const name = h.uniq('presence-a@b,c;d=e-');
+  const c = h.client(t, { presence: { user_id: 'odd' } });
+  const ch = await h.subscribe(c, name);
+  assert.deepEqual(await h.channelState(b, name, 'user_count'), { occupied: true, user_count: 1 });
+  assert.deepEqual(await h.getJSON(b, `/channels/${name}/users`), { users: [{ id: 'odd' }] });
+  const got = h.waitEvent(ch, 'odd-event');
+  await b.trigger(name, 'odd-event', { ok: true });
+  assert.deepEqual((await got).data, { ok: true });
+});
