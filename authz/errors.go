@@ -116,3 +116,40 @@ func (e *ArgumentError) Error() string { return "invalid " + e.Field + ": " + e.
 func (e *ArgumentError) Unwrap() error { return ErrInvalidArgument }
 
 func argErr(field, reason string) error { return &ArgumentError{Field: field, Reason: reason} }
+
+// Product error reasons (DESIGN.md §3) for this package's errors.
+const (
+	ReasonCodeAuthentication = "AUTHENTICATION_FAILED"
+	ReasonCodeAuthorization  = "AUTHORIZATION_FAILED"
+	ReasonCodeInvalid        = "INVALID_ARGUMENT"
+)
+
+// ReasonCode returns the product error reason for err, or "" when err is
+// not one of this package's kinds (an internal error).
+func ReasonCode(err error) string {
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		return ReasonCodeAuthentication
+	case errors.Is(err, ErrPermissionDenied):
+		return ReasonCodeAuthorization
+	case errors.Is(err, ErrInvalidArgument):
+		return ReasonCodeInvalid
+	}
+	return ""
+}
+
+// HTTPStatus is the status a pusher-js auth endpoint answers for err: 401,
+// 403, 400, or 500 for anything else (whose cause must be logged, not sent).
+func HTTPStatus(err error) int {
+	switch {
+	case err == nil:
+		return 200
+	case errors.Is(err, ErrUnauthenticated):
+		return 401
+	case errors.Is(err, ErrPermissionDenied):
+		return 403
+	case errors.Is(err, ErrInvalidArgument):
+		return 400
+	}
+	return 500
+}
