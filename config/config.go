@@ -15,6 +15,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/delivery"
 	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
+	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/ratelimit"
 )
 
@@ -68,6 +69,9 @@ type Config struct {
 	Edge Edge `yaml:"edge"`
 	// Redis is the cluster store (later work); unused today.
 	Redis Redis `yaml:"redis"`
+	// Health holds the thresholds of the health verdict (GetHealthStatus,
+	// grpc.health.v1, /readyz); see health.Thresholds for each default.
+	Health health.Thresholds `yaml:"health"`
 	// ShutdownTimeout bounds the graceful part of shutdown; after it,
 	// remaining RPCs and connections are cut. Default 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
@@ -268,6 +272,7 @@ func Default() Config {
 			CacheTTL:                   30 * time.Minute,
 			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
 		},
+		Health:          health.DefaultThresholds(),
 		ShutdownTimeout: 15 * time.Second,
 	}
 }
@@ -406,6 +411,9 @@ func (c *Config) Validate() error {
 		bad("idempotency", "%v", err)
 	}
 	if err := c.Edge.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Health.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {

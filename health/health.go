@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -37,6 +38,10 @@ func (s Status) String() string {
 type Report struct {
 	Status  Status
 	Reasons []string
+	// Figures behind the verdict, when the evaluator computes them.
+	Figures *Figures
+	// CheckedAt is when the evaluation ran (zero if the evaluator does not say).
+	CheckedAt time.Time
 }
 
 // Evaluator computes the current verdict. It is called on every readiness

@@ -1,0 +1,19 @@
+// Package metrics observes pushercm for dashboards and the health evaluator.
+//
+// An Observer sits on the two hot paths that need one: the edge's publish
+// (edge.Metrics: delivery count and publish-to-last-socket-write latency)
+// and every gRPC call (a grpc stats.Handler: calls by code, failures by
+// google.rpc.ErrorInfo reason). Both cost a few atomic adds per event; the
+// latency also goes to one OpenTelemetry histogram.
+//
+// Everything else (connections, subscriptions, channels, webhooks, rate
+// limits, breaker state) is read when /metrics is scraped, through
+// observable instruments registered by Register over Sources, so the hot
+// path pays nothing for it.
+//
+// Guarantees: every instrument is named pushercm_*; labels have bounded
+// values (refusal reasons, limiter names, ErrorInfo reasons, gRPC codes);
+// there are no per-channel, per-user or per-socket labels. Window turns the
+// cumulative counters into rates over a sliding evaluation window for
+// health (error rate, messages per second, average and p99 latency).
+package metrics

@@ -1,0 +1,172 @@
+package metrics
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// LatencyBounds are the upper bounds, in seconds, of the delivery latency
+// histogram buckets (the last bucket is unbounded). They span an in-process
+// fan-out to one socket (tens of µs) up to a stalled publish.
+var LatencyBounds = []float64{
+	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+}
+
+const numCodes = 17 // codes.OK .. codes.Unauthenticated
+
+// Observer counts the hot-path events. It implements edge.Metrics
+// (Published) and grpc stats.Handler (every RPC's outcome). The zero value
+// is not usable; call NewObserver. Safe for concurrent use.
+type Observer struct {
+	published atomic.Uint64
+	delivered atomic.Uint64
+	latCount  atomic.Uint64
+	latSumNs  atomic.Int64
+	latency   [len0 + 1]atomic.Uint64
+
+	calls [numCodes]atomic.Uint64
+
+	reasonsMu sync.Mutex
+	reasons   map[string]uint64
+
+	hist atomic.Pointer[metric.Float64Histogram]
+}
+
+const len0 = 17 // len(LatencyBounds); a constant so the bucket array has a fixed size
+
+// NewObserver returns an Observer with all counters at zero.
+func NewObserver() *Observer {
+	if len(LatencyBounds) != len0 {
+		panic("metrics: LatencyBounds and len0 disagree")
+	}
+	return &Observer{reasons: make(map[string]uint64)}
+}
+
+// Published implements edge.Metrics: one call per Publish/SendToUser with
+// the connections written to and the time from the call to the last socket
+// write.
+func (o *Observer) Published(delivered int, elapsed time.Duration) {
+	o.published.Add(1)
+	o.delivered.Add(uint64(max(delivered, 0)))
+	o.latCount.Add(1)
+	o.latSumNs.Add(int64(elapsed))
+	sec := elapsed.Seconds()
+	i := sort.SearchFloat64s(LatencyBounds, sec) // first bound >= sec
+	o.latency[i].Add(1)
+	if h := o.hist.Load(); h != nil {
+		(*h).Record(context.Background(), sec)
+	}
+}
+
+// RPC records one finished call. reason is the ErrorInfo reason of a
+// failure ("" when none was attached).
+func (o *Observer) RPC(code codes.Code, reason string) {
+	if int(code) < numCodes {
+		o.calls[code].Add(1)
+	}
+	if code == codes.OK {
+		return
+	}
+	if reason == "" {
+		reason = "UNSPECIFIED"
+	}
+	o.reasonsMu.Lock()
+	o.reasons[reason]++
+	o.reasonsMu.Unlock()
+}
+
+// TagRPC implements stats.Handler.
+func (o *Observer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+
+// HandleRPC implements stats.Handler: it counts each call once, at its end,
+// with the status the client saw (after the error-mapping interceptor, so
+// the ErrorInfo reason is the product's).
+func (o *Observer) HandleRPC(_ context.Context, s stats.RPCStats) {
+	end, ok := s.(*stats.End)
+	if !ok || s.IsClient() {
+		return
+	}
+	if end.Error == nil {
+		o.RPC(codes.OK, "")
+		return
+	}
+	st, _ := status.FromError(end.Error)
+	o.RPC(st.Code(), reasonOf(st))
+}
+
+// TagConn implements stats.Handler.
+func (o *Observer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+// HandleConn implements stats.Handler.
+func (o *Observer) HandleConn(context.Context, stats.ConnStats) {}
+
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Proto().GetDetails() {
+		var info errdetails.ErrorInfo
+		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
+			return info.Reason
+		}
+	}
+	return ""
+}
+
+// Snapshot is the Observer's cumulative counters at one instant.
+type Snapshot struct {
+	Time         time.Time
+	Published    uint64
+	Delivered    uint64
+	LatencyCount uint64
+	LatencySum   time.Duration
+	// Latency counts publishes per LatencyBounds bucket (last: over the top bound).
+	Latency [len0 + 1]uint64
+	// Calls counts finished RPCs by gRPC code.
+	Calls [numCodes]uint64
+	// ErrorsByReason counts failed RPCs by ErrorInfo reason.
+	ErrorsByReason map[string]uint64
+}
+
+// TotalCalls is the number of finished RPCs.
+func (s Snapshot) TotalCalls() uint64 {
+	var n uint64
+	for _, c := range s.Calls {
+		n += c
+	}
+	return n
+}
+
+// FailedCalls is the number of RPCs that did not end OK.
+func (s Snapshot) FailedCalls() uint64 { return s.TotalCalls() - s.Calls[codes.OK] }
+
+// Snapshot reads the counters.
+func (o *Observer) Snapshot(now time.Time) Snapshot {
+	s := Snapshot{
+		Time:         now,
+		Published:    o.published.Load(),
+		Delivered:    o.delivered.Load(),
+		LatencyCount: o.latCount.Load(),
+		LatencySum:   time.Duration(o.latSumNs.Load()),
+	}
+	for i := range o.latency {
+		s.Latency[i] = o.latency[i].Load()
+	}
+	for i := range o.calls {
+		s.Calls[i] = o.calls[i].Load()
+	}
+	o.reasonsMu.Lock()
+	s.ErrorsByReason = make(map[string]uint64, len(o.reasons))
+	for k, v := range o.reasons {
+		s.ErrorsByReason[k] = v
+	}
+	o.reasonsMu.Unlock()
+	return s
+}
