@@ -22,7 +22,8 @@ type Event struct {
 	// ExcludeSocketID, when set, is the connection that does not receive the event
 	// (Pusher's socket_id exclusion), typically the originator's own socket.
 	ExcludeSocketID string
-	// OccurredAt is when the fact happened at the producer; zero means "now".
+	// OccurredAt is when the fact happened at the producer (zero: not given). It is
+	// metadata for logs and traces; Pusher frames have no place for it.
 	OccurredAt time.Time
 }
 

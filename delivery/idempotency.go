@@ -32,7 +32,8 @@ type MemoryStoreConfig struct {
 	Window time.Duration `yaml:"window"`
 	// MaxKeys bounds memory: when full, the oldest key is forgotten early (and counted in
 	// MemoryStoreStats.Evicted), so a repeat of that id would be delivered again.
-	// Default 100000 (roughly 10 MB with 36-byte ids).
+	// Default 100000 (about 15 MB with 32-byte ids). Size it as rate × Window: at 1000
+	// events/s with caller ids, 5 minutes needs 300000.
 	MaxKeys int `yaml:"maxKeys"`
 }
 

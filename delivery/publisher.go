@@ -2,9 +2,9 @@ package delivery
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -29,7 +29,6 @@ type Publisher struct {
 	limits   protocol.Limits
 	maxBatch int
 	newID    func() string
-	now      func() time.Time
 	tracer   trace.Tracer
 }
 
@@ -73,7 +72,6 @@ func NewPublisher(d Driver, opts ...PublisherOption) *Publisher {
 		limits:   protocol.DefaultLimits(),
 		maxBatch: DefaultMaxBatchEvents,
 		newID:    NewEventID,
-		now:      time.Now,
 		tracer:   otel.Tracer(instrumentationName),
 	}
 	for _, o := range opts {
@@ -85,8 +83,21 @@ func NewPublisher(d Driver, opts ...PublisherOption) *Publisher {
 // Driver returns the underlying driver (for channel queries and health).
 func (p *Publisher) Driver() Driver { return p.driver }
 
-// NewEventID returns a random 128-bit id (26 base32 characters).
-func NewEventID() string { return rand.Text() }
+// NewEventID returns a random 128-bit id as 32 hex digits. It draws from math/rand/v2's
+// ChaCha8 generator (seeded by the runtime from the OS): ids must be unique, not secret,
+// and crypto/rand costs a getrandom system call per id on the publish hot path.
+func NewEventID() string {
+	var b [32]byte
+	const hexdigits = "0123456789abcdef"
+	for half := 0; half < 2; half++ {
+		v := rand.Uint64()
+		for i := 0; i < 16; i++ {
+			b[half*16+i] = hexdigits[v&0xf]
+			v >>= 4
+		}
+	}
+	return string(b[:])
+}
 
 // Publish validates e, skips it when its id is a duplicate inside the idempotency window,
 // and delivers it otherwise. Errors: *ValidationError (ErrInvalid), ErrUnavailable (also
@@ -239,9 +250,6 @@ func (p *Publisher) prepare(e Event) (Event, bool) {
 	generated := e.ID == ""
 	if generated {
 		e.ID = p.newID()
-	}
-	if e.OccurredAt.IsZero() {
-		e.OccurredAt = p.now()
 	}
 	return e, generated
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -301,5 +302,19 @@ func TestPublishInvalidDoesNotReachDriver(t *testing.T) {
 	}
 	if d.calls.Load() != 0 {
 		t.Fatal("invalid event reached the driver")
+	}
+}
+
+func TestNewEventIDUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		id := NewEventID()
+		if len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+			t.Fatalf("id %q is not 32 hex digits", id)
+		}
+		if seen[id] {
+			t.Fatalf("id %q repeated", id)
+		}
+		seen[id] = true
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/delivery/internal/wstest"
+	"github.com/milequest/pushercm/edge"
 )
 
 // BenchmarkEmbeddedPublish measures one Publisher.Publish call on the embedded driver
@@ -51,6 +52,29 @@ func BenchmarkEmbeddedPublish(b *testing.B) {
 						b.Fatalf("a subscriber received %d of %d frames", c.Discarded(), n)
 					}
 					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEdgePublishDirect is the baseline for BenchmarkEmbeddedPublish: the same
+// publish straight into edge.Server.Publish, so the difference is delivery's overhead
+// (validation, idempotency, the driver).
+func BenchmarkEdgePublishDirect(b *testing.B) {
+	for _, subs := range []int{0, 10} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			s := startEdge(b)
+			for i := 0; i < subs; i++ {
+				c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c.Subscribe("team-1", "")
+				c.Discard()
+			}
+			m := edge.Message{Channels: []string{"team-1"}, Event: "activity", Data: `{"user":"u1","km":3.2,"team":"t1"}`}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Publish(context.Background(), m); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
