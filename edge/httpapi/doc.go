@@ -23,7 +23,7 @@
 //   - Status codes follow Pusher: 400 bad parameters, 401 authentication, 403 app
 //     disabled, 404 unknown app id or route, 405 wrong method, 413 event data over
 //     Limits.MaxPayloadBytes or a body over Config.MaxRequestBytes, 429 when the
-//     optional Limiter refuses, 500/503 for backend failures.
+//     optional Limiter refuses, 500/503 for backend failures (a Backend panic included).
 //   - A trigger is validated in full (names, sizes, every batch item) before anything is
 //     published, so a rejected request publishes nothing.
 //   - Triggers on #server-to-user-{id} go to Backend.SendToUser; socket_id excludes that

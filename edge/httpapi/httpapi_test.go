@@ -449,3 +449,15 @@ func TestNewValidates(t *testing.T) {
 	}()
 	httpapi.New(httpapi.Config{AppID: "1", Key: "k", Secret: "s"}, nil)
 }
+
+type panicBackend struct{ *fakeBackend }
+
+func (panicBackend) Channels(string) []httpapi.ChannelInfo { panic("boom") }
+
+func TestBackendPanicAnswersJSON(t *testing.T) {
+	h := httpapi.New(httpapi.Config{AppID: appID, Key: key, Secret: secret, Now: func() time.Time { return fixedNow }}, panicBackend{newFake()})
+	status, obj, _ := do(t, h, "GET", signedURL("GET", "/apps/3/channels", nil, nil, secret, fixedNow), nil)
+	if status != 500 || strings.Contains(fmt.Sprint(obj), "boom") {
+		t.Fatalf("status %d body %v", status, obj)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -79,6 +80,17 @@ func parseRoute(path string) route {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A Backend panic must still answer JSON (the SDKs decode every body); the
+		// stack is logged, never sent.
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.cfg.Logger.Error("http api panic", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			writeError(w, errorf(http.StatusInternalServerError, "internal error"))
+		}
+	}()
 	rt := parseRoute(r.URL.Path)
 	if rt.kind == routeUnknown {
 		writeError(w, errorf(http.StatusNotFound, "not found"))
