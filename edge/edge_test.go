@@ -644,3 +644,51 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestUserAuthTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.UserAuthEnabled = true
+	cfg.UserAuthTimeout = 300 * time.Millisecond
+	s := startServer(t, cfg)
+	idle, signed, private := connect(t, s), connect(t, s), connect(t, s)
+	signin(t, signed, `{"id":"1"}`)
+	private.subscribeOK("private-ok", "")
+	if m := idle.expect(protocol.EventError, ""); m.errCode() != protocol.CodeUnauthorized {
+		t.Fatalf("code %d", m.errCode())
+	}
+	if code := idle.waitClose(); code != protocol.CodeUnauthorized {
+		t.Fatalf("close %d", code)
+	}
+	signed.quiet("none")
+	private.quiet("none")
+}
+
+// TestNoLeakAfterClose is soketi's "does not leak memory" case: after many clients join
+// public, presence and cache channels and then go away (cleanly or abruptly), the hub is
+// empty again.
+func TestNoLeakAfterClose(t *testing.T) {
+	cfg := testConfig()
+	cfg.UserAuthEnabled = true
+	s := startServer(t, cfg)
+	for i := 0; i < 30; i++ {
+		c := connect(t, s)
+		c.subscribeOK("public-leak", "")
+		c.subscribeOK("presence-leak", fmt.Sprintf(`{"user_id":"%d"}`, i%7))
+		c.subscribeOK("cache-leak", "")
+		signin(t, c, fmt.Sprintf(`{"id":"%d"}`, i))
+		if i%2 == 0 {
+			c.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "public-leak"}})
+		}
+		_ = c.conn.Close()
+	}
+	eventually(t, "hub empty", func() bool {
+		st := s.Stats()
+		return st.ConnectionsActive == 0 && st.Channels == 0 && st.Subscriptions == 0 && st.PresenceMembers == 0 && st.SignedInUsers == 0
+	})
+	if st := s.Stats(); st.ConnectionsTotal != 30 {
+		t.Fatalf("stats %+v", st)
+	}
+	if s.active.Load() != 0 {
+		t.Fatalf("admitted count %d", s.active.Load())
+	}
+}

@@ -118,5 +118,15 @@ func (c *conn) flush(scratch []byte) []byte {
 			scratch = nil // do not keep a huge buffer after a burst
 		}
 	}
+	// Give the list back for reuse so steady publishing does not allocate per socket;
+	// small lists only, so an idle socket keeps at most a few pointers.
+	if cap(p) <= 8 {
+		clear(p)
+		c.pmu.Lock()
+		if c.pending == nil {
+			c.pending = p[:0]
+		}
+		c.pmu.Unlock()
+	}
 	return scratch
 }
