@@ -218,7 +218,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Decision, erro
 
 // AllowNAt is AllowN at a given time: a caller checking several keys for one
 // request reads the clock once (a clock read costs as much as a check).
-func (l *Limiter) AllowNAt(ctx context.Context, key string, n int, now time.Time) (Decision, error) {
+func (l *Limiter) AllowNAt(ctx context.Context, key string, n int, now time.Time) (d Decision, err error) {
 	r := l.Rule(key)
 	if r == nil {
 		if n < 1 {
@@ -226,28 +226,28 @@ func (l *Limiter) AllowNAt(ctx context.Context, key string, n int, now time.Time
 		}
 		return Decision{Allowed: true}, nil
 	}
-	var (
-		d   Decision
-		err error
-		h   uint64
-	)
+	// d is the named result filled in place (see decide).
 	if l.mem != nil {
-		h = l.mem.hash(key)
-		d, err = l.mem.take(h, key, n, now, r)
-	} else {
-		h = maphash.String(l.seed, key)
-		d, err = l.store.Take(ctx, key, n, now, r)
+		h := l.mem.hash(key)
+		err = l.mem.take(h, key, n, now, r, &d)
+		l.count(h, d.Allowed, err)
+		return
 	}
+	d, err = l.store.Take(ctx, key, n, now, r)
+	l.count(maphash.String(l.seed, key), d.Allowed, err)
+	return
+}
+
+func (l *Limiter) count(h uint64, allowed bool, err error) {
 	c := &l.stripes[h%counterStripes]
 	switch {
-	case err == nil && d.Allowed:
+	case err == nil && allowed:
 		c.allowed.Add(1)
 	case err == nil || errors.Is(err, ErrExceedsCapacity):
 		c.limited.Add(1)
 	case !errors.Is(err, ErrInvalidCount):
 		c.errs.Add(1)
 	}
-	return d, err
 }
 
 // Peek reports key's state without consuming anything (what one more event

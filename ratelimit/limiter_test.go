@@ -315,7 +315,7 @@ func TestRetryAfterExactProperty(t *testing.T) {
 			now += rng.Int64N(int64(300 * ms))
 			n := 1 + rng.Int64N(min(r.burst, r.perWindow))
 			before := e
-			d := decide(&e, r, n, now, true)
+			d := decideV(&e, r, n, now, true)
 			if d.Allowed {
 				if d.RetryAfter != 0 {
 					t.Fatalf("allowed with RetryAfter %v", d.RetryAfter)
@@ -330,10 +330,10 @@ func TestRetryAfterExactProperty(t *testing.T) {
 				t.Fatalf("ResetTime %v != now+RetryAfter", d.ResetTime)
 			}
 			early, onTime := e, e
-			if d.RetryAfter > 0 && decide(&early, r, n, now+int64(d.RetryAfter)-1, true).Allowed {
+			if d.RetryAfter > 0 && decideV(&early, r, n, now+int64(d.RetryAfter)-1, true).Allowed {
 				t.Fatalf("%+v: admitted 1ns before RetryAfter %v (state %+v, n %d)", l, d.RetryAfter, before, n)
 			}
-			if !decide(&onTime, r, n, now+int64(d.RetryAfter), true).Allowed {
+			if !decideV(&onTime, r, n, now+int64(d.RetryAfter), true).Allowed {
 				t.Fatalf("%+v: refused at RetryAfter %v (state %+v, n %d)", l, d.RetryAfter, before, n)
 			}
 		}
@@ -355,7 +355,7 @@ func TestNeverAllowedAfterWindowSpent(t *testing.T) {
 	for i := 0; i < 50000; i++ {
 		now += rng.Int64N(int64(50 * ms))
 		n := 1 + rng.Int64N(5)
-		d := decide(&e, r, n, now, true)
+		d := decideV(&e, r, n, now, true)
 		if !d.Allowed {
 			continue
 		}

@@ -27,11 +27,18 @@ func (e *entry) expiry() int64 { return max(e.tat, e.winEnd) }
 // decide computes the decision for n events at now and, when consume is set
 // and the events are admitted, records them in e. Callers ensured 1 <= n <=
 // min(burst, perWindow).
-func decide(e *entry, r *Rule, n, now int64, consume bool) Decision {
+func decide(e *entry, r *Rule, n, now int64, consume bool, d *Decision) {
 	tat := max(e.tat, now)
-	avail := (now + r.tau - tat) / r.interval // whole tokens in the bucket
-	if avail < 0 {
-		avail = 0 // the key's limits shrank since tat was set
+	// Whole tokens in the bucket, sparing the division (the costliest
+	// instruction here) when the bucket is full or has less than one token.
+	var avail int64
+	switch x := now + r.tau - tat; {
+	case x >= r.tau:
+		avail = r.burst
+	case x < r.interval:
+		avail = 0 // also when the key's limits shrank since tat was set
+	default:
+		avail = x / r.interval
 	}
 	var bucketWait int64
 	if n > avail {
@@ -52,8 +59,8 @@ func decide(e *entry, r *Rule, n, now int64, consume bool) Decision {
 		}
 	}
 
-	d := Decision{Allowed: bucketWait == 0 && windowWait == 0}
-	if d.Allowed && consume {
+	allowed := bucketWait == 0 && windowWait == 0
+	if allowed && consume {
 		tat += n * r.interval
 		e.tat = tat
 		avail -= n
@@ -65,32 +72,38 @@ func decide(e *entry, r *Rule, n, now int64, consume bool) Decision {
 	}
 
 	remaining := avail
-	bucketBinding := winRem < 0 || avail < winRem
 	if winRem >= 0 && winRem < remaining {
 		remaining = winRem
 	}
-	d.Remaining = int(remaining)
-
-	if !d.Allowed {
-		wait := max(bucketWait, windowWait)
+	// Decision has too many fields to live in registers, so it is filled in
+	// place through a pointer: returning it by value through several calls
+	// made the compiler copy it with 16-byte moves over 8-byte stores, and the
+	// resulting store-forwarding stalls cost more than the arithmetic.
+	var bucketBinding bool
+	var wait, reset int64
+	switch {
+	case !allowed:
+		wait = max(bucketWait, windowWait)
 		bucketBinding = winRem < 0 || bucketWait > windowWait
-		d.RetryAfter = time.Duration(wait)
-		d.ResetTime = time.Unix(0, now+wait).UTC()
-	} else if bucketBinding {
-		next := now // a full bucket has nothing pending
+		reset = now + wait
+	case winRem < 0 || avail < winRem:
+		bucketBinding = true
+		reset = now // a full bucket has nothing pending
 		if avail < r.burst {
-			next = tat - r.tau + (avail+1)*r.interval
+			reset = tat - r.tau + (avail+1)*r.interval
 		}
-		d.ResetTime = time.Unix(0, next).UTC()
-	} else {
-		d.ResetTime = time.Unix(0, winEnd).UTC()
+	default:
+		reset = winEnd
 	}
+	limit := r.perWindow
 	if bucketBinding {
-		d.Limit = int(r.burst)
-	} else {
-		d.Limit = int(r.perWindow)
+		limit = r.burst
 	}
-	return d
+	d.Allowed = allowed
+	d.Limit = int(limit)
+	d.Remaining = int(remaining)
+	d.RetryAfter = time.Duration(wait)
+	d.ResetTime = time.Unix(0, reset).UTC()
 }
 
 // checkCount rejects batches the rule can never admit.
@@ -172,17 +185,19 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 }
 
 // Take implements Store.
-func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, r *Rule) (Decision, error) {
-	return s.take(s.hash(key), key, n, now, r)
+func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, r *Rule) (d Decision, err error) {
+	err = s.take(s.hash(key), key, n, now, r, &d)
+	return
 }
 
 func (s *MemoryStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
 
 // take is Take with the key's hash already computed (the Limiter reuses it
-// to pick a counter stripe).
-func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule) (Decision, error) {
+// to pick a counter stripe), filling d.
+func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule, d *Decision) error {
 	if err := checkCount(r, n); err != nil {
-		return Decision{Limit: int(r.burst)}, err
+		d.Limit = int(r.burst)
+		return err
 	}
 	t := now.UnixNano()
 	sh := &s.shards[h&s.mask]
@@ -192,25 +207,29 @@ func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule) 
 		sh.nextSweep = t + s.sweepEvery
 	}
 	tag := tagOf(h)
-	var d Decision
 	if e := sh.t.find(tag, key); e != nil {
-		d = decide(e, r, int64(n), t, true)
+		decide(e, r, int64(n), t, true, d)
 	} else {
-		var fresh entry
-		// A refused fresh key stores nothing.
-		if d = decide(&fresh, r, int64(n), t, true); d.Allowed {
-			if s.maxPerShrd > 0 && sh.t.n >= s.maxPerShrd {
-				sh.evict(t, tag)
-			}
-			sh.t.insert(tag, key, fresh)
-		}
+		s.takeFresh(sh, tag, key, int64(n), t, r, d)
 	}
 	sh.mu.Unlock()
-	return d, nil
+	return nil
+}
+
+// takeFresh is take for a key the shard does not hold; the caller holds sh.mu.
+func (s *MemoryStore) takeFresh(sh *shard, tag uint64, key string, n, t int64, r *Rule, d *Decision) {
+	var fresh entry
+	decide(&fresh, r, n, t, true, d)
+	if d.Allowed { // a refused fresh key stores nothing
+		if s.maxPerShrd > 0 && sh.t.n >= s.maxPerShrd {
+			sh.evict(t, tag)
+		}
+		sh.t.insert(tag, key, fresh)
+	}
 }
 
 // Peek implements Store.
-func (s *MemoryStore) Peek(_ context.Context, key string, now time.Time, r *Rule) (Decision, error) {
+func (s *MemoryStore) Peek(_ context.Context, key string, now time.Time, r *Rule) (d Decision, err error) {
 	t := now.UnixNano()
 	h := s.hash(key)
 	sh := &s.shards[h&s.mask]
@@ -220,7 +239,8 @@ func (s *MemoryStore) Peek(_ context.Context, key string, now time.Time, r *Rule
 		e = *p
 	}
 	sh.mu.Unlock()
-	return decide(&e, r, 1, t, false), nil
+	decide(&e, r, 1, t, false, &d)
+	return d, nil
 }
 
 // Len returns the number of keys currently stored, expired or not.
