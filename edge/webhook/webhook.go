@@ -52,12 +52,13 @@ type Config struct {
 	// Targets are the receivers; each gets every event its filter accepts. At least one.
 	Targets []Target
 
-	// MaxBatch is the most events per request. Default 1: one event per request, the
-	// shape Pusher uses when batching is off.
+	// MaxBatch is the most events per request. Default 1 (one event per request, the
+	// shape Pusher uses when batching is off) unless BatchWindow is set, then 100.
 	MaxBatch int
 	// BatchWindow is how long a worker holding the first event of a batch waits for more
-	// before sending. Only used when MaxBatch > 1. Default 50 ms (soketi's batching
-	// window); a negative value means "send what is already queued, never wait".
+	// before sending. Zero means no batching unless MaxBatch > 1, in which case it
+	// defaults to 50 ms (soketi's batching window); negative means "send what is already
+	// queued, never wait".
 	BatchWindow time.Duration
 	// QueueSize bounds the events waiting per target. Default 10000. Events that do not
 	// fit are dropped and counted: a slow receiver must never stall the edge.
@@ -99,7 +100,7 @@ var (
 )
 
 const (
-	defaultMaxBatch       = 1
+	defaultBatchMax       = 100
 	defaultBatchWindow    = 50 * time.Millisecond
 	defaultQueueSize      = 10000
 	defaultWorkers        = 4
@@ -114,9 +115,12 @@ const (
 
 func (c Config) withDefaults() Config {
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = defaultMaxBatch
+		c.MaxBatch = 1
+		if c.BatchWindow != 0 {
+			c.MaxBatch = defaultBatchMax
+		}
 	}
-	if c.BatchWindow == 0 {
+	if c.BatchWindow == 0 && c.MaxBatch > 1 {
 		c.BatchWindow = defaultBatchWindow
 	}
 	if c.QueueSize <= 0 {

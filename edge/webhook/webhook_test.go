@@ -230,6 +230,25 @@ func TestBatching(t *testing.T) {
 	}
 }
 
+func TestBatchWindowAloneTurnsBatchingOn(t *testing.T) {
+	r := newReceiver(t)
+	s := newSender(t, webhook.Config{
+		Targets:     []webhook.Target{{URL: r.srv.URL}},
+		BatchWindow: time.Second, // MaxBatch left zero: batching on, up to 100 events
+		Workers:     1, LeaveDelay: -1,
+	})
+	for i := 0; i < 3; i++ {
+		s.Notify(webhook.Event{Name: webhook.CacheMiss, Channel: "cache-" + string(rune('a'+i))})
+	}
+	r.waitArrivals(t, 1)
+	closeSender(t, s)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.hooks) != 1 || len(r.hooks[0].Events) != 3 {
+		t.Fatalf("want one request with 3 events, got %d requests", len(r.hooks))
+	}
+}
+
 func TestRetryThenSuccess(t *testing.T) {
 	r := newReceiver(t)
 	r.status = func(n int) int {
