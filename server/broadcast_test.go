@@ -1,0 +1,693 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/milequest/pushercm/app"
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/delivery"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/server"
+)
+
+// wait bounds every expectation; generous because test machines are loaded.
+const wait = 15 * time.Second
+
+// env is a running pushercm (embedded driver, dev settings) and a client.
+type env struct {
+	cfg    config.Config
+	app    *app.App
+	bc     pushercmv1.BroadcastServiceClient
+	ctx    context.Context // carries the service token
+	noAuth context.Context
+}
+
+func startApp(t *testing.T) *env {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Dev = true
+	cfg.ApplyDev()
+	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Log.Level = "ERROR"
+	cfg.ShutdownTimeout = 5 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), &config.Loaded{Config: cfg}, app.Options{LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	tok := mint(t, cfg, interceptors.ScopePublish)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return &env{
+		cfg: cfg, app: a,
+		bc:     pushercmv1.NewBroadcastServiceClient(conn),
+		ctx:    metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
+		noAuth: ctx,
+	}
+}
+
+func mint(t *testing.T, cfg config.Config, scopes ...string) string {
+	t.Helper()
+	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: "svc-test", Scopes: scopes, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// wsClient is a minimal Pusher protocol client that queues every frame.
+type wsClient struct {
+	t        *testing.T
+	conn     net.Conn
+	key      string
+	secret   string
+	socketID string
+	frames   chan protocol.Message
+	done     chan struct{}
+	wmu      sync.Mutex
+}
+
+func (e *env) dial(t *testing.T) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7&client=test&version=1")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	c := &wsClient{t: t, conn: conn, key: e.cfg.Pusher.Key, secret: e.cfg.Pusher.Secret,
+		frames: make(chan protocol.Message, 1024), done: make(chan struct{})}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	go c.read(r)
+	t.Cleanup(func() { _ = conn.Close(); <-c.done })
+	m := c.next()
+	if m.Event != protocol.EventConnectionEstablished {
+		t.Fatalf("first frame %q, want connection_established", m.Event)
+	}
+	var d struct {
+		SocketID string `json:"socket_id"`
+	}
+	if err := m.DecodeData(&d); err != nil {
+		t.Fatal(err)
+	}
+	c.socketID = d.SocketID
+	return c
+}
+
+func (c *wsClient) read(r io.Reader) {
+	defer close(c.done)
+	defer close(c.frames)
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, writerFunc(func(p []byte) (int, error) {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return c.conn.Write(p)
+	})}
+	for {
+		data, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			return
+		}
+		m, err := protocol.DecodeMessage(data)
+		if err != nil {
+			c.t.Errorf("bad frame %q: %v", data, err)
+			continue
+		}
+		if m.Event == protocol.EventPing {
+			c.send(protocol.EventPong, map[string]any{})
+			continue
+		}
+		c.frames <- m
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func (c *wsClient) send(event string, data any) {
+	b, err := json.Marshal(map[string]any{"event": event, "data": data})
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := wsutil.WriteClientText(c.conn, b); err != nil && !errors.Is(err, net.ErrClosed) {
+		c.t.Errorf("write: %v", err)
+	}
+}
+
+func (c *wsClient) next() protocol.Message {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.frames:
+		if !ok {
+			c.t.Fatal("connection closed while waiting for a frame")
+		}
+		return m
+	case <-time.After(wait):
+		c.t.Fatal("no frame within the wait")
+	}
+	return protocol.Message{}
+}
+
+// expect returns the next application frame, skipping protocol frames, and
+// fails if it is not (event, channel): this is how the tests prove that
+// nothing was delivered twice or to the wrong socket.
+func (c *wsClient) expect(event, channel string) protocol.Message {
+	c.t.Helper()
+	for {
+		m := c.next()
+		if m.Event == event && m.Channel == channel {
+			return m
+		}
+		if strings.HasPrefix(m.Event, "pusher:") || strings.HasPrefix(m.Event, "pusher_internal:") {
+			continue
+		}
+		c.t.Fatalf("got %s on %q (data %s), want %s on %q", m.Event, m.Channel, m.DataString(), event, channel)
+	}
+}
+
+func (c *wsClient) subscribe(channel string) {
+	c.t.Helper()
+	data := map[string]any{"channel": channel}
+	if strings.HasPrefix(channel, "private-") {
+		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.socketID, channel, "")
+	}
+	c.send(protocol.EventSubscribe, data)
+	c.expect(protocol.EventSubscriptionSucceeded, channel)
+}
+
+func (c *wsClient) signIn(userID string) {
+	c.t.Helper()
+	ud := fmt.Sprintf(`{"id":%q}`, userID)
+	c.send(protocol.EventSignin, map[string]any{
+		"auth":      protocol.UserAuth(c.key, c.secret, c.socketID, ud),
+		"user_data": ud,
+	})
+	c.expect(protocol.EventSigninSuccess, "")
+}
+
+// statusDetails returns the ErrorInfo reason and BadRequest fields of err.
+func statusDetails(t *testing.T, err error) (codes.Code, string, []string) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok {
+		t.Fatalf("not a status error: %v", err)
+	}
+	var reason string
+	var fields []string
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+			}
+		}
+	}
+	return st.Code(), reason, fields
+}
+
+func event(channels []string, name, data string) *pushercmv1.Event {
+	return &pushercmv1.Event{Channels: channels, Name: name, Payload: &pushercmv1.Event_Data{Data: data}}
+}
+
+func channels(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("ch-%d", i)
+	}
+	return out
+}
+
+func TestValidation(t *testing.T) {
+	e := startApp(t)
+	big := strings.Repeat("x", 10*1024+1)
+	bigJSON, _ := structpb.NewValue(map[string]any{"s": big})
+
+	tests := []struct {
+		name   string
+		event  *pushercmv1.Event
+		fields []string
+	}{
+		{"no event", nil, []string{"event"}},
+		{"no channels", event(nil, "e", "{}"), []string{"event.channels"}},
+		{"101 channels", event(channels(101), "e", "{}"), []string{"event.channels"}},
+		{"bad channel name", event([]string{"ok", "bad channel!"}, "e", "{}"), []string{"event.channels[1]"}},
+		{"channel name too long", event([]string{strings.Repeat("c", 165)}, "e", "{}"), []string{"event.channels[0]"}},
+		{"duplicate channel", event([]string{"a", "a"}, "e", "{}"), []string{"event.channels[1]"}},
+		{"server-to-user channel", event([]string{"#server-to-user-u1"}, "e", "{}"), []string{"event.channels[0]"}},
+		{"empty event name", event([]string{"a"}, "", "{}"), []string{"event.name"}},
+		{"event name too long", event([]string{"a"}, strings.Repeat("n", 201), "{}"), []string{"event.name"}},
+		{"reserved pusher: name", event([]string{"a"}, "pusher:subscribe", "{}"), []string{"event.name"}},
+		{"reserved pusher_internal: name", event([]string{"a"}, "pusher_internal:x", "{}"), []string{"event.name"}},
+		{"data over 10 KB", event([]string{"a"}, "e", big), []string{"event.data"}},
+		{"json over 10 KB", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", Payload: &pushercmv1.Event_Json{Json: bigJSON}}, []string{"event.json"}},
+		{"json without a value", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", Payload: &pushercmv1.Event_Json{Json: &structpb.Value{}}}, []string{"event.json"}},
+		{"bad exclude_socket_id", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", ExcludeSocketId: "abc"}, []string{"event.exclude_socket_id"}},
+		{"id too long", &pushercmv1.Event{Id: strings.Repeat("i", 129), Channels: []string{"a"}, Name: "e"}, []string{"event.id"}},
+		{"every violation at once", event(nil, "", big), []string{"event.channels", "event.name", "event.data"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: tc.event})
+			code, reason, fields := statusDetails(t, err)
+			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument {
+				t.Fatalf("got %s %s, want INVALID_ARGUMENT", code, reason)
+			}
+			if !reflect.DeepEqual(fields, tc.fields) {
+				t.Fatalf("field violations %q, want %q", fields, tc.fields)
+			}
+		})
+	}
+
+	userTests := []struct {
+		name   string
+		req    *pushercmv1.SendToUserRequest
+		fields []string
+	}{
+		{"no user", &pushercmv1.SendToUserRequest{Name: "e"}, []string{"user_id"}},
+		{"bad user id", &pushercmv1.SendToUserRequest{UserId: "a b", Name: "e"}, []string{"user_id"}},
+		{"no name", &pushercmv1.SendToUserRequest{UserId: "u1"}, []string{"name"}},
+		{"reserved name", &pushercmv1.SendToUserRequest{UserId: "u1", Name: "pusher:x"}, []string{"name"}},
+		{"data over 10 KB", &pushercmv1.SendToUserRequest{UserId: "u1", Name: "e", Payload: &pushercmv1.SendToUserRequest_Data{Data: big}}, []string{"data"}},
+		{"json over 10 KB", &pushercmv1.SendToUserRequest{UserId: "u1", Name: "e", Payload: &pushercmv1.SendToUserRequest_Json{Json: bigJSON}}, []string{"json"}},
+		{"id too long", &pushercmv1.SendToUserRequest{Id: strings.Repeat("i", 129), UserId: "u1", Name: "e"}, []string{"id"}},
+	}
+	for _, tc := range userTests {
+		t.Run("SendToUser/"+tc.name, func(t *testing.T) {
+			_, err := e.bc.SendToUser(e.ctx, tc.req)
+			code, reason, fields := statusDetails(t, err)
+			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument {
+				t.Fatalf("got %s %s, want INVALID_ARGUMENT", code, reason)
+			}
+			if !reflect.DeepEqual(fields, tc.fields) {
+				t.Fatalf("field violations %q, want %q", fields, tc.fields)
+			}
+		})
+	}
+
+	batchTests := []struct {
+		name   string
+		events []*pushercmv1.Event
+	}{
+		{"empty batch", nil},
+		{"101 events", func() []*pushercmv1.Event {
+			evs := make([]*pushercmv1.Event, 101)
+			for i := range evs {
+				evs[i] = event([]string{"a"}, "e", "{}")
+			}
+			return evs
+		}()},
+	}
+	for _, tc := range batchTests {
+		t.Run("SendBatch/"+tc.name, func(t *testing.T) {
+			_, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: tc.events})
+			code, reason, fields := statusDetails(t, err)
+			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument || !reflect.DeepEqual(fields, []string{"events"}) {
+				t.Fatalf("got %s %s %q, want INVALID_ARGUMENT on events", code, reason, fields)
+			}
+		})
+	}
+}
+
+func TestAuth(t *testing.T) {
+	e := startApp(t)
+	req := &pushercmv1.SendEventRequest{Event: event([]string{"a"}, "e", "{}")}
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		code   codes.Code
+		reason string
+	}{
+		{"no token", e.noAuth, codes.Unauthenticated, interceptors.ReasonAuthenticationFailed},
+		{"wrong scope", metadata.AppendToOutgoingContext(e.noAuth, "authorization", "Bearer "+mint(t, e.cfg, interceptors.ScopeAuthorize)), codes.PermissionDenied, interceptors.ReasonAuthorizationFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.bc.SendEvent(tc.ctx, req)
+			code, reason, _ := statusDetails(t, err)
+			if code != tc.code || reason != tc.reason {
+				t.Fatalf("got %s %s, want %s %s", code, reason, tc.code, tc.reason)
+			}
+		})
+	}
+}
+
+func TestSendEventDeliversAndExcludes(t *testing.T) {
+	e := startApp(t)
+	a, b := e.dial(t), e.dial(t)
+	a.subscribe("team-1")
+	b.subscribe("team-1")
+	b.subscribe("private-team-1")
+
+	resp, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+		Channels: []string{"team-1", "private-team-1"}, Name: "activity", Payload: &pushercmv1.Event_Data{Data: `{"n":1}`},
+		ExcludeSocketId: a.socketID,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b is on both channels; a is excluded.
+	if resp.GetDeliveredTo() != 2 || resp.GetDuplicate() || resp.GetEventId() == "" || len(resp.GetChannels()) != 2 {
+		t.Fatalf("response %v, want delivered_to 2 with a generated id", resp)
+	}
+	got := map[string]string{}
+	for range 2 {
+		m := b.next()
+		got[m.Channel] = m.DataString()
+	}
+	if got["team-1"] != `{"n":1}` || got["private-team-1"] != `{"n":1}` {
+		t.Fatalf("b received %v", got)
+	}
+
+	// a's next application frame must be this one: the excluded event never came.
+	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{"team-1"}, "after", "2")}); err != nil {
+		t.Fatal(err)
+	}
+	if m := a.expect("after", "team-1"); m.DataString() != "2" {
+		t.Fatalf("data %q", m.DataString())
+	}
+}
+
+func TestJSONPayloadEncodedOnce(t *testing.T) {
+	e := startApp(t)
+	c := e.dial(t)
+	c.subscribe("feed")
+	v, err := structpb.NewValue(map[string]any{"steps": 1200.0, "team": "t1", "tags": []any{"a", "b"}, "nested": map[string]any{"ok": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+		Channels: []string{"feed"}, Name: "progress", Payload: &pushercmv1.Event_Json{Json: v},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	m := c.expect("progress", "feed")
+	// Clients receive data as a string holding the JSON document (Pusher's
+	// wire form), and that string decodes straight to the object: it was
+	// encoded once, not as a JSON string of a JSON string.
+	var s string
+	if err := json.Unmarshal(m.Data, &s); err != nil {
+		t.Fatalf("data is not a JSON string: %s", m.Data)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(s), &got); err != nil {
+		t.Fatalf("data %q does not decode to an object: %v", s, err)
+	}
+	if want := v.AsInterface(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}
+
+func TestSendBatchOneBadEvent(t *testing.T) {
+	e := startApp(t)
+	c := e.dial(t)
+	c.subscribe("feed")
+
+	resp, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
+		event([]string{"feed"}, "first", "1"),
+		{Channels: []string{"feed"}, Name: "bad-json", Payload: &pushercmv1.Event_Json{Json: &structpb.Value{}}},
+		event([]string{"feed"}, "pusher:bad", "2"),
+		nil,
+		event([]string{"feed"}, "last", "3"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := resp.GetResults()
+	if len(rs) != 5 {
+		t.Fatalf("%d results, want 5", len(rs))
+	}
+	for i, r := range rs {
+		if int(r.GetIndex()) != i {
+			t.Fatalf("result %d has index %d", i, r.GetIndex())
+		}
+	}
+	for _, i := range []int{0, 4} {
+		if r := rs[i]; r.GetError() != nil || r.GetResponse().GetDeliveredTo() != 1 {
+			t.Fatalf("result %d = %v, want delivered to 1", i, r)
+		}
+	}
+	// Field paths are the request's, even when earlier events never
+	// reached the publisher.
+	// A nil event arrives as an empty one.
+	wantErr := map[int][]string{1: {"events[1].json"}, 2: {"events[2].name"}, 3: {"events[3].channels", "events[3].name"}}
+	for i, want := range wantErr {
+		ie := rs[i].GetError()
+		if rs[i].GetResponse() != nil || ie.GetCode() != int32(codes.InvalidArgument) || ie.GetReason() != interceptors.ReasonInvalidArgument {
+			t.Fatalf("result %d = %v, want INVALID_ARGUMENT", i, rs[i])
+		}
+		var fields []string
+		for _, v := range ie.GetFieldViolations() {
+			fields = append(fields, v.GetField())
+		}
+		if !reflect.DeepEqual(fields, want) {
+			t.Fatalf("result %d violations %q, want %q", i, fields, want)
+		}
+	}
+	c.expect("first", "feed")
+	c.expect("last", "feed")
+}
+
+func TestIdempotency(t *testing.T) {
+	e := startApp(t)
+	c := e.dial(t)
+	c.subscribe("feed")
+
+	ev := &pushercmv1.Event{Id: "evt-1", Channels: []string{"feed"}, Name: "once", Payload: &pushercmv1.Event_Data{Data: "x"}}
+	first, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetDuplicate() || first.GetDeliveredTo() != 1 || first.GetEventId() != "evt-1" {
+		t.Fatalf("first send %v", first)
+	}
+	again, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.GetDuplicate() || again.GetDeliveredTo() != 0 || again.GetEventId() != "evt-1" {
+		t.Fatalf("repeat %v, want duplicate", again)
+	}
+	batch, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
+		ev,
+		{Id: "evt-2", Channels: []string{"feed"}, Name: "batched", Payload: &pushercmv1.Event_Data{Data: "y"}},
+		{Id: "evt-2", Channels: []string{"feed"}, Name: "batched", Payload: &pushercmv1.Event_Data{Data: "y"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := batch.GetResults()
+	if !rs[0].GetResponse().GetDuplicate() || rs[1].GetResponse().GetDuplicate() || !rs[2].GetResponse().GetDuplicate() {
+		t.Fatalf("batch results %v, want duplicate, delivered, duplicate", rs)
+	}
+	// The id delivered by the batch is a duplicate for SendEvent too.
+	if r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: rs1Event()}); err != nil || !r.GetDuplicate() {
+		t.Fatalf("SendEvent after batch: %v %v, want duplicate", r, err)
+	}
+	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{"feed"}, "marker", "")}); err != nil {
+		t.Fatal(err)
+	}
+	// Exactly once, once, then the marker: any repeat would fail expect.
+	c.expect("once", "feed")
+	c.expect("batched", "feed")
+	c.expect("marker", "feed")
+
+	// SendToUser has the same key space rules.
+	u := e.dial(t)
+	u.signIn("user-7")
+	for i, wantDup := range []bool{false, true} {
+		r, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{Id: "user-evt", UserId: "user-7", Name: "badge", Payload: &pushercmv1.SendToUserRequest_Data{Data: "z"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.GetDuplicate() != wantDup {
+			t.Fatalf("SendToUser #%d duplicate=%v", i, r.GetDuplicate())
+		}
+	}
+	if _, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-7", Name: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := protocol.ServerToUserChannel("user-7")
+	u.expect("badge", ch)
+	u.expect("marker", ch)
+}
+
+func rs1Event() *pushercmv1.Event {
+	return &pushercmv1.Event{Id: "evt-2", Channels: []string{"feed"}, Name: "batched", Payload: &pushercmv1.Event_Data{Data: "y"}}
+}
+
+func TestSendToUser(t *testing.T) {
+	e := startApp(t)
+	signedIn, other := e.dial(t), e.dial(t)
+	signedIn.signIn("user-1")
+	second := e.dial(t)
+	second.signIn("user-1")
+	other.signIn("user-2")
+
+	v, _ := structpb.NewValue(map[string]any{"badge": "10k-steps"})
+	resp, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-1", Name: "achievement", Payload: &pushercmv1.SendToUserRequest_Json{Json: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetDeliveredTo() != 2 || resp.GetDuplicate() || resp.GetEventId() == "" {
+		t.Fatalf("response %v, want delivered to both connections of user-1", resp)
+	}
+	ch := protocol.ServerToUserChannel("user-1")
+	for _, c := range []*wsClient{signedIn, second} {
+		m := c.expect("achievement", ch)
+		var got map[string]any
+		if err := m.DecodeData(&got); err != nil || got["badge"] != "10k-steps" {
+			t.Fatalf("data %s: %v", m.Data, err)
+		}
+	}
+	// user-2 saw nothing: its next application frame is its own.
+	if _, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-2", Name: "mine"}); err != nil {
+		t.Fatal(err)
+	}
+	other.expect("mine", protocol.ServerToUserChannel("user-2"))
+
+	// Nobody signed in: delivered to no one, not an error.
+	resp, err = e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "nobody", Name: "e"})
+	if err != nil || resp.GetDeliveredTo() != 0 {
+		t.Fatalf("%v %v", resp, err)
+	}
+}
+
+// fakePublisher answers without delivering, for tests of the handler alone.
+type fakePublisher struct {
+	outcome delivery.Outcome
+	batch   []delivery.BatchResult
+	err     error
+}
+
+func (f *fakePublisher) Publish(context.Context, delivery.Event) (delivery.Outcome, error) {
+	return f.outcome, f.err
+}
+
+func (f *fakePublisher) PublishBatch(_ context.Context, evs []delivery.Event) ([]delivery.BatchResult, error) {
+	return f.batch, f.err
+}
+
+func (f *fakePublisher) SendToUserOnce(context.Context, string, string, string, string) (delivery.Outcome, error) {
+	return f.outcome, f.err
+}
+
+func TestSpanAttributes(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	b := &server.Broadcast{Publisher: &fakePublisher{outcome: delivery.Outcome{EventID: "x", DeliveredTo: 7, Duplicate: false}}}
+	ctx, span := tp.Tracer("test").Start(context.Background(), "rpc")
+	if _, err := b.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: event([]string{"a", "b", "c"}, "e", "12345")}); err != nil {
+		t.Fatal(err)
+	}
+	span.End()
+	got := map[attribute.Key]attribute.Value{}
+	for _, kv := range rec.Ended()[0].Attributes() {
+		got[kv.Key] = kv.Value
+	}
+	want := map[attribute.Key]attribute.Value{
+		"pushercm.channels.count": attribute.IntValue(3),
+		"pushercm.event.size":     attribute.IntValue(5),
+		"pushercm.delivered_to":   attribute.IntValue(7),
+		"pushercm.duplicate":      attribute.BoolValue(false),
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("attributes %v, want %v", got, want)
+	}
+}
+
+func TestBatchItemErrors(t *testing.T) {
+	rl := &interceptors.RateLimitError{Limiter: "user", Key: "u1", RetryAfter: 1500 * time.Millisecond, ResetTime: time.Now().Add(2 * time.Second)}
+	tests := []struct {
+		name   string
+		err    error
+		code   codes.Code
+		reason string
+		retry  int64
+	}{
+		{"rate limited", rl, codes.ResourceExhausted, interceptors.ReasonRateLimited, 1500},
+		{"upstream down", fmt.Errorf("%w: breaker open", delivery.ErrUnavailable), codes.Unavailable, interceptors.ReasonConnectionFailed, 0},
+		{"failed after retries", fmt.Errorf("%w: 500", delivery.ErrDeliveryFailed), codes.Unavailable, interceptors.ReasonMessageDeliveryFailed, 0},
+		{"internal", errors.New("boom"), codes.Internal, interceptors.ReasonInternal, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &server.Broadcast{
+				Publisher: &fakePublisher{batch: []delivery.BatchResult{{Err: tc.err}, {Outcome: delivery.Outcome{EventID: "ok", DeliveredTo: 1}}}},
+				Log:       slogDiscard(),
+			}
+			resp, err := b.SendBatch(context.Background(), &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
+				event([]string{"a"}, "e", ""), event([]string{"a"}, "e", ""),
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ie := resp.GetResults()[0].GetError()
+			if ie.GetCode() != int32(tc.code) || ie.GetReason() != tc.reason || ie.GetRetryAfterMs() != tc.retry {
+				t.Fatalf("item error %v, want %s %s retry %d", ie, tc.code, tc.reason, tc.retry)
+			}
+			if tc.retry > 0 && ie.GetMetadata()["retryAfterMs"] != "1500" {
+				t.Fatalf("metadata %v", ie.GetMetadata())
+			}
+			if tc.code == codes.Internal && strings.Contains(ie.GetMessage(), "boom") {
+				t.Fatalf("internal cause leaked: %q", ie.GetMessage())
+			}
+			if r := resp.GetResults()[1]; r.GetError() != nil || r.GetResponse().GetEventId() != "ok" {
+				t.Fatalf("the good event was sunk: %v", r)
+			}
+		})
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
