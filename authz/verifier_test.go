@@ -9,10 +9,13 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -646,4 +649,82 @@ func TestVerifierCacheEviction(t *testing.T) {
 	if n := len(v.current.Load().cache.entries); n > 2 {
 		t.Fatalf("cache holds %d entries, max 2", n)
 	}
+}
+
+func selfSignedCertPEM(t testing.TB, priv crypto.Signer) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "idp.example"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func TestVerifierKeyFormats(t *testing.T) {
+	k := keys(t)
+	claims := baseClaims(time.Now())
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)})
+
+	t.Run("certificate", func(t *testing.T) {
+		v, err := NewVerifier(VerifierConfig{PublicKeyFile: writeFile(t, "cert.pem", selfSignedCertPEM(t, k.ec256))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodES256, k.ec256, claims, nil)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("PKCS#1 RSA public key", func(t *testing.T) {
+		v, err := NewVerifier(VerifierConfig{PublicKeyFile: writeFile(t, "pkcs1.pem", pkcs1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodRS256, k.rsa, claims, nil)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("weak RSA refused", func(t *testing.T) {
+		if _, err := NewVerifier(VerifierConfig{PublicKeyFile: writeFile(t, "weak.pem", pemPublic(t, &weak.PublicKey))}); err == nil {
+			t.Fatal("1024-bit RSA key accepted")
+		}
+	})
+	t.Run("JWK alg pins the algorithm", func(t *testing.T) {
+		set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{KeyID: "k1", Key: &k.rsa.PublicKey, Algorithm: "PS256", Use: "sig"}}}
+		b, _ := json.Marshal(set)
+		v, err := NewVerifier(VerifierConfig{JWKSFile: writeFile(t, "pinned.json", b)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodPS256, k.rsa, claims, map[string]any{"kid": "k1"})); err != nil {
+			t.Fatalf("PS256: %v", err)
+		}
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodRS256, k.rsa, claims, map[string]any{"kid": "k1"})); !errors.Is(err, ErrTokenAlgorithm) {
+			t.Fatalf("RS256 against a PS256 key: %v, want ErrTokenAlgorithm", err)
+		}
+	})
+	t.Run("JWKS skips odd keys but keeps good ones", func(t *testing.T) {
+		good := jwks(t, "k1", &k.ec256.PublicKey)
+		doc := `{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"s"},{"kty":"weird","kid":"w"},` + string(good[len(`{"keys":[`):])
+		v, err := NewVerifier(VerifierConfig{JWKSFile: writeFile(t, "mixed.json", []byte(doc)), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodES256, k.ec256, claims, map[string]any{"kid": "k1"})); err != nil {
+			t.Fatal(err)
+		}
+		// The symmetric key "s" must not verify an HS256 token.
+		if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, []byte("secret"), claims, map[string]any{"kid": "s"})); !errors.Is(err, ErrTokenAlgorithm) {
+			t.Fatalf("HS256 with JWKS oct key: %v", err)
+		}
+	})
 }
