@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -474,7 +475,8 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			d.retries.Add(1)
 		}
 		actx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
-		err := fn(d.client(actx, op))
+		var info attemptInfo
+		err := fn(d.client(actx, op, &info))
 		cancel()
 		cls, err := classify(err)
 		switch cls {
@@ -503,6 +505,11 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return giveUp(op, nil, last, lastConnect)
 		}
 		delay := d.backoff(attempt)
+		if info.retryAfter > delay {
+			// The server said when to come back (429/503 Retry-After); earlier retries
+			// would only be refused again. MaxReconnectDelay still bounds the wait.
+			delay = min(info.retryAfter, d.cfg.MaxReconnectDelay)
+		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
 			return giveUp(op, context.DeadlineExceeded, last, lastConnect)
 		}
@@ -559,21 +566,49 @@ func mapStatus(op string, err error) error {
 type opKey struct{}
 
 // client returns a per-attempt copy of the template client.
-func (d *Driver) client(ctx context.Context, op string) *pushersdk.Client {
+func (d *Driver) client(ctx context.Context, op string, info *attemptInfo) *pushersdk.Client {
 	c := d.base
-	c.HTTPClient = &http.Client{Transport: ctxTransport{ctx: context.WithValue(ctx, opKey{}, op), rt: d.transport}}
+	c.HTTPClient = &http.Client{Transport: ctxTransport{ctx: context.WithValue(ctx, opKey{}, op), rt: d.transport, info: info}}
 	return &c
 }
 
+// attemptInfo is what the transport saw of one attempt's response that pusher-http-go
+// does not pass on (it reports only status and body).
+type attemptInfo struct {
+	retryAfter time.Duration
+}
+
 // ctxTransport gives requests built by pusher-http-go (with http.NewRequest, no context)
-// the attempt's context.
+// the attempt's context, and notes the Retry-After header of 429 and 503 answers.
 type ctxTransport struct {
-	ctx context.Context
-	rt  http.RoundTripper
+	ctx  context.Context
+	rt   http.RoundTripper
+	info *attemptInfo
 }
 
 func (t ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return t.rt.RoundTrip(r.WithContext(t.ctx))
+	resp, err := t.rt.RoundTrip(r.WithContext(t.ctx))
+	if err == nil && t.info != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		t.info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return resp, err
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or malformed.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // spanName keeps channel names (unbounded) out of span names.

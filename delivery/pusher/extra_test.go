@@ -132,3 +132,46 @@ func FuzzParseStatusError(f *testing.F) {
 		}
 	})
 }
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxReconnectDelay = 5 * time.Second })
+	e.proxy.setPlan(fail429After2, fail429After2)
+	if _, err := e.driver.Publish(context.Background(), ev("x", "team-1")); err != nil {
+		t.Fatal(err)
+	}
+	// Backoff alone would be 100ms then 200ms; Retry-After: 2 wins both times.
+	if got := fmt.Sprint(e.sleeps.Delays()); got != "[2s 2s]" {
+		t.Fatalf("delays = %s", got)
+	}
+
+	// MaxReconnectDelay caps it.
+	e = newEnv(t, nil) // max 300ms
+	e.proxy.setPlan(fail429After2)
+	if _, err := e.driver.Publish(context.Background(), ev("x", "team-1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(e.sleeps.Delays()); got != "[300ms]" {
+		t.Fatalf("capped delays = %s", got)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"3", 3 * time.Second},
+		{"0", 0},
+		{"-1", 0},
+		{"soon", 0},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+	}
+	for _, tc := range tests {
+		if got := parseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

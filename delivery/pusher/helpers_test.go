@@ -125,14 +125,15 @@ func (b *recordingBackend) publishCount() int {
 type fault int
 
 const (
-	pass    fault = iota
-	fail500       // 500 without forwarding
-	fail503       // 503 without forwarding
-	fail429       // 429 without forwarding
-	fail400       // 400 without forwarding
-	fail401       // 401 without forwarding
-	reset         // TCP reset after reading the request, without forwarding
-	hang          // never answer until the client gives up, without forwarding
+	pass          fault = iota
+	fail500             // 500 without forwarding
+	fail503             // 503 without forwarding
+	fail429             // 429 without forwarding
+	fail429After2       // 429 with Retry-After: 2, without forwarding
+	fail400             // 400 without forwarding
+	fail401             // 401 without forwarding
+	reset               // TCP reset after reading the request, without forwarding
+	hang                // never answer until the client gives up, without forwarding
 )
 
 // faultProxy sits between the driver and the API and injects faults. Requests take
@@ -204,6 +205,10 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch f {
 	case pass:
 		p.target.ServeHTTP(w, r)
+	case fail429After2:
+		w.Header().Set("Retry-After", "2")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":"slow down","code":429}`)
 	case fail500, fail503, fail429, fail400, fail401:
 		code := map[fault]int{fail500: 500, fail503: 503, fail429: 429, fail400: 400, fail401: 401}[f]
 		w.WriteHeader(code)
