@@ -45,6 +45,13 @@ for (const prefix of ['cache-', 'private-cache-', 'private-encrypted-cache-', 'p
     await b.trigger(name, 'cached-event', { v: 1 });
     assert.deepEqual((await delivered).data, { v: 1 });
 
+    const state = await h.channelState(b, name, 'cache');
+    assert.equal(state.occupied, true);
+    assert.ok(state.cache && state.cache.ttl > 0 && state.cache.ttl <= 1800, JSON.stringify(state));
+    if (!prefix.startsWith('private-encrypted-')) { // the server only sees ciphertext there
+      assert.deepEqual(JSON.parse(state.cache.data), { v: 1 });
+    }
+
     const second = h.client(t, { presence: { user_id: '2' } });
     const ch2 = second.subscribe(name);
     const events = h.recorder(ch2);
