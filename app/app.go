@@ -25,6 +25,7 @@ import (
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/metrics"
 	"github.com/milequest/pushercm/protocol"
 	"github.com/milequest/pushercm/telemetry"
 )
@@ -51,6 +52,10 @@ type App struct {
 	bcast *broadcastWiring
 	authw *authWiring
 	connw *connectionWiring
+	// obs observes publishes (edge.Metrics) and RPC outcomes (a grpc stats
+	// handler) for metrics and health; built before the edge and the gRPC
+	// server, read by wireConnection.
+	obs *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
 	grpc    *grpc.Server
@@ -86,6 +91,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (*App, error) {
 	}
 	a.tel = tel
 	a.closers = append(a.closers, tel.Shutdown)
+	a.obs = metrics.NewObserver()
 
 	a.verifier, a.rules, a.authorizer, err = newAuthz(cfg, a.log)
 	if err != nil {
@@ -100,7 +106,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (*App, error) {
 	}, nil)
 
 	if cfg.Driver == config.DriverEmbedded {
-		a.edge, err = edge.New(edgeConfig(cfg, a.log))
+		a.edge, err = edge.New(edgeConfig(cfg, a.log), edge.WithMetrics(a.obs))
 		if err != nil {
 			return nil, err
 		}
@@ -215,6 +221,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(a.tel.Tracer), otelgrpc.WithMeterProvider(a.tel.Meter))),
+		grpc.StatsHandler(a.obs),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{

@@ -2,17 +2,214 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"time"
 
+	"google.golang.org/grpc/codes"
+
+	"github.com/milequest/pushercm/delivery"
+	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
+	"github.com/milequest/pushercm/delivery/webhookin"
+	"github.com/milequest/pushercm/edge/webhook"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/health"
+	"github.com/milequest/pushercm/metrics"
+	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/server"
 )
 
 // connectionWiring holds what ConnectionService, metrics and health need.
-type connectionWiring struct{}
+type connectionWiring struct {
+	// limits are the gRPC rate limiters GetRateLimitStatus peeks at. Built
+	// here from cfg.RateLimit; the rate-limit interceptor must use this same
+	// Set, or the status shows buckets nothing ever draws from.
+	limits *ratelimit.Set
+	// driver answers channel queries on the pusher driver (nil on embedded).
+	driver delivery.Driver
+	// webhooks is the Pusher webhook ingest (pusher driver only).
+	webhooks *webhookin.Receiver
+	// webhookStats reads the outgoing webhook sender; nil until a sender is
+	// wired (see webhookSenderStats).
+	webhookStats func() webhook.Stats
 
-// wireConnection registers ConnectionService and the health evaluator.
+	thresholds health.Thresholds
+	errorCodes []codes.Code
+	window     *metrics.Window
+	svc        *server.Connection
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+// wireConnection registers ConnectionService, the /metrics instruments, the
+// health evaluator with its periodic refresh, and (pusher driver) the
+// webhook ingest route.
 func (a *App) wireConnection(context.Context) error {
-	a.connw = &connectionWiring{}
-	pushercmv1.RegisterConnectionServiceServer(a.grpc, &server.Connection{})
+	cfg := &a.cfg.Config
+	w := &connectionWiring{thresholds: cfg.Health, stop: make(chan struct{}), done: make(chan struct{})}
+	a.connw = w
+	var err error
+	if w.errorCodes, err = cfg.Health.Codes(); err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	w.window = metrics.NewWindow(cfg.Health.Window)
+	if w.limits, err = ratelimit.NewSet(cfg.RateLimit); err != nil {
+		return fmt.Errorf("rateLimit: %w", err)
+	}
+	w.webhookStats = a.webhookSenderStats()
+
+	if a.edge == nil {
+		// The pusher driver: channel queries go to Pusher's HTTP API. This is
+		// a driver of its own (own keep-alive pool and breaker); once
+		// wire_broadcast exposes its driver, this should reuse it.
+		d, err := pusherdriver.New(cfg.Pusher, pusherdriver.WithTracerProvider(a.tel.Tracer))
+		if err != nil {
+			return fmt.Errorf("pusher driver: %w", err)
+		}
+		w.driver = d
+		a.closers = append(a.closers, func(context.Context) error { return d.Close() })
+		w.webhooks, err = webhookin.New(webhookin.Config{
+			Key: cfg.Pusher.Key, Secret: cfg.Pusher.Secret, EncryptionMasterKeyBase64: cfg.Pusher.EncryptionMasterKeyBase64,
+		})
+		if err != nil {
+			return err
+		}
+		a.handleRealtime("POST /pusher/webhooks", w.webhooks)
+		a.closers = append(a.closers, func(context.Context) error { w.webhooks.Close(); return nil })
+	}
+
+	w.svc = &server.Connection{
+		Edge:       a.edge,
+		Driver:     w.driver,
+		Limits:     w.limits,
+		Health:     a.health.Refresh,
+		Metrics:    a.reading,
+		DriverName: cfg.Driver,
+		Started:    func() time.Time { return a.started },
+	}
+	if w.webhooks != nil {
+		w.svc.Watch = func(n int) server.EventWatcher { return w.webhooks.Watch(n) }
+	}
+	pushercmv1.RegisterConnectionServiceServer(a.grpc, w.svc)
+
+	if err := metrics.Register(a.tel.Meter.Meter("github.com/milequest/pushercm/metrics"), a.obs, a.reading); err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+
+	w.window.Add(a.obs.Snapshot(time.Now()))
+	a.health.SetEvaluator(a.evaluateHealth)
+	go a.refreshHealth(w)
+	a.closers = append(a.closers, func(context.Context) error {
+		w.stopOnce.Do(func() { close(w.stop) })
+		<-w.done
+		return nil
+	})
 	return nil
 }
+
+// webhookSenderStats reads the embedded server's outgoing webhook sender.
+// No sender is wired into the edge yet; whoever wires it (edge.WithWebhookSink
+// in app.go) should return its Stats method here.
+func (a *App) webhookSenderStats() func() webhook.Stats { return nil }
+
+// refreshHealth samples the counters into the window and re-evaluates
+// health every interval, so grpc.health.v1 watchers follow without probes.
+func (a *App) refreshHealth(w *connectionWiring) {
+	defer close(w.done)
+	t := time.NewTicker(w.thresholds.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-t.C:
+			w.window.Add(a.obs.Snapshot(now))
+			a.health.Refresh(context.Background())
+		}
+	}
+}
+
+// reading gathers everything /metrics and GetMetrics show that is not
+// counted on a hot path. Called once per scrape.
+func (a *App) reading() metrics.Reading {
+	w := a.connw
+	r := metrics.Reading{RateLimited: map[string]uint64{}}
+	if a.edge != nil {
+		st := a.edge.Stats()
+		r.ConnectionsActive = st.ConnectionsActive
+		r.ConnectionsTotal = st.ConnectionsTotal
+		r.ConnectionsRefused = st.ConnectionsRefused
+		r.Subscriptions = st.Subscriptions
+		r.OccupiedChannels = int64(st.Channels)
+		r.PresenceMembers = int64(st.PresenceMembers)
+		r.Published = st.Published
+		r.ClientEvents = st.ClientEvents
+		r.ClientEventsLimited = st.ClientEventsLimited
+		r.SlowConsumersClosed = st.SlowConsumersClosed
+		r.StaleClosed = st.StaleClosed
+		r.RateLimited["client_events"] = st.ClientEventsLimited
+	}
+	r.Delivered = a.obs.Snapshot(time.Time{}).Delivered
+	if w.webhookStats != nil {
+		ws := w.webhookStats()
+		r.WebhooksSent, r.WebhooksFailed, r.WebhooksDropped, r.WebhookBacklog = ws.Sent, ws.Failed, ws.Dropped, ws.Queued
+	}
+	if w.limits != nil {
+		for _, c := range w.limits.Snapshot() {
+			r.RateLimited[c.Limiter] = c.Limited
+		}
+	}
+	if w.driver != nil {
+		r.Breaker = string(w.driver.Health().Breaker)
+	}
+	if w.webhooks != nil {
+		ws := w.webhooks.Stats()
+		r.WebhooksReceived, r.WebhooksRejected = ws.Received, ws.Rejected
+		r.OccupiedChannels = int64(ws.OccupiedChannels)
+		r.PresenceMembers = int64(ws.PresenceMembers)
+	}
+	return r
+}
+
+// evaluateHealth is the health evaluator: it computes the figures over the
+// window and applies the configured thresholds. Cheap: counters, one edge
+// Stats call, no I/O.
+func (a *App) evaluateHealth(context.Context) health.Report {
+	w := a.connw
+	now := time.Now()
+	cur := a.obs.Snapshot(now)
+	rates := w.window.Rates(cur, w.errorCodes)
+	r := a.reading()
+	f := health.Figures{
+		ConnectionsActive: r.ConnectionsActive,
+		ConnectionsTotal:  int64(r.ConnectionsTotal),
+		MessagesPerSecond: rates.MessagesPerSecond,
+		AvgLatency:        rates.AvgLatency,
+		P99Latency:        rates.P99Latency,
+		Publishes:         rates.Publishes,
+		Calls:             rates.Calls,
+		ErrorRate:         rates.ErrorRate,
+		ErrorsTotal:       int64(cur.FailedCalls()),
+		ErrorsByReason:    make(map[string]int64, len(cur.ErrorsByReason)),
+		Driver:            a.cfg.Driver,
+		BreakerState:      r.Breaker,
+		WebhookBacklog:    r.WebhookBacklog,
+	}
+	for _, n := range r.ConnectionsRefused {
+		f.ConnectionsRefused += int64(n)
+	}
+	for k, v := range cur.ErrorsByReason {
+		f.ErrorsByReason[k] = int64(v)
+	}
+	if a.edge != nil && a.cfg.Edge.MaxConnections > 0 {
+		f.ConnectionsMax = int64(a.cfg.Edge.MaxConnections)
+		f.Utilization = float64(f.ConnectionsActive) / float64(f.ConnectionsMax)
+	}
+	rep := health.Evaluate(w.thresholds, f)
+	rep.Figures = &f
+	rep.CheckedAt = now
+	return rep
+}
+

@@ -21,6 +21,7 @@ type Reading struct {
 	OccupiedChannels    int64
 	PresenceMembers     int64
 	Published           uint64 // Publish/SendToUser calls on the edge
+	Delivered           uint64 // socket writes of published events
 	ClientEvents        uint64
 	ClientEventsLimited uint64
 	SlowConsumersClosed uint64
@@ -123,7 +124,7 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		ob.ObserveInt64(channels, r.OccupiedChannels)
 		ob.ObserveInt64(members, r.PresenceMembers)
 		ob.ObserveInt64(published, int64(max(r.Published, s.Published)))
-		ob.ObserveInt64(delivered, int64(s.Delivered))
+		ob.ObserveInt64(delivered, int64(max(r.Delivered, s.Delivered)))
 		ob.ObserveInt64(client, int64(r.ClientEvents))
 		ob.ObserveInt64(slow, int64(r.SlowConsumersClosed))
 		ob.ObserveInt64(stale, int64(r.StaleClosed))

@@ -1,10 +1,643 @@
 package server
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/edge"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/health"
+	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/metrics"
+	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
+// Page sizes of the list calls.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+	// MaxCloseReasonBytes is the most a WebSocket close reason can carry
+	// (125 bytes of control frame payload minus the 2-byte code).
+	MaxCloseReasonBytes = 123
+	// DefaultWatchBuffer is the per-watcher event buffer.
+	DefaultWatchBuffer = 1024
+)
+
+// EventWatcher is a lifecycle event subscription; *edge.Watcher and
+// *webhookin.Watcher implement it.
+type EventWatcher interface {
+	C() <-chan edge.Event
+	Err() error
+	Close()
+}
+
 // Connection implements pushercm.v1.ConnectionService.
+//
+// On the embedded driver (Edge set) every call is answered from the edge's
+// live state. Without an Edge (pusher driver) channel and presence queries
+// go through Driver, lifecycle events come from Watch (the webhook ingest
+// view), and socket-level calls fail with FAILED_PRECONDITION because
+// Pusher does not expose individual sockets.
 type Connection struct {
 	pushercmv1.UnimplementedConnectionServiceServer
+
+	// Edge is the embedded server; nil on the pusher driver.
+	Edge *edge.Server
+	// Driver answers channel queries when Edge is nil.
+	Driver delivery.Driver
+	// Watch subscribes to lifecycle events when Edge is nil (nil: the call
+	// fails with FAILED_PRECONDITION).
+	Watch func(buffer int) EventWatcher
+	// WatchBuffer is each watcher's buffer; zero means DefaultWatchBuffer.
+	WatchBuffer int
+	// Limits are the rate limiters GetRateLimitStatus peeks at.
+	Limits *ratelimit.Set
+	// Health evaluates health (health.Server.Refresh, so that a call also
+	// updates grpc.health.v1).
+	Health func(ctx context.Context) health.Report
+	// Metrics reads the counters for GetMetrics.
+	Metrics func() metrics.Reading
+	// DriverName is "embedded" or "pusher".
+	DriverName string
+	// Started is when the process started (for uptime).
+	Started func() time.Time
+}
+
+var errSocketLevel = fmt.Errorf("%w: the pusher driver cannot answer socket-level calls: Pusher does not expose individual connections (use the embedded driver)", interceptors.ErrFailedPrecondition)
+
+func (c *Connection) edgeOrPrecondition() (*edge.Server, error) {
+	if c.Edge == nil {
+		return nil, errSocketLevel
+	}
+	return c.Edge, nil
+}
+
+func pageSize(n int32) int {
+	switch {
+	case n <= 0:
+		return DefaultPageSize
+	case n > MaxPageSize:
+		return MaxPageSize
+	}
+	return int(n)
+}
+
+// Page tokens are opaque to callers: base64url of a kind prefix and the
+// last item's key, so a token of one list cannot be replayed on another.
+const (
+	tokenConnections = "c:"
+	tokenChannels    = "ch:"
+)
+
+func encodeToken(kind, key string) string {
+	if key == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(kind + key))
+}
+
+func decodeToken(kind, tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || !strings.HasPrefix(string(b), kind) || len(b) == len(kind) {
+		return "", interceptors.InvalidField("page_token", "is not a token of this list")
+	}
+	return string(b[len(kind):]), nil
+}
+
+func requireSocketID(id string) error {
+	if id == "" {
+		return interceptors.InvalidField("socket_id", "is required")
+	}
+	if !protocol.ValidSocketID(id) {
+		return interceptors.InvalidField("socket_id", "must look like 123.456")
+	}
+	return nil
+}
+
+func connectionPB(ci edge.ConnectionInfo) *pushercmv1.Connection {
+	return &pushercmv1.Connection{
+		SocketId:         ci.SocketID,
+		UserId:           ci.UserID,
+		RemoteAddr:       ci.RemoteAddr,
+		UserAgent:        ci.UserAgent,
+		ConnectedAt:      timestamppb.New(ci.ConnectedAt),
+		LastActivityAt:   timestamppb.New(ci.LastActivity),
+		Channels:         ci.Channels,
+		MessagesReceived: int64(ci.MessagesIn),
+		MessagesSent:     int64(ci.MessagesOut),
+	}
+}
+
+// ListConnections implements ConnectionService.ListConnections.
+func (c *Connection) ListConnections(_ context.Context, req *pushercmv1.ListConnectionsRequest) (*pushercmv1.ListConnectionsResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodeToken(tokenConnections, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	list, next := e.Connections(edge.ConnectionFilter{
+		UserID: req.GetUserId(), Channel: req.GetChannel(), After: after, Limit: pageSize(req.GetPageSize()),
+	})
+	resp := &pushercmv1.ListConnectionsResponse{
+		Connections:   make([]*pushercmv1.Connection, 0, len(list)),
+		NextPageToken: encodeToken(tokenConnections, next),
+	}
+	for _, ci := range list {
+		resp.Connections = append(resp.Connections, connectionPB(ci))
+	}
+	return resp, nil
+}
+
+// GetConnection implements ConnectionService.GetConnection.
+func (c *Connection) GetConnection(_ context.Context, req *pushercmv1.GetConnectionRequest) (*pushercmv1.GetConnectionResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	if err := requireSocketID(req.GetSocketId()); err != nil {
+		return nil, err
+	}
+	ci, err := e.Connection(req.GetSocketId())
+	if err != nil {
+		return nil, err
+	}
+	return &pushercmv1.GetConnectionResponse{Connection: connectionPB(ci)}, nil
+}
+
+// DisconnectConnection implements ConnectionService.DisconnectConnection.
+func (c *Connection) DisconnectConnection(_ context.Context, req *pushercmv1.DisconnectConnectionRequest) (*pushercmv1.DisconnectConnectionResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	if err := requireSocketID(req.GetSocketId()); err != nil {
+		return nil, err
+	}
+	code := int(req.GetCode())
+	if code == 0 {
+		code = protocol.CodeUnauthorized // 4009: pusher-js does not reconnect
+	}
+	if code < 4000 || code > 4999 {
+		return nil, interceptors.InvalidField("code", "must be a Pusher close code, 4000-4999 (0 means 4009)")
+	}
+	if len(req.GetReason()) > MaxCloseReasonBytes {
+		return nil, interceptors.InvalidField("reason", fmt.Sprintf("must be at most %d bytes", MaxCloseReasonBytes))
+	}
+	if err := e.Disconnect(req.GetSocketId(), code, req.GetReason()); err != nil {
+		return nil, err
+	}
+	return &pushercmv1.DisconnectConnectionResponse{}, nil
+}
+
+// TerminateUserConnections implements ConnectionService.TerminateUserConnections.
+func (c *Connection) TerminateUserConnections(_ context.Context, req *pushercmv1.TerminateUserConnectionsRequest) (*pushercmv1.TerminateUserConnectionsResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	if req.GetUserId() == "" {
+		return nil, interceptors.InvalidField("user_id", "is required")
+	}
+	return &pushercmv1.TerminateUserConnectionsResponse{ClosedConnections: int32(e.TerminateUser(req.GetUserId()))}, nil
+}
+
+func requireChannel(field, name string) error {
+	if name == "" {
+		return interceptors.InvalidField(field, "is required")
+	}
+	return nil
+}
+
+// Subscribe implements ConnectionService.Subscribe.
+func (c *Connection) Subscribe(_ context.Context, req *pushercmv1.SubscribeRequest) (*pushercmv1.SubscribeResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	if err := requireSocketID(req.GetSocketId()); err != nil {
+		return nil, err
+	}
+	if err := requireChannel("channel", req.GetChannel()); err != nil {
+		return nil, err
+	}
+	if err := e.Subscribe(req.GetSocketId(), req.GetChannel()); err != nil {
+		return nil, err
+	}
+	return &pushercmv1.SubscribeResponse{}, nil
+}
+
+// Unsubscribe implements ConnectionService.Unsubscribe.
+func (c *Connection) Unsubscribe(_ context.Context, req *pushercmv1.UnsubscribeRequest) (*pushercmv1.UnsubscribeResponse, error) {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return nil, err
+	}
+	if err := requireSocketID(req.GetSocketId()); err != nil {
+		return nil, err
+	}
+	if err := requireChannel("channel", req.GetChannel()); err != nil {
+		return nil, err
+	}
+	if err := e.Unsubscribe(req.GetSocketId(), req.GetChannel()); err != nil {
+		return nil, err
+	}
+	return &pushercmv1.UnsubscribeResponse{}, nil
+}
+
+func (c *Connection) channels(ctx context.Context, prefix string) ([]*pushercmv1.Channel, error) {
+	if c.Edge != nil {
+		list := c.Edge.Channels(prefix)
+		out := make([]*pushercmv1.Channel, len(list))
+		for i, ch := range list {
+			out[i] = &pushercmv1.Channel{Name: ch.Name, Occupied: ch.Occupied, SubscriptionCount: int32(ch.SubscriptionCount), UserCount: int32(ch.UserCount)}
+		}
+		return out, nil
+	}
+	if c.Driver == nil {
+		return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
+	}
+	list, err := c.Driver.Channels(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pushercmv1.Channel, len(list))
+	for i, ch := range list {
+		out[i] = channelPB(ch)
+	}
+	return out, nil
+}
+
+func channelPB(ch delivery.ChannelInfo) *pushercmv1.Channel {
+	return &pushercmv1.Channel{Name: ch.Name, Occupied: ch.Occupied, SubscriptionCount: int32(ch.SubscriptionCount), UserCount: int32(ch.UserCount)}
+}
+
+// ListChannels implements ConnectionService.ListChannels.
+func (c *Connection) ListChannels(ctx context.Context, req *pushercmv1.ListChannelsRequest) (*pushercmv1.ListChannelsResponse, error) {
+	after, err := decodeToken(tokenChannels, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	all, err := c.channels(ctx, req.GetPrefix())
+	if err != nil {
+		return nil, err
+	}
+	// The list is sorted by name; the page starts after the token's name
+	// whether or not that channel still exists.
+	i := 0
+	if after != "" {
+		for i < len(all) && all[i].GetName() <= after {
+			i++
+		}
+	}
+	limit := pageSize(req.GetPageSize())
+	end := min(i+limit, len(all))
+	resp := &pushercmv1.ListChannelsResponse{Channels: all[i:end]}
+	if end < len(all) {
+		resp.NextPageToken = encodeToken(tokenChannels, all[end-1].GetName())
+	}
+	return resp, nil
+}
+
+// GetChannel implements ConnectionService.GetChannel.
+func (c *Connection) GetChannel(ctx context.Context, req *pushercmv1.GetChannelRequest) (*pushercmv1.GetChannelResponse, error) {
+	if err := requireChannel("name", req.GetName()); err != nil {
+		return nil, err
+	}
+	if c.Edge != nil {
+		ch, err := c.Edge.Channel(req.GetName())
+		if err != nil {
+			return nil, err
+		}
+		return &pushercmv1.GetChannelResponse{Channel: &pushercmv1.Channel{
+			Name: ch.Name, Occupied: ch.Occupied, SubscriptionCount: int32(ch.SubscriptionCount), UserCount: int32(ch.UserCount),
+		}}, nil
+	}
+	if c.Driver == nil {
+		return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
+	}
+	ch, err := c.Driver.Channel(ctx, req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	return &pushercmv1.GetChannelResponse{Channel: channelPB(ch)}, nil
+}
+
+// ListPresenceMembers implements ConnectionService.ListPresenceMembers.
+func (c *Connection) ListPresenceMembers(ctx context.Context, req *pushercmv1.ListPresenceMembersRequest) (*pushercmv1.ListPresenceMembersResponse, error) {
+	if err := requireChannel("channel", req.GetChannel()); err != nil {
+		return nil, err
+	}
+	resp := &pushercmv1.ListPresenceMembersResponse{}
+	if c.Edge != nil {
+		members, err := c.Edge.PresenceMembers(req.GetChannel())
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			resp.Members = append(resp.Members, &pushercmv1.PresenceMember{UserId: m.UserID, UserInfo: jsonValue(m.UserInfo)})
+		}
+	} else {
+		if c.Driver == nil {
+			return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
+		}
+		members, err := c.Driver.PresenceMembers(ctx, req.GetChannel())
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			resp.Members = append(resp.Members, &pushercmv1.PresenceMember{UserId: m.UserID, UserInfo: jsonValue(m.UserInfo)})
+		}
+	}
+	resp.Count = int32(len(resp.Members))
+	return resp, nil
+}
+
+// jsonValue converts raw JSON to a protobuf Value; nil when empty or not JSON.
+func jsonValue(raw json.RawMessage) *structpb.Value {
+	if len(raw) == 0 {
+		return nil
+	}
+	v := &structpb.Value{}
+	if err := protojson.Unmarshal(raw, v); err != nil {
+		return nil
+	}
+	return v
+}
+
+// GetRateLimitStatus implements ConnectionService.GetRateLimitStatus: the
+// user's state in the user and principal limiters, without consuming.
+func (c *Connection) GetRateLimitStatus(ctx context.Context, req *pushercmv1.GetRateLimitStatusRequest) (*pushercmv1.GetRateLimitStatusResponse, error) {
+	if req.GetUserId() == "" {
+		return nil, interceptors.InvalidField("user_id", "is required")
+	}
+	resp := &pushercmv1.GetRateLimitStatusResponse{UserId: req.GetUserId()}
+	if c.Limits == nil {
+		return resp, nil
+	}
+	for _, name := range []string{ratelimit.LimiterUser, ratelimit.LimiterPrincipal} {
+		l := c.Limits.Limiter(name)
+		rule := l.Rule(req.GetUserId())
+		if rule == nil {
+			continue // no limiter of that name, or the key is unlimited
+		}
+		d, err := l.Peek(ctx, req.GetUserId())
+		if err != nil {
+			return nil, err
+		}
+		lim := rule.Limits()
+		b := &pushercmv1.RateLimitBucket{
+			Limiter:           name,
+			Limit:             int32(d.Limit),
+			Remaining:         int32(d.Remaining),
+			RetryAfter:        durationpb.New(d.RetryAfter),
+			MessagesPerSecond: lim.MessagesPerSecond,
+			MessagesPerMinute: int32(lim.MessagesPerMinute),
+		}
+		if !d.ResetTime.IsZero() {
+			b.ResetTime = timestamppb.New(d.ResetTime)
+		}
+		resp.Buckets = append(resp.Buckets, b)
+	}
+	return resp, nil
+}
+
+// GetHealthStatus implements ConnectionService.GetHealthStatus.
+func (c *Connection) GetHealthStatus(ctx context.Context, _ *pushercmv1.GetHealthStatusRequest) (*pushercmv1.GetHealthStatusResponse, error) {
+	var rep health.Report
+	if c.Health != nil {
+		rep = c.Health(ctx)
+	}
+	resp := &pushercmv1.GetHealthStatusResponse{
+		Status:  healthStatusPB(rep.Status),
+		Reasons: rep.Reasons,
+		Driver:  c.DriverName,
+	}
+	checked := rep.CheckedAt
+	if checked.IsZero() {
+		checked = time.Now()
+	}
+	resp.CheckedAt = timestamppb.New(checked)
+	if c.Started != nil {
+		if s := c.Started(); !s.IsZero() {
+			resp.Uptime = durationpb.New(checked.Sub(s))
+		}
+	}
+	if f := rep.Figures; f != nil {
+		resp.Connections = &pushercmv1.ConnectionFigures{
+			Active: f.ConnectionsActive, Total: f.ConnectionsTotal, Max: f.ConnectionsMax,
+			Utilization: f.Utilization, Refused: f.ConnectionsRefused,
+		}
+		resp.Performance = &pushercmv1.PerformanceFigures{
+			MessagesPerSecond: f.MessagesPerSecond,
+			AverageLatency:    durationpb.New(f.AvgLatency),
+			P99Latency:        durationpb.New(f.P99Latency),
+		}
+		resp.Errors = &pushercmv1.ErrorFigures{ErrorRate: f.ErrorRate, ErrorsTotal: f.ErrorsTotal, ByReason: f.ErrorsByReason}
+		resp.BreakerState = f.BreakerState
+		resp.WebhookBacklog = f.WebhookBacklog
+		if f.Driver != "" {
+			resp.Driver = f.Driver
+		}
+	}
+	return resp, nil
+}
+
+func healthStatusPB(s health.Status) pushercmv1.HealthStatus {
+	switch s {
+	case health.Healthy:
+		return pushercmv1.HealthStatus_HEALTH_STATUS_HEALTHY
+	case health.Degraded:
+		return pushercmv1.HealthStatus_HEALTH_STATUS_DEGRADED
+	case health.Unhealthy:
+		return pushercmv1.HealthStatus_HEALTH_STATUS_UNHEALTHY
+	}
+	return pushercmv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED
+}
+
+// GetMetrics implements ConnectionService.GetMetrics.
+func (c *Connection) GetMetrics(context.Context, *pushercmv1.GetMetricsRequest) (*pushercmv1.GetMetricsResponse, error) {
+	var r metrics.Reading
+	if c.Metrics != nil {
+		r = c.Metrics()
+	}
+	resp := &pushercmv1.GetMetricsResponse{
+		ActiveConnections:   r.ConnectionsActive,
+		TotalConnections:    int64(r.ConnectionsTotal),
+		RefusedConnections:  make(map[string]int64, len(r.ConnectionsRefused)),
+		Subscriptions:       r.Subscriptions,
+		OccupiedChannels:    r.OccupiedChannels,
+		PresenceMembers:     r.PresenceMembers,
+		MessagesPublished:   int64(r.Published),
+		MessagesDelivered:   int64(r.Delivered),
+		ClientEvents:        int64(r.ClientEvents),
+		SlowConsumersClosed: int64(r.SlowConsumersClosed),
+		WebhooksSent:        int64(r.WebhooksSent),
+		WebhooksFailed:      int64(r.WebhooksFailed),
+		WebhooksDropped:     int64(r.WebhooksDropped),
+		TakenAt:             timestamppb.Now(),
+	}
+	for k, v := range r.ConnectionsRefused {
+		resp.RefusedConnections[k] = int64(v)
+	}
+	for _, v := range r.RateLimited {
+		resp.RateLimited += int64(v)
+	}
+	return resp, nil
+}
+
+// WatchConnectionEvents implements ConnectionService.WatchConnectionEvents.
+// The stream's headers are sent once the watcher is registered, so a
+// client that waits for them (stream.Header()) sees every later event.
+// When the client cannot keep up, the watcher's buffer fills and the stream
+// ends with the edge's ErrWatcherLagged (RESOURCE_EXHAUSTED,
+// WATCHER_LAGGED); other watchers are unaffected.
+func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEventsRequest, stream pushercmv1.ConnectionService_WatchConnectionEventsServer) error {
+	f, err := newEventFilter(req)
+	if err != nil {
+		return err
+	}
+	buffer := c.WatchBuffer
+	if buffer <= 0 {
+		buffer = DefaultWatchBuffer
+	}
+	var w EventWatcher
+	switch {
+	case c.Edge != nil:
+		w = c.Edge.Watch(buffer)
+	case c.Watch != nil:
+		w = c.Watch(buffer)
+	default:
+		return fmt.Errorf("%w: no lifecycle event source on this driver (configure Pusher webhooks to POST /pusher/webhooks)", interceptors.ErrFailedPrecondition)
+	}
+	defer w.Close()
+	if err := stream.SendHeader(metadata.MD{}); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.C():
+			if !ok {
+				if err := w.Err(); err != nil {
+					return err
+				}
+				return edge.ErrClosed
+			}
+			if !f.match(e) {
+				continue
+			}
+			if err := stream.Send(&pushercmv1.WatchConnectionEventsResponse{Event: c.eventPB(e)}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+type eventFilter struct {
+	types                     map[edge.EventType]bool
+	prefix, userID, socketID string
+}
+
+func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, error) {
+	f := eventFilter{prefix: req.GetChannelPrefix(), userID: req.GetUserId(), socketID: req.GetSocketId()}
+	if len(req.GetTypes()) > 0 {
+		f.types = make(map[edge.EventType]bool, len(req.GetTypes()))
+		for _, t := range req.GetTypes() {
+			et, ok := eventTypeFromPB[t]
+			if !ok {
+				return f, interceptors.InvalidField("types", fmt.Sprintf("unknown event type %v", t))
+			}
+			f.types[et] = true
+		}
+	}
+	return f, nil
+}
+
+func (f eventFilter) match(e edge.Event) bool {
+	if f.types != nil && !f.types[e.Type] {
+		return false
+	}
+	if f.prefix != "" && (e.Channel == "" || !strings.HasPrefix(e.Channel, f.prefix)) {
+		return false
+	}
+	if f.userID != "" && e.UserID != f.userID {
+		return false
+	}
+	if f.socketID != "" && e.SocketID != f.socketID {
+		return false
+	}
+	return true
+}
+
+var eventTypeToPB = map[edge.EventType]pushercmv1.ConnectionEventType{
+	edge.Connected:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CONNECTED,
+	edge.Disconnected:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_DISCONNECTED,
+	edge.Subscribed:      pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED,
+	edge.Unsubscribed:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_UNSUBSCRIBED,
+	edge.MemberAdded:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_ADDED,
+	edge.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
+	edge.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
+	edge.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
+}
+
+var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]edge.EventType {
+	m := make(map[pushercmv1.ConnectionEventType]edge.EventType, len(eventTypeToPB))
+	for k, v := range eventTypeToPB {
+		m[v] = k
+	}
+	return m
+}()
+
+func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
+	ev := &pushercmv1.ConnectionEvent{
+		Type:     eventTypeToPB[e.Type],
+		Time:     timestamppb.New(e.Time),
+		SocketId: e.SocketID,
+		UserId:   e.UserID,
+		Channel:  e.Channel,
+		Code:     int32(e.Code),
+		Reason:   e.Reason,
+	}
+	if e.Type == edge.MemberAdded && c.Edge != nil {
+		ev.UserInfo = c.memberInfo(e.Channel, e.UserID)
+	}
+	return ev
+}
+
+// memberInfo looks up a member's user_info (a presence channel holds at
+// most a few hundred members). nil when gone or not an object.
+func (c *Connection) memberInfo(channel, userID string) *structpb.Struct {
+	members, err := c.Edge.PresenceMembers(channel)
+	if err != nil {
+		return nil
+	}
+	for _, m := range members {
+		if m.UserID == userID {
+			if v := jsonValue(m.UserInfo); v != nil {
+				return v.GetStructValue()
+			}
+			return nil
+		}
+	}
+	return nil
 }

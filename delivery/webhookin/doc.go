@@ -1,0 +1,16 @@
+// Package webhookin receives Pusher webhooks on the pusher driver
+// (POST /pusher/webhooks) and keeps a local view of channel occupancy and
+// presence from them, so that operators can watch lifecycle events and see
+// occupancy without asking Pusher.
+//
+// Guarantees: a request is applied only after pusher-http-go's Webhook()
+// verified its X-Pusher-Key and X-Pusher-Signature; a bad or missing
+// signature answers 401 and changes nothing, a signed but malformed body
+// 400. Bodies over MaxBodyBytes answer 413. Events apply in the order of
+// the request; each one is emitted to watchers as an edge.Event
+// (ChannelOccupied, ChannelVacated, MemberAdded, MemberRemoved). Watchers
+// have bounded buffers: one that falls behind is cut off with
+// edge.ErrWatcherLagged and never slows the handler down. The view is
+// eventually consistent with Pusher (webhooks can arrive late, be retried
+// or be lost); it is a monitoring aid, not an authority.
+package webhookin
