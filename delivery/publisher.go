@@ -30,6 +30,7 @@ type Publisher struct {
 	maxBatch int
 	newID    func() string
 	tracer   trace.Tracer
+	obs      Observer
 }
 
 // PublisherOption configures a Publisher.
@@ -58,6 +59,20 @@ func WithMaxBatchEvents(n int) PublisherOption {
 // WithIDGenerator replaces the event id generator (tests).
 func WithIDGenerator(f func() string) PublisherOption {
 	return func(p *Publisher) { p.newID = f }
+}
+
+// Observer is told the outcome of every event, for metrics. It must be quick and safe
+// for concurrent use.
+type Observer interface {
+	// Published is called once per event (Publish, and each event of PublishBatch) with
+	// its outcome or error; d is the duration of the call that carried it (for a batch,
+	// the whole batch). Duplicates have Outcome.Duplicate set and no error.
+	Published(o Outcome, err error, d time.Duration)
+}
+
+// WithObserver sets an Observer (nil: none).
+func WithObserver(o Observer) PublisherOption {
+	return func(p *Publisher) { p.obs = o }
 }
 
 // WithTracerProvider sets the tracer provider (default: the global one).
@@ -104,6 +119,16 @@ func NewEventID() string {
 // when the idempotency store fails), and the driver's errors. When delivery fails the id
 // is released, so retrying the same event delivers it.
 func (p *Publisher) Publish(ctx context.Context, e Event) (Outcome, error) {
+	if p.obs == nil {
+		return p.publish(ctx, e)
+	}
+	start := time.Now()
+	out, err := p.publish(ctx, e)
+	p.obs.Published(out, err, time.Since(start))
+	return out, err
+}
+
+func (p *Publisher) publish(ctx context.Context, e Event) (Outcome, error) {
 	ctx, span := p.tracer.Start(ctx, "delivery.Publish")
 	defer span.End()
 	// Attributes are built only for recorded spans: this is the hot path.
@@ -158,6 +183,19 @@ type BatchResult struct {
 // returned error is non-nil only for a batch that is refused as a whole (too many
 // events, ErrInvalid).
 func (p *Publisher) PublishBatch(ctx context.Context, events []Event) ([]BatchResult, error) {
+	if p.obs == nil {
+		return p.publishBatch(ctx, events)
+	}
+	start := time.Now()
+	results, err := p.publishBatch(ctx, events)
+	d := time.Since(start)
+	for _, r := range results {
+		p.obs.Published(r.Outcome, r.Err, d)
+	}
+	return results, err
+}
+
+func (p *Publisher) publishBatch(ctx context.Context, events []Event) ([]BatchResult, error) {
 	ctx, span := p.tracer.Start(ctx, "delivery.PublishBatch", trace.WithAttributes(
 		attribute.Int("pushercm.batch.size", len(events)),
 	))

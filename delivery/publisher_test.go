@@ -318,3 +318,40 @@ func TestNewEventIDUnique(t *testing.T) {
 		seen[id] = true
 	}
 }
+
+type countingObserver struct {
+	mu                   sync.Mutex
+	ok, dup, failed, all int
+}
+
+func (o *countingObserver) Published(out Outcome, err error, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.all++
+	switch {
+	case err != nil:
+		o.failed++
+	case out.Duplicate:
+		o.dup++
+	default:
+		o.ok++
+	}
+}
+
+func TestObserverSeesEveryEvent(t *testing.T) {
+	d := newRecordingDriver()
+	store, _ := NewMemoryStore(MemoryStoreConfig{})
+	obs := &countingObserver{}
+	p := NewPublisher(d, WithIdempotencyStore(store), WithObserver(obs))
+	ctx := context.Background()
+	p.Publish(ctx, validEvent())
+	p.Publish(ctx, validEvent())
+	bad := validEvent()
+	bad.Name = ""
+	e3 := validEvent()
+	e3.ID = "e3"
+	p.PublishBatch(ctx, []Event{validEvent(), bad, e3})
+	if obs.all != 5 || obs.ok != 2 || obs.dup != 2 || obs.failed != 1 {
+		t.Fatalf("observer = %+v", obs)
+	}
+}
