@@ -26,9 +26,9 @@
 //   - A key is deleted only when its state equals a never-seen key's (bucket
 //     full, window over), so expiry changes no decision. Memory is therefore
 //     bounded by the keys active within one expiry horizon (the window, or
-//     the bucket's refill time), plus at most one sweep interval; maps are
-//     rebuilt after large sweeps because Go maps never shrink. WithMaxKeys
-//     adds a hard cap at the cost of exactness for evicted keys.
+//     the bucket's refill time), plus at most one sweep interval; a sweep
+//     rebuilds a shard's table to its live size, so memory also shrinks.
+//     WithMaxKeys adds a hard cap at the cost of exactness for evicted keys.
 //   - The in-memory check does not allocate. The package starts no
 //     goroutines; MemoryStore.Run and Set.Run are for the owner to start.
 //   - Counters are kept per limiter name only, so their cardinality does not

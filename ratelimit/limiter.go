@@ -106,7 +106,9 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // Counters are a limiter's decision counts since it was created. Cardinality
-// is one set per limiter name, whatever the number of keys.
+// is one set per limiter name, whatever the number of keys. Keys without a
+// limit (an Unlimited policy's keys without override) are not counted; Peek
+// is not a decision and is not counted.
 type Counters struct {
 	Limiter string
 	Allowed uint64 // decisions admitted
