@@ -26,17 +26,18 @@ type conn struct {
 	userAgent   string
 	connectedAt int64 // unix nanos
 
-	lastActivity atomic.Int64 // unix nanos of the last inbound frame
-	pingSent     atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
-	queued       atomic.Int64 // bytes handed to the event loop and not yet in the kernel
-	msgsIn       atomic.Uint64
-	msgsOut      atomic.Uint64
-	closing      atomic.Bool
-	closeSent    atomic.Bool
-	usesWSPing   atomic.Bool
-	authorized   atomic.Bool // signed in or joined a private/presence channel
-	closeCode    atomic.Int32
-	events       bucket
+	lastActivity    atomic.Int64 // unix nanos of the last inbound frame
+	pingSent        atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
+	queued          atomic.Int64 // bytes handed to the event loop and not yet in the kernel
+	msgsIn          atomic.Uint64
+	msgsOut         atomic.Uint64
+	closing         atomic.Bool
+	closeSent       atomic.Bool
+	usesWSPing      atomic.Bool
+	authorized      atomic.Bool // signed in or joined a private/presence channel
+	deadlineCleared atomic.Bool
+	closeCode       atomic.Int32
+	events          bucket
 
 	// outbound frames not yet handed to the event loop, guarded by pmu
 	fl            *flusher

@@ -277,3 +277,8 @@ func eventually(t *testing.T, what string, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// withClock replaces the server clock (rate-limit buckets, activity, cache expiry).
+func withClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}

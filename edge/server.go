@@ -299,12 +299,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	ws.SetSession(refused{})
 	_ = ws.SetReadDeadline(time.Now().Add(s.cfg.CloseGrace))
 	frame := wsFrame(opText, protocol.EncodeError(code, msg, ""))
 	_, _ = ws.UnderlayerConn().Write(frame)
 	_, _ = ws.UnderlayerConn().Write(closeFrame(code, msg))
 	time.AfterFunc(s.cfg.CloseGrace, func() { _ = ws.Close() })
 }
+
+// refused marks a socket that was upgraded only to be told why it is refused.
+type refused struct{}
 
 // admit checks everything decided by the request alone.
 func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
@@ -443,7 +447,10 @@ func (s *Server) onCloseFrame(ws *websocket.Conn, code int, _ string) {
 		}
 		return
 	}
-	_, _ = ws.UnderlayerConn().Write(closeFrame(1000, ""))
+	// A refused socket already sent its close frame; anything else gets a normal close.
+	if _, ok := ws.Session().(refused); !ok {
+		_, _ = ws.UnderlayerConn().Write(closeFrame(1000, ""))
+	}
 }
 
 func (s *Server) onClose(ws *websocket.Conn, err error) {
@@ -457,6 +464,9 @@ func (s *Server) onClose(ws *websocket.Conn, err error) {
 		code, reason = ce.Code, ce.Reason
 	}
 	c.closing.Store(true)
+	if code == 0 {
+		s.cfg.Logger.Debug("edge: socket closed", "socket_id", c.id, "err", err)
+	}
 	s.removeConn(c, code, reason)
 }
 
@@ -468,6 +478,7 @@ func (s *Server) sweep() {
 	if s.cfg.UserAuthTimeout > 0 {
 		interval = min(interval, s.cfg.UserAuthTimeout/4)
 	}
+	interval = min(interval, s.cfg.HandshakeTimeout/4)
 	interval = max(interval, 20*time.Millisecond)
 	interval = min(interval, 5*time.Second)
 	t := time.NewTicker(interval)
@@ -508,6 +519,12 @@ func (s *Server) sweep() {
 		for _, c := range list {
 			if c.closing.Load() {
 				continue
+			}
+			if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
+				// nbio arms the HTTP keep-alive read deadline on the accept goroutine,
+				// which can run after the upgrade cleared it; clear it again once.
+				_ = c.ws.SetReadDeadline(time.Time{})
+				c.deadlineCleared.Store(true)
 			}
 			if p := c.pingSent.Load(); p != 0 {
 				if nowNs-p > int64(s.cfg.PongTimeout) {

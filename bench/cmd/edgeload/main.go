@@ -18,12 +18,14 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,7 +128,11 @@ func serve(args []string) {
 	if _, err := edgebench.RaiseNoFile(); err != nil {
 		log.Fatal(err)
 	}
-	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}})
+	var logger *slog.Logger
+	if os.Getenv("EDGELOAD_DEBUG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}, Logger: logger})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -142,6 +148,14 @@ func serve(args []string) {
 	}))
 	if err := s.Start(*addr); err != nil {
 		log.Fatal(err)
+	}
+	if path := os.Getenv("EDGELOAD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Printf("ADDR %s\n", s.Addr())
 	sig := make(chan os.Signal, 1)
