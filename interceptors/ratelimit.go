@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/authz"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/ratelimit"
 )
 
@@ -63,6 +64,29 @@ func WithRateLimitLogger(l *slog.Logger) RateLimitOption {
 // WithRateLimitSkip exempts more methods. Health and reflection are always exempt.
 func WithRateLimitSkip(f func(fullMethod string) bool) RateLimitOption {
 	return func(r *rateLimiter) { r.skip = f }
+}
+
+// BroadcastUserIDs is a keys function for WithRateLimitKeys: the user_id of
+// every event of SendEvent and SendBatch, and the user of SendToUser, one
+// entry per event. Other requests have no per-event keys.
+func BroadcastUserIDs(_ context.Context, _ string, req any) []string {
+	switch r := req.(type) {
+	case *pushercmv1.SendEventRequest:
+		if id := r.GetEvent().GetUserId(); id != "" {
+			return []string{id}
+		}
+	case *pushercmv1.SendBatchRequest:
+		ids := make([]string, 0, len(r.GetEvents()))
+		for _, e := range r.GetEvents() {
+			ids = append(ids, e.GetUserId())
+		}
+		return ids
+	case *pushercmv1.SendToUserRequest:
+		if id := r.GetUserId(); id != "" {
+			return []string{id}
+		}
+	}
+	return nil
 }
 
 type rateLimiter struct {

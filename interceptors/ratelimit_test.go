@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
 	"github.com/milequest/pushercm/ratelimit"
 )
@@ -412,6 +413,29 @@ func TestRateLimitDryRun(t *testing.T) {
 	}
 	if n != 4 {
 		t.Fatalf("%d dry-run DEBUG records for u1, want 4", n)
+	}
+}
+
+func TestBroadcastUserIDs(t *testing.T) {
+	tests := []struct {
+		name string
+		req  any
+		want []string
+	}{
+		{"SendEvent with user", &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{UserId: "u1"}}, []string{"u1"}},
+		{"SendEvent without user", &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{}}, nil},
+		{"SendBatch counts each event", &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{{UserId: "a"}, {UserId: "b"}, {UserId: "a"}, {}}}, []string{"a", "b", "a", ""}},
+		{"SendToUser", &pushercmv1.SendToUserRequest{UserId: "u2"}, []string{"u2"}},
+		{"other request", &emptypb.Empty{}, nil},
+		{"stream (nil request)", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := interceptors.BroadcastUserIDs(context.Background(), "", tc.req)
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") || len(got) != len(tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
