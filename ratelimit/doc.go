@@ -38,6 +38,9 @@
 // count refusals as usual so a dry run shows what enforcing would do.
 //
 // Time comes from a Clock (SystemClock in production, ManualClock in tests).
+// State is kept in wall-clock nanoseconds (so ResetTime and a shared store
+// mean the same instant everywhere); a backwards step of the system clock
+// delays refills by the size of the step, a forward step refills early.
 // Reading the system clock costs about as much as a check, so the *At
 // variants let a caller checking several keys for one request read it once.
 package ratelimit
