@@ -1,0 +1,444 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/milequest/pushercm/app"
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/protocol"
+)
+
+const (
+	authWait = 15 * time.Second
+	// authMasterKey is the encryption master key of PUSHER-PROTOCOL.md §3.3.
+	authMasterKey = "nxzvbGF+f8FGhk/jOaZvgMle1tqxzF/VfUZLBLhhaH0="
+)
+
+// startAuthApp runs a dev-mode pushercm on 127.0.0.1:0 with an extra rule for
+// encrypted team channels and, unless noMasterKey, an encryption master key.
+func startAuthApp(t *testing.T, noMasterKey bool) *app.App {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Dev = true
+	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Log.Level = "ERROR"
+	filled := cfg.ApplyDev()
+	if !noMasterKey {
+		cfg.Pusher.EncryptionMasterKeyBase64 = authMasterKey
+	}
+	cfg.ChannelRules.Rules = []authz.Rule{
+		{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authWait)
+	defer cancel()
+	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: io.Discard})
+	if err != nil {
+		t.Fatalf("app.New: %v", err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), authWait)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return a
+}
+
+func mintAuth(t *testing.T, o authz.MintOptions) string {
+	t.Helper()
+	if o.TTL == 0 {
+		o.TTL = time.Hour
+	}
+	tok, err := authz.Mint([]byte(config.DevJWTSecret), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// authClient dials the app's gRPC listener; every call carries the service
+// token unless the context already has authorization metadata.
+func authClient(t *testing.T, a *app.App) pushercmv1.AuthServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pushercmv1.NewAuthServiceClient(conn)
+}
+
+func authBearer(ctx context.Context, tok string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+}
+
+// authWS is a raw Pusher protocol client with synchronous reads.
+type authWS struct {
+	t        *testing.T
+	conn     net.Conn
+	r        io.Reader
+	socketID string
+}
+
+type authFrame struct {
+	Event   string          `json:"event"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// str is the frame's data as the string the server double-encoded.
+func (f authFrame) str() string {
+	var s string
+	if json.Unmarshal(f.Data, &s) == nil {
+		return s
+	}
+	return string(f.Data)
+}
+
+func dialAuthEdge(t *testing.T, a *app.App) *authWS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), authWait)
+	defer cancel()
+	conn, br, _, err := ws.Dialer{Timeout: authWait}.Dial(ctx, "ws://"+a.HTTPAddr()+"/app/"+config.DevAppKey+"?protocol=7")
+	if err != nil {
+		t.Fatalf("dial edge: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	// br holds whatever the server sent right after the handshake.
+	c := &authWS{t: t, conn: conn, r: conn}
+	if br != nil {
+		c.r = io.MultiReader(br, conn)
+	}
+	f := c.expect(protocol.EventConnectionEstablished, "")
+	var est struct {
+		SocketID string `json:"socket_id"`
+	}
+	if err := json.Unmarshal([]byte(f.str()), &est); err != nil || !protocol.ValidSocketID(est.SocketID) {
+		t.Fatalf("connection_established %s: %v", f.Data, err)
+	}
+	c.socketID = est.SocketID
+	return c
+}
+
+func (c *authWS) send(v any) {
+	c.t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := wsutil.WriteClientText(c.conn, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// expect reads frames until one with event (and channel, if set) arrives.
+// A pusher:error or subscription_error fails the test.
+func (c *authWS) expect(event, channel string) authFrame {
+	c.t.Helper()
+	_ = c.conn.SetReadDeadline(time.Now().Add(authWait))
+	for {
+		data, err := wsutil.ReadServerText(struct {
+			io.Reader
+			io.Writer
+		}{c.r, c.conn})
+		if err != nil {
+			c.t.Fatalf("waiting for %s: %v", event, err)
+		}
+		var f authFrame
+		if err := json.Unmarshal(data, &f); err != nil {
+			c.t.Fatalf("non-JSON authFrame %q", data)
+		}
+		if f.Event == event && (channel == "" || f.Channel == channel) {
+			return f
+		}
+		if f.Event == protocol.EventError || f.Event == "pusher:subscription_error" {
+			c.t.Fatalf("waiting for %s got %s", event, data)
+		}
+	}
+}
+
+// TestAuthorizeChannelSignaturesAcceptedByEdge: what AuthorizeChannel
+// returns over gRPC is what the embedded server accepts in pusher:subscribe.
+func TestAuthorizeChannelSignaturesAcceptedByEdge(t *testing.T) {
+	a := startAuthApp(t, false)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}, Name: "Ann"})
+
+	tests := []struct {
+		name        string
+		channel     string
+		userInfo    map[string]any
+		wantRule    string
+		wantPresent bool // channel_data expected
+		wantSecret  bool // shared_secret expected
+		wantData    string
+	}{
+		{name: "own user channel", channel: "private-user-u1", wantRule: "user-channel"},
+		{name: "team channel", channel: "private-team-t1", wantRule: "team-channel"},
+		{name: "team presence with user_info", channel: "presence-team-t1", userInfo: map[string]any{"avatar": "a.png"},
+			wantRule: "team-presence", wantPresent: true, wantData: `{"user_id":"u1","user_info":{"avatar":"a.png","name":"Ann"}}`},
+		{name: "team presence default info", channel: "presence-team-t1", wantRule: "team-presence", wantPresent: true,
+			wantData: `{"user_id":"u1","user_info":{"name":"Ann"}}`},
+		{name: "encrypted team channel", channel: "private-encrypted-team-t1", wantRule: "encrypted-team", wantSecret: true},
+		{name: "public channel", channel: "news"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialAuthEdge(t, a)
+			req := &pushercmv1.AuthorizeChannelRequest{SocketId: c.socketID, ChannelName: tc.channel, Token: user}
+			if tc.userInfo != nil {
+				s, err := structpb.NewStruct(tc.userInfo)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.UserInfo = s
+			}
+			ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
+			defer cancel()
+			resp, err := client.AuthorizeChannel(ctx, req)
+			if err != nil {
+				t.Fatalf("AuthorizeChannel: %v", err)
+			}
+			if resp.GetMatchedRule() != tc.wantRule {
+				t.Errorf("matched_rule %q, want %q", resp.GetMatchedRule(), tc.wantRule)
+			}
+			if len(resp.GetPermissions()) == 0 || resp.GetPermissions()[0] != authz.PermSubscribe {
+				t.Errorf("permissions %q, want subscribe first", resp.GetPermissions())
+			}
+			if (resp.GetChannelData() != "") != tc.wantPresent || (tc.wantData != "" && resp.GetChannelData() != tc.wantData) {
+				t.Errorf("channel_data %q, want %q", resp.GetChannelData(), tc.wantData)
+			}
+			if tc.wantPresent && resp.GetUserId() != "u1" {
+				t.Errorf("user_id %q, want u1", resp.GetUserId())
+			}
+			if tc.wantSecret {
+				key, _ := protocol.DecodeMasterKey(authMasterKey)
+				if want := protocol.SharedSecret(tc.channel, key); resp.GetSharedSecret() != want {
+					t.Errorf("shared_secret %q, want %q", resp.GetSharedSecret(), want)
+				}
+			} else if resp.GetSharedSecret() != "" {
+				t.Errorf("unexpected shared_secret")
+			}
+			if tc.wantRule == "" && resp.GetAuth() != "" {
+				t.Errorf("public channel got auth %q", resp.GetAuth())
+			}
+
+			data := map[string]any{"channel": tc.channel, "auth": resp.GetAuth()}
+			if resp.GetChannelData() != "" {
+				data["channel_data"] = resp.GetChannelData()
+			}
+			c.send(map[string]any{"event": protocol.EventSubscribe, "data": data})
+			c.expect("pusher_internal:subscription_succeeded", tc.channel)
+		})
+	}
+}
+
+// TestAuthenticateUserSignatureAcceptedByEdge: the sign-in auth works in
+// pusher:signin.
+func TestAuthenticateUserSignatureAcceptedByEdge(t *testing.T) {
+	a := startAuthApp(t, false)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u7", Name: "Una"})
+	c := dialAuthEdge(t, a)
+
+	ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
+	defer cancel()
+	resp, err := client.AuthenticateUser(ctx, &pushercmv1.AuthenticateUserRequest{SocketId: c.socketID, Token: user})
+	if err != nil {
+		t.Fatalf("AuthenticateUser: %v", err)
+	}
+	if resp.GetUserId() != "u7" || resp.GetUserData() != `{"id":"u7","user_info":{"name":"Una"}}` {
+		t.Errorf("got user_id %q user_data %q", resp.GetUserId(), resp.GetUserData())
+	}
+	c.send(map[string]any{"event": "pusher:signin", "data": map[string]any{"auth": resp.GetAuth(), "user_data": resp.GetUserData()}})
+	c.expect("pusher:signin_success", "")
+}
+
+// TestAuthServiceRefusals: codes, ErrorInfo reasons and the deciding rule.
+func TestAuthServiceRefusals(t *testing.T) {
+	a := startAuthApp(t, false)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	publisher := mintAuth(t, authz.MintOptions{Subject: "publisher", Scopes: []string{"events:publish"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
+	expired := mintAuth(t, authz.MintOptions{Subject: "u1", TTL: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
+	otherKey, err := authz.Mint([]byte("another-secret-that-is-long-enough-0123"), authz.MintOptions{Subject: "u1", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const socket = "1234.5678"
+
+	tests := []struct {
+		name       string
+		service    string // service token; "" sends none
+		req        *pushercmv1.AuthorizeChannelRequest
+		wantCode   codes.Code
+		wantReason string
+		wantRule   *string // nil: no rule key expected
+	}{
+		{name: "other user's channel", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u2", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("user-channel")},
+		{name: "not a team member", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "presence-team-t9", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("team-presence")},
+		{name: "not an admin", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-admin-ops", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("admin-channel")},
+		{name: "no rule matches", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-random", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+		{name: "user token missing", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1"},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "user token garbage", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: "not.a.jwt"},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "user token expired", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: expired},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "user token signed by another key", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: otherKey},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "bad token on a public channel", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "news", Token: "not.a.jwt"},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "no service token", req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "service token without channels:authorize", service: publisher, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+		{name: "user token as service token", service: user, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+		{name: "bad socket id", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: "abc", ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.InvalidArgument, wantReason: "INVALID_ARGUMENT"},
+		{name: "bad channel name", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1!", Token: user},
+			wantCode: codes.InvalidArgument, wantReason: "INVALID_ARGUMENT"},
+		{name: "user_info too big", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "presence-team-t1", Token: user,
+			UserInfo: authStruct(t, map[string]any{"bio": strings.Repeat("x", 2000)})},
+			wantCode: codes.InvalidArgument, wantReason: "INVALID_ARGUMENT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tc.service != "" {
+				ctx = authBearer(ctx, tc.service)
+			}
+			ctx, cancel := context.WithTimeout(ctx, authWait)
+			defer cancel()
+			resp, err := client.AuthorizeChannel(ctx, tc.req)
+			if err == nil {
+				t.Fatalf("allowed (%v), want %s", resp, tc.wantCode)
+			}
+			st := status.Convert(err)
+			if st.Code() != tc.wantCode {
+				t.Fatalf("code %s, want %s (%s)", st.Code(), tc.wantCode, st.Message())
+			}
+			info := authErrorInfo(t, st)
+			if info.GetReason() != tc.wantReason || info.GetDomain() != "pushercm" {
+				t.Errorf("ErrorInfo %s/%s, want pushercm/%s", info.GetDomain(), info.GetReason(), tc.wantReason)
+			}
+			rule, hasRule := info.GetMetadata()["rule"]
+			switch {
+			case tc.wantRule == nil && hasRule:
+				t.Errorf("unexpected rule %q in metadata", rule)
+			case tc.wantRule != nil && (!hasRule || rule != *tc.wantRule):
+				t.Errorf("metadata rule %q (present %v), want %q", rule, hasRule, *tc.wantRule)
+			}
+			if strings.Contains(st.Message(), user) || strings.Contains(st.Message(), svc) {
+				t.Error("status message contains a token")
+			}
+		})
+	}
+}
+
+// TestEncryptedChannelWithoutMasterKey is refused with a reason, never
+// signed without a shared secret.
+func TestEncryptedChannelWithoutMasterKey(t *testing.T) {
+	a := startAuthApp(t, true)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
+	ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
+	defer cancel()
+	_, err := client.AuthorizeChannel(ctx, &pushercmv1.AuthorizeChannelRequest{SocketId: "1.2", ChannelName: "private-encrypted-team-t1", Token: user})
+	st := status.Convert(err)
+	if st.Code() != codes.PermissionDenied || authErrorInfo(t, st).GetReason() != "AUTHORIZATION_FAILED" {
+		t.Fatalf("got %v, want PERMISSION_DENIED/AUTHORIZATION_FAILED", err)
+	}
+}
+
+// TestAuthDecisionsMetric: decisions are counted by rule and outcome on
+// /metrics.
+func TestAuthDecisionsMetric(t *testing.T) {
+	a := startAuthApp(t, false)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
+	ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
+	defer cancel()
+	for _, ch := range []string{"private-user-u1", "private-user-u2"} {
+		_, _ = client.AuthorizeChannel(ctx, &pushercmv1.AuthorizeChannelRequest{SocketId: "1.2", ChannelName: ch, Token: user})
+	}
+	resp, err := http.Get("http://" + a.OpsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{`outcome="allowed"`, `outcome="denied"`} {
+		found := false
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "pushercm_auth_decisions_total{") && strings.Contains(line, `rule="user-channel"`) &&
+				strings.Contains(line, want) && strings.Contains(line, `transport="grpc"`) && strings.HasSuffix(line, " 1") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no pushercm_auth_decisions_total{rule=\"user-channel\",%s,transport=\"grpc\"} 1 in /metrics", want)
+		}
+	}
+	if strings.Contains(string(body), user) {
+		t.Error("/metrics contains a token")
+	}
+}
+
+func authErrorInfo(t *testing.T, st *status.Status) *errdetails.ErrorInfo {
+	t.Helper()
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	t.Fatalf("no ErrorInfo in %v", st.Proto())
+	return nil
+}
+
+func authStruct(t *testing.T, m map[string]any) *structpb.Struct {
+	t.Helper()
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func authPtr(s string) *string { return &s }
