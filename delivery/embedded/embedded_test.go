@@ -37,11 +37,19 @@ func startEdge(t testing.TB) *edge.Server {
 	return s
 }
 
+func testEdgeConfig() edge.Config {
+	return edge.Config{AppID: "app-id", Key: appKey, Secret: appSecret, UserAuthEnabled: true, CloseGrace: 300 * time.Millisecond}
+}
+
 // startEdgeWithStop also returns an idempotent shutdown for tests that stop the edge
 // themselves.
 func startEdgeWithStop(t testing.TB) (*edge.Server, func() error) {
+	return startEdgeConfig(t, testEdgeConfig())
+}
+
+func startEdgeConfig(t testing.TB, cfg edge.Config) (*edge.Server, func() error) {
 	t.Helper()
-	s, err := edge.New(edge.Config{AppID: "app-id", Key: appKey, Secret: appSecret, UserAuthEnabled: true, CloseGrace: 300 * time.Millisecond})
+	s, err := edge.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
