@@ -1,7 +1,6 @@
 package delivery
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -32,7 +31,7 @@ type MemoryStoreConfig struct {
 	Window time.Duration `yaml:"window"`
 	// MaxKeys bounds memory: when full, the oldest key is forgotten early (and counted in
 	// MemoryStoreStats.Evicted), so a repeat of that id would be delivered again.
-	// Default 100000 (about 15 MB with 32-byte ids). Size it as rate × Window: at 1000
+	// Default 100000 (about 10 MB with 32-byte ids). Size it as rate × Window: at 1000
 	// events/s with caller ids, 5 minutes needs 300000.
 	MaxKeys int `yaml:"maxKeys"`
 }
@@ -70,24 +69,31 @@ func (c MemoryStoreConfig) Validate() error {
 
 // MemoryStore is an in-process IdempotencyStore for single-node deployments.
 //
-// Every key lives for the same window, so reservation order is expiry order: keys sit in
-// a FIFO list and expired ones are swept from its front on every call (amortised O(1)),
-// with no background goroutine to stop.
+// Every key lives for the same window, so reservation order is expiry order: entries sit
+// in a FIFO ring and expired ones are swept from its front on every call (amortised
+// O(1)), with no background goroutine to stop. A released key is only dropped from the
+// index; its ring slot becomes a tombstone that the sweep skips, and the ring is
+// compacted when tombstones outnumber live entries. The ring holds values, not pointers,
+// so a full store costs the garbage collector little.
 type MemoryStore struct {
 	window  time.Duration
 	maxKeys int
 	now     func() time.Time
 
 	mu      sync.Mutex
-	keys    map[string]*list.Element
-	order   list.List // of *memEntry, oldest first
+	index   map[string]uint64 // key → sequence number of its live ring entry
+	ring    []memEntry        // circular FIFO, oldest at head
+	head    int
+	size    int
+	seq     uint64
 	evicted uint64
 	expired uint64
 }
 
 type memEntry struct {
 	key     string
-	expires time.Time
+	seq     uint64
+	expires int64 // unix nanoseconds
 }
 
 // MemoryStoreStats are counters for metrics.
@@ -107,7 +113,8 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 		window:  cfg.Window,
 		maxKeys: cfg.MaxKeys,
 		now:     time.Now,
-		keys:    make(map[string]*list.Element),
+		index:   make(map[string]uint64),
+		ring:    make([]memEntry, 64),
 	}, nil
 }
 
@@ -122,16 +129,19 @@ func (s *MemoryStore) SetClock(now func() time.Time) {
 func (s *MemoryStore) Reserve(_ context.Context, key string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := s.now().UnixNano()
 	s.sweepLocked(now)
-	if _, ok := s.keys[key]; ok {
+	if _, ok := s.index[key]; ok {
 		return false, nil
 	}
-	for len(s.keys) >= s.maxKeys {
-		s.removeLocked(s.order.Front())
-		s.evicted++
+	for len(s.index) >= s.maxKeys {
+		if s.popLocked() {
+			s.evicted++
+		}
 	}
-	s.keys[key] = s.order.PushBack(&memEntry{key: key, expires: now.Add(s.window)})
+	s.seq++
+	s.pushLocked(memEntry{key: key, seq: s.seq, expires: now + int64(s.window)})
+	s.index[key] = s.seq
 	return true, nil
 }
 
@@ -139,8 +149,11 @@ func (s *MemoryStore) Reserve(_ context.Context, key string) (bool, error) {
 func (s *MemoryStore) Release(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if el, ok := s.keys[key]; ok {
-		s.removeLocked(el)
+	delete(s.index, key)
+	// Compact when tombstones are the majority, so a run of failed deliveries cannot
+	// grow the ring beyond twice the live keys.
+	if s.size > 64 && s.size > 2*len(s.index) {
+		s.compactLocked()
 	}
 	return nil
 }
@@ -149,21 +162,61 @@ func (s *MemoryStore) Release(_ context.Context, key string) error {
 func (s *MemoryStore) Stats() MemoryStoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sweepLocked(s.now())
-	return MemoryStoreStats{Keys: len(s.keys), Evicted: s.evicted, Expired: s.expired}
+	s.sweepLocked(s.now().UnixNano())
+	return MemoryStoreStats{Keys: len(s.index), Evicted: s.evicted, Expired: s.expired}
 }
 
-func (s *MemoryStore) sweepLocked(now time.Time) {
-	for el := s.order.Front(); el != nil; el = s.order.Front() {
-		if el.Value.(*memEntry).expires.After(now) {
+func (s *MemoryStore) sweepLocked(now int64) {
+	for s.size > 0 {
+		e := &s.ring[s.head]
+		if e.expires > now {
 			return
 		}
-		s.removeLocked(el)
-		s.expired++
+		if s.popLocked() {
+			s.expired++
+		}
 	}
 }
 
-func (s *MemoryStore) removeLocked(el *list.Element) {
-	e := s.order.Remove(el).(*memEntry)
-	delete(s.keys, e.key)
+// popLocked removes the oldest ring entry and reports whether it was live (not a
+// tombstone of a released key).
+func (s *MemoryStore) popLocked() bool {
+	e := s.ring[s.head]
+	s.ring[s.head] = memEntry{} // drop the key string for the GC
+	s.head = (s.head + 1) % len(s.ring)
+	s.size--
+	if seq, ok := s.index[e.key]; ok && seq == e.seq {
+		delete(s.index, e.key)
+		return true
+	}
+	return false
+}
+
+func (s *MemoryStore) pushLocked(e memEntry) {
+	if s.size == len(s.ring) {
+		s.resizeLocked(2 * len(s.ring))
+	}
+	s.ring[(s.head+s.size)%len(s.ring)] = e
+	s.size++
+}
+
+func (s *MemoryStore) resizeLocked(n int) {
+	ring := make([]memEntry, n)
+	for i := 0; i < s.size; i++ {
+		ring[i] = s.ring[(s.head+i)%len(s.ring)]
+	}
+	s.ring, s.head = ring, 0
+}
+
+func (s *MemoryStore) compactLocked() {
+	ring := make([]memEntry, max(64, 2*len(s.index)))
+	n := 0
+	for i := 0; i < s.size; i++ {
+		e := s.ring[(s.head+i)%len(s.ring)]
+		if seq, ok := s.index[e.key]; ok && seq == e.seq {
+			ring[n] = e
+			n++
+		}
+	}
+	s.ring, s.head, s.size = ring, 0, n
 }

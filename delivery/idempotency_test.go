@@ -88,3 +88,47 @@ func TestMemoryStoreConfigValidate(t *testing.T) {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
+
+func TestMemoryStoreReleaseThenReserveKeepsNewWindow(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s, _ := NewMemoryStore(MemoryStoreConfig{Window: time.Minute})
+	s.SetClock(func() time.Time { return now })
+	ctx := context.Background()
+	s.Reserve(ctx, "k")
+	s.Release(ctx, "k")
+	now = now.Add(30 * time.Second)
+	if ok, _ := s.Reserve(ctx, "k"); !ok {
+		t.Fatal("released key refused")
+	}
+	// The first reservation's slot expires now; the second reservation must survive it.
+	now = now.Add(31 * time.Second)
+	if ok, _ := s.Reserve(ctx, "k"); ok {
+		t.Fatal("the old slot's expiry forgot the new reservation")
+	}
+	if st := s.Stats(); st.Keys != 1 || st.Expired != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestMemoryStoreReleasesDoNotGrowMemory(t *testing.T) {
+	s, _ := NewMemoryStore(MemoryStoreConfig{MaxKeys: 100})
+	ctx := context.Background()
+	s.Reserve(ctx, "live")
+	for i := 0; i < 100000; i++ {
+		k := fmt.Sprint("failed-", i)
+		s.Reserve(ctx, k)
+		s.Release(ctx, k)
+	}
+	s.mu.Lock()
+	ringLen := len(s.ring)
+	s.mu.Unlock()
+	if ringLen > 256 {
+		t.Fatalf("ring grew to %d slots for 1 live key", ringLen)
+	}
+	if ok, _ := s.Reserve(ctx, "live"); ok {
+		t.Fatal("compaction lost the live key")
+	}
+	if st := s.Stats(); st.Keys != 1 || st.Evicted != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
