@@ -307,3 +307,51 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Fatalf("bad signature answered %d", code)
 	}
 }
+
+type recordMetrics struct {
+	mu        sync.Mutex
+	published []int
+	writes    int
+	frames    int
+}
+
+func (m *recordMetrics) Published(delivered int, _ time.Duration) {
+	m.mu.Lock()
+	m.published = append(m.published, delivered)
+	m.mu.Unlock()
+}
+
+func (m *recordMetrics) Written(wait time.Duration, frames int) {
+	m.mu.Lock()
+	if wait >= 0 {
+		m.writes++
+		m.frames += frames
+	}
+	m.mu.Unlock()
+}
+
+func TestMetricsHooks(t *testing.T) {
+	m := &recordMetrics{}
+	s := startServer(t, testConfig(), WithMetrics(m))
+	a, b := connect(t, s), connect(t, s)
+	a.subscribeOK("m", "")
+	b.subscribeOK("m", "")
+	m.mu.Lock()
+	before := m.frames
+	m.mu.Unlock()
+	if _, err := s.Publish(context.Background(), Message{Channels: []string{"m"}, Event: "e", Data: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	a.expect("e", "m")
+	b.expect("e", "m")
+	eventually(t, "write observations", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.frames >= before+2
+	})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.published) != 1 || m.published[0] != 2 {
+		t.Fatalf("published %v", m.published)
+	}
+}

@@ -43,6 +43,7 @@ type conn struct {
 	fl            *flusher
 	pmu           sync.Mutex
 	pending       [][]byte
+	pendingSince  int64 // unix nanos of the oldest pending frame (only with a WriteObserver)
 	scheduled     bool
 	pendingClosed bool // the close frame is queued; nothing may follow it
 

@@ -3,6 +3,7 @@ package edge
 import (
 	"runtime"
 	"sync"
+	"time"
 )
 
 // flusher writes the frames queued on connections. Publishing only appends a shared
@@ -81,6 +82,9 @@ func (c *conn) push(frame []byte, final bool) bool {
 		return false
 	}
 	c.pendingClosed = final
+	if len(c.pending) == 0 && c.s.writeObs != nil {
+		c.pendingSince = time.Now().UnixNano()
+	}
 	c.pending = append(c.pending, frame)
 	sched := !c.scheduled
 	c.scheduled = true
@@ -100,9 +104,13 @@ func (c *conn) push(frame []byte, final bool) bool {
 func (c *conn) flush(scratch []byte) []byte {
 	c.pmu.Lock()
 	p := c.pending
+	since := c.pendingSince
 	c.pending = nil
 	c.scheduled = false
 	c.pmu.Unlock()
+	if o := c.s.writeObs; o != nil && len(p) > 0 {
+		defer func() { o.Written(time.Duration(time.Now().UnixNano()-since), len(p)) }()
+	}
 	switch len(p) {
 	case 0:
 		return scratch

@@ -38,8 +38,16 @@ type WebhookSink interface {
 // Metrics observes the hot path for telemetry. Methods must be cheap and non-blocking.
 type Metrics interface {
 	// Published is called once per Publish/SendToUser with the connections written to
-	// and the time from the call to the last socket write.
+	// and the time from the call until the frame was queued on the last subscriber
+	// (socket writes follow asynchronously; see WriteObserver).
 	Published(delivered int, elapsed time.Duration)
+}
+
+// WriteObserver is optional: when the Metrics value also implements it, every socket
+// write reports how long its oldest frame waited since it was queued (the publish to
+// socket-write latency) and how many frames the write carried (coalescing).
+type WriteObserver interface {
+	Written(wait time.Duration, frames int)
 }
 
 // Option customises a Server beyond Config.

@@ -52,6 +52,8 @@ type Server struct {
 	flushers []*flusher
 	nextFl   atomic.Uint64
 
+	writeObs WriteObserver // opts.metrics, when it implements WriteObserver
+
 	watchMu  sync.Mutex
 	watchers map[*Watcher]struct{}
 
@@ -81,6 +83,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.opts.now = time.Now
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if wo, ok := s.opts.metrics.(WriteObserver); ok {
+		s.writeObs = wo
 	}
 	s.st.refused = make(map[string]*atomic.Uint64)
 	for _, r := range refusalReasons {
