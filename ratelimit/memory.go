@@ -186,15 +186,16 @@ func NewMemoryStore(opts ...MemoryOption) *MemoryStore {
 
 // Take implements Store.
 func (s *MemoryStore) Take(_ context.Context, key string, n int, now time.Time, r *Rule) (d Decision, err error) {
-	err = s.take(s.hash(key), key, n, now, r, &d)
+	err = s.take(s.hash(key), key, n, now, r, &d, nil)
 	return
 }
 
 func (s *MemoryStore) hash(key string) uint64 { return maphash.String(s.seed, key) }
 
-// take is Take with the key's hash already computed (the Limiter reuses it
-// to pick a counter stripe), filling d.
-func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule, d *Decision) error {
+// take is Take with the key's hash already computed, filling d. When cnt is
+// not nil the outcome is counted in it under the shard lock (the Limiter's
+// per-shard counters).
+func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule, d *Decision, cnt *shardCount) error {
 	if err := checkCount(r, n); err != nil {
 		d.Limit = int(r.burst)
 		return err
@@ -211,6 +212,13 @@ func (s *MemoryStore) take(h uint64, key string, n int, now time.Time, r *Rule, 
 		decide(e, r, int64(n), t, true, d)
 	} else {
 		s.takeFresh(sh, tag, key, int64(n), t, r, d)
+	}
+	if cnt != nil {
+		if d.Allowed {
+			cnt.allowed++
+		} else {
+			cnt.limited++
+		}
 	}
 	sh.mu.Unlock()
 	return nil
