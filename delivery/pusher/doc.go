@@ -24,7 +24,8 @@
 //     counts as neither. Health() reports the state without I/O.
 //   - Batches go out as batch_events requests of at most 10 single-channel events;
 //     events with several channels are triggered individually (at most 100 channels per
-//     request). A failing request fails exactly the events it carried.
+//     request). A failing request fails exactly the events it carried; a batch that
+//     pusher-http-go refuses before sending (one bad event) is resent event by event.
 //
 // delivered_to: triggers ask info=subscription_count (plus user_count when a presence
 // channel is among the channels) and sum, per channel, subscription_count, falling back

@@ -343,6 +343,16 @@ func (d *Driver) batchChunk(ctx context.Context, events []delivery.Event, idx []
 		list = l
 		return err
 	})
+	if errors.Is(err, errNotSent) && len(idx) > 1 {
+		// pusher-http-go refused the whole batch before sending it (e.g. one event on an
+		// encrypted channel without a master key, or over the size limit once
+		// encrypted). Nothing went out, so sending the events one by one is safe and
+		// confines the failure to the events that cause it.
+		for _, i := range idx {
+			results[i], errs[i] = d.Publish(ctx, events[i])
+		}
+		return
+	}
 	for j, i := range idx {
 		if err != nil {
 			errs[i] = err
@@ -491,7 +501,7 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return fmt.Errorf("%w: %s: unexpected response: %v", delivery.ErrUnavailable, op, err)
 		case classClientSide:
 			d.breaker.record(outcomeIgnore, nil)
-			return fmt.Errorf("%w: %s: %v", delivery.ErrInvalid, op, err)
+			return fmt.Errorf("%w: %s: %w: %v", delivery.ErrInvalid, op, errNotSent, err)
 		}
 		if ctx.Err() != nil {
 			// The caller gave up; that says nothing about the upstream.
@@ -564,6 +574,9 @@ func mapStatus(op string, err error) error {
 }
 
 type opKey struct{}
+
+// errNotSent marks errors of requests that pusher-http-go refused before sending.
+var errNotSent = errors.New("request not sent")
 
 // client returns a per-attempt copy of the template client.
 func (d *Driver) client(ctx context.Context, op string, info *attemptInfo) *pushersdk.Client {

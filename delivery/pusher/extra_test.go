@@ -175,3 +175,29 @@ func TestParseRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+func TestBatchRefusedBySDKIsSplit(t *testing.T) {
+	e := newEnv(t, nil) // no encryption master key
+	var events []delivery.Event
+	for i := 0; i < 10; i++ {
+		events = append(events, ev(fmt.Sprint(i), "team-1"))
+	}
+	events[4] = ev("enc", "private-encrypted-x")
+	_, errs := e.driver.PublishBatch(context.Background(), events)
+	for i, err := range errs {
+		if (i == 4) != (err != nil) {
+			t.Fatalf("event %d: err = %v", i, err)
+		}
+	}
+	if !errors.Is(errs[4], delivery.ErrInvalid) {
+		t.Fatalf("encrypted event err = %v", errs[4])
+	}
+	for k, n := range e.backend.deliveries() {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times", k, n)
+		}
+	}
+	if n := e.backend.publishCount(); n != 9 {
+		t.Fatalf("published %d, want 9", n)
+	}
+}
