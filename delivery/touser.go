@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -14,6 +15,16 @@ import (
 // Duplicate without delivering, and a failed delivery releases the key so that a retry
 // delivers. Validation errors name the request's fields (id, user_id, name, data).
 func (p *Publisher) SendToUserOnce(ctx context.Context, id, userID, name, data string) (Outcome, error) {
+	if p.obs == nil {
+		return p.sendToUserOnce(ctx, id, userID, name, data)
+	}
+	start := time.Now()
+	out, err := p.sendToUserOnce(ctx, id, userID, name, data)
+	p.obs.Published(out, err, time.Since(start))
+	return out, err
+}
+
+func (p *Publisher) sendToUserOnce(ctx context.Context, id, userID, name, data string) (Outcome, error) {
 	ctx, span := p.tracer.Start(ctx, "delivery.SendToUser", trace.WithAttributes(
 		attribute.Int("pushercm.event.size", len(data)),
 	))
