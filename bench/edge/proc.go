@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // RSS returns VmRSS of a process in bytes.
@@ -38,4 +39,26 @@ func RaiseNoFile() (uint64, error) {
 		return 0, err
 	}
 	return r.Cur, nil
+}
+
+// CPUTime returns user+system CPU time consumed by a process so far.
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command name may contain spaces
+	if i < 0 {
+		return 0, fmt.Errorf("bad stat for pid %d", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// After ")" the fields start at 3 (state); utime is 14, stime 15.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short stat for pid %d", pid)
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, nil
 }

@@ -182,6 +182,14 @@ func gcStats(t edgebench.Target) map[string]any {
 	return m
 }
 
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	d, _ := edgebench.CPUTime(pid)
+	return d
+}
+
 func serverStats(t edgebench.Target) string {
 	resp, err := http.Get("http://" + t.Addr + "/debug/stats")
 	if err != nil {
@@ -276,36 +284,25 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 	if len(clients) != channels*subs {
 		log.Printf("%s: only %d clients", name, len(clients))
 	}
-	var received atomic.Int64
-	var lastRecv atomic.Int64
 	lat := &edgebench.Latencies{}
-	var wg sync.WaitGroup
-	var dropped atomic.Int64
-	for _, c := range clients {
-		wg.Add(1)
-		go func(c *edgebench.Client) {
-			defer wg.Done()
-			rec := lat.Recorder()
-			defer rec.Flush()
-			err := c.Run(func(ts int64) {
-				now := time.Now().UnixNano()
-				received.Add(1)
-				lastRecv.Store(now)
-				if ts > 0 {
-					rec.Add(time.Duration(now - ts))
-				}
-			})
-			if err != nil && strings.Contains(err.Error(), "closed by server") {
-				dropped.Add(1)
-				log.Printf("%s: %v", name, err)
-			}
-		}(c)
+	recv, err := edgebench.NewReceiver(2, lat)
+	if err != nil {
+		log.Fatal(err)
 	}
+	for i, c := range clients {
+		if err := recv.Add(i, c); err != nil {
+			log.Fatalf("%s: receiver: %v", name, err)
+		}
+	}
+	received, lastRecv, dropped := &recv.Received, &recv.LastRecv, &recv.Closed
 	perChannel := int64(len(clients) / channels)
 	p := edgebench.NewPublisher(t)
 	ctx := context.Background()
 	var published atomic.Int64
 	var pubErr atomic.Value
+	cpu0 := cpuTime(pid)
+	var self0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
 	start := time.Now()
 	deadline := start.Add(d)
 	if rate > 0 {
@@ -379,19 +376,21 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 		time.Sleep(10 * time.Millisecond)
 	}
 	got := received.Load()
+	serverCPU := cpuTime(pid) - cpu0
+	var self1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
+	toolCPU := time.Duration(self1.Utime.Nano()+self1.Stime.Nano()-self0.Utime.Nano()-self0.Stime.Nano()) * time.Nanosecond
 	if got != expected {
 		log.Printf("%s: server stats %s", name, serverStats(t))
 	}
 	recvSpan := time.Duration(lastRecv.Load() - start.UnixNano())
-	for _, c := range clients {
-		_ = c.Close()
-	}
-	wg.Wait()
+	recv.Close()
 	p50, p99, mx, n := lat.Percentiles()
 	if e := pubErr.Load(); e != nil {
 		log.Printf("%s: publish error: %v", name, e)
 	}
-	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB\n",
+	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB server_cpu=%s (%.2f us/msg) tool_cpu=%s wall=%s\n",
 		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
-		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)))
+		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)),
+		serverCPU.Round(time.Millisecond), float64(serverCPU.Microseconds())/float64(max(got, 1)), toolCPU.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
