@@ -43,7 +43,6 @@ type Driver struct {
 	breaker   *breaker
 	sleep     func(context.Context, time.Duration) error
 	jitter    func() float64
-	now       func() time.Time
 
 	requests, retries, failures, rejected atomic.Uint64
 }
@@ -111,7 +110,6 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 		},
 		sleep:  o.sleep,
 		jitter: o.jitter,
-		now:    o.now,
 	}
 	if cfg.EncryptionMasterKeyBase64 != "" {
 		// pusher-http-go decodes and caches the key on first use, writing to the Client.
