@@ -55,7 +55,7 @@ type App struct {
 	// obs observes publishes (edge.Metrics) and RPC outcomes (a grpc stats
 	// handler) for metrics and health; built before the edge and the gRPC
 	// server, read by wireConnection.
-	obs *metrics.Observer
+	obs   *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
 	grpc    *grpc.Server

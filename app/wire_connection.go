@@ -88,6 +88,7 @@ func (a *App) wireConnection(context.Context) error {
 		Metrics:    a.reading,
 		DriverName: cfg.Driver,
 		Started:    func() time.Time { return a.started },
+		Stopping:   a.health.Done(),
 	}
 	if w.webhooks != nil {
 		w.svc.Watch = func(n int) server.EventWatcher { return w.webhooks.Watch(n) }
@@ -212,4 +213,3 @@ func (a *App) evaluateHealth(context.Context) health.Report {
 	rep.CheckedAt = now
 	return rep
 }
-

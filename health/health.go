@@ -60,6 +60,7 @@ type Server struct {
 	mu       sync.Mutex
 	last     Report
 	shutdown atomic.Bool
+	done     chan struct{}
 }
 
 // New returns a health server for the named gRPC services ("" is the whole
@@ -68,7 +69,7 @@ func New(services []string, eval Evaluator) *Server {
 	if eval == nil {
 		eval = func(context.Context) Report { return Report{Status: Healthy} }
 	}
-	s := &Server{grpc: health.NewServer(), services: append([]string{""}, services...), eval: eval}
+	s := &Server{grpc: health.NewServer(), services: append([]string{""}, services...), eval: eval, done: make(chan struct{})}
 	s.Refresh(context.Background())
 	return s
 }
@@ -117,9 +118,16 @@ func (s *Server) Last() Report {
 // Shutdown marks every service NOT_SERVING for good and fails readiness,
 // so load balancers drain before the listeners stop.
 func (s *Server) Shutdown() {
-	s.shutdown.Store(true)
+	if s.shutdown.Swap(true) {
+		return
+	}
 	s.grpc.Shutdown()
+	close(s.done)
 }
+
+// Done is closed when Shutdown is called, so that long-lived streams can end
+// before the gRPC server's graceful stop waits for them.
+func (s *Server) Done() <-chan struct{} { return s.done }
 
 // ShuttingDown reports whether Shutdown was called.
 func (s *Server) ShuttingDown() bool { return s.shutdown.Load() }

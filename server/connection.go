@@ -73,6 +73,10 @@ type Connection struct {
 	DriverName string
 	// Started is when the process started (for uptime).
 	Started func() time.Time
+	// Stopping, when closed, ends every WatchConnectionEvents stream with
+	// UNAVAILABLE, so that a graceful stop does not wait for streams that
+	// never end on their own.
+	Stopping <-chan struct{}
 }
 
 var errSocketLevel = fmt.Errorf("%w: the pusher driver cannot answer socket-level calls: Pusher does not expose individual connections (use the embedded driver)", interceptors.ErrFailedPrecondition)
@@ -535,7 +539,10 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// The caller went away; there is nobody to tell.
+			return nil
+		case <-c.Stopping:
+			return edge.ErrClosed
 		case e, ok := <-w.C():
 			if !ok {
 				if err := w.Err(); err != nil {
@@ -554,7 +561,7 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 }
 
 type eventFilter struct {
-	types                     map[edge.EventType]bool
+	types                    map[edge.EventType]bool
 	prefix, userID, socketID string
 }
 
