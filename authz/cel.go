@@ -104,7 +104,8 @@ var emptyMap = types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{
 type activation struct {
 	p        *celPrincipal
 	channel  string
-	userInfo []byte // raw JSON object, parsed only if the expression reads it
+	userInfo []byte  // raw JSON object, parsed only if the expression reads it
+	uiVal    ref.Val // userInfo parsed, once per evaluation
 	segs     segmentsVal
 }
 
@@ -119,16 +120,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case "segments":
 		return &a.segs, true
 	case "user_info":
-		if len(a.userInfo) == 0 {
-			return emptyMap, true
+		if a.uiVal == nil {
+			a.uiVal = parseUserInfo(a.userInfo)
 		}
-		var m map[string]any
-		d := json.NewDecoder(bytes.NewReader(a.userInfo))
-		d.UseNumber()
-		if err := d.Decode(&m); err != nil {
-			return types.NewErr("user_info is not a JSON object"), true
-		}
-		return toCEL(normalise(m)), true
+		return a.uiVal, true
 	case "user_id":
 		return a.p.userID, true
 	case "teams":
@@ -140,6 +135,19 @@ func (a *activation) ResolveName(name string) (any, bool) {
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }
+
+func parseUserInfo(raw []byte) ref.Val {
+	if len(raw) == 0 {
+		return emptyMap
+	}
+	var m map[string]any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil || m == nil {
+		return types.NewErr("user_info is not a JSON object")
+	}
+	return toCEL(normalise(m))
+}
 
 // segmentsVal is the CEL map of pattern captures, read straight from the
 // match spans. Field access (segments.teamId) is allocation-free; rarer
