@@ -388,3 +388,68 @@ func AppendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// EventWatchlist carries online/offline changes of a signed-in user's watchlist (§3.6).
+const EventWatchlist = "pusher_internal:watchlist_events"
+
+// MaxWatchlist is how many watchlist ids Pusher keeps; more are dropped with 4302.
+const MaxWatchlist = 100
+
+// ParseWatchlist returns the watchlist ids of sign-in user_data (strings or numbers, in
+// order, duplicates removed); nil when absent.
+func ParseWatchlist(userData string) ([]string, error) {
+	var m struct {
+		Watchlist []any `json:"watchlist"`
+	}
+	d := json.NewDecoder(bytes.NewReader([]byte(userData)))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: watchlist: %v", ErrPresenceData, err)
+	}
+	out := make([]string, 0, len(m.Watchlist))
+	seen := make(map[string]bool, len(m.Watchlist))
+	for _, v := range m.Watchlist {
+		var id string
+		switch x := v.(type) {
+		case string:
+			id = x
+		case json.Number:
+			id = x.String()
+		default:
+			return nil, fmt.Errorf("%w: watchlist ids must be strings or numbers", ErrPresenceData)
+		}
+		if id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// WatchlistData builds {"events":[{"name":"online","user_ids":[..]},{"name":"offline",..}]},
+// leaving out an empty group.
+func WatchlistData(online, offline []string) string {
+	b := []byte(`{"events":[`)
+	first := true
+	for _, g := range []struct {
+		name string
+		ids  []string
+	}{{"online", online}, {"offline", offline}} {
+		if len(g.ids) == 0 {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, `{"name":"`+g.name+`","user_ids":[`...)
+		for i, id := range g.ids {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = AppendJSONString(b, id)
+		}
+		b = append(b, "]}"...)
+	}
+	return string(append(b, "]}"...))
+}

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -122,5 +123,36 @@ func TestEncodeFrames(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(d), &v); err != nil || v.Presence.Count != 2 || len(v.Presence.IDs) != 2 || string(v.Presence.Hash["1"]) != `{"name":"A"}` {
 		t.Fatalf("presence data %s %v", d, err)
+	}
+}
+
+func TestParseWatchlist(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []string
+		wantErr  bool
+	}{
+		{"absent", `{"id":"1"}`, []string{}, false},
+		{"strings", `{"id":"1","watchlist":["a","b","a"]}`, []string{"a", "b"}, false},
+		{"numbers", `{"id":"1","watchlist":[2,3]}`, []string{"2", "3"}, false},
+		{"mixed", `{"id":"1","watchlist":["x",4]}`, []string{"x", "4"}, false},
+		{"object", `{"id":"1","watchlist":[{}]}`, nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseWatchlist(tc.in)
+			if tc.wantErr != (err != nil) {
+				t.Fatalf("err %v", err)
+			}
+			if !tc.wantErr && strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("got %v want %v", got, tc.want)
+			}
+		})
+	}
+	if d := WatchlistData([]string{"1"}, nil); d != `{"events":[{"name":"online","user_ids":["1"]}]}` {
+		t.Fatalf("data %s", d)
+	}
+	if d := WatchlistData([]string{"1"}, []string{"2", "3"}); !json.Valid([]byte(d)) {
+		t.Fatalf("invalid %s", d)
 	}
 }
