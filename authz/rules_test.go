@@ -301,3 +301,32 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestExampleRulesFile(t *testing.T) {
+	r, err := NewRules(RulesConfig{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.LoadFile("testdata/rules.example.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	p := testPrincipal(map[string]any{"sub": "u1", "teams": []any{"t1"}, "roles": []any{"staff"}, "plan": "pro"})
+	tests := []struct {
+		channel string
+		allowed bool
+		rule    string
+	}{
+		{"presence-team-t1-chat", true, "team-chat"},
+		{"presence-team-t2-chat", false, "team-chat"},
+		{"private-encrypted-user-u1", true, "user-inbox"},
+		{"private-challenge-c9-team-t7", true, "challenge"},
+		{"private-ops-db", false, "ops"},
+		{"private-premium-tips", true, "premium"},
+		{"private-team-t1", true, "team-channel"},
+	}
+	for _, tc := range tests {
+		if d := r.Decide(p, tc.channel, nil); d.Allowed != tc.allowed || d.Rule != tc.rule {
+			t.Errorf("%s: %+v, want allowed=%v rule=%s", tc.channel, d, tc.allowed, tc.rule)
+		}
+	}
+}

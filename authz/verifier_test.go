@@ -728,3 +728,36 @@ func TestVerifierKeyFormats(t *testing.T) {
 		}
 	})
 }
+
+func TestVerifierJWKSRefreshFailureKeepsKeysAndBacksOff(t *testing.T) {
+	k := keys(t)
+	clk := newClock()
+	var failing atomic.Bool
+	var count atomic.Int32
+	body := jwks(t, "k1", &k.ec256.PublicKey)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		count.Add(1)
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(body)
+	}))
+	defer srv.Close()
+	v, err := NewVerifier(VerifierConfig{JWKSURL: srv.URL, Now: clk.Now, JWKSRefresh: 10 * time.Minute, Logger: slog.New(slog.DiscardHandler), CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.Store(true)
+	clk.Advance(11 * time.Minute)
+	tok := sign(t, jwt.SigningMethodES256, k.ec256, baseClaims(clk.Now()), map[string]any{"kid": "k1"})
+	for i := 0; i < 50; i++ {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("verify during IdP outage: %v", err)
+		}
+	}
+	v.Close()
+	if got := count.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2 (initial + one failed refresh)", got)
+	}
+}
