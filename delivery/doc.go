@@ -19,5 +19,9 @@
 // delivered by a retry as well (at-least-once for that case); the in-memory store forgets
 // the oldest ids early when it is full (counted in MemoryStoreStats.Evicted).
 //
+// Entry points: Publisher (Publish, PublishBatch, SendToUser, SendToUserOnce) over a
+// Driver; MemoryStore as the single-node IdempotencyStore (package idempotencytest is
+// the conformance suite another store, e.g. Redis, must pass); Observer for metrics.
+//
 // This package imports no gRPC and no generated code.
 package delivery
