@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/milequest/pushercm/protocol"
@@ -253,7 +254,7 @@ func (s *Server) Channels(prefix string) []ChannelInfo {
 	defer s.mu.RUnlock()
 	out := make([]ChannelInfo, 0, len(s.channels))
 	for name, chn := range s.channels {
-		if hasPrefix(name, prefix) {
+		if strings.HasPrefix(name, prefix) {
 			out = append(out, s.channelInfoLocked(name, chn, now))
 		}
 	}

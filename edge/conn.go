@@ -48,10 +48,11 @@ type conn struct {
 	pendingClosed bool // the close frame is queued; nothing may follow it
 
 	// hub state, guarded by Server.mu
-	subs     map[string]string // channel -> presence user id ("" for other kinds)
-	userID   string            // signed-in user
-	userInfo json.RawMessage
-	removed  bool
+	subs      map[string]string // channel -> presence user id ("" for other kinds)
+	userID    string            // signed-in user
+	userInfo  json.RawMessage
+	watchlist []string // user ids this socket watches
+	removed   bool
 }
 
 func (c *conn) touch() {
@@ -279,21 +280,31 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 		c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
 		return
 	}
+	wl, wlErr := protocol.ParseWatchlist(ud)
+	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
+	data = append(data, '}')
+	// Sent under the lock so signin_success precedes any watchlist event.
+	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventSigninSuccess, "", string(data), "")))
 	if c.userID == "" {
 		c.userID = u.UserID
 		set := s.users[u.UserID]
 		if set == nil {
 			set = make(map[*conn]struct{}, 1)
 			s.users[u.UserID] = set
+			s.notifyWatchersLocked(u.UserID, true)
 		}
 		set[c] = struct{}{}
 	}
 	c.userInfo = u.UserInfo
+	if wlErr == nil {
+		if len(wl) > protocol.MaxWatchlist {
+			wl = wl[:protocol.MaxWatchlist]
+			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
+		}
+		s.setWatchlistLocked(c, wl)
+	}
 	s.mu.Unlock()
 	c.authorized.Store(true)
-	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
-	data = append(data, '}')
-	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventSigninSuccess, "", string(data), "")))
 }
 
 func (s *Server) handleClientEvent(c *conn, m protocol.Message) {

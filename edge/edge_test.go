@@ -683,7 +683,7 @@ func TestNoLeakAfterClose(t *testing.T) {
 		c.subscribeOK("public-leak", "")
 		c.subscribeOK("presence-leak", fmt.Sprintf(`{"user_id":"%d"}`, i%7))
 		c.subscribeOK("cache-leak", "")
-		signin(t, c, fmt.Sprintf(`{"id":"%d"}`, i))
+		signin(t, c, fmt.Sprintf(`{"id":"%d","watchlist":["%d"]}`, i, i+1))
 		if i%2 == 0 {
 			c.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "public-leak"}})
 		}
@@ -698,6 +698,11 @@ func TestNoLeakAfterClose(t *testing.T) {
 	}
 	if s.active.Load() != 0 {
 		t.Fatalf("admitted count %d", s.active.Load())
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.watching) != 0 || len(s.users) != 0 {
+		t.Fatalf("watching %d users %d", len(s.watching), len(s.users))
 	}
 }
 
@@ -719,5 +724,65 @@ func TestIdleSocketsSurviveHandshakeDeadline(t *testing.T) {
 	}
 	for _, c := range cs {
 		c.expect("still-here", "quiet")
+	}
+}
+
+func watchlistEvents(t *testing.T, m msg) map[string][]string {
+	t.Helper()
+	var d struct {
+		Events []struct {
+			Name    string   `json:"name"`
+			UserIDs []string `json:"user_ids"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(m.str()), &d); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, e := range d.Events {
+		out[e.Name] = e.UserIDs
+	}
+	return out
+}
+
+func TestWatchlist(t *testing.T) {
+	cfg := testConfig()
+	cfg.UserAuthEnabled = true
+	s := startServer(t, cfg)
+	b1 := connect(t, s)
+	signin(t, b1, `{"id":"b"}`)
+	a := connect(t, s)
+	signin(t, a, `{"id":"a","watchlist":["b","c"]}`)
+	ev := watchlistEvents(t, a.expect(protocol.EventWatchlist, ""))
+	if fmt.Sprint(ev["online"]) != "[b]" || fmt.Sprint(ev["offline"]) != "[c]" {
+		t.Fatalf("initial status %v", ev)
+	}
+	c := connect(t, s)
+	signin(t, c, `{"id":"c"}`)
+	if ev := watchlistEvents(t, a.expect(protocol.EventWatchlist, "")); fmt.Sprint(ev["online"]) != "[c]" {
+		t.Fatalf("online %v", ev)
+	}
+	// A second socket of b is not a change; b goes offline only with its last socket.
+	b2 := connect(t, s)
+	signin(t, b2, `{"id":"b"}`)
+	_ = b1.conn.Close()
+	eventually(t, "b1 gone", func() bool { return s.Stats().ConnectionsActive == 4 })
+	a.quiet(protocol.EventWatchlist)
+	_ = b2.conn.Close()
+	if ev := watchlistEvents(t, a.expect(protocol.EventWatchlist, "")); fmt.Sprint(ev["offline"]) != "[b]" {
+		t.Fatalf("offline %v", ev)
+	}
+	// Over 100 ids: sign-in succeeds, 4302 is sent, the first 100 are kept.
+	ids := make([]string, 101)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%q", fmt.Sprint("w", i))
+	}
+	d := connect(t, s)
+	signin(t, d, `{"id":"d","watchlist":[`+strings.Join(ids, ",")+`]}`)
+	if m := d.expect(protocol.EventError, ""); m.errCode() != protocol.CodeWatchlistLimit {
+		t.Fatalf("code %d", m.errCode())
+	}
+	if ev := watchlistEvents(t, d.expect(protocol.EventWatchlist, "")); len(ev["offline"]) != 100 {
+		t.Fatalf("kept %d ids", len(ev["offline"]))
 	}
 }

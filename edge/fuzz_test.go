@@ -22,6 +22,7 @@ func FuzzInboundFrame(f *testing.F) {
 		`{"event":"pusher:subscribe","data":{"channel":"presence-z","auth":"app-key:00","channel_data":"{\"user_id\":1}"}}`,
 		`{"event":"pusher:unsubscribe","data":{"channel":"x"}}`,
 		`{"event":"pusher:signin","data":{"auth":"app-key:00","user_data":"{\"id\":\"1\"}"}}`,
+		`{"event":"pusher:signin","data":{"auth":"app-key:00","user_data":"{\"id\":\"1\",\"watchlist\":[\"2\"]}"}}`,
 		`{"event":"client-a","channel":"private-a","data":{"a":1}}`,
 		`{"event":"pusher:ping","data":{}}`,
 		`{"event":"pusher:subscribe","data":null}`,
@@ -46,7 +47,10 @@ func FuzzInboundFrame(f *testing.F) {
 		s.handleFrame(c, data)
 		s.removeConn(c, 1000, "")
 		st := s.Stats()
-		if st.ConnectionsActive != 0 || st.Channels != 0 || st.Subscriptions != 0 || st.SignedInUsers != 0 {
+		s.mu.RLock()
+		watching := len(s.watching)
+		s.mu.RUnlock()
+		if st.ConnectionsActive != 0 || st.Channels != 0 || st.Subscriptions != 0 || st.SignedInUsers != 0 || watching != 0 {
 			t.Fatalf("hub not empty after close: %+v", st)
 		}
 	})

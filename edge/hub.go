@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/milequest/pushercm/protocol"
@@ -211,6 +210,7 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 		return
 	}
 	c.removed = true
+	userID := c.userID
 	delete(s.conns, c.id)
 	names := make([]string, 0, len(c.subs))
 	for name := range c.subs {
@@ -225,17 +225,16 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 			delete(set, c)
 			if len(set) == 0 {
 				delete(s.users, c.userID)
+				s.notifyWatchersLocked(c.userID, false)
 			}
 		}
 	}
+	s.setWatchlistLocked(c, nil)
 	s.mu.Unlock()
 	s.active.Add(-1)
-	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: c.userIDSnapshot(), Code: code, Reason: reason})
+	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: userID, Code: code, Reason: reason})
 	s.flush(&p)
 }
-
-// userIDSnapshot is only called after removal, when userID no longer changes.
-func (c *conn) userIDSnapshot() string { return c.userID }
 
 // Message is one publish: Event with Data to every subscriber of Channels except the
 // socket ExcludeSocketID. Channels named #server-to-user-{id} go to that user's
@@ -355,4 +354,54 @@ func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	return n
 }
 
-func hasPrefix(name, prefix string) bool { return prefix == "" || strings.HasPrefix(name, prefix) }
+// setWatchlistLocked replaces c's watchlist and sends the current status of the new one
+// (pusher_internal:watchlist_events).
+func (s *Server) setWatchlistLocked(c *conn, ids []string) {
+	for _, id := range c.watchlist {
+		if set := s.watching[id]; set != nil {
+			delete(set, c)
+			if len(set) == 0 {
+				delete(s.watching, id)
+			}
+		}
+	}
+	c.watchlist = ids
+	if len(ids) == 0 {
+		return
+	}
+	var online, offline []string
+	for _, id := range ids {
+		set := s.watching[id]
+		if set == nil {
+			set = make(map[*conn]struct{}, 1)
+			s.watching[id] = set
+		}
+		set[c] = struct{}{}
+		if len(s.users[id]) > 0 {
+			online = append(online, id)
+		} else {
+			offline = append(offline, id)
+		}
+	}
+	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), "")))
+}
+
+// notifyWatchersLocked tells the sockets watching userID that it came online (first
+// signed-in socket) or went offline (last one left).
+func (s *Server) notifyWatchersLocked(userID string, online bool) {
+	set := s.watching[userID]
+	if len(set) == 0 {
+		return
+	}
+	ids := []string{userID}
+	var data string
+	if online {
+		data = protocol.WatchlistData(ids, nil)
+	} else {
+		data = protocol.WatchlistData(nil, ids)
+	}
+	frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventWatchlist, "", data, ""))
+	for c := range set {
+		c.sendRaw(frame)
+	}
+}

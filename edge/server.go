@@ -45,6 +45,7 @@ type Server struct {
 	conns    map[string]*conn
 	channels map[string]*channel
 	users    map[string]map[*conn]struct{}
+	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
 	cache    map[string]cachedEvent
 
 	active atomic.Int64 // sockets admitted (reserved before upgrade)
@@ -77,6 +78,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		conns:    make(map[string]*conn),
 		channels: make(map[string]*channel),
 		users:    make(map[string]map[*conn]struct{}),
+		watching: make(map[string]map[*conn]struct{}),
 		cache:    make(map[string]cachedEvent),
 		watchers: make(map[*Watcher]struct{}),
 	}

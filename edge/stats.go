@@ -19,7 +19,9 @@ type counters struct {
 type Stats struct {
 	// ConnectionsActive are open sockets; ConnectionsTotal ever accepted.
 	ConnectionsActive int64
-	ConnectionsTotal  uint64
+	// MaxConnections is the configured cap (negative = unlimited), for utilisation.
+	MaxConnections   int
+	ConnectionsTotal uint64
 	// ConnectionsRefused counts refused sockets by reason (RefusedPoolExhausted
 	// "CONNECTION_POOL_EXHAUSTED", RefusedRateLimited, RefusedUnknownApp, ...).
 	ConnectionsRefused map[string]uint64
@@ -45,6 +47,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	st := Stats{
 		ConnectionsTotal:    s.st.connectionsTotal.Load(),
+		MaxConnections:      s.cfg.Limits.MaxConnections,
 		ConnectionsRefused:  make(map[string]uint64, len(s.st.refused)),
 		Subscriptions:       s.st.subscriptions.Load(),
 		MessagesIn:          s.st.messagesIn.Load(),
