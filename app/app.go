@@ -22,6 +22,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/edge/webhook"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
@@ -43,8 +44,9 @@ type App struct {
 	verifier   *authz.Verifier
 	rules      *authz.Rules
 	authorizer *authz.Authorizer
-	edge       *edge.Server // nil on the pusher driver
-	realtime   *http.Server // the realtime listener on the pusher driver
+	edge       *edge.Server    // nil on the pusher driver
+	webhooks   *webhook.Sender // nil when no webhook URL is configured
+	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
 
 	// Subsystems, each wired in its own file (wire_*.go) by a wire method
