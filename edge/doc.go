@@ -15,7 +15,9 @@
 //   - Channel-level failures (bad auth, limits, unknown channel kinds) never close the
 //     socket: they answer pusher:subscription_error or pusher:error with the channel.
 //   - Presence membership is per user id: member_added and member_removed are sent only
-//     for a user's first and last connection in the channel.
+//     for a user's first and last connection in the channel. Signed-in users
+//     (pusher:signin) get #server-to-user-{id} events on every socket, and watchlist
+//     online/offline events on their first/last socket.
 //   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
 //     origin 4009, connection quota 4004, per-IP limit 4100) are sent as pusher:error and
 //     then as the close code, and counted in Stats.ConnectionsRefused by reason.

@@ -320,11 +320,13 @@ func TestClientEvents(t *testing.T) {
 		data    any
 	}{
 		{"public channel", "public", "client-x", "d"},
+		{"encrypted channel", "private-encrypted-chat", "client-x", "d"},
 		{"not subscribed", "private-other", "client-x", "d"},
 		{"name too long", "private-chat", "client-" + strings.Repeat("n", 200), "d"},
 		{"payload too big", "private-chat", "client-x", strings.Repeat("p", 10241)},
 	}
 	a.subscribeOK("public", "")
+	a.subscribeOK("private-encrypted-chat", "")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a.send(map[string]any{"event": tc.event, "channel": tc.channel, "data": tc.data})
@@ -626,6 +628,36 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if _, err := s.Publish(ctx, Message{Channels: []string{"a"}, Event: "e"}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("publish after shutdown: %v", err)
+	}
+}
+
+// TestShutdownPaced: DrainRate spreads the 4200 closes so clients do not reconnect all
+// at once; 6 clients at 10/s cannot all be closed in less than half a second.
+func TestShutdownPaced(t *testing.T) {
+	cfg := testConfig()
+	cfg.DrainRate = 10
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	var cs []*tclient
+	for i := 0; i < 6; i++ {
+		cs = append(cs, connect(t, s))
+	}
+	start := time.Now()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 500*time.Millisecond {
+		t.Fatalf("drained 6 clients in %s at 10/s", el)
+	}
+	for _, c := range cs {
+		if code := c.waitClose(); code != protocol.CodeReconnect {
+			t.Fatalf("close %d", code)
+		}
 	}
 }
 

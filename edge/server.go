@@ -375,6 +375,14 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
+// truncate bounds strings kept per socket so a client cannot inflate memory.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return strings.Clone(s[:n])
+	}
+	return s
+}
+
 func remoteIP(addr string) string {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -398,7 +406,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 		nc:          ws.UnderlayerConn(),
 		id:          protocol.NewSocketID(),
 		remoteAddr:  r.RemoteAddr,
-		userAgent:   r.UserAgent(),
+		userAgent:   truncate(r.UserAgent(), 256),
 		connectedAt: now.UnixNano(),
 		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
 	}
