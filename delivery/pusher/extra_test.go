@@ -201,3 +201,62 @@ func TestBatchRefusedBySDKIsSplit(t *testing.T) {
 		t.Fatalf("published %d, want 9", n)
 	}
 }
+
+func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.BreakerFailureThreshold = 1
+		c.BreakerOpenTimeout = time.Second
+		c.ReconnectAttempts = -1
+	})
+	ctx := context.Background()
+	e.proxy.setPlan(fail500)
+	if _, err := e.driver.Publish(ctx, ev("open", "team-1")); err == nil {
+		t.Fatal("want an error")
+	}
+	if h := e.driver.Health(); h.Breaker != delivery.BreakerOpen {
+		t.Fatalf("health = %+v", h)
+	}
+	e.clock.Advance(time.Second)
+
+	// The probe is held at the proxy until every other caller has been refused.
+	gate := make(chan struct{})
+	arrived := make(chan struct{})
+	var once sync.Once
+	e.proxy.setRule(func(*http.Request, []byte) fault {
+		once.Do(func() { close(arrived) })
+		return pass
+	})
+	e.proxy.mu.Lock()
+	e.proxy.hold = gate
+	e.proxy.mu.Unlock()
+
+	probeErr := make(chan error, 1)
+	go func() {
+		_, err := e.driver.Publish(ctx, ev("probe", "team-1"))
+		probeErr <- err
+	}()
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the probe never reached the proxy")
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Go(func() {
+			if _, err := e.driver.Publish(ctx, ev(fmt.Sprint("other", i), "team-1")); !errors.Is(err, delivery.ErrUnavailable) {
+				t.Errorf("concurrent call during the probe: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(gate)
+	if err := <-probeErr; err != nil {
+		t.Fatal(err)
+	}
+	if h := e.driver.Health(); h.Breaker != delivery.BreakerClosed {
+		t.Fatalf("health = %+v", h)
+	}
+	if n := e.backend.publishCount(); n != 1 {
+		t.Fatalf("published %d events, want only the probe", n)
+	}
+}

@@ -146,8 +146,9 @@ type faultProxy struct {
 	mu    sync.Mutex
 	plan  []fault
 	rule  func(r *http.Request, body []byte) fault
-	seen  []string     // method + path of every request
-	conns atomic.Int64 // TCP connections accepted
+	seen  []string      // method + path of every request
+	conns atomic.Int64  // TCP connections accepted
+	hold  chan struct{} // when set, passing requests wait for it to close
 }
 
 func newFaultProxy(t *testing.T, upstream string) *faultProxy {
@@ -202,8 +203,14 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Unlock()
 
+	p.mu.Lock()
+	hold := p.hold
+	p.mu.Unlock()
 	switch f {
 	case pass:
+		if hold != nil {
+			<-hold
+		}
 		p.target.ServeHTTP(w, r)
 	case fail429After2:
 		w.Header().Set("Retry-After", "2")
