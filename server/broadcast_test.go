@@ -8,9 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,7 +52,7 @@ type env struct {
 	noAuth context.Context
 }
 
-func startApp(t *testing.T) *env {
+func startApp(t testing.TB) *env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Dev = true
@@ -85,7 +88,7 @@ func startApp(t *testing.T) *env {
 	}
 }
 
-func mint(t *testing.T, cfg config.Config, scopes ...string) string {
+func mint(t testing.TB, cfg config.Config, scopes ...string) string {
 	t.Helper()
 	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: "svc-test", Scopes: scopes, TTL: time.Hour})
 	if err != nil {
@@ -691,3 +694,75 @@ func TestBatchItemErrors(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// benchSubscribers connects n raw subscribers to channel that discard what
+// they receive.
+func benchSubscribers(b *testing.B, e *env, n int, channel string) {
+	b.Helper()
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7")
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conn.Close() })
+		var r io.Reader = conn
+		if br != nil {
+			r = io.MultiReader(br, conn)
+		}
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{r, conn}
+		if _, _, err := wsutil.ReadServerData(rw); err != nil { // connection_established
+			b.Fatal(err)
+		}
+		msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": channel}})
+		if err := wsutil.WriteClientText(conn, msg); err != nil {
+			b.Fatal(err)
+		}
+		go func() { _, _ = io.Copy(io.Discard, r) }()
+	}
+	// Subscriptions are asynchronous; wait until the edge counts them all.
+	deadline := time.Now().Add(wait)
+	for {
+		r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{channel}, "probe", "")})
+		if err == nil && r.GetDeliveredTo() == int64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("subscribers not ready: %v %v", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkSendEvent measures SendEvent over TCP through the whole
+// interceptor chain into the embedded edge with 100 subscribers on the
+// channel, against the empty Health/Check on the same server.
+func BenchmarkSendEvent(b *testing.B) {
+	e := startApp(b)
+	benchSubscribers(b, e, benchSubs, "bench")
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "b-" + strconv.FormatInt(n.Add(1), 10)
+			if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+				Id: id, Channels: []string{"bench"}, Name: "load", Payload: &pushercmv1.Event_Data{Data: `{"n":1}`},
+			}}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+var benchSubs = func() int {
+	if v, err := strconv.Atoi(os.Getenv("BENCH_SUBS")); err == nil {
+		return v
+	}
+	return 100
+}()
