@@ -44,6 +44,8 @@ func (a *App) wireAuth(ctx context.Context) error {
 		TracerProvider: a.tel.Tracer,
 		MeterProvider:  a.tel.Meter,
 		Logger:         a.log.With("component", "auth"),
+		// gRPC calls run inside otelgrpc's server span: one per call.
+		AnnotateParentSpan: true,
 	})
 	if err != nil {
 		return err

@@ -14,8 +14,9 @@
 //     *authz.ArgumentError) or, for anything unexpected, a wrapped error the
 //     transport maps to an internal failure.
 //   - One span per decision ("authz.AuthorizeChannel" /
-//     "authz.AuthenticateUser") with the channel kind, the deciding rule, the
-//     outcome and the transport as attributes. The token, the signature, the
+//     "authz.AuthenticateUser", or, with AnnotateParentSpan, the caller's
+//     recording span such as otelgrpc's RPC span) with the channel kind, the
+//     deciding rule, the outcome and the transport as attributes. The token, the signature, the
 //     channel name and user_info are never recorded, in spans or logs.
 //   - One counter, pushercm_auth_decisions_total{op, transport, kind, rule,
 //     outcome}. Every label is bounded: rule names come from the

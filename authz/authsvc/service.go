@@ -66,6 +66,10 @@ type Config struct {
 	// Logger gets refusals at DEBUG and unexpected failures at ERROR, never
 	// tokens. Default slog.Default().
 	Logger *slog.Logger
+	// AnnotateParentSpan puts the decision's attributes on the caller's
+	// recording span instead of starting a child span. Set it when every
+	// call runs inside a span of its own, as gRPC handlers under otelgrpc do.
+	AnnotateParentSpan bool
 }
 
 // Service verifies tokens, decides, signs and records. Safe for concurrent
@@ -76,6 +80,8 @@ type Service struct {
 	tracer    trace.Tracer
 	decisions metric.Int64Counter
 	log       *slog.Logger
+
+	annotateParent bool
 
 	// attrs caches one measurement option per label combination: the label
 	// space is bounded, and building attribute sets per call would allocate
@@ -109,6 +115,8 @@ func New(cfg Config) (*Service, error) {
 		tracer:    tp.Tracer(instrumentation),
 		decisions: counter,
 		log:       log,
+
+		annotateParent: cfg.AnnotateParentSpan,
 	}, nil
 }
 
@@ -121,8 +129,8 @@ type UserResult struct {
 // AuthorizeChannel verifies token (when not empty) and asks the Authorizer
 // about req. transport is TransportGRPC or TransportHTTP.
 func (s *Service) AuthorizeChannel(ctx context.Context, transport, token string, req authz.ChannelRequest) (authz.ChannelAuth, error) {
-	ctx, span := s.tracer.Start(ctx, "authz.AuthorizeChannel", trace.WithSpanKind(trace.SpanKindInternal))
-	defer span.End()
+	ctx, span, end := s.span(ctx, "authz.AuthorizeChannel")
+	defer end()
 	kind := channelKind(req.Channel)
 
 	out, err := s.authorizeChannel(ctx, token, req)
@@ -145,8 +153,8 @@ func (s *Service) authorizeChannel(ctx context.Context, token string, req authz.
 
 // AuthenticateUser verifies token and signs a pusher:signin for req.
 func (s *Service) AuthenticateUser(ctx context.Context, transport, token string, req authz.UserRequest) (UserResult, error) {
-	ctx, span := s.tracer.Start(ctx, "authz.AuthenticateUser", trace.WithSpanKind(trace.SpanKindInternal))
-	defer span.End()
+	ctx, span, end := s.span(ctx, "authz.AuthenticateUser")
+	defer end()
 
 	var out UserResult
 	p, err := s.principal(ctx, token)
@@ -164,6 +172,20 @@ func (s *Service) AuthenticateUser(ctx context.Context, transport, token string,
 	}
 	out.UserID = p.Subject
 	return out, nil
+}
+
+// span returns the span that describes this decision. Inside a recording
+// span that exists for this one call (otelgrpc's server span of
+// AuthService/AuthorizeChannel), that span is annotated: it already is one
+// span per authorization, and a child would only add cost on a hot path
+// (issue 4 measures it against an empty RPC). Otherwise (the HTTP
+// endpoints) a span of its own is started.
+func (s *Service) span(ctx context.Context, name string) (context.Context, trace.Span, func()) {
+	if parent := trace.SpanFromContext(ctx); parent.IsRecording() && s.annotateParent {
+		return ctx, parent, func() {}
+	}
+	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
+	return ctx, span, func() { span.End() }
 }
 
 // principal verifies a non-empty token; an empty one is no principal.

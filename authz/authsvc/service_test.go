@@ -159,3 +159,39 @@ func count(t *testing.T, rd *sdkmetric.ManualReader, kind, rule, outcome string)
 	}
 	return n
 }
+
+// TestAnnotateParentSpan: inside a caller's span (otelgrpc's RPC span) the
+// decision is recorded on that span, not on a child.
+func TestAnnotateParentSpan(t *testing.T) {
+	v, err := authz.NewVerifier(authz.VerifierConfig{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = v.Close() })
+	rules, _ := authz.NewRules(authz.RulesConfig{}, nil)
+	az, _ := authz.NewAuthorizer(authz.AuthorizerConfig{AppKey: "key", AppSecret: "app-secret"}, rules)
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	svc, err := authsvc.New(authsvc.Config{Verifier: v, Authorizer: az, TracerProvider: tp, AnnotateParentSpan: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, parent := tp.Tracer("test").Start(context.Background(), "rpc")
+	if _, err := svc.AuthorizeChannel(ctx, authsvc.TransportGRPC, token(t, authz.MintOptions{Subject: "u1"}), authz.ChannelRequest{SocketID: "1.2", Channel: "private-user-u1"}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	ended := spans.Ended()
+	if len(ended) != 1 || ended[0].Name() != "rpc" {
+		t.Fatalf("got %d spans, want only the parent", len(ended))
+	}
+	found := false
+	for _, kv := range ended[0].Attributes() {
+		if kv.Key == "pushercm.auth.rule" && kv.Value.AsString() == "user-channel" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("parent span lacks pushercm.auth.rule: %v", ended[0].Attributes())
+	}
+}

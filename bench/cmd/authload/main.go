@@ -1,0 +1,261 @@
+// Command authload measures AuthService/AuthorizeChannel against the
+// cheapest RPC on the same server in the same run (issue 4): closed-loop
+// callers on the generated stubs alternate phases of
+//
+//   - grpc.health.v1.Health/Check (no token, no work: the gRPC floor), and
+//   - AuthService/AuthorizeChannel (service token check in the interceptor,
+//     user token verification, rule decision, HMAC signature, presence
+//     channel_data, span and decision counter),
+//
+// and prints requests/s and caller-side p50/p99 per phase, then the ratio of
+// the medians (issue 4's target: AuthorizeChannel >= 0.8x Check, p99 <=
+// 10 ms). Phases alternate so a noisy neighbour on the shared box hurts both.
+//
+//	go run ./bench/cmd/authload                    # builds and spawns pushercm serve --dev
+//	go run ./bench/cmd/authload -addr 127.0.0.1:50051   # a running dev server
+//
+// The load generator runs on the same machine as the server (as ghz would).
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+)
+
+func main() {
+	var (
+		addr        = flag.String("addr", "", "gRPC address of a running dev server (default: build and spawn pushercm serve --dev)")
+		secret      = flag.String("jwt-secret", config.DevJWTSecret, "HS256 secret to mint the service and user tokens with")
+		duration    = flag.Duration("duration", 10*time.Second, "measuring time per phase")
+		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured time before each phase")
+		concurrency = flag.Int("c", 50, "concurrent callers")
+		conns       = flag.Int("conns", 1, "gRPC connections the callers share (ghz uses 1)")
+		users       = flag.Int("users", 1000, "distinct user tokens, used round-robin (each is verified once, then cached)")
+		channel     = flag.String("channel", "presence-team-t1", "channel to authorize; users are members of team t1")
+		rounds      = flag.Int("rounds", 2, "check/authorize phase pairs")
+	)
+	flag.Parse()
+
+	if *addr == "" {
+		a, stop := spawn()
+		defer stop()
+		*addr = a
+	}
+	svcToken, err := authz.Mint([]byte(*secret), authz.MintOptions{Subject: "authload", Scopes: []string{"channels:authorize"}, TTL: time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	tokens := make([]string, *users)
+	for i := range tokens {
+		tokens[i], err = authz.Mint([]byte(*secret), authz.MintOptions{
+			Subject: fmt.Sprintf("user-%d", i), Teams: []string{"t1"}, Name: fmt.Sprintf("User %d", i), TTL: time.Hour,
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	cc := make([]*grpc.ClientConn, *conns)
+	for i := range cc {
+		cc[i], err = grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer cc[i].Close()
+	}
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+svcToken)
+	var next atomic.Uint64
+
+	check := func(w int) error {
+		_, err := healthpb.NewHealthClient(cc[w%len(cc)]).Check(context.Background(), &healthpb.HealthCheckRequest{})
+		return err
+	}
+	authClients := make([]pushercmv1.AuthServiceClient, len(cc))
+	for i := range cc {
+		authClients[i] = pushercmv1.NewAuthServiceClient(cc[i])
+	}
+	authorize := func(w int) error {
+		n := next.Add(1)
+		_, err := authClients[w%len(cc)].AuthorizeChannel(ctx, &pushercmv1.AuthorizeChannelRequest{
+			SocketId: "1234.5678", ChannelName: *channel, Token: tokens[n%uint64(len(tokens))],
+		})
+		return err
+	}
+	// Make sure the call works before measuring it.
+	if err := authorize(0); err != nil {
+		log.Fatalf("AuthorizeChannel: %v", err)
+	}
+
+	fmt.Printf("authload: %s, -c %d, -conns %d, %d user tokens, channel %s, %s per phase (+%s warmup)\n",
+		*addr, *concurrency, *conns, *users, *channel, *duration, *warmup)
+	fmt.Printf("%-18s %10s %9s %9s %7s\n", "phase", "req/s", "p50", "p99", "errors")
+	var checks, auths []phase
+	for r := 0; r < *rounds; r++ {
+		p := measure("Health/Check", *concurrency, *warmup, *duration, check)
+		p.print()
+		checks = append(checks, p)
+		p = measure("AuthorizeChannel", *concurrency, *warmup, *duration, authorize)
+		p.print()
+		auths = append(auths, p)
+	}
+	c, a := median(checks), median(auths)
+	fmt.Printf("AuthorizeChannel/Check req/s ratio (medians): %.2f (target >= 0.80); AuthorizeChannel p99 %s (target <= 10ms)\n",
+		a.rps/c.rps, a.p99.Round(10*time.Microsecond))
+}
+
+type phase struct {
+	name     string
+	rps      float64
+	p50, p99 time.Duration
+	errs     int64
+	firstErr string
+}
+
+func (p phase) print() {
+	fmt.Printf("%-18s %10.0f %9s %9s %7d", p.name, p.rps, p.p50.Round(time.Microsecond), p.p99.Round(time.Microsecond), p.errs)
+	if p.firstErr != "" {
+		fmt.Printf("  first error: %s", p.firstErr)
+	}
+	fmt.Println()
+}
+
+func median(ps []phase) phase {
+	s := append([]phase(nil), ps...)
+	sort.Slice(s, func(i, j int) bool { return s[i].rps < s[j].rps })
+	return s[len(s)/2]
+}
+
+// measure runs c closed-loop callers for warmup + d and reports the calls
+// completed during d.
+func measure(name string, c int, warmup, d time.Duration, call func(worker int) error) phase {
+	var (
+		measuring, stop atomic.Bool
+		wg              sync.WaitGroup
+		mu              sync.Mutex
+		all             []time.Duration
+		errs            atomic.Int64
+		firstErr        atomic.Value
+	)
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<15)
+			for !stop.Load() {
+				start := time.Now()
+				err := call(w)
+				el := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, status.Code(err).String()+": "+status.Convert(err).Message())
+					continue
+				}
+				local = append(local, el)
+			}
+			mu.Lock()
+			all = append(all, local...)
+			mu.Unlock()
+		}(w)
+	}
+	time.Sleep(warmup)
+	start := time.Now()
+	measuring.Store(true)
+	time.Sleep(d)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	p := phase{name: name, errs: errs.Load()}
+	if v := firstErr.Load(); v != nil {
+		p.firstErr = v.(string)
+	}
+	if len(all) > 0 {
+		p.rps = float64(len(all)) / elapsed.Seconds()
+		p.p50 = all[len(all)*50/100]
+		p.p99 = all[len(all)*99/100]
+	}
+	return p
+}
+
+var servingLine = regexp.MustCompile(`pushercm serving.* grpc=([0-9.:]+)`)
+
+// spawn builds pushercm and runs `serve --dev` on free loopback ports.
+func spawn() (grpcAddr string, stop func()) {
+	dir, err := os.MkdirTemp("", "authload-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	bin := filepath.Join(dir, "pushercm")
+	build := exec.Command("go", "build", "-o", bin, "github.com/milequest/pushercm/cmd/pushercm")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		log.Fatalf("building pushercm: %v", err)
+	}
+	// INFO: successful calls and refusals log at DEBUG, so nothing per call
+	// is logged; the "serving" line tells the address.
+	cmd := exec.Command(bin, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--log-level", "INFO")
+	cmd.Env = os.Environ()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- strings.TrimSpace(m[1]):
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case grpcAddr = <-found:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		log.Fatal("pushercm did not start within 60s")
+	}
+	return grpcAddr, func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
