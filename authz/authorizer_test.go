@@ -89,7 +89,7 @@ func newTestAuthorizer(t testing.TB, master []byte, logs *logBuffer) *Authorizer
 	if err != nil {
 		t.Fatal(err)
 	}
-	var h slog.Handler = slog.DiscardHandler
+	h := slog.DiscardHandler
 	if logs != nil {
 		h = logs
 	}
@@ -262,7 +262,9 @@ func TestAuthorizeChannel(t *testing.T) {
 				}
 				if tc.userInfo != "" {
 					var req map[string]any
-					json.Unmarshal([]byte(tc.userInfo), &req)
+					if err := json.Unmarshal([]byte(tc.userInfo), &req); err != nil {
+						t.Fatal(err)
+					}
 					for k, v := range req {
 						if cd.UserInfo[k] != v {
 							t.Errorf("user_info.%s = %v, want %v from the request", k, cd.UserInfo[k], v)

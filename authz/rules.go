@@ -240,7 +240,8 @@ func validRuleName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:-", c) >= 0) {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.:-", c) >= 0
+		if !ok {
 			return false
 		}
 	}
@@ -253,7 +254,8 @@ func validPermission(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("_:-", c) >= 0) {
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.IndexByte("_:-", c) >= 0
+		if !ok {
 			return false
 		}
 	}

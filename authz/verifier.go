@@ -222,7 +222,7 @@ func (v *Verifier) fetchJWKS(ctx context.Context) ([]verifyKey, error) {
 		}
 		return nil, fmt.Errorf("jwt: fetch JWKS %s: %w", redactURL(v.cfg.JWKSURL), err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("jwt: fetch JWKS %s: HTTP %d", redactURL(v.cfg.JWKSURL), resp.StatusCode)
 	}

@@ -154,7 +154,7 @@ func TestVerifierHMAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
+	defer func() { _ = v.Close() }()
 	good := baseClaims(now)
 	tests := []struct {
 		name  string
@@ -379,7 +379,7 @@ func newJWKSServer(t *testing.T, body []byte) *jwksServer {
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.count.Add(1)
 		w.Header().Set("Content-Type", "application/json")
-		w.Write(*s.body.Load())
+		_, _ = w.Write(*s.body.Load())
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -393,7 +393,7 @@ func TestVerifierJWKSUnknownKidRefetchLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.Close()
+	defer func() { _ = v.Close() }()
 	if got := srv.count.Load(); got != 1 {
 		t.Fatalf("initial fetches = %d, want 1", got)
 	}
@@ -460,7 +460,7 @@ func TestVerifierJWKSBackgroundRefresh(t *testing.T) {
 	if _, err := v.Verify(context.Background(), sign(t, jwt.SigningMethodES256, k.ec256, claims, map[string]any{"kid": "k1"})); err != nil {
 		t.Fatal(err)
 	}
-	v.Close() // waits for the background fetch
+	_ = v.Close() // waits for the background fetch
 	if got := srv.count.Load(); got != 2 {
 		t.Fatalf("fetches = %d, want 2", got)
 	}
@@ -741,7 +741,7 @@ func TestVerifierJWKSRefreshFailureKeepsKeysAndBacksOff(t *testing.T) {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write(body)
+		_, _ = w.Write(body)
 	}))
 	defer srv.Close()
 	v, err := NewVerifier(VerifierConfig{JWKSURL: srv.URL, Now: clk.Now, JWKSRefresh: 10 * time.Minute, Logger: slog.New(slog.DiscardHandler), CacheSize: -1})
@@ -756,7 +756,7 @@ func TestVerifierJWKSRefreshFailureKeepsKeysAndBacksOff(t *testing.T) {
 			t.Fatalf("verify during IdP outage: %v", err)
 		}
 	}
-	v.Close()
+	_ = v.Close()
 	if got := count.Load(); got != 2 {
 		t.Fatalf("fetches = %d, want 2 (initial + one failed refresh)", got)
 	}

@@ -36,13 +36,13 @@ func WatchRulesFile(ctx context.Context, rules *Rules, path string, debounce tim
 		return nil, fmt.Errorf("rules watch: %w", err)
 	}
 	if err := w.Add(filepath.Dir(abs)); err != nil {
-		w.Close()
+		_ = w.Close()
 		return nil, fmt.Errorf("rules watch: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		defer w.Close()
+		defer func() { _ = w.Close() }()
 		timer := time.NewTimer(time.Hour)
 		timer.Stop()
 		defer timer.Stop()
