@@ -28,6 +28,7 @@ import (
 	"github.com/milequest/pushercm/interceptors"
 	"github.com/milequest/pushercm/metrics"
 	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/telemetry"
 )
 
@@ -48,6 +49,7 @@ type App struct {
 	webhooks   *webhook.Sender // nil when no webhook URL is configured
 	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
+	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
 
 	// Subsystems, each wired in its own file (wire_*.go) by a wire method
 	// that New calls in order.
@@ -115,6 +117,13 @@ func New(ctx context.Context, l *config.Loaded, o Options) (*App, error) {
 	}
 
 	a.rtMux = http.NewServeMux()
+
+	if a.limits, err = ratelimit.NewSet(cfg.RateLimit); err != nil {
+		return nil, fmt.Errorf("rateLimit: %w", err)
+	}
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	go a.limits.Run(sweepCtx, time.Minute)
+	a.closers = append(a.closers, func(context.Context) error { stopSweep(); return nil })
 
 	a.grpc = a.newGRPCServer()
 	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection} {
@@ -215,10 +224,16 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 
 func (a *App) newGRPCServer() *grpc.Server {
 	cfg := a.cfg.GRPC
+	rlOpts := []interceptors.RateLimitOption{
+		interceptors.WithRateLimitKeys(interceptors.BroadcastUserIDs),
+		interceptors.WithRateLimitLogger(a.log),
+	}
 	chain := &interceptors.Chain{
-		Log:    a.log,
-		Errors: &interceptors.ErrorMapper{Log: a.log},
-		Auth:   &interceptors.Auth{Verifier: a.verifier},
+		Log:             a.log,
+		Errors:          &interceptors.ErrorMapper{Log: a.log},
+		Auth:            &interceptors.Auth{Verifier: a.verifier},
+		RateLimitUnary:  interceptors.UnaryRateLimit(a.limits, rlOpts...),
+		RateLimitStream: interceptors.StreamRateLimit(a.limits, rlOpts...),
 	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
