@@ -52,7 +52,10 @@ type env struct {
 	noAuth context.Context
 }
 
-func startApp(t testing.TB) *env {
+func startApp(t testing.TB) *env { return startAppWith(t, nil) }
+
+// startAppWith starts the app with dev settings changed by mutate.
+func startAppWith(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Dev = true
@@ -60,6 +63,9 @@ func startApp(t testing.TB) *env {
 	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Log.Level = "ERROR"
 	cfg.ShutdownTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -603,6 +609,50 @@ func TestSendToUser(t *testing.T) {
 	if err != nil || resp.GetDeliveredTo() != 0 {
 		t.Fatalf("%v %v", resp, err)
 	}
+}
+
+// TestPusherDriver publishes through the pusher driver (wired from
+// config) to a second pushercm's edge standing in for Pusher, where a
+// WebSocket client sees the events.
+func TestPusherDriver(t *testing.T) {
+	upstream := startApp(t)
+	e := startAppWith(t, func(c *config.Config) {
+		c.Driver = config.DriverPusher
+		c.Pusher.Host = upstream.app.HTTPAddr()
+		c.Pusher.Scheme = "http"
+	})
+	c := upstream.dial(t)
+	c.subscribe("team-9")
+	c.signIn("user-9")
+
+	ev := &pushercmv1.Event{Id: "p-1", Channels: []string{"team-9"}, Name: "activity", Payload: &pushercmv1.Event_Data{Data: `{"a":1}`}}
+	r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// delivered_to is the subscription count the upstream reported.
+	if r.GetDeliveredTo() != 1 || r.GetDuplicate() {
+		t.Fatalf("SendEvent %v", r)
+	}
+	if r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev}); err != nil || !r.GetDuplicate() {
+		t.Fatalf("repeat %v %v", r, err)
+	}
+	b, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
+		event([]string{"team-9"}, "b1", "1"), event([]string{"team-9"}, "pusher:bad", "2"), event([]string{"team-9"}, "b2", "3"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := b.GetResults(); rs[0].GetError() != nil || rs[1].GetError().GetReason() != interceptors.ReasonInvalidArgument || rs[2].GetError() != nil {
+		t.Fatalf("batch %v", rs)
+	}
+	if _, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-9", Name: "badge", Payload: &pushercmv1.SendToUserRequest_Data{Data: "z"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("activity", "team-9")
+	c.expect("b1", "team-9")
+	c.expect("b2", "team-9")
+	c.expect("badge", protocol.ServerToUserChannel("user-9"))
 }
 
 // fakePublisher answers without delivering, for tests of the handler alone.

@@ -153,7 +153,7 @@ func main() {
 				}})
 				return err
 			})
-			p.deliveries = drain(recv) - before
+			p.deliveries, p.fanout = drain(recv)-before, perChannel
 			p.expected = int64(float64(n.Load()-p.errors) * perChannel)
 		case "batch":
 			before := recv.Received.Load()
@@ -175,11 +175,12 @@ func main() {
 				return err
 			})
 			p.events = int64(*batch)
-			p.deliveries = drain(recv) - before
+			p.deliveries, p.fanout = drain(recv)-before, perChannel
 			p.expected = int64(float64(n.Load()-p.errors*int64(*batch)) * perChannel)
 		default:
 			log.Fatalf("unknown phase %q", ph)
 		}
+		p.closed = recv.Closed.Load()
 		results[ph] = append(results[ph], p)
 		p.print()
 	}
@@ -205,8 +206,10 @@ type phase struct {
 	elapsed              time.Duration
 	rps                  float64
 	p50, p99, max        time.Duration
-	events               int64 // per call (batch)
-	deliveries, expected int64
+	events               int64   // per call (batch)
+	deliveries, expected int64   // since the phase's warmup began
+	fanout               float64 // subscribers per event
+	closed               int64   // subscribers the server closed (slow consumers)
 	serverCPU            time.Duration
 }
 
@@ -217,7 +220,10 @@ func (p phase) print() {
 		fmt.Printf("  events/s %.0f", p.rps*float64(p.events))
 	}
 	if p.expected > 0 {
-		fmt.Printf("  deliveries %d/%d (%.0f/s)", p.deliveries, p.expected, float64(p.deliveries)/p.elapsed.Seconds())
+		fmt.Printf("  socket writes/s %.0f  delivered %d of %d", p.rps*float64(max(p.events, 1))*p.fanout, p.deliveries, p.expected)
+	}
+	if p.closed > 0 {
+		fmt.Printf("  subscribers closed by the server so far: %d", p.closed)
 	}
 	if p.serverCPU > 0 {
 		fmt.Printf("  server CPU %.0f%%", 100*p.serverCPU.Seconds()/p.elapsed.Seconds())
