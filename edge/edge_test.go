@@ -818,3 +818,20 @@ func TestWatchlist(t *testing.T) {
 		t.Fatalf("kept %d ids", len(ev["offline"]))
 	}
 }
+
+func TestStartErrors(t *testing.T) {
+	s := startServer(t, testConfig())
+	other, err := New(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(s.Addr().String()); err == nil {
+		t.Fatal("second listener on the same address started")
+	}
+	if err := other.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown after failed start: %v", err)
+	}
+	if err := s.Start("127.0.0.1:0"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Start: %v", err)
+	}
+}

@@ -181,6 +181,8 @@ func (s *Server) Start(addr string) error {
 	u.SetCloseHandler(s.onCloseFrame)
 	s.upgrader = u
 	if err := s.engine.Start(); err != nil {
+		s.engine = nil
+		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
 	s.flushers = newFlushers()
