@@ -63,6 +63,10 @@ type Config struct {
 	DrainRate int
 	// HandshakeTimeout bounds the HTTP upgrade. Default 10 s.
 	HandshakeTimeout time.Duration
+	// ConnectionsPerIPPerSecond, when > 0, is the built-in per-IP limit on new sockets
+	// (a token bucket with one second of burst), used when no ConnectionLimiter option
+	// is given. Refused sockets get 4100. Default 0 = no limit.
+	ConnectionsPerIPPerSecond int
 	// Pollers is the number of event-loop goroutines. Default 1 (one per 4 CPUs).
 	Pollers int
 
@@ -141,7 +145,7 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 {
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
 	}
 	if c.UserAuthTimeout < 0 {

@@ -835,3 +835,20 @@ func TestStartErrors(t *testing.T) {
 		t.Fatalf("second Start: %v", err)
 	}
 }
+
+func TestConnectionsPerIP(t *testing.T) {
+	cfg := testConfig()
+	cfg.ConnectionsPerIPPerSecond = 2
+	frozen := time.Now()
+	s := startServer(t, cfg, withClock(func() time.Time { return frozen }))
+	connect(t, s)
+	connect(t, s)
+	c := dialRaw(t, s, "/app/"+testKey+"?protocol=7", nil, nil)
+	close(c.noRead)
+	if m := c.expect(protocol.EventError, ""); m.errCode() != protocol.CodeOverCapacity {
+		t.Fatalf("code %d", m.errCode())
+	}
+	if got := s.Stats().ConnectionsRefused[RefusedRateLimited]; got != 1 {
+		t.Fatalf("RATE_LIMITED = %d", got)
+	}
+}

@@ -117,3 +117,38 @@ func (b *bucket) allow(now int64, perSecond int) bool {
 	b.tokens--
 	return true
 }
+
+// ipLimiter is the built-in ConnectionLimiter: one token bucket per remote IP, dropped
+// by the sweeper once idle so memory follows the active addresses only.
+type ipLimiter struct {
+	perSecond int
+	now       func() time.Time
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+}
+
+func (l *ipLimiter) AllowConnection(ip string) bool {
+	l.mu.Lock()
+	b := l.buckets[ip]
+	if b == nil {
+		b = &bucket{}
+		l.buckets[ip] = b
+	}
+	l.mu.Unlock()
+	return b.allow(l.now().UnixNano(), l.perSecond)
+}
+
+// expire forgets buckets untouched for longer than idle (they would be full again).
+func (l *ipLimiter) expire(now time.Time, idle time.Duration) {
+	cut := now.Add(-idle).UnixNano()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ip, b := range l.buckets {
+		b.mu.Lock()
+		last := b.last
+		b.mu.Unlock()
+		if last < cut {
+			delete(l.buckets, ip)
+		}
+	}
+}

@@ -54,6 +54,7 @@ type Server struct {
 	nextFl   atomic.Uint64
 
 	writeObs WriteObserver // opts.metrics, when it implements WriteObserver
+	ipLimit  *ipLimiter    // built-in per-IP limiter, nil when off or replaced
 
 	watchMu  sync.Mutex
 	watchers map[*Watcher]struct{}
@@ -85,6 +86,10 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.opts.now = time.Now
 	for _, o := range opts {
 		o(&s.opts)
+	}
+	if s.opts.connections == nil && s.cfg.ConnectionsPerIPPerSecond > 0 {
+		s.ipLimit = &ipLimiter{perSecond: s.cfg.ConnectionsPerIPPerSecond, now: s.opts.now, buckets: make(map[string]*bucket)}
+		s.opts.connections = s.ipLimit
 	}
 	if wo, ok := s.opts.metrics.(WriteObserver); ok {
 		s.writeObs = wo
@@ -524,6 +529,9 @@ func (s *Server) sweep() {
 			}
 		}
 		s.mu.RUnlock()
+		if s.ipLimit != nil {
+			s.ipLimit.expire(now, 2*time.Second)
+		}
 		if len(expired) > 0 {
 			s.mu.Lock()
 			for _, name := range expired {
