@@ -1,0 +1,207 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	"github.com/milequest/pushercm/metrics"
+)
+
+func statusErr(t *testing.T, c codes.Code, reason string) error {
+	t.Helper()
+	st := status.New(c, "x")
+	if reason != "" {
+		var err error
+		st, err = st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: "pushercm"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st.Err()
+}
+
+func TestObserverCountsRPCOutcomes(t *testing.T) {
+	o := metrics.NewObserver()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"ok", nil},
+		{"not found", statusErr(t, codes.NotFound, "NOT_FOUND")},
+		{"not found again", statusErr(t, codes.NotFound, "NOT_FOUND")},
+		{"internal without info", statusErr(t, codes.Internal, "")},
+		{"plain error", errors.New("boom")},
+	} {
+		o.HandleRPC(ctx, &stats.End{Error: tc.err})
+	}
+	o.HandleRPC(ctx, &stats.Begin{}) // only End counts
+	s := o.Snapshot(time.Now())
+	if s.TotalCalls() != 5 || s.FailedCalls() != 4 || s.Calls[codes.NotFound] != 2 || s.Calls[codes.Unknown] != 1 {
+		t.Fatalf("calls %v", s.Calls)
+	}
+	want := map[string]uint64{"NOT_FOUND": 2, "UNSPECIFIED": 2}
+	if len(s.ErrorsByReason) != len(want) || s.ErrorsByReason["NOT_FOUND"] != 2 || s.ErrorsByReason["UNSPECIFIED"] != 2 {
+		t.Fatalf("by reason %v, want %v", s.ErrorsByReason, want)
+	}
+}
+
+func TestWindowRates(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name       string
+		publish    []time.Duration // latencies published between the snapshots
+		ok, failed int
+		codes      []codes.Code
+		wantRate   float64
+		wantErrors uint64
+		wantP99    time.Duration
+		wantAvg    time.Duration
+	}{
+		{name: "empty window"},
+		{name: "all codes count", ok: 3, failed: 1, wantRate: 0.25, wantErrors: 1},
+		{name: "only listed codes count", ok: 3, failed: 1, codes: []codes.Code{codes.Internal}, wantRate: 0, wantErrors: 0},
+		{
+			name:    "p99 is the bucket of the 99th percentile",
+			publish: append(repeat(99, 80*time.Microsecond), 400*time.Millisecond),
+			wantP99: 100 * time.Microsecond,
+			wantAvg: (99*80*time.Microsecond + 400*time.Millisecond) / 100,
+		},
+		{
+			name:    "with few publishes p99 is the slowest",
+			publish: append(repeat(9, 80*time.Microsecond), 400*time.Millisecond),
+			wantP99: 500 * time.Millisecond,
+			wantAvg: (9*80*time.Microsecond + 400*time.Millisecond) / 10,
+		},
+		{name: "over the top bound", publish: []time.Duration{time.Minute}, wantP99: 20 * time.Second, wantAvg: time.Minute},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := metrics.NewObserver()
+			o.RPC(codes.OK, "") // before the window: not counted
+			w := metrics.NewWindow(10 * time.Second)
+			w.Add(o.Snapshot(t0))
+			for _, d := range tc.publish {
+				o.Published(2, d)
+			}
+			for range tc.ok {
+				o.RPC(codes.OK, "")
+			}
+			for range tc.failed {
+				o.RPC(codes.NotFound, "NOT_FOUND")
+			}
+			r := w.Rates(o.Snapshot(t0.Add(5*time.Second)), tc.codes)
+			if r.Span != 5*time.Second || r.Calls != uint64(tc.ok+tc.failed) || r.Errors != tc.wantErrors || r.ErrorRate != tc.wantRate {
+				t.Fatalf("rates %+v", r)
+			}
+			if r.P99Latency != tc.wantP99 || r.AvgLatency != tc.wantAvg || r.Publishes != uint64(len(tc.publish)) {
+				t.Fatalf("latency %+v, want p99 %v avg %v", r, tc.wantP99, tc.wantAvg)
+			}
+			if want := float64(2*len(tc.publish)) / 5; r.MessagesPerSecond != want {
+				t.Fatalf("messages/s %v, want %v", r.MessagesPerSecond, want)
+			}
+		})
+	}
+}
+
+func repeat(n int, d time.Duration) []time.Duration {
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = d
+	}
+	return out
+}
+
+// TestWindowSlides: events older than the span stop counting.
+func TestWindowSlides(t *testing.T) {
+	o := metrics.NewObserver()
+	w := metrics.NewWindow(10 * time.Second)
+	t0 := time.Unix(1000, 0)
+	w.Add(o.Snapshot(t0))
+	o.RPC(codes.Internal, "INTERNAL")
+	for i := 1; i <= 30; i++ {
+		w.Add(o.Snapshot(t0.Add(time.Duration(i) * time.Second)))
+	}
+	if r := w.Rates(o.Snapshot(t0.Add(5*time.Second)), nil); r.Errors != 0 {
+		// Asking about an earlier time than kept snapshots: base is the
+		// oldest kept, which is after the error.
+		t.Fatalf("old error still counted: %+v", r)
+	}
+	if r := w.Rates(o.Snapshot(t0.Add(31*time.Second)), nil); r.Errors != 0 || r.Span != 10*time.Second {
+		t.Fatalf("rates %+v", r)
+	}
+}
+
+// TestRegisterExportsEveryInstrument collects once through a manual reader.
+func TestRegisterExportsEveryInstrument(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	o := metrics.NewObserver()
+	if err := metrics.Register(mp.Meter("test"), o, func() metrics.Reading {
+		return metrics.Reading{
+			ConnectionsActive: 3, ConnectionsRefused: map[string]uint64{"CONNECTION_POOL_EXHAUSTED": 1},
+			RateLimited: map[string]uint64{"user": 2}, Breaker: "open",
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o.Published(5, time.Millisecond)
+	o.RPC(codes.NotFound, "NOT_FOUND")
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]metricdata.Aggregation{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			got[m.Name] = m.Data
+		}
+	}
+	for _, name := range []string{
+		"pushercm_connections_active", "pushercm_connections", "pushercm_connections_refused", "pushercm_subscriptions",
+		"pushercm_channels_occupied", "pushercm_presence_members", "pushercm_messages_published", "pushercm_messages_delivered",
+		"pushercm_delivery_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
+		"pushercm_webhooks_sent", "pushercm_webhooks_failed", "pushercm_webhooks_dropped", "pushercm_webhooks_backlog",
+		"pushercm_rate_limited", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
+	} {
+		if got[name] == nil {
+			t.Errorf("%s not exported", name)
+		}
+	}
+	if g, ok := got["pushercm_upstream_breaker_state"].(metricdata.Gauge[int64]); !ok || g.DataPoints[0].Value != 2 {
+		t.Errorf("breaker state %v", got["pushercm_upstream_breaker_state"])
+	}
+	if s, ok := got["pushercm_messages_delivered"].(metricdata.Sum[int64]); !ok || s.DataPoints[0].Value != 5 {
+		t.Errorf("delivered %v", got["pushercm_messages_delivered"])
+	}
+	if h, ok := got["pushercm_delivery_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 1 {
+		t.Errorf("latency %v", got["pushercm_delivery_latency"])
+	}
+}
+
+func BenchmarkPublished(b *testing.B) {
+	// The hot-path cost the edge pays per publish (not per subscriber).
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	defer mp.Shutdown(context.Background())
+	o := metrics.NewObserver()
+	if err := metrics.Register(mp.Meter("bench"), o, func() metrics.Reading { return metrics.Reading{} }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			o.Published(100, 250*time.Microsecond)
+		}
+	})
+}
