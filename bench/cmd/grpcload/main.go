@@ -13,6 +13,9 @@
 //	go run ./bench/cmd/grpcload                    # builds and spawns pushercm serve --dev
 //	go run ./bench/cmd/grpcload -addr 127.0.0.1:50051 -ws 127.0.0.1:6001   # a running dev server
 //
+// A running server needs its per-principal rate limit raised (see
+// benchConfig) or SendEvent is refused with RESOURCE_EXHAUSTED past 1000/s.
+//
 // Requests/s is calls completed over the phase; p50/p99 are per-call
 // latencies seen by the caller. The SendEvent/Check ratio is what issue 6
 // asks for (target >= 0.8 with p99 <= 10 ms).
@@ -322,6 +325,15 @@ func drain(r *edgebench.Receiver) int64 {
 	return last
 }
 
+// benchConfig lifts the per-principal rate limit for the spawned server.
+const benchConfig = `rateLimit:
+  limiters:
+    principal:
+      messagesPerSecond: 10000000
+      messagesPerMinute: 600000000
+      burstLimit: 10000000
+`
+
 var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)`)
 
 // spawn builds ./cmd/pushercm and runs `serve --dev` on free loopback ports.
@@ -339,7 +351,14 @@ func spawn() (grpcAddr, wsAddr string, pid int, stop func()) {
 	// INFO: successful calls log at DEBUG, so nothing per call is logged,
 	// and the "serving" line tells the addresses.
 	cmd := exec.Command(bin, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--log-level", "INFO")
-	cmd.Env = os.Environ()
+	// The per-principal limit (1000 calls/s by default) would refuse the
+	// load; raise it far above what is reachable so that the check still
+	// runs on every call, as in production.
+	cfgFile := filepath.Join(dir, "pushercm.yaml")
+	if err := os.WriteFile(cfgFile, []byte(benchConfig), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	cmd.Env = append(os.Environ(), "PUSHERCM_CONFIG="+cfgFile)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		log.Fatal(err)
