@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/milequest/pushercm/delivery"
-	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
 	"github.com/milequest/pushercm/delivery/webhookin"
 	"github.com/milequest/pushercm/edge/webhook"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
@@ -25,7 +24,8 @@ type connectionWiring struct {
 	// here from cfg.RateLimit; the rate-limit interceptor must use this same
 	// Set, or the status shows buckets nothing ever draws from.
 	limits *ratelimit.Set
-	// driver answers channel queries on the pusher driver (nil on embedded).
+	// driver answers channel queries on the pusher driver (nil on
+	// embedded); it is the broadcast wiring's driver.
 	driver delivery.Driver
 	// webhooks is the Pusher webhook ingest (pusher driver only).
 	webhooks *webhookin.Receiver
@@ -61,15 +61,13 @@ func (a *App) wireConnection(context.Context) error {
 	w.webhookStats = a.webhookSenderStats()
 
 	if a.edge == nil {
-		// The pusher driver: channel queries go to Pusher's HTTP API. This is
-		// a driver of its own (own keep-alive pool and breaker); once
-		// wire_broadcast exposes its driver, this should reuse it.
-		d, err := pusherdriver.New(cfg.Pusher, pusherdriver.WithTracerProvider(a.tel.Tracer))
-		if err != nil {
-			return fmt.Errorf("pusher driver: %w", err)
+		// The pusher driver: channel queries go to Pusher's HTTP API through
+		// the driver BroadcastService publishes with (one keep-alive pool,
+		// one breaker).
+		if a.bcast == nil || a.bcast.driver == nil {
+			return fmt.Errorf("connection service: no delivery driver (wireBroadcast must run first)")
 		}
-		w.driver = d
-		a.closers = append(a.closers, func(context.Context) error { return d.Close() })
+		w.driver = a.bcast.driver
 		w.webhooks, err = webhookin.New(webhookin.Config{
 			Key: cfg.Pusher.Key, Secret: cfg.Pusher.Secret, EncryptionMasterKeyBase64: cfg.Pusher.EncryptionMasterKeyBase64,
 		})

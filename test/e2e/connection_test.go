@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"slices"
 	"sort"
@@ -26,6 +27,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	pushersdk "github.com/pusher/pusher-http-go/v5"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -33,6 +36,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
@@ -1027,23 +1031,110 @@ func TestMetricsPage(t *testing.T) {
 	}
 }
 
+// otlpReceiver collects spans exported over OTLP/HTTP.
+type otlpReceiver struct {
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	var req coltracepb.ExportTraceServiceRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			o.spans = append(o.spans, ss.Spans...)
+		}
+	}
+	o.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+	_, _ = w.Write(out)
+}
+
 // TestTraceContextFromMetadata: a traceparent sent in gRPC metadata becomes
-// the parent of the server span, whose trace id the request log carries.
+// the parent of the server span; the publish gets its own span under it,
+// covering the fan-out to the WebSocket clients; and the request's log line
+// carries the caller's trace id.
 func TestTraceContextFromMetadata(t *testing.T) {
+	recv := &otlpReceiver{}
+	collector := httptest.NewServer(recv)
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_TRACES_SAMPLER", "parentbased_always_on")
 	p := startApp(t, nil)
-	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
-	ctx := metadata.AppendToOutgoingContext(p.ctx(t), "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	if _, err := p.cs.GetMetrics(ctx, &pushercmv1.GetMetricsRequest{}); err != nil {
+	sub := p.dial(t)
+	sub.Subscribe("trace-room", "")
+
+	const (
+		traceID      = "4bf92f3577b34da6a3ce929d0e0e4736"
+		callerSpanID = "00f067aa0ba902b7"
+	)
+	ctx := metadata.AppendToOutgoingContext(context.Background(),
+		"authorization", "Bearer "+mint(t, p.cfg, "publisher", "events:publish"),
+		"traceparent", "00-"+traceID+"-"+callerSpanID+"-01")
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	resp, err := pushercmv1.NewBroadcastServiceClient(p.conn).SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+		Channels: []string{"trace-room"}, Name: "traced", Payload: &pushercmv1.Event_Data{Data: "x"},
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	if resp.DeliveredTo != 1 {
+		t.Fatalf("delivered to %d", resp.DeliveredTo)
+	}
+	sub.Expect("traced", "trace-room")
+
 	eventually(t, "a log line with the caller's trace id", func() error {
 		for _, line := range strings.Split(p.logs.String(), "\n") {
-			if strings.Contains(line, "GetMetrics") && strings.Contains(line, "trace_id="+traceID) {
+			if strings.Contains(line, "SendEvent") && strings.Contains(line, "trace_id="+traceID) {
 				return nil
 			}
 		}
 		return errors.New("not logged")
 	})
+
+	// Shutting down flushes the batch span processor to the collector.
+	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer scancel()
+	if err := p.app.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	byID := map[string]*tracepb.Span{}
+	for _, s := range recv.spans {
+		if hex.EncodeToString(s.TraceId) == traceID {
+			byID[hex.EncodeToString(s.SpanId)] = s
+		}
+	}
+	var server, publish *tracepb.Span
+	for _, s := range byID {
+		switch {
+		case s.Kind == tracepb.Span_SPAN_KIND_SERVER && strings.HasSuffix(s.Name, "SendEvent"):
+			server = s
+		case s.Name == "delivery.Publish":
+			publish = s
+		}
+	}
+	if server == nil || publish == nil {
+		t.Fatalf("spans of the trace: %v", byID)
+	}
+	if got := hex.EncodeToString(server.ParentSpanId); got != callerSpanID {
+		t.Fatalf("server span's parent %s, want the caller's %s", got, callerSpanID)
+	}
+	if !bytes.Equal(publish.ParentSpanId, server.SpanId) {
+		t.Fatalf("publish span's parent %x, want the server span %x", publish.ParentSpanId, server.SpanId)
+	}
+	if publish.EndTimeUnixNano < publish.StartTimeUnixNano {
+		t.Fatalf("publish span %v", publish)
+	}
 }
 
 // TestPusherDriver runs the app on the pusher driver against a second,
