@@ -20,17 +20,16 @@ import (
 
 // connectionWiring holds what ConnectionService, metrics and health need.
 type connectionWiring struct {
-	// limits are the gRPC rate limiters GetRateLimitStatus peeks at. Built
-	// here from cfg.RateLimit; the rate-limit interceptor must use this same
-	// Set, or the status shows buckets nothing ever draws from.
+	// limits are the gRPC rate limiters GetRateLimitStatus peeks at: the
+	// interceptor's Set (a.limits), so the status shows the buckets calls
+	// actually draw from.
 	limits *ratelimit.Set
 	// driver answers channel queries on the pusher driver (nil on
 	// embedded); it is the broadcast wiring's driver.
 	driver delivery.Driver
 	// webhooks is the Pusher webhook ingest (pusher driver only).
 	webhooks *webhookin.Receiver
-	// webhookStats reads the outgoing webhook sender; nil until a sender is
-	// wired (see webhookSenderStats).
+	// webhookStats reads the outgoing webhook sender (nil without one).
 	webhookStats func() webhook.Stats
 
 	thresholds health.Thresholds
@@ -55,10 +54,19 @@ func (a *App) wireConnection(context.Context) error {
 		return fmt.Errorf("health: %w", err)
 	}
 	w.window = metrics.NewWindow(cfg.Health.Window)
-	if w.limits, err = ratelimit.NewSet(cfg.RateLimit); err != nil {
-		return fmt.Errorf("rateLimit: %w", err)
+	w.limits = a.limits
+	if w.limits == nil {
+		if w.limits, err = ratelimit.NewSet(cfg.RateLimit); err != nil {
+			return fmt.Errorf("rateLimit: %w", err)
+		}
 	}
-	w.webhookStats = a.webhookSenderStats()
+	// Read lazily: the sender may be wired after this.
+	w.webhookStats = func() webhook.Stats {
+		if a.webhooks == nil {
+			return webhook.Stats{}
+		}
+		return a.webhooks.Stats()
+	}
 
 	if a.edge == nil {
 		// The pusher driver: channel queries go to Pusher's HTTP API through
@@ -107,11 +115,6 @@ func (a *App) wireConnection(context.Context) error {
 	})
 	return nil
 }
-
-// webhookSenderStats reads the embedded server's outgoing webhook sender.
-// No sender is wired into the edge yet; whoever wires it (edge.WithWebhookSink
-// in app.go) should return its Stats method here.
-func (a *App) webhookSenderStats() func() webhook.Stats { return nil }
 
 // refreshHealth samples the counters into the window and re-evaluates
 // health every interval, so grpc.health.v1 watchers follow without probes.
