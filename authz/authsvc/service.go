@@ -86,7 +86,7 @@ type Service struct {
 	// attrs caches one measurement option per label combination: the label
 	// space is bounded, and building attribute sets per call would allocate
 	// on the hot path.
-	attrs sync.Map // labels -> metric.AddOption
+	attrs sync.Map // labels -> *recorded
 }
 
 // New checks cfg and returns a Service.
@@ -235,29 +235,39 @@ func classify(matched, kind string, err error) (rule, outcome string) {
 
 type labels struct{ op, transport, kind, rule, outcome string }
 
+// recorded is what one label combination needs on every call, built once.
+type recorded struct {
+	opt metric.AddOption     // the counter's attribute set
+	kvs []attribute.KeyValue // the span's attributes
+}
+
 func (s *Service) record(ctx context.Context, span trace.Span, op, transport, kind, rule, outcome string, err error) {
 	l := labels{op, transport, kind, rule, outcome}
-	opt, ok := s.attrs.Load(l)
+	v, ok := s.attrs.Load(l)
 	if !ok {
-		opt, _ = s.attrs.LoadOrStore(l, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("op", op),
-			attribute.String("transport", transport),
-			attribute.String("kind", kind),
-			attribute.String("rule", rule),
-			attribute.String("outcome", outcome),
-		)))
+		v, _ = s.attrs.LoadOrStore(l, &recorded{
+			opt: metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("op", op),
+				attribute.String("transport", transport),
+				attribute.String("kind", kind),
+				attribute.String("rule", rule),
+				attribute.String("outcome", outcome),
+			)),
+			kvs: []attribute.KeyValue{
+				attribute.String("pushercm.auth.transport", transport),
+				attribute.String("pushercm.channel.kind", kind),
+				attribute.String("pushercm.auth.rule", rule),
+				attribute.String("pushercm.auth.outcome", outcome),
+			},
+		})
 	}
-	s.decisions.Add(ctx, 1, opt.(metric.AddOption))
+	r := v.(*recorded)
+	s.decisions.Add(ctx, 1, r.opt)
 
 	if !span.IsRecording() {
 		return
 	}
-	span.SetAttributes(
-		attribute.String("pushercm.auth.transport", transport),
-		attribute.String("pushercm.channel.kind", kind),
-		attribute.String("pushercm.auth.rule", rule),
-		attribute.String("pushercm.auth.outcome", outcome),
-	)
+	span.SetAttributes(r.kvs...)
 	if outcome == OutcomeError {
 		// Only unexpected failures mark the span as an error; refusals are
 		// normal answers. The message is a fixed string: causes are logged.
