@@ -555,6 +555,26 @@ func TestConnectionServiceRPCs(t *testing.T) {
 		}
 		_, err = p.cs.GetRateLimitStatus(p.ctx(t), &pushercmv1.GetRateLimitStatusRequest{})
 		wantStatus(t, err, codes.InvalidArgument, "INVALID_ARGUMENT")
+
+		// Events published for a user draw from that user's bucket, and the
+		// status shows it: the service peeks at the interceptor's limiters.
+		pubCtx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		pubCtx = metadata.AppendToOutgoingContext(pubCtx, "authorization", "Bearer "+mint(t, p.cfg, "publisher", "events:publish"))
+		for range 3 {
+			if _, err := pushercmv1.NewBroadcastServiceClient(p.conn).SendEvent(pubCtx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+				Channels: []string{"rl-room"}, Name: "e", UserId: "rl-user", Payload: &pushercmv1.Event_Data{Data: "x"},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err = p.cs.GetRateLimitStatus(p.ctx(t), &pushercmv1.GetRateLimitStatusRequest{UserId: "rl-user"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b := resp.Buckets[0]; b.Limiter != "user" || b.Remaining > b.Limit-3 {
+			t.Fatalf("after 3 events: %v", resp.Buckets)
+		}
 	})
 
 	t.Run("metrics snapshot", func(t *testing.T) {
