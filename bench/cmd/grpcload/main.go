@@ -188,13 +188,22 @@ func main() {
 		p.print()
 	}
 
+	if cs, ss := results["check"], results["send"]; len(cs) > 0 && len(ss) > 0 {
+		// Pairs of adjacent runs see the same background load; the best
+		// runs below are the least disturbed.
+		fmt.Print("\nSendEvent/Check per pair of runs:")
+		for i := 0; i < min(len(cs), len(ss)); i++ {
+			fmt.Printf(" %.2f", ss[i].rps/cs[i].rps)
+		}
+		fmt.Println()
+	}
 	if c, s := best(results["check"]), best(results["send"]); c != nil && s != nil {
 		ratio := s.rps / c.rps
 		verdict := "MEETS"
 		if ratio < 0.8 || s.p99 > 10*time.Millisecond {
 			verdict = "MISSES"
 		}
-		fmt.Printf("\nSendEvent/Check = %.2f (best runs: %.0f / %.0f req/s), SendEvent p99 %s: %s the target (>= 0.8, p99 <= 10ms)\n",
+		fmt.Printf("SendEvent/Check = %.2f (best runs: %.0f / %.0f req/s), SendEvent p99 %s: %s the target (>= 0.8, p99 <= 10ms)\n",
 			ratio, s.rps, c.rps, s.p99.Round(10*time.Microsecond), verdict)
 	}
 	if p50, p99, mx, n := lat.Percentiles(); n > 0 {
@@ -213,7 +222,7 @@ type phase struct {
 	deliveries, expected int64   // since the phase's warmup began
 	fanout               float64 // subscribers per event
 	closed               int64   // subscribers the server closed (slow consumers)
-	serverCPU            time.Duration
+	serverCPU, toolCPU   time.Duration
 }
 
 func (p phase) print() {
@@ -230,6 +239,9 @@ func (p phase) print() {
 	}
 	if p.serverCPU > 0 {
 		fmt.Printf("  server CPU %.0f%%", 100*p.serverCPU.Seconds()/p.elapsed.Seconds())
+	}
+	if p.toolCPU > 0 {
+		fmt.Printf("  tool CPU %.0f%%", 100*p.toolCPU.Seconds()/p.elapsed.Seconds())
 	}
 	if p.firstErr != "" {
 		fmt.Printf("  first error: %s", p.firstErr)
@@ -285,17 +297,19 @@ func measure(name string, c int, warmup, d time.Duration, pid int, call func(wor
 	}
 	time.Sleep(warmup)
 	cpu0, _ := cpuOf(pid)
+	self0, _ := edgebench.CPUTime(os.Getpid())
 	start := time.Now()
 	measuring.Store(true)
 	time.Sleep(d)
 	measuring.Store(false)
 	elapsed := time.Since(start)
 	cpu1, _ := cpuOf(pid)
+	self1, _ := edgebench.CPUTime(os.Getpid())
 	stop.Store(true)
 	wg.Wait()
 
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	p := phase{name: name, calls: int64(len(all)), errors: errs.Load(), elapsed: elapsed, rps: float64(len(all)) / elapsed.Seconds(), serverCPU: cpu1 - cpu0}
+	p := phase{name: name, calls: int64(len(all)), errors: errs.Load(), elapsed: elapsed, rps: float64(len(all)) / elapsed.Seconds(), serverCPU: cpu1 - cpu0, toolCPU: self1 - self0}
 	if s, ok := firstErr.Load().(string); ok {
 		p.firstErr = s
 	}
