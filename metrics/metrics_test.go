@@ -145,7 +145,7 @@ func TestWindowSlides(t *testing.T) {
 func TestRegisterExportsEveryInstrument(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
+	defer func() { _ = mp.Shutdown(context.Background()) }()
 	o := metrics.NewObserver()
 	if err := metrics.Register(mp.Meter("test"), o, func() metrics.Reading {
 		return metrics.Reading{
@@ -193,7 +193,7 @@ func BenchmarkPublished(b *testing.B) {
 	// The hot-path cost the edge pays per publish (not per subscriber).
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer mp.Shutdown(context.Background())
+	defer func() { _ = mp.Shutdown(context.Background()) }()
 	o := metrics.NewObserver()
 	if err := metrics.Register(mp.Meter("bench"), o, func() metrics.Reading { return metrics.Reading{} }); err != nil {
 		b.Fatal(err)

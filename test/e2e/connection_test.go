@@ -762,7 +762,7 @@ func TestWatchConnectionEvents(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer slowConn.Close()
+		defer func() { _ = slowConn.Close() }()
 		slow := watch(t, p, pushercmv1.NewConnectionServiceClient(slowConn), &pushercmv1.WatchConnectionEventsRequest{})
 		fast := watch(t, p, p.cs, &pushercmv1.WatchConnectionEventsRequest{
 			Types: []pushercmv1.ConnectionEventType{pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED},
