@@ -517,6 +517,7 @@ func (s *Server) sweep() {
 		}
 		now := s.opts.now()
 		nowNs := now.UnixNano()
+		clear(list) // do not keep closed sockets reachable from last round
 		list = list[:0]
 		s.mu.RLock()
 		for _, c := range s.conns {
