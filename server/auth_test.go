@@ -402,7 +402,7 @@ func TestAuthDecisionsMetric(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{`outcome="allowed"`, `outcome="denied"`} {
 		found := false

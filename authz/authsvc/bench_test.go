@@ -22,7 +22,7 @@ func BenchmarkAuthorizeChannel(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer v.Close()
+	defer func() { _ = v.Close() }()
 	rules, _ := authz.NewRules(authz.RulesConfig{}, nil)
 	az, _ := authz.NewAuthorizer(authz.AuthorizerConfig{AppKey: "key", AppSecret: "app-secret"}, rules)
 	tp := sdktrace.NewTracerProvider()

@@ -53,7 +53,7 @@ func main() {
 		slog.Error("grpc client", "error", err)
 		os.Exit(1)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 
 	srv := &http.Server{
 		Addr:              *listen,

@@ -119,7 +119,7 @@ func authPost(t *testing.T, a *app.App, path, token string, form url.Values, hdr
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, _ := io.ReadAll(resp.Body)
 	body := map[string]string{}
 	if err := json.Unmarshal(raw, &body); err != nil {
@@ -273,7 +273,7 @@ func TestPusherJSEndpointsRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusNoContent ||
 			resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
 			!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
@@ -351,7 +351,7 @@ func TestRulesReload(t *testing.T) {
 				return
 			}
 			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				bad.Store(resp.Status)
 				return

@@ -88,7 +88,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer cc[i].Close()
+		defer func(c *grpc.ClientConn) { _ = c.Close() }(cc[i])
 	}
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+svcToken)
 	var next atomic.Uint64
