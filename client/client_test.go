@@ -24,6 +24,7 @@ import (
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
 func TestMain(m *testing.M) {
@@ -34,7 +35,9 @@ func TestMain(m *testing.M) {
 // fast is a retry policy for tests: short backoffs, a few attempts.
 var fast = client.RetryPolicy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 
-func startApp(t *testing.T) (*app.App, config.Config) {
+func startApp(t *testing.T) (*app.App, config.Config) { return startAppWith(t, nil) }
+
+func startAppWith(t *testing.T, mutate func(*config.Config)) (*app.App, config.Config) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Dev = true
@@ -42,6 +45,9 @@ func startApp(t *testing.T) (*app.App, config.Config) {
 	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Log.Level = "ERROR"
 	cfg.ShutdownTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	a, err := app.New(context.Background(), &config.Loaded{Config: cfg}, app.Options{LogOutput: io.Discard})
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +171,39 @@ func TestAgainstServer(t *testing.T) {
 			t.Fatalf("token source called %d times", calls)
 		}
 	})
+}
+
+// TestRateLimitedByTheServer: the real rate limiter refuses with RetryInfo;
+// the client waits that long and the retry goes through, once.
+func TestRateLimitedByTheServer(t *testing.T) {
+	a, cfg := startAppWith(t, func(c *config.Config) {
+		// One call, then one more every 300 ms.
+		c.RateLimit.Limiters[ratelimit.LimiterPrincipal] = ratelimit.Policy{Limits: ratelimit.Limits{
+			MessagesPerSecond: 1 / 0.3, BurstLimit: 1, MessagesPerMinute: 1000,
+		}}
+	})
+	tok := token(t, cfg, interceptors.ScopePublish)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// Without retries the second call is refused with a retry delay.
+	noRetry := dial(t, a.GRPCAddr(), client.WithToken(tok), client.WithRetry(client.RetryPolicy{MaxAttempts: 1}))
+	if _, err := noRetry.SendEvent(ctx, client.Event{Channels: []string{"a"}, Name: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := noRetry.SendEvent(ctx, client.Event{Channels: []string{"a"}, Name: "e"})
+	if status.Code(err) != codes.ResourceExhausted || client.Reason(err) != "RATE_LIMITED" || client.RetryDelay(err) <= 0 {
+		t.Fatalf("got %v (retry delay %s), want RATE_LIMITED with RetryInfo", err, client.RetryDelay(err))
+	}
+
+	// With retries the client honours the delay and succeeds.
+	c := dial(t, a.GRPCAddr(), client.WithToken(tok))
+	for i := range 3 {
+		r, err := c.SendEvent(ctx, client.Event{Channels: []string{"a"}, Name: "e"})
+		if err != nil || r.Duplicate {
+			t.Fatalf("send %d: %+v %v", i, r, err)
+		}
+	}
 }
 
 // scripted is a BroadcastService that answers from a script and records
