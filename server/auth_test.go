@@ -442,3 +442,35 @@ func authStruct(t *testing.T, m map[string]any) *structpb.Struct {
 }
 
 func authPtr(s string) *string { return &s }
+
+// TestAuthenticateUserRefusals: codes and reasons of sign-in refusals.
+func TestAuthenticateUserRefusals(t *testing.T) {
+	a := startAuthApp(t, false)
+	client := authClient(t, a)
+	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	user := mintAuth(t, authz.MintOptions{Subject: "u1"})
+	noSub := mintAuth(t, authz.MintOptions{Teams: []string{"t1"}})
+	tests := []struct {
+		name       string
+		req        *pushercmv1.AuthenticateUserRequest
+		wantCode   codes.Code
+		wantReason string
+	}{
+		{"no user token", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2"}, codes.Unauthenticated, "AUTHENTICATION_FAILED"},
+		{"bad user token", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user + "x"}, codes.Unauthenticated, "AUTHENTICATION_FAILED"},
+		{"token without a user id", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: noSub}, codes.Unauthenticated, "AUTHENTICATION_FAILED"},
+		{"bad socket id", &pushercmv1.AuthenticateUserRequest{SocketId: "1", Token: user}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"watchlist", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user, Watchlist: []string{"u2"}}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
+			defer cancel()
+			_, err := client.AuthenticateUser(ctx, tc.req)
+			st := status.Convert(err)
+			if st.Code() != tc.wantCode || authErrorInfo(t, st).GetReason() != tc.wantReason {
+				t.Fatalf("got %s %q, want %s %s", st.Code(), authErrorInfo(t, st).GetReason(), tc.wantCode, tc.wantReason)
+			}
+		})
+	}
+}
