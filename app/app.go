@@ -110,7 +110,29 @@ func New(ctx context.Context, l *config.Loaded, o Options) (*App, error) {
 	}, nil)
 
 	if cfg.Driver == config.DriverEmbedded {
-		a.edge, err = edge.New(edgeConfig(cfg, a.log), edge.WithMetrics(a.obs))
+		opts, err := edgeLimitOptions(cfg.Edge)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, edge.WithMetrics(a.obs))
+		if urls := cfg.Edge.Webhooks.URLs; len(urls) > 0 {
+			wcfg := webhook.Config{
+				Key: cfg.Pusher.Key, Secret: cfg.Pusher.Secret,
+				BatchWindow: cfg.Edge.Webhooks.BatchWindow, RetryFor: cfg.Edge.Webhooks.RetryFor,
+				QueueSize: cfg.Edge.Webhooks.QueueSize, Logger: a.log.With("component", "webhooks"),
+			}
+			for _, u := range urls {
+				wcfg.Targets = append(wcfg.Targets, webhook.Target{URL: u})
+			}
+			if a.webhooks, err = webhook.New(wcfg); err != nil {
+				return nil, fmt.Errorf("edge.webhooks: %w", err)
+			}
+			// Closed after the edge has drained (closers run in reverse), so
+			// the vacate webhooks of the drain are sent.
+			a.closers = append(a.closers, a.webhooks.Close)
+			opts = append(opts, edge.WithWebhookSink(a.webhooks))
+		}
+		a.edge, err = edge.New(edgeConfig(cfg, a.log), opts...)
 		if err != nil {
 			return nil, err
 		}
