@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -396,5 +397,77 @@ func TestRulesReload(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), vip) {
 		t.Error("logs contain a token")
+	}
+}
+
+// TestRulesReloadBinary: the real binary reloads its rules on SIGHUP and
+// when the config file changes, and keeps them when the new file is bad.
+func TestRulesReloadBinary(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pushercm.yaml")
+	const lounge = `channelRules:
+  rules:
+    - name: lounge
+      pattern: private-lounge-{room}
+      expression: "'vip' in roles"
+`
+	if err := os.WriteFile(file, []byte("log:\n  level: INFO\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := StartServer(t, nil, "--config", file)
+	vip := mintUser(t, authz.MintOptions{Subject: "u1", Roles: []string{"vip"}})
+	status := func() int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+s.HTTPAddr+"/pusher/auth", strings.NewReader("socket_id=1.2&channel_name=private-lounge-1"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Authorization", "Bearer "+vip)
+		resp, err := authHTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(authWait)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if got := status(); got != http.StatusForbidden {
+		t.Fatalf("before: %d, want 403", got)
+	}
+
+	// A file change alone reloads.
+	if err := os.WriteFile(file, []byte(lounge), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the watcher to load the lounge rule", func() bool { return status() == http.StatusOK })
+
+	// A bad file is refused and the rules stay.
+	if err := os.WriteFile(file, []byte("channelRules:\n  rules:\n    - name: broken\n      pattern: \"private-{\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the bad file to be refused", func() bool { return strings.Contains(s.Log(), "channel rules reload failed") })
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("after a bad file: %d, want 200 (previous rules)", got)
+	}
+
+	// SIGHUP reloads too (app.Reload); with the bad file it fails and keeps
+	// the rules. (A good file would be picked up by the watcher as well, so
+	// only the refusal tells the two paths apart.)
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually("SIGHUP's reload to fail on the bad file", func() bool { return strings.Contains(s.Log(), "reload failed; keeping the previous state") })
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("after SIGHUP with a bad file: %d, want 200", got)
+	}
+	if strings.Contains(s.Log(), vip) {
+		t.Error("the log contains a token")
 	}
 }
