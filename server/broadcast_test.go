@@ -41,11 +41,11 @@ import (
 	"github.com/milequest/pushercm/server"
 )
 
-// wait bounds every expectation; generous because test machines are loaded.
-const wait = 15 * time.Second
+// bcWait bounds every expectation; generous because test machines are loaded.
+const bcWait = 15 * time.Second
 
-// env is a running pushercm (embedded driver, dev settings) and a client.
-type env struct {
+// bcEnv is a running pushercm (embedded driver, dev settings) and a client.
+type bcEnv struct {
 	cfg    config.Config
 	app    *app.App
 	bc     pushercmv1.BroadcastServiceClient
@@ -53,10 +53,10 @@ type env struct {
 	noAuth context.Context
 }
 
-func startApp(t testing.TB) *env { return startAppWith(t, nil) }
+func startBroadcastApp(t testing.TB) *bcEnv { return startBroadcastAppWith(t, nil) }
 
-// startAppWith starts the app with dev settings changed by mutate.
-func startAppWith(t testing.TB, mutate func(*config.Config)) *env {
+// startBroadcastAppWith starts the app with dev settings changed by mutate.
+func startBroadcastAppWith(t testing.TB, mutate func(*config.Config)) *bcEnv {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Dev = true
@@ -84,10 +84,10 @@ func startAppWith(t testing.TB, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	tok := mint(t, cfg, interceptors.ScopePublish)
+	tok := bcMint(t, cfg, interceptors.ScopePublish)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	return &env{
+	return &bcEnv{
 		cfg: cfg, app: a,
 		bc:     pushercmv1.NewBroadcastServiceClient(conn),
 		ctx:    metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
@@ -95,7 +95,7 @@ func startAppWith(t testing.TB, mutate func(*config.Config)) *env {
 	}
 }
 
-func mint(t testing.TB, cfg config.Config, scopes ...string) string {
+func bcMint(t testing.TB, cfg config.Config, scopes ...string) string {
 	t.Helper()
 	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: "svc-test", Scopes: scopes, TTL: time.Hour})
 	if err != nil {
@@ -104,8 +104,8 @@ func mint(t testing.TB, cfg config.Config, scopes ...string) string {
 	return tok
 }
 
-// wsClient is a minimal Pusher protocol client that queues every frame.
-type wsClient struct {
+// bcWS is a minimal Pusher protocol client that queues every frame.
+type bcWS struct {
 	t        *testing.T
 	conn     net.Conn
 	key      string
@@ -116,15 +116,15 @@ type wsClient struct {
 	wmu      sync.Mutex
 }
 
-func (e *env) dial(t *testing.T) *wsClient {
+func (e *bcEnv) dial(t *testing.T) *bcWS {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(context.Background(), bcWait)
 	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7&client=test&version=1")
+	conn, br, _, err := ws.Dialer{Timeout: bcWait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7&client=test&version=1")
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	c := &wsClient{t: t, conn: conn, key: e.cfg.Pusher.Key, secret: e.cfg.Pusher.Secret,
+	c := &bcWS{t: t, conn: conn, key: e.cfg.Pusher.Key, secret: e.cfg.Pusher.Secret,
 		frames: make(chan protocol.Message, 1024), done: make(chan struct{})}
 	var r io.Reader = conn
 	if br != nil {
@@ -146,13 +146,13 @@ func (e *env) dial(t *testing.T) *wsClient {
 	return c
 }
 
-func (c *wsClient) read(r io.Reader) {
+func (c *bcWS) read(r io.Reader) {
 	defer close(c.done)
 	defer close(c.frames)
 	rw := struct {
 		io.Reader
 		io.Writer
-	}{r, writerFunc(func(p []byte) (int, error) {
+	}{r, bcWriterFunc(func(p []byte) (int, error) {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		return c.conn.Write(p)
@@ -175,11 +175,11 @@ func (c *wsClient) read(r io.Reader) {
 	}
 }
 
-type writerFunc func([]byte) (int, error)
+type bcWriterFunc func([]byte) (int, error)
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+func (f bcWriterFunc) Write(p []byte) (int, error) { return f(p) }
 
-func (c *wsClient) send(event string, data any) {
+func (c *bcWS) send(event string, data any) {
 	b, err := json.Marshal(map[string]any{"event": event, "data": data})
 	if err != nil {
 		c.t.Error(err)
@@ -192,7 +192,7 @@ func (c *wsClient) send(event string, data any) {
 	}
 }
 
-func (c *wsClient) next() protocol.Message {
+func (c *bcWS) next() protocol.Message {
 	c.t.Helper()
 	select {
 	case m, ok := <-c.frames:
@@ -200,7 +200,7 @@ func (c *wsClient) next() protocol.Message {
 			c.t.Fatal("connection closed while waiting for a frame")
 		}
 		return m
-	case <-time.After(wait):
+	case <-time.After(bcWait):
 		c.t.Fatal("no frame within the wait")
 	}
 	return protocol.Message{}
@@ -209,7 +209,7 @@ func (c *wsClient) next() protocol.Message {
 // expect returns the next application frame, skipping protocol frames, and
 // fails if it is not (event, channel): this is how the tests prove that
 // nothing was delivered twice or to the wrong socket.
-func (c *wsClient) expect(event, channel string) protocol.Message {
+func (c *bcWS) expect(event, channel string) protocol.Message {
 	c.t.Helper()
 	for {
 		m := c.next()
@@ -223,7 +223,7 @@ func (c *wsClient) expect(event, channel string) protocol.Message {
 	}
 }
 
-func (c *wsClient) subscribe(channel string) {
+func (c *bcWS) subscribe(channel string) {
 	c.t.Helper()
 	data := map[string]any{"channel": channel}
 	if strings.HasPrefix(channel, "private-") {
@@ -233,7 +233,7 @@ func (c *wsClient) subscribe(channel string) {
 	c.expect(protocol.EventSubscriptionSucceeded, channel)
 }
 
-func (c *wsClient) signIn(userID string) {
+func (c *bcWS) signIn(userID string) {
 	c.t.Helper()
 	ud := fmt.Sprintf(`{"id":%q}`, userID)
 	c.send(protocol.EventSignin, map[string]any{
@@ -243,8 +243,8 @@ func (c *wsClient) signIn(userID string) {
 	c.expect(protocol.EventSigninSuccess, "")
 }
 
-// statusDetails returns the ErrorInfo reason and BadRequest fields of err.
-func statusDetails(t *testing.T, err error) (codes.Code, string, []string) {
+// bcStatus returns the ErrorInfo reason and BadRequest fields of err.
+func bcStatus(t *testing.T, err error) (codes.Code, string, []string) {
 	t.Helper()
 	st, ok := status.FromError(err)
 	if !ok {
@@ -265,11 +265,11 @@ func statusDetails(t *testing.T, err error) (codes.Code, string, []string) {
 	return st.Code(), reason, fields
 }
 
-func event(channels []string, name, data string) *pushercmv1.Event {
+func bcEvent(channels []string, name, data string) *pushercmv1.Event {
 	return &pushercmv1.Event{Channels: channels, Name: name, Payload: &pushercmv1.Event_Data{Data: data}}
 }
 
-func channels(n int) []string {
+func bcChannels(n int) []string {
 	out := make([]string, n)
 	for i := range out {
 		out[i] = fmt.Sprintf("ch-%d", i)
@@ -278,7 +278,7 @@ func channels(n int) []string {
 }
 
 func TestValidation(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	big := strings.Repeat("x", 10*1024+1)
 	bigJSON, _ := structpb.NewValue(map[string]any{"s": big})
 
@@ -288,27 +288,27 @@ func TestValidation(t *testing.T) {
 		fields []string
 	}{
 		{"no event", nil, []string{"event"}},
-		{"no channels", event(nil, "e", "{}"), []string{"event.channels"}},
-		{"101 channels", event(channels(101), "e", "{}"), []string{"event.channels"}},
-		{"bad channel name", event([]string{"ok", "bad channel!"}, "e", "{}"), []string{"event.channels[1]"}},
-		{"channel name too long", event([]string{strings.Repeat("c", 165)}, "e", "{}"), []string{"event.channels[0]"}},
-		{"duplicate channel", event([]string{"a", "a"}, "e", "{}"), []string{"event.channels[1]"}},
-		{"server-to-user channel", event([]string{"#server-to-user-u1"}, "e", "{}"), []string{"event.channels[0]"}},
-		{"empty event name", event([]string{"a"}, "", "{}"), []string{"event.name"}},
-		{"event name too long", event([]string{"a"}, strings.Repeat("n", 201), "{}"), []string{"event.name"}},
-		{"reserved pusher: name", event([]string{"a"}, "pusher:subscribe", "{}"), []string{"event.name"}},
-		{"reserved pusher_internal: name", event([]string{"a"}, "pusher_internal:x", "{}"), []string{"event.name"}},
-		{"data over 10 KB", event([]string{"a"}, "e", big), []string{"event.data"}},
+		{"no channels", bcEvent(nil, "e", "{}"), []string{"event.channels"}},
+		{"101 channels", bcEvent(bcChannels(101), "e", "{}"), []string{"event.channels"}},
+		{"bad channel name", bcEvent([]string{"ok", "bad channel!"}, "e", "{}"), []string{"event.channels[1]"}},
+		{"channel name too long", bcEvent([]string{strings.Repeat("c", 165)}, "e", "{}"), []string{"event.channels[0]"}},
+		{"duplicate channel", bcEvent([]string{"a", "a"}, "e", "{}"), []string{"event.channels[1]"}},
+		{"server-to-user channel", bcEvent([]string{"#server-to-user-u1"}, "e", "{}"), []string{"event.channels[0]"}},
+		{"empty event name", bcEvent([]string{"a"}, "", "{}"), []string{"event.name"}},
+		{"event name too long", bcEvent([]string{"a"}, strings.Repeat("n", 201), "{}"), []string{"event.name"}},
+		{"reserved pusher: name", bcEvent([]string{"a"}, "pusher:subscribe", "{}"), []string{"event.name"}},
+		{"reserved pusher_internal: name", bcEvent([]string{"a"}, "pusher_internal:x", "{}"), []string{"event.name"}},
+		{"data over 10 KB", bcEvent([]string{"a"}, "e", big), []string{"event.data"}},
 		{"json over 10 KB", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", Payload: &pushercmv1.Event_Json{Json: bigJSON}}, []string{"event.json"}},
 		{"json without a value", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", Payload: &pushercmv1.Event_Json{Json: &structpb.Value{}}}, []string{"event.json"}},
 		{"bad exclude_socket_id", &pushercmv1.Event{Channels: []string{"a"}, Name: "e", ExcludeSocketId: "abc"}, []string{"event.exclude_socket_id"}},
 		{"id too long", &pushercmv1.Event{Id: strings.Repeat("i", 129), Channels: []string{"a"}, Name: "e"}, []string{"event.id"}},
-		{"every violation at once", event(nil, "", big), []string{"event.channels", "event.name", "event.data"}},
+		{"every violation at once", bcEvent(nil, "", big), []string{"event.channels", "event.name", "event.data"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: tc.event})
-			code, reason, fields := statusDetails(t, err)
+			code, reason, fields := bcStatus(t, err)
 			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument {
 				t.Fatalf("got %s %s, want INVALID_ARGUMENT", code, reason)
 			}
@@ -334,7 +334,7 @@ func TestValidation(t *testing.T) {
 	for _, tc := range userTests {
 		t.Run("SendToUser/"+tc.name, func(t *testing.T) {
 			_, err := e.bc.SendToUser(e.ctx, tc.req)
-			code, reason, fields := statusDetails(t, err)
+			code, reason, fields := bcStatus(t, err)
 			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument {
 				t.Fatalf("got %s %s, want INVALID_ARGUMENT", code, reason)
 			}
@@ -352,7 +352,7 @@ func TestValidation(t *testing.T) {
 		{"101 events", func() []*pushercmv1.Event {
 			evs := make([]*pushercmv1.Event, 101)
 			for i := range evs {
-				evs[i] = event([]string{"a"}, "e", "{}")
+				evs[i] = bcEvent([]string{"a"}, "e", "{}")
 			}
 			return evs
 		}()},
@@ -360,7 +360,7 @@ func TestValidation(t *testing.T) {
 	for _, tc := range batchTests {
 		t.Run("SendBatch/"+tc.name, func(t *testing.T) {
 			_, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: tc.events})
-			code, reason, fields := statusDetails(t, err)
+			code, reason, fields := bcStatus(t, err)
 			if code != codes.InvalidArgument || reason != interceptors.ReasonInvalidArgument || !reflect.DeepEqual(fields, []string{"events"}) {
 				t.Fatalf("got %s %s %q, want INVALID_ARGUMENT on events", code, reason, fields)
 			}
@@ -369,8 +369,8 @@ func TestValidation(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	e := startApp(t)
-	req := &pushercmv1.SendEventRequest{Event: event([]string{"a"}, "e", "{}")}
+	e := startBroadcastApp(t)
+	req := &pushercmv1.SendEventRequest{Event: bcEvent([]string{"a"}, "e", "{}")}
 	tests := []struct {
 		name   string
 		ctx    context.Context
@@ -378,12 +378,12 @@ func TestAuth(t *testing.T) {
 		reason string
 	}{
 		{"no token", e.noAuth, codes.Unauthenticated, interceptors.ReasonAuthenticationFailed},
-		{"wrong scope", metadata.AppendToOutgoingContext(e.noAuth, "authorization", "Bearer "+mint(t, e.cfg, interceptors.ScopeAuthorize)), codes.PermissionDenied, interceptors.ReasonAuthorizationFailed},
+		{"wrong scope", metadata.AppendToOutgoingContext(e.noAuth, "authorization", "Bearer "+bcMint(t, e.cfg, interceptors.ScopeAuthorize)), codes.PermissionDenied, interceptors.ReasonAuthorizationFailed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.bc.SendEvent(tc.ctx, req)
-			code, reason, _ := statusDetails(t, err)
+			code, reason, _ := bcStatus(t, err)
 			if code != tc.code || reason != tc.reason {
 				t.Fatalf("got %s %s, want %s %s", code, reason, tc.code, tc.reason)
 			}
@@ -392,7 +392,7 @@ func TestAuth(t *testing.T) {
 }
 
 func TestSendEventDeliversAndExcludes(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	a, b := e.dial(t), e.dial(t)
 	a.subscribe("team-1")
 	b.subscribe("team-1")
@@ -419,7 +419,7 @@ func TestSendEventDeliversAndExcludes(t *testing.T) {
 	}
 
 	// a's next application frame must be this one: the excluded event never came.
-	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{"team-1"}, "after", "2")}); err != nil {
+	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{"team-1"}, "after", "2")}); err != nil {
 		t.Fatal(err)
 	}
 	if m := a.expect("after", "team-1"); m.DataString() != "2" {
@@ -428,7 +428,7 @@ func TestSendEventDeliversAndExcludes(t *testing.T) {
 }
 
 func TestJSONPayloadEncodedOnce(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
 	v, err := structpb.NewValue(map[string]any{"steps": 1200.0, "team": "t1", "tags": []any{"a", "b"}, "nested": map[string]any{"ok": true}})
@@ -458,16 +458,16 @@ func TestJSONPayloadEncodedOnce(t *testing.T) {
 }
 
 func TestSendBatchOneBadEvent(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
 
 	resp, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
-		event([]string{"feed"}, "first", "1"),
+		bcEvent([]string{"feed"}, "first", "1"),
 		{Channels: []string{"feed"}, Name: "bad-json", Payload: &pushercmv1.Event_Json{Json: &structpb.Value{}}},
-		event([]string{"feed"}, "pusher:bad", "2"),
+		bcEvent([]string{"feed"}, "pusher:bad", "2"),
 		nil,
-		event([]string{"feed"}, "last", "3"),
+		bcEvent([]string{"feed"}, "last", "3"),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -508,7 +508,7 @@ func TestSendBatchOneBadEvent(t *testing.T) {
 }
 
 func TestIdempotency(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
 
@@ -540,10 +540,10 @@ func TestIdempotency(t *testing.T) {
 		t.Fatalf("batch results %v, want duplicate, delivered, duplicate", rs)
 	}
 	// The id delivered by the batch is a duplicate for SendEvent too.
-	if r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: rs1Event()}); err != nil || !r.GetDuplicate() {
+	if r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcBatchedEvent()}); err != nil || !r.GetDuplicate() {
 		t.Fatalf("SendEvent after batch: %v %v, want duplicate", r, err)
 	}
-	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{"feed"}, "marker", "")}); err != nil {
+	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{"feed"}, "marker", "")}); err != nil {
 		t.Fatal(err)
 	}
 	// Exactly once, once, then the marker: any repeat would fail expect.
@@ -571,12 +571,12 @@ func TestIdempotency(t *testing.T) {
 	u.expect("marker", ch)
 }
 
-func rs1Event() *pushercmv1.Event {
+func bcBatchedEvent() *pushercmv1.Event {
 	return &pushercmv1.Event{Id: "evt-2", Channels: []string{"feed"}, Name: "batched", Payload: &pushercmv1.Event_Data{Data: "y"}}
 }
 
 func TestSendToUser(t *testing.T) {
-	e := startApp(t)
+	e := startBroadcastApp(t)
 	signedIn, other := e.dial(t), e.dial(t)
 	signedIn.signIn("user-1")
 	second := e.dial(t)
@@ -592,7 +592,7 @@ func TestSendToUser(t *testing.T) {
 		t.Fatalf("response %v, want delivered to both connections of user-1", resp)
 	}
 	ch := protocol.ServerToUserChannel("user-1")
-	for _, c := range []*wsClient{signedIn, second} {
+	for _, c := range []*bcWS{signedIn, second} {
 		m := c.expect("achievement", ch)
 		var got map[string]any
 		if err := m.DecodeData(&got); err != nil || got["badge"] != "10k-steps" {
@@ -616,8 +616,8 @@ func TestSendToUser(t *testing.T) {
 // config) to a second pushercm's edge standing in for Pusher, where a
 // WebSocket client sees the events.
 func TestPusherDriver(t *testing.T) {
-	upstream := startApp(t)
-	e := startAppWith(t, func(c *config.Config) {
+	upstream := startBroadcastApp(t)
+	e := startBroadcastAppWith(t, func(c *config.Config) {
 		c.Driver = config.DriverPusher
 		c.Pusher.Host = upstream.app.HTTPAddr()
 		c.Pusher.Scheme = "http"
@@ -639,7 +639,7 @@ func TestPusherDriver(t *testing.T) {
 		t.Fatalf("repeat %v %v", r, err)
 	}
 	b, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
-		event([]string{"team-9"}, "b1", "1"), event([]string{"team-9"}, "pusher:bad", "2"), event([]string{"team-9"}, "b2", "3"),
+		bcEvent([]string{"team-9"}, "b1", "1"), bcEvent([]string{"team-9"}, "pusher:bad", "2"), bcEvent([]string{"team-9"}, "b2", "3"),
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -656,22 +656,22 @@ func TestPusherDriver(t *testing.T) {
 	c.expect("badge", protocol.ServerToUserChannel("user-9"))
 }
 
-// fakePublisher answers without delivering, for tests of the handler alone.
-type fakePublisher struct {
+// fakeBcPublisher answers without delivering, for tests of the handler alone.
+type fakeBcPublisher struct {
 	outcome delivery.Outcome
 	batch   []delivery.BatchResult
 	err     error
 }
 
-func (f *fakePublisher) Publish(context.Context, delivery.Event) (delivery.Outcome, error) {
+func (f *fakeBcPublisher) Publish(context.Context, delivery.Event) (delivery.Outcome, error) {
 	return f.outcome, f.err
 }
 
-func (f *fakePublisher) PublishBatch(_ context.Context, evs []delivery.Event) ([]delivery.BatchResult, error) {
+func (f *fakeBcPublisher) PublishBatch(_ context.Context, evs []delivery.Event) ([]delivery.BatchResult, error) {
 	return f.batch, f.err
 }
 
-func (f *fakePublisher) SendToUserOnce(context.Context, string, string, string, string) (delivery.Outcome, error) {
+func (f *fakeBcPublisher) SendToUserOnce(context.Context, string, string, string, string) (delivery.Outcome, error) {
 	return f.outcome, f.err
 }
 
@@ -680,9 +680,9 @@ func TestSpanAttributes(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 
-	b := &server.Broadcast{Publisher: &fakePublisher{outcome: delivery.Outcome{EventID: "x", DeliveredTo: 7, Duplicate: false}}}
+	b := &server.Broadcast{Publisher: &fakeBcPublisher{outcome: delivery.Outcome{EventID: "x", DeliveredTo: 7, Duplicate: false}}}
 	ctx, span := tp.Tracer("test").Start(context.Background(), "rpc")
-	if _, err := b.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: event([]string{"a", "b", "c"}, "e", "12345")}); err != nil {
+	if _, err := b.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{"a", "b", "c"}, "e", "12345")}); err != nil {
 		t.Fatal(err)
 	}
 	span.End()
@@ -718,11 +718,11 @@ func TestBatchItemErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &server.Broadcast{
-				Publisher: &fakePublisher{batch: []delivery.BatchResult{{Err: tc.err}, {Outcome: delivery.Outcome{EventID: "ok", DeliveredTo: 1}}}},
-				Log:       slogDiscard(),
+				Publisher: &fakeBcPublisher{batch: []delivery.BatchResult{{Err: tc.err}, {Outcome: delivery.Outcome{EventID: "ok", DeliveredTo: 1}}}},
+				Log:       bcDiscardLog(),
 			}
 			resp, err := b.SendBatch(context.Background(), &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
-				event([]string{"a"}, "e", ""), event([]string{"a"}, "e", ""),
+				bcEvent([]string{"a"}, "e", ""), bcEvent([]string{"a"}, "e", ""),
 			}})
 			if err != nil {
 				t.Fatal(err)
@@ -744,15 +744,15 @@ func TestBatchItemErrors(t *testing.T) {
 	}
 }
 
-func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+func bcDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// benchSubscribers connects n raw subscribers to channel that discard what
+// bcBenchSubscribers connects n raw subscribers to channel that discard what
 // they receive.
-func benchSubscribers(b *testing.B, e *env, n int, channel string) {
+func bcBenchSubscribers(b *testing.B, e *bcEnv, n int, channel string) {
 	b.Helper()
 	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7")
+		ctx, cancel := context.WithTimeout(context.Background(), bcWait)
+		conn, br, _, err := ws.Dialer{Timeout: bcWait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7")
 		cancel()
 		if err != nil {
 			b.Fatal(err)
@@ -776,9 +776,9 @@ func benchSubscribers(b *testing.B, e *env, n int, channel string) {
 		go func() { _, _ = io.Copy(io.Discard, r) }()
 	}
 	// Subscriptions are asynchronous; wait until the edge counts them all.
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(bcWait)
 	for {
-		r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: event([]string{channel}, "probe", "")})
+		r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{channel}, "probe", "")})
 		if err == nil && r.GetDeliveredTo() == int64(n) {
 			return
 		}
@@ -793,13 +793,13 @@ func benchSubscribers(b *testing.B, e *env, n int, channel string) {
 // interceptor chain into the embedded edge with 100 subscribers on the
 // channel, against the empty Health/Check on the same server.
 func BenchmarkSendEvent(b *testing.B) {
-	e := startAppWith(b, func(c *config.Config) {
+	e := startBroadcastAppWith(b, func(c *config.Config) {
 		// Far above reach, so the check runs but never refuses.
 		c.RateLimit.Limiters[ratelimit.LimiterPrincipal] = ratelimit.Policy{Limits: ratelimit.Limits{
 			MessagesPerSecond: 1e7, MessagesPerMinute: 6e8, BurstLimit: 1e7,
 		}}
 	})
-	benchSubscribers(b, e, benchSubs, "bench")
+	bcBenchSubscribers(b, e, bcBenchSubs, "bench")
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -816,7 +816,7 @@ func BenchmarkSendEvent(b *testing.B) {
 	})
 }
 
-var benchSubs = func() int {
+var bcBenchSubs = func() int {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_SUBS")); err == nil {
 		return v
 	}
