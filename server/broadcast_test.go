@@ -277,7 +277,7 @@ func bcChannels(n int) []string {
 	return out
 }
 
-func TestValidation(t *testing.T) {
+func TestBroadcastValidation(t *testing.T) {
 	e := startBroadcastApp(t)
 	big := strings.Repeat("x", 10*1024+1)
 	bigJSON, _ := structpb.NewValue(map[string]any{"s": big})
@@ -368,7 +368,7 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-func TestAuth(t *testing.T) {
+func TestBroadcastAuth(t *testing.T) {
 	e := startBroadcastApp(t)
 	req := &pushercmv1.SendEventRequest{Event: bcEvent([]string{"a"}, "e", "{}")}
 	tests := []struct {
@@ -391,7 +391,7 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-func TestSendEventDeliversAndExcludes(t *testing.T) {
+func TestBroadcastSendEventDeliversAndExcludes(t *testing.T) {
 	e := startBroadcastApp(t)
 	a, b := e.dial(t), e.dial(t)
 	a.subscribe("team-1")
@@ -427,7 +427,7 @@ func TestSendEventDeliversAndExcludes(t *testing.T) {
 	}
 }
 
-func TestJSONPayloadEncodedOnce(t *testing.T) {
+func TestBroadcastJSONPayloadEncodedOnce(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
@@ -457,7 +457,7 @@ func TestJSONPayloadEncodedOnce(t *testing.T) {
 	}
 }
 
-func TestSendBatchOneBadEvent(t *testing.T) {
+func TestBroadcastSendBatchOneBadEvent(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
@@ -507,7 +507,7 @@ func TestSendBatchOneBadEvent(t *testing.T) {
 	c.expect("last", "feed")
 }
 
-func TestIdempotency(t *testing.T) {
+func TestBroadcastIdempotency(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
 	c.subscribe("feed")
@@ -575,7 +575,7 @@ func bcBatchedEvent() *pushercmv1.Event {
 	return &pushercmv1.Event{Id: "evt-2", Channels: []string{"feed"}, Name: "batched", Payload: &pushercmv1.Event_Data{Data: "y"}}
 }
 
-func TestSendToUser(t *testing.T) {
+func TestBroadcastSendToUser(t *testing.T) {
 	e := startBroadcastApp(t)
 	signedIn, other := e.dial(t), e.dial(t)
 	signedIn.signIn("user-1")
@@ -615,7 +615,7 @@ func TestSendToUser(t *testing.T) {
 // TestPusherDriver publishes through the pusher driver (wired from
 // config) to a second pushercm's edge standing in for Pusher, where a
 // WebSocket client sees the events.
-func TestPusherDriver(t *testing.T) {
+func TestBroadcastPusherDriver(t *testing.T) {
 	upstream := startBroadcastApp(t)
 	e := startBroadcastAppWith(t, func(c *config.Config) {
 		c.Driver = config.DriverPusher
@@ -675,7 +675,7 @@ func (f *fakeBcPublisher) SendToUserOnce(context.Context, string, string, string
 	return f.outcome, f.err
 }
 
-func TestSpanAttributes(t *testing.T) {
+func TestBroadcastSpanAttributes(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -701,7 +701,7 @@ func TestSpanAttributes(t *testing.T) {
 	}
 }
 
-func TestBatchItemErrors(t *testing.T) {
+func TestBroadcastBatchItemErrors(t *testing.T) {
 	rl := &interceptors.RateLimitError{Limiter: "user", Key: "u1", RetryAfter: 1500 * time.Millisecond, ResetTime: time.Now().Add(2 * time.Second)}
 	tests := []struct {
 		name   string
@@ -792,7 +792,7 @@ func bcBenchSubscribers(b *testing.B, e *bcEnv, n int, channel string) {
 // BenchmarkSendEvent measures SendEvent over TCP through the whole
 // interceptor chain into the embedded edge with 100 subscribers on the
 // channel, against the empty Health/Check on the same server.
-func BenchmarkSendEvent(b *testing.B) {
+func BenchmarkBroadcastSendEvent(b *testing.B) {
 	e := startBroadcastAppWith(b, func(c *config.Config) {
 		// Far above reach, so the check runs but never refuses.
 		c.RateLimit.Limiters[ratelimit.LimiterPrincipal] = ratelimit.Policy{Limits: ratelimit.Limits{
