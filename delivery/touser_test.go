@@ -8,74 +8,65 @@ import (
 	"testing"
 )
 
-// userDriver records SendToUser calls of a recordingDriver.
-type userDriver struct {
-	*recordingDriver
-	sends map[string]int
-	fail  error
+// toUserDriver implements only SendToUser; it fails while fail is set.
+type toUserDriver struct {
+	Driver // nil: other methods are not called
+	sent   int
+	fail   error
 }
 
-func (d *userDriver) SendToUser(_ context.Context, userID, name, data string) (Result, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+func (d *toUserDriver) SendToUser(_ context.Context, _, _, _ string) (Result, error) {
 	if d.fail != nil {
 		return Result{}, d.fail
 	}
-	d.sends[userID+"/"+name]++
+	d.sent++
 	return Result{DeliveredTo: 2}, nil
 }
 
 func TestSendToUserOnce(t *testing.T) {
-	d := &userDriver{recordingDriver: newRecordingDriver(), sends: map[string]int{}}
-	store, _ := NewMemoryStore(MemoryStoreConfig{})
-	obs := &countingObserver{}
-	p := NewPublisher(d, WithIdempotencyStore(store), WithObserver(obs))
+	store, err := NewMemoryStore(MemoryStoreConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &toUserDriver{fail: fmt.Errorf("%w: down", ErrUnavailable)}
+	p := NewPublisher(d, WithIdempotencyStore(store))
 	ctx := context.Background()
 
-	out, err := p.SendToUserOnce(ctx, "n1", "u7", "achievement", "{}")
-	if err != nil || out.Duplicate || out.DeliveredTo != 2 || out.EventID != "n1" {
-		t.Fatalf("first = %+v, %v", out, err)
-	}
-	out, err = p.SendToUserOnce(ctx, "n1", "u7", "achievement", "{}")
-	if err != nil || !out.Duplicate || out.DeliveredTo != 0 {
-		t.Fatalf("repeat = %+v, %v", out, err)
-	}
-	// Generated ids are never duplicates.
-	a, _ := p.SendToUserOnce(ctx, "", "u7", "achievement", "{}")
-	b, _ := p.SendToUserOnce(ctx, "", "u7", "achievement", "{}")
-	if a.EventID == "" || a.EventID == b.EventID || a.Duplicate || b.Duplicate {
-		t.Fatalf("generated: %+v %+v", a, b)
-	}
-	if got := d.sends["u7/achievement"]; got != 3 {
-		t.Fatalf("sends = %d, want 3", got)
-	}
-
-	// A failure releases the id; the retry delivers.
-	d.fail = fmt.Errorf("%w: down", ErrUnavailable)
-	if _, err := p.SendToUserOnce(ctx, "n2", "u8", "x", "{}"); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("err = %v", err)
+	// A failed delivery releases the key, so the retry delivers.
+	if _, err := p.SendToUserOnce(ctx, "k1", "u1", "badge", "{}"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
 	d.fail = nil
-	if out, err := p.SendToUserOnce(ctx, "n2", "u8", "x", "{}"); err != nil || out.Duplicate {
-		t.Fatalf("retry = %+v, %v", out, err)
+	o, err := p.SendToUserOnce(ctx, "k1", "u1", "badge", "{}")
+	if err != nil || o.Duplicate || o.DeliveredTo != 2 || o.EventID != "k1" {
+		t.Fatalf("retry: %+v %v", o, err)
 	}
-	if obs.all != 6 || obs.dup != 1 || obs.failed != 1 {
-		t.Fatalf("observer = %+v", obs)
+	// A repeat is a duplicate and is not delivered.
+	o, err = p.SendToUserOnce(ctx, "k1", "u1", "badge", "{}")
+	if err != nil || !o.Duplicate || o.DeliveredTo != 0 || d.sent != 1 {
+		t.Fatalf("repeat: %+v %v (sent %d)", o, err, d.sent)
 	}
-}
+	// Without an id one is generated and every call delivers.
+	a, _ := p.SendToUserOnce(ctx, "", "u1", "badge", "{}")
+	b, _ := p.SendToUserOnce(ctx, "", "u1", "badge", "{}")
+	if a.EventID == "" || a.EventID == b.EventID || a.Duplicate || b.Duplicate || d.sent != 3 {
+		t.Fatalf("generated ids %+v %+v (sent %d)", a, b, d.sent)
+	}
 
-func TestSendToUserOnceValidation(t *testing.T) {
-	d := &userDriver{recordingDriver: newRecordingDriver(), sends: map[string]int{}}
-	p := NewPublisher(d)
-	_, err := p.SendToUserOnce(context.Background(), strings.Repeat("i", 129), "", "n", "{}")
+	// Validation names the request's fields and reserves nothing.
+	_, err = p.SendToUserOnce(ctx, strings.Repeat("i", MaxEventIDLength+1), "", "pusher:x", "{}")
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
-		t.Fatalf("err = %v", err)
+		t.Fatalf("got %v, want a ValidationError", err)
 	}
-	if got := strings.Join(fields(ve), ","); got != "id,user_id" {
-		t.Fatalf("violations = %s", got)
+	var fields []string
+	for _, v := range ve.Violations {
+		fields = append(fields, v.Field)
 	}
-	if len(d.sends) != 0 {
-		t.Fatal("an invalid request was sent")
+	if strings.Join(fields, ",") != "id,user_id,name" {
+		t.Fatalf("fields %v", fields)
+	}
+	if d.sent != 3 {
+		t.Fatalf("an invalid event was delivered")
 	}
 }
