@@ -370,7 +370,7 @@ func (a *App) Reload(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("jwt keys: %w", err))
 	}
 	if a.cfg.File != "" {
-		var fresh config.Config = config.Default()
+		fresh := config.Default()
 		if err := config.DecodeFile(a.cfg.File, &fresh); err != nil {
 			errs = append(errs, err)
 		} else if err := a.rules.Load(fresh.ChannelRules); err != nil {

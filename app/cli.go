@@ -26,7 +26,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "pushercm:", err)
+		_, _ = fmt.Fprintln(stderr, "pushercm:", err) // nowhere left to report a failed write
 		return 1
 	}
 	return 0
@@ -116,7 +116,8 @@ func printDevHelp(out io.Writer, l *config.Loaded, a *App) {
 	if strings.HasPrefix(grpcAddr, "[::]") {
 		grpcAddr = "localhost" + strings.TrimPrefix(grpcAddr, "[::]")
 	}
-	fmt.Fprintf(out, `
+	// The banner is a convenience; a failed write must not stop the server.
+	_, _ = fmt.Fprintf(out, `
 ==================== pushercm DEV MODE ====================
 Development secrets are in use. Never run --dev in production.
 Pusher app: id=%s key=%s secret=%s (WebSocket ws://localhost%s/app/%s)
@@ -179,8 +180,8 @@ connections:write.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), tok)
-			return nil
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+			return err
 		},
 	}
 	f := cmd.Flags()
@@ -207,7 +208,7 @@ func versionCommand() *cobra.Command {
 			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 				v = bi.Main.Version
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pushercm %s\n", v)
+			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "pushercm %s\n", v)
 		},
 	}
 }
@@ -239,7 +240,9 @@ for allow, 2 for deny.`,
 				info = []byte(userInfo)
 			}
 			exp := authorizer.Check(cmd.Context(), verifier, token, channel, info)
-			fmt.Fprintln(cmd.OutOrStdout(), exp.String())
+			if _, err := fmt.Fprintln(cmd.OutOrStdout(), exp.String()); err != nil {
+				return err
+			}
 			if !exp.Allowed {
 				return errDenied
 			}

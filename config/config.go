@@ -89,7 +89,7 @@ type GRPC struct {
 	MaxSendMsgBytes int `yaml:"maxSendMsgBytes"`
 	// Reflection serves grpc.reflection so grpcurl can list services.
 	// Default true.
-	Reflection *bool `yaml:"reflection"`
+	Reflection *bool     `yaml:"reflection"`
 	Keepalive  Keepalive `yaml:"keepalive"`
 }
 

@@ -154,7 +154,7 @@ func TestInvalid(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "unknown key", env: good, file: "grpc: {adress: ':1'}\n", want: "adress"},
+		{name: "unknown key", env: good, file: "grpc: {listenAddress: ':1'}\n", want: "listenAddress"},
 		{name: "unknown top-level key", env: good, file: "drivr: embedded\n", want: "drivr"},
 		{name: "wrong type", env: good, file: "edge: {maxConnections: many}\n", want: "many"},
 		{name: "bad duration", env: good, file: "shutdownTimeout: soon\n", want: "soon"},

@@ -28,12 +28,16 @@ func BenchmarkAllow(b *testing.B) {
 	ctx := context.Background()
 	now := time.Now()
 	for _, k := range keys {
-		lim.AllowNAt(ctx, k, 1, now)
+		if _, err := lim.AllowNAt(ctx, k, 1, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ReportAllocs()
 	defer reportCPU(b, cpuThread)()
 	for i := 0; b.Loop(); i++ {
-		lim.AllowNAt(ctx, keys[i&1023], 1, now.Add(time.Duration(i)*time.Microsecond))
+		if _, err := lim.AllowNAt(ctx, keys[i&1023], 1, now.Add(time.Duration(i)*time.Microsecond)); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -64,7 +68,9 @@ func BenchmarkAllowSystemClock(b *testing.B) {
 	b.ReportAllocs()
 	defer reportCPU(b, cpuThread)()
 	for i := 0; b.Loop(); i++ {
-		lim.Allow(ctx, keys[i&1023])
+		if _, err := lim.Allow(ctx, keys[i&1023]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -87,7 +93,9 @@ func BenchmarkAllowParallel(b *testing.B) {
 	ctx := context.Background()
 	now := time.Now()
 	for _, k := range keys {
-		lim.AllowNAt(ctx, k, 1, now)
+		if _, err := lim.AllowNAt(ctx, k, 1, now); err != nil {
+			b.Fatal(err)
+		}
 	}
 	var seed atomic.Int64
 	b.ReportAllocs()
@@ -97,7 +105,10 @@ func BenchmarkAllowParallel(b *testing.B) {
 		i := int(seed.Add(7919)) // each goroutine walks the keys from its own offset
 		for pb.Next() {
 			i++
-			lim.AllowNAt(ctx, keys[i%len(keys)], 1, now.Add(time.Duration(i)*time.Microsecond))
+			if _, err := lim.AllowNAt(ctx, keys[i%len(keys)], 1, now.Add(time.Duration(i)*time.Microsecond)); err != nil {
+				b.Error(err) // not Fatal: this is not the benchmark goroutine
+				return
+			}
 		}
 	})
 }
@@ -115,7 +126,10 @@ func BenchmarkAllowParallelSystemClock(b *testing.B) {
 		i := int(seed.Add(7919))
 		for pb.Next() {
 			i++
-			lim.Allow(ctx, keys[i%len(keys)])
+			if _, err := lim.Allow(ctx, keys[i%len(keys)]); err != nil {
+				b.Error(err) // not Fatal: this is not the benchmark goroutine
+				return
+			}
 		}
 	})
 }

@@ -77,7 +77,7 @@ func (c Config) Validate() error {
 }
 
 func (p Policy) rules() (def *Rule, overrides map[string]*Rule, err error) {
-	base := p.Limits.WithDefaults(DefaultLimits())
+	base := p.WithDefaults(DefaultLimits())
 	if !p.Unlimited {
 		if def, err = NewRule(base); err != nil {
 			return nil, nil, err
