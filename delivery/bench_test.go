@@ -84,7 +84,9 @@ func BenchmarkMemoryStoreReserve(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.Reserve(context.Background(), keys[i&(len(keys)-1)])
+		if _, err := s.Reserve(context.Background(), keys[i&(len(keys)-1)]); err != nil {
+			b.Fatal(err)
+		}
 		i++
 	}
 }

@@ -65,7 +65,9 @@ func TestMemoryStoreBounded(t *testing.T) {
 func TestMemoryStoreRelease(t *testing.T) {
 	s, _ := NewMemoryStore(MemoryStoreConfig{})
 	ctx := context.Background()
-	s.Reserve(ctx, "k")
+	if _, err := s.Reserve(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Release(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +96,12 @@ func TestMemoryStoreReleaseThenReserveKeepsNewWindow(t *testing.T) {
 	s, _ := NewMemoryStore(MemoryStoreConfig{Window: time.Minute})
 	s.SetClock(func() time.Time { return now })
 	ctx := context.Background()
-	s.Reserve(ctx, "k")
-	s.Release(ctx, "k")
+	if _, err := s.Reserve(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
 	now = now.Add(30 * time.Second)
 	if ok, _ := s.Reserve(ctx, "k"); !ok {
 		t.Fatal("released key refused")
@@ -113,11 +119,17 @@ func TestMemoryStoreReleaseThenReserveKeepsNewWindow(t *testing.T) {
 func TestMemoryStoreReleasesDoNotGrowMemory(t *testing.T) {
 	s, _ := NewMemoryStore(MemoryStoreConfig{MaxKeys: 100})
 	ctx := context.Background()
-	s.Reserve(ctx, "live")
+	if _, err := s.Reserve(ctx, "live"); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 100000; i++ {
 		k := fmt.Sprint("failed-", i)
-		s.Reserve(ctx, k)
-		s.Release(ctx, k)
+		if _, err := s.Reserve(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Release(ctx, k); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.mu.Lock()
 	ringLen := len(s.ring)

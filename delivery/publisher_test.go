@@ -344,13 +344,19 @@ func TestObserverSeesEveryEvent(t *testing.T) {
 	obs := &countingObserver{}
 	p := NewPublisher(d, WithIdempotencyStore(store), WithObserver(obs))
 	ctx := context.Background()
-	p.Publish(ctx, validEvent())
-	p.Publish(ctx, validEvent())
+	for range 2 { // the second is a duplicate, which is not an error
+		if _, err := p.Publish(ctx, validEvent()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	bad := validEvent()
 	bad.Name = ""
 	e3 := validEvent()
 	e3.ID = "e3"
-	p.PublishBatch(ctx, []Event{validEvent(), bad, e3})
+	// The invalid event fails on its own result; the batch as a whole succeeds.
+	if _, err := p.PublishBatch(ctx, []Event{validEvent(), bad, e3}); err != nil {
+		t.Fatal(err)
+	}
 	if obs.all != 5 || obs.ok != 2 || obs.dup != 2 || obs.failed != 1 {
 		t.Fatalf("observer = %+v", obs)
 	}

@@ -496,10 +496,10 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return mapStatus(op, err)
 		case classBadBody:
 			d.breaker.record(outcomeSuccess, nil)
-			return fmt.Errorf("%w: %s: unexpected response: %v", delivery.ErrUnavailable, op, err)
+			return fmt.Errorf("%w: %s: unexpected response: %w", delivery.ErrUnavailable, op, err)
 		case classClientSide:
 			d.breaker.record(outcomeIgnore, nil)
-			return fmt.Errorf("%w: %s: %w: %v", delivery.ErrInvalid, op, errNotSent, err)
+			return fmt.Errorf("%w: %s: %w: %w", delivery.ErrInvalid, op, errNotSent, err)
 		}
 		if ctx.Err() != nil {
 			// The caller gave up; that says nothing about the upstream.
@@ -545,13 +545,15 @@ func giveUp(op string, ctxErr, last error, lastConnect bool) error {
 	case last == nil:
 		return fmt.Errorf("%w: %s: %w", sentinel, op, ctxErr)
 	case ctxErr != nil:
-		return fmt.Errorf("%w: %s: %w (last error: %v)", sentinel, op, ctxErr, last)
+		// last is text only: wrapping it would let an attempt's own timeout read as
+		// the caller's context error.
+		return fmt.Errorf("%w: %s: %w (last error: %v)", sentinel, op, ctxErr, last) //nolint:errorlint // deliberate, see above
 	case errors.As(last, &se):
 		return fmt.Errorf("%w: %s after retries: %w", sentinel, op, se)
 	default:
 		// %v, not %w: an attempt timeout is not the caller's deadline and must not
 		// read as context.DeadlineExceeded.
-		return fmt.Errorf("%w: %s after retries: %v", sentinel, op, last)
+		return fmt.Errorf("%w: %s after retries: %v", sentinel, op, last) //nolint:errorlint // deliberate, see above
 	}
 }
 

@@ -58,7 +58,11 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	e.driver = d
 	return e
 }

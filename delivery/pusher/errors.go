@@ -38,11 +38,11 @@ func parseStatusError(err error) (*StatusError, bool) {
 		return nil, false
 	}
 	codeText, body, _ := strings.Cut(rest, " - ")
-	code, convErr := strconv.Atoi(codeText)
-	if convErr != nil || code < 100 || code > 999 {
-		return nil, false
+	// A text that does not parse as a status code is simply not a status error.
+	if code, convErr := strconv.Atoi(codeText); convErr == nil && code >= 100 && code <= 999 {
+		return &StatusError{StatusCode: code, Body: body}, true
 	}
-	return &StatusError{StatusCode: code, Body: body}, true
+	return nil, false
 }
 
 // class is how the retry loop treats an attempt's error.

@@ -215,11 +215,11 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	case fail429After2:
 		w.Header().Set("Retry-After", "2")
 		w.WriteHeader(http.StatusTooManyRequests)
-		io.WriteString(w, `{"error":"slow down","code":429}`)
+		_, _ = io.WriteString(w, `{"error":"slow down","code":429}`) // the client may already be gone
 	case fail500, fail503, fail429, fail400, fail401:
 		code := map[fault]int{fail500: 500, fail503: 503, fail429: 429, fail400: 400, fail401: 401}[f]
 		w.WriteHeader(code)
-		io.WriteString(w, `{"error":"injected","code":0}`)
+		_, _ = io.WriteString(w, `{"error":"injected","code":0}`) // the client may already be gone
 	case reset:
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -227,9 +227,11 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.SetLinger(0) // RST instead of FIN
+			if err := tc.SetLinger(0); err != nil { // RST instead of FIN
+				p.t.Errorf("set linger: %v", err)
+			}
 		}
-		conn.Close()
+		_ = conn.Close() // the reset is the point; its outcome does not matter
 	case hang:
 		<-r.Context().Done()
 	}
@@ -324,7 +326,11 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { d.Close() })
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	})
 	e.driver = d
 	return e
 }

@@ -13,14 +13,22 @@ import (
 func TestHTTPCallsAreChildSpans(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	defer tp.Shutdown(context.Background())
+	defer func() {
+		if err := tp.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
 
 	e := newEnv(t, nil)
 	d, err := New(e.driver.cfg, WithTracerProvider(tp), WithSleep(e.sleeps.Sleep))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.Close()
+	defer func() {
+		if err := d.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
 	p := delivery.NewPublisher(d, delivery.WithTracerProvider(tp))
 	e.proxy.setPlan(fail500) // one retry: two HTTP spans
 	if _, err := p.Publish(context.Background(), ev("x", "team-1")); err != nil {
