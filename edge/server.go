@@ -135,18 +135,19 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("%w: already started", ErrClosed)
 	}
 	cfg := s.cfg
-	var lnMu sync.Mutex
+	// Listen before nbio does: nbio's Engine.Stop hangs after a failed listen, and this
+	// also gives Addr a value before any goroutine starts.
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.started.Store(false)
+		return fmt.Errorf("edge: listen %s: %w", addr, err)
+	}
+	s.ln = ln
 	s.engine = nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp",
-		Addrs:   []string{addr},
-		Listen: func(network, a string) (net.Listener, error) {
-			ln, err := net.Listen(network, a)
-			if err == nil {
-				lnMu.Lock()
-				s.ln = ln
-				lnMu.Unlock()
-			}
-			return ln, err
+		Addrs:   []string{ln.Addr().String()},
+		Listen: func(string, string) (net.Listener, error) {
+			return ln, nil
 		},
 		Handler:                 s,
 		NPoller:                 cfg.Pollers,

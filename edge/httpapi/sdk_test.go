@@ -58,8 +58,10 @@ func TestPusherHTTPGoTrigger(t *testing.T) {
 	if err := c.TriggerMulti([]string{"a", "presence-room"}, "multi", "plain"); err != nil {
 		t.Fatalf("TriggerMulti: %v", err)
 	}
-	if err := c.TriggerExclusive("a", "excl", "x", "123.456"); err != nil {
-		t.Fatalf("TriggerExclusive: %v", err)
+	// TriggerWithParams with a SocketID is what the deprecated TriggerExclusive calls.
+	exclude := "123.456"
+	if _, err := c.TriggerWithParams("a", "excl", "x", pusher.TriggerParams{SocketID: &exclude}); err != nil {
+		t.Fatalf("TriggerWithParams (exclusive): %v", err)
 	}
 	info := "user_count,subscription_count"
 	res, err := c.TriggerMultiWithParams([]string{"presence-room", "public"}, "with-info", "x", pusher.TriggerParams{Info: &info})
@@ -191,7 +193,7 @@ func TestPusherHTTPGoRejections(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return resp.StatusCode
 	}

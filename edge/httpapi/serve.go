@@ -84,7 +84,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A Backend panic must still answer JSON (the SDKs decode every body); the
 		// stack is logged, never sent.
 		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
+			if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
 				panic(p)
 			}
 			h.cfg.Logger.Error("http api panic", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
