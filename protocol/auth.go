@@ -116,7 +116,7 @@ func subtle(a, b string) int {
 func DecodeMasterKey(b64 string) ([]byte, error) {
 	k, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMasterKeySize, err)
+		return nil, fmt.Errorf("%w: %w", ErrMasterKeySize, err)
 	}
 	if len(k) != 32 {
 		return nil, fmt.Errorf("%w: got %d", ErrMasterKeySize, len(k))

@@ -71,7 +71,7 @@ type Message struct {
 func DecodeMessage(b []byte) (Message, error) {
 	var m Message
 	if err := json.Unmarshal(b, &m); err != nil {
-		return Message{}, fmt.Errorf("%w: %v", ErrFrame, err)
+		return Message{}, fmt.Errorf("%w: %w", ErrFrame, err)
 	}
 	if m.Event == "" {
 		return Message{}, fmt.Errorf("%w: no event", ErrFrame)
@@ -107,12 +107,12 @@ func (m Message) DecodeData(v any) error {
 	if raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return fmt.Errorf("%w: %v", ErrFrame, err)
+			return fmt.Errorf("%w: %w", ErrFrame, err)
 		}
 		raw = []byte(s)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrFrame, err)
+		return fmt.Errorf("%w: %w", ErrFrame, err)
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ func ParseUserData(userData string) (PresenceData, error) {
 func parseUser(s, idField, infoField string) (PresenceData, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
-		return PresenceData{}, fmt.Errorf("%w: %v", ErrPresenceData, err)
+		return PresenceData{}, fmt.Errorf("%w: %w", ErrPresenceData, err)
 	}
 	raw, ok := m[idField]
 	if !ok || len(raw) == 0 {
@@ -187,7 +187,7 @@ func parseUser(s, idField, infoField string) (PresenceData, error) {
 	switch raw[0] {
 	case '"':
 		if err := json.Unmarshal(raw, &id); err != nil {
-			return PresenceData{}, fmt.Errorf("%w: %v", ErrPresenceData, err)
+			return PresenceData{}, fmt.Errorf("%w: %w", ErrPresenceData, err)
 		}
 	default:
 		var n json.Number
@@ -404,7 +404,7 @@ func ParseWatchlist(userData string) ([]string, error) {
 	d := json.NewDecoder(bytes.NewReader([]byte(userData)))
 	d.UseNumber()
 	if err := d.Decode(&m); err != nil {
-		return nil, fmt.Errorf("%w: watchlist: %v", ErrPresenceData, err)
+		return nil, fmt.Errorf("%w: watchlist: %w", ErrPresenceData, err)
 	}
 	out := make([]string, 0, len(m.Watchlist))
 	seen := make(map[string]bool, len(m.Watchlist))

@@ -20,7 +20,7 @@ func FuzzParseChannel(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", name, c)
 		}
 		for i := 0; i < len(name); i++ {
-			if !ValidChannelChar(name[i]) && !(i == 0 && c.Kind == KindServerToUser) {
+			if !ValidChannelChar(name[i]) && (i != 0 || c.Kind != KindServerToUser) {
 				t.Fatalf("accepted char %q in %q", name[i], name)
 			}
 		}
