@@ -2,6 +2,7 @@ package interceptors_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -345,7 +346,7 @@ func TestRateLimitPrincipalAndMethod(t *testing.T) {
 			return err
 		}
 		for {
-			if err := st.RecvMsg(&emptypb.Empty{}); err == io.EOF {
+			if err := st.RecvMsg(&emptypb.Empty{}); errors.Is(err, io.EOF) {
 				return nil
 			} else if err != nil {
 				return err
@@ -476,7 +477,7 @@ func BenchmarkUnaryRateLimitRPC(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer conn.Close()
+			defer func() { _ = conn.Close() }()
 			ctx := context.Background()
 			in, out := &emptypb.Empty{}, &emptypb.Empty{}
 			b.ReportAllocs()
