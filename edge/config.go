@@ -67,7 +67,8 @@ type Config struct {
 	// (a token bucket with one second of burst), used when no ConnectionLimiter option
 	// is given. Refused sockets get 4100. Default 0 = no limit.
 	ConnectionsPerIPPerSecond int
-	// Pollers is the number of event-loop goroutines. Default 1 (one per 4 CPUs).
+	// Pollers is the number of event-loop (epoll) goroutines. Default 1: socket writes
+	// are done by flusher goroutines (one per CPU), so one poller is enough for reads.
 	Pollers int
 
 	// HTTPAPIDisabled does not mount the Pusher HTTP API at /apps/.

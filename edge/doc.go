@@ -26,4 +26,14 @@
 //     works standalone.
 //   - Shutdown drains: clients are closed with 4200 at Config.DrainRate per second so
 //     they do not stampede back, then the listener stops.
+//
+// Close and error codes used (PUSHER-PROTOCOL.md §1.6): 4001 unknown app key, 4004 over
+// Limits.MaxConnections, 4006/4007/4008 protocol version, 4009 origin refused, user
+// terminated (TerminateUser) or not signed in within UserAuthTimeout, 4100 slow
+// consumer, per-IP connection limit or server draining (new sockets), 4200 drain of
+// existing sockets, 4201 no pong in time. Without closing: 4301 client event rejected,
+// 4302 watchlist over 100 ids, 4009 failed pusher:signin, null for malformed frames;
+// pusher:subscription_error AuthError/401, LimitReached/4100 (presence full or too many
+// subscriptions), LimitReached/4301 (member info or user id too large),
+// LimitReached/4009 (channel name too long), InvalidChannel/4009.
 package edge
