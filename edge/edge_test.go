@@ -798,7 +798,7 @@ func TestWatchlist(t *testing.T) {
 	b2 := connect(t, s)
 	signin(t, b2, `{"id":"b"}`)
 	_ = b1.conn.Close()
-	eventually(t, "b1 gone", func() bool { return s.Stats().ConnectionsActive == 4 })
+	eventually(t, "b1 gone", func() bool { return s.Stats().ConnectionsActive == 3 })
 	a.quiet(protocol.EventWatchlist)
 	_ = b2.conn.Close()
 	if ev := watchlistEvents(t, a.expect(protocol.EventWatchlist, "")); fmt.Sprint(ev["offline"]) != "[b]" {
