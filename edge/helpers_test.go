@@ -147,7 +147,10 @@ func dialRaw(t *testing.T, s *Server, path string, hdr map[string]string, netDia
 			}
 			m.hasData = strings.Contains(string(data), `"data":`)
 			if c.answerP && m.Event == protocol.EventPing {
-				c.send(map[string]any{"event": protocol.EventPong, "data": map[string]any{}})
+				// Best effort: the test may be closing the socket meanwhile.
+				c.wmu.Lock()
+				_ = wsutil.WriteClientText(c.conn, []byte(`{"event":"pusher:pong","data":{}}`))
+				c.wmu.Unlock()
 			}
 			c.msgs <- m
 		}
