@@ -107,7 +107,7 @@ func StartServer(t *testing.T, env []string, args ...string) *Server {
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-s.done
+			<-s.done //nolint:errcheck // wait for exit; killed just above, so the error is expected (and "_ =" trips S1005)
 		}
 		if t.Failed() {
 			t.Logf("pushercm log:\n%s", s.Log())
