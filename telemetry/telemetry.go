@@ -54,7 +54,8 @@ type Options struct {
 // trace-context propagator) as the otel globals.
 //
 // Traces: a tracer provider always exists, so every span has ids that logs
-// can carry. Spans are exported over OTLP only when OTEL_TRACES_EXPORTER is
+// can carry. Without an exporter (and without OTEL_TRACES_SAMPLER) spans are
+// not recorded, only identified. Spans are exported over OTLP only when OTEL_TRACES_EXPORTER is
 // "otlp" or unset and OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_EXPORTER_OTLP_PROTOCOL
 // picks grpc or http/protobuf (default). The exporters read the remaining
@@ -88,6 +89,11 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 	if exp != nil {
 		topts = append(topts, sdktrace.WithBatcher(exp))
 		p.Exporting = true
+	} else if v, _ := lookup("OTEL_TRACES_SAMPLER"); v == "" {
+		// Nothing would ever read recorded spans: keep the ids (spans still
+		// get valid trace and span ids, so logs carry them and trace context
+		// propagates) but record nothing, so RPCs do not pay for spans.
+		topts = append(topts, sdktrace.WithSampler(sdktrace.NeverSample()))
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 	p.Tracer = tp
