@@ -19,7 +19,9 @@ type flusher struct {
 }
 
 func newFlushers() []*flusher {
-	n := max(runtime.GOMAXPROCS(0), 1)
+	// One P stays free for the poller and HTTP handlers, so a big fan-out does not
+	// delay reading the next publish.
+	n := max(runtime.GOMAXPROCS(0)-1, 1)
 	fs := make([]*flusher, n)
 	for i := range fs {
 		fs[i] = &flusher{wake: make(chan struct{}, 1)}
@@ -64,6 +66,9 @@ func (f *flusher) drain(batch *[]*conn) {
 		for i, c := range b {
 			f.scratch = c.flush(f.scratch)
 			b[i] = nil
+			if i%256 == 255 {
+				runtime.Gosched() // let the poller and handlers in during long fan-outs
+			}
 		}
 		*batch = b
 	}

@@ -134,7 +134,8 @@ func serve(args []string) {
 	if os.Getenv("EDGELOAD_DEBUG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}, Logger: logger})
+	wo := &writeHist{}
+	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}, Logger: logger}, edge.WithMetrics(wo))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -150,6 +151,9 @@ func serve(args []string) {
 	s.Handle("GET /debug/heap", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()
 		_ = pprof.Lookup("heap").WriteTo(w, 0)
+	}))
+	s.Handle("GET /debug/writes", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(wo.report()))
 	}))
 	s.Handle("GET /debug/stats", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(s.Stats())
@@ -177,6 +181,60 @@ func serve(args []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = s.Shutdown(ctx)
+}
+
+// writeHist records the server's queue-to-socket-write latency (edge.WriteObserver)
+// in power-of-two microsecond buckets.
+type writeHist struct {
+	buckets [32]atomic.Int64
+	writes  atomic.Int64
+	frames  atomic.Int64
+}
+
+func (h *writeHist) Published(int, time.Duration) {}
+
+func (h *writeHist) Written(wait time.Duration, frames int) {
+	us := max(wait.Microseconds(), 0)
+	b := 0
+	for us > 0 && b < 31 {
+		us >>= 1
+		b++
+	}
+	h.buckets[b].Add(int64(frames))
+	h.writes.Add(1)
+	h.frames.Add(int64(frames))
+}
+
+// report gives p50/p99 upper bounds (per frame) and frames per write, then resets.
+func (h *writeHist) report() string {
+	var counts [32]int64
+	var total int64
+	for i := range h.buckets {
+		counts[i] = h.buckets[i].Swap(0)
+		total += counts[i]
+	}
+	writes, frames := h.writes.Swap(0), h.frames.Swap(0)
+	q := func(p float64) string {
+		var acc int64
+		for i, c := range counts {
+			acc += c
+			if float64(acc) >= p*float64(total) && total > 0 {
+				return (time.Duration(int64(1)<<i) * time.Microsecond).String()
+			}
+		}
+		return "-"
+	}
+	return fmt.Sprintf("server queue-to-write: p50<=%s p99<=%s frames/write=%.2f", q(0.5), q(0.99), float64(frames)/float64(max(writes, 1)))
+}
+
+func writeReport(t edgebench.Target) string {
+	resp, err := http.Get("http://" + t.Addr + "/debug/writes")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func gcStats(t edgebench.Target) map[string]any {
@@ -353,6 +411,7 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 	ctx := context.Background()
 	var published atomic.Int64
 	var pubErr atomic.Value
+	writeReport(t) // reset the histogram: measure the publishing phase only
 	cpu0 := cpuTime(pid)
 	var self0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
@@ -430,6 +489,7 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 		time.Sleep(10 * time.Millisecond)
 	}
 	got := received.Load()
+	wr := writeReport(t)
 	serverCPU := cpuTime(pid) - cpu0
 	var self1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self1)
@@ -443,8 +503,8 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 	if e := pubErr.Load(); e != nil {
 		log.Printf("%s: publish error: %v", name, e)
 	}
-	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB server_cpu=%s (%.2f us/msg) tool_cpu=%s wall=%s\n",
+	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB server_cpu=%s (%.2f us/msg) tool_cpu=%s wall=%s; %s\n",
 		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
 		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)),
-		serverCPU.Round(time.Millisecond), float64(serverCPU.Microseconds())/float64(max(got, 1)), toolCPU.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		serverCPU.Round(time.Millisecond), float64(serverCPU.Microseconds())/float64(max(got, 1)), toolCPU.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), wr)
 }
