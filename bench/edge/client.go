@@ -123,39 +123,10 @@ func (c *Client) Subscribe(channel string) error {
 // Close closes the socket.
 func (c *Client) Close() error { return c.conn.Close() }
 
-var (
-	dataKey = []byte(`"data":"`)
-	pingEv  = []byte(`"pusher:ping"`)
-	pongMsg = []byte(`{"event":"pusher:pong","data":{}}`)
-)
+var dataKey = []byte(`"data":"`)
 
-// Run reads until the socket ends, calling onEvent with the unix-nano timestamp found
-// in each event's data (0 when the data is not a timestamp). It answers pings.
-func (c *Client) Run(onEvent func(ts int64)) error {
-	for {
-		op, p, err := c.read()
-		if err != nil {
-			return err
-		}
-		switch op {
-		case ws.OpText:
-			if bytes.Contains(p, pingEv) {
-				_ = c.write(ws.OpText, pongMsg)
-				continue
-			}
-			onEvent(parseTS(p))
-		case ws.OpPing:
-			_ = c.write(ws.OpPong, p)
-		case ws.OpClose:
-			code := 0
-			if len(p) >= 2 {
-				code = int(binary.BigEndian.Uint16(p))
-			}
-			return fmt.Errorf("closed by server with %d", code)
-		}
-	}
-}
-
+// parseTS returns the unix-nano timestamp the publisher put in an event's data (0 when
+// the data is not a timestamp).
 func parseTS(p []byte) int64 {
 	i := bytes.Index(p, dataKey)
 	if i < 0 {
