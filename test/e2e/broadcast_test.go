@@ -4,20 +4,14 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -28,6 +22,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -41,131 +36,19 @@ type bcFrame struct {
 	Data    map[string]any `json:"data"`
 }
 
-// bcWS is a raw Pusher protocol client over gobwas/ws.
-type bcWS struct {
-	t        *testing.T
-	conn     net.Conn
-	socketID string
-	frames   chan protocol.Message
-	done     chan struct{}
-	wmu      sync.Mutex
-}
-
-func bcDialWS(t *testing.T, addr string) *bcWS {
+// bcNextApp returns the next application frame of c, skipping protocol frames.
+func bcNextApp(t *testing.T, c *pushertest.Client) bcFrame {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), bcWait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: bcWait}.Dial(ctx, "ws://"+addr+"/app/"+config.DevAppKey+"?protocol=7&client=e2e&version=1")
-	if err != nil {
-		t.Fatalf("websocket dial: %v", err)
-	}
-	c := &bcWS{t: t, conn: conn, frames: make(chan protocol.Message, 256), done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	go func() {
-		defer close(c.done)
-		defer close(c.frames)
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, bcWriter(func(p []byte) (int, error) {
-			c.wmu.Lock()
-			defer c.wmu.Unlock()
-			return conn.Write(p)
-		})}
-		for {
-			data, _, err := wsutil.ReadServerData(rw)
-			if err != nil {
-				return
-			}
-			m, err := protocol.DecodeMessage(data)
-			if err != nil {
-				t.Errorf("bad frame %q: %v", data, err)
-				continue
-			}
-			if m.Event == protocol.EventPing {
-				c.send(protocol.EventPong, map[string]any{})
-				continue
-			}
-			c.frames <- m
-		}
-	}()
-	t.Cleanup(func() { _ = conn.Close(); <-c.done })
-	m := c.next()
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	if m.Event != protocol.EventConnectionEstablished || m.DecodeData(&d) != nil {
-		t.Fatalf("first frame %s %s", m.Event, m.Data)
-	}
-	c.socketID = d.SocketID
-	return c
-}
-
-type bcWriter func([]byte) (int, error)
-
-func (f bcWriter) Write(p []byte) (int, error) { return f(p) }
-
-func (c *bcWS) send(event string, data any) {
-	b, _ := json.Marshal(map[string]any{"event": event, "data": data})
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := wsutil.WriteClientText(c.conn, b); err != nil && !errors.Is(err, net.ErrClosed) {
-		c.t.Errorf("write: %v", err)
-	}
-}
-
-func (c *bcWS) next() protocol.Message {
-	c.t.Helper()
-	select {
-	case m, ok := <-c.frames:
-		if !ok {
-			c.t.Fatal("connection closed")
-		}
-		return m
-	case <-time.After(bcWait):
-		c.t.Fatal("no frame within the wait")
-	}
-	return protocol.Message{}
-}
-
-// nextApp skips protocol frames.
-func (c *bcWS) nextApp() bcFrame {
-	c.t.Helper()
 	for {
-		m := c.next()
-		if strings.HasPrefix(m.Event, "pusher:") || strings.HasPrefix(m.Event, "pusher_internal:") {
+		m := c.Next()
+		if pushertest.IsInternal(m.Event) {
 			continue
 		}
 		f := bcFrame{Event: m.Event, Channel: m.Channel}
 		if err := m.DecodeData(&f.Data); err != nil {
-			c.t.Fatalf("data of %s: %s: %v", m.Event, m.Data, err)
+			t.Fatalf("data of %s: %s: %v", m.Event, m.Data, err)
 		}
 		return f
-	}
-}
-
-func (c *bcWS) subscribePrivate(channel string) {
-	c.t.Helper()
-	c.send(protocol.EventSubscribe, map[string]any{"channel": channel,
-		"auth": protocol.ChannelAuth(config.DevAppKey, config.DevAppSecret, c.socketID, channel, "")})
-	for m := c.next(); m.Event != protocol.EventSubscriptionSucceeded; m = c.next() {
-		if m.Event == protocol.EventSubscriptionError {
-			c.t.Fatalf("subscription error %s", m.Data)
-		}
-	}
-}
-
-func (c *bcWS) signIn(userID string) {
-	c.t.Helper()
-	ud := fmt.Sprintf(`{"id":%q}`, userID)
-	c.send(protocol.EventSignin, map[string]any{"auth": protocol.UserAuth(config.DevAppKey, config.DevAppSecret, c.socketID, ud), "user_data": ud})
-	for m := c.next(); m.Event != protocol.EventSigninSuccess; m = c.next() {
-		if m.Event == protocol.EventError {
-			c.t.Fatalf("signin error %s", m.Data)
-		}
 	}
 }
 
@@ -286,9 +169,10 @@ func TestBroadcastThroughTheBinary(t *testing.T) {
 	s := StartServer(t, nil)
 	const channel, user = "private-team-e2e", "user-e2e"
 
-	raw := bcDialWS(t, s.HTTPAddr)
-	raw.subscribePrivate(channel)
-	raw.signIn(user)
+	raw := pushertest.Dial(t, s.HTTPAddr, config.DevAppKey, config.DevAppSecret)
+	raw.SkipOther = true
+	raw.Subscribe(channel, "")
+	raw.SignIn(user)
 	js := bcNode(t, s.HTTPAddr, channel, user)
 	subscribers := int64(1)
 	if js != nil {
@@ -359,7 +243,7 @@ func TestBroadcastThroughTheBinary(t *testing.T) {
 			}
 		}
 	}
-	check("websocket", raw.nextApp)
+	check("websocket", func() bcFrame { return bcNextApp(t, raw) })
 	if js != nil {
 		check("pusher-js", func() bcFrame {
 			select {

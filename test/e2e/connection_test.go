@@ -38,43 +38,26 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/edge"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
 	"github.com/milequest/pushercm/protocol"
 )
 
 // wait bounds every expectation; generous because the test machines are loaded.
-const wait = 20 * time.Second
-
-// syncBuffer collects the app's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+const wait = pushertest.Wait
 
 // inproc is a pushercm App started in this process on 127.0.0.1:0.
 type inproc struct {
-	app   *app.App
+	app   *apptest.App
 	cfg   config.Config
 	conn  *grpc.ClientConn
 	cs    pushercmv1.ConnectionServiceClient
 	token string
-	logs  *syncBuffer
+	logs  *pushertest.Buffer
 }
 
 // startApp starts the real app (config.Default + dev settings) after mutate
@@ -82,61 +65,21 @@ type inproc struct {
 // connections:read and connections:write.
 func startApp(t *testing.T, mutate func(*config.Config)) *inproc {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Dev = true
-	filled := cfg.ApplyDev()
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "DEBUG"
-	cfg.ShutdownTimeout = 5 * time.Second
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	logs := &syncBuffer{}
-	ctx := context.Background()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: logs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		_ = a.Shutdown(sctx)
-		if t.Failed() {
-			t.Logf("app log (tail):\n%s", tail(logs.String(), 60))
-		}
-	})
+	a := apptest.Start(t, mutate)
 	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return &inproc{
-		app: a, cfg: cfg, conn: conn, cs: pushercmv1.NewConnectionServiceClient(conn), logs: logs,
-		token: mint(t, cfg, "ops-test", "connections:read", "connections:write"),
+		app: a, cfg: a.Config, conn: conn, cs: pushercmv1.NewConnectionServiceClient(conn), logs: a.Logs,
+		token: a.Token(t, "ops-test", "connections:read", "connections:write"),
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func mint(t *testing.T, cfg config.Config, sub string, scopes ...string) string {
 	t.Helper()
-	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: sub, Scopes: scopes, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return pushertest.Mint(t, cfg.JWT.Secret, authz.MintOptions{Subject: sub, Scopes: scopes})
 }
 
 // ctx returns a call context carrying the service token.
@@ -170,177 +113,11 @@ func wantStatus(t *testing.T, err error, code codes.Code, reason string) {
 	}
 }
 
-// wsClient is a minimal Pusher protocol client.
-type wsClient struct {
-	t        *testing.T
-	conn     net.Conn
-	key      string
-	secret   string
-	SocketID string
-	frames   chan protocol.Message
-	closed   chan wsutil.ClosedError // the server's close frame, if any
-	done     chan struct{}
-	wmu      sync.Mutex
-}
-
-func dialWS(t *testing.T, addr, key, secret string) *wsClient {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+addr+"/app/"+key+"?protocol=7&client=e2e&version=1")
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c := &wsClient{t: t, conn: conn, key: key, secret: secret, frames: make(chan protocol.Message, 1<<14),
-		closed: make(chan wsutil.ClosedError, 1), done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	go c.read(struct {
-		io.Reader
-		io.Writer
-	}{r, writerFunc(c.write)})
-	t.Cleanup(c.Close)
-	m := c.Next()
-	if m.Event != protocol.EventConnectionEstablished {
-		t.Fatalf("first frame %q, want connection_established", m.Event)
-	}
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	if err := m.DecodeData(&d); err != nil {
-		t.Fatal(err)
-	}
-	c.SocketID = d.SocketID
+// dial connects a client whose Expect skips unrelated frames.
+func (p *inproc) dial(t *testing.T) *pushertest.Client {
+	c := p.app.Dial(t)
+	c.SkipOther = true
 	return c
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-func (c *wsClient) write(p []byte) (int, error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.conn.Write(p)
-}
-
-func (c *wsClient) read(rw io.ReadWriter) {
-	defer close(c.done)
-	defer close(c.frames)
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			var ce wsutil.ClosedError
-			if errors.As(err, &ce) {
-				c.closed <- ce
-			}
-			return
-		}
-		m, err := protocol.DecodeMessage(data)
-		if err != nil {
-			continue
-		}
-		if m.Event == "pusher:ping" {
-			c.Send("pusher:pong", "", map[string]any{})
-			continue
-		}
-		c.frames <- m
-	}
-}
-
-func (c *wsClient) Close() {
-	_ = c.conn.Close()
-	<-c.done
-}
-
-func (c *wsClient) Send(event, channel string, data any) {
-	m := map[string]any{"event": event, "data": data}
-	if channel != "" {
-		m["channel"] = channel
-	}
-	b, _ := json.Marshal(m)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = wsutil.WriteClientText(c.conn, b)
-}
-
-func (c *wsClient) Next() protocol.Message {
-	c.t.Helper()
-	select {
-	case m, ok := <-c.frames:
-		if !ok {
-			c.t.Fatal("connection closed while waiting for a frame")
-		}
-		return m
-	case <-time.After(wait):
-		c.t.Fatal("no frame within the wait")
-	}
-	return protocol.Message{}
-}
-
-// Expect skips frames until (event, channel) arrives.
-func (c *wsClient) Expect(event, channel string) protocol.Message {
-	c.t.Helper()
-	deadline := time.After(wait)
-	for {
-		select {
-		case m, ok := <-c.frames:
-			if !ok {
-				c.t.Fatalf("connection closed while waiting for %s on %q", event, channel)
-			}
-			if m.Event == event && m.Channel == channel {
-				return m
-			}
-		case <-deadline:
-			c.t.Fatalf("no %s on %q within the wait", event, channel)
-		}
-	}
-}
-
-// Subscribe joins a channel (signing presence with userID as member).
-func (c *wsClient) Subscribe(channel, userID string) {
-	c.t.Helper()
-	c.subscribeAsync(channel, userID)
-	c.Expect(protocol.EventSubscriptionSucceeded, channel)
-}
-
-func (c *wsClient) subscribeAsync(channel, userID string) {
-	data := map[string]any{"channel": channel}
-	switch {
-	case strings.HasPrefix(channel, "private-"):
-		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.SocketID, channel, "")
-	case strings.HasPrefix(channel, "presence-"):
-		cd := fmt.Sprintf(`{"user_id":%q,"user_info":{"name":%q}}`, userID, userID)
-		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.SocketID, channel, cd)
-		data["channel_data"] = cd
-	}
-	c.Send(protocol.EventSubscribe, "", data)
-}
-
-// SignIn authenticates the connection as userID.
-func (c *wsClient) SignIn(userID string) {
-	c.t.Helper()
-	ud := fmt.Sprintf(`{"id":%q}`, userID)
-	c.Send(protocol.EventSignin, "", map[string]any{"auth": protocol.UserAuth(c.key, c.secret, c.SocketID, ud), "user_data": ud})
-	c.Expect(protocol.EventSigninSuccess, "")
-}
-
-// CloseCode waits for the server's close frame.
-func (c *wsClient) CloseCode() wsutil.ClosedError {
-	c.t.Helper()
-	select {
-	case ce := <-c.closed:
-		return ce
-	case <-time.After(wait):
-		c.t.Fatal("the server did not close the connection")
-	}
-	return wsutil.ClosedError{}
-}
-
-func (p *inproc) dial(t *testing.T) *wsClient {
-	return dialWS(t, p.app.HTTPAddr(), p.cfg.Pusher.Key, p.cfg.Pusher.Secret)
 }
 
 // eventually polls f until it returns nil or the wait passes.
@@ -631,7 +408,7 @@ func TestConnectionServiceRPCs(t *testing.T) {
 		if resp.ClosedConnections != 2 {
 			t.Fatalf("closed %d, want 2", resp.ClosedConnections)
 		}
-		for _, c := range []*wsClient{alice1, alice2} {
+		for _, c := range []*pushertest.Client{alice1, alice2} {
 			if ce := c.CloseCode(); ce.Code != 4009 {
 				t.Fatalf("alice closed with %d, want 4009", ce.Code)
 			}
@@ -775,7 +552,7 @@ func TestWatchConnectionEvents(t *testing.T) {
 		for batch := range 20 {
 			for i := range 100 {
 				ch := fmt.Sprintf("flood-%d-%d", batch, i)
-				c.subscribeAsync(ch, "")
+				c.SubscribeAsync(ch, "")
 				c.Send("pusher:unsubscribe", "", map[string]any{"channel": ch})
 			}
 			for range 100 {
@@ -1016,6 +793,10 @@ func TestMetricsPage(t *testing.T) {
 			if w.moves && sumOf(after[name]) == sumOf(before[name]) {
 				return fmt.Errorf("%s did not move (%v)", name, sumOf(after[name]))
 			}
+		}
+		// The edge notices the closed client asynchronously.
+		if got := sumOf(after["pushercm_connections_active"]); got != 2 {
+			return fmt.Errorf("active connections %v, want 2", got)
 		}
 		return nil
 	})

@@ -34,7 +34,7 @@ func TestEdgeLimitsWithDefaults(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		c.Subscribe(fmt.Sprintf("room-%d", i), "")
 	}
-	c.subscribeAsync("room-100", "")
+	c.SubscribeAsync("room-100", "")
 	m := c.Expect(protocol.EventSubscriptionError, "room-100")
 	if !strings.Contains(string(m.Data), protocol.SubErrLimitReached) {
 		t.Fatalf("101st subscription: %s", m.Data)
@@ -53,7 +53,7 @@ func TestEdgeLimitsWithDefaults(t *testing.T) {
 	deadline := time.After(wait)
 	for rejected < 5 { // 10/s with a burst of 10: about 10 of 20 are refused
 		select {
-		case m, ok := <-c.frames:
+		case m, ok := <-c.Frames():
 			if !ok {
 				t.Fatal("the socket was closed for client events over the limit")
 			}
