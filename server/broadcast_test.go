@@ -5,20 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -30,12 +25,13 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/delivery"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
 	"github.com/milequest/pushercm/protocol"
 	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/server"
@@ -47,7 +43,7 @@ const bcWait = 15 * time.Second
 // bcEnv is a running pushercm (embedded driver, dev settings) and a client.
 type bcEnv struct {
 	cfg    config.Config
-	app    *app.App
+	app    *apptest.App
 	bc     pushercmv1.BroadcastServiceClient
 	ctx    context.Context // carries the service token
 	noAuth context.Context
@@ -58,37 +54,22 @@ func startBroadcastApp(t testing.TB) *bcEnv { return startBroadcastAppWith(t, ni
 // startBroadcastAppWith starts the app with dev settings changed by mutate.
 func startBroadcastAppWith(t testing.TB, mutate func(*config.Config)) *bcEnv {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Dev = true
-	cfg.ApplyDev()
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "ERROR"
-	cfg.ShutdownTimeout = 5 * time.Second
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), &config.Loaded{Config: cfg}, app.Options{LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
-
+	a := apptest.Start(t, func(cfg *config.Config) {
+		cfg.Log.Level = "ERROR"
+		if mutate != nil {
+			mutate(cfg)
+		}
+	})
 	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	tok := bcMint(t, cfg, interceptors.ScopePublish)
+	tok := bcMint(t, a.Config, interceptors.ScopePublish)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return &bcEnv{
-		cfg: cfg, app: a,
+		cfg: a.Config, app: a,
 		bc:     pushercmv1.NewBroadcastServiceClient(conn),
 		ctx:    metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
 		noAuth: ctx,
@@ -97,150 +78,12 @@ func startBroadcastAppWith(t testing.TB, mutate func(*config.Config)) *bcEnv {
 
 func bcMint(t testing.TB, cfg config.Config, scopes ...string) string {
 	t.Helper()
-	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: "svc-test", Scopes: scopes, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return pushertest.Mint(t, cfg.JWT.Secret, authz.MintOptions{Subject: "svc-test", Scopes: scopes})
 }
 
-// bcWS is a minimal Pusher protocol client that queues every frame.
-type bcWS struct {
-	t        *testing.T
-	conn     net.Conn
-	key      string
-	secret   string
-	socketID string
-	frames   chan protocol.Message
-	done     chan struct{}
-	wmu      sync.Mutex
-}
-
-func (e *bcEnv) dial(t *testing.T) *bcWS {
+func (e *bcEnv) dial(t *testing.T) *pushertest.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), bcWait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: bcWait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7&client=test&version=1")
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c := &bcWS{t: t, conn: conn, key: e.cfg.Pusher.Key, secret: e.cfg.Pusher.Secret,
-		frames: make(chan protocol.Message, 1024), done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	go c.read(r)
-	t.Cleanup(func() { _ = conn.Close(); <-c.done })
-	m := c.next()
-	if m.Event != protocol.EventConnectionEstablished {
-		t.Fatalf("first frame %q, want connection_established", m.Event)
-	}
-	var d struct {
-		SocketID string `json:"socket_id"`
-	}
-	if err := m.DecodeData(&d); err != nil {
-		t.Fatal(err)
-	}
-	c.socketID = d.SocketID
-	return c
-}
-
-func (c *bcWS) read(r io.Reader) {
-	defer close(c.done)
-	defer close(c.frames)
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, bcWriterFunc(func(p []byte) (int, error) {
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		return c.conn.Write(p)
-	})}
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			return
-		}
-		m, err := protocol.DecodeMessage(data)
-		if err != nil {
-			c.t.Errorf("bad frame %q: %v", data, err)
-			continue
-		}
-		if m.Event == protocol.EventPing {
-			c.send(protocol.EventPong, map[string]any{})
-			continue
-		}
-		c.frames <- m
-	}
-}
-
-type bcWriterFunc func([]byte) (int, error)
-
-func (f bcWriterFunc) Write(p []byte) (int, error) { return f(p) }
-
-func (c *bcWS) send(event string, data any) {
-	b, err := json.Marshal(map[string]any{"event": event, "data": data})
-	if err != nil {
-		c.t.Error(err)
-		return
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := wsutil.WriteClientText(c.conn, b); err != nil && !errors.Is(err, net.ErrClosed) {
-		c.t.Errorf("write: %v", err)
-	}
-}
-
-func (c *bcWS) next() protocol.Message {
-	c.t.Helper()
-	select {
-	case m, ok := <-c.frames:
-		if !ok {
-			c.t.Fatal("connection closed while waiting for a frame")
-		}
-		return m
-	case <-time.After(bcWait):
-		c.t.Fatal("no frame within the wait")
-	}
-	return protocol.Message{}
-}
-
-// expect returns the next application frame, skipping protocol frames, and
-// fails if it is not (event, channel): this is how the tests prove that
-// nothing was delivered twice or to the wrong socket.
-func (c *bcWS) expect(event, channel string) protocol.Message {
-	c.t.Helper()
-	for {
-		m := c.next()
-		if m.Event == event && m.Channel == channel {
-			return m
-		}
-		if strings.HasPrefix(m.Event, "pusher:") || strings.HasPrefix(m.Event, "pusher_internal:") {
-			continue
-		}
-		c.t.Fatalf("got %s on %q (data %s), want %s on %q", m.Event, m.Channel, m.DataString(), event, channel)
-	}
-}
-
-func (c *bcWS) subscribe(channel string) {
-	c.t.Helper()
-	data := map[string]any{"channel": channel}
-	if strings.HasPrefix(channel, "private-") {
-		data["auth"] = protocol.ChannelAuth(c.key, c.secret, c.socketID, channel, "")
-	}
-	c.send(protocol.EventSubscribe, data)
-	c.expect(protocol.EventSubscriptionSucceeded, channel)
-}
-
-func (c *bcWS) signIn(userID string) {
-	c.t.Helper()
-	ud := fmt.Sprintf(`{"id":%q}`, userID)
-	c.send(protocol.EventSignin, map[string]any{
-		"auth":      protocol.UserAuth(c.key, c.secret, c.socketID, ud),
-		"user_data": ud,
-	})
-	c.expect(protocol.EventSigninSuccess, "")
+	return e.app.Dial(t)
 }
 
 // bcStatus returns the ErrorInfo reason and BadRequest fields of err.
@@ -394,13 +237,13 @@ func TestBroadcastAuth(t *testing.T) {
 func TestBroadcastSendEventDeliversAndExcludes(t *testing.T) {
 	e := startBroadcastApp(t)
 	a, b := e.dial(t), e.dial(t)
-	a.subscribe("team-1")
-	b.subscribe("team-1")
-	b.subscribe("private-team-1")
+	a.Subscribe("team-1", "")
+	b.Subscribe("team-1", "")
+	b.Subscribe("private-team-1", "")
 
 	resp, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
 		Channels: []string{"team-1", "private-team-1"}, Name: "activity", Payload: &pushercmv1.Event_Data{Data: `{"n":1}`},
-		ExcludeSocketId: a.socketID,
+		ExcludeSocketId: a.SocketID,
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -411,7 +254,7 @@ func TestBroadcastSendEventDeliversAndExcludes(t *testing.T) {
 	}
 	got := map[string]string{}
 	for range 2 {
-		m := b.next()
+		m := b.Next()
 		got[m.Channel] = m.DataString()
 	}
 	if got["team-1"] != `{"n":1}` || got["private-team-1"] != `{"n":1}` {
@@ -422,7 +265,7 @@ func TestBroadcastSendEventDeliversAndExcludes(t *testing.T) {
 	if _, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{"team-1"}, "after", "2")}); err != nil {
 		t.Fatal(err)
 	}
-	if m := a.expect("after", "team-1"); m.DataString() != "2" {
+	if m := a.Expect("after", "team-1"); m.DataString() != "2" {
 		t.Fatalf("data %q", m.DataString())
 	}
 }
@@ -430,7 +273,7 @@ func TestBroadcastSendEventDeliversAndExcludes(t *testing.T) {
 func TestBroadcastJSONPayloadEncodedOnce(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
-	c.subscribe("feed")
+	c.Subscribe("feed", "")
 	v, err := structpb.NewValue(map[string]any{"steps": 1200.0, "team": "t1", "tags": []any{"a", "b"}, "nested": map[string]any{"ok": true}})
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +283,7 @@ func TestBroadcastJSONPayloadEncodedOnce(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	m := c.expect("progress", "feed")
+	m := c.Expect("progress", "feed")
 	// Clients receive data as a string holding the JSON document (Pusher's
 	// wire form), and that string decodes straight to the object: it was
 	// encoded once, not as a JSON string of a JSON string.
@@ -460,7 +303,7 @@ func TestBroadcastJSONPayloadEncodedOnce(t *testing.T) {
 func TestBroadcastSendBatchOneBadEvent(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
-	c.subscribe("feed")
+	c.Subscribe("feed", "")
 
 	resp, err := e.bc.SendBatch(e.ctx, &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
 		bcEvent([]string{"feed"}, "first", "1"),
@@ -503,14 +346,14 @@ func TestBroadcastSendBatchOneBadEvent(t *testing.T) {
 			t.Fatalf("result %d violations %q, want %q", i, fields, want)
 		}
 	}
-	c.expect("first", "feed")
-	c.expect("last", "feed")
+	c.Expect("first", "feed")
+	c.Expect("last", "feed")
 }
 
 func TestBroadcastIdempotency(t *testing.T) {
 	e := startBroadcastApp(t)
 	c := e.dial(t)
-	c.subscribe("feed")
+	c.Subscribe("feed", "")
 
 	ev := &pushercmv1.Event{Id: "evt-1", Channels: []string{"feed"}, Name: "once", Payload: &pushercmv1.Event_Data{Data: "x"}}
 	first, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev})
@@ -547,13 +390,13 @@ func TestBroadcastIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Exactly once, once, then the marker: any repeat would fail expect.
-	c.expect("once", "feed")
-	c.expect("batched", "feed")
-	c.expect("marker", "feed")
+	c.Expect("once", "feed")
+	c.Expect("batched", "feed")
+	c.Expect("marker", "feed")
 
 	// SendToUser has the same key space rules.
 	u := e.dial(t)
-	u.signIn("user-7")
+	u.SignIn("user-7")
 	for i, wantDup := range []bool{false, true} {
 		r, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{Id: "user-evt", UserId: "user-7", Name: "badge", Payload: &pushercmv1.SendToUserRequest_Data{Data: "z"}})
 		if err != nil {
@@ -567,8 +410,8 @@ func TestBroadcastIdempotency(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := protocol.ServerToUserChannel("user-7")
-	u.expect("badge", ch)
-	u.expect("marker", ch)
+	u.Expect("badge", ch)
+	u.Expect("marker", ch)
 }
 
 func bcBatchedEvent() *pushercmv1.Event {
@@ -578,10 +421,10 @@ func bcBatchedEvent() *pushercmv1.Event {
 func TestBroadcastSendToUser(t *testing.T) {
 	e := startBroadcastApp(t)
 	signedIn, other := e.dial(t), e.dial(t)
-	signedIn.signIn("user-1")
+	signedIn.SignIn("user-1")
 	second := e.dial(t)
-	second.signIn("user-1")
-	other.signIn("user-2")
+	second.SignIn("user-1")
+	other.SignIn("user-2")
 
 	v, _ := structpb.NewValue(map[string]any{"badge": "10k-steps"})
 	resp, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-1", Name: "achievement", Payload: &pushercmv1.SendToUserRequest_Json{Json: v}})
@@ -592,8 +435,8 @@ func TestBroadcastSendToUser(t *testing.T) {
 		t.Fatalf("response %v, want delivered to both connections of user-1", resp)
 	}
 	ch := protocol.ServerToUserChannel("user-1")
-	for _, c := range []*bcWS{signedIn, second} {
-		m := c.expect("achievement", ch)
+	for _, c := range []*pushertest.Client{signedIn, second} {
+		m := c.Expect("achievement", ch)
 		var got map[string]any
 		if err := m.DecodeData(&got); err != nil || got["badge"] != "10k-steps" {
 			t.Fatalf("data %s: %v", m.Data, err)
@@ -603,7 +446,7 @@ func TestBroadcastSendToUser(t *testing.T) {
 	if _, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-2", Name: "mine"}); err != nil {
 		t.Fatal(err)
 	}
-	other.expect("mine", protocol.ServerToUserChannel("user-2"))
+	other.Expect("mine", protocol.ServerToUserChannel("user-2"))
 
 	// Nobody signed in: delivered to no one, not an error.
 	resp, err = e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "nobody", Name: "e"})
@@ -623,8 +466,8 @@ func TestBroadcastPusherDriver(t *testing.T) {
 		c.Pusher.Scheme = "http"
 	})
 	c := upstream.dial(t)
-	c.subscribe("team-9")
-	c.signIn("user-9")
+	c.Subscribe("team-9", "")
+	c.SignIn("user-9")
 
 	ev := &pushercmv1.Event{Id: "p-1", Channels: []string{"team-9"}, Name: "activity", Payload: &pushercmv1.Event_Data{Data: `{"a":1}`}}
 	r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: ev})
@@ -650,10 +493,10 @@ func TestBroadcastPusherDriver(t *testing.T) {
 	if _, err := e.bc.SendToUser(e.ctx, &pushercmv1.SendToUserRequest{UserId: "user-9", Name: "badge", Payload: &pushercmv1.SendToUserRequest_Data{Data: "z"}}); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("activity", "team-9")
-	c.expect("b1", "team-9")
-	c.expect("b2", "team-9")
-	c.expect("badge", protocol.ServerToUserChannel("user-9"))
+	c.Expect("activity", "team-9")
+	c.Expect("b1", "team-9")
+	c.Expect("b2", "team-9")
+	c.Expect("badge", protocol.ServerToUserChannel("user-9"))
 }
 
 // fakeBcPublisher answers without delivering, for tests of the handler alone.
@@ -751,29 +594,9 @@ func bcDiscardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func bcBenchSubscribers(b *testing.B, e *bcEnv, n int, channel string) {
 	b.Helper()
 	for range n {
-		ctx, cancel := context.WithTimeout(context.Background(), bcWait)
-		conn, br, _, err := ws.Dialer{Timeout: bcWait}.Dial(ctx, "ws://"+e.app.HTTPAddr()+"/app/"+e.cfg.Pusher.Key+"?protocol=7")
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = conn.Close() })
-		var r io.Reader = conn
-		if br != nil {
-			r = io.MultiReader(br, conn)
-		}
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{r, conn}
-		if _, _, err := wsutil.ReadServerData(rw); err != nil { // connection_established
-			b.Fatal(err)
-		}
-		msg, _ := json.Marshal(map[string]any{"event": "pusher:subscribe", "data": map[string]any{"channel": channel}})
-		if err := wsutil.WriteClientText(conn, msg); err != nil {
-			b.Fatal(err)
-		}
-		go func() { _, _ = io.Copy(io.Discard, r) }()
+		c := e.app.Dial(b)
+		c.Discard()
+		c.SubscribeAsync(channel, "")
 	}
 	// Subscriptions are asynchronous; wait until the edge counts them all.
 	deadline := time.Now().Add(bcWait)
