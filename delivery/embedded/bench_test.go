@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/delivery/internal/wstest"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // BenchmarkEmbeddedPublish measures one Publisher.Publish call on the embedded driver
@@ -25,9 +25,9 @@ func BenchmarkEmbeddedPublish(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			s := startBenchEdge(b)
 			p := newPublisher(b, s)
-			clients := make([]*wstest.Client, subs)
+			clients := make([]*pushertest.Client, subs)
 			for i := range clients {
-				c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
 				c.Subscribe("team-1", "")
 				c.Discard()
 				clients[i] = c
@@ -69,7 +69,7 @@ func BenchmarkEdgePublishDirect(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			s := startBenchEdge(b)
 			for i := 0; i < subs; i++ {
-				c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
 				c.Subscribe("team-1", "")
 				c.Discard()
 			}
@@ -90,7 +90,7 @@ func BenchmarkEmbeddedPublishBatch100(b *testing.B) {
 	s := startBenchEdge(b)
 	p := newPublisher(b, s)
 	for i := 0; i < 10; i++ {
-		c := wstest.Dial(b, s.Addr().String(), appKey, appSecret)
+		c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
 		c.Subscribe("team-1", "")
 		c.Discard()
 	}

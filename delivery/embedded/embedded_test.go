@@ -11,8 +11,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/delivery/internal/wstest"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 func TestMain(m *testing.M) {
@@ -83,8 +83,8 @@ func newPublisher(t testing.TB, s *edge.Server) *delivery.Publisher {
 	return delivery.NewPublisher(d, delivery.WithIdempotencyStore(store))
 }
 
-func dial(t *testing.T, s *edge.Server) *wstest.Client {
-	return wstest.Dial(t, s.Addr().String(), appKey, appSecret)
+func dial(t *testing.T, s *edge.Server) *pushertest.Client {
+	return pushertest.Dial(t, s.Addr().String(), appKey, appSecret)
 }
 
 func TestPublishReachesSubscribersOnce(t *testing.T) {
@@ -105,7 +105,7 @@ func TestPublishReachesSubscribersOnce(t *testing.T) {
 		t.Fatalf("outcome = %+v, want 3 deliveries", out)
 	}
 	for _, want := range []struct {
-		c  *wstest.Client
+		c  *pushertest.Client
 		ch string
 	}{{a, "team-1"}, {a, "presence-team-1"}, {b, "team-1"}} {
 		m := want.c.Expect("activity", want.ch)
@@ -159,7 +159,7 @@ func TestSendToUser(t *testing.T) {
 	if err != nil || res.DeliveredTo != 2 {
 		t.Fatalf("res = %+v, %v", res, err)
 	}
-	for _, c := range []*wstest.Client{c1, c2} {
+	for _, c := range []*pushertest.Client{c1, c2} {
 		if m := c.Expect("achievement", "#server-to-user-u7"); m.DataString() != `{"badge":"10k"}` {
 			t.Fatalf("data = %s", m.DataString())
 		}

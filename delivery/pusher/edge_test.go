@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/delivery/internal/wstest"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // edgeEnv is a second pushercm's edge (real WebSocket server and HTTP API on
@@ -67,8 +67,8 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	return e
 }
 
-func (e *edgeEnv) dial(t *testing.T) *wstest.Client {
-	return wstest.Dial(t, e.edge.Addr().String(), testKey, testSecret)
+func (e *edgeEnv) dial(t *testing.T) *pushertest.Client {
+	return pushertest.Dial(t, e.edge.Addr().String(), testKey, testSecret)
 }
 
 func TestEdgeDeliveryThroughFaults(t *testing.T) {
