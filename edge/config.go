@@ -67,6 +67,12 @@ type Config struct {
 	// (a token bucket with one second of burst), used when no ConnectionLimiter option
 	// is given. Refused sockets get 4100. Default 0 = no limit.
 	ConnectionsPerIPPerSecond int
+	// MaxSubscriptionsPerUser, when > 0, bounds the channels a signed-in user holds
+	// across all of the user's sockets (each socket's subscriptions count). Over it the
+	// subscription is refused with pusher:subscription_error LimitReached/4100; the
+	// socket stays open. Sockets that have not signed in are bounded per connection only.
+	// Default 0 = no per-user bound.
+	MaxSubscriptionsPerUser int
 	// Pollers is the number of event-loop (epoll) goroutines. Default 1: socket writes
 	// are done by flusher goroutines (one per CPU), so one poller is enough for reads.
 	Pollers int
@@ -146,7 +152,7 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrConfig, err)
 	}
-	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 {
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
 	}
 	if c.UserAuthTimeout < 0 {

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -58,6 +59,7 @@ type options struct {
 	connections   ConnectionLimiter
 	subscriptions SubscriptionLimiter
 	webhooks      WebhookSink
+	httpLimiter   httpapi.Limiter
 	metrics       Metrics
 	now           func() time.Time
 }
@@ -76,6 +78,12 @@ func WithConnectionLimiter(l ConnectionLimiter) Option {
 // WithSubscriptionLimiter adds a subscription check after the per-connection limit.
 func WithSubscriptionLimiter(l SubscriptionLimiter) Option {
 	return func(o *options) { o.subscriptions = l }
+}
+
+// WithHTTPLimiter limits the Pusher HTTP API: refused requests are answered 429 with
+// Retry-After (see httpapi.Limiter).
+func WithHTTPLimiter(l httpapi.Limiter) Option {
+	return func(o *options) { o.httpLimiter = l }
 }
 
 // WithWebhookSink sends webhook events to w. Default: none.

@@ -76,6 +76,10 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		s.mu.Unlock()
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
 	}
+	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" && s.userSubscriptionsLocked(c.userID)+1 > max {
+		s.mu.Unlock()
+		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
+	}
 	if l := s.opts.subscriptions; l != nil && !l.AllowSubscription(c.id, c.userID, ch.Name, len(c.subs)) {
 		s.mu.Unlock()
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Subscription rate limit reached", protocol.CodeClientEventRejected}
@@ -404,4 +408,14 @@ func (s *Server) notifyWatchersLocked(userID string, online bool) {
 	for c := range set {
 		c.sendRaw(frame)
 	}
+}
+
+// userSubscriptionsLocked counts the subscriptions of every socket signed in as uid.
+// The caller holds s.mu. A user has few sockets, so this is a short walk.
+func (s *Server) userSubscriptionsLocked(uid string) int {
+	n := 0
+	for c := range s.users[uid] {
+		n += len(c.subs)
+	}
+	return n
 }

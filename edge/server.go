@@ -106,6 +106,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 			Secret:          s.cfg.Secret,
 			Limits:          s.cfg.Limits,
 			TimestampWindow: s.cfg.TimestampWindow,
+			Limiter:         s.opts.httpLimiter,
 			Logger:          s.cfg.Logger,
 		}, apiBackend{s})
 		s.mux.Handle("/apps/", api)
