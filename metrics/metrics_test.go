@@ -156,6 +156,8 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Published(5, time.Millisecond)
+	o.Written(3*time.Millisecond, 2)
+	o.Written(40*time.Millisecond, 1)
 	o.RPC(codes.NotFound, "NOT_FOUND")
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
@@ -170,7 +172,7 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	for _, name := range []string{
 		"pushercm_connections_active", "pushercm_connections", "pushercm_connections_refused", "pushercm_subscriptions",
 		"pushercm_channels_occupied", "pushercm_presence_members", "pushercm_messages_published", "pushercm_messages_delivered",
-		"pushercm_delivery_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
+		"pushercm_delivery_latency", "pushercm_socket_write_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
 		"pushercm_webhooks_sent", "pushercm_webhooks_failed", "pushercm_webhooks_dropped", "pushercm_webhooks_backlog",
 		"pushercm_rate_limited", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
 	} {
@@ -186,6 +188,10 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	}
 	if h, ok := got["pushercm_delivery_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 1 {
 		t.Errorf("latency %v", got["pushercm_delivery_latency"])
+	}
+	if h, ok := got["pushercm_socket_write_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 2 ||
+		h.DataPoints[0].Sum < 0.042 || h.DataPoints[0].Sum > 0.044 {
+		t.Errorf("socket write latency %v", got["pushercm_socket_write_latency"])
 	}
 }
 

@@ -39,7 +39,10 @@ type Observer struct {
 	reasonsMu sync.Mutex
 	reasons   map[string]uint64
 
-	hist atomic.Pointer[metric.Float64Histogram]
+	hist      atomic.Pointer[metric.Float64Histogram]
+	writeHist atomic.Pointer[metric.Float64Histogram]
+	writes    atomic.Uint64
+	frames    atomic.Uint64
 }
 
 const len0 = 17 // len(LatencyBounds); a constant so the bucket array has a fixed size
@@ -53,8 +56,8 @@ func NewObserver() *Observer {
 }
 
 // Published implements edge.Metrics: one call per Publish/SendToUser with
-// the connections written to and the time from the call to the last socket
-// write.
+// the connections written to and the time from the call until the frame was
+// queued on the last subscriber (the socket writes follow; see Written).
 func (o *Observer) Published(delivered int, elapsed time.Duration) {
 	o.published.Add(1)
 	o.delivered.Add(uint64(max(delivered, 0)))
@@ -65,6 +68,18 @@ func (o *Observer) Published(delivered int, elapsed time.Duration) {
 	o.latency[i].Add(1)
 	if h := o.hist.Load(); h != nil {
 		(*h).Record(context.Background(), sec)
+	}
+}
+
+// Written implements edge.WriteObserver: one call per socket write, with how
+// long the oldest frame it carried waited since its publish queued it, and
+// how many frames the write coalesced. This is the publish-to-socket-write
+// latency.
+func (o *Observer) Written(wait time.Duration, frames int) {
+	o.writes.Add(1)
+	o.frames.Add(uint64(max(frames, 0)))
+	if h := o.writeHist.Load(); h != nil {
+		(*h).Record(context.Background(), wait.Seconds())
 	}
 }
 

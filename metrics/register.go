@@ -66,11 +66,19 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 	}
 	hist, err := meter.Float64Histogram("pushercm_delivery_latency",
 		metric.WithUnit("s"),
-		metric.WithDescription("Time from a publish call to the last socket write of its fan-out."),
+		metric.WithDescription("Time from a publish call until its frame is queued on the last subscriber of its fan-out."),
 		metric.WithExplicitBucketBoundaries(LatencyBounds...))
 	add(err)
 	if err == nil {
 		o.hist.Store(&hist)
+	}
+	writeHist, err := meter.Float64Histogram("pushercm_socket_write_latency",
+		metric.WithUnit("s"),
+		metric.WithDescription("Time from a publish to the socket write that carried its frame (the oldest frame of each write)."),
+		metric.WithExplicitBucketBoundaries(LatencyBounds...))
+	add(err)
+	if err == nil {
+		o.writeHist.Store(&writeHist)
 	}
 
 	gauge := func(name, desc string) metric.Int64ObservableGauge {
