@@ -2,16 +2,12 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -24,6 +20,8 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -37,49 +35,23 @@ const (
 // encrypted team channels and, unless noMasterKey, an encryption master key.
 func startAuthApp(t *testing.T, noMasterKey bool) *app.App {
 	t.Helper()
-	cfg := config.Default()
-	cfg.Dev = true
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "ERROR"
-	filled := cfg.ApplyDev()
-	if !noMasterKey {
-		cfg.Pusher.EncryptionMasterKeyBase64 = authMasterKey
-	}
-	cfg.ChannelRules.Rules = []authz.Rule{
-		{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), authWait)
-	defer cancel()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: io.Discard})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), authWait)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	a := apptest.Start(t, func(cfg *config.Config) {
+		cfg.Log.Level = "ERROR"
+		cfg.ShutdownTimeout = config.Default().ShutdownTimeout
+		if !noMasterKey {
+			cfg.Pusher.EncryptionMasterKeyBase64 = authMasterKey
+		}
+		cfg.ChannelRules.Rules = []authz.Rule{
+			{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},
 		}
 	})
-	return a
+	a.CheckShutdown = true
+	return a.App
 }
 
 func mintAuth(t *testing.T, o authz.MintOptions) string {
 	t.Helper()
-	if o.TTL == 0 {
-		o.TTL = time.Hour
-	}
-	tok, err := authz.Mint([]byte(config.DevJWTSecret), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return pushertest.Mint(t, config.DevJWTSecret, o)
 }
 
 // authClient dials the app's gRPC listener; every call carries the service
@@ -98,89 +70,12 @@ func authBearer(ctx context.Context, tok string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
-// authWS is a raw Pusher protocol client with synchronous reads.
-type authWS struct {
-	t        *testing.T
-	conn     net.Conn
-	r        io.Reader
-	socketID string
-}
-
-type authFrame struct {
-	Event   string          `json:"event"`
-	Channel string          `json:"channel"`
-	Data    json.RawMessage `json:"data"`
-}
-
-// str is the frame's data as the string the server double-encoded.
-func (f authFrame) str() string {
-	var s string
-	if json.Unmarshal(f.Data, &s) == nil {
-		return s
-	}
-	return string(f.Data)
-}
-
-func dialAuthEdge(t *testing.T, a *app.App) *authWS {
+// dialAuthEdge connects a client whose Expect skips unrelated frames.
+func dialAuthEdge(t *testing.T, a *app.App) *pushertest.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), authWait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: authWait}.Dial(ctx, "ws://"+a.HTTPAddr()+"/app/"+config.DevAppKey+"?protocol=7")
-	if err != nil {
-		t.Fatalf("dial edge: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	// br holds whatever the server sent right after the handshake.
-	c := &authWS{t: t, conn: conn, r: conn}
-	if br != nil {
-		c.r = io.MultiReader(br, conn)
-	}
-	f := c.expect(protocol.EventConnectionEstablished, "")
-	var est struct {
-		SocketID string `json:"socket_id"`
-	}
-	if err := json.Unmarshal([]byte(f.str()), &est); err != nil || !protocol.ValidSocketID(est.SocketID) {
-		t.Fatalf("connection_established %s: %v", f.Data, err)
-	}
-	c.socketID = est.SocketID
+	c := pushertest.Dial(t, a.HTTPAddr(), config.DevAppKey, config.DevAppSecret)
+	c.SkipOther = true
 	return c
-}
-
-func (c *authWS) send(v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := wsutil.WriteClientText(c.conn, b); err != nil {
-		c.t.Fatalf("write: %v", err)
-	}
-}
-
-// expect reads frames until one with event (and channel, if set) arrives.
-// A pusher:error or subscription_error fails the test.
-func (c *authWS) expect(event, channel string) authFrame {
-	c.t.Helper()
-	_ = c.conn.SetReadDeadline(time.Now().Add(authWait))
-	for {
-		data, err := wsutil.ReadServerText(struct {
-			io.Reader
-			io.Writer
-		}{c.r, c.conn})
-		if err != nil {
-			c.t.Fatalf("waiting for %s: %v", event, err)
-		}
-		var f authFrame
-		if err := json.Unmarshal(data, &f); err != nil {
-			c.t.Fatalf("non-JSON authFrame %q", data)
-		}
-		if f.Event == event && (channel == "" || f.Channel == channel) {
-			return f
-		}
-		if f.Event == protocol.EventError || f.Event == "pusher:subscription_error" {
-			c.t.Fatalf("waiting for %s got %s", event, data)
-		}
-	}
 }
 
 // TestAuthorizeChannelSignaturesAcceptedByEdge: what AuthorizeChannel
@@ -212,7 +107,7 @@ func TestAuthorizeChannelSignaturesAcceptedByEdge(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dialAuthEdge(t, a)
-			req := &pushercmv1.AuthorizeChannelRequest{SocketId: c.socketID, ChannelName: tc.channel, Token: user}
+			req := &pushercmv1.AuthorizeChannelRequest{SocketId: c.SocketID, ChannelName: tc.channel, Token: user}
 			if tc.userInfo != nil {
 				s, err := structpb.NewStruct(tc.userInfo)
 				if err != nil {
@@ -254,8 +149,8 @@ func TestAuthorizeChannelSignaturesAcceptedByEdge(t *testing.T) {
 			if resp.GetChannelData() != "" {
 				data["channel_data"] = resp.GetChannelData()
 			}
-			c.send(map[string]any{"event": protocol.EventSubscribe, "data": data})
-			c.expect("pusher_internal:subscription_succeeded", tc.channel)
+			c.Send(protocol.EventSubscribe, "", data)
+			c.Expect("pusher_internal:subscription_succeeded", tc.channel)
 		})
 	}
 }
@@ -271,15 +166,15 @@ func TestAuthenticateUserSignatureAcceptedByEdge(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(authBearer(context.Background(), svc), authWait)
 	defer cancel()
-	resp, err := client.AuthenticateUser(ctx, &pushercmv1.AuthenticateUserRequest{SocketId: c.socketID, Token: user})
+	resp, err := client.AuthenticateUser(ctx, &pushercmv1.AuthenticateUserRequest{SocketId: c.SocketID, Token: user})
 	if err != nil {
 		t.Fatalf("AuthenticateUser: %v", err)
 	}
 	if resp.GetUserId() != "u7" || resp.GetUserData() != `{"id":"u7","user_info":{"name":"Una"}}` {
 		t.Errorf("got user_id %q user_data %q", resp.GetUserId(), resp.GetUserData())
 	}
-	c.send(map[string]any{"event": "pusher:signin", "data": map[string]any{"auth": resp.GetAuth(), "user_data": resp.GetUserData()}})
-	c.expect("pusher:signin_success", "")
+	c.Send("pusher:signin", "", map[string]any{"auth": resp.GetAuth(), "user_data": resp.GetUserData()})
+	c.Expect("pusher:signin_success", "")
 }
 
 // TestAuthServiceRefusals: codes, ErrorInfo reasons and the deciding rule.

@@ -69,8 +69,8 @@ func Dial(t testing.TB, addr, key, secret string) *Client {
 	var d struct {
 		SocketID string `json:"socket_id"`
 	}
-	if err := m.DecodeData(&d); err != nil {
-		t.Fatal(err)
+	if err := m.DecodeData(&d); err != nil || !protocol.ValidSocketID(d.SocketID) {
+		t.Fatalf("connection_established %s: %v", m.Data, err)
 	}
 	c.SocketID = d.SocketID
 	return c

@@ -6,7 +6,6 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,88 +14,41 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
-
 	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
 	"github.com/milequest/pushercm/protocol"
 )
 
 const authWait = 15 * time.Second
 
-// authLogBuffer collects logs written by the app's goroutines.
-type authLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *authLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *authLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startAuthApp runs dev-mode pushercm. file, when not empty, is the config file
 // (rules reload from it).
-func startAuthApp(t *testing.T, file string, mutate func(*config.Config)) (*app.App, *authLogBuffer) {
+func startAuthApp(t *testing.T, file string, mutate func(*config.Config)) (*app.App, *pushertest.Buffer) {
 	t.Helper()
-	cfg := config.Default()
-	if file != "" {
-		if err := config.DecodeFile(file, &cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg.Dev = true
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	filled := cfg.ApplyDev()
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &authLogBuffer{}
-	ctx, cancel := context.WithTimeout(context.Background(), authWait)
-	defer cancel()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, File: file, DevFilled: filled}, app.Options{LogOutput: logs})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), authWait)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	a := apptest.StartFile(t, file, func(c *config.Config) {
+		// What the files and config.Default say: INFO logs, the default drain.
+		c.Log.Level = "INFO"
+		c.ShutdownTimeout = config.Default().ShutdownTimeout
+		if mutate != nil {
+			mutate(c)
 		}
 	})
-	return a, logs
+	a.CheckShutdown = true
+	return a.App, a.Logs
 }
 
 func mintUser(t *testing.T, o authz.MintOptions) string {
 	t.Helper()
 	o.TTL = time.Hour
-	tok, err := authz.Mint([]byte(config.DevJWTSecret), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return pushertest.Mint(t, config.DevJWTSecret, o)
 }
 
 var authHTTP = &http.Client{Timeout: authWait}
@@ -129,79 +81,12 @@ func authPost(t *testing.T, a *app.App, path, token string, form url.Values, hdr
 	return resp.StatusCode, body
 }
 
-// authConn is a raw Pusher protocol connection to the edge.
-type authConn struct {
-	t        *testing.T
-	rw       io.ReadWriter
-	conn     interface{ Close() error }
-	socketID string
-	setDL    func(time.Time) error
-}
-
-func dialAuthEdge(t *testing.T, a *app.App) *authConn {
+// dialAuthEdge connects a client whose Expect skips unrelated frames.
+func dialAuthEdge(t *testing.T, a *app.App) *pushertest.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), authWait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: authWait}.Dial(ctx, "ws://"+a.HTTPAddr()+"/app/"+config.DevAppKey+"?protocol=7")
-	if err != nil {
-		t.Fatalf("dial edge: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	c := &authConn{t: t, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}, conn: conn, setDL: conn.SetReadDeadline}
-	data := c.expect(protocol.EventConnectionEstablished, "")
-	var est struct {
-		SocketID string `json:"socket_id"`
-	}
-	if err := json.Unmarshal([]byte(data), &est); err != nil {
-		t.Fatal(err)
-	}
-	c.socketID = est.SocketID
+	c := pushertest.Dial(t, a.HTTPAddr(), config.DevAppKey, config.DevAppSecret)
+	c.SkipOther = true
 	return c
-}
-
-func (c *authConn) send(v any) {
-	c.t.Helper()
-	b, _ := json.Marshal(v)
-	if err := wsutil.WriteClientText(c.rw, b); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// expect returns the (string) data of the next frame with event on channel.
-func (c *authConn) expect(event, channel string) string {
-	c.t.Helper()
-	_ = c.setDL(time.Now().Add(authWait))
-	for {
-		raw, err := wsutil.ReadServerText(c.rw)
-		if err != nil {
-			c.t.Fatalf("waiting for %s: %v", event, err)
-		}
-		var f struct {
-			Event   string          `json:"event"`
-			Channel string          `json:"channel"`
-			Data    json.RawMessage `json:"data"`
-		}
-		if err := json.Unmarshal(raw, &f); err != nil {
-			c.t.Fatal(err)
-		}
-		if f.Event == event && (channel == "" || f.Channel == channel) {
-			var s string
-			if json.Unmarshal(f.Data, &s) != nil {
-				s = string(f.Data)
-			}
-			return s
-		}
-		if f.Event == protocol.EventError || f.Event == "pusher:subscription_error" {
-			c.t.Fatalf("waiting for %s got %s", event, raw)
-		}
-	}
 }
 
 // TestPusherJSEndpointsEndToEnd: what /pusher/auth and /pusher/user-auth
@@ -213,7 +98,7 @@ func TestPusherJSEndpointsEndToEnd(t *testing.T) {
 	for _, channel := range []string{"private-user-u1", "private-team-t1", "presence-team-t1"} {
 		t.Run(channel, func(t *testing.T) {
 			c := dialAuthEdge(t, a)
-			code, body := authPost(t, a, "/pusher/auth", user, url.Values{"socket_id": {c.socketID}, "channel_name": {channel}}, nil)
+			code, body := authPost(t, a, "/pusher/auth", user, url.Values{"socket_id": {c.SocketID}, "channel_name": {channel}}, nil)
 			if code != http.StatusOK {
 				t.Fatalf("status %d %v", code, body)
 			}
@@ -221,18 +106,18 @@ func TestPusherJSEndpointsEndToEnd(t *testing.T) {
 			if cd, ok := body["channel_data"]; ok {
 				data["channel_data"] = cd
 			}
-			c.send(map[string]any{"event": protocol.EventSubscribe, "data": data})
-			c.expect("pusher_internal:subscription_succeeded", channel)
+			c.Send(protocol.EventSubscribe, "", data)
+			c.Expect("pusher_internal:subscription_succeeded", channel)
 		})
 	}
 	t.Run("sign-in", func(t *testing.T) {
 		c := dialAuthEdge(t, a)
-		code, body := authPost(t, a, "/pusher/user-auth", user, url.Values{"socket_id": {c.socketID}}, nil)
+		code, body := authPost(t, a, "/pusher/user-auth", user, url.Values{"socket_id": {c.SocketID}}, nil)
 		if code != http.StatusOK || len(body) != 2 {
 			t.Fatalf("status %d %v", code, body)
 		}
-		c.send(map[string]any{"event": "pusher:signin", "data": map[string]any{"auth": body["auth"], "user_data": body["user_data"]}})
-		c.expect("pusher:signin_success", "")
+		c.Send("pusher:signin", "", map[string]any{"auth": body["auth"], "user_data": body["user_data"]})
+		c.Expect("pusher:signin_success", "")
 	})
 }
 
