@@ -187,13 +187,15 @@ func (s *Server) Start(addr string) error {
 	})
 	u.SetCloseHandler(s.onCloseFrame)
 	s.upgrader = u
+	// The flushers exist before the engine accepts anything: acceptWS picks one
+	// for each new socket. Their goroutines start below.
+	s.flushers = newFlushers()
+	s.flushStop = make(chan struct{})
 	if err := s.engine.Start(); err != nil {
 		s.engine = nil
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
-	s.flushers = newFlushers()
-	s.flushStop = make(chan struct{})
 	for _, f := range s.flushers {
 		s.flushDone.Add(1)
 		go func() {
