@@ -184,10 +184,7 @@ func TestBroadcastThroughTheBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "svc-e2e", Scopes: []string{"events:publish"}, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "svc-e2e", Scopes: []string{"events:publish"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
