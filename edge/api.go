@@ -175,7 +175,7 @@ func (s *Server) TerminateUser(userID string) (closed int) {
 func (s *Server) Subscribe(socketID, channel string) error {
 	ch, err := protocol.ParseChannel(channel, s.cfg.Limits.MaxChannelNameLength)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 	}
 	c, err := s.conn(socketID)
 	if err != nil {
@@ -266,7 +266,7 @@ func (s *Server) Channels(prefix string) []ChannelInfo {
 // with Occupied false (and its cache, if any); an invalid name is ErrInvalid.
 func (s *Server) Channel(name string) (ChannelInfo, error) {
 	if _, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength); err != nil {
-		return ChannelInfo{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return ChannelInfo{}, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 	}
 	now := s.opts.now()
 	s.mu.RLock()
@@ -285,7 +285,7 @@ type Member struct {
 func (s *Server) PresenceMembers(channel string) ([]Member, error) {
 	ch, err := protocol.ParseChannel(channel, s.cfg.Limits.MaxChannelNameLength)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 	}
 	if ch.Kind != protocol.KindPresence {
 		return nil, fmt.Errorf("%w: %q is not a presence channel", ErrInvalid, channel)

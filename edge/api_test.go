@@ -272,7 +272,7 @@ func TestHTTPRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
@@ -291,7 +291,7 @@ func TestHTTPRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.HasPrefix(string(rb), "{") {
 		t.Fatalf("trigger %d %s", resp.StatusCode, rb)
 	}

@@ -12,18 +12,20 @@ import (
 // apiBackend adapts the in-process API to edge/httpapi.Backend.
 type apiBackend struct{ s *Server }
 
+// mapErr translates edge sentinels into httpapi ones. The edge error is kept as text
+// only: httpapi matches on its own sentinels and the chain holds exactly one of them.
 func mapErr(err error) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrLimit):
-		return fmt.Errorf("%w: %v", httpapi.ErrTooLarge, err)
+		return fmt.Errorf("%w: %s", httpapi.ErrTooLarge, err.Error())
 	case errors.Is(err, ErrInvalid):
-		return fmt.Errorf("%w: %v", httpapi.ErrInvalid, err)
+		return fmt.Errorf("%w: %s", httpapi.ErrInvalid, err.Error())
 	case errors.Is(err, ErrNotFound):
-		return fmt.Errorf("%w: %v", httpapi.ErrNotFound, err)
+		return fmt.Errorf("%w: %s", httpapi.ErrNotFound, err.Error())
 	case errors.Is(err, ErrClosed):
-		return fmt.Errorf("%w: %v", httpapi.ErrUnavailable, err)
+		return fmt.Errorf("%w: %s", httpapi.ErrUnavailable, err.Error())
 	}
 	return err
 }

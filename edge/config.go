@@ -150,7 +150,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Limits.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrConfig, err)
+		return fmt.Errorf("%w: %s", ErrConfig, err.Error())
 	}
 	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)

@@ -339,7 +339,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Cannot broadcast client event (connection not subscribed to channel " + name + ")")
 		return
 	}
-	allowed := true
+	var allowed bool
 	if l := s.opts.clientEvents; l != nil {
 		allowed = l.AllowClientEvent(c.id, uid)
 	} else {

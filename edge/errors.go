@@ -3,7 +3,8 @@ package edge
 import "errors"
 
 // Sentinel errors of the in-process API. Returned errors wrap one of them with detail;
-// test with errors.Is.
+// test with errors.Is. A lower-layer cause (a protocol channel-name error, say) is kept
+// as text only, so the chain holds just the one edge sentinel.
 var (
 	// ErrNotFound: unknown socket id, channel or user.
 	ErrNotFound = errors.New("edge: not found")

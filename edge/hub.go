@@ -286,7 +286,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 	for i, name := range m.Channels {
 		ch, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return 0, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 		}
 		chans[i] = ch
 	}
