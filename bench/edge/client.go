@@ -47,7 +47,7 @@ func Dial(ctx context.Context, t Target) (*Client, error) {
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	op, p, err := c.read()
 	if err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	_ = conn.SetReadDeadline(time.Time{})
@@ -56,14 +56,14 @@ func Dial(ctx context.Context, t Target) (*Client, error) {
 		Data  string `json:"data"`
 	}
 	if op != ws.OpText || json.Unmarshal(p, &m) != nil || m.Event != "pusher:connection_established" {
-		conn.Close()
+		_ = conn.Close()
 		return nil, fmt.Errorf("unexpected first frame %q", p)
 	}
 	var d2 struct {
 		SocketID string `json:"socket_id"`
 	}
 	if err := json.Unmarshal([]byte(m.Data), &d2); err != nil {
-		conn.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	c.SocketID = d2.SocketID

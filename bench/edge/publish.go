@@ -58,7 +58,7 @@ func (p *Publisher) Batch(ctx context.Context, evs []Event) error {
 		return err
 	}
 	rb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("publish: %d %s", resp.StatusCode, rb)
 	}

@@ -115,7 +115,7 @@ func withServer(t edgebench.Target, pid int, f func(edgebench.Target, int)) {
 	}
 	t.Addr = strings.TrimSpace(strings.TrimPrefix(line, "ADDR "))
 	f(t, cmd.Process.Pid)
-	stdin.Close()
+	_ = stdin.Close() // EOF tells the child to exit
 	_ = cmd.Wait()
 }
 
@@ -232,7 +232,7 @@ func writeReport(t edgebench.Target) string {
 	if err != nil {
 		return err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
@@ -242,7 +242,7 @@ func gcStats(t edgebench.Target) map[string]any {
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	var m map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&m)
 	return m
@@ -261,7 +261,7 @@ func serverStats(t edgebench.Target) string {
 	if err != nil {
 		return err.Error()
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
@@ -365,7 +365,7 @@ func runChurn(t edgebench.Target, pid, n int) {
 		resp, err := http.Get("http://" + t.Addr + "/debug/stats")
 		if err == nil {
 			_ = json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if st.ConnectionsActive == 0 && st.Channels == 0 && st.Subscriptions == 0 {
 				break
 			}
@@ -381,8 +381,8 @@ func runChurn(t edgebench.Target, pid, n int) {
 		if resp, err := http.Get("http://" + t.Addr + "/debug/heap"); err == nil {
 			f, _ := os.Create(path)
 			_, _ = io.Copy(f, resp.Body)
-			f.Close()
-			resp.Body.Close()
+			_ = f.Close()
+			_ = resp.Body.Close()
 		}
 	}
 	fmt.Printf("churn n=%d: heap_inuse before=%.1fMiB with_sockets=%.1fMiB after_close=%.1fMiB 12s_later=%.1fMiB; left: sockets=%d channels=%d subscriptions=%d; rss before=%.1fMiB after=%.1fMiB\n",
