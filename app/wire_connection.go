@@ -137,7 +137,7 @@ func (a *App) refreshHealth(w *connectionWiring) {
 // counted on a hot path. Called once per scrape.
 func (a *App) reading() metrics.Reading {
 	w := a.connw
-	r := metrics.Reading{RateLimited: map[string]uint64{}}
+	r := metrics.Reading{RateLimited: map[string]uint64{}, RateAllowed: map[string]uint64{}}
 	if a.edge != nil {
 		st := a.edge.Stats()
 		r.ConnectionsActive = st.ConnectionsActive
@@ -152,6 +152,7 @@ func (a *App) reading() metrics.Reading {
 		r.SlowConsumersClosed = st.SlowConsumersClosed
 		r.StaleClosed = st.StaleClosed
 		r.RateLimited["client_events"] = st.ClientEventsLimited
+		r.RateAllowed["client_events"] = st.ClientEvents
 	}
 	r.Delivered = a.obs.Snapshot(time.Time{}).Delivered
 	if w.webhookStats != nil {
@@ -161,6 +162,7 @@ func (a *App) reading() metrics.Reading {
 	if w.limits != nil {
 		for _, c := range w.limits.Snapshot() {
 			r.RateLimited[c.Limiter] = c.Limited
+			r.RateAllowed[c.Limiter] = c.Allowed
 		}
 	}
 	if w.driver != nil {

@@ -34,6 +34,8 @@ type Reading struct {
 
 	// RateLimited counts refusals by limiter name.
 	RateLimited map[string]uint64
+	// RateAllowed counts admissions by limiter name.
+	RateAllowed map[string]uint64
 
 	// Breaker is the upstream circuit breaker state: "", "closed", "half-open", "open".
 	Breaker string
@@ -108,12 +110,13 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		whDropped   = counter("pushercm_webhooks_dropped", "Webhook events dropped because the queue was full.")
 		whBacklog   = gauge("pushercm_webhooks_backlog", "Webhook events waiting to be sent.")
 		limited     = counter("pushercm_rate_limited", "Requests refused by rate limits, by limiter.")
+		allowed     = counter("pushercm_rate_limit_allowed", "Requests a rate limit checked and admitted, by limiter.")
 		rpcErrors   = counter("pushercm_errors", "Failed gRPC calls, by ErrorInfo reason.")
 		rpcs        = counter("pushercm_rpcs", "Finished gRPC calls, by status code.")
 		breaker     = gauge("pushercm_upstream_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.")
 		whReceived  = counter("pushercm_webhooks_received", "Pusher webhooks received on /pusher/webhooks, by outcome.")
 		observables = []metric.Observable{active, total, refused, subs, channels, members, published, delivered,
-			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, rpcErrors, rpcs, breaker, whReceived}
+			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, rpcErrors, rpcs, breaker, whReceived}
 	)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -142,6 +145,9 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		ob.ObserveInt64(whBacklog, r.WebhookBacklog)
 		for name, n := range r.RateLimited {
 			ob.ObserveInt64(limited, int64(n), metric.WithAttributes(limiterKey.String(name)))
+		}
+		for name, n := range r.RateAllowed {
+			ob.ObserveInt64(allowed, int64(n), metric.WithAttributes(limiterKey.String(name)))
 		}
 		for reason, n := range s.ErrorsByReason {
 			ob.ObserveInt64(rpcErrors, int64(n), metric.WithAttributes(reasonKey.String(reason)))
