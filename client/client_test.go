@@ -90,7 +90,7 @@ func TestAgainstServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Close()
+	defer func() { _ = sub.Close() }()
 	if err := sub.Subscribe("team-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestDialOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if _, err := c.SendEvent(ctx, client.Event{Channels: []string{"a"}, Name: "e"}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v, want UNAVAILABLE", err)
 	}
