@@ -28,7 +28,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	res, err := c.SendToUser(ctx, client.UserEvent{
 		// One notification per user and badge, however often the awarding

@@ -35,7 +35,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	health := healthpb.NewHealthClient(c.Conn())
 	for _, svc := range []string{"", pushercmv1.BroadcastService_ServiceDesc.ServiceName} {

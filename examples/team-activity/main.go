@@ -40,7 +40,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	res, err := c.SendEvent(ctx, client.Event{
 		Channels: []string{"presence-team-" + *team, "private-team-" + *team},
