@@ -183,7 +183,7 @@ func TestBroadcastThroughTheBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	tok := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "svc-e2e", Scopes: []string{"events:publish"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
