@@ -124,7 +124,7 @@ func main() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer cc[i].Close()
+		defer func() { _ = cc[i].Close() }()
 	}
 	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
 	pad := ""
