@@ -2,8 +2,8 @@
 // (pinned by package-lock.json) against the edge server. It is part of `make test`:
 // a missing node/npm or a failing `npm ci` is a test failure, never a skip.
 //
-// By default the edge server runs in-process on 127.0.0.1:0. To test a server that is
-// already running (e.g. the real binary), set PUSHERCM_TEST_WS_PORT (and optionally
+// By default it builds and runs the real pushercm binary (`serve --dev`) on
+// 127.0.0.1:0 listeners. To test a server that is already running, set PUSHERCM_TEST_WS_PORT (and optionally
 // PUSHERCM_TEST_WS_HOST, PUSHERCM_TEST_APP_ID, PUSHERCM_TEST_KEY, PUSHERCM_TEST_SECRET);
 // that server must have client events and user sign-in enabled. The webhook tests need
 // PUSHERCM_TEST_WEBHOOK_LOG (a URL listing received webhooks as GET /received does here)
@@ -11,6 +11,7 @@
 package jsinterop_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -22,17 +23,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	pusher "github.com/pusher/pusher-http-go/v5"
 
-	"github.com/milequest/pushercm/edge"
-	"github.com/milequest/pushercm/edge/webhook"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -47,8 +48,9 @@ const (
 	// testMasterKey is the encryption master key of the JS tests (helpers.js default).
 	testMasterKey = "nxzvbGF+f8FGhk/jOaZvgMle1tqxzF/VfUZLBLhhaH0="
 
-	// webhookLeaveDelay is shorter than Pusher's 3 s so the webhook tests stay quick.
-	webhookLeaveDelay = time.Second
+	// webhookLeaveDelay is the server's channel_vacated / member_removed delay
+	// (Pusher's 3 s, the default of the binary under test).
+	webhookLeaveDelay = 3 * time.Second
 )
 
 func TestPusherJSInterop(t *testing.T) {
@@ -164,8 +166,10 @@ func nodeModulesStale(dir string) string {
 	return ""
 }
 
-// serverEnv returns the PUSHERCM_TEST_* variables for node, starting an in-process edge
-// server unless one is given in the environment.
+// serverEnv returns the PUSHERCM_TEST_* variables for node, starting the real
+// pushercm binary (`serve --dev`, so client events and sign-in are on, with
+// webhooks posted to a receiver here and the test encryption master key) unless
+// a server is given in the environment.
 func serverEnv(t *testing.T) []string {
 	t.Helper()
 	if port := os.Getenv("PUSHERCM_TEST_WS_PORT"); port != "" {
@@ -173,47 +177,74 @@ func serverEnv(t *testing.T) []string {
 		return nil // already in os.Environ
 	}
 	hooks := startWebhookReceiver(t)
-	sender, err := webhook.New(webhook.Config{
-		Key: appKey, Secret: secret,
-		Targets:    []webhook.Target{{URL: hooks.URL + "/webhook"}},
-		LeaveDelay: webhookLeaveDelay,
-	})
-	if err != nil {
-		t.Fatalf("webhook.New: %v", err)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pushercm")
+	build := exec.Command("go", "build", "-o", bin, "github.com/milequest/pushercm/cmd/pushercm")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building pushercm: %v\n%s", err, out)
 	}
-	t.Cleanup(func() { // runs after the edge's Shutdown (cleanups are LIFO)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := sender.Close(ctx); err != nil {
-			t.Errorf("webhook Close: %v", err)
-		}
-	})
-	srv, err := edge.New(edge.Config{
-		AppID:               appID,
-		Key:                 appKey,
-		Secret:              secret,
-		ClientEventsEnabled: true,
-		UserAuthEnabled:     true,
-	}, edge.WithWebhookSink(sender))
-	if err != nil {
-		t.Fatalf("edge.New: %v", err)
+	cfgFile := filepath.Join(dir, "pushercm.yaml")
+	cfgYAML := fmt.Sprintf("edge:\n  webhooks:\n    urls: [%q]\n", hooks.URL+"/webhook")
+	if err := os.WriteFile(cfgFile, []byte(cfgYAML), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if err := srv.Start("127.0.0.1:0"); err != nil {
-		t.Fatalf("edge Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("edge Shutdown: %v", err)
-		}
-	})
-	host, port, err := net.SplitHostPort(srv.Addr().String())
+	cmd := exec.Command(bin, "serve", "--dev", "--config", cfgFile,
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	cmd.Env = append(cleanEnv(), "PUSHER_ENCRYPTION_MASTER_KEY_BASE64="+testMasterKey)
+	var logs lockedBuffer
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := strconv.Atoi(port); err != nil {
-		t.Fatalf("bad port in %v", srv.Addr())
+	cmd.Stdout = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			_, _ = logs.Write([]byte(line + "\n"))
+			if m := servingLine.FindStringSubmatch(line); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		// SIGTERM: the graceful path, which also flushes pending webhooks.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		exited := make(chan error, 1)
+		go func() { <-done; exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("pushercm exit: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("pushercm did not stop within 30s")
+		}
+		if t.Failed() {
+			t.Logf("pushercm log:\n%s", logs.String())
+		}
+	})
+	var httpAddr string
+	select {
+	case httpAddr = <-addr:
+	case <-done:
+		t.Fatalf("pushercm exited before serving:\n%s", logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("pushercm did not start within 60s:\n%s", logs.String())
+	}
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return []string{
 		"PUSHERCM_TEST_WS_HOST=" + host,
@@ -225,6 +256,41 @@ func serverEnv(t *testing.T) []string {
 		"PUSHERCM_TEST_WEBHOOK_LOG=" + hooks.URL + "/received",
 		"PUSHERCM_TEST_WEBHOOK_LEAVE_DELAY_MS=" + strconv.Itoa(int(webhookLeaveDelay/time.Millisecond)),
 	}
+}
+
+// servingLine is the log line that says the process is serving, with its
+// listener addresses.
+var servingLine = regexp.MustCompile(`msg="pushercm serving".* http=(\S+)`)
+
+// cleanEnv is the environment without pushercm, Pusher and OTEL settings, so
+// a developer's shell cannot change what the tests see.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PUSHERCM_") || strings.HasPrefix(kv, "PUSHER_") || strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") || strings.HasPrefix(kv, "OTEL_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// lockedBuffer collects the process's output from two goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // receivedWebhook is one request the receiver got, as the JS tests read it back.
