@@ -119,7 +119,7 @@ func main() {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			log.Fatal(err)
 		}
-		defer pprof.StopCPUProfile()
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 
 	set, err := ratelimit.NewSet(liftedLimits())
