@@ -137,7 +137,12 @@ func (a *App) refreshHealth(w *connectionWiring) {
 // counted on a hot path. Called once per scrape.
 func (a *App) reading() metrics.Reading {
 	w := a.connw
-	r := metrics.Reading{RateLimited: map[string]uint64{}, RateAllowed: map[string]uint64{}}
+	r := metrics.Reading{RateLimited: map[string]uint64{}, RateAllowed: map[string]uint64{}, RateByMethod: map[string][2]uint64{}}
+	if a.rlMethods != nil {
+		for _, m := range a.rlMethods.Snapshot() {
+			r.RateByMethod[m.Method] = [2]uint64{m.Allowed, m.Limited}
+		}
+	}
 	if a.edge != nil {
 		st := a.edge.Stats()
 		r.ConnectionsActive = st.ConnectionsActive

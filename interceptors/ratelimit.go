@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -89,7 +91,54 @@ func BroadcastUserIDs(_ context.Context, _ string, req any) []string {
 	return nil
 }
 
+// MethodCounts counts rate-limit outcomes per gRPC method: the label set is
+// bounded by the service's methods. Share one between the unary and stream
+// interceptors with WithRateLimitMethodCounts and read it with Snapshot.
+type MethodCounts struct {
+	m sync.Map // full method -> *methodCount
+}
+
+type methodCount struct{ allowed, limited atomic.Uint64 }
+
+// MethodCount is one method's outcomes since start.
+type MethodCount struct {
+	Method           string
+	Allowed, Limited uint64
+}
+
+func (mc *MethodCounts) add(method string, limited bool) {
+	v, ok := mc.m.Load(method)
+	if !ok {
+		v, _ = mc.m.LoadOrStore(method, new(methodCount))
+	}
+	c := v.(*methodCount)
+	if limited {
+		c.limited.Add(1)
+	} else {
+		c.allowed.Add(1)
+	}
+}
+
+// Snapshot returns the counts of every method seen, in no particular order.
+func (mc *MethodCounts) Snapshot() []MethodCount {
+	var out []MethodCount
+	mc.m.Range(func(k, v any) bool {
+		c := v.(*methodCount)
+		out = append(out, MethodCount{Method: k.(string), Allowed: c.allowed.Load(), Limited: c.limited.Load()})
+		return true
+	})
+	return out
+}
+
+// WithRateLimitMethodCounts counts every checked call's outcome per method
+// (a refusal counts as limited; in dry-run, calls pass and count as allowed
+// here, while the limiters' own counters record the would-be refusals).
+func WithRateLimitMethodCounts(mc *MethodCounts) RateLimitOption {
+	return func(r *rateLimiter) { r.counts = mc }
+}
+
 type rateLimiter struct {
+	counts    *MethodCounts
 	set       *ratelimit.Set
 	principal func(context.Context) string
 	keys      func(ctx context.Context, fullMethod string, req any) []string
@@ -129,6 +178,9 @@ func UnaryRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.UnaryServe
 			return handler(ctx, req)
 		}
 		hdr, err := r.check(ctx, info.FullMethod, req)
+		if r.counts != nil {
+			r.counts.add(info.FullMethod, err != nil)
+		}
 		if hdr != nil {
 			// A failure to set headers only loses advice; the call goes on.
 			_ = grpc.SetHeader(ctx, hdr)
@@ -150,6 +202,9 @@ func StreamRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.StreamSer
 			return handler(srv, ss)
 		}
 		hdr, err := r.check(ss.Context(), info.FullMethod, nil)
+		if r.counts != nil {
+			r.counts.add(info.FullMethod, err != nil)
+		}
 		if hdr != nil {
 			_ = ss.SetHeader(hdr)
 		}

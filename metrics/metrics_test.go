@@ -150,7 +150,8 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	if err := metrics.Register(mp.Meter("test"), o, func() metrics.Reading {
 		return metrics.Reading{
 			ConnectionsActive: 3, ConnectionsRefused: map[string]uint64{"CONNECTION_POOL_EXHAUSTED": 1},
-			RateLimited: map[string]uint64{"user": 2}, RateAllowed: map[string]uint64{"user": 7}, Breaker: "open",
+			RateLimited: map[string]uint64{"user": 2}, RateAllowed: map[string]uint64{"user": 7},
+			RateByMethod: map[string][2]uint64{"/pushercm.v1.BroadcastService/SendEvent": {7, 2}}, Breaker: "open",
 		}
 	}); err != nil {
 		t.Fatal(err)
@@ -174,7 +175,7 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 		"pushercm_channels_occupied", "pushercm_presence_members", "pushercm_messages_published", "pushercm_messages_delivered",
 		"pushercm_delivery_latency", "pushercm_socket_write_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
 		"pushercm_webhooks_sent", "pushercm_webhooks_failed", "pushercm_webhooks_dropped", "pushercm_webhooks_backlog",
-		"pushercm_rate_limited", "pushercm_rate_limit_allowed", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
+		"pushercm_rate_limited", "pushercm_rate_limit_allowed", "pushercm_rate_limit_decisions", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
 	} {
 		if got[name] == nil {
 			t.Errorf("%s not exported", name)

@@ -36,6 +36,9 @@ type Reading struct {
 	RateLimited map[string]uint64
 	// RateAllowed counts admissions by limiter name.
 	RateAllowed map[string]uint64
+	// RateByMethod counts rate-limit outcomes per gRPC method:
+	// [0] allowed, [1] limited.
+	RateByMethod map[string][2]uint64
 
 	// Breaker is the upstream circuit breaker state: "", "closed", "half-open", "open".
 	Breaker string
@@ -111,12 +114,13 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		whBacklog   = gauge("pushercm_webhooks_backlog", "Webhook events waiting to be sent.")
 		limited     = counter("pushercm_rate_limited", "Requests refused by rate limits, by limiter.")
 		allowed     = counter("pushercm_rate_limit_allowed", "Requests a rate limit checked and admitted, by limiter.")
+		byMethod    = counter("pushercm_rate_limit_decisions", "gRPC calls the rate-limit interceptor checked, by method and outcome (allowed, limited).")
 		rpcErrors   = counter("pushercm_errors", "Failed gRPC calls, by ErrorInfo reason.")
 		rpcs        = counter("pushercm_rpcs", "Finished gRPC calls, by status code.")
 		breaker     = gauge("pushercm_upstream_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.")
 		whReceived  = counter("pushercm_webhooks_received", "Pusher webhooks received on /pusher/webhooks, by outcome.")
 		observables = []metric.Observable{active, total, refused, subs, channels, members, published, delivered,
-			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, rpcErrors, rpcs, breaker, whReceived}
+			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, byMethod, rpcErrors, rpcs, breaker, whReceived}
 	)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -148,6 +152,11 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		}
 		for name, n := range r.RateAllowed {
 			ob.ObserveInt64(allowed, int64(n), metric.WithAttributes(limiterKey.String(name)))
+		}
+		for method, n := range r.RateByMethod {
+			m := attribute.Key("method").String(method)
+			ob.ObserveInt64(byMethod, int64(n[0]), metric.WithAttributes(m, attribute.Key("outcome").String("allowed")))
+			ob.ObserveInt64(byMethod, int64(n[1]), metric.WithAttributes(m, attribute.Key("outcome").String("limited")))
 		}
 		for reason, n := range s.ErrorsByReason {
 			ob.ObserveInt64(rpcErrors, int64(n), metric.WithAttributes(reasonKey.String(reason)))
