@@ -823,7 +823,8 @@ func TestMetricsPage(t *testing.T) {
 		for _, m := range f.Metric {
 			for _, l := range m.Label {
 				switch l.GetName() {
-				case "reason", "limiter", "code", "outcome", "le", "otel_scope_name", "otel_scope_version":
+				// method is a gRPC method name: bounded by the service's RPCs.
+				case "reason", "limiter", "code", "outcome", "method", "le", "otel_scope_name", "otel_scope_version":
 				default:
 					t.Fatalf("%s has an unexpected label %s=%s", name, l.GetName(), l.GetValue())
 				}
