@@ -237,7 +237,7 @@ func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (str
 	b := append(s.data[:0], '{', '"')
 	b = append(b, idKey...)
 	b = append(b, '"', ':')
-	b = appendJSONString(b, p.Subject)
+	b = protocol.AppendJSONString(b, p.Subject)
 	mark := len(b)
 	b = append(b, `,"user_info":`...)
 	start := len(b)
@@ -266,7 +266,7 @@ func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([
 		return b, nil
 	case len(reqInfo) == 0:
 		b = append(b, `{"name":`...)
-		b = appendJSONString(b, p.Name)
+		b = protocol.AppendJSONString(b, p.Name)
 		return append(b, '}'), nil
 	case p.Name == "":
 		buf := bytes.NewBuffer(b)
@@ -280,7 +280,7 @@ func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([
 		return b, argErr("user_info", "must be a JSON object")
 	}
 	if _, set := m["name"]; !set {
-		m["name"] = appendJSONString(nil, p.Name)
+		m["name"] = protocol.AppendJSONString(nil, p.Name)
 	}
 	enc, err := json.Marshal(m)
 	if err != nil {

@@ -1,4 +1,4 @@
-package authz
+package protocol
 
 import (
 	"encoding/json"
@@ -10,10 +10,10 @@ func FuzzAppendJSONString(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		got := appendJSONString(nil, s)
+		got := AppendJSONString(nil, s)
 		var back string
 		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("appendJSONString(%q) = %s: invalid JSON: %v", s, got, err)
+			t.Fatalf("AppendJSONString(%q) = %s: invalid JSON: %v", s, got, err)
 		}
 		// encoding/json's own round trip is the reference for what the
 		// string decodes to (invalid UTF-8 becomes U+FFFD in both).
