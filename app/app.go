@@ -82,9 +82,16 @@ type Options struct {
 
 // New builds the process from a loaded configuration. Nothing listens
 // until Start.
-func New(ctx context.Context, l *config.Loaded, o Options) (*App, error) {
+func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	cfg := &l.Config
 	a := &App{cfg: l}
+	defer func() {
+		if err != nil && a.grpc == nil {
+			// Failed before the wire steps (which shut down themselves):
+			// release what was built so far.
+			a.runClosers(context.Background())
+		}
+	}()
 	a.log = newLogger(cfg.Log, o.LogOutput)
 	if len(l.DevFilled) > 0 {
 		a.log.Warn("DEV MODE: using well-known development settings; never run this in production", "filled", l.DevFilled)
@@ -391,6 +398,16 @@ func (a *App) Reload(ctx context.Context) error {
 	return err
 }
 
+// runClosers releases what New built, last first.
+func (a *App) runClosers(ctx context.Context) error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		errs = append(errs, a.closers[i](ctx))
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
 // Shutdown stops the process in order: health says NOT_SERVING and
 // /readyz 503 first (load balancers drain), then the gRPC server stops
 // accepting and finishes in-flight calls until the deadline, when it is
@@ -424,9 +441,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if a.ops != nil {
 			errs = append(errs, a.ops.Shutdown(octx))
 		}
-		for i := len(a.closers) - 1; i >= 0; i-- {
-			errs = append(errs, a.closers[i](octx))
-		}
+		errs = append(errs, a.runClosers(octx))
 		a.log.Info("stopped")
 	})
 	return errors.Join(errs...)
