@@ -232,17 +232,7 @@ func requireChannel(field, name string) error {
 
 // Subscribe implements ConnectionService.Subscribe.
 func (c *Connection) Subscribe(_ context.Context, req *pushercmv1.SubscribeRequest) (*pushercmv1.SubscribeResponse, error) {
-	e, err := c.edgeOrPrecondition()
-	if err != nil {
-		return nil, err
-	}
-	if err := requireSocketID(req.GetSocketId()); err != nil {
-		return nil, err
-	}
-	if err := requireChannel("channel", req.GetChannel()); err != nil {
-		return nil, err
-	}
-	if err := e.Subscribe(req.GetSocketId(), req.GetChannel()); err != nil {
+	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), (*edge.Server).Subscribe); err != nil {
 		return nil, err
 	}
 	return &pushercmv1.SubscribeResponse{}, nil
@@ -250,20 +240,26 @@ func (c *Connection) Subscribe(_ context.Context, req *pushercmv1.SubscribeReque
 
 // Unsubscribe implements ConnectionService.Unsubscribe.
 func (c *Connection) Unsubscribe(_ context.Context, req *pushercmv1.UnsubscribeRequest) (*pushercmv1.UnsubscribeResponse, error) {
-	e, err := c.edgeOrPrecondition()
-	if err != nil {
-		return nil, err
-	}
-	if err := requireSocketID(req.GetSocketId()); err != nil {
-		return nil, err
-	}
-	if err := requireChannel("channel", req.GetChannel()); err != nil {
-		return nil, err
-	}
-	if err := e.Unsubscribe(req.GetSocketId(), req.GetChannel()); err != nil {
+	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), (*edge.Server).Unsubscribe); err != nil {
 		return nil, err
 	}
 	return &pushercmv1.UnsubscribeResponse{}, nil
+}
+
+// socketChannel validates a (socket, channel) request and applies op to the
+// embedded edge; the pusher driver has no sockets to steer.
+func (c *Connection) socketChannel(socketID, channel string, op func(*edge.Server, string, string) error) error {
+	e, err := c.edgeOrPrecondition()
+	if err != nil {
+		return err
+	}
+	if err := requireSocketID(socketID); err != nil {
+		return err
+	}
+	if err := requireChannel("channel", channel); err != nil {
+		return err
+	}
+	return op(e, socketID, channel)
 }
 
 func (c *Connection) channels(ctx context.Context, prefix string) ([]*pushercmv1.Channel, error) {
