@@ -29,21 +29,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/bench/loadgen"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 )
@@ -180,96 +176,16 @@ func total(ps []phase) phase {
 // measure runs c closed-loop callers for warmup + d and reports the calls
 // completed during d.
 func measure(name string, c int, warmup, d time.Duration, pid int, call func(worker int) error) phase {
-	var (
-		measuring, stop atomic.Bool
-		wg              sync.WaitGroup
-		mu              sync.Mutex
-		all             []time.Duration
-		errs            atomic.Int64
-		firstErr        atomic.Value
-	)
-	for w := 0; w < c; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 1<<15)
-			for !stop.Load() {
-				start := time.Now()
-				err := call(w)
-				el := time.Since(start)
-				if !measuring.Load() {
-					continue
-				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, status.Code(err).String()+": "+status.Convert(err).Message())
-					continue
-				}
-				local = append(local, el)
-			}
-			mu.Lock()
-			all = append(all, local...)
-			mu.Unlock()
-		}(w)
-	}
-	time.Sleep(warmup)
-	srv0, cli0 := cpuOf(pid), selfCPU()
-	start := time.Now()
-	measuring.Store(true)
-	time.Sleep(d)
-	measuring.Store(false)
-	elapsed := time.Since(start)
-	srv1, cli1 := cpuOf(pid), selfCPU()
-	stop.Store(true)
-	wg.Wait()
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	p := phase{name: name, errs: errs.Load()}
-	if v := firstErr.Load(); v != nil {
-		p.firstErr = v.(string)
-	}
-	if len(all) > 0 {
-		p.rps = float64(len(all)) / elapsed.Seconds()
-		p.p50 = all[len(all)*50/100]
-		p.p99 = all[len(all)*99/100]
-		if pid > 0 {
-			p.serverCPU = (srv1 - srv0) / time.Duration(len(all))
-		}
-		// The client's CPU over the window includes the calls that errored
-		// or were in flight; with no errors that is a rounding difference.
-		p.clientCPU = (cli1 - cli0) / time.Duration(len(all))
+	r := loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+	p := phase{name: name, errs: r.Errors, firstErr: r.FirstError}
+	if r.Calls > 0 {
+		p.rps, p.p50, p.p99 = r.RPS, r.P50, r.P99
+		// The CPU over the window includes calls that errored or were in
+		// flight at its edges; with no errors that is a rounding difference.
+		p.serverCPU = r.CPU[0] / time.Duration(r.Calls)
+		p.clientCPU = r.CPU[1] / time.Duration(r.Calls)
 	}
 	return p
-}
-
-// cpuOf is the user+system CPU time of process pid (0: none), from
-// /proc/pid/stat (Linux; clock ticks of 10 ms).
-func cpuOf(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// Fields after the ")" that ends the command name; utime and stime are
-	// fields 14 and 15 of the whole line.
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // liftedLimits is the spawned server's config file.

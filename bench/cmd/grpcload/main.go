@@ -32,10 +32,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,10 +41,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/authz"
 	edgebench "github.com/milequest/pushercm/bench/edge"
+	"github.com/milequest/pushercm/bench/loadgen"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 )
@@ -262,68 +260,9 @@ func best(ps []phase) *phase {
 // measure runs c closed-loop callers of call: warmup unmeasured, then d
 // measured.
 func measure(name string, c int, warmup, d time.Duration, pid int, call func(worker int) error) phase {
-	var (
-		measuring atomic.Bool
-		stop      atomic.Bool
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		all       []time.Duration
-		errs      atomic.Int64
-		firstErr  atomic.Value
-	)
-	for w := 0; w < c; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 1<<16)
-			for !stop.Load() {
-				start := time.Now()
-				err := call(w)
-				el := time.Since(start)
-				if !measuring.Load() {
-					continue
-				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, status.Code(err).String()+": "+err.Error())
-					continue
-				}
-				local = append(local, el)
-			}
-			mu.Lock()
-			all = append(all, local...)
-			mu.Unlock()
-		}(w)
-	}
-	time.Sleep(warmup)
-	cpu0, _ := cpuOf(pid)
-	self0, _ := edgebench.CPUTime(os.Getpid())
-	start := time.Now()
-	measuring.Store(true)
-	time.Sleep(d)
-	measuring.Store(false)
-	elapsed := time.Since(start)
-	cpu1, _ := cpuOf(pid)
-	self1, _ := edgebench.CPUTime(os.Getpid())
-	stop.Store(true)
-	wg.Wait()
-
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	p := phase{name: name, calls: int64(len(all)), errors: errs.Load(), elapsed: elapsed, rps: float64(len(all)) / elapsed.Seconds(), serverCPU: cpu1 - cpu0, toolCPU: self1 - self0}
-	if s, ok := firstErr.Load().(string); ok {
-		p.firstErr = s
-	}
-	if n := len(all); n > 0 {
-		p.p50, p.p99, p.max = all[n/2], all[min(n-1, n*99/100)], all[n-1]
-	}
-	return p
-}
-
-func cpuOf(pid int) (time.Duration, error) {
-	if pid == 0 {
-		return 0, nil
-	}
-	return edgebench.CPUTime(pid)
+	r := loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+	return phase{name: name, calls: r.Calls, errors: r.Errors, firstErr: r.FirstError, elapsed: r.Elapsed, rps: r.RPS,
+		p50: r.P50, p99: r.P99, max: r.Max, serverCPU: r.CPU[0], toolCPU: r.CPU[1]}
 }
 
 // drain waits until the subscribers have received everything in flight

@@ -36,9 +36,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"sort"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -46,9 +44,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/bench/loadgen"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
 	"github.com/milequest/pushercm/ratelimit"
@@ -278,66 +276,13 @@ func median(ds []time.Duration) time.Duration {
 // measure runs c closed-loop callers for warmup + d and reports the calls
 // completed during d.
 func measure(c int, warmup, d time.Duration, call func() error) phase {
-	var (
-		measuring, stop atomic.Bool
-		wg              sync.WaitGroup
-		mu              sync.Mutex
-		all             []time.Duration
-		errs            atomic.Int64
-		firstErr        atomic.Value
-	)
-	for w := 0; w < c; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			local := make([]time.Duration, 0, 1<<14)
-			for !stop.Load() {
-				start := time.Now()
-				err := call()
-				el := time.Since(start)
-				if !measuring.Load() {
-					continue
-				}
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, status.Code(err).String()+": "+status.Convert(err).Message())
-					continue
-				}
-				local = append(local, el)
-			}
-			mu.Lock()
-			all = append(all, local...)
-			mu.Unlock()
-		}()
-	}
-	time.Sleep(warmup)
-	cpu0, start := selfCPU(), time.Now()
-	measuring.Store(true)
-	time.Sleep(d)
-	measuring.Store(false)
-	elapsed, cpu1 := time.Since(start), selfCPU()
-	stop.Store(true)
-	wg.Wait()
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	p := phase{errs: errs.Load(), calls: len(all)}
-	if v := firstErr.Load(); v != nil {
-		p.firstErr = v.(string)
-	}
-	if len(all) > 0 {
-		p.rps = float64(len(all)) / elapsed.Seconds()
-		p.p50, p.p99 = all[len(all)*50/100], all[len(all)*99/100]
+	r := loadgen.Run(c, warmup, d, func(int) error { return call() }, loadgen.SelfCPU)
+	p := phase{errs: r.Errors, calls: int(r.Calls), firstErr: r.FirstError}
+	if r.Calls > 0 {
+		p.rps, p.p50, p.p99 = r.RPS, r.P50, r.P99
 		// Includes calls that errored or were in flight at the edges of the
 		// window: a rounding difference with no errors.
-		p.cpu = (cpu1 - cpu0) / time.Duration(len(all))
+		p.cpu = r.CPU[0] / time.Duration(r.Calls)
 	}
 	return p
-}
-
-// selfCPU is this process's user+system CPU time.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,0 +1,117 @@
+package loadgen
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc/status"
+
+	edgebench "github.com/milequest/pushercm/bench/edge"
+)
+
+// Result is one measured window.
+type Result struct {
+	Calls, Errors int64  // successful and failed calls completed in the window
+	FirstError    string // "CODE: message" of the first failure, if any
+	Elapsed       time.Duration
+	RPS           float64 // successful calls per second
+	P50, P99, Max time.Duration
+	// CPU holds, per probe given to Run, the CPU time consumed over the window.
+	CPU []time.Duration
+}
+
+// Run runs c closed-loop callers of call: warmup unmeasured, then d
+// measured. Each probe (a CPU clock such as SelfCPU or ProcessCPU) is read
+// at both edges of the measured window.
+func Run(c int, warmup, d time.Duration, call func(worker int) error, probes ...func() time.Duration) Result {
+	var (
+		measuring, stop atomic.Bool
+		wg              sync.WaitGroup
+		mu              sync.Mutex
+		all             []time.Duration
+		errs            atomic.Int64
+		firstErr        atomic.Value
+	)
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<15)
+			for !stop.Load() {
+				start := time.Now()
+				err := call(w)
+				el := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, status.Code(err).String()+": "+status.Convert(err).Message())
+					continue
+				}
+				local = append(local, el)
+			}
+			mu.Lock()
+			all = append(all, local...)
+			mu.Unlock()
+		}(w)
+	}
+	time.Sleep(warmup)
+	before := read(probes)
+	start := time.Now()
+	measuring.Store(true)
+	time.Sleep(d)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	after := read(probes)
+	stop.Store(true)
+	wg.Wait()
+
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	r := Result{Calls: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed, RPS: float64(len(all)) / elapsed.Seconds()}
+	if s, ok := firstErr.Load().(string); ok {
+		r.FirstError = s
+	}
+	if n := len(all); n > 0 {
+		r.P50, r.P99, r.Max = all[n/2], all[min(n-1, n*99/100)], all[n-1]
+	}
+	for i := range probes {
+		r.CPU = append(r.CPU, after[i]-before[i])
+	}
+	return r
+}
+
+func read(probes []func() time.Duration) []time.Duration {
+	out := make([]time.Duration, len(probes))
+	for i, p := range probes {
+		out[i] = p()
+	}
+	return out
+}
+
+// SelfCPU is this process's user+system CPU time.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ProcessCPU returns a probe of process pid's CPU time (0 for pid <= 0 or
+// when /proc cannot be read), e.g. a server spawned by the tool.
+func ProcessCPU(pid int) func() time.Duration {
+	return func() time.Duration {
+		if pid <= 0 {
+			return 0
+		}
+		t, err := edgebench.CPUTime(pid)
+		if err != nil {
+			return 0
+		}
+		return t
+	}
+}
