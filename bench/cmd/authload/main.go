@@ -20,16 +20,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -60,9 +54,12 @@ func main() {
 	flag.Parse()
 
 	if *addr == "" {
-		a, p, stop := spawn()
-		defer stop()
-		*addr, *pid = a, p
+		// One web-app principal calls AuthorizeChannel for every user, so the
+		// default per-principal limit (1000/s) would refuse most of the load.
+		// Lift it for the measurement: the limiter still runs on every call.
+		srv := loadgen.Spawn(liftedLimits)
+		defer srv.Stop()
+		*addr, *pid = srv.GRPCAddr, srv.PID
 	}
 	svcToken, err := authz.Mint([]byte(*secret), authz.MintOptions{Subject: "authload", Scopes: []string{"channels:authorize"}, TTL: time.Hour})
 	if err != nil {
@@ -199,67 +196,3 @@ const liftedLimits = `rateLimit:
     method:
       unlimited: true
 `
-
-var servingLine = regexp.MustCompile(`pushercm serving.* grpc=([0-9.:]+)`)
-
-// spawn builds pushercm and runs `serve --dev` on free loopback ports.
-func spawn() (grpcAddr string, pid int, stop func()) {
-	dir, err := os.MkdirTemp("", "authload-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	bin := filepath.Join(dir, "pushercm")
-	build := exec.Command("go", "build", "-o", bin, "github.com/milequest/pushercm/cmd/pushercm")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		log.Fatalf("building pushercm: %v", err)
-	}
-	// One web-app principal calls AuthorizeChannel for every user, so the
-	// default per-principal limit (1000/s) would refuse most of the load.
-	// Lift it for the measurement: the limiter still runs on every call.
-	conf := filepath.Join(dir, "pushercm.yaml")
-	if err := os.WriteFile(conf, []byte(liftedLimits), 0o600); err != nil {
-		log.Fatal(err)
-	}
-	// INFO: successful calls and refusals log at DEBUG, so nothing per call
-	// is logged; the "serving" line tells the address.
-	cmd := exec.Command(bin, "serve", "--dev", "--config", conf, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--log-level", "INFO")
-	cmd.Env = os.Environ()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	found := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- strings.TrimSpace(m[1]):
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case grpcAddr = <-found:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		log.Fatal("pushercm did not start within 60s")
-	}
-	return grpcAddr, cmd.Process.Pid, func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		_ = os.RemoveAll(dir)
-	}
-}

@@ -22,15 +22,11 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -72,9 +68,12 @@ func main() {
 	}
 
 	if *addr == "" {
-		a, w, p, stop := spawn()
-		defer stop()
-		*addr, *wsAddr, *pid = a, w, p
+		// The per-principal limit (1000 calls/s by default) would refuse the
+		// load; benchConfig raises it far above what is reachable so that the
+		// check still runs on every call, as in production.
+		srv := loadgen.Spawn(benchConfig)
+		defer srv.Stop()
+		*addr, *wsAddr, *pid = srv.GRPCAddr, srv.HTTPAddr, srv.PID
 	}
 	if *wsAddr == "" {
 		log.Fatal("-ws is required with -addr")
@@ -286,71 +285,6 @@ const benchConfig = `rateLimit:
       messagesPerMinute: 600000000
       burstLimit: 10000000
 `
-
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)`)
-
-// spawn builds ./cmd/pushercm and runs `serve --dev` on free loopback ports.
-func spawn() (grpcAddr, wsAddr string, pid int, stop func()) {
-	dir, err := os.MkdirTemp("", "grpcload-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	bin := filepath.Join(dir, "pushercm")
-	build := exec.Command("go", "build", "-o", bin, "github.com/milequest/pushercm/cmd/pushercm")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		log.Fatalf("building pushercm: %v", err)
-	}
-	// INFO: successful calls log at DEBUG, so nothing per call is logged,
-	// and the "serving" line tells the addresses.
-	cmd := exec.Command(bin, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0", "--log-level", "INFO")
-	// The per-principal limit (1000 calls/s by default) would refuse the
-	// load; raise it far above what is reachable so that the check still
-	// runs on every call, as in production.
-	cfgFile := filepath.Join(dir, "pushercm.yaml")
-	if err := os.WriteFile(cfgFile, []byte(benchConfig), 0o600); err != nil {
-		log.Fatal(err)
-	}
-	cmd.Env = append(os.Environ(), "PUSHERCM_CONFIG="+cfgFile)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		log.Fatal(err)
-	}
-	found := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case found <- m:
-				default:
-				}
-			}
-		}
-	}()
-	select {
-	case m := <-found:
-		grpcAddr, wsAddr = m[1], m[2]
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		log.Fatal("pushercm did not start within 60s")
-	}
-	return grpcAddr, wsAddr, cmd.Process.Pid, func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-		_ = os.RemoveAll(dir)
-	}
-}
 
 func splitComma(s string) []string {
 	var out []string
