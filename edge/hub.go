@@ -119,7 +119,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 			sub.sendRaw(frame)
 		}
 		chn.members[member.UserID] = &presenceMember{info: member.UserInfo}
-		p.evs = append(p.evs, Event{Type: MemberAdded, Time: now, SocketID: c.id, UserID: member.UserID, Channel: ch.Name})
+		p.evs = append(p.evs, Event{Type: MemberAdded, Time: now, SocketID: c.id, UserID: member.UserID, Channel: ch.Name, UserInfo: member.UserInfo})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: member.UserID})
 	}
 	uid := ""

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -44,7 +45,9 @@ func (t EventType) String() string {
 }
 
 // Event is one lifecycle change. Code and Reason are set on Disconnected when the
-// server closed the socket.
+// server closed the socket. UserInfo is the member's user_info on MemberAdded
+// (as the edge holds it, so a watcher never has to look it up after the member
+// may already have left); it must not be modified.
 type Event struct {
 	Type     EventType
 	Time     time.Time
@@ -53,6 +56,7 @@ type Event struct {
 	Channel  string
 	Code     int
 	Reason   string
+	UserInfo json.RawMessage
 }
 
 // Watcher receives lifecycle events. A watcher whose buffer fills is cut off: its

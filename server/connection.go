@@ -621,26 +621,10 @@ func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
 		Code:     int32(e.Code),
 		Reason:   e.Reason,
 	}
-	if e.Type == edge.MemberAdded && c.Edge != nil {
-		ev.UserInfo = c.memberInfo(e.Channel, e.UserID)
+	if e.Type == edge.MemberAdded {
+		// The event carries user_info as the member joined; the member may
+		// have left by the time the watcher sends it.
+		ev.UserInfo = jsonValue(e.UserInfo).GetStructValue()
 	}
 	return ev
-}
-
-// memberInfo looks up a member's user_info (a presence channel holds at
-// most a few hundred members). nil when gone or not an object.
-func (c *Connection) memberInfo(channel, userID string) *structpb.Struct {
-	members, err := c.Edge.PresenceMembers(channel)
-	if err != nil {
-		return nil
-	}
-	for _, m := range members {
-		if m.UserID == userID {
-			if v := jsonValue(m.UserInfo); v != nil {
-				return v.GetStructValue()
-			}
-			return nil
-		}
-	}
-	return nil
 }

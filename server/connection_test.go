@@ -301,6 +301,25 @@ func TestWatchFilters(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("member_added carries the user_info it joined with", func(t *testing.T) {
+		// The member has already left when the watcher sends the event, so
+		// the info must come from the event, not from a later lookup.
+		w := &fakeWatcher{c: make(chan edge.Event, 2), err: edge.ErrWatcherLagged}
+		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u1", UserInfo: []byte(`{"name":"carol"}`)}
+		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u2"}
+		close(w.c)
+		s := &fakeStream{ctx: context.Background()}
+		_ = (&server.Connection{Watch: func(int) server.EventWatcher { return w }}).WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, s)
+		if len(s.sent) != 2 {
+			t.Fatalf("sent %v", s.sent)
+		}
+		if got := s.sent[0].GetUserInfo().GetFields()["name"].GetStringValue(); got != "carol" {
+			t.Fatalf("user_info %v", s.sent[0].GetUserInfo())
+		}
+		if s.sent[1].GetUserInfo() != nil {
+			t.Fatalf("no info: got %v", s.sent[1].GetUserInfo())
+		}
+	})
 	t.Run("shutdown ends the stream", func(t *testing.T) {
 		stopping := make(chan struct{})
 		close(stopping)
