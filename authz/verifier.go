@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -355,7 +356,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	v.maybeRefresh(set)
 	var key [sha256.Size]byte
 	if set.cache != nil {
-		key = sha256.Sum256([]byte(raw))
+		// Hash the string's bytes in place: []byte(raw) would copy every
+		// token (longer than the 32-byte stack buffer) to the heap, twice
+		// per AuthorizeChannel call. Sum256 only reads them.
+		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 		if p := set.cache.get(&key, v.now()); p != nil {
 			return p, nil
 		}
