@@ -129,8 +129,10 @@ type UserResult struct {
 // AuthorizeChannel verifies token (when not empty) and asks the Authorizer
 // about req. transport is TransportGRPC or TransportHTTP.
 func (s *Service) AuthorizeChannel(ctx context.Context, transport, token string, req authz.ChannelRequest) (authz.ChannelAuth, error) {
-	ctx, span, end := s.span(ctx, "authz.AuthorizeChannel")
-	defer end()
+	ctx, span, own := s.span(ctx, "authz.AuthorizeChannel")
+	if own {
+		defer span.End()
+	}
 	kind := channelKind(req.Channel)
 
 	out, err := s.authorizeChannel(ctx, token, req)
@@ -153,8 +155,10 @@ func (s *Service) authorizeChannel(ctx context.Context, token string, req authz.
 
 // AuthenticateUser verifies token and signs a pusher:signin for req.
 func (s *Service) AuthenticateUser(ctx context.Context, transport, token string, req authz.UserRequest) (UserResult, error) {
-	ctx, span, end := s.span(ctx, "authz.AuthenticateUser")
-	defer end()
+	ctx, span, own := s.span(ctx, "authz.AuthenticateUser")
+	if own {
+		defer span.End()
+	}
 
 	var out UserResult
 	p, err := s.principal(ctx, token)
@@ -180,13 +184,19 @@ func (s *Service) AuthenticateUser(ctx context.Context, transport, token string,
 // span per authorization, and a child would only add cost on a hot path
 // (issue 4 measures it against an empty RPC). Otherwise (the HTTP
 // endpoints) a span of its own is started.
-func (s *Service) span(ctx context.Context, name string) (context.Context, trace.Span, func()) {
+//
+// own reports whether the span was started here (and must be ended by the
+// caller).
+func (s *Service) span(ctx context.Context, name string) (_ context.Context, _ trace.Span, own bool) {
 	if parent := trace.SpanFromContext(ctx); parent.IsRecording() && s.annotateParent {
-		return ctx, parent, func() {}
+		return ctx, parent, false
 	}
-	ctx, span := s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
-	return ctx, span, func() { span.End() }
+	ctx, span := s.tracer.Start(ctx, name, internalKind)
+	return ctx, span, true
 }
+
+// internalKind is built once: trace.WithSpanKind allocates.
+var internalKind = trace.WithSpanKind(trace.SpanKindInternal)
 
 // principal verifies a non-empty token; an empty one is no principal.
 func (s *Service) principal(ctx context.Context, token string) (*authz.Principal, error) {
