@@ -59,7 +59,7 @@ func (b *Broadcast) SendEvent(ctx context.Context, req *pushercmv1.SendEventRequ
 	if req.GetEvent() == nil {
 		return nil, interceptors.InvalidField("event", "is required")
 	}
-	e, usedJSON, err := toEvent(req.GetEvent(), "event")
+	e, usedJSON, err := toEvent(req.GetEvent(), -1)
 	if err != nil {
 		return nil, err
 	}
@@ -99,12 +99,11 @@ func (b *Broadcast) SendBatch(ctx context.Context, req *pushercmv1.SendBatchRequ
 	usedJSON := make([]bool, n)
 	size := 0
 	for i, pe := range req.GetEvents() {
-		prefix := "events[" + strconv.Itoa(i) + "]"
 		if pe == nil {
-			results[i] = b.itemError(ctx, i, interceptors.InvalidField(prefix, "is required"))
+			results[i] = b.itemError(ctx, i, interceptors.InvalidField(eventPath(i), "is required"))
 			continue
 		}
-		e, isJSON, err := toEvent(pe, prefix)
+		e, isJSON, err := toEvent(pe, i)
 		if err != nil {
 			results[i] = b.itemError(ctx, i, err)
 			continue
@@ -154,9 +153,9 @@ func (b *Broadcast) SendBatch(ctx context.Context, req *pushercmv1.SendBatchRequ
 
 // SendToUser implements BroadcastService.SendToUser.
 func (b *Broadcast) SendToUser(ctx context.Context, req *pushercmv1.SendToUserRequest) (*pushercmv1.SendToUserResponse, error) {
-	data, usedJSON, err := payload(req.GetData(), req.GetJson(), isJSON(req), "json")
-	if err != nil {
-		return nil, err
+	data, usedJSON, problem := payload(req.GetData(), req.GetJson(), isJSON(req))
+	if problem != "" {
+		return nil, interceptors.InvalidField("json", problem)
 	}
 	span := trace.SpanFromContext(ctx)
 	recording := span.IsRecording()
@@ -178,12 +177,22 @@ func isJSON(req *pushercmv1.SendToUserRequest) bool {
 	return ok
 }
 
-// toEvent converts a proto event; errors name fields under prefix.
-func toEvent(pe *pushercmv1.Event, prefix string) (delivery.Event, bool, error) {
+// eventPath is the request path of an event: "event" (SendEvent, i < 0) or
+// "events[i]" (SendBatch). Paths are built only for errors: they cost an
+// allocation that the hot path does not need.
+func eventPath(i int) string {
+	if i < 0 {
+		return "event"
+	}
+	return "events[" + strconv.Itoa(i) + "]"
+}
+
+// toEvent converts a proto event; errors name fields under eventPath(i).
+func toEvent(pe *pushercmv1.Event, i int) (delivery.Event, bool, error) {
 	_, jsonSet := pe.GetPayload().(*pushercmv1.Event_Json)
-	data, usedJSON, err := payload(pe.GetData(), pe.GetJson(), jsonSet, prefix+".json")
-	if err != nil {
-		return delivery.Event{}, false, err
+	data, usedJSON, problem := payload(pe.GetData(), pe.GetJson(), jsonSet)
+	if problem != "" {
+		return delivery.Event{}, false, interceptors.InvalidField(eventPath(i)+".json", problem)
 	}
 	e := delivery.Event{
 		ID:              pe.GetId(),
@@ -195,26 +204,27 @@ func toEvent(pe *pushercmv1.Event, prefix string) (delivery.Event, bool, error) 
 	}
 	if ts := pe.GetOccurredAt(); ts != nil {
 		if err := ts.CheckValid(); err != nil {
-			return delivery.Event{}, false, interceptors.InvalidField(prefix+".occurred_at", "is not a valid timestamp")
+			return delivery.Event{}, false, interceptors.InvalidField(eventPath(i)+".occurred_at", "is not a valid timestamp")
 		}
 		e.OccurredAt = ts.AsTime()
 	}
 	return e, usedJSON, nil
 }
 
-// payload returns the event data: `data` as-is, or `json` encoded once.
-func payload(data string, v *structpb.Value, jsonSet bool, field string) (string, bool, error) {
+// payload returns the event data: `data` as-is, or `json` encoded once. A
+// non-empty problem is why `json` cannot be used; the caller names the field.
+func payload(data string, v *structpb.Value, jsonSet bool) (out string, usedJSON bool, problem string) {
 	if !jsonSet {
-		return data, false, nil
+		return data, false, ""
 	}
 	if v == nil || v.GetKind() == nil {
-		return "", true, interceptors.InvalidField(field, "must hold a JSON value")
+		return "", true, "must hold a JSON value"
 	}
 	b, err := protojson.Marshal(v)
 	if err != nil {
-		return "", true, interceptors.InvalidField(field, "cannot be encoded as JSON: "+err.Error())
+		return "", true, "cannot be encoded as JSON: " + err.Error()
 	}
-	return string(b), true, nil
+	return string(b), true, ""
 }
 
 // payloadField renames the payload's field in validation errors when the

@@ -21,9 +21,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
@@ -45,7 +47,8 @@ type bcEnv struct {
 	cfg    config.Config
 	app    *apptest.App
 	bc     pushercmv1.BroadcastServiceClient
-	ctx    context.Context // carries the service token
+	health healthpb.HealthClient // on the same connection as bc
+	ctx    context.Context       // carries the service token
 	noAuth context.Context
 }
 
@@ -71,6 +74,7 @@ func startBroadcastAppWith(t testing.TB, mutate func(*config.Config)) *bcEnv {
 	return &bcEnv{
 		cfg: a.Config, app: a,
 		bc:     pushercmv1.NewBroadcastServiceClient(conn),
+		health: healthpb.NewHealthClient(conn),
 		ctx:    metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok),
 		noAuth: ctx,
 	}
@@ -518,6 +522,54 @@ func (f *fakeBcPublisher) SendToUserOnce(context.Context, string, string, string
 	return f.outcome, f.err
 }
 
+// TestBroadcastConversionFieldPaths checks the field paths of errors found
+// while converting the request (before the Publisher sees it), in each RPC.
+func TestBroadcastConversionFieldPaths(t *testing.T) {
+	badTS := &timestamppb.Timestamp{Seconds: -1 << 40}
+	noValue := &pushercmv1.Event_Json{Json: &structpb.Value{}}
+	b := &server.Broadcast{Publisher: &fakeBcPublisher{batch: []delivery.BatchResult{{}}}, Log: bcDiscardLog()}
+	field := func(err error) string {
+		var fe *interceptors.FieldError
+		if !errors.As(err, &fe) {
+			t.Fatalf("not a field error: %v", err)
+		}
+		return fe.Field
+	}
+
+	_, err := b.SendEvent(context.Background(), &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{Channels: []string{"a"}, Name: "e", OccurredAt: badTS}})
+	if f := field(err); f != "event.occurred_at" {
+		t.Errorf("SendEvent occurred_at: field %q", f)
+	}
+	_, err = b.SendEvent(context.Background(), &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{Channels: []string{"a"}, Name: "e", Payload: noValue}})
+	if f := field(err); f != "event.json" {
+		t.Errorf("SendEvent json: field %q", f)
+	}
+	_, err = b.SendToUser(context.Background(), &pushercmv1.SendToUserRequest{UserId: "u1", Name: "e", Payload: &pushercmv1.SendToUserRequest_Json{Json: &structpb.Value{}}})
+	if f := field(err); f != "json" {
+		t.Errorf("SendToUser json: field %q", f)
+	}
+
+	resp, err := b.SendBatch(context.Background(), &pushercmv1.SendBatchRequest{Events: []*pushercmv1.Event{
+		nil,
+		{Channels: []string{"a"}, Name: "e", OccurredAt: badTS},
+		{Channels: []string{"a"}, Name: "e", Payload: noValue},
+		bcEvent([]string{"a"}, "e", "ok"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"events[0]", "events[1].occurred_at", "events[2].json"} {
+		r := resp.GetResults()[i]
+		fv := r.GetError().GetFieldViolations()
+		if r.GetIndex() != int32(i) || len(fv) != 1 || fv[0].GetField() != want {
+			t.Errorf("batch item %d: %v, want field %s", i, r, want)
+		}
+	}
+	if r := resp.GetResults()[3]; r.GetError() != nil {
+		t.Errorf("batch item 3: %v", r)
+	}
+}
+
 func TestBroadcastSpanAttributes(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
@@ -625,7 +677,7 @@ func BenchmarkBroadcastSendEvent(b *testing.B) {
 	bcBenchSubscribers(b, e, bcBenchSubs, "bench")
 	var n atomic.Int64
 	b.ReportAllocs()
-	b.ResetTimer()
+	defer bcReportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := "b-" + strconv.FormatInt(n.Add(1), 10)
@@ -637,6 +689,41 @@ func BenchmarkBroadcastSendEvent(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkBroadcastHealthCheck is the baseline of BenchmarkBroadcastSendEvent:
+// the empty unary grpc.health.v1.Health/Check over the same kind of server,
+// connection and interceptor chain, without a token (as bench/cmd/grpcload
+// calls it), with the same subscribers connected.
+func BenchmarkBroadcastHealthCheck(b *testing.B) {
+	e := startBroadcastApp(b)
+	bcBenchSubscribers(b, e, bcBenchSubs, "bench")
+	b.ReportAllocs()
+	defer bcReportCPU(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.health.Check(e.noAuth, &healthpb.HealthCheckRequest{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// bcReportCPU resets the timer and returns a func that reports the process's
+// CPU time (user + system, all threads: client, server and subscribers) per
+// op as cpu-ns/op. On a shared machine ns/op measures how long 2 callers wait
+// as much as how much work a call is; CPU time per call is the steadier
+// figure for comparing the two benchmarks and before/after.
+func bcReportCPU(b *testing.B) func() {
+	b.ResetTimer()
+	start := bcCPUTime(b)
+	return func() {
+		b.StopTimer()
+		if b.N > 0 && start >= 0 {
+			b.ReportMetric(float64(bcCPUTime(b)-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
 }
 
 var bcBenchSubs = func() int {
