@@ -47,6 +47,28 @@ func BenchmarkAuthorizeChannel(b *testing.B) {
 			}
 		}
 	})
+	// As deployed without a trace exporter (telemetry.Setup samples
+	// nothing): otelgrpc's span is not recording, so the service starts a
+	// (non-recording) child of its own.
+	b.Run("service-unsampled", func(b *testing.B) {
+		ntp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+		nsvc, err := authsvc.New(authsvc.Config{
+			Verifier: v, Authorizer: az, TracerProvider: ntp,
+			MeterProvider:      sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())),
+			AnnotateParentSpan: true,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nctx, nspan := ntp.Tracer("bench").Start(context.Background(), "rpc")
+		defer nspan.End()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := nsvc.AuthorizeChannel(nctx, authsvc.TransportGRPC, tok, req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("authorizer-only", func(b *testing.B) {
 		p, err := v.Verify(ctx, tok)
 		if err != nil {
