@@ -21,15 +21,21 @@ type Chain struct {
 
 // ServerOptions returns the chain as server options.
 func (c *Chain) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(c.unary()...), grpc.ChainStreamInterceptor(c.stream()...)}
+}
+
+func (c *Chain) unary() []grpc.UnaryServerInterceptor {
 	unary := []grpc.UnaryServerInterceptor{LoggingUnary(c.Log), c.Errors.Unary(), c.Auth.Unary()}
-	stream := []grpc.StreamServerInterceptor{LoggingStream(c.Log), c.Errors.Stream(), c.Auth.Stream()}
 	if c.RateLimitUnary != nil {
 		unary = append(unary, c.RateLimitUnary)
 	}
+	return append(unary, RecoveryUnary(c.Log))
+}
+
+func (c *Chain) stream() []grpc.StreamServerInterceptor {
+	stream := []grpc.StreamServerInterceptor{LoggingStream(c.Log), c.Errors.Stream(), c.Auth.Stream()}
 	if c.RateLimitStream != nil {
 		stream = append(stream, c.RateLimitStream)
 	}
-	unary = append(unary, RecoveryUnary(c.Log))
-	stream = append(stream, RecoveryStream(c.Log))
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
+	return append(stream, RecoveryStream(c.Log))
 }
