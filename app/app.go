@@ -234,6 +234,8 @@ func edgeConfig(cfg *config.Config, log *slog.Logger) edge.Config {
 		AllowedOrigins:            cfg.HTTP.AllowedOrigins,
 		ClientEventsEnabled:       config.Bool(e.ClientEvents, false),
 		UserAuthEnabled:           config.Bool(e.UserAuthentication, false),
+		NoIOUring:                 !config.Bool(e.IOUring, true),
+		FlushInterval:             e.FlushInterval,
 		CacheTTL:                  e.CacheTTL,
 		MaxFrameBytes:             e.MaxFrameBytes,
 		ConnectionsPerIPPerSecond: e.ConnectionsPerIPPerSecond,

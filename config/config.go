@@ -181,6 +181,15 @@ type Edge struct {
 	ClientEventsPerSecond int `yaml:"clientEventsPerSecond"`
 	// UserAuthentication enables pusher:signin. Default false (on in --dev).
 	UserAuthentication *bool `yaml:"userAuthentication"`
+	// IOUring sends fan-out writes through io_uring on Linux kernels that allow
+	// it (one syscall per batch of sockets instead of one each). Default true;
+	// false writes every socket with write(2).
+	IOUring *bool `yaml:"ioUring"`
+	// FlushInterval is the shortest time between two socket write rounds of
+	// the edge. Under heavy publishing everything queued for a socket within
+	// it goes out in one write (fewer syscalls, at most this much added
+	// delay); when publishes are further apart it adds nothing. Default 0.
+	FlushInterval time.Duration `yaml:"flushInterval"`
 	// SubscriptionsPerConnection bounds channels per connection. Default 100.
 	SubscriptionsPerConnection int `yaml:"subscriptionsPerConnection"`
 	// SubscriptionsPerUser bounds channels per signed-in user across all of

@@ -52,6 +52,17 @@ type Config struct {
 	// accepted yet. A client over it is a slow consumer: it is sent close 4100 and
 	// dropped after CloseGrace. Default 256 KiB (about 25 full-size events).
 	WriteQueueBytes int
+	// FlushInterval is the shortest time between two write rounds of a flusher.
+	// While publishing is heavy, every frame queued for a socket within it goes
+	// out in one write, so sockets are written at most once per interval instead
+	// of once per event; that adds at most FlushInterval to delivery, and nothing
+	// while rounds are further apart than that. Default 0: every round starts as
+	// soon as there is something to write.
+	FlushInterval time.Duration
+	// NoIOUring writes every socket with write(2). By default, on Linux kernels that
+	// allow it, the flushers send a fan-out's writes through io_uring, one syscall
+	// per batch of up to 128 sockets instead of one per socket.
+	NoIOUring bool
 	// MaxFrameBytes bounds an inbound WebSocket message. Larger messages are answered
 	// with pusher:error and dropped; messages over 4x this close the socket with 1009.
 	// Default 32 KiB (a 10 KB event fully JSON-escaped fits).

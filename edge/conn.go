@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/milequest/pushercm/protocol"
@@ -21,6 +22,8 @@ type conn struct {
 	s           *Server
 	ws          *websocket.Conn
 	nc          net.Conn
+	nbc         *nbio.Conn // nc as the event loop's conn; nil when it is not one (no io_uring sends)
+	fd          int        // nbc's descriptor, valid while nbc is open
 	id          string
 	remoteAddr  string
 	userAgent   string
@@ -28,7 +31,8 @@ type conn struct {
 
 	lastActivity    atomic.Int64 // unix nanos of the last inbound frame
 	pingSent        atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
-	queued          atomic.Int64 // bytes handed to the event loop and not yet in the kernel
+	queued          atomic.Int64 // bytes queued for the socket and not yet in the kernel
+	loopBytes       atomic.Int64 // bytes handed to the event loop's Write not yet reported written
 	msgsIn          atomic.Uint64
 	msgsOut         atomic.Uint64
 	closing         atomic.Bool

@@ -9,6 +9,13 @@
 //     client: writes go to the event loop (lesismal/nbio) without waiting, and each
 //     connection has a bounded outbound queue (Config.WriteQueueBytes). A client whose
 //     queue overflows is closed with 4100 and counted in Stats.SlowConsumersClosed.
+//   - Writes are made by flusher goroutines (GOMAXPROCS-1), each socket's pending
+//     frames joined into one write. On Linux a flusher submits up to 128 sockets'
+//     writes with one io_uring_enter (Config.NoIOUring turns that off; kernels without
+//     io_uring fall back to write(2) by themselves). A send the kernel takes only in
+//     part hands the rest to the event loop, and the socket stays on the loop until it
+//     has written it, so frames are never reordered or interleaved.
+//     Config.FlushInterval spaces write rounds to coalesce more under heavy load.
 //   - One event-loop poller serves all sockets; there is no goroutine per connection.
 //     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
 //     for clients that use them) and closes the ones that stay silent with 4201.

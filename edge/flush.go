@@ -1,9 +1,14 @@
 package edge
 
 import (
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/lesismal/nbio"
 )
 
 // flusher writes the frames queued on connections. Publishing only appends a shared
@@ -11,20 +16,65 @@ import (
 // has pending in one write. Under load several frames per socket accumulate while the
 // flusher is busy, so they coalesce into one syscall (and one read on the client)
 // without adding a timer or latency when idle.
+//
+// With an io_uring (Linux, unless disabled) a flusher hands up to ringEntries
+// sockets' writes to the kernel in one io_uring_enter instead of one write(2)
+// each. Such a direct send bypasses the event loop's write buffer, so it is only
+// used while that buffer is empty: the socket's nbio lock is held across the
+// send (nbio closes the descriptor only after marking the conn closed under that
+// lock, so the descriptor cannot be reused under us), and a send the kernel takes
+// only in part hands the rest to the event loop, after which the socket is
+// written through the loop until the loop has written it all.
 type flusher struct {
 	mu      sync.Mutex
 	dirty   []*conn
 	wake    chan struct{}
 	scratch []byte
+
+	// interval is the shortest time between the starts of two write rounds
+	// (Config.FlushInterval); lastRound is when the last one started.
+	interval  time.Duration
+	lastRound time.Time
+
+	ring  *uring
+	sends []ringSend // the current io_uring batch
+	arena []byte     // joined frames of the current batch
+
+	ringSent, ringShort atomic.Int64 // sockets written by io_uring; of those, taken only in part
 }
 
-func newFlushers() []*flusher {
+// ringSend is one socket's write in an io_uring batch.
+type ringSend struct {
+	c      *conn
+	nbc    *nbio.Conn
+	frames [][]byte
+	since  int64
+	buf    []byte
+	res    int32
+	done   bool
+}
+
+// ringEntries bounds one io_uring batch: the sockets of a batch stay locked
+// against the event loop until it completes (a few hundred microseconds).
+const ringEntries = 128
+
+func newFlushers(interval time.Duration, useRing bool, logger *slog.Logger) []*flusher {
 	// One P stays free for the poller and HTTP handlers, so a big fan-out does not
 	// delay reading the next publish.
 	n := max(runtime.GOMAXPROCS(0)-1, 1)
 	fs := make([]*flusher, n)
 	for i := range fs {
-		fs[i] = &flusher{wake: make(chan struct{}, 1)}
+		fs[i] = &flusher{wake: make(chan struct{}, 1), interval: interval}
+		if useRing {
+			r, err := newURing(ringEntries)
+			if err != nil {
+				if i == 0 {
+					logger.Info("edge: io_uring unavailable, writing with write(2)", "err", err)
+				}
+				continue
+			}
+			fs[i].ring = r
+		}
 	}
 	return fs
 }
@@ -41,6 +91,12 @@ func (f *flusher) add(c *conn) {
 
 // run flushes until stop is closed, then flushes what is left once more.
 func (f *flusher) run(stop <-chan struct{}) {
+	defer func() {
+		if f.ring != nil {
+			f.ring.close()
+			f.ring = nil
+		}
+	}()
 	var batch []*conn
 	for {
 		select {
@@ -55,6 +111,7 @@ func (f *flusher) run(stop <-chan struct{}) {
 
 func (f *flusher) drain(batch *[]*conn) {
 	for {
+		f.pace()
 		f.mu.Lock()
 		b := f.dirty
 		f.dirty = (*batch)[:0]
@@ -64,14 +121,153 @@ func (f *flusher) drain(batch *[]*conn) {
 			return
 		}
 		for i, c := range b {
-			f.scratch = c.flush(f.scratch)
+			if f.ring != nil {
+				f.queueRing(c)
+			} else {
+				f.scratch = c.flush(f.scratch)
+			}
 			b[i] = nil
-			if i%256 == 255 {
+			if i%ringEntries == ringEntries-1 {
+				f.submitRing()
 				runtime.Gosched() // let the poller and handlers in during long fan-outs
 			}
 		}
+		f.submitRing()
 		*batch = b
 	}
+}
+
+// pace waits until interval has passed since the last round started. An idle
+// flusher never waits (its last round is long past); a busy one writes every
+// interval, everything queued meanwhile in one write per socket.
+func (f *flusher) pace() {
+	if f.interval <= 0 {
+		return
+	}
+	now := time.Now()
+	if wait := f.interval - now.Sub(f.lastRound); wait > 0 {
+		time.Sleep(wait)
+		now = now.Add(wait)
+	}
+	f.lastRound = now
+}
+
+// queueRing takes c's pending frames into the current io_uring batch, or writes
+// them through the event loop when c's loop buffer is not empty.
+func (f *flusher) queueRing(c *conn) {
+	nbc := c.nbc
+	if nbc == nil {
+		f.scratch = c.flush(f.scratch)
+		return
+	}
+	p, since := c.takePending()
+	if len(p) == 0 {
+		return
+	}
+	nbc.Lock()
+	if closed, _ := nbc.IsClosed(); closed {
+		nbc.Unlock()
+		c.recycle(p)
+		return
+	}
+	if c.loopBytes.Load() > 0 {
+		// The loop still holds bytes of ours: queue behind them.
+		nbc.Unlock()
+		f.scratch = c.writeFrames(p, since, f.scratch)
+		c.recycle(p)
+		return
+	}
+	f.sends = append(f.sends, ringSend{c: c, nbc: nbc, frames: p, since: since})
+	if len(f.sends) == ringEntries {
+		f.submitRing()
+	}
+}
+
+// submitRing sends the current batch with one io_uring_enter and settles each
+// socket: fully sent, partly sent (the rest goes to the event loop) or failed
+// (the socket is closed).
+func (f *flusher) submitRing() {
+	sends := f.sends
+	if len(sends) == 0 {
+		return
+	}
+	// Join multi-frame writes first: the arena must not move once buffers point
+	// into it.
+	need := 0
+	for i := range sends {
+		if len(sends[i].frames) > 1 {
+			for _, fr := range sends[i].frames {
+				need += len(fr)
+			}
+		}
+	}
+	if cap(f.arena) < need {
+		f.arena = make([]byte, 0, need)
+	}
+	arena := f.arena[:0]
+	for i := range sends {
+		s := &sends[i]
+		if len(s.frames) == 1 {
+			s.buf = s.frames[0]
+			continue
+		}
+		start := len(arena)
+		for _, fr := range s.frames {
+			arena = append(arena, fr...)
+		}
+		s.buf = arena[start:len(arena):len(arena)]
+	}
+	for i := range sends {
+		f.ring.prepSend(sends[i].c.fd, sends[i].buf, uint64(i))
+	}
+	err := f.ring.submit(func(ud uint64, res int32) {
+		if ud < uint64(len(sends)) {
+			sends[ud].res, sends[ud].done = res, true
+		}
+	})
+	for i := range sends {
+		sends[i].nbc.Unlock()
+	}
+	if err != nil {
+		// The ring is unusable: drop it (pending requests die with it) and write
+		// what it did not send the ordinary way.
+		f.sends[0].c.s.cfg.Logger.Warn("edge: io_uring failed, writing with write(2)", "err", err)
+		f.ring.close()
+		f.ring = nil
+	}
+	for i := range sends {
+		f.settle(&sends[i])
+		sends[i] = ringSend{}
+	}
+	f.sends = sends[:0]
+	if cap(f.arena) > 1<<20 {
+		f.arena = nil // do not keep a huge buffer after a burst
+	}
+}
+
+func (f *flusher) settle(s *ringSend) {
+	c := s.c
+	switch {
+	case !s.done:
+		c.writeBuf(s.buf)
+	case int(s.res) == len(s.buf):
+		f.ringSent.Add(1)
+		c.queued.Add(-int64(s.res))
+	case s.res >= 0 || s.res == -int32(syscall.EAGAIN):
+		// The socket buffer is full: the event loop writes the rest when the
+		// client reads, and this socket goes through the loop until it has.
+		sent := max(int(s.res), 0)
+		f.ringSent.Add(1)
+		f.ringShort.Add(1)
+		c.queued.Add(-int64(sent))
+		c.writeBuf(s.buf[sent:])
+	default:
+		_ = s.nbc.CloseWithError(syscall.Errno(-s.res))
+	}
+	if o := c.s.writeObs; o != nil {
+		o.Written(time.Duration(time.Now().UnixNano()-s.since), len(s.frames))
+	}
+	c.recycle(s.frames)
 }
 
 // enqueue appends frame to c's pending frames and schedules a flush.
@@ -105,41 +301,69 @@ func (c *conn) push(frame []byte, final bool) bool {
 	return true
 }
 
-// flush writes c's pending frames in one write, using scratch to join them.
-func (c *conn) flush(scratch []byte) []byte {
+// takePending takes c's pending frames (and when the oldest was queued).
+func (c *conn) takePending() ([][]byte, int64) {
 	c.pmu.Lock()
 	p := c.pending
 	since := c.pendingSince
 	c.pending = nil
 	c.scheduled = false
 	c.pmu.Unlock()
-	if o := c.s.writeObs; o != nil && len(p) > 0 {
+	return p, since
+}
+
+// flush writes c's pending frames in one write through the event loop, using
+// scratch to join them.
+func (c *conn) flush(scratch []byte) []byte {
+	p, since := c.takePending()
+	if len(p) == 0 {
+		return scratch
+	}
+	scratch = c.writeFrames(p, since, scratch)
+	c.recycle(p)
+	return scratch
+}
+
+// writeFrames writes frames in one write through the event loop.
+func (c *conn) writeFrames(p [][]byte, since int64, scratch []byte) []byte {
+	if o := c.s.writeObs; o != nil {
 		defer func() { o.Written(time.Duration(time.Now().UnixNano()-since), len(p)) }()
 	}
-	switch len(p) {
-	case 0:
+	if len(p) == 1 {
+		c.writeBuf(p[0])
 		return scratch
-	case 1:
-		_, _ = c.nc.Write(p[0])
-	default:
-		scratch = scratch[:0]
-		for _, f := range p {
-			scratch = append(scratch, f...)
-		}
-		_, _ = c.nc.Write(scratch)
-		if cap(scratch) > 1<<20 {
-			scratch = nil // do not keep a huge buffer after a burst
-		}
 	}
-	// Give the list back for reuse so steady publishing does not allocate per socket;
-	// small lists only, so an idle socket keeps at most a few pointers.
-	if cap(p) <= 8 {
-		clear(p)
-		c.pmu.Lock()
-		if c.pending == nil {
-			c.pending = p[:0]
-		}
-		c.pmu.Unlock()
+	scratch = scratch[:0]
+	for _, f := range p {
+		scratch = append(scratch, f...)
+	}
+	c.writeBuf(scratch)
+	if cap(scratch) > 1<<20 {
+		scratch = nil // do not keep a huge buffer after a burst
 	}
 	return scratch
+}
+
+// writeBuf writes b through the event loop, which copies what the kernel does not
+// take at once. loopBytes counts it until the loop reports it written (onWritten).
+func (c *conn) writeBuf(b []byte) {
+	c.loopBytes.Add(int64(len(b)))
+	if n, err := c.nc.Write(b); err != nil && n <= 0 {
+		c.loopBytes.Add(-int64(len(b)))
+	}
+}
+
+// recycle gives a pending list back for reuse so steady publishing does not
+// allocate per socket; small lists only, so an idle socket keeps at most a few
+// pointers.
+func (c *conn) recycle(p [][]byte) {
+	if cap(p) > 8 {
+		return
+	}
+	clear(p)
+	c.pmu.Lock()
+	if c.pending == nil {
+		c.pending = p[:0]
+	}
+	c.pmu.Unlock()
 }

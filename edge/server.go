@@ -191,7 +191,7 @@ func (s *Server) Start(addr string) error {
 	s.upgrader = u
 	// The flushers exist before the engine accepts anything: acceptWS picks one
 	// for each new socket. Their goroutines start below.
-	s.flushers = newFlushers()
+	s.flushers = newFlushers(cfg.FlushInterval, !cfg.NoIOUring, cfg.Logger)
 	s.flushStop = make(chan struct{})
 	if err := s.engine.Start(); err != nil {
 		s.engine = nil
@@ -423,6 +423,11 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 		connectedAt: now.UnixNano(),
 		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
 	}
+	if nbc, ok := eventLoopConn(c.nc); ok {
+		if rc, err := nbc.SyscallConn(); err == nil && rc.Control(func(fd uintptr) { c.fd = int(fd) }) == nil {
+			c.nbc = nbc
+		}
+	}
 	c.lastActivity.Store(now.UnixNano())
 	ws.SetSession(c)
 	s.mu.Lock()
@@ -432,6 +437,15 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
 	s.emit(Event{Type: Connected, Time: now, SocketID: c.id})
 	return true
+}
+
+// eventLoopConn finds the event loop's conn under an upgraded socket.
+func eventLoopConn(nc net.Conn) (*nbio.Conn, bool) {
+	if hc, ok := nc.(*nbhttp.Conn); ok {
+		nc = hc.Conn
+	}
+	nbc, ok := nc.(*nbio.Conn)
+	return nbc, ok
 }
 
 func (s *Server) activityTimeoutSeconds() int {
@@ -447,6 +461,10 @@ func (s *Server) onWritten(nc *nbio.Conn, _ []byte, n int) {
 	if ws, ok := nc.Session().(*websocket.Conn); ok {
 		if c, ok := ws.Session().(*conn); ok {
 			c.queued.Add(-int64(n))
+			if v := c.loopBytes.Add(-int64(n)); v < 0 {
+				// Bytes we did not count (the echo of a client's close frame).
+				c.loopBytes.CompareAndSwap(v, 0)
+			}
 		}
 	}
 }

@@ -47,20 +47,22 @@ import (
 
 func main() {
 	var (
-		addr        = flag.String("addr", "", "gRPC address of a running server (default: build and spawn pushercm serve --dev)")
-		wsAddr      = flag.String("ws", "", "realtime address of that server (with -addr)")
-		pid         = flag.Int("pid", 0, "pid of that server, for its CPU time")
-		token       = flag.String("token", os.Getenv("PUSHERCM_TOKEN"), "service token (default: minted with the dev JWT secret)")
-		subscribers = flag.Int("subscribers", 100, "WebSocket subscribers")
-		channels    = flag.Int("channels", 1, "channels the subscribers are spread over; events go round-robin over them")
-		duration    = flag.Duration("duration", 10*time.Second, "measuring time per phase")
-		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured time before each phase")
-		concurrency = flag.Int("c", 16, "concurrent callers")
-		conns       = flag.Int("conns", 2, "gRPC connections the callers share")
-		payload     = flag.Int("payload", 100, "event data bytes (at least a timestamp)")
-		batch       = flag.Int("batch", 100, "events per SendBatch")
-		batchC      = flag.Int("batch-c", 4, "concurrent SendBatch callers")
-		phases      = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
+		addr          = flag.String("addr", "", "gRPC address of a running server (default: build and spawn pushercm serve --dev)")
+		wsAddr        = flag.String("ws", "", "realtime address of that server (with -addr)")
+		pid           = flag.Int("pid", 0, "pid of that server, for its CPU time")
+		token         = flag.String("token", os.Getenv("PUSHERCM_TOKEN"), "service token (default: minted with the dev JWT secret)")
+		subscribers   = flag.Int("subscribers", 100, "WebSocket subscribers")
+		channels      = flag.Int("channels", 1, "channels the subscribers are spread over; events go round-robin over them")
+		duration      = flag.Duration("duration", 10*time.Second, "measuring time per phase")
+		warmup        = flag.Duration("warmup", 2*time.Second, "unmeasured time before each phase")
+		concurrency   = flag.Int("c", 16, "concurrent callers")
+		conns         = flag.Int("conns", 2, "gRPC connections the callers share")
+		payload       = flag.Int("payload", 100, "event data bytes (at least a timestamp)")
+		batch         = flag.Int("batch", 100, "events per SendBatch")
+		batchC        = flag.Int("batch-c", 4, "concurrent SendBatch callers")
+		recvInterval  = flag.Duration("recv-interval", 0, "subscribers' receiver pause after each wakeup with data (0: read as soon as data arrives)")
+		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
+		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 	)
 	flag.Parse()
 	if _, err := edgebench.RaiseNoFile(); err != nil {
@@ -71,7 +73,11 @@ func main() {
 		// The per-principal limit (1000 calls/s by default) would refuse the
 		// load; benchConfig raises it far above what is reachable so that the
 		// check still runs on every call, as in production.
-		srv := loadgen.Spawn(benchConfig)
+		conf := benchConfig
+		if *flushInterval > 0 {
+			conf += "edge:\n  flushInterval: " + flushInterval.String() + "\n"
+		}
+		srv := loadgen.Spawn(conf)
 		defer srv.Stop()
 		*addr, *wsAddr, *pid = srv.GRPCAddr, srv.HTTPAddr, srv.PID
 	}
@@ -94,7 +100,7 @@ func main() {
 		chans[i] = "grpcload-" + strconv.Itoa(i)
 	}
 	lat := &edgebench.Latencies{}
-	recv, err := edgebench.NewReceiver(2, lat)
+	recv, err := edgebench.NewReceiver(2, *recvInterval, lat)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -1,0 +1,188 @@
+//go:build linux
+
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/protocol"
+)
+
+// TestIOUringShortSendsKeepOrder: a client that does not read makes the kernel
+// take io_uring sends only in part; the rest goes through the event loop, and
+// the client still reads every event exactly once and in order.
+func TestIOUringShortSendsKeepOrder(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteQueueBytes = 16 << 20
+	s := startServer(t, cfg)
+	if s.flushers[0].ring == nil {
+		t.Skip("io_uring is not available on this kernel")
+	}
+	// A 4 KiB receive buffer fills after a few events.
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c := dialRaw(t, s, "/app/"+testKey+"?protocol=7&client=go&version=1", nil, d.DialContext)
+	reading := false
+	t.Cleanup(func() {
+		if !reading {
+			close(c.noRead)
+		}
+	})
+	c.send(map[string]any{"event": protocol.EventSubscribe, "data": map[string]string{"channel": "order"}})
+	eventually(t, "subscribed", func() bool { ci, _ := s.Channel("order"); return ci.SubscriptionCount == 1 })
+	// And a small send buffer on the server's side of the socket.
+	s.mu.Lock()
+	for _, sc := range s.conns {
+		if err := syscall.SetsockoptInt(sc.fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Unlock()
+
+	const n = 1500
+	pad := strings.Repeat("x", 1000)
+	for i := range n {
+		// Spread over many flushes so some meet a full socket buffer mid-way.
+		if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: strconv.Itoa(i) + " " + pad}); err != nil {
+			t.Fatal(err)
+		}
+		if i%50 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	eventually(t, "a short send", func() bool { return s.flushers[0].ringShort.Load() > 0 })
+	reading = true
+	close(c.noRead)
+	c.expect(protocol.EventConnectionEstablished, "")
+	c.expect(protocol.EventSubscriptionSucceeded, "order")
+	for i := range n {
+		m := c.expect("e", "order")
+		var data string
+		if err := json.Unmarshal(m.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%d %s", i, pad); data != want {
+			t.Fatalf("event %d: got %.20q...", i, data)
+		}
+	}
+	if got := s.flushers[0].ringSent.Load(); got == 0 {
+		t.Fatal("no socket was written through io_uring")
+	}
+	// Once the loop has written everything, the socket goes back to io_uring.
+	var sc *conn
+	s.mu.Lock()
+	for _, x := range s.conns {
+		sc = x
+	}
+	s.mu.Unlock()
+	eventually(t, "loop drained", func() bool { return sc.loopBytes.Load() == 0 })
+	before := s.flushers[0].ringSent.Load()
+	if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: "last"}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect("e", "order")
+	// (Counted after the send completes, which may be after the client reads it.)
+	eventually(t, "the socket back on io_uring sends", func() bool { return s.flushers[0].ringSent.Load() > before })
+}
+
+// TestWriteWithoutIOUring: with io_uring off, fan-out still reaches everyone.
+func TestWriteWithoutIOUring(t *testing.T) {
+	cfg := testConfig()
+	cfg.NoIOUring = true
+	s := startServer(t, cfg)
+	for _, f := range s.flushers {
+		if f.ring != nil {
+			t.Fatal("NoIOUring set but a flusher has a ring")
+		}
+	}
+	var cs []*tclient
+	for range 5 {
+		c := connect(t, s)
+		c.subscribeOK("plain", "")
+		cs = append(cs, c)
+	}
+	if n, err := s.Publish(context.Background(), Message{Channels: []string{"plain"}, Event: "e", Data: "d"}); err != nil || n != len(cs) {
+		t.Fatalf("delivered %d, %v", n, err)
+	}
+	for _, c := range cs {
+		c.expect("e", "plain")
+	}
+}
+
+// writeCounter counts socket writes and the frames they carried.
+type writeCounter struct {
+	mu             sync.Mutex
+	writes, frames int
+	maxWait        time.Duration
+}
+
+func (w *writeCounter) Published(int, time.Duration) {}
+func (w *writeCounter) Written(wait time.Duration, frames int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes++
+	w.frames += frames
+	w.maxWait = max(w.maxWait, wait)
+}
+
+// TestFlushIntervalCoalesces: with a flush interval, events published in quick
+// succession go out in few writes per socket, none later than about the
+// interval; without one, each publish to an idle socket is written at once.
+func TestFlushIntervalCoalesces(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{{"interval", 200 * time.Millisecond}, {"none", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.FlushInterval = tc.interval
+			wc := &writeCounter{}
+			s := startServer(t, cfg, WithMetrics(wc))
+			c := connect(t, s)
+			c.subscribeOK("burst", "")
+			time.Sleep(tc.interval) // the next round may start at once
+			wc.mu.Lock()
+			wc.writes, wc.frames, wc.maxWait = 0, 0, 0
+			wc.mu.Unlock()
+			const n = 20
+			for i := range n {
+				if _, err := s.Publish(context.Background(), Message{Channels: []string{"burst"}, Event: "e", Data: strconv.Itoa(i)}); err != nil {
+					t.Fatal(err)
+				}
+				if tc.interval == 0 {
+					c.expect("e", "burst") // one at a time: nothing to coalesce
+				}
+			}
+			if tc.interval > 0 {
+				for range n {
+					c.expect("e", "burst")
+				}
+			}
+			eventually(t, "all frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == n })
+			wc.mu.Lock()
+			defer wc.mu.Unlock()
+			if tc.interval > 0 {
+				// The first publish finds the flusher idle and is written at once;
+				// the rest wait for the next round, together.
+				if wc.writes > 3 {
+					t.Fatalf("%d writes for %d frames, want them coalesced", wc.writes, n)
+				}
+				if wc.maxWait > tc.interval+waitFor/2 {
+					t.Fatalf("a frame waited %v", wc.maxWait)
+				}
+			} else if wc.writes != n {
+				t.Fatalf("%d writes for %d frames one at a time, want %d", wc.writes, n, n)
+			}
+		})
+	}
+}
