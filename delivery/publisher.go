@@ -142,7 +142,7 @@ func (p *Publisher) publish(ctx context.Context, e Event) (Outcome, error) {
 			attribute.String("pushercm.event.id", e.ID),
 		)
 	}
-	if err := ValidateEvent(e, p.limits); err != nil {
+	if err := validateEvent(&e, p.limits); err != nil {
 		return Outcome{}, spanError(span, err)
 	}
 	if !generated {
@@ -213,7 +213,7 @@ func (p *Publisher) publishBatch(ctx context.Context, events []Event) ([]BatchRe
 	reservedKey := make([]bool, len(events))
 	for i, e := range events {
 		e, generated := p.prepare(e)
-		if err := ValidateEvent(e, p.limits); err != nil {
+		if err := validateEvent(&e, p.limits); err != nil {
 			var ve *ValidationError
 			if errors.As(err, &ve) {
 				err = ve.WithPrefix("event", fmt.Sprintf("events[%d]", i))

@@ -22,7 +22,12 @@ func (e Event) Validate() error { return ValidateEvent(e, protocol.DefaultLimits
 // ValidateEvent checks e against limits (zero fields take Pusher's defaults) and returns
 // a *ValidationError listing every violation, with paths rooted at "event", or nil.
 func ValidateEvent(e Event, limits protocol.Limits) error {
-	l := limits.WithDefaults()
+	return validateEvent(&e, limits.WithDefaults())
+}
+
+// validateEvent is ValidateEvent with limits l that already have their defaults
+// (the Publisher's), for the hot path: no defaulting and no copy of e per call.
+func validateEvent(e *Event, l protocol.Limits) error {
 	var vs []FieldViolation
 	add := func(field, format string, args ...any) {
 		vs = append(vs, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
@@ -114,6 +119,19 @@ func ValidateSendToUser(userID, name, data string, limits protocol.Limits) error
 
 func channelProblem(name string, maxLen int) string {
 	c, err := protocol.ParseChannel(name, maxLen)
+	if err != nil {
+		return channelNameProblem(err, name, maxLen)
+	}
+	if c.Kind == protocol.KindServerToUser {
+		// Routing to users has its own call so that the user id is validated and
+		// drivers can use their native user delivery.
+		return "server-to-user channels are reserved: use SendToUser"
+	}
+	return ""
+}
+
+// channelNameProblem describes ParseChannel's error err for name.
+func channelNameProblem(err error, name string, maxLen int) string {
 	switch {
 	case errors.Is(err, protocol.ErrChannelNameEmpty):
 		return "channel name is required"
@@ -123,15 +141,8 @@ func channelProblem(name string, maxLen int) string {
 		return "channel name may contain only A-Z a-z 0-9 _ - = @ , . ;"
 	case errors.Is(err, protocol.ErrChannelReserved):
 		return "channel names starting with # are reserved"
-	case err != nil:
-		return "invalid channel name"
 	}
-	if c.Kind == protocol.KindServerToUser {
-		// Routing to users has its own call so that the user id is validated and
-		// drivers can use their native user delivery.
-		return "server-to-user channels are reserved: use SendToUser"
-	}
-	return ""
+	return "invalid channel name"
 }
 
 func eventNameProblem(name string, maxLen int) string {
