@@ -693,6 +693,9 @@ func BenchmarkBroadcastSendEvent(b *testing.B) {
 		c.RateLimit.Limiters[ratelimit.LimiterPrincipal] = ratelimit.Policy{Limits: ratelimit.Limits{
 			MessagesPerSecond: 1e7, MessagesPerMinute: 6e8, BurstLimit: 1e7,
 		}}
+		if d, err := time.ParseDuration(os.Getenv("BENCH_FLUSH_INTERVAL")); err == nil {
+			c.Edge.FlushInterval = d
+		}
 	})
 	bcBenchSubscribers(b, e, bcBenchSubs, "bench")
 	var n atomic.Int64

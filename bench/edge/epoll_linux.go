@@ -142,8 +142,18 @@ func (l *loop) readAll(c *rconn, rbuf []byte, rec *Recorder) int64 {
 	for {
 		n, err := syscall.Read(c.fd, rbuf)
 		if n > 0 {
-			c.buf = append(c.buf, rbuf[:n]...)
-			got += l.parse(c, rec)
+			// Parse straight from the read buffer; only a partial frame at the
+			// end is kept (copied) for the next read.
+			data := rbuf[:n]
+			if len(c.buf) > 0 {
+				c.buf = append(c.buf, data...)
+				data = c.buf
+			}
+			var rest []byte
+			var k int64
+			rest, k = l.parse(c, data, rec)
+			got += k
+			c.buf = append(c.buf[:0], rest...)
 		}
 		if err == syscall.EAGAIN {
 			return got
@@ -173,9 +183,9 @@ var pongFrame = func() []byte {
 	return append([]byte{0x81, 0x80 | byte(len(p)), 0, 0, 0, 0}, p...)
 }()
 
-func (l *loop) parse(c *rconn, rec *Recorder) int64 {
+// parse handles the complete frames at the start of b and returns the rest.
+func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 	var got int64
-	b := c.buf
 	now := time.Now().UnixNano()
 	for len(b) >= 2 {
 		op := b[0] & 0x0f
@@ -215,8 +225,7 @@ func (l *loop) parse(c *rconn, rec *Recorder) int64 {
 		b = b[h+ln:]
 	}
 done:
-	c.buf = append(c.buf[:0], b...)
-	return got
+	return b, got
 }
 
 func containsPing(p []byte) bool {

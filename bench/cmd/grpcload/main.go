@@ -28,6 +28,7 @@ import (
 	"log"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -65,6 +66,14 @@ func main() {
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 	)
 	flag.Parse()
+	if path := os.Getenv("GRPCLOAD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			log.Fatal(err)
+		}
+		_ = pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if _, err := edgebench.RaiseNoFile(); err != nil {
 		log.Fatal(err)
 	}
