@@ -122,6 +122,10 @@ type HTTP struct {
 type Ops struct {
 	// Addr to listen on. Default ":9464". PUSHERCM_OPS_ADDR, --ops-addr.
 	Addr string `yaml:"addr"`
+	// Pprof serves Go's profiler at /debug/pprof/ on this listener. Default
+	// false; it exposes internals, so only turn it on where the ops port is
+	// private.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Log configures logging.
