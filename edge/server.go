@@ -194,6 +194,11 @@ func (s *Server) Start(addr string) error {
 	s.flushers = newFlushers(cfg.FlushInterval, !cfg.NoIOUring, cfg.Logger)
 	s.flushStop = make(chan struct{})
 	if err := s.engine.Start(); err != nil {
+		for _, f := range s.flushers {
+			if f.ring != nil {
+				f.ring.close()
+			}
+		}
 		s.engine = nil
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
