@@ -90,7 +90,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		if err != nil && a.grpc == nil {
 			// Failed before the wire steps (which shut down themselves):
 			// release what was built so far.
-			a.runClosers(context.Background())
+			_ = a.runClosers(context.Background())
 		}
 	}()
 	a.log = newLogger(cfg.Log, o.LogOutput)

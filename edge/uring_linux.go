@@ -137,11 +137,8 @@ func (r *uring) close() {
 	_ = syscall.Close(r.fd)
 }
 
-// space is how many more sends fit before submit.
-func (r *uring) space() int { return int(r.entries - r.pending) }
-
 // prepSend queues a send of buf on fd; buf must stay alive and unchanged until
-// submit returns. The caller keeps within space.
+// submit returns. At most entries sends may be queued before submit.
 func (r *uring) prepSend(fd int, buf []byte, userData uint64) {
 	tail := atomic.LoadUint32(r.sqTail) + r.pending
 	idx := tail & r.sqMask

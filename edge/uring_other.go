@@ -9,6 +9,5 @@ type uring struct{}
 
 func newURing(uint32) (*uring, error)           { return nil, errors.New("io_uring: not on this OS") }
 func (*uring) close()                           {}
-func (*uring) space() int                       { return 0 }
 func (*uring) prepSend(int, []byte, uint64)     {}
 func (*uring) submit(func(uint64, int32)) error { return nil }
