@@ -150,6 +150,9 @@ func TestFlushIntervalCoalesces(t *testing.T) {
 			s := startServer(t, cfg, WithMetrics(wc))
 			c := connect(t, s)
 			c.subscribeOK("burst", "")
+			// connection_established and subscription_succeeded are counted
+			// after their sends complete, which may be after the client read them.
+			eventually(t, "handshake frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == 2 })
 			time.Sleep(tc.interval) // the next round may start at once
 			wc.mu.Lock()
 			wc.writes, wc.frames, wc.maxWait = 0, 0, 0
