@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -13,10 +12,8 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/milequest/pushercm/interceptors"
 )
@@ -94,17 +91,7 @@ func TestLoggingMatchesMiddleware(t *testing.T) {
 		srv := grpc.NewServer(grpc.UnaryInterceptor(unary), grpc.StreamInterceptor(stream))
 		hs := health.NewServer()
 		healthpb.RegisterHealthServer(srv, hs)
-		lis := bufconn.Listen(1 << 16)
-		go func() { _ = srv.Serve(lis) }()
-		defer srv.Stop()
-		conn, err := grpc.NewClient("passthrough:///bufnet",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = conn.Close() }()
-		client := healthpb.NewHealthClient(conn)
+		client := healthpb.NewHealthClient(serveBufconn(t, srv))
 
 		// OK without and with a deadline; NOT_FOUND with an error text.
 		if _, err := client.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {

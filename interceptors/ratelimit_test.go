@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,12 +15,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
@@ -144,18 +141,7 @@ func newFixture(t *testing.T, cfg ratelimit.Config) *fixture {
 	)
 	srv.RegisterService(&limitedDesc, struct{}{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-	})
+	conn := serveBufconn(t, srv)
 	return &fixture{conn: conn, set: set, clock: clock, logs: logs}
 }
 
@@ -468,16 +454,7 @@ func BenchmarkUnaryRateLimitRPC(b *testing.B) {
 			}
 			srv := grpc.NewServer(opts...)
 			srv.RegisterService(&limitedDesc, struct{}{})
-			lis := bufconn.Listen(1 << 20)
-			go func() { _ = srv.Serve(lis) }()
-			defer srv.Stop()
-			conn, err := grpc.NewClient("passthrough:///bufnet",
-				grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-				grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() { _ = conn.Close() }()
+			conn := serveBufconn(b, srv)
 			ctx := context.Background()
 			in, out := &emptypb.Empty{}, &emptypb.Empty{}
 			b.ReportAllocs()
