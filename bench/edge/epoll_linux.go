@@ -24,12 +24,11 @@ type Receiver struct {
 }
 
 type loop struct {
-	r        *Receiver
-	interval time.Duration
-	epfd     int
-	mu       sync.Mutex
-	conns    map[int32]*rconn
-	stop     atomic.Bool
+	r     *Receiver
+	epfd  int
+	mu    sync.Mutex
+	conns map[int32]*rconn
+	stop  atomic.Bool
 }
 
 type rconn struct {
@@ -37,20 +36,15 @@ type rconn struct {
 	buf []byte // unparsed bytes
 }
 
-// NewReceiver starts n epoll loops recording latencies into lat. With interval > 0
-// a loop that found data sleeps that long before it waits again, so one wakeup
-// reads many sockets (and many frames per socket) instead of one: the server's
-// writes then rarely have to wake a sleeping reader, and both sides spend far
-// less of the shared CPU per message. Latencies are taken when a frame is
-// parsed, so the pause can only add to them (at most interval).
-func NewReceiver(n int, interval time.Duration, lat *Latencies) (*Receiver, error) {
+// NewReceiver starts n epoll loops recording latencies into lat.
+func NewReceiver(n int, lat *Latencies) (*Receiver, error) {
 	r := &Receiver{lat: lat}
 	for i := 0; i < n; i++ {
 		epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
 			return nil, err
 		}
-		l := &loop{r: r, interval: interval, epfd: epfd, conns: make(map[int32]*rconn)}
+		l := &loop{r: r, epfd: epfd, conns: make(map[int32]*rconn)}
 		r.loops = append(r.loops, l)
 		r.wg.Add(1)
 		go l.run()
@@ -130,9 +124,6 @@ func (l *loop) run() {
 			l.r.Received.Add(got)
 			l.r.LastRecv.Store(time.Now().UnixNano())
 		}
-		if n > 0 && l.interval > 0 {
-			time.Sleep(l.interval)
-		}
 	}
 }
 
@@ -149,9 +140,7 @@ func (l *loop) readAll(c *rconn, rbuf []byte, rec *Recorder) int64 {
 				c.buf = append(c.buf, data...)
 				data = c.buf
 			}
-			var rest []byte
-			var k int64
-			rest, k = l.parse(c, data, rec)
+			rest, k := l.parse(c, data, rec)
 			got += k
 			c.buf = append(c.buf[:0], rest...)
 		}

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	edgebench "github.com/milequest/pushercm/bench/edge"
+	"github.com/milequest/pushercm/bench/loadgen"
 	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -135,7 +136,7 @@ func serve(args []string) {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	wo := &writeHist{}
-	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}, Logger: logger, NoIOUring: os.Getenv("EDGELOAD_NO_IOURING") != "", FlushInterval: flushIntervalEnv()}, edge.WithMetrics(wo))
+	s, err := edge.New(edge.Config{AppID: *appID, Key: *key, Secret: *secret, Limits: protocol.Limits{MaxConnections: -1}, Logger: logger, NoIOUring: os.Getenv("EDGELOAD_NO_IOURING") != ""}, edge.WithMetrics(wo))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -161,14 +162,7 @@ func serve(args []string) {
 	if err := s.Start(*addr); err != nil {
 		log.Fatal(err)
 	}
-	if path := os.Getenv("EDGELOAD_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			log.Fatal(err)
-		}
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
+	defer loadgen.CPUProfile("EDGELOAD_CPUPROFILE")()
 	fmt.Printf("ADDR %s\n", s.Addr())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -389,10 +383,6 @@ func runChurn(t edgebench.Target, pid, n int) {
 		len(clients), h0/(1<<20), h1/(1<<20), h2/(1<<20), h3/(1<<20), st.ConnectionsActive, st.Channels, st.Subscriptions, mib(r0), mib(rss(pid)))
 }
 
-// recvInterval is the receiver's pause after each wakeup that found data
-// (edgebench.NewReceiver).
-var recvInterval = flag.Duration("recv-interval", 0, "receiver pause after each wakeup with data (0: read as soon as data arrives)")
-
 func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, d time.Duration) {
 	chName := func(i int) string { return "fan-" + strconv.Itoa(i%channels) }
 	clients, el := connectMany(t, channels*subs, chName)
@@ -400,7 +390,7 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 		log.Printf("%s: only %d clients", name, len(clients))
 	}
 	lat := &edgebench.Latencies{}
-	recv, err := edgebench.NewReceiver(2, *recvInterval, lat)
+	recv, err := edgebench.NewReceiver(2, lat)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -511,11 +501,4 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
 		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)),
 		serverCPU.Round(time.Millisecond), float64(serverCPU.Microseconds())/float64(max(got, 1)), toolCPU.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), wr)
-}
-
-// flushIntervalEnv is the child server's edge.Config.FlushInterval
-// (EDGELOAD_FLUSH_INTERVAL, a Go duration).
-func flushIntervalEnv() time.Duration {
-	d, _ := time.ParseDuration(os.Getenv("EDGELOAD_FLUSH_INTERVAL"))
-	return d
 }

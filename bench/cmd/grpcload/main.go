@@ -28,7 +28,6 @@ import (
 	"log"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -61,19 +60,11 @@ func main() {
 		payload       = flag.Int("payload", 100, "event data bytes (at least a timestamp)")
 		batch         = flag.Int("batch", 100, "events per SendBatch")
 		batchC        = flag.Int("batch-c", 4, "concurrent SendBatch callers")
-		recvInterval  = flag.Duration("recv-interval", 0, "subscribers' receiver pause after each wakeup with data (0: read as soon as data arrives)")
 		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 	)
 	flag.Parse()
-	if path := os.Getenv("GRPCLOAD_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			log.Fatal(err)
-		}
-		_ = pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
-	}
+	defer loadgen.CPUProfile("GRPCLOAD_CPUPROFILE")()
 	if _, err := edgebench.RaiseNoFile(); err != nil {
 		log.Fatal(err)
 	}
@@ -109,7 +100,7 @@ func main() {
 		chans[i] = "grpcload-" + strconv.Itoa(i)
 	}
 	lat := &edgebench.Latencies{}
-	recv, err := edgebench.NewReceiver(2, *recvInterval, lat)
+	recv, err := edgebench.NewReceiver(2, lat)
 	if err != nil {
 		log.Fatal(err)
 	}
