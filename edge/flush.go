@@ -91,12 +91,7 @@ func (f *flusher) add(c *conn) {
 
 // run flushes until stop is closed, then flushes what is left once more.
 func (f *flusher) run(stop <-chan struct{}) {
-	defer func() {
-		if f.ring != nil {
-			f.ring.close()
-			f.ring = nil
-		}
-	}()
+	defer f.closeRing()
 	var batch []*conn
 	for {
 		select {
@@ -106,6 +101,15 @@ func (f *flusher) run(stop <-chan struct{}) {
 			return
 		}
 		f.drain(&batch)
+	}
+}
+
+// closeRing releases the flusher's io_uring, if it has one; later rounds write
+// through the event loop.
+func (f *flusher) closeRing() {
+	if f.ring != nil {
+		f.ring.close()
+		f.ring = nil
 	}
 }
 
@@ -232,8 +236,7 @@ func (f *flusher) submitRing() {
 		// The ring is unusable: drop it (pending requests die with it) and write
 		// what it did not send the ordinary way.
 		f.sends[0].c.s.cfg.Logger.Warn("edge: io_uring failed, writing with write(2)", "err", err)
-		f.ring.close()
-		f.ring = nil
+		f.closeRing()
 	}
 	for i := range sends {
 		f.settle(&sends[i])

@@ -195,9 +195,7 @@ func (s *Server) Start(addr string) error {
 	s.flushStop = make(chan struct{})
 	if err := s.engine.Start(); err != nil {
 		for _, f := range s.flushers {
-			if f.ring != nil {
-				f.ring.close()
-			}
+			f.closeRing()
 		}
 		s.engine = nil
 		s.started.Store(false)
