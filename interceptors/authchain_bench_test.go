@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/authz/authsvc"
+	"github.com/milequest/pushercm/bench/loadgen"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
@@ -83,7 +83,7 @@ func BenchmarkAuthChain(b *testing.B) {
 		b.SetParallelism(max(1, 50/runtime.GOMAXPROCS(0))) // 50 callers
 		b.ReportAllocs()
 		b.ResetTimer()
-		cpu0 := processCPU(b)
+		cpu0 := loadgen.SelfCPU()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if err := call(); err != nil {
@@ -94,7 +94,7 @@ func BenchmarkAuthChain(b *testing.B) {
 		})
 		// CPU time moves far less than ns/op when other jobs share the
 		// machine (see BENCHMARKS.md).
-		b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		b.ReportMetric(float64(loadgen.SelfCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 	}
 	b.Run("check", func(b *testing.B) {
 		run(b, func() error {
@@ -103,15 +103,6 @@ func BenchmarkAuthChain(b *testing.B) {
 		})
 	})
 	b.Run("authorize", func(b *testing.B) { run(b, authorize) })
-}
-
-// processCPU is the user+system CPU time this process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkChainDirect calls the server's unary interceptor chain (as
