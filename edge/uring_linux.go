@@ -140,6 +140,10 @@ func (r *uring) close() {
 // prepSend queues a send of buf on fd; buf must stay alive and unchanged until
 // submit returns. At most entries sends may be queued before submit.
 func (r *uring) prepSend(fd int, buf []byte, userData uint64) {
+	if r.pending >= r.entries {
+		// Overwriting a queued SQE would send the wrong buffer to the wrong socket.
+		panic("edge: io_uring submission queue overfilled")
+	}
 	tail := atomic.LoadUint32(r.sqTail) + r.pending
 	idx := tail & r.sqMask
 	sqe := (*ioSQE)(unsafe.Pointer(&r.sqes[uintptr(idx)*unsafe.Sizeof(ioSQE{})]))
