@@ -58,6 +58,15 @@ type ringSend struct {
 // against the event loop until it completes (a few hundred microseconds).
 const ringEntries = 128
 
+// maxArena is the largest batch arena a flusher keeps between rounds. A fan-out
+// of 100 sockets with 40 events each pending (a 5 ms flush interval at 8k
+// events/s) joins ~700 KB per round; dropping and re-allocating that every
+// round cost more CPU than the sends themselves.
+const maxArena = 4 << 20
+
+// maxRecycledPending bounds the pending lists a socket keeps (see recycle).
+const maxRecycledPending = 64
+
 func newFlushers(interval time.Duration, useRing bool, logger *slog.Logger) []*flusher {
 	// One P stays free for the poller and HTTP handlers, so a big fan-out does not
 	// delay reading the next publish.
@@ -206,7 +215,9 @@ func (f *flusher) submitRing() {
 		}
 	}
 	if cap(f.arena) < need {
-		f.arena = make([]byte, 0, need)
+		// With headroom: under steady load the batch size wobbles, and a
+		// fresh (zeroed) arena every round would cost more than the sends.
+		f.arena = make([]byte, 0, need+need/4)
 	}
 	arena := f.arena[:0]
 	for i := range sends {
@@ -243,7 +254,7 @@ func (f *flusher) submitRing() {
 		sends[i] = ringSend{}
 	}
 	f.sends = sends[:0]
-	if cap(f.arena) > 1<<20 {
+	if cap(f.arena) > maxArena {
 		f.arena = nil // do not keep a huge buffer after a burst
 	}
 }
@@ -357,10 +368,13 @@ func (c *conn) writeBuf(b []byte) {
 }
 
 // recycle gives a pending list back for reuse so steady publishing does not
-// allocate per socket; small lists only, so an idle socket keeps at most a few
-// pointers.
+// allocate per socket. Lists of up to maxRecycledPending frames are kept (1.5
+// KiB of slice headers, only on sockets that received that many in one round):
+// under a flush interval a busy socket takes dozens of frames per round, and
+// growing a fresh list to that size every round was most of the cost of
+// queueing a frame.
 func (c *conn) recycle(p [][]byte) {
-	if cap(p) > 8 {
+	if cap(p) > maxRecycledPending {
 		return
 	}
 	clear(p)
