@@ -68,6 +68,17 @@ func (c *conn) touch() {
 // reports false when the socket is closing or the frame would overflow the outbound
 // queue; overflow closes the socket as a slow consumer.
 func (c *conn) sendRaw(frame []byte) bool {
+	if !c.queueFrame(frame) {
+		return false
+	}
+	c.s.st.messagesOut.Add(1)
+	return true
+}
+
+// queueFrame is sendRaw without the server-wide message count, for fan-outs
+// that add it once (the count is shared by every publishing goroutine, and
+// one atomic add per subscriber made the cores fight over it).
+func (c *conn) queueFrame(frame []byte) bool {
 	if c.closing.Load() {
 		return false
 	}
@@ -83,7 +94,6 @@ func (c *conn) sendRaw(frame []byte) bool {
 		return false
 	}
 	c.msgsOut.Add(1)
-	c.s.st.messagesOut.Add(1)
 	return true
 }
 

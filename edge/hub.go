@@ -304,15 +304,18 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 			s.cache[ch.Name] = cachedEvent{event: m.Event, data: m.Data, expires: expires}
 			s.mu.Unlock()
 		}
+		n := 0
 		s.mu.RLock()
 		if chn := s.channels[ch.Name]; chn != nil {
 			for c := range chn.subs {
-				if c.id != m.ExcludeSocketID && c.sendRaw(frame) {
-					delivered++
+				if c.id != m.ExcludeSocketID && c.queueFrame(frame) {
+					n++
 				}
 			}
 		}
 		s.mu.RUnlock()
+		s.st.messagesOut.Add(uint64(n))
+		delivered += n
 	}
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
