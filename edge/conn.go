@@ -47,7 +47,9 @@ type conn struct {
 	fl            *flusher
 	pmu           sync.Mutex
 	pending       [][]byte
-	pendingSince  int64 // unix nanos of the oldest pending frame (only with a WriteObserver)
+	spare         [][]byte // an emptied pending list, for the next round (see recycle)
+	lastTaken     int      // frames the flusher took last time, to size a new list
+	pendingSince  int64    // unix nanos of the oldest pending frame (only with a WriteObserver)
 	scheduled     bool
 	pendingClosed bool // the close frame is queued; nothing may follow it
 

@@ -65,7 +65,7 @@ const ringEntries = 128
 const maxArena = 4 << 20
 
 // maxRecycledPending bounds the pending lists a socket keeps (see recycle).
-const maxRecycledPending = 64
+const maxRecycledPending = 128
 
 func newFlushers(interval time.Duration, useRing bool, logger *slog.Logger) []*flusher {
 	// One P stays free for the poller and HTTP handlers, so a big fan-out does not
@@ -300,6 +300,14 @@ func (c *conn) push(frame []byte, final bool) bool {
 	if len(c.pending) == 0 && c.s.writeObs != nil {
 		c.pendingSince = time.Now().UnixNano()
 	}
+	if c.pending == nil {
+		c.pending, c.spare = c.spare, nil
+		if c.pending == nil && c.lastTaken > 8 {
+			// A busy socket: one allocation of about last round's size
+			// instead of growing from one.
+			c.pending = make([][]byte, 0, c.lastTaken+c.lastTaken/4)
+		}
+	}
 	c.pending = append(c.pending, frame)
 	sched := !c.scheduled
 	c.scheduled = true
@@ -321,6 +329,7 @@ func (c *conn) takePending() ([][]byte, int64) {
 	p := c.pending
 	since := c.pendingSince
 	c.pending = nil
+	c.lastTaken = len(p)
 	c.scheduled = false
 	c.pmu.Unlock()
 	return p, since
@@ -368,19 +377,23 @@ func (c *conn) writeBuf(b []byte) {
 }
 
 // recycle gives a pending list back for reuse so steady publishing does not
-// allocate per socket. Lists of up to maxRecycledPending frames are kept (1.5
-// KiB of slice headers, only on sockets that received that many in one round):
-// under a flush interval a busy socket takes dozens of frames per round, and
-// growing a fresh list to that size every round was most of the cost of
-// queueing a frame.
+// allocate per socket. Lists of up to maxRecycledPending frames are kept (3 KiB
+// of slice headers, only on sockets that received that many in one round, at
+// most two lists): under a flush interval a busy socket takes dozens of frames
+// per round, and growing a fresh list to that size every round was most of the
+// cost of queueing a frame.
 func (c *conn) recycle(p [][]byte) {
 	if cap(p) > maxRecycledPending {
 		return
 	}
 	clear(p)
 	c.pmu.Lock()
+	// Under steady publishing new frames are already pending by now: keep
+	// the list as the spare for the next round rather than drop it.
 	if c.pending == nil {
 		c.pending = p[:0]
+	} else if c.spare == nil {
+		c.spare = p[:0]
 	}
 	c.pmu.Unlock()
 }

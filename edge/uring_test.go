@@ -227,3 +227,40 @@ func TestIOUringFailureFallsBack(t *testing.T) {
 		t.Fatal("the flusher kept its failed ring")
 	}
 }
+
+// A socket that takes dozens of frames per round (a busy channel under a flush
+// interval) reuses its pending lists instead of growing a new one each round,
+// while the previous round's list is still being written.
+func TestBusySocketReusesPendingLists(t *testing.T) {
+	fl := &flusher{wake: make(chan struct{}, 1)}
+	c := &conn{s: &Server{}, fl: fl}
+	frame := []byte("frame")
+	round := func() {
+		for range 40 {
+			c.enqueue(frame)
+		}
+		p, _ := c.takePending()
+		if len(p) != 40 {
+			t.Fatalf("took %d frames, want 40", len(p))
+		}
+		// Publishing goes on while the flusher writes p.
+		for range 40 {
+			c.enqueue(frame)
+		}
+		c.recycle(p)
+		p, _ = c.takePending()
+		c.recycle(p)
+		fl.dirty = fl.dirty[:0]
+	}
+	round()
+	if n := testing.AllocsPerRun(20, round); n != 0 {
+		t.Fatalf("%.1f allocations per round, want 0", n)
+	}
+	// A list far over the bound is not kept.
+	big := make([][]byte, 0, 4*maxRecycledPending)
+	c.spare = nil
+	c.recycle(big)
+	if c.spare != nil && cap(c.spare) > maxRecycledPending || cap(c.pending) > maxRecycledPending {
+		t.Fatal("an oversized pending list was kept")
+	}
+}
