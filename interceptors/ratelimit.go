@@ -167,7 +167,8 @@ func newRateLimiter(set *ratelimit.Set, opts []RateLimitOption) *rateLimiter {
 // by Map from a *RateLimitError).
 // A batch that could never fit (more events for one key than its burst) is
 // INVALID_ARGUMENT, since retrying cannot help. Admitted calls get the
-// x-ratelimit-* headers of their tightest limit. In dry-run (Config.DryRun)
+// x-ratelimit-* headers of their tightest limit, unless Config.Headers turns
+// them off (refusals always carry them). In dry-run (Config.DryRun)
 // nothing is refused: refusals are counted and logged at DEBUG. If the store
 // fails, the call is admitted and the failure logged: an unavailable limiter
 // must not take publishing down.
@@ -251,7 +252,7 @@ func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (me
 	if err := c.take(ratelimit.LimiterMethod, fullMethod, 1); err != nil {
 		return refusedHeaders(err), err
 	}
-	if !c.have {
+	if !c.have || !r.set.Headers() {
 		return nil, nil
 	}
 	return decisionHeaders(c.tightest), nil

@@ -403,6 +403,31 @@ func TestRateLimitDryRun(t *testing.T) {
 	}
 }
 
+// With headers off, admitted calls carry no x-ratelimit-* headers, and a
+// refusal still carries them with its status.
+func TestRateLimitHeadersOff(t *testing.T) {
+	cfg := userLimits(1)
+	off := false
+	cfg.Headers = &off
+	f := newFixture(t, cfg)
+	hdr, err := f.ping(t, "svc", "u1")
+	if err != nil {
+		t.Fatalf("first call refused: %v", err)
+	}
+	for _, k := range []string{interceptors.HeaderRateLimitLimit, interceptors.HeaderRateLimitRemaining, interceptors.HeaderRateLimitReset} {
+		if v := hdr.Get(k); len(v) != 0 {
+			t.Errorf("admitted call has %s = %v with headers off", k, v)
+		}
+	}
+	hdr, err = f.ping(t, "svc", "u1")
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second call: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if got := hdr.Get(interceptors.HeaderRateLimitRemaining); len(got) != 1 || got[0] != "0" {
+		t.Errorf("refusal's %s = %v, want [0]", interceptors.HeaderRateLimitRemaining, got)
+	}
+}
+
 func TestBroadcastUserIDs(t *testing.T) {
 	tests := []struct {
 		name string

@@ -50,6 +50,7 @@ func main() {
 		channel     = flag.String("channel", "presence-team-t1", "channel to authorize; users are members of team t1")
 		rounds      = flag.Int("rounds", 2, "check/authorize phase pairs")
 		pid         = flag.Int("pid", 0, "pid of the server given with -addr, for its CPU time")
+		noHeaders   = flag.Bool("no-ratelimit-headers", false, "spawn the server with rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
 	)
 	flag.Parse()
 
@@ -57,7 +58,11 @@ func main() {
 		// One web-app principal calls AuthorizeChannel for every user, so the
 		// default per-principal limit (1000/s) would refuse most of the load.
 		// Lift it for the measurement: the limiter still runs on every call.
-		srv := loadgen.Spawn(liftedLimits)
+		conf := liftedLimits
+		if *noHeaders {
+			conf += "  headers: false\n"
+		}
+		srv := loadgen.Spawn(conf)
 		defer srv.Stop()
 		*addr, *pid = srv.GRPCAddr, srv.PID
 	}

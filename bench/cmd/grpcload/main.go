@@ -62,6 +62,7 @@ func main() {
 		batchC        = flag.Int("batch-c", 4, "concurrent SendBatch callers")
 		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
+		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
 	)
 	flag.Parse()
 	defer loadgen.CPUProfile("GRPCLOAD_CPUPROFILE")()
@@ -74,6 +75,9 @@ func main() {
 		// load; benchConfig raises it far above what is reachable so that the
 		// check still runs on every call, as in production.
 		conf := benchConfig
+		if *noHeaders {
+			conf += "  headers: false\n"
+		}
 		if *flushInterval > 0 {
 			conf += "edge:\n  flushInterval: " + flushInterval.String() + "\n"
 		}
