@@ -7,6 +7,6 @@
 // in the event data; publisher, server and clients run on one machine. The epoll
 // receiver counts every frame (loss is exact) but records the latency of one text
 // frame in eight (latencySample): parsing every timestamp cost the tool more CPU than
-// reading the frames, on the cores it shares with the server. From 2026-12-01 15:10
-// UTC; earlier figures recorded every frame.
+// reading the frames, on the cores it shares with the server. Figures in
+// BENCHMARKS.md taken before 2026-12-01 15:17 UTC recorded every frame.
 package edgebench
