@@ -376,6 +376,20 @@ func (c *conn) writeBuf(b []byte) {
 	}
 }
 
+// trimPending drops the spare list and an empty pending list of more than a few
+// slots, so a socket that was busy does not keep its lists (up to 6 KiB) after
+// its traffic stops. The sweeper calls it every pass; a socket still busy grows
+// them again once per pass.
+func (c *conn) trimPending() {
+	c.pmu.Lock()
+	if len(c.pending) == 0 && cap(c.pending) > 8 {
+		c.pending = nil
+	}
+	c.spare = nil
+	c.lastTaken = 0
+	c.pmu.Unlock()
+}
+
 // recycle gives a pending list back for reuse so steady publishing does not
 // allocate per socket. Lists of up to maxRecycledPending frames are kept (3 KiB
 // of slice headers, only on sockets that received that many in one round, at

@@ -573,6 +573,7 @@ func (s *Server) sweep() {
 			if c.closing.Load() {
 				continue
 			}
+			c.trimPending()
 			if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
 				// nbio arms the HTTP keep-alive read deadline on the accept goroutine,
 				// which can run after the upgrade cleared it; clear it again once.

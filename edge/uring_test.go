@@ -256,6 +256,11 @@ func TestBusySocketReusesPendingLists(t *testing.T) {
 	if n := testing.AllocsPerRun(20, round); n != 0 {
 		t.Fatalf("%.1f allocations per round, want 0", n)
 	}
+	// Once traffic stops, the sweeper's trim lets the lists go.
+	c.trimPending()
+	if c.spare != nil || cap(c.pending) > 8 {
+		t.Fatalf("after trim: spare cap %d, pending cap %d", cap(c.spare), cap(c.pending))
+	}
 	// A list far over the bound is not kept.
 	big := make([][]byte, 0, 4*maxRecycledPending)
 	c.spare = nil
