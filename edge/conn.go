@@ -133,7 +133,7 @@ func (c *conn) closeWith(code int, reason string, async bool) {
 }
 
 var (
-	pongFrame = wsFrame(opText, protocol.EncodeEvent(protocol.EventPong, "", "{}", ""))
+	pongFrame = eventFrame(protocol.EventPong, "", "{}", "")
 )
 
 func (s *Server) onMessage(ws *websocket.Conn, _ websocket.MessageType, data []byte) {
@@ -300,7 +300,7 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
 	data = append(data, '}')
 	// Sent under the lock so signin_success precedes any watchlist event.
-	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventSigninSuccess, "", string(data), "")))
+	c.sendRaw(eventFrame(protocol.EventSigninSuccess, "", string(data), ""))
 	if c.userID == "" {
 		c.userID = u.UserID
 		set := s.users[u.UserID]
@@ -366,7 +366,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client event rejected due to rate limit")
 		return
 	}
-	frame := wsFrame(opText, protocol.EncodeEvent(m.Event, name, data, uid))
+	frame := eventFrame(m.Event, name, data, uid)
 	s.mu.RLock()
 	if chn := s.channels[name]; chn != nil {
 		for sub := range chn.subs {

@@ -114,7 +114,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	if newUser {
 		// Tell the others before the new member is in the subscriber set, encoded once.
-		frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), ""))
+		frame := eventFrame(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), "")
 		for sub := range chn.subs {
 			sub.sendRaw(frame)
 		}
@@ -136,7 +136,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
 	if ch.Cache {
 		if e, ok := s.cache[ch.Name]; ok && now.Before(e.expires) {
-			c.sendRaw(wsFrame(opText, protocol.EncodeEvent(e.event, ch.Name, e.data, "")))
+			c.sendRaw(eventFrame(e.event, ch.Name, e.data, ""))
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
@@ -189,7 +189,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 		m.conns--
 		if m.conns <= 0 {
 			delete(chn.members, uid)
-			frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventMemberRemoved, name, protocol.MemberRemovedData(uid), ""))
+			frame := eventFrame(protocol.EventMemberRemoved, name, protocol.MemberRemovedData(uid), "")
 			for sub := range chn.subs {
 				sub.sendRaw(frame)
 			}
@@ -291,14 +291,12 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		chans[i] = ch
 	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
-	var buf []byte
 	for _, ch := range chans {
 		if ch.Kind == protocol.KindServerToUser {
 			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
 			continue
 		}
-		buf = protocol.AppendEvent(buf[:0], m.Event, ch.Name, m.Data, "")
-		frame := wsFrame(opText, buf)
+		frame := eventFrame(m.Event, ch.Name, m.Data, "")
 		if ch.Cache {
 			s.mu.Lock()
 			s.cache[ch.Name] = cachedEvent{event: m.Event, data: m.Data, expires: expires}
@@ -349,7 +347,7 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 }
 
 func (s *Server) sendToUser(userID, event, data, exclude string) int {
-	frame := wsFrame(opText, protocol.EncodeEvent(event, protocol.ServerToUserChannel(userID), data, ""))
+	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
 	n := 0
 	s.mu.RLock()
 	for c := range s.users[userID] {
@@ -390,7 +388,7 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 			offline = append(offline, id)
 		}
 	}
-	c.sendRaw(wsFrame(opText, protocol.EncodeEvent(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), "")))
+	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
 }
 
 // notifyWatchersLocked tells the sockets watching userID that it came online (first
@@ -407,7 +405,7 @@ func (s *Server) notifyWatchersLocked(userID string, online bool) {
 	} else {
 		data = protocol.WatchlistData(nil, ids)
 	}
-	frame := wsFrame(opText, protocol.EncodeEvent(protocol.EventWatchlist, "", data, ""))
+	frame := eventFrame(protocol.EventWatchlist, "", data, "")
 	for c := range set {
 		c.sendRaw(frame)
 	}

@@ -534,7 +534,7 @@ func (s *Server) sweep() {
 	defer t.Stop()
 	var list []*conn
 	var expired []string
-	ping := wsFrame(opText, protocol.EncodeEvent(protocol.EventPing, "", "{}", ""))
+	ping := eventFrame(protocol.EventPing, "", "{}", "")
 	wsPing := wsFrame(opPing, nil)
 	for {
 		select {
