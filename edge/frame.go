@@ -17,23 +17,37 @@ const (
 // wsFrame builds a complete unmasked server frame (FIN set). Server frames carry no mask,
 // so one frame's bytes can be written unchanged to every subscriber.
 func wsFrame(op byte, payload []byte) []byte {
-	n := len(payload)
-	var b []byte
+	h := headerLen(len(payload))
+	b := make([]byte, h, h+len(payload))
+	putHeader(b, op, len(payload))
+	return append(b, payload...)
+}
+
+// headerLen is the length of a server frame header for an n-byte payload.
+func headerLen(n int) int {
 	switch {
 	case n < 126:
-		b = make([]byte, 2, 2+n)
-		b[1] = byte(n)
+		return 2
 	case n <= 0xFFFF:
-		b = make([]byte, 4, 4+n)
+		return 4
+	}
+	return 10
+}
+
+// putHeader writes the header of a final, unmasked frame with an n-byte payload
+// at the start of b, which holds at least headerLen(n) bytes.
+func putHeader(b []byte, op byte, n int) {
+	b[0] = 0x80 | op
+	switch headerLen(n) {
+	case 2:
+		b[1] = byte(n)
+	case 4:
 		b[1] = 126
 		binary.BigEndian.PutUint16(b[2:], uint16(n))
 	default:
-		b = make([]byte, 10, 10+n)
 		b[1] = 127
 		binary.BigEndian.PutUint64(b[2:], uint64(n))
 	}
-	b[0] = 0x80 | op
-	return append(b, payload...)
 }
 
 // closeFrame builds a close frame; the reason is cut to fit a control frame (125 bytes).
@@ -50,30 +64,13 @@ func closeFrame(code int, reason string) []byte {
 const frameRoom = 10
 
 // eventFrame encodes a Pusher event straight into a complete text frame: one
-// allocation, where encoding into a buffer and then framing a copy took two or
-// three per publish.
+// allocation, where encoding into a growing buffer and then framing a copy took
+// up to six.
 func eventFrame(event, channel, data, userID string) []byte {
 	b := make([]byte, frameRoom, frameRoom+48+len(event)+len(channel)+len(data)+len(data)/8+len(userID))
 	b = protocol.AppendEvent(b, event, channel, data, userID)
 	n := len(b) - frameRoom
-	h := 10
-	switch {
-	case n < 126:
-		h = 2
-	case n <= 0xFFFF:
-		h = 4
-	}
-	f := b[frameRoom-h : len(b) : len(b)] // full slice: nobody may append into a shared frame
-	f[0] = 0x80 | opText
-	switch h {
-	case 2:
-		f[1] = byte(n)
-	case 4:
-		f[1] = 126
-		binary.BigEndian.PutUint16(f[2:], uint16(n))
-	default:
-		f[1] = 127
-		binary.BigEndian.PutUint64(f[2:], uint64(n))
-	}
+	f := b[frameRoom-headerLen(n) : len(b) : len(b)] // full slice: nobody may append into a shared frame
+	putHeader(f, opText, n)
 	return f
 }
