@@ -16,6 +16,8 @@
 //     part hands the rest to the event loop, and the socket stays on the loop until it
 //     has written it, so frames are never reordered or interleaved.
 //     Config.FlushInterval spaces write rounds to coalesce more under heavy load.
+//     A socket keeps the lists of its pending frames between rounds while it is
+//     busy; the sweeper drops them within one pass (at most 5 s) after it goes quiet.
 //   - One event-loop poller serves all sockets; there is no goroutine per connection.
 //     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
 //     for clients that use them) and closes the ones that stay silent with 4201.

@@ -36,6 +36,9 @@
 //
 // Dry-run is the caller's: Config.DryRun is carried in the Set, and limiters
 // count refusals as usual so a dry run shows what enforcing would do.
+// Response headers are the caller's too: Config.Headers (default true) is
+// carried in the Set and tells the gRPC interceptors whether admitted calls
+// carry x-ratelimit-limit, -remaining and -reset.
 //
 // Time comes from a Clock (SystemClock in production, ManualClock in tests).
 // State is kept in wall-clock nanoseconds (so ResetTime and a shared store
