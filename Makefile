@@ -10,7 +10,7 @@ LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fmt clean
 
 all: build
 
@@ -59,6 +59,18 @@ fmt:
 ## bench: Go benchmarks of the hot paths (no load tests; see BENCHMARKS.md).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./protocol/... ./ratelimit/... ./authz/... ./delivery/... ./edge/... ./interceptors/...
+
+## bench-auth: issue 4's load run, AuthorizeChannel against the health check on one
+## spawned server, first with ghz (go install'ed at the version bench/loadgen pins),
+## then with the built-in callers (~3 minutes). See BENCHMARKS.md.
+bench-auth:
+	$(GO) run ./bench/cmd/authload -ghz -rounds 10 -duration 3s -warmup 1s -c 16
+	$(GO) run ./bench/cmd/authload -rounds 8 -duration 2s -warmup 500ms
+
+## bench-broadcast: issue 6's load run, SendEvent to 100 subscribers against the health
+## check, then SendBatch (~1 minute). See BENCHMARKS.md.
+bench-broadcast:
+	$(GO) run ./bench/cmd/grpcload -c 8 -flush-interval 5ms
 
 clean:
 	rm -rf bin

@@ -3,5 +3,8 @@
 // warm-up, then a measured window with request rate, latency percentiles of
 // the successful calls and CPU readings taken exactly at the window's edges.
 // It also holds what the load tools share besides: building and spawning
-// pushercm (Spawn) and an opt-in CPU profile of the tool itself (CPUProfile).
+// pushercm (Spawn), an opt-in CPU profile of the tool itself (CPUProfile),
+// and driving ghz, the load generator the performance issues name, at a
+// pinned version (InstallGHZ, GHZ.Run) so that a phase measured with it
+// reports the same Result as one measured with the built-in callers.
 package loadgen

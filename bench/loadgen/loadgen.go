@@ -16,6 +16,7 @@ import (
 type Result struct {
 	Calls, Errors int64  // successful and failed calls completed in the window
 	FirstError    string // "CODE: message" of the first failure, if any
+	AllOK         int64  // GHZ.Run: successful calls including the warmup's
 	Elapsed       time.Duration
 	RPS           float64 // successful calls per second
 	P50, P99, Max time.Duration

@@ -16,14 +16,23 @@
 //	go run ./bench/cmd/authload                    # builds and spawns pushercm serve --dev
 //	go run ./bench/cmd/authload -addr 127.0.0.1:50051   # a running dev server
 //
-// The load generator runs on the same machine as the server (as ghz would).
+//	go run ./bench/cmd/authload -ghz -c 16          # ghz as the load generator
+//
+// The load generator runs on the same machine as the server. With -ghz it is
+// ghz itself (the tool issue 4 names, installed at loadgen.GHZVersion), one
+// ghz run per phase with one user token (the service caches verified tokens
+// either way); otherwise the built-in callers on the generated stubs, which
+// cost the shared CPUs much less per call than ghz and so give a stricter
+// ratio.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
+	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -52,6 +61,7 @@ func main() {
 		rounds      = flag.Int("rounds", 2, "check/authorize phase pairs")
 		pid         = flag.Int("pid", 0, "pid of the server given with -addr, for its CPU time")
 		noHeaders   = flag.Bool("no-ratelimit-headers", false, "spawn the server with rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
+		useGHZ      = flag.Bool("ghz", false, "drive the calls with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers; one user token")
 	)
 	flag.Parse()
 
@@ -112,15 +122,56 @@ func main() {
 		log.Fatalf("AuthorizeChannel: %v", err)
 	}
 
+	if *useGHZ {
+		dir, err := os.MkdirTemp("", "authload-ghz-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		bin, err := loadgen.InstallGHZ(dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		data, err := json.Marshal(map[string]string{"socket_id": "1234.5678", "channel_name": *channel, "token": tokens[0]})
+		if err != nil {
+			log.Fatal(err)
+		}
+		g := loadgen.GHZ{Bin: bin, Addr: *addr, C: *concurrency, Conns: *conns}
+		checkGHZ, authGHZ := g, g
+		checkGHZ.Call = "grpc.health.v1.Health/Check"
+		authGHZ.Call, authGHZ.Data = "pushercm.v1.AuthService/AuthorizeChannel", string(data)
+		authGHZ.Metadata = map[string]string{"authorization": "Bearer " + svcToken}
+		*users = 1
+		measurePhase = func(name string, _ func(int) error) phase {
+			call := checkGHZ
+			if name != checkPhase {
+				call = authGHZ
+			}
+			r, err := call.Run(*warmup, *duration, loadgen.ProcessCPU(*pid), loadgen.SelfCPU)
+			if err != nil {
+				log.Fatal(err)
+			}
+			// The load generator's CPU is ghz's plus this process's (idle).
+			r.CPU = []time.Duration{r.CPU[0], r.CPU[1] + r.CPU[2]}
+			p := fromResult(r)
+			p.name = name
+			return p
+		}
+		fmt.Printf("authload: load generator ghz %s\n", loadgen.GHZVersion)
+	} else {
+		measurePhase = func(name string, call func(int) error) phase {
+			return measure(name, *concurrency, *warmup, *duration, *pid, call)
+		}
+	}
 	fmt.Printf("authload: %s, -c %d, -conns %d, %d user tokens, channel %s, %s per phase (+%s warmup)\n",
 		*addr, *concurrency, *conns, *users, *channel, *duration, *warmup)
 	fmt.Printf("%-18s %10s %9s %9s %11s %11s %7s\n", "phase", "req/s", "p50", "p99", "server-cpu", "client-cpu", "errors")
 	var checks, auths []phase
 	for r := 0; r < *rounds; r++ {
-		p := measure("Health/Check", *concurrency, *warmup, *duration, *pid, check)
+		p := measurePhase(checkPhase, check)
 		p.print()
 		checks = append(checks, p)
-		p = measure("AuthorizeChannel", *concurrency, *warmup, *duration, *pid, authorize)
+		p = measurePhase("AuthorizeChannel", authorize)
 		p.print()
 		auths = append(auths, p)
 	}
@@ -188,11 +239,23 @@ func total(ps []phase) phase {
 	return out
 }
 
+const checkPhase = "Health/Check"
+
+// measurePhase measures one phase with the chosen load generator.
+var measurePhase func(name string, call func(worker int) error) phase
+
 // measure runs c closed-loop callers for warmup + d and reports the calls
 // completed during d.
 func measure(name string, c int, warmup, d time.Duration, pid int, call func(worker int) error) phase {
-	r := loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
-	p := phase{name: name, errs: r.Errors, firstErr: r.FirstError}
+	p := fromResult(loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU))
+	p.name = name
+	return p
+}
+
+// fromResult is the phase of a measured window whose CPU probes were the
+// server's and the load generator's.
+func fromResult(r loadgen.Result) phase {
+	p := phase{errs: r.Errors, firstErr: r.FirstError}
 	if r.Calls > 0 {
 		p.rps, p.p50, p.p99 = r.RPS, r.P50, r.P99
 		// The CPU over the window includes calls that errored or were in

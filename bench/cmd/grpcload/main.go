@@ -13,6 +13,12 @@
 //	go run ./bench/cmd/grpcload                    # builds and spawns pushercm serve --dev
 //	go run ./bench/cmd/grpcload -addr 127.0.0.1:50051 -ws 127.0.0.1:6001   # a running dev server
 //
+// With -ghz, the check and send phases are driven by ghz (issue 6's named
+// tool, installed at loadgen.GHZVersion) instead: it fills a template per
+// call (a fresh id, the channel, the timestamp), which costs it far more CPU
+// per SendEvent than per health check, so its ratio is lower than the
+// built-in callers'.
+//
 // A running server needs its per-principal rate limit raised (see
 // benchConfig) or SendEvent is refused with RESOURCE_EXHAUSTED past 1000/s.
 //
@@ -63,6 +69,7 @@ func main() {
 		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
+		useGHZ        = flag.Bool("ghz", false, "drive the check and send phases with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers")
 	)
 	flag.Parse()
 	defer loadgen.CPUProfile("GRPCLOAD_CPUPROFILE")()
@@ -144,17 +151,52 @@ func main() {
 	nextID := func() string { return run + "-" + strconv.FormatInt(seq.Add(1), 10) }
 	data := func() string { return edgebench.Now() + pad } // parsed by the receiver for latency
 
+	var ghzCheck, ghzSend loadgen.GHZ
+	if *useGHZ {
+		dir, err := os.MkdirTemp("", "grpcload-ghz-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		bin, err := loadgen.InstallGHZ(dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		ghzCheck = loadgen.GHZ{Bin: bin, Addr: *addr, Call: "grpc.health.v1.Health/Check", C: *concurrency, Conns: *conns}
+		ghzSend = ghzCheck
+		ghzSend.Call = "pushercm.v1.BroadcastService/SendEvent"
+		ghzSend.Metadata = map[string]string{"authorization": "Bearer " + *token}
+		// ghz fills the templates per call: a fresh id, the round-robin
+		// channel, and the timestamp the receiver reads for latency.
+		channel := "grpcload-0"
+		if len(chans) > 1 {
+			channel = "grpcload-{{mod .RequestNumber " + strconv.Itoa(len(chans)) + "}}"
+		}
+		ghzSend.Data = `{"event":{"id":"{{.UUID}}","channels":["` + channel + `"],"name":"load","data":"{{.TimestampUnixNano}}` + pad + `"}}`
+		fmt.Printf("# load generator for check and send: ghz %s\n", loadgen.GHZVersion)
+	}
+
 	results := map[string][]phase{}
 	for _, ph := range splitComma(*phases) {
 		var p phase
 		switch ph {
 		case "check":
+			if *useGHZ {
+				p = measureGHZ("Health/Check", ghzCheck, *warmup, *duration, *pid)
+				break
+			}
 			p = measure("Health/Check", *concurrency, *warmup, *duration, *pid, func(i int) error {
 				_, err := healthpb.NewHealthClient(cc[i%len(cc)]).Check(ctx, &healthpb.HealthCheckRequest{})
 				return err
 			})
 		case "send":
 			before := recv.Received.Load()
+			if *useGHZ {
+				p = measureGHZ("SendEvent", ghzSend, *warmup, *duration, *pid)
+				p.deliveries, p.fanout = drain(recv)-before, perChannel
+				p.expected = int64(float64(p.allOK) * perChannel)
+				break
+			}
 			var n atomic.Int64
 			p = measure("SendEvent", *concurrency, *warmup, *duration, *pid, func(i int) error {
 				k := n.Add(1)
@@ -230,6 +272,7 @@ type phase struct {
 	fanout               float64 // subscribers per event
 	closed               int64   // subscribers the server closed (slow consumers)
 	serverCPU, toolCPU   time.Duration
+	allOK                int64 // with ghz: successful calls including the warmup's
 }
 
 func (p phase) print() {
@@ -272,6 +315,17 @@ func measure(name string, c int, warmup, d time.Duration, pid int, call func(wor
 	r := loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
 	return phase{name: name, calls: r.Calls, errors: r.Errors, firstErr: r.FirstError, elapsed: r.Elapsed, rps: r.RPS,
 		p50: r.P50, p99: r.P99, max: r.Max, serverCPU: r.CPU[0], toolCPU: r.CPU[1]}
+}
+
+// measureGHZ runs g for warmup (unmeasured), then for d. The tool's CPU
+// is ghz's plus this process's (the subscribers' receiver).
+func measureGHZ(name string, g loadgen.GHZ, warmup, d time.Duration, pid int) phase {
+	r, err := g.Run(warmup, d, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return phase{name: name, calls: r.Calls, errors: r.Errors, firstErr: r.FirstError, elapsed: r.Elapsed, rps: r.RPS,
+		p50: r.P50, p99: r.P99, max: r.Max, serverCPU: r.CPU[0], toolCPU: r.CPU[1] + r.CPU[2], allOK: r.AllOK}
 }
 
 // drain waits until the subscribers have received everything in flight
