@@ -15,16 +15,23 @@ import (
 // to (-ghz): the load generator the performance issues name.
 const GHZVersion = "v0.120.0"
 
-// InstallGHZ builds ghz at GHZVersion into dir (go install with GOBIN, so
-// the module cache and build cache are reused) and returns its path.
-func InstallGHZ(dir string) (string, error) {
+// InstallGHZ builds ghz at GHZVersion into a new temporary directory (go
+// install with GOBIN, so the module and build caches are reused) and returns
+// its path and a function that removes the directory.
+func InstallGHZ() (bin string, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "pushercm-ghz-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
 	cmd := exec.Command("go", "install", "github.com/bojand/ghz/cmd/ghz@"+GHZVersion)
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("installing ghz %s: %w", GHZVersion, err)
+		cleanup()
+		return "", nil, fmt.Errorf("installing ghz %s: %w", GHZVersion, err)
 	}
-	return filepath.Join(dir, "ghz"), nil
+	return filepath.Join(dir, "ghz"), cleanup, nil
 }
 
 // GHZ is one call for ghz to drive: closed-loop, C concurrent workers over

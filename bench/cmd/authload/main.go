@@ -32,7 +32,6 @@ import (
 	"flag"
 	"fmt"
 	"log"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -123,15 +122,11 @@ func main() {
 	}
 
 	if *useGHZ {
-		dir, err := os.MkdirTemp("", "authload-ghz-")
+		bin, cleanup, err := loadgen.InstallGHZ()
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		bin, err := loadgen.InstallGHZ(dir)
-		if err != nil {
-			log.Fatal(err)
-		}
+		defer cleanup()
 		data, err := json.Marshal(map[string]string{"socket_id": "1234.5678", "channel_name": *channel, "token": tokens[0]})
 		if err != nil {
 			log.Fatal(err)

@@ -153,15 +153,11 @@ func main() {
 
 	var ghzCheck, ghzSend loadgen.GHZ
 	if *useGHZ {
-		dir, err := os.MkdirTemp("", "grpcload-ghz-")
+		bin, cleanup, err := loadgen.InstallGHZ()
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer func() { _ = os.RemoveAll(dir) }()
-		bin, err := loadgen.InstallGHZ(dir)
-		if err != nil {
-			log.Fatal(err)
-		}
+		defer cleanup()
 		ghzCheck = loadgen.GHZ{Bin: bin, Addr: *addr, Call: "grpc.health.v1.Health/Check", C: *concurrency, Conns: *conns}
 		ghzSend = ghzCheck
 		ghzSend.Call = "pushercm.v1.BroadcastService/SendEvent"
