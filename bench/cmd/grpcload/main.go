@@ -69,6 +69,7 @@ func main() {
 		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
+		withIDs       = flag.Bool("ids", true, "give every event an id (idempotency runs); with -ids=false and -ghz on one channel, ghz sends one fixed event (no template, no latency samples)")
 		useGHZ        = flag.Bool("ghz", false, "drive the check and send phases with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers")
 	)
 	flag.Parse()
@@ -148,7 +149,12 @@ func main() {
 	}
 	var seq atomic.Int64
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
-	nextID := func() string { return run + "-" + strconv.FormatInt(seq.Add(1), 10) }
+	nextID := func() string {
+		if !*withIDs {
+			return ""
+		}
+		return run + "-" + strconv.FormatInt(seq.Add(1), 10)
+	}
 	data := func() string { return edgebench.Now() + pad } // parsed by the receiver for latency
 
 	var ghzCheck, ghzSend loadgen.GHZ
@@ -169,6 +175,11 @@ func main() {
 			channel = "grpcload-{{mod .RequestNumber " + strconv.Itoa(len(chans)) + "}}"
 		}
 		ghzSend.Data = `{"event":{"id":"{{.UUID}}","channels":["` + channel + `"],"name":"load","data":"{{.TimestampUnixNano}}` + pad + `"}}`
+		if !*withIDs {
+			// Without any template action ghz builds the message once and
+			// sends it on every call; the data carries no timestamp.
+			ghzSend.Data = `{"event":{"channels":["` + channel + `"],"name":"load","data":"load` + pad + `"}}`
+		}
 		fmt.Printf("# load generator for check and send: ghz %s\n", loadgen.GHZVersion)
 	}
 
