@@ -60,11 +60,12 @@ type ghzReport struct {
 
 // Run drives the call with ghz for warmup (unmeasured, a separate ghz
 // run), then for d. Each in-flight call at the end of d is waited for
-// (--duration-stop wait), so none is counted as an error. The Result's
-// RPS counts OK calls over ghz's own measured time, and AllOK adds the
-// warmup's; CPU holds, per probe,
-// its reading over the measured run, and one more entry: the CPU time of
-// the measuring ghz process itself.
+// (--duration-stop wait), so none is counted as an error. The Result's RPS
+// counts OK calls over ghz's own measured time, and AllOK adds the warmup's.
+// CPU holds, per probe, its reading over the measured ghz process's whole
+// life, and one more entry: that process's own CPU time. Both therefore
+// include ghz's start-up (reflection, dial) and its report, a small share
+// of a run of seconds.
 func (g GHZ) Run(warmup, d time.Duration, probes ...func() time.Duration) (Result, error) {
 	var warm int64
 	if warmup > 0 {
