@@ -85,10 +85,7 @@ func (c *conn) queueFrame(frame []byte) bool {
 		return false
 	}
 	n := int64(len(frame))
-	if c.queued.Add(n) > int64(c.s.cfg.WriteQueueBytes) {
-		c.queued.Add(-n)
-		c.s.st.slowConsumers.Add(1)
-		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
+	if !c.reserve(n) {
 		return false
 	}
 	if !c.enqueue(frame) {
@@ -96,6 +93,18 @@ func (c *conn) queueFrame(frame []byte) bool {
 		return false
 	}
 	c.msgsOut.Add(1)
+	return true
+}
+
+// reserve counts n more bytes in the outbound queue, or closes the socket as a
+// slow consumer when they would overflow it.
+func (c *conn) reserve(n int64) bool {
+	if c.queued.Add(n) > int64(c.s.cfg.WriteQueueBytes) {
+		c.queued.Add(-n)
+		c.s.st.slowConsumers.Add(1)
+		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
+		return false
+	}
 	return true
 }
 
@@ -286,7 +295,7 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 		c.sendError(protocol.CodeUnauthorized, "User id is too long", "")
 		return
 	}
-	s.mu.Lock()
+	s.lockHub()
 	if c.removed {
 		s.mu.Unlock()
 		return

@@ -9,6 +9,15 @@
 //     client: writes go to the event loop (lesismal/nbio) without waiting, and each
 //     connection has a bounded outbound queue (Config.WriteQueueBytes). A client whose
 //     queue overflows is closed with 4100 and counted in Stats.SlowConsumersClosed.
+//   - A publish (Publish, SendToUser) counts the sockets it is for (the channel's
+//     subscribers or the user's signed-in sockets, less the excluded one) and queues
+//     one entry in an outbox; the first flusher queues the entries on the sockets at
+//     the start of each round, on one core, consecutive entries for one channel in
+//     one step per socket. Frames reach every socket in publish order, across
+//     channels and users. A membership change (subscribe, unsubscribe, sign-in,
+//     disconnect) first empties the outbox, so a new subscriber gets no event
+//     published before it joined and a leaving one still gets those published
+//     before it left. Client events and protocol replies are queued directly.
 //   - Writes are made by flusher goroutines (GOMAXPROCS-1), each socket's pending
 //     frames joined into one write. On Linux a flusher submits up to 128 sockets'
 //     writes with one io_uring_enter (Config.NoIOUring turns that off; kernels without

@@ -41,6 +41,10 @@ type flusher struct {
 	arena []byte     // joined frames of the current batch
 
 	ringSent, ringShort atomic.Int64 // sockets written by io_uring; of those, taken only in part
+
+	// fans is set on the one flusher that fans out the server's outbox at the
+	// start of each round (see outbox).
+	fans *Server
 }
 
 // ringSend is one socket's write in an io_uring batch.
@@ -92,6 +96,11 @@ func (f *flusher) add(c *conn) {
 	f.mu.Lock()
 	f.dirty = append(f.dirty, c)
 	f.mu.Unlock()
+	f.poke()
+}
+
+// poke wakes the flusher for a round, unless a wake-up is already due.
+func (f *flusher) poke() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
@@ -125,6 +134,11 @@ func (f *flusher) closeRing() {
 func (f *flusher) drain(batch *[]*conn) {
 	for {
 		f.pace()
+		if s := f.fans; s != nil {
+			s.mu.RLock()
+			s.fanOutLocked()
+			s.mu.RUnlock()
+		}
 		f.mu.Lock()
 		b := f.dirty
 		f.dirty = (*batch)[:0]
@@ -205,13 +219,17 @@ func (f *flusher) submitRing() {
 		return
 	}
 	// Join multi-frame writes first: the arena must not move once buffers point
-	// into it.
+	// into it. Sockets that take the same frames (the subscribers of one
+	// channel, fed by one outbox fan-out) share one joined copy: the kernel
+	// copies what it sends, so one buffer may go to many sockets.
 	need := 0
+	var prev [][]byte
 	for i := range sends {
-		if len(sends[i].frames) > 1 {
-			for _, fr := range sends[i].frames {
-				need += len(fr)
+		if fr := sends[i].frames; len(fr) > 1 && !sameFrames(fr, prev) {
+			for _, b := range fr {
+				need += len(b)
 			}
+			prev = fr
 		}
 	}
 	if cap(f.arena) < need {
@@ -220,12 +238,18 @@ func (f *flusher) submitRing() {
 		f.arena = make([]byte, 0, need+need/4)
 	}
 	arena := f.arena[:0]
+	var last *ringSend
 	for i := range sends {
 		s := &sends[i]
 		if len(s.frames) == 1 {
 			s.buf = s.frames[0]
 			continue
 		}
+		if last != nil && sameFrames(s.frames, last.frames) {
+			s.buf = last.buf
+			continue
+		}
+		last = s
 		start := len(arena)
 		for _, fr := range s.frames {
 			arena = append(arena, fr...)
@@ -257,6 +281,20 @@ func (f *flusher) submitRing() {
 	if cap(f.arena) > maxArena {
 		f.arena = nil // do not keep a huge buffer after a burst
 	}
+}
+
+// sameFrames reports whether a and b are the same frames (the same bytes in
+// memory, in the same order).
+func sameFrames(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) || (len(a[i]) > 0 && &a[i][0] != &b[i][0]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *flusher) settle(s *ringSend) {
@@ -291,6 +329,13 @@ func (c *conn) enqueue(frame []byte) bool { return c.push(frame, false) }
 func (c *conn) enqueueFinal(frame []byte) bool { return c.push(frame, true) }
 
 func (c *conn) push(frame []byte, final bool) bool {
+	return c.pushFrames([][]byte{frame}, final, 0)
+}
+
+// pushFrames appends frames to the pending list and schedules the socket's
+// flush. since is when the first of them was queued (0: now), for a
+// WriteObserver.
+func (c *conn) pushFrames(frames [][]byte, final bool, since int64) bool {
 	c.pmu.Lock()
 	if c.pendingClosed {
 		c.pmu.Unlock()
@@ -298,17 +343,20 @@ func (c *conn) push(frame []byte, final bool) bool {
 	}
 	c.pendingClosed = final
 	if len(c.pending) == 0 && c.s.writeObs != nil {
-		c.pendingSince = time.Now().UnixNano()
+		if since == 0 {
+			since = time.Now().UnixNano()
+		}
+		c.pendingSince = since
 	}
 	if c.pending == nil {
 		c.pending, c.spare = c.spare, nil
 		if c.pending == nil && c.lastTaken > 8 {
 			// A busy socket: one allocation of about last round's size
 			// instead of growing from one.
-			c.pending = make([][]byte, 0, c.lastTaken+c.lastTaken/4)
+			c.pending = make([][]byte, 0, max(c.lastTaken+c.lastTaken/4, len(frames)))
 		}
 	}
-	c.pending = append(c.pending, frame)
+	c.pending = append(c.pending, frames...)
 	sched := !c.scheduled
 	c.scheduled = true
 	c.pmu.Unlock()
@@ -320,6 +368,23 @@ func (c *conn) push(frame []byte, final bool) bool {
 			c.fl.add(c)
 		}
 	}
+	return true
+}
+
+// queueFrames is queueFrame for a run of frames (size bytes in all) of one
+// outbox fan-out: one queue check, one lock and one count for the run.
+func (c *conn) queueFrames(frames [][]byte, size, since int64) bool {
+	if c.closing.Load() {
+		return false
+	}
+	if !c.reserve(size) {
+		return false
+	}
+	if !c.pushFrames(frames, false, since) {
+		c.queued.Add(-size)
+		return false
+	}
+	c.msgsOut.Add(uint64(len(frames)))
 	return true
 }
 

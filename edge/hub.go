@@ -61,7 +61,7 @@ func (s *Server) flush(p *pending) {
 func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member) error {
 	now := s.opts.now()
 	var p pending
-	s.mu.Lock()
+	s.lockHub()
 	if c.removed {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
@@ -166,7 +166,7 @@ func (s *Server) succeededLocked(chn *channel) []byte {
 // no reply to pusher:unsubscribe).
 func (s *Server) unsubscribe(c *conn, name string) bool {
 	var p pending
-	s.mu.Lock()
+	s.lockHub()
 	uid, ok := c.subs[name]
 	if ok {
 		s.leaveLocked(c, name, uid, s.opts.now(), &p)
@@ -208,7 +208,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 func (s *Server) removeConn(c *conn, code int, reason string) {
 	now := s.opts.now()
 	var p pending
-	s.mu.Lock()
+	s.lockHub()
 	if c.removed {
 		s.mu.Unlock()
 		return
@@ -263,8 +263,10 @@ func (s *Server) validateEvent(event, data string) error {
 	return nil
 }
 
-// Publish writes m to every subscriber of its channels and returns how many socket
-// writes were made. The frame is encoded once per channel; cache channels remember it.
+// Publish sends m to every subscriber of its channels and returns how many sockets
+// it is queued for: the subscribers at the time of the call, less the excluded
+// socket (one closed before its write, as a slow consumer or by its client, is still
+// counted). The frame is encoded once per channel; cache channels remember it.
 func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -305,11 +307,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		n := 0
 		s.mu.RLock()
 		if chn := s.channels[ch.Name]; chn != nil {
-			for c := range chn.subs {
-				if c.id != m.ExcludeSocketID && c.queueFrame(frame) {
-					n++
-				}
-			}
+			n = s.postLocked(chn, "", chn.subs, frame, m.ExcludeSocketID)
 		}
 		s.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
@@ -322,8 +320,9 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 	return delivered, nil
 }
 
-// SendToUser writes event to every connection signed in as userID, on the channel
-// #server-to-user-{userID}, whether or not it subscribed to it (as Pusher does).
+// SendToUser sends event to every connection signed in as userID, on the channel
+// #server-to-user-{userID}, whether or not it subscribed to it (as Pusher does), and
+// returns how many it is queued for (counted as Publish counts).
 func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -348,14 +347,10 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 
 func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
-	n := 0
 	s.mu.RLock()
-	for c := range s.users[userID] {
-		if c.id != exclude && c.sendRaw(frame) {
-			n++
-		}
-	}
+	n := s.postLocked(nil, userID, s.users[userID], frame, exclude)
 	s.mu.RUnlock()
+	s.st.messagesOut.Add(uint64(n))
 	return n
 }
 

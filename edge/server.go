@@ -52,6 +52,10 @@ type Server struct {
 
 	flushers []*flusher
 	nextFl   atomic.Uint64
+	// fanner is the flusher that fans the outbox out, set once the flushers
+	// run; nil means publishes queue on each socket themselves.
+	fanner atomic.Pointer[flusher]
+	out    outbox
 
 	writeObs WriteObserver // opts.metrics, when it implements WriteObserver
 	ipLimit  *ipLimiter    // built-in per-IP limiter, nil when off or replaced
@@ -201,6 +205,7 @@ func (s *Server) Start(addr string) error {
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
+	s.flushers[0].fans = s
 	for _, f := range s.flushers {
 		s.flushDone.Add(1)
 		go func() {
@@ -208,6 +213,7 @@ func (s *Server) Start(addr string) error {
 			f.run(s.flushStop)
 		}()
 	}
+	s.fanner.Store(s.flushers[0])
 	s.done.Add(1)
 	go s.sweep()
 	s.cfg.Logger.Info("edge listening", "addr", s.Addr().String(), "app_id", cfg.AppID)

@@ -104,7 +104,7 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		channels    = gauge("pushercm_channels_occupied", "Occupied channels.")
 		members     = gauge("pushercm_presence_members", "Distinct presence members summed over presence channels.")
 		published   = counter("pushercm_messages_published", "Events published (Publish and SendToUser calls) since start.")
-		delivered   = counter("pushercm_messages_delivered", "Socket writes of published events since start.")
+		delivered   = counter("pushercm_messages_delivered", "Published events queued for sockets since start (one per receiving connection).")
 		client      = counter("pushercm_client_events", "Client events relayed since start.")
 		slow        = counter("pushercm_slow_consumers_closed", "Connections closed (4100) because they could not keep up.")
 		stale       = counter("pushercm_stale_connections_closed", "Connections closed (4201) for missing heartbeats.")

@@ -16,10 +16,10 @@ const Name = "embedded"
 // Hub is what the driver needs from the in-process edge. *edge.Server implements it;
 // tests may pass a fake.
 type Hub interface {
-	// Publish writes the event to every subscriber of the channels, encoding the frame
-	// once per channel, and returns the number of connections written to.
+	// Publish sends the event to every subscriber of the channels, encoding the frame
+	// once per channel, and returns the number of connections it is queued for.
 	Publish(ctx context.Context, m edge.Message) (delivered int, err error)
-	// SendToUser writes the event to every connection signed in as userID.
+	// SendToUser sends the event to every connection signed in as userID.
 	SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error)
 	Channels(prefix string) []edge.ChannelInfo
 	Channel(name string) (edge.ChannelInfo, error)
@@ -48,7 +48,8 @@ func New(_ Config, hub Hub) (*Driver, error) {
 	return &Driver{hub: hub}, nil
 }
 
-// Publish implements delivery.Driver. DeliveredTo is the number of connections written to.
+// Publish implements delivery.Driver. DeliveredTo is the number of connections the
+// event is queued for (see edge.Server.Publish).
 func (d *Driver) Publish(ctx context.Context, e delivery.Event) (delivery.Result, error) {
 	n, err := d.hub.Publish(ctx, edge.Message{
 		Channels:        e.Channels,

@@ -220,9 +220,9 @@ type SendEventResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event id: the request's, or the one generated for it.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	// Number of connections the event was written to (embedded driver), or the
-	// sum of subscription counts the upstream reported (pusher driver). Zero for
-	// a duplicate.
+	// Number of connections the event was queued for, the channels' subscribers
+	// when it was sent (embedded driver), or the sum of subscription counts the
+	// upstream reported (pusher driver). Zero for a duplicate.
 	DeliveredTo int64 `protobuf:"varint,2,opt,name=delivered_to,json=deliveredTo,proto3" json:"delivered_to,omitempty"`
 	// True when the id was seen inside the idempotency window and the event was
 	// not delivered again.
@@ -566,7 +566,7 @@ type SendToUserResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event id: the request's, or the one generated for it.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	// Connections the event was written to (see SendEventResponse).
+	// Connections the event was queued for (see SendEventResponse).
 	DeliveredTo int64 `protobuf:"varint,2,opt,name=delivered_to,json=deliveredTo,proto3" json:"delivered_to,omitempty"`
 	// True when the id was a repeat and nothing was delivered.
 	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`

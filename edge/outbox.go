@@ -1,0 +1,157 @@
+package edge
+
+import (
+	"sync"
+	"time"
+)
+
+// The outbox is how a publish reaches its subscribers once the edge runs.
+//
+// Publishing used to queue the frame on every subscriber itself, on whichever
+// core ran the gRPC or HTTP handler. With calls on both cores, each subscriber's
+// queue (its lock, byte count and pending list) moved between the cores' caches
+// on every event, and that was most of a fan-out's cost. Now a publish only
+// counts the subscribers and appends one entry to the outbox; the first flusher
+// takes the outbox at the start of each of its rounds and queues the frames on
+// the subscribers, all on one core. Consecutive entries for the same channel go
+// to each subscriber in one step (one lock and one queue check per socket for
+// the whole run), which is the common case under load and with
+// Config.FlushInterval.
+//
+// Order: entries are fanned out in the order they were posted, so frames reach
+// every socket in publish order, across channels and user sends alike.
+//
+// Membership: an entry is for the subscribers a channel (or a user's signed-in
+// sockets) had when it was posted. Every change of membership takes the hub's
+// write lock through lockHub, which first fans out whatever the outbox holds, so
+// a new subscriber never gets earlier events and a leaving one still gets the
+// events published before it left, as when publishing queued them directly.
+type outbox struct {
+	mu    sync.Mutex
+	q     []outEntry
+	spare []outEntry // an emptied queue for the next swap
+
+	// frames is fanOutLocked's scratch: only one fan-out runs at a time (the
+	// first flusher under Server.mu's read lock, or lockHub under its write lock).
+	frames [][]byte
+}
+
+// maxSpareOutbox bounds the emptied queue the outbox keeps for reuse.
+const maxSpareOutbox = 4096
+
+// outEntry is one publish to a channel's subscribers (chn) or to a user's
+// signed-in sockets (chn nil, userID), leaving out the socket exclude.
+type outEntry struct {
+	chn     *channel
+	userID  string
+	frame   []byte
+	exclude string
+	since   int64 // unix nanos it was posted (only with a WriteObserver)
+}
+
+// postLocked publishes frame to subs (the subscribers of chn, or userID's
+// sockets when chn is nil) and returns the number of sockets it is for. The
+// caller holds s.mu (read or write). Before the flushers run (tests drive the
+// hub directly) the frame is queued on each socket at once.
+func (s *Server) postLocked(chn *channel, userID string, subs map[*conn]struct{}, frame []byte, exclude string) int {
+	if len(subs) == 0 {
+		return 0
+	}
+	f := s.fanner.Load()
+	if f == nil {
+		return queueOnAll(subs, frame, exclude)
+	}
+	n := len(subs)
+	if exclude != "" {
+		if c := s.conns[exclude]; c != nil {
+			if _, in := subs[c]; in {
+				n--
+			}
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	e := outEntry{chn: chn, userID: userID, frame: frame, exclude: exclude}
+	if s.writeObs != nil {
+		e.since = time.Now().UnixNano()
+	}
+	s.out.mu.Lock()
+	s.out.q = append(s.out.q, e)
+	first := len(s.out.q) == 1
+	s.out.mu.Unlock()
+	if first {
+		f.poke()
+	}
+	return n
+}
+
+// queueOnAll queues frame on every socket of subs but exclude and returns how
+// many took it.
+func queueOnAll(subs map[*conn]struct{}, frame []byte, exclude string) int {
+	n := 0
+	for c := range subs {
+		if c.id != exclude && c.queueFrame(frame) {
+			n++
+		}
+	}
+	return n
+}
+
+// lockHub takes s.mu for a change of membership (subscribe, unsubscribe,
+// sign-in, removal), after fanning out what the outbox holds.
+func (s *Server) lockHub() {
+	s.mu.Lock()
+	s.fanOutLocked()
+}
+
+// fanOutLocked queues every entry of the outbox on its sockets. The caller
+// holds s.mu, so membership cannot change meanwhile; publishes may go on adding
+// to a fresh queue.
+func (s *Server) fanOutLocked() {
+	o := &s.out
+	o.mu.Lock()
+	q := o.q
+	if len(q) == 0 {
+		o.mu.Unlock()
+		return
+	}
+	o.q, o.spare = o.spare[:0], nil
+	o.mu.Unlock()
+
+	for i := 0; i < len(q); {
+		e := &q[i]
+		j := i + 1
+		if e.exclude == "" {
+			for j < len(q) && q[j].chn == e.chn && q[j].userID == e.userID && q[j].exclude == "" {
+				j++
+			}
+		}
+		var subs map[*conn]struct{}
+		if e.chn != nil {
+			subs = e.chn.subs
+		} else {
+			subs = s.users[e.userID]
+		}
+		frames, size := o.frames[:0], int64(0)
+		for k := i; k < j; k++ {
+			frames = append(frames, q[k].frame)
+			size += int64(len(q[k].frame))
+		}
+		for c := range subs {
+			if c.id != e.exclude {
+				c.queueFrames(frames, size, e.since)
+			}
+		}
+		clear(frames)
+		o.frames = frames
+		i = j
+	}
+	if cap(q) > maxSpareOutbox {
+		return // after a burst, do not keep its queue
+	}
+	clear(q) // drop the frames for the collector
+	o.mu.Lock()
+	o.spare = q[:0]
+	o.mu.Unlock()
+}
