@@ -37,10 +37,17 @@ func InstallGHZ() (bin string, cleanup func(), err error) {
 // GHZ is one call for ghz to drive: closed-loop, C concurrent workers over
 // Conns connections, the method found by server reflection.
 type GHZ struct {
-	Bin      string
-	Addr     string
-	Call     string            // full method name, e.g. grpc.health.v1.Health/Check
-	Data     string            // request as JSON; may use ghz's call templates
+	Bin  string
+	Addr string
+	Call string // full method name, e.g. grpc.health.v1.Health/Check
+	Data string // request as JSON; may use ghz's call templates
+	// Binary, when set, gives the requests instead of Data: it is called for
+	// each ghz run with that run's duration and returns count-delimited
+	// binary messages (protodelim). ghz decodes them once before the run and
+	// sends them round-robin, one per call, with no per-call template work,
+	// so distinct requests (event ids) cost no more to send than one fixed
+	// request.
+	Binary   func(d time.Duration) ([]byte, error)
 	Metadata map[string]string // outgoing metadata, e.g. authorization
 	C, Conns int
 }
@@ -117,7 +124,26 @@ func (g GHZ) exec(d time.Duration) (ghzReport, time.Duration, error) {
 		"-c", strconv.Itoa(g.C), "--connections", strconv.Itoa(max(g.Conns, 1)),
 		"-z", d.String(), "--duration-stop", "wait", "-O", "json",
 	}
-	if g.Data != "" {
+	switch {
+	case g.Binary != nil:
+		b, err := g.Binary(d)
+		if err != nil {
+			return ghzReport{}, 0, err
+		}
+		f, err := os.CreateTemp("", "ghz-data-*.bin")
+		if err != nil {
+			return ghzReport{}, 0, err
+		}
+		defer func() { _ = os.Remove(f.Name()) }()
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return ghzReport{}, 0, err
+		}
+		args = append(args, "--binary-file", f.Name())
+	case g.Data != "":
 		args = append(args, "-d", g.Data)
 	}
 	if len(g.Metadata) > 0 {

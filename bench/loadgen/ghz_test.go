@@ -95,3 +95,56 @@ func TestGHZRunFails(t *testing.T) {
 		t.Fatal("a report that is not JSON was accepted")
 	}
 }
+
+// TestGHZRunBinary: with Binary, each run gets its own data file, made for
+// its duration, passed with --binary-file (and no -d), and removed after.
+func TestGHZRunBinary(t *testing.T) {
+	report := `{"count":1,"total":1000000000,"statusCodeDistribution":{"OK":1}}`
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args.txt")
+	bin := filepath.Join(dir, "ghz")
+	// Record the arguments, and copy the data file ghz is given.
+	script := "#!/bin/sh\nprev=\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> " + argsFile +
+		"; if [ \"$prev\" = --binary-file ]; then cat \"$a\" >> " + filepath.Join(dir, "data.txt") + "; fi; prev=$a; done\necho '---' >> " + argsFile +
+		"\ncat <<'REPORT'\n" + report + "\nREPORT\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var made []time.Duration
+	g := GHZ{Bin: bin, Addr: "127.0.0.1:1", Call: "pkg.Svc/Method", C: 1, Data: "ignored",
+		Binary: func(d time.Duration) ([]byte, error) {
+			made = append(made, d)
+			return []byte("run" + d.String() + ";"), nil
+		}}
+	if _, err := g.Run(time.Second, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(made) != 2 || made[0] != time.Second || made[1] != 2*time.Second {
+		t.Fatalf("Binary called for %v, want the warmup's 1s and the run's 2s", made)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "data.txt"))
+	if err != nil || string(data) != "run1s;run2s;" {
+		t.Fatalf("ghz read %q (%v), want each run's own data", data, err)
+	}
+	raw, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range strings.Split(strings.TrimSuffix(string(raw), "---\n"), "---\n") {
+		args := strings.Split(strings.TrimSpace(run), "\n")
+		for i, a := range args {
+			if a == "-d" {
+				t.Errorf("-d passed with Binary: %q", args)
+			}
+			if a == "--binary-file" {
+				if _, err := os.Stat(args[i+1]); !os.IsNotExist(err) {
+					t.Errorf("data file %s left behind (%v)", args[i+1], err)
+				}
+			}
+		}
+	}
+	g.Binary = func(time.Duration) ([]byte, error) { return nil, os.ErrPermission }
+	if _, err := g.Run(0, time.Second); err == nil {
+		t.Fatal("an error from Binary was not returned")
+	}
+}

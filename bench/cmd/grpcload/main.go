@@ -14,10 +14,12 @@
 //	go run ./bench/cmd/grpcload -addr 127.0.0.1:50051 -ws 127.0.0.1:6001   # a running dev server
 //
 // With -ghz, the check and send phases are driven by ghz (issue 6's named
-// tool, installed at loadgen.GHZVersion) instead: it fills a template per
-// call (a fresh id, the channel, the timestamp), which costs it far more CPU
-// per SendEvent than per health check, so its ratio is lower than the
-// built-in callers'.
+// tool, installed at loadgen.GHZVersion) instead. The SendEvent requests
+// (a fresh id each, the channels round-robin) are made here and given to
+// ghz as binary messages, which it decodes before the run: its call
+// templates would cost it far more CPU per SendEvent than per health check.
+// ghz spends several times the built-in callers' CPU per call on both RPCs,
+// so its ratio is higher than theirs.
 //
 // A running server needs its per-principal rate limit raised (see
 // benchConfig) or SendEvent is refused with RESOURCE_EXHAUSTED past 1000/s.
@@ -28,6 +30,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -43,6 +46,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protodelim"
 
 	"github.com/milequest/pushercm/authz"
 	edgebench "github.com/milequest/pushercm/bench/edge"
@@ -69,7 +73,7 @@ func main() {
 		flushInterval = flag.Duration("flush-interval", 0, "spawned server's edge.flushInterval (0: its default)")
 		phases        = flag.String("phases", "check,send,check,send,batch", "phases in order: check, send, batch")
 		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
-		withIDs       = flag.Bool("ids", true, "give every event an id (idempotency runs); with -ids=false and -ghz on one channel, ghz sends one fixed event (no template, no latency samples)")
+		withIDs       = flag.Bool("ids", true, "give every event an id (idempotency runs); with -ids=false and -ghz on one channel, ghz sends one fixed event")
 		useGHZ        = flag.Bool("ghz", false, "drive the check and send phases with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers")
 	)
 	flag.Parse()
@@ -168,17 +172,19 @@ func main() {
 		ghzSend = ghzCheck
 		ghzSend.Call = "pushercm.v1.BroadcastService/SendEvent"
 		ghzSend.Metadata = map[string]string{"authorization": "Bearer " + *token}
-		// ghz fills the templates per call: a fresh id, the round-robin
-		// channel, and the timestamp the receiver reads for latency.
-		channel := "grpcload-0"
-		if len(chans) > 1 {
-			channel = "grpcload-{{mod .RequestNumber " + strconv.Itoa(len(chans)) + "}}"
-		}
-		ghzSend.Data = `{"event":{"id":"{{.UUID}}","channels":["` + channel + `"],"name":"load","data":"{{.TimestampUnixNano}}` + pad + `"}}`
-		if !*withIDs {
-			// Without any template action ghz builds the message once and
-			// sends it on every call; the data carries no timestamp.
-			ghzSend.Data = `{"event":{"channels":["` + channel + `"],"name":"load","data":"load` + pad + `"}}`
+		if *withIDs || len(chans) > 1 {
+			// Every request is made here, with a fresh id and the
+			// round-robin channel, and handed to ghz as binary messages it
+			// decodes before the run and sends one per call. (ghz's call
+			// templates cost it far more per call than the server's work.)
+			// The data carries no timestamp: it would be stale by the time
+			// it is sent, so the receiver records no latencies.
+			ghzSend.Binary = func(d time.Duration) ([]byte, error) {
+				return sendEventRequests(ghzRequests(d), chans, nextID, "load"+pad)
+			}
+		} else {
+			// One fixed request: ghz builds it once and sends it on every call.
+			ghzSend.Data = `{"event":{"channels":["grpcload-0"],"name":"load","data":"load` + pad + `"}}`
 		}
 		fmt.Printf("# load generator for check and send: ghz %s\n", loadgen.GHZVersion)
 	}
@@ -333,6 +339,29 @@ func measureGHZ(name string, g loadgen.GHZ, warmup, d time.Duration, pid int) ph
 	}
 	return phase{name: name, calls: r.Calls, errors: r.Errors, firstErr: r.FirstError, elapsed: r.Elapsed, rps: r.RPS,
 		p50: r.P50, p99: r.P99, max: r.Max, serverCPU: r.CPU[0], toolCPU: r.CPU[1] + r.CPU[2], allOK: r.AllOK}
+}
+
+// ghzRequests is how many distinct requests a ghz run of d gets: more than
+// ghz can send in d (it tops out near 30k calls/s on 2 cores even for the
+// empty RPC), so no id repeats. A repeat would be answered as a duplicate and
+// not delivered, and the phase's delivery check would report it.
+func ghzRequests(d time.Duration) int {
+	return int(d.Seconds()*20000) + 1000
+}
+
+// sendEventRequests returns n SendEvent requests as count-delimited binary
+// messages (ghz --binary-file): ids from nextID, channels round-robin.
+func sendEventRequests(n int, chans []string, nextID func() string, data string) ([]byte, error) {
+	var buf bytes.Buffer
+	for i := range n {
+		req := &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+			Id: nextID(), Channels: []string{chans[i%len(chans)]}, Name: "load", Payload: &pushercmv1.Event_Data{Data: data},
+		}}
+		if _, err := protodelim.MarshalTo(&buf, req); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // drain waits until the subscribers have received everything in flight
