@@ -11,9 +11,9 @@ import (
 	"github.com/lesismal/nbio"
 )
 
-// flusher writes the frames queued on connections. Publishing only appends a shared
-// frame to each subscriber's pending list; a flusher then writes everything a socket
-// has pending in one write. Under load several frames per socket accumulate while the
+// flusher writes the frames queued on connections. A shared frame is appended to
+// each subscriber's pending list (by the first flusher, from the outbox, for
+// publishes); a flusher then writes everything a socket has pending in one write. Under load several frames per socket accumulate while the
 // flusher is busy, so they coalesce into one syscall (and one read on the client)
 // without adding a timer or latency when idle.
 //
