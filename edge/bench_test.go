@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkPublish measures the in-process cost of one Publish to N subscribers of one
-// channel: encoding the frame once and queueing it on every socket. Sockets are
+// channel before the edge runs (tests drive the hub so): encoding the frame once and
+// queueing it on every socket. BenchmarkPublishOutbox measures the running edge's path. Sockets are
 // discard writers, so kernel write cost is excluded (edgeload measures it end to end).
 func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{1, 100, 1000, 10000} {
@@ -48,5 +49,68 @@ func BenchmarkPublish(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// BenchmarkPublishOutbox measures what a publish costs on the running edge's
+// path: Publish appends to the outbox, and after every run of publishes the
+// fan-out queues the run on each socket in one step. With run=1 every event
+// is fanned out alone (an idle flusher); with run=50 the events of a busy
+// flush round go out together. The flusher's writes are not measured: after
+// each fan-out, outside the timer, the sockets' pending frames are dropped as
+// a write round would take them.
+func BenchmarkPublishOutbox(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		for _, run := range []int{1, 50} {
+			b.Run(fmt.Sprintf("subscribers=%d/run=%d", n, run), func(b *testing.B) {
+				s, err := New(testConfig())
+				if err != nil {
+					b.Fatal(err)
+				}
+				// A flusher that never runs: Publish posts to the outbox, the
+				// benchmark fans it out and empties the sockets itself.
+				f := newFlushers(0, false, s.cfg.Logger)[0]
+				ch, _ := protocol.ParseChannel("bench", 0)
+				conns := make([]*conn, 0, n)
+				for i := 0; i < n; i++ {
+					c := &conn{s: s, fl: f, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
+					s.conns[c.id] = c
+					if err := s.subscribe(c, ch, nil); err != nil {
+						b.Fatal(err)
+					}
+					conns = append(conns, c)
+				}
+				s.fanner.Store(f)
+				take := func() {
+					f.mu.Lock()
+					f.dirty = f.dirty[:0]
+					f.mu.Unlock()
+					for _, c := range conns {
+						p, _ := c.takePending()
+						c.recycle(p)
+						c.queued.Store(0)
+					}
+				}
+				take()
+				m := Message{Channels: []string{"bench"}, Event: "ev", Data: `{"some":"data","n":12345}`}
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := s.Publish(ctx, m); err != nil {
+						b.Fatal(err)
+					}
+					if i%run == run-1 || i == b.N-1 {
+						s.mu.RLock()
+						s.fanOutLocked()
+						s.mu.RUnlock()
+						b.StopTimer()
+						take()
+						b.StartTimer()
+					}
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			})
+		}
 	}
 }

@@ -99,6 +99,23 @@ func (f *flusher) add(c *conn) {
 	f.poke()
 }
 
+// addAll schedules the sockets of cs whose flusher is f, in one step, and
+// returns the others (cs reordered in place).
+func (f *flusher) addAll(cs []*conn) []*conn {
+	rest := cs[:0]
+	f.mu.Lock()
+	for _, c := range cs {
+		if c.fl == f {
+			f.dirty = append(f.dirty, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	f.mu.Unlock()
+	f.poke()
+	return rest
+}
+
 // poke wakes the flusher for a round, unless a wake-up is already due.
 func (f *flusher) poke() {
 	select {
@@ -329,13 +346,15 @@ func (c *conn) enqueue(frame []byte) bool { return c.push(frame, false) }
 func (c *conn) enqueueFinal(frame []byte) bool { return c.push(frame, true) }
 
 func (c *conn) push(frame []byte, final bool) bool {
-	return c.pushFrames([][]byte{frame}, final, 0)
+	return c.pushFrames([][]byte{frame}, final, 0, nil)
 }
 
 // pushFrames appends frames to the pending list and schedules the socket's
 // flush. since is when the first of them was queued (0: now), for a
-// WriteObserver.
-func (c *conn) pushFrames(frames [][]byte, final bool, since int64) bool {
+// WriteObserver. With sched non-nil, a socket that needs scheduling is
+// appended to it for the caller to hand to its flusher (see flusher.addAll)
+// instead of taking the flusher's lock itself.
+func (c *conn) pushFrames(frames [][]byte, final bool, since int64, sched *[]*conn) bool {
 	c.pmu.Lock()
 	if c.pendingClosed {
 		c.pmu.Unlock()
@@ -357,14 +376,17 @@ func (c *conn) pushFrames(frames [][]byte, final bool, since int64) bool {
 		}
 	}
 	c.pending = append(c.pending, frames...)
-	sched := !c.scheduled
+	schedule := !c.scheduled
 	c.scheduled = true
 	c.pmu.Unlock()
-	if sched {
-		if c.fl == nil {
+	if schedule {
+		switch {
+		case c.fl == nil:
 			// Not started (tests drive handlers directly): write inline.
 			c.flush(nil)
-		} else {
+		case sched != nil:
+			*sched = append(*sched, c)
+		default:
 			c.fl.add(c)
 		}
 	}
@@ -372,15 +394,16 @@ func (c *conn) pushFrames(frames [][]byte, final bool, since int64) bool {
 }
 
 // queueFrames is queueFrame for a run of frames (size bytes in all) of one
-// outbox fan-out: one queue check, one lock and one count for the run.
-func (c *conn) queueFrames(frames [][]byte, size, since int64) bool {
+// outbox fan-out: one queue check, one lock and one count for the run. A socket
+// to schedule is appended to sched (see pushFrames).
+func (c *conn) queueFrames(frames [][]byte, size, since int64, sched *[]*conn) bool {
 	if c.closing.Load() {
 		return false
 	}
 	if !c.reserve(size) {
 		return false
 	}
-	if !c.pushFrames(frames, false, since) {
+	if !c.pushFrames(frames, false, since, sched) {
 		c.queued.Add(-size)
 		return false
 	}

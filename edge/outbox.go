@@ -31,9 +31,11 @@ type outbox struct {
 	q     []outEntry
 	spare []outEntry // an emptied queue for the next swap
 
-	// frames is fanOutLocked's scratch: only one fan-out runs at a time (the
-	// first flusher under Server.mu's read lock, or lockHub under its write lock).
+	// frames and sched are fanOutLocked's scratch: only one fan-out runs at a
+	// time (the first flusher under Server.mu's read lock, or lockHub under its
+	// write lock).
 	frames [][]byte
+	sched  []*conn
 }
 
 // maxSpareOutbox bounds the emptied queue the outbox keeps for reuse.
@@ -140,13 +142,19 @@ func (s *Server) fanOutLocked() {
 		}
 		for c := range subs {
 			if c.id != e.exclude {
-				c.queueFrames(frames, size, e.since)
+				c.queueFrames(frames, size, e.since, &o.sched)
 			}
 		}
 		clear(frames)
 		o.frames = frames
 		i = j
 	}
+	// Hand the sockets to schedule to their flushers, one lock each.
+	for rest := o.sched; len(rest) > 0; {
+		rest = rest[0].fl.addAll(rest)
+	}
+	clear(o.sched)
+	o.sched = o.sched[:0]
 	if cap(q) > maxSpareOutbox {
 		return // after a burst, do not keep its queue
 	}
