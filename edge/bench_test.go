@@ -16,38 +16,14 @@ import (
 func BenchmarkPublish(b *testing.B) {
 	for _, n := range []int{1, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			s, err := New(testConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			ch, _ := protocol.ParseChannel("bench", 0)
-			for i := 0; i < n; i++ {
-				c := &conn{s: s, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
-				s.conns[c.id] = c
-				if err := s.subscribe(c, ch, nil); err != nil {
-					b.Fatal(err)
+			s, conns := benchSubscribers(b, n, nil)
+			// discard writers never report written bytes; reset the accounting
+			// so the slow-consumer cut-off does not trigger.
+			benchPublish(b, s, n, 64, nil, func() {
+				for _, c := range conns {
+					c.queued.Store(0)
 				}
-				c.queued.Store(0)
-			}
-			m := Message{Channels: []string{"bench"}, Event: "ev", Data: `{"some":"data","n":12345}`}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := s.Publish(ctx, m); err != nil {
-					b.Fatal(err)
-				}
-				if i%64 == 0 {
-					// discard writers never report written bytes; reset the accounting
-					// so the slow-consumer cut-off does not trigger.
-					b.StopTimer()
-					for _, c := range s.conns {
-						c.queued.Store(0)
-					}
-					b.StartTimer()
-				}
-			}
-			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+			})
 		})
 	}
 }
@@ -63,23 +39,10 @@ func BenchmarkPublishOutbox(b *testing.B) {
 	for _, n := range []int{100, 1000} {
 		for _, run := range []int{1, 50} {
 			b.Run(fmt.Sprintf("subscribers=%d/run=%d", n, run), func(b *testing.B) {
-				s, err := New(testConfig())
-				if err != nil {
-					b.Fatal(err)
-				}
 				// A flusher that never runs: Publish posts to the outbox, the
 				// benchmark fans it out and empties the sockets itself.
-				f := newFlushers(0, false, s.cfg.Logger)[0]
-				ch, _ := protocol.ParseChannel("bench", 0)
-				conns := make([]*conn, 0, n)
-				for i := 0; i < n; i++ {
-					c := &conn{s: s, fl: f, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
-					s.conns[c.id] = c
-					if err := s.subscribe(c, ch, nil); err != nil {
-						b.Fatal(err)
-					}
-					conns = append(conns, c)
-				}
+				f := newFlushers(0, false, testConfig().Logger)[0]
+				s, conns := benchSubscribers(b, n, f)
 				s.fanner.Store(f)
 				take := func() {
 					f.mu.Lock()
@@ -92,25 +55,60 @@ func BenchmarkPublishOutbox(b *testing.B) {
 					}
 				}
 				take()
-				m := Message{Channels: []string{"bench"}, Event: "ev", Data: `{"some":"data","n":12345}`}
-				ctx := context.Background()
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := s.Publish(ctx, m); err != nil {
-						b.Fatal(err)
-					}
-					if i%run == run-1 || i == b.N-1 {
-						s.mu.RLock()
-						s.fanOutLocked()
-						s.mu.RUnlock()
-						b.StopTimer()
-						take()
-						b.StartTimer()
-					}
-				}
-				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+				benchPublish(b, s, n, run, func() {
+					s.mu.RLock()
+					s.fanOutLocked()
+					s.mu.RUnlock()
+				}, take)
 			})
 		}
 	}
+}
+
+// benchPublish publishes benchMessage b.N times to s's n subscribers; after
+// every `every` publishes it calls round (timed, nil for none), then reset
+// with the timer stopped. It reports deliveries/s.
+func benchPublish(b *testing.B, s *Server, n, every int, round, reset func()) {
+	b.Helper()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Publish(ctx, benchMessage); err != nil {
+			b.Fatal(err)
+		}
+		if i%every == every-1 || i == b.N-1 {
+			if round != nil {
+				round()
+			}
+			b.StopTimer()
+			reset()
+			b.StartTimer()
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+var benchMessage = Message{Channels: []string{"bench"}, Event: "ev", Data: `{"some":"data","n":12345}`}
+
+// benchSubscribers makes a server (not started) with n discard-writer sockets
+// subscribed to "bench", on flusher fl (nil: written inline).
+func benchSubscribers(b *testing.B, n int, fl *flusher) (*Server, []*conn) {
+	b.Helper()
+	s, err := New(testConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ch, _ := protocol.ParseChannel("bench", 0)
+	conns := make([]*conn, 0, n)
+	for range n {
+		c := &conn{s: s, fl: fl, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
+		s.conns[c.id] = c
+		if err := s.subscribe(c, ch, nil); err != nil {
+			b.Fatal(err)
+		}
+		c.queued.Store(0)
+		conns = append(conns, c)
+	}
+	return s, conns
 }
