@@ -38,9 +38,10 @@ type WebhookSink interface {
 
 // Metrics observes the hot path for telemetry. Methods must be cheap and non-blocking.
 type Metrics interface {
-	// Published is called once per Publish/SendToUser with the connections written to
-	// and the time from the call until the frame was queued on the last subscriber
-	// (socket writes follow asynchronously; see WriteObserver).
+	// Published is called once per Publish/SendToUser with the connections the event
+	// is queued for and the time the call took: validation, encoding the frame once and
+	// posting it to the outbox (the fan-out to the sockets and their writes follow
+	// asynchronously; see WriteObserver).
 	Published(delivered int, elapsed time.Duration)
 }
 

@@ -56,8 +56,8 @@ func NewObserver() *Observer {
 }
 
 // Published implements edge.Metrics: one call per Publish/SendToUser with
-// the connections written to and the time from the call until the frame was
-// queued on the last subscriber (the socket writes follow; see Written).
+// the connections the event is queued for and the time the call took (the
+// fan-out and socket writes follow; see Written).
 func (o *Observer) Published(delivered int, elapsed time.Duration) {
 	o.published.Add(1)
 	o.delivered.Add(uint64(max(delivered, 0)))

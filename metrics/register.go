@@ -71,7 +71,7 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 	}
 	hist, err := meter.Float64Histogram("pushercm_delivery_latency",
 		metric.WithUnit("s"),
-		metric.WithDescription("Time from a publish call until its frame is queued on the last subscriber of its fan-out."),
+		metric.WithDescription("Time a publish call takes on the embedded server: validation, encoding the frame once and posting it for fan-out (the socket writes follow; see pushercm_socket_write_latency)."),
 		metric.WithExplicitBucketBoundaries(LatencyBounds...))
 	add(err)
 	if err == nil {

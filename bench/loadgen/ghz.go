@@ -44,9 +44,9 @@ type GHZ struct {
 	// Binary, when set, gives the requests instead of Data: it is called for
 	// each ghz run with that run's duration and returns count-delimited
 	// binary messages (protodelim). ghz decodes them once before the run and
-	// sends them round-robin, one per call, with no per-call template work,
-	// so distinct requests (event ids) cost no more to send than one fixed
-	// request.
+	// sends them round-robin, one per call, with no per-call template work.
+	// (Many distinct requests still cost ghz more per call than one fixed
+	// request: it holds them all decoded.)
 	Binary   func(d time.Duration) ([]byte, error)
 	Metadata map[string]string // outgoing metadata, e.g. authorization
 	C, Conns int
