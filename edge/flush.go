@@ -68,8 +68,10 @@ const ringEntries = 128
 // round cost more CPU than the sends themselves.
 const maxArena = 4 << 20
 
-// maxRecycledPending bounds the pending lists a socket keeps (see recycle).
-const maxRecycledPending = 128
+// maxRecycledPending bounds the pending lists a socket keeps (see recycle):
+// 1024 frames is what a socket takes per round at a 40 ms flush interval and
+// 25k events/s on its channels.
+const maxRecycledPending = 1024
 
 func newFlushers(interval time.Duration, useRing bool, logger *slog.Logger) []*flusher {
 	// One P stays free for the poller and HTTP handlers, so a big fan-out does not
@@ -465,7 +467,7 @@ func (c *conn) writeBuf(b []byte) {
 }
 
 // trimPending drops the spare list and an empty pending list of more than a few
-// slots, so a socket that was busy does not keep its lists (up to 6 KiB) after
+// slots, so a socket that was busy does not keep its lists (up to 48 KiB) after
 // its traffic stops. The sweeper calls it every pass; a socket still busy grows
 // them again once per pass.
 func (c *conn) trimPending() {
@@ -479,11 +481,14 @@ func (c *conn) trimPending() {
 }
 
 // recycle gives a pending list back for reuse so steady publishing does not
-// allocate per socket. Lists of up to maxRecycledPending frames are kept (3 KiB
+// allocate per socket. Lists of up to maxRecycledPending frames are kept (24 KiB
 // of slice headers, only on sockets that received that many in one round, at
-// most two lists): under a flush interval a busy socket takes dozens of frames
-// per round, and growing a fresh list to that size every round was most of the
-// cost of queueing a frame.
+// most two lists, and dropped by the sweeper's next pass; see trimPending):
+// under a flush interval a busy socket takes dozens to hundreds of frames per
+// round, and growing a fresh list to that size every round was most of the cost
+// of queueing a frame (at 40 ms, 128 frames was too few: the lists were
+// allocated afresh every round and their garbage collection cost more than the
+// sends the longer interval saved).
 func (c *conn) recycle(p [][]byte) {
 	if cap(p) > maxRecycledPending {
 		return
