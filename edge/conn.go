@@ -81,31 +81,7 @@ func (c *conn) sendRaw(frame []byte) bool {
 // that add it once (the count is shared by every publishing goroutine, and
 // one atomic add per subscriber made the cores fight over it).
 func (c *conn) queueFrame(frame []byte) bool {
-	if c.closing.Load() {
-		return false
-	}
-	n := int64(len(frame))
-	if !c.reserve(n) {
-		return false
-	}
-	if !c.enqueue(frame) {
-		c.queued.Add(-n)
-		return false
-	}
-	c.msgsOut.Add(1)
-	return true
-}
-
-// reserve counts n more bytes in the outbound queue, or closes the socket as a
-// slow consumer when they would overflow it.
-func (c *conn) reserve(n int64) bool {
-	if c.queued.Add(n) > int64(c.s.cfg.WriteQueueBytes) {
-		c.queued.Add(-n)
-		c.s.st.slowConsumers.Add(1)
-		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
-		return false
-	}
-	return true
+	return c.queueFrames([][]byte{frame}, int64(len(frame)), 0, nil)
 }
 
 func (c *conn) sendError(code int, msg, channel string) {

@@ -9,13 +9,16 @@ import (
 	"time"
 
 	"github.com/lesismal/nbio"
+
+	"github.com/milequest/pushercm/protocol"
 )
 
-// flusher writes the frames queued on connections. A shared frame is appended to
-// each subscriber's pending list (by the first flusher, from the outbox, for
-// publishes); a flusher then writes everything a socket has pending in one write. Under load several frames per socket accumulate while the
-// flusher is busy, so they coalesce into one syscall (and one read on the client)
-// without adding a timer or latency when idle.
+// flusher writes the frames queued on connections. A shared frame is appended
+// to each subscriber's pending list (for publishes by the first flusher, from
+// the outbox); a flusher then writes everything a socket has pending in one
+// write. Under load several frames per socket accumulate while the flusher is
+// busy, so they coalesce into one syscall (and one read on the client) without
+// adding a timer or latency when idle.
 //
 // With an io_uring (Linux, unless disabled) a flusher hands up to ringEntries
 // sockets' writes to the kernel in one io_uring_enter instead of one write(2)
@@ -341,12 +344,11 @@ func (f *flusher) settle(s *ringSend) {
 	c.recycle(s.frames)
 }
 
-// enqueue appends frame to c's pending frames and schedules a flush.
-func (c *conn) enqueue(frame []byte) bool { return c.push(frame, false) }
-
 // enqueueFinal queues the close frame; nothing is queued after it.
 func (c *conn) enqueueFinal(frame []byte) bool { return c.push(frame, true) }
 
+// push appends frame to c's pending frames and schedules a flush (final: it
+// is the close frame).
 func (c *conn) push(frame []byte, final bool) bool {
 	return c.pushFrames([][]byte{frame}, final, 0, nil)
 }
@@ -395,14 +397,19 @@ func (c *conn) pushFrames(frames [][]byte, final bool, since int64, sched *[]*co
 	return true
 }
 
-// queueFrames is queueFrame for a run of frames (size bytes in all) of one
-// outbox fan-out: one queue check, one lock and one count for the run. A socket
-// to schedule is appended to sched (see pushFrames).
+// queueFrames queues frames (size bytes in all) without blocking: one queue
+// check, one lock and one count for all of them (an outbox fan-out queues a
+// run of events so). It reports false when the socket is closing or the frames
+// would overflow the outbound queue; overflow closes the socket as a slow
+// consumer. A socket to schedule is appended to sched (see pushFrames).
 func (c *conn) queueFrames(frames [][]byte, size, since int64, sched *[]*conn) bool {
 	if c.closing.Load() {
 		return false
 	}
-	if !c.reserve(size) {
+	if c.queued.Add(size) > int64(c.s.cfg.WriteQueueBytes) {
+		c.queued.Add(-size)
+		c.s.st.slowConsumers.Add(1)
+		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
 		return false
 	}
 	if !c.pushFrames(frames, false, since, sched) {

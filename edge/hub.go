@@ -307,7 +307,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		n := 0
 		s.mu.RLock()
 		if chn := s.channels[ch.Name]; chn != nil {
-			n = s.postLocked(chn, "", chn.subs, frame, m.ExcludeSocketID)
+			n = s.postLocked(chn, "", frame, m.ExcludeSocketID)
 		}
 		s.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
@@ -348,7 +348,7 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
 	s.mu.RLock()
-	n := s.postLocked(nil, userID, s.users[userID], frame, exclude)
+	n := s.postLocked(nil, userID, frame, exclude)
 	s.mu.RUnlock()
 	s.st.messagesOut.Add(uint64(n))
 	return n

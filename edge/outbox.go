@@ -51,11 +51,22 @@ type outEntry struct {
 	since   int64 // unix nanos it was posted (only with a WriteObserver)
 }
 
-// postLocked publishes frame to subs (the subscribers of chn, or userID's
-// sockets when chn is nil) and returns the number of sockets it is for. The
-// caller holds s.mu (read or write). Before the flushers run (tests drive the
-// hub directly) the frame is queued on each socket at once.
-func (s *Server) postLocked(chn *channel, userID string, subs map[*conn]struct{}, frame []byte, exclude string) int {
+// recipientsLocked is the sockets a publish to chn (or, with chn nil, to
+// userID) goes to: the channel's subscribers or the user's signed-in sockets.
+// The caller holds s.mu.
+func (s *Server) recipientsLocked(chn *channel, userID string) map[*conn]struct{} {
+	if chn != nil {
+		return chn.subs
+	}
+	return s.users[userID]
+}
+
+// postLocked publishes frame to the recipients of chn or userID (see
+// recipientsLocked) but exclude and returns the number of sockets it is for.
+// The caller holds s.mu (read or write). Before the flushers run (tests drive
+// the hub directly) the frame is queued on each socket at once.
+func (s *Server) postLocked(chn *channel, userID string, frame []byte, exclude string) int {
+	subs := s.recipientsLocked(chn, userID)
 	if len(subs) == 0 {
 		return 0
 	}
@@ -129,12 +140,7 @@ func (s *Server) fanOutLocked() {
 				j++
 			}
 		}
-		var subs map[*conn]struct{}
-		if e.chn != nil {
-			subs = e.chn.subs
-		} else {
-			subs = s.users[e.userID]
-		}
+		subs := s.recipientsLocked(e.chn, e.userID)
 		frames, size := o.frames[:0], int64(0)
 		for k := i; k < j; k++ {
 			frames = append(frames, q[k].frame)

@@ -237,7 +237,7 @@ func TestBusySocketReusesPendingLists(t *testing.T) {
 	frame := []byte("frame")
 	round := func() {
 		for range 40 {
-			c.enqueue(frame)
+			c.push(frame, false)
 		}
 		p, _ := c.takePending()
 		if len(p) != 40 {
@@ -245,7 +245,7 @@ func TestBusySocketReusesPendingLists(t *testing.T) {
 		}
 		// Publishing goes on while the flusher writes p.
 		for range 40 {
-			c.enqueue(frame)
+			c.push(frame, false)
 		}
 		c.recycle(p)
 		p, _ = c.takePending()

@@ -370,7 +370,7 @@ func idsSufficed(made []int, warmCalls, calls int64) error {
 		runs = []int64{warmCalls, calls}
 	}
 	for i, n := range runs {
-		if i < len(made) && n > int64(made[i]) {
+		if n > int64(made[i]) {
 			return fmt.Errorf("ghz made %d calls with %d distinct requests: ids repeated; raise ghzRequests", n, made[i])
 		}
 	}
