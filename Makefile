@@ -67,10 +67,11 @@ bench-auth:
 	$(GO) run ./bench/cmd/authload -ghz -rounds 10 -duration 3s -warmup 1s -c 16
 	$(GO) run ./bench/cmd/authload -rounds 8 -duration 2s -warmup 500ms
 
-## bench-broadcast: issue 6's load run, SendEvent to 100 subscribers against the health
-## check, then SendBatch (~1 minute). See BENCHMARKS.md.
+## bench-broadcast: issue 6's load run, SendEvent to 100 subscribers and to none against
+## the health check, with the split of SendEvent's CPU into RPC work and fan-out, then
+## SendBatch (~2 minutes). See BENCHMARKS.md.
 bench-broadcast:
-	$(GO) run ./bench/cmd/grpcload -c 8 -flush-interval 5ms
+	$(GO) run ./bench/cmd/grpcload -c 16 -flush-interval 5ms
 
 clean:
 	rm -rf bin
