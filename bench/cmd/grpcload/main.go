@@ -15,6 +15,7 @@
 //
 //	go run ./bench/cmd/grpcload                    # builds and spawns pushercm serve --dev
 //	go run ./bench/cmd/grpcload -addr 127.0.0.1:50051 -ws 127.0.0.1:6001   # a running dev server
+//	go run ./bench/cmd/grpcload -stub -phases check,send0,check,send0       # a do-nothing server in this process
 //
 // With -ghz, the check and send phases are driven by ghz (issue 6's named
 // tool, installed at loadgen.GHZVersion) instead. The SendEvent requests
@@ -85,6 +86,7 @@ func main() {
 		phases        = flag.String("phases", "check,send0,send,check,send0,send,batch", "phases in order: check, send, send0 (SendEvent to a channel without subscribers), batch")
 		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
 		withIDs       = flag.Bool("ids", true, "give every event an id (idempotency runs); with -ids=false and -ghz on one channel, ghz sends one fixed event")
+		stub          = flag.Bool("stub", false, "measure against a stub of Health and SendEvent served in this process (no interceptors, no work, no subscribers): what the load generator and gRPC leave possible")
 		useGHZ        = flag.Bool("ghz", false, "drive the check, send and send0 phases with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers")
 	)
 	flag.Parse()
@@ -93,6 +95,15 @@ func main() {
 		log.Fatal(err)
 	}
 
+	if *stub {
+		a, stop, err := startStub()
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer stop()
+		// The stub runs in this process, so its CPU is counted as the tool's.
+		*addr, *wsAddr, *pid, *subscribers = a, "-", 0, 0
+	}
 	if *addr == "" {
 		// The per-principal limit (1000 calls/s by default) would refuse the
 		// load; benchConfig raises it far above what is reachable so that the
