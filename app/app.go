@@ -285,6 +285,9 @@ func (a *App) newGRPCServer() *grpc.Server {
 			MinTime: cfg.Keepalive.MinTime, PermitWithoutStream: config.Bool(cfg.Keepalive.PermitWithoutStream, true),
 		}),
 	}
+	if n := cfg.StreamWorkerCount(); n > 0 {
+		opts = append(opts, grpc.NumStreamWorkers(uint32(n)))
+	}
 	opts = append(opts, chain.ServerOptions()...)
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, a.health.GRPC())

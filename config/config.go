@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -91,6 +92,29 @@ type GRPC struct {
 	// Default true.
 	Reflection *bool     `yaml:"reflection"`
 	Keepalive  Keepalive `yaml:"keepalive"`
+	// StreamWorkers is how many goroutines are kept to run incoming calls
+	// (grpc-go's NumStreamWorkers). A call that finds one free runs on its
+	// already-grown stack instead of starting a goroutine whose stack grows
+	// again on every call; a call that finds none free gets a goroutine of
+	// its own, as without workers, so they never queue calls. Default 0:
+	// 4 per GOMAXPROCS. -1: none (a new goroutine per call).
+	StreamWorkers int `yaml:"streamWorkers"`
+}
+
+// maxStreamWorkers bounds grpc.streamWorkers: each is a goroutine started
+// with the server.
+const maxStreamWorkers = 100000
+
+// StreamWorkerCount resolves StreamWorkers for the server: 0 is 4 per
+// GOMAXPROCS, -1 is none.
+func (g GRPC) StreamWorkerCount() int {
+	switch {
+	case g.StreamWorkers < 0:
+		return 0
+	case g.StreamWorkers == 0:
+		return 4 * runtime.GOMAXPROCS(0)
+	}
+	return g.StreamWorkers
 }
 
 // Keepalive is the server's keepalive policy and enforcement.
@@ -376,6 +400,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GRPC.MaxSendMsgBytes <= 0 {
 		bad("grpc.maxSendMsgBytes", "must be positive")
+	}
+	if c.GRPC.StreamWorkers < -1 || c.GRPC.StreamWorkers > maxStreamWorkers {
+		bad("grpc.streamWorkers", "must be -1 (none), 0 (4 per GOMAXPROCS) or a count up to %d, got %d", maxStreamWorkers, c.GRPC.StreamWorkers)
 	}
 	if c.GRPC.Keepalive.MinTime < 0 || c.GRPC.Keepalive.Time < 0 || c.GRPC.Keepalive.Timeout < 0 {
 		bad("grpc.keepalive", "durations must not be negative")

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -170,6 +171,8 @@ func TestInvalid(t *testing.T) {
 		{name: "bad dev bool", env: with("PUSHERCM_DEV", "maybe"), want: "PUSHERCM_DEV"},
 		{name: "bad webhook url", env: good, file: "edge: {webhooks: {urls: [ftp://x]}}\n", want: "edge.webhooks.urls[0]"},
 		{name: "bad rate limit", env: good, file: "rateLimit: {limiters: {user: {burstLimit: -5}}}\n", want: "rateLimit"},
+		{name: "negative stream workers", env: good, file: "grpc: {streamWorkers: -2}\n", want: "grpc.streamWorkers"},
+		{name: "too many stream workers", env: good, file: "grpc: {streamWorkers: 100001}\n", want: "grpc.streamWorkers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -232,6 +235,18 @@ func TestEnvNamesCoverDesign(t *testing.T) {
 	} {
 		if !strings.Contains(" "+names+" ", " "+want+" ") {
 			t.Errorf("%s is not read", want)
+		}
+	}
+}
+
+func TestStreamWorkerCount(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{
+		{0, 4 * runtime.GOMAXPROCS(0)},
+		{-1, 0},
+		{3, 3},
+	} {
+		if got := (GRPC{StreamWorkers: tc.set}).StreamWorkerCount(); got != tc.want {
+			t.Errorf("streamWorkers %d: %d workers, want %d", tc.set, got, tc.want)
 		}
 	}
 }
