@@ -93,11 +93,12 @@ type GRPC struct {
 	Reflection *bool     `yaml:"reflection"`
 	Keepalive  Keepalive `yaml:"keepalive"`
 	// StreamWorkers is how many goroutines are kept to run incoming calls
-	// (grpc-go's NumStreamWorkers). A call that finds one free runs on its
-	// already-grown stack instead of starting a goroutine whose stack grows
-	// again on every call; a call that finds none free gets a goroutine of
-	// its own, as without workers, so they never queue calls. Default 0:
-	// 4 per GOMAXPROCS. -1: none (a new goroutine per call).
+	// (grpc-go's NumStreamWorkers, an option grpc-go marks experimental). A
+	// call that finds one free runs on its already-grown stack instead of
+	// starting a goroutine whose stack grows again on every call; a call
+	// that finds none free gets a goroutine of its own, as without workers,
+	// so no call waits for a worker. Default 0: 4 per GOMAXPROCS. -1: none
+	// (a new goroutine per call, grpc-go's default).
 	StreamWorkers int `yaml:"streamWorkers"`
 }
 

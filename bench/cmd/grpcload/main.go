@@ -96,6 +96,9 @@ func main() {
 	}
 
 	if *stub {
+		if strings.Contains(*phases, "batch") {
+			log.Fatal("-stub serves Health/Check and SendEvent only: give -phases of check, send0 and send")
+		}
 		a, stop, err := startStub()
 		if err != nil {
 			log.Fatal(err)
@@ -539,7 +542,7 @@ func (b budget) print(ghz bool) {
 	}
 	fmt.Printf("\n  RPC work beyond Check %.1f µs; fan-out %.1f µs per event (server %.1f, tool %.1f); expected SendEvent/Check %.2f\n",
 		b.send0-b.check, b.fanOut, b.fanOutServer, b.fanOutTool, b.check/b.send)
-	fmt.Printf("  0.8x allows SendEvent %.1f µs more than a Check; the fan-out alone takes %.0f%% of that, so the ratio is at most %.2f even if the RPC work cost nothing\n",
+	fmt.Printf("  0.8x allows SendEvent %.1f µs more than a Check; the fan-out alone takes %.0f%% of that, so the ratio is at most %.2f even if SendEvent's RPC work cost no more than Check's\n",
 		b.allowance(), 100*b.fanOut/b.allowance(), b.ceiling())
 }
 
