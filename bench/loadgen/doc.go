@@ -6,5 +6,6 @@
 // pushercm (Spawn), an opt-in CPU profile of the tool itself (CPUProfile),
 // and driving ghz, the load generator the performance issues name, at a
 // pinned version (InstallGHZ, GHZ.Run) so that a phase measured with it
-// reports the same Result as one measured with the built-in callers.
+// reports the same Result as one measured with the built-in callers, and the
+// median the tools summarise runs with (Median).
 package loadgen

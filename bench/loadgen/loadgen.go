@@ -116,3 +116,15 @@ func ProcessCPU(pid int) func() time.Duration {
 		return t
 	}
 }
+
+// Median is the median of xs (the mean of the middle two for an even count),
+// 0 for none; xs is left as it was.
+func Median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	n := len(s)
+	return (s[(n-1)/2] + s[n/2]) / 2
+}

@@ -180,10 +180,7 @@ func main() {
 		for i := range checks {
 			ratios[i] = auths[i].rps / checks[i].rps
 		}
-		slices.Sort(ratios)
-		n := len(ratios)
-		median := (ratios[(n-1)/2] + ratios[n/2]) / 2
-		fmt.Printf("per pair: min %.2f, median %.2f, max %.2f\n", ratios[0], median, ratios[n-1])
+		fmt.Printf("per pair: min %.2f, median %.2f, max %.2f\n", slices.Min(ratios), loadgen.Median(ratios), slices.Max(ratios))
 	}
 	if a.serverCPU > 0 {
 		// With the two CPUs to themselves, server and load generator would

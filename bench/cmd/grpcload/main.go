@@ -48,7 +48,6 @@ import (
 	"log"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -105,7 +104,7 @@ func main() {
 		}
 		defer stop()
 		// The stub runs in this process, so its CPU is counted as the tool's.
-		*addr, *wsAddr, *pid, *subscribers = a, "-", 0, 0
+		*addr, *pid, *subscribers = a, 0, 0
 	}
 	if *addr == "" {
 		// The per-principal limit (1000 calls/s by default) would refuse the
@@ -122,7 +121,7 @@ func main() {
 		defer srv.Stop()
 		*addr, *wsAddr, *pid = srv.GRPCAddr, srv.HTTPAddr, srv.PID
 	}
-	if *wsAddr == "" {
+	if *wsAddr == "" && *subscribers > 0 {
 		log.Fatal("-ws is required with -addr")
 	}
 	if *token == "" {
@@ -198,32 +197,28 @@ func main() {
 		ghzSend = ghzCheck
 		ghzSend.Call = "pushercm.v1.BroadcastService/SendEvent"
 		ghzSend.Metadata = map[string]string{"authorization": "Bearer " + *token}
-		if *withIDs || len(chans) > 1 {
-			// Every request is made here, with a fresh id and the
-			// round-robin channel, and handed to ghz as binary messages it
-			// decodes before the run and sends one per call. (ghz's call
-			// templates cost it far more per call than the server's work.)
-			// The data carries no timestamp: it would be stale by the time
-			// it is sent, so the receiver records no latencies.
-			ghzSend.Binary = func(d time.Duration) ([]byte, error) {
-				n := ghzRequests(d)
-				ghzMade = append(ghzMade, n)
-				return sendEventRequests(n, chans, nextID, "load"+pad)
+		// ghzTo is ghzSend for an event to sendChans.
+		ghzTo := func(sendChans []string) loadgen.GHZ {
+			g := ghzSend
+			if *withIDs || len(sendChans) > 1 {
+				// Every request is made here, with a fresh id and the
+				// round-robin channel, and handed to ghz as binary messages it
+				// decodes before the run and sends one per call. (ghz's call
+				// templates cost it far more per call than the server's work.)
+				// The data carries no timestamp: it would be stale by the time
+				// it is sent, so the receiver records no latencies.
+				g.Binary = func(d time.Duration) ([]byte, error) {
+					n := ghzRequests(d)
+					ghzMade = append(ghzMade, n)
+					return sendEventRequests(n, sendChans, nextID, "load"+pad)
+				}
+			} else {
+				// One fixed request: ghz builds it once and sends it on every call.
+				g.Data = `{"event":{"channels":["` + sendChans[0] + `"],"name":"load","data":"load` + pad + `"}}`
 			}
-		} else {
-			// One fixed request: ghz builds it once and sends it on every call.
-			ghzSend.Data = `{"event":{"channels":["grpcload-0"],"name":"load","data":"load` + pad + `"}}`
+			return g
 		}
-		ghzSend0 = ghzSend
-		if ghzSend.Binary != nil {
-			ghzSend0.Binary = func(d time.Duration) ([]byte, error) {
-				n := ghzRequests(d)
-				ghzMade = append(ghzMade, n)
-				return sendEventRequests(n, []string{nobody}, nextID, "load"+pad)
-			}
-		} else {
-			ghzSend0.Data = `{"event":{"channels":["` + nobody + `"],"name":"load","data":"load` + pad + `"}}`
-		}
+		ghzSend, ghzSend0 = ghzTo(chans), ghzTo([]string{nobody})
 		fmt.Printf("# load generator for check and send: ghz %s\n", loadgen.GHZVersion)
 	}
 
@@ -509,7 +504,7 @@ func fanOutBudget(check, send0, send []phase) (budget, bool) {
 		if len(sums) == 0 {
 			return 0, 0, 0, false
 		}
-		return median(sums), median(servers), median(tools), true
+		return loadgen.Median(sums), loadgen.Median(servers), loadgen.Median(tools), true
 	}
 	var s0Server, s0Tool, sServer, sTool float64
 	if b.check, _, _, ok = total(check); !ok {
@@ -544,13 +539,4 @@ func (b budget) print(ghz bool) {
 		b.send0-b.check, b.fanOut, b.fanOutServer, b.fanOutTool, b.check/b.send)
 	fmt.Printf("  0.8x allows SendEvent %.1f µs more than a Check; the fan-out alone takes %.0f%% of that, so the ratio is at most %.2f even if SendEvent's RPC work cost no more than Check's\n",
 		b.allowance(), 100*b.fanOut/b.allowance(), b.ceiling())
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
