@@ -1,0 +1,16 @@
+// Package redistest gives tests a real Redis server, never a mock.
+//
+// Addr answers with 127.0.0.1:6379 when a Redis answers PING there (these
+// machines start one), and otherwise with a redis-server that it starts on a
+// free loopback port for the test binary, installing Debian's redis-server
+// package first when the command is missing. Start gives a test a server of
+// its own that it may stop and start again (for fault tests), on a port no
+// other test uses.
+//
+// Guarantees: every server this package starts listens on 127.0.0.1 only,
+// keeps nothing on disk, and dies with the test process (Pdeathsig), so no
+// run leaves a Redis behind. Prefix gives each test its own key prefix and
+// deletes every key under it when the test ends, so tests that share one
+// Redis never see each other's keys. Nothing outside _test.go files may
+// import this package.
+package redistest

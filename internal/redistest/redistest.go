@@ -1,0 +1,304 @@
+package redistest
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DefaultAddr is where these machines run Redis.
+const DefaultAddr = "127.0.0.1:6379"
+
+var shared struct {
+	once sync.Once
+	addr string
+	err  error
+}
+
+// Addr is the address of a Redis the test may use, shared with the other tests
+// of the binary: DefaultAddr when it answers, else a server started once for the
+// test binary. Use Prefix to keep keys apart.
+func Addr(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(func() {
+		if Ping(DefaultAddr) == nil {
+			shared.addr = DefaultAddr
+			return
+		}
+		var s *Server
+		s, shared.err = start("")
+		if shared.err == nil {
+			shared.addr = s.Addr
+		}
+	})
+	if shared.err != nil {
+		t.Fatalf("redistest: no Redis at %s and none could be started: %v", DefaultAddr, shared.err)
+	}
+	return shared.addr
+}
+
+// Prefix is a key prefix of the test's own ("pushercm-test-<name>-<random>").
+// Every key under it is deleted when the test ends.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	addr := Addr(t)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := strings.NewReplacer("/", "-", " ", "_", ":", "_").Replace(t.Name())
+	p := "pushercm-test-" + name + "-" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		if err := DeletePrefix(addr, p); err != nil {
+			t.Logf("redistest: cleaning up prefix %s: %v", p, err)
+		}
+	})
+	return p
+}
+
+// Server is a redis-server process started by this package.
+type Server struct {
+	Addr string
+	port int
+	dir  string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// Start runs a redis-server of the test's own on a free loopback port, stopped at
+// cleanup. Stop and Restart let a test take it away and bring it back on the same
+// address.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := start(dir)
+	if err != nil {
+		t.Fatalf("redistest: starting redis-server: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stop kills the server; the address stops answering.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	_ = s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts the server again on the same address, empty (nothing is kept on
+// disk), and waits until it answers.
+func (s *Server) Restart() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("redistest: server is running")
+	}
+	cmd, err := run(s.port, s.dir)
+	if err != nil {
+		return err
+	}
+	s.cmd = cmd
+	return nil
+}
+
+func start(dir string) (*Server, error) {
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "redistest-"); err != nil {
+			return nil, err
+		}
+	}
+	if err := ensureInstalled(); err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cmd, err := run(port, dir)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		return &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: dir, cmd: cmd}, nil
+	}
+	return nil, lastErr
+}
+
+func run(port int, dir string) (*exec.Cmd, error) {
+	cmd := exec.Command("redis-server",
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir,
+		"--logfile", filepath.Join(dir, "redis.log"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := Ping(addr)
+		if err == nil {
+			return cmd, nil
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+			return nil, fmt.Errorf("redis-server on %s did not answer: %v\n%s", addr, err, log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var install struct {
+	once sync.Once
+	err  error
+}
+
+// ensureInstalled installs Debian's redis-server when the command is missing.
+func ensureInstalled() error {
+	install.once.Do(func() {
+		if _, err := exec.LookPath("redis-server"); err == nil {
+			return
+		}
+		if os.Geteuid() != 0 {
+			install.err = errors.New("redis-server is not installed and installing it needs root: apt-get install -y redis-server")
+			return
+		}
+		for _, args := range [][]string{{"update"}, {"install", "-y", "--no-install-recommends", "redis-server"}} {
+			cmd := exec.Command("apt-get", args...)
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				install.err = fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+				return
+			}
+		}
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			install.err = fmt.Errorf("redis-server still missing after apt-get install: %w", err)
+		}
+	})
+	return install.err
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Ping is nil when a Redis answers PING at addr within a second.
+func Ping(addr string) error {
+	v, err := Do(addr, "PING")
+	if err != nil {
+		return err
+	}
+	if v != "PONG" {
+		return fmt.Errorf("PING answered %v", v)
+	}
+	return nil
+}
+
+// DeletePrefix deletes every key that starts with prefix.
+func DeletePrefix(addr, prefix string) error {
+	_, err := Do(addr, "EVAL", deletePrefixScript, "0", prefix+"*")
+	return err
+}
+
+// deletePrefixScript deletes the keys matching ARGV[1] with SCAN, so it does not
+// block the server the way KEYS would on a big shared instance.
+const deletePrefixScript = `
+local cursor = "0"
+repeat
+  local r = redis.call("SCAN", cursor, "MATCH", ARGV[1], "COUNT", 1000)
+  cursor = r[1]
+  for _, k in ipairs(r[2]) do redis.call("UNLINK", k) end
+until cursor == "0"
+return 0`
+
+// Do sends one command over a fresh connection and returns its reply: a string
+// for simple and bulk strings, an int64, nil, or a []any for arrays. A Redis
+// error reply is returned as an error. It exists so that test set-up needs no
+// client library; tests of the product use the product's client.
+func Do(addr string, args ...string) (any, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(b.String())); err != nil {
+		return nil, err
+	}
+	return readReply(bufio.NewReader(c))
+}
+
+func readReply(r *bufio.Reader) (any, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if len(line) < 3 || !strings.HasSuffix(line, "\r\n") {
+		return nil, fmt.Errorf("redistest: bad reply line %q", line)
+	}
+	kind, body := line[0], line[1:len(line)-2]
+	switch kind {
+	case '+':
+		return body, nil
+	case '-':
+		return nil, errors.New(body)
+	case ':':
+		return strconv.ParseInt(body, 10, 64)
+	case '$':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(body)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = readReply(r); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("redistest: unknown reply type %q", kind)
+}
