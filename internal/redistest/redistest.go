@@ -165,7 +165,7 @@ func run(port int, dir string) (*exec.Cmd, error) {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
-			return nil, fmt.Errorf("redis-server on %s did not answer: %v\n%s", addr, err, log)
+			return nil, fmt.Errorf("redis-server on %s did not answer: %w\n%s", addr, err, log)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -190,7 +190,7 @@ func ensureInstalled() error {
 			cmd := exec.Command("apt-get", args...)
 			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 			if out, err := cmd.CombinedOutput(); err != nil {
-				install.err = fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+				install.err = fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, out)
 				return
 			}
 		}
@@ -206,7 +206,7 @@ func freePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -248,7 +248,7 @@ func Do(addr string, args ...string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))

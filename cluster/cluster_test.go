@@ -1,0 +1,383 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/milequest/pushercm/internal/redistest"
+)
+
+func newClient(t *testing.T, addr string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// recorder collects what a broker's handler gets.
+type recorder struct {
+	mu    sync.Mutex
+	msgs  []Message
+	delay time.Duration
+}
+
+func (r *recorder) handle(m Message) {
+	if r.delay > 0 {
+		time.Sleep(r.delay)
+	}
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.mu.Unlock()
+}
+
+func (r *recorder) snapshot() []Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Message(nil), r.msgs...)
+}
+
+// waitFor polls cond until it holds or 10s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startBroker(t *testing.T, c rueidis.Client, cfg Config, r *recorder) *Broker {
+	t.Helper()
+	b := NewBroker(c, cfg, r.handle)
+	t.Cleanup(b.Close)
+	waitFor(t, "broker up", func() bool { return b.Stats().Up })
+	return b
+}
+
+// checkPayloads fails unless got holds exactly want's payloads in order, with
+// strictly increasing sequence numbers.
+func checkPayloads(t *testing.T, got []Message, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		if string(m.Payload) != want[i] {
+			t.Fatalf("message %d = %q, want %q", i, m.Payload, want[i])
+		}
+		if i > 0 && m.Seq <= got[i-1].Seq {
+			t.Fatalf("message %d has seq %d after %d", i, m.Seq, got[i-1].Seq)
+		}
+	}
+}
+
+func payloads(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("event-%03d", i)
+	}
+	return out
+}
+
+func TestPublishReachesEverySubscribedNodeInOrder(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	var recs [3]recorder
+	var brokers [3]*Broker
+	for i := range brokers {
+		brokers[i] = startBroker(t, newClient(t, addr), cfg, &recs[i])
+	}
+	ctx := context.Background()
+	// Nodes 0 and 1 have subscribers; node 2 only publishes.
+	for _, b := range brokers[:2] {
+		if err := b.Subscribe(ctx, "private-team-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := payloads(200)
+	for _, p := range want {
+		if _, err := brokers[2].Publish(ctx, "private-team-1", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		waitFor(t, "delivery", func() bool { return len(recs[i].snapshot()) == len(want) })
+		checkPayloads(t, recs[i].snapshot(), want)
+	}
+	if n := len(recs[2].snapshot()); n != 0 {
+		t.Fatalf("the node without subscribers received %d messages", n)
+	}
+	if s := brokers[0].Stats(); s.Lost != 0 || s.Recovered != 0 {
+		t.Fatalf("stats %+v: nothing should be lost or recovered", s)
+	}
+}
+
+func TestPublishedBeforeSubscribeIsNotDelivered(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	var rec recorder
+	sub := startBroker(t, newClient(t, addr), cfg, &rec)
+	pub := startBroker(t, newClient(t, addr), cfg, &recorder{})
+	ctx := context.Background()
+	for _, p := range []string{"old-1", "old-2"} {
+		if _, err := pub.Publish(ctx, "c", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sub.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "c", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "new message", func() bool { return len(rec.snapshot()) >= 1 })
+	checkPayloads(t, rec.snapshot(), []string{"new"})
+	if got := rec.snapshot()[0].Seq; got != 3 {
+		t.Fatalf("seq = %d, want 3", got)
+	}
+}
+
+func TestPrefixesNeverCross(t *testing.T) {
+	addr := redistest.Addr(t)
+	var recA, recB recorder
+	a := startBroker(t, newClient(t, addr), Config{Prefix: redistest.Prefix(t)}, &recA)
+	b := startBroker(t, newClient(t, addr), Config{Prefix: redistest.Prefix(t)}, &recB)
+	ctx := context.Background()
+	for _, br := range []*Broker{a, b} {
+		if err := br.Subscribe(ctx, "shared-name"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Publish(ctx, "shared-name", []byte("for-a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, "shared-name", []byte("for-b")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both", func() bool { return len(recA.snapshot()) == 1 && len(recB.snapshot()) == 1 })
+	// One more round trip on each, so a stray cross message would have arrived.
+	for _, br := range []*Broker{a, b} {
+		if _, err := br.Publish(ctx, "shared-name", []byte("end")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "end", func() bool { return len(recA.snapshot()) == 2 && len(recB.snapshot()) == 2 })
+	checkPayloads(t, recA.snapshot(), []string{"for-a", "end"})
+	checkPayloads(t, recB.snapshot(), []string{"for-b", "end"})
+}
+
+func TestQueueOverflowIsCaughtUpFromHistory(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	rec := recorder{delay: 200 * time.Microsecond}
+	sub := startBroker(t, newClient(t, addr), Config{Prefix: prefix, QueueSize: 1}, &rec)
+	pub := startBroker(t, newClient(t, addr), Config{Prefix: prefix}, &recorder{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	want := payloads(300)
+	var wg sync.WaitGroup
+	// Overlapping publishers: the order is whatever Redis numbered.
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(want); i += 4 {
+				if _, err := pub.Publish(ctx, "busy", []byte(want[i])); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
+	got := rec.snapshot()
+	for i, m := range got {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("message %d has seq %d", i, m.Seq)
+		}
+	}
+	s := sub.Stats()
+	if s.Dropped == 0 || s.Recovered == 0 || s.Lost != 0 {
+		t.Fatalf("stats %+v: want drops caught up from the history, nothing lost", s)
+	}
+}
+
+func TestHistoryTooShortCountsLost(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	rec := recorder{delay: time.Millisecond}
+	sub := startBroker(t, newClient(t, addr), Config{Prefix: prefix, QueueSize: 1, HistorySize: 5}, &rec)
+	pub := startBroker(t, newClient(t, addr), Config{Prefix: prefix, HistorySize: 5}, &recorder{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		if _, err := pub.Publish(ctx, "c", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last message is always still in the history, so it is delivered.
+	waitFor(t, "the last message", func() bool {
+		got := rec.snapshot()
+		return len(got) > 0 && got[len(got)-1].Seq == n
+	})
+	if s := sub.Stats(); s.Received+s.Lost != n {
+		t.Fatalf("stats %+v: received and lost should add up to %d", s, n)
+	}
+	got := rec.snapshot()
+	for i := 1; i < len(got); i++ {
+		if got[i].Seq <= got[i-1].Seq {
+			t.Fatalf("out of order: %d after %d", got[i].Seq, got[i-1].Seq)
+		}
+	}
+	if sub.Stats().Lost == 0 {
+		t.Fatal("a history of 5 cannot have covered the gaps, yet nothing was counted lost")
+	}
+}
+
+func TestRedisRestartRefusesThenResumes(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "p"}
+	var rec recorder
+	sub := startBroker(t, newClient(t, srv.Addr), cfg, &rec)
+	pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "c", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "before", func() bool { return len(rec.snapshot()) == 1 })
+
+	srv.Stop()
+	waitFor(t, "subscriber sees the loss", func() bool { return !sub.Stats().Up })
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err := pub.Publish(pctx, "c", []byte("during"))
+	cancel()
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("publish during the outage: %v, want ErrUnavailable", err)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "subscriber back", func() bool { return sub.Stats().Up })
+	// The restarted Redis is empty: a new history epoch starts at 1.
+	waitFor(t, "publish after the restart", func() bool {
+		_, err := pub.Publish(ctx, "c", []byte("after"))
+		return err == nil
+	})
+	waitFor(t, "after", func() bool { return len(rec.snapshot()) == 2 })
+	// Sequence numbers restart with the new history: compare payloads only.
+	if got := rec.snapshot(); string(got[0].Payload) != "before" || string(got[1].Payload) != "after" || got[1].Seq != 1 {
+		t.Fatalf("got %+v, want before then after (seq 1 of a new history)", got)
+	}
+	if s := sub.Stats(); s.Reconnects == 0 {
+		t.Fatalf("stats %+v: want a reconnect", s)
+	}
+}
+
+func TestLostPubSubConnectionCatchesUp(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	var rec recorder
+	sub := startBroker(t, newClient(t, addr), Config{Prefix: prefix}, &rec)
+	pub := startBroker(t, newClient(t, addr), Config{Prefix: prefix}, &recorder{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	want := payloads(300)
+	killed := false
+	for i, p := range want {
+		if _, err := pub.Publish(ctx, "c", []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 100 {
+			// Cut every pub/sub connection of the test's Redis: the subscriber's
+			// misses what is published until it is back.
+			if _, err := redistest.Do(addr, "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+				t.Fatal(err)
+			}
+			killed = true
+		}
+	}
+	if !killed {
+		t.Fatal("no kill")
+	}
+	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
+	checkPayloads(t, rec.snapshot(), want)
+	if s := sub.Stats(); s.Reconnects == 0 || s.Lost != 0 {
+		t.Fatalf("stats %+v: want a reconnect and nothing lost", s)
+	}
+}
+
+func TestCommandsPerPublishDoNotGrowWithSubscribers(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	perPublish := func(nodes int) float64 {
+		cfg := Config{Prefix: "p" + strconv.Itoa(nodes)}
+		var recs = make([]recorder, nodes)
+		for i := range nodes {
+			b := startBroker(t, newClient(t, srv.Addr), cfg, &recs[i])
+			if err := b.Subscribe(ctx, "c"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+		if _, err := pub.Publish(ctx, "c", []byte("warm")); err != nil { // loads the script
+			t.Fatal(err)
+		}
+		for i := range recs {
+			waitFor(t, "warm", func() bool { return len(recs[i].snapshot()) == 1 })
+		}
+		if _, err := redistest.Do(srv.Addr, "CONFIG", "RESETSTAT"); err != nil {
+			t.Fatal(err)
+		}
+		const n = 100
+		for range n {
+			if _, err := pub.Publish(ctx, "c", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		info, err := redistest.Do(srv.Addr, "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var calls int
+		for _, line := range strings.Split(info.(string), "\r\n") {
+			// Only the publish path: evalsha and what the script runs.
+			for _, cmd := range []string{"evalsha", "hincrby", "hget", "expire", "xadd", "publish", "hset", "del"} {
+				if strings.HasPrefix(line, "cmdstat_"+cmd+":calls=") {
+					v, _, _ := strings.Cut(strings.TrimPrefix(line, "cmdstat_"+cmd+":calls="), ",")
+					c, _ := strconv.Atoi(v)
+					calls += c
+				}
+			}
+		}
+		return float64(calls) / n
+	}
+	one, three := perPublish(1), perPublish(3)
+	if one != three || one == 0 {
+		t.Fatalf("Redis commands per publish: %.2f with one subscribed node, %.2f with three", one, three)
+	}
+	t.Logf("Redis commands per publish: %.2f (1 EVALSHA and what its script runs)", one)
+}

@@ -1,0 +1,43 @@
+// Package cluster is pushercm's shared engine on Redis: what lets several nodes
+// serve one app as one server. It knows Redis and nothing of WebSockets, gRPC or
+// the Pusher protocol; the edge gives it opaque payloads and gets them back.
+//
+// The client is rueidis: it pipelines concurrent commands on shared connections
+// automatically (what makes one script call per publish cheap under load, and
+// what Centrifugo's Redis engine uses for the same reason), speaks RESP3, Redis
+// Cluster and sharded pub/sub, and gives pub/sub its own dedicated connection
+// with hooks that report when it breaks.
+//
+// # Broker
+//
+// Publish makes one script call whatever the number of nodes or subscribers: it
+// numbers the publication in the channel's sequence, appends it to the channel's
+// bounded history (Config.HistorySize entries, kept Config.HistoryTTL after the
+// last publication) and PUBLISHes it on the channel's topic. A node subscribes a
+// topic while it has local subscribers. Guarantees to the Handler of a node:
+//   - each channel's messages arrive in sequence order, each at most once;
+//   - a gap (a reconnect to Redis, a burst that overflowed the local queue) is
+//     filled from the history, so nothing still in the history is lost; what the
+//     history no longer holds is counted in BrokerStats.Lost, never skipped
+//     silently;
+//   - after Redis comes back, every subscribed channel is subscribed again and
+//     caught up, with no call from the caller;
+//   - messages published before Subscribe returned a baseline are not delivered.
+//
+// Publish returns an error wrapping ErrUnavailable whenever Redis did not confirm
+// the publication: a caller reports it refused, never accepted and dropped.
+//
+// # Registry
+//
+// Each node registers itself with its NodeInfo and refreshes it every
+// Config.Heartbeat. A node that stops (SIGKILL, a lost network) disappears from
+// Nodes after Config.NodeTTL, and Reap then hands its id to exactly one node so
+// that what it left behind (presence, counts) is cleaned up once. Times are
+// Redis' own clock, so nodes' clocks need not agree.
+//
+// # Keys
+//
+// Every key and topic starts with Config.Prefix, so two apps or environments on
+// one Redis never see each other. A channel's keys share the hash tag {channel};
+// the registry's share {nodes}.
+package cluster

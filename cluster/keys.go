@@ -1,0 +1,36 @@
+package cluster
+
+// keyspace names every Redis key and pub/sub channel under the prefix. A
+// channel's keys share the hash tag {name}, so a script that touches them runs on
+// one Redis Cluster slot, and its sharded pub/sub channel lives there too.
+// Pusher channel names cannot hold braces, so the tag is always the whole name.
+type keyspace struct{ prefix string }
+
+// meta is a channel's hash: seq (the last publication's number) and epoch (a
+// random id that changes when the history is lost, so that numbers restarting
+// at 1 are not taken for duplicates).
+func (k keyspace) meta(channel string) string { return k.prefix + ":{" + channel + "}:meta" }
+
+// log is a channel's bounded history stream; entry ids are 0-<seq>.
+func (k keyspace) log(channel string) string { return k.prefix + ":{" + channel + "}:log" }
+
+// topic is the channel's pub/sub channel.
+func (k keyspace) topic(channel string) string { return k.prefix + ":{" + channel + "}:pub" }
+
+// channelOf is the inverse of topic, "" when the name is not one of ours.
+func (k keyspace) channelOf(topic string) string {
+	p := k.prefix + ":{"
+	const s = "}:pub"
+	if len(topic) < len(p)+len(s) || topic[:len(p)] != p || topic[len(topic)-len(s):] != s {
+		return ""
+	}
+	return topic[len(p) : len(topic)-len(s)]
+}
+
+// nodes is the sorted set of node ids scored by registration expiry (Redis
+// server time, unix ms). It and the registrations share the hash tag {nodes}, so
+// one script can update both on Redis Cluster.
+func (k keyspace) nodes() string { return k.prefix + ":{nodes}" }
+
+// node is one node's registration (JSON), expiring with it.
+func (k keyspace) node(id string) string { return k.prefix + ":{nodes}:" + id }

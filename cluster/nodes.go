@@ -1,0 +1,186 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// NodeInfo is what a node says of itself in its registration.
+type NodeInfo struct {
+	ID          string    `json:"id"`
+	Version     string    `json:"version,omitempty"`
+	GRPCAddr    string    `json:"grpcAddr,omitempty"`
+	HTTPAddr    string    `json:"httpAddr,omitempty"`
+	OpsAddr     string    `json:"opsAddr,omitempty"`
+	Connections int       `json:"connections"`
+	StartedAt   time.Time `json:"startedAt"`
+	// LastHeartbeat is Redis' clock at the node's last heartbeat.
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+}
+
+// Registry keeps this node registered while it runs and tells which nodes are
+// alive. A node that stops heartbeating counts as alive for Config.NodeTTL, then
+// Reap hands its id to exactly one caller, so that its leftovers are cleaned up
+// once.
+type Registry struct {
+	client rueidis.Client
+	keys   keyspace
+	cfg    Config
+	info   func() NodeInfo
+
+	mu      sync.Mutex
+	lastErr error
+
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// beatScript: KEYS nodes, node; ARGV ttl ms, id, info JSON without the
+// heartbeat time. Time is Redis' own, so nodes' clocks never disagree.
+const beatScript = `
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("ZADD", KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[1])
+return now`
+
+// reapScript: KEYS nodes. Removes and returns the ids whose registration
+// expired.
+const reapScript = `
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now)
+if #ids > 0 then redis.call("ZREM", KEYS[1], unpack(ids)) end
+return ids`
+
+var (
+	beatLua = rueidis.NewLuaScript(beatScript)
+	reapLua = rueidis.NewLuaScript(reapScript)
+)
+
+// NewRegistry registers the node now (an error is kept and retried by the
+// heartbeat) and keeps it registered every Config.Heartbeat until Close.
+func NewRegistry(client rueidis.Client, cfg Config, info func() NodeInfo) *Registry {
+	cfg = cfg.WithDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Registry{client: client, keys: keyspace{cfg.Prefix}, cfg: cfg, info: info, stop: cancel, done: make(chan struct{})}
+	go r.run(ctx)
+	return r
+}
+
+func (r *Registry) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		_ = r.Beat(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Beat refreshes the registration once.
+func (r *Registry) Beat(ctx context.Context) error {
+	info := r.info()
+	info.ID = r.cfg.NodeID
+	b, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	err = beatLua.Exec(ctx, r.client, []string{r.keys.nodes(), r.keys.node(r.cfg.NodeID)},
+		[]string{strconv.FormatInt(r.cfg.NodeTTL.Milliseconds(), 10), r.cfg.NodeID, string(b)}).Error()
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: heartbeat: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Err is the last heartbeat's error, nil when it reached Redis.
+func (r *Registry) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Nodes lists the live nodes, sorted by id, each with its last heartbeat's time.
+func (r *Registry) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	scores, err := r.client.Do(ctx, r.client.B().Zrange().Key(r.keys.nodes()).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	if err != nil {
+		return nil, fmt.Errorf("%w: nodes: %w", ErrUnavailable, err)
+	}
+	if len(scores) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(scores))
+	for i, s := range scores {
+		keys[i] = r.keys.node(s.Member)
+	}
+	vals, err := r.client.Do(ctx, r.client.B().Mget().Key(keys...).Build()).ToArray()
+	if err != nil {
+		return nil, fmt.Errorf("%w: nodes: %w", ErrUnavailable, err)
+	}
+	var out []NodeInfo
+	for i, v := range vals {
+		s, err := v.ToString()
+		if err != nil {
+			continue // expired: not alive, waiting for Reap
+		}
+		var n NodeInfo
+		if json.Unmarshal([]byte(s), &n) != nil {
+			continue
+		}
+		n.ID = scores[i].Member
+		n.LastHeartbeat = time.UnixMilli(int64(scores[i].Score) - r.cfg.NodeTTL.Milliseconds()).UTC()
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b NodeInfo) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// Reap removes the nodes whose registration expired and returns their ids. Each
+// dead node is returned by one call only, on whichever node makes it.
+func (r *Registry) Reap(ctx context.Context) ([]string, error) {
+	ids, err := reapLua.Exec(ctx, r.client, []string{r.keys.nodes()}, nil).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("%w: reap: %w", ErrUnavailable, err)
+	}
+	return ids, nil
+}
+
+// Close stops heartbeating and, when Redis answers, removes the registration at
+// once (a goodbye), so the node is gone without waiting for NodeTTL.
+func (r *Registry) Close(ctx context.Context) error {
+	r.stop()
+	<-r.done
+	cmds := rueidis.Commands{
+		r.client.B().Zrem().Key(r.keys.nodes()).Member(r.cfg.NodeID).Build(),
+		r.client.B().Del().Key(r.keys.node(r.cfg.NodeID)).Build(),
+	}
+	for _, res := range r.client.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return fmt.Errorf("%w: goodbye: %w", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
