@@ -85,10 +85,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch {
-	case strings.ContainsAny(c.Prefix, "{}: \t\r\n"):
-		return fmt.Errorf("redis.prefix %q: must not contain braces, colons or white space", c.Prefix)
-	case strings.ContainsAny(c.NodeID, "{}: \t\r\n"):
-		return fmt.Errorf("cluster.nodeId %q: must not contain braces, colons or white space", c.NodeID)
+	case strings.ContainsAny(c.Prefix, "{}:| \t\r\n"):
+		return fmt.Errorf("redis.prefix %q: must not contain braces, colons, bars or white space", c.Prefix)
+	case strings.ContainsAny(c.NodeID, "{}:| \t\r\n"):
+		return fmt.Errorf("cluster.nodeId %q: must not contain braces, colons, bars or white space", c.NodeID)
 	case c.Heartbeat <= 0:
 		return errors.New("cluster.heartbeat: must be positive")
 	case c.NodeTTL < 2*c.Heartbeat:
@@ -127,7 +127,7 @@ func DefaultNodeID() string {
 		host = "node"
 	}
 	host = strings.Map(func(r rune) rune {
-		if strings.ContainsRune("{}: \t\r\n", r) {
+		if strings.ContainsRune("{}:| \t\r\n", r) {
 			return '-'
 		}
 		return r

@@ -35,6 +35,20 @@
 // that what it left behind (presence, counts) is cleaned up once. Times are
 // Redis' own clock, so nodes' clocks need not agree.
 //
+// # State
+//
+// State holds each channel's subscription counts (a field per node and their
+// total) and presence members (a count per node and user, a count per user, the
+// user_info) for the whole cluster, changed by one script call per socket
+// subscribe, unsubscribe, join or leave. Guarantees:
+//   - occupied / vacated and member added / removed are reported to exactly one
+//     caller per cluster-wide transition: a user with sockets on two nodes is one
+//     member, and leaving one node removes nothing;
+//   - member limits hold for the cluster;
+//   - a dead node's subscriptions and members are removed by the node that
+//     claimed it (Registry.Reap, State.CleanNode, Registry.Bury), which is handed
+//     the transitions to announce; cleaning twice announces nothing twice.
+//
 // # Keys
 //
 // Every key and topic starts with Config.Prefix, so two apps or environments on

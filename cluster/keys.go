@@ -34,3 +34,35 @@ func (k keyspace) nodes() string { return k.prefix + ":{nodes}" }
 
 // node is one node's registration (JSON), expiring with it.
 func (k keyspace) node(id string) string { return k.prefix + ":{nodes}:" + id }
+
+// occupancy is a channel's hash of subscriptions: one field per node with its
+// count, and totalField with the sum.
+func (k keyspace) occupancy(channel string) string { return k.prefix + ":{" + channel + "}:occ" }
+
+// presence is a channel's hash of "node|user" fields counting that user's
+// sockets on that node.
+func (k keyspace) presence(channel string) string { return k.prefix + ":{" + channel + "}:pres" }
+
+// users is a channel's hash of user id to the user's sockets across the cluster.
+func (k keyspace) users(channel string) string { return k.prefix + ":{" + channel + "}:users" }
+
+// userInfo is a channel's hash of user id to the member's user_info JSON.
+func (k keyspace) userInfo(channel string) string { return k.prefix + ":{" + channel + "}:info" }
+
+// occupied is the set of occupied channel names (for listing channels).
+func (k keyspace) occupied() string { return k.prefix + ":channels" }
+
+// nodeChannels is the set of channels where a node holds subscriptions or
+// presence, so that whoever reaps the node knows what to clean.
+func (k keyspace) nodeChannels(id string) string { return k.prefix + ":{nodes}:" + id + ":chans" }
+
+// dead is the set of reaped nodes whose leftovers are not yet cleaned.
+func (k keyspace) dead() string { return k.prefix + ":{nodes}:dead" }
+
+// claim marks a dead node as being cleaned by one live node.
+func (k keyspace) claim(id string) string { return k.prefix + ":{nodes}:" + id + ":claim" }
+
+// totalField holds an occupancy hash's sum; node fields are nodeField(id).
+const totalField = "total"
+
+func nodeField(id string) string { return "n:" + id }

@@ -51,18 +51,35 @@ redis.call("ZADD", KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[1])
 return now`
 
-// reapScript: KEYS nodes. Removes and returns the ids whose registration
-// expired.
+// reapScript: KEYS nodes, dead; ARGV claim key prefix, claim ttl ms, claimer.
+// Moves the nodes whose registration expired to the dead set, then claims for
+// the caller every dead node nobody is cleaning, and returns those.
 const reapScript = `
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ids = redis.call("ZRANGEBYSCORE", KEYS[1], "-inf", now)
-if #ids > 0 then redis.call("ZREM", KEYS[1], unpack(ids)) end
-return ids`
+for _, id in ipairs(ids) do
+  redis.call("ZREM", KEYS[1], id)
+  redis.call("SADD", KEYS[2], id)
+end
+local claimed = {}
+for _, id in ipairs(redis.call("SMEMBERS", KEYS[2])) do
+  if redis.call("SET", ARGV[1] .. id .. ":claim", ARGV[3], "NX", "PX", ARGV[2]) then
+    table.insert(claimed, id)
+  end
+end
+return claimed`
+
+// buryScript: KEYS dead, claim, node channels; ARGV id.
+const buryScript = `
+redis.call("SREM", KEYS[1], ARGV[1])
+redis.call("DEL", KEYS[2], KEYS[3])
+return 1`
 
 var (
 	beatLua = rueidis.NewLuaScript(beatScript)
 	reapLua = rueidis.NewLuaScript(reapScript)
+	buryLua = rueidis.NewLuaScript(buryScript)
 )
 
 // NewRegistry registers the node now (an error is kept and retried by the
@@ -158,14 +175,26 @@ func (r *Registry) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	return out, nil
 }
 
-// Reap removes the nodes whose registration expired and returns their ids. Each
-// dead node is returned by one call only, on whichever node makes it.
+// Reap declares dead the nodes whose registration expired and returns the dead
+// nodes this caller must clean up (State.CleanNode), then Bury. A dead node is
+// handed to one caller at a time: to another only if the first neither buried it
+// within Config.NodeTTL (it died too, or lost Redis) — cleaning is idempotent.
 func (r *Registry) Reap(ctx context.Context) ([]string, error) {
-	ids, err := reapLua.Exec(ctx, r.client, []string{r.keys.nodes()}, nil).AsStrSlice()
+	ids, err := reapLua.Exec(ctx, r.client, []string{r.keys.nodes(), r.keys.dead()},
+		[]string{r.keys.prefix + ":{nodes}:", strconv.FormatInt(r.cfg.NodeTTL.Milliseconds(), 10), r.cfg.NodeID}).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("%w: reap: %w", ErrUnavailable, err)
 	}
 	return ids, nil
+}
+
+// Bury ends a dead node's clean-up.
+func (r *Registry) Bury(ctx context.Context, id string) error {
+	err := buryLua.Exec(ctx, r.client, []string{r.keys.dead(), r.keys.claim(id), r.keys.nodeChannels(id)}, []string{id}).Error()
+	if err != nil {
+		return fmt.Errorf("%w: bury %s: %w", ErrUnavailable, id, err)
+	}
+	return nil
 }
 
 // Close stops heartbeating and, when Redis answers, removes the registration at

@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/internal/redistest"
+)
+
+// states are three nodes' views of one cluster.
+func states(t *testing.T) (cfg Config, s [3]*State) {
+	t.Helper()
+	addr := redistest.Addr(t)
+	cfg = Config{Prefix: redistest.Prefix(t)}
+	for i, id := range []string{"n0", "n1", "n2"} {
+		c := cfg
+		c.NodeID = id
+		s[i] = NewState(newClient(t, addr), c)
+	}
+	return cfg, s
+}
+
+// must returns v, and panics (failing the test with a stack) on an error.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestOccupancyTransitionsOncePerCluster(t *testing.T) {
+	_, s := states(t)
+	ctx := context.Background()
+	const ch = "private-team-1"
+	steps := []struct {
+		node  int
+		sub   bool
+		edge  bool // occupied on a subscribe, vacated on an unsubscribe
+		total int64
+	}{
+		{0, true, true, 1},
+		{1, true, false, 2},
+		{1, true, false, 3},
+		{0, false, false, 2},
+		{1, false, false, 1},
+		{1, false, true, 0},
+		{2, true, true, 1},
+		{2, false, true, 0},
+	}
+	for i, st := range steps {
+		var edge bool
+		if st.sub {
+			edge = must(s[st.node].Subscribed(ctx, ch))
+		} else {
+			edge = must(s[st.node].Unsubscribed(ctx, ch))
+		}
+		if edge != st.edge {
+			t.Fatalf("step %d: transition %v, want %v", i, edge, st.edge)
+		}
+		if got := must(s[0].Subscriptions(ctx, ch)); got != st.total {
+			t.Fatalf("step %d: %d subscriptions, want %d", i, got, st.total)
+		}
+	}
+}
+
+func TestPresenceIsOneMemberPerUserAcrossNodes(t *testing.T) {
+	_, s := states(t)
+	ctx := context.Background()
+	const ch = "presence-team-1"
+	if !must(s[0].Join(ctx, ch, "alice", []byte(`{"name":"Alice"}`), 2)) {
+		t.Fatal("alice's first socket is not an added member")
+	}
+	if must(s[1].Join(ctx, ch, "alice", []byte(`{"name":"Alice"}`), 2)) {
+		t.Fatal("alice's socket on a second node was announced again")
+	}
+	if !must(s[2].Join(ctx, ch, "bob", nil, 2)) {
+		t.Fatal("bob not added")
+	}
+	if _, err := s[1].Join(ctx, ch, "carol", nil, 2); !errors.Is(err, ErrMemberLimit) {
+		t.Fatalf("third member past a limit of 2: %v", err)
+	}
+	if must(s[0].Join(ctx, ch, "alice", nil, 2)) {
+		t.Fatal("a member's extra socket is not refused by the limit, nor announced")
+	}
+	members := must(s[2].Members(ctx, ch))
+	if len(members) != 2 || members[0].UserID != "alice" || members[1].UserID != "bob" || members[1].Info != nil {
+		t.Fatalf("members %+v", members)
+	}
+	// alice: two sockets on n0, one on n1.
+	if must(s[1].Leave(ctx, ch, "alice")) || must(s[0].Leave(ctx, ch, "alice")) {
+		t.Fatal("member_removed while alice still has a socket")
+	}
+	if !must(s[0].Leave(ctx, ch, "alice")) {
+		t.Fatal("alice's last socket left without member_removed")
+	}
+	if must(s[0].Leave(ctx, ch, "alice")) {
+		t.Fatal("a leave without a join removed a member")
+	}
+	members = must(s[0].Members(ctx, ch))
+	if len(members) != 1 || members[0].UserID != "bob" {
+		t.Fatalf("members %+v", members)
+	}
+}
+
+func TestChannelsListsTheClusterCounts(t *testing.T) {
+	_, s := states(t)
+	ctx := context.Background()
+	for _, step := range []struct {
+		node int
+		ch   string
+	}{{0, "presence-a"}, {1, "presence-a"}, {2, "private-b"}, {0, "public-c"}} {
+		must(s[step.node].Subscribed(ctx, step.ch))
+	}
+	must(s[0].Join(ctx, "presence-a", "u1", nil, 0))
+	must(s[1].Join(ctx, "presence-a", "u1", nil, 0))
+	must(s[2].Subscribed(ctx, "private-gone"))
+	must(s[2].Unsubscribed(ctx, "private-gone"))
+	all := must(s[1].Channels(ctx, ""))
+	want := []ChannelCount{{"presence-a", 2, 1}, {"private-b", 1, 0}, {"public-c", 1, 0}}
+	if !slices.Equal(all, want) {
+		t.Fatalf("channels %+v, want %+v", all, want)
+	}
+	if got := must(s[1].Channels(ctx, "pr")); len(got) != 2 {
+		t.Fatalf("prefix pr: %+v", got)
+	}
+}
+
+func TestDeadNodeIsCleanedOnceByItsClaimer(t *testing.T) {
+	cfg, s := states(t)
+	ctx := context.Background()
+	addr := redistest.Addr(t)
+	reg := func(id string) *Registry {
+		c := cfg
+		c.NodeID, c.Heartbeat, c.NodeTTL = id, 100*time.Millisecond, 500*time.Millisecond
+		return NewRegistry(newClient(t, addr), c, func() NodeInfo { return NodeInfo{} })
+	}
+	r0, r1, r2 := reg("n0"), reg("n1"), reg("n2")
+	t.Cleanup(func() { _ = r0.Close(ctx); _ = r1.Close(ctx) })
+
+	// n2 alone holds private-x; alice is on n0 and n2, dave only on n2.
+	must(s[2].Subscribed(ctx, "private-x"))
+	must(s[0].Subscribed(ctx, "presence-p"))
+	must(s[2].Subscribed(ctx, "presence-p"))
+	must(s[0].Join(ctx, "presence-p", "alice", nil, 0))
+	must(s[2].Join(ctx, "presence-p", "alice", nil, 0))
+	must(s[2].Join(ctx, "presence-p", "dave", nil, 0))
+
+	r2.stop() // SIGKILL: no goodbye
+	<-r2.done
+	var claimer *Registry
+	var dead []string
+	waitFor(t, "n2 reaped", func() bool {
+		for _, r := range []*Registry{r0, r1} {
+			if got := must(r.Reap(ctx)); len(got) > 0 {
+				claimer, dead = r, append(dead, got...)
+			}
+		}
+		return len(dead) > 0
+	})
+	if !slices.Equal(dead, []string{"n2"}) {
+		t.Fatalf("claimed %v, want n2 once", dead)
+	}
+	cleanups := must(s[0].CleanNode(ctx, "n2"))
+	want := []Cleanup{{Channel: "presence-p", Removed: []string{"dave"}}, {Channel: "private-x", Vacated: true}}
+	if len(cleanups) != 2 || cleanups[0].Channel != want[0].Channel || !slices.Equal(cleanups[0].Removed, want[0].Removed) ||
+		cleanups[0].Vacated || cleanups[1].Channel != "private-x" || !cleanups[1].Vacated || len(cleanups[1].Removed) != 0 {
+		t.Fatalf("cleanups %+v, want %+v", cleanups, want)
+	}
+	if again := must(s[1].CleanNode(ctx, "n2")); len(again) != 0 {
+		t.Fatalf("a second clean announced %+v", again)
+	}
+	if err := claimer.Bury(ctx, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := must(r1.Reap(ctx)); len(got) != 0 {
+		t.Fatalf("buried node claimed again: %v", got)
+	}
+	members := must(s[0].Members(ctx, "presence-p"))
+	if len(members) != 1 || members[0].UserID != "alice" {
+		t.Fatalf("members after the clean-up %+v", members)
+	}
+	if n := must(s[0].Subscriptions(ctx, "presence-p")); n != 1 {
+		t.Fatalf("presence-p has %d subscriptions, want n0's 1", n)
+	}
+	if got := must(s[0].Channels(ctx, "")); len(got) != 1 || got[0].Name != "presence-p" {
+		t.Fatalf("channels %+v", got)
+	}
+}
