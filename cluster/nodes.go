@@ -34,6 +34,12 @@ type Registry struct {
 	keys   keyspace
 	cfg    Config
 	info   func() NodeInfo
+	// rejoined is called (from the heartbeat) when a beat after the first finds
+	// the node unregistered: Redis lost its data, or the node was taken for dead.
+	// It is called again at every beat until it succeeds.
+	rejoined func() error
+	beats    int
+	rejoin   bool
 
 	mu      sync.Mutex
 	lastErr error
@@ -43,13 +49,14 @@ type Registry struct {
 }
 
 // beatScript: KEYS nodes, node; ARGV ttl ms, id, info JSON without the
-// heartbeat time. Time is Redis' own, so nodes' clocks never disagree.
+// heartbeat time. Time is Redis' own, so nodes' clocks never disagree. Returns 1
+// when the node was not registered (its first beat, or Redis lost it).
 const beatScript = `
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call("ZADD", KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+local new = redis.call("ZADD", KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[1])
-return now`
+return new`
 
 // reapScript: KEYS nodes, dead; ARGV claim key prefix, claim ttl ms, claimer.
 // Moves the nodes whose registration expired to the dead set, then claims for
@@ -84,10 +91,15 @@ var (
 
 // NewRegistry registers the node now (an error is kept and retried by the
 // heartbeat) and keeps it registered every Config.Heartbeat until Close.
-func NewRegistry(client rueidis.Client, cfg Config, info func() NodeInfo) *Registry {
+// rejoined, when not nil, is called from the heartbeat whenever the node finds
+// itself unregistered after its first successful beat: Redis lost its data, or
+// the node was taken for dead and cleaned. The node then restores what it holds
+// (State.Restore; the Broker resubscribes by itself). An error makes the next
+// beats call it again until it succeeds.
+func NewRegistry(client rueidis.Client, cfg Config, info func() NodeInfo, rejoined func() error) *Registry {
 	cfg = cfg.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Registry{client: client, keys: keyspace{cfg.Prefix}, cfg: cfg, info: info, stop: cancel, done: make(chan struct{})}
+	r := &Registry{client: client, keys: keyspace{cfg.Prefix}, cfg: cfg, info: info, rejoined: rejoined, stop: cancel, done: make(chan struct{})}
 	go r.run(ctx)
 	return r
 }
@@ -114,13 +126,28 @@ func (r *Registry) Beat(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = beatLua.Exec(ctx, r.client, []string{r.keys.nodes(), r.keys.node(r.cfg.NodeID)},
-		[]string{strconv.FormatInt(r.cfg.NodeTTL.Milliseconds(), 10), r.cfg.NodeID, string(b)}).Error()
+	added, err := beatLua.Exec(ctx, r.client, []string{r.keys.nodes(), r.keys.node(r.cfg.NodeID)},
+		[]string{strconv.FormatInt(r.cfg.NodeTTL.Milliseconds(), 10), r.cfg.NodeID, string(b)}).AsInt64()
 	r.mu.Lock()
 	r.lastErr = err
+	if err == nil {
+		if added == 1 && r.beats > 0 && r.rejoined != nil {
+			r.rejoin = true
+		}
+		r.beats++
+	}
+	rejoin := r.rejoin
 	r.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: heartbeat: %w", ErrUnavailable, err)
+	}
+	if rejoin {
+		if err := r.rejoined(); err != nil {
+			return fmt.Errorf("%w: rejoin: %w", ErrUnavailable, err)
+		}
+		r.mu.Lock()
+		r.rejoin = false
+		r.mu.Unlock()
 	}
 	return nil
 }

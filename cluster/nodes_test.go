@@ -27,7 +27,7 @@ func TestRegistryListsGoodbyesAndReapsTheDeadOnce(t *testing.T) {
 		cfg := Config{Prefix: prefix, NodeID: id, Heartbeat: 100 * time.Millisecond, NodeTTL: 600 * time.Millisecond}
 		r := NewRegistry(newClient(t, addr), cfg, func() NodeInfo {
 			return NodeInfo{Version: "v-test", GRPCAddr: id + ":50051", Connections: conns, StartedAt: start}
-		})
+		}, nil)
 		return r
 	}
 	a, b, c := reg("node-a", 1), reg("node-b", 2), reg("node-c", 3)

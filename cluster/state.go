@@ -317,3 +317,76 @@ func (s *State) CleanNode(ctx context.Context, node string) ([]Cleanup, error) {
 	}
 	return out, nil
 }
+
+// restoreScript: KEYS occupancy, presence, users, info; ARGV node field,
+// subscriptions, "node|", then user, sockets, info triples. Sets what this node
+// holds in the channel and recomputes the totals from every node's fields, so
+// that nodes restoring at the same time after Redis lost its data agree.
+var restoreLua = rueidis.NewLuaScript(`
+redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
+local total = 0
+local occ = redis.call("HGETALL", KEYS[1])
+for i = 1, #occ, 2 do
+  if occ[i] ~= "` + totalField + `" then total = total + tonumber(occ[i + 1]) end
+end
+redis.call("HSET", KEYS[1], "` + totalField + `", total)
+for i = 4, #ARGV, 3 do
+  local u = ARGV[i]
+  redis.call("HSET", KEYS[2], ARGV[3] .. u, ARGV[i + 1])
+  redis.call("HSET", KEYS[4], u, ARGV[i + 2])
+  local n = 0
+  local pres = redis.call("HGETALL", KEYS[2])
+  for j = 1, #pres, 2 do
+    local f = pres[j]
+    local bar = string.find(f, "|", 1, true)
+    if bar and string.sub(f, bar + 1) == u then n = n + tonumber(pres[j + 1]) end
+  end
+  redis.call("HSET", KEYS[3], u, n)
+end
+return total`)
+
+// LocalChannel is what this node holds in one channel, for Restore.
+type LocalChannel struct {
+	Name          string
+	Subscriptions int
+	// Members are the presence users with their socket count on this node.
+	Members []LocalMember
+}
+
+// LocalMember is one presence user's sockets on this node.
+type LocalMember struct {
+	UserID  string
+	Sockets int
+	Info    []byte
+}
+
+// Restore writes back everything this node holds, after Redis lost it (a
+// restart without persistence, a fail-over) or after the node was taken for dead
+// and cleaned. It announces nothing: the transitions were announced when they
+// happened.
+func (s *State) Restore(ctx context.Context, chans []LocalChannel) error {
+	for _, ch := range chans {
+		if ch.Subscriptions <= 0 {
+			continue
+		}
+		cmds := rueidis.Commands{
+			s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(ch.Name).Build(),
+			s.client.B().Sadd().Key(s.keys.occupied()).Member(ch.Name).Build(),
+		}
+		for _, res := range s.client.DoMulti(ctx, cmds...) {
+			if err := res.Error(); err != nil {
+				return fmt.Errorf("%w: restore %s: %w", ErrUnavailable, ch.Name, err)
+			}
+		}
+		args := []string{nodeField(s.node), strconv.Itoa(ch.Subscriptions), s.node + "|"}
+		for _, m := range ch.Members {
+			args = append(args, m.UserID, strconv.Itoa(m.Sockets), string(m.Info))
+		}
+		err := restoreLua.Exec(ctx, s.client,
+			[]string{s.keys.occupancy(ch.Name), s.keys.presence(ch.Name), s.keys.users(ch.Name), s.keys.userInfo(ch.Name)}, args).Error()
+		if err != nil {
+			return fmt.Errorf("%w: restore %s: %w", ErrUnavailable, ch.Name, err)
+		}
+	}
+	return nil
+}

@@ -135,7 +135,7 @@ func TestDeadNodeIsCleanedOnceByItsClaimer(t *testing.T) {
 	reg := func(id string) *Registry {
 		c := cfg
 		c.NodeID, c.Heartbeat, c.NodeTTL = id, 100*time.Millisecond, 500*time.Millisecond
-		return NewRegistry(newClient(t, addr), c, func() NodeInfo { return NodeInfo{} })
+		return NewRegistry(newClient(t, addr), c, func() NodeInfo { return NodeInfo{} }, nil)
 	}
 	r0, r1, r2 := reg("n0"), reg("n1"), reg("n2")
 	t.Cleanup(func() { _ = r0.Close(ctx); _ = r1.Close(ctx) })
@@ -187,5 +187,80 @@ func TestDeadNodeIsCleanedOnceByItsClaimer(t *testing.T) {
 	}
 	if got := must(s[0].Channels(ctx, "")); len(got) != 1 || got[0].Name != "presence-p" {
 		t.Fatalf("channels %+v", got)
+	}
+}
+
+func TestRestoreAfterRedisLostEverything(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	cfg := Config{Prefix: "p", Heartbeat: 50 * time.Millisecond, NodeTTL: time.Second}
+	// What each node holds locally, as its edge would report it.
+	local := map[string][]LocalChannel{
+		"n0": {{Name: "presence-p", Subscriptions: 2, Members: []LocalMember{{UserID: "alice", Sockets: 2, Info: []byte(`{"name":"A"}`)}}}},
+		"n1": {
+			{Name: "presence-p", Subscriptions: 1, Members: []LocalMember{{UserID: "alice", Sockets: 1, Info: []byte(`{"name":"A"}`)}}},
+			{Name: "public-q", Subscriptions: 3},
+		},
+	}
+	st := map[string]*State{}
+	restored := make(chan string, 10)
+	for _, id := range []string{"n0", "n1"} {
+		c := cfg
+		c.NodeID = id
+		client := newClient(t, srv.Addr)
+		st[id] = NewState(client, c)
+		for _, ch := range local[id] {
+			for range ch.Subscriptions {
+				must(st[id].Subscribed(ctx, ch.Name))
+			}
+			for _, m := range ch.Members {
+				for range m.Sockets {
+					must(st[id].Join(ctx, ch.Name, m.UserID, m.Info, 0))
+				}
+			}
+		}
+		r := NewRegistry(client, c, func() NodeInfo { return NodeInfo{} }, func() error {
+			if err := st[id].Restore(ctx, local[id]); err != nil {
+				return err // the next beat tries again
+			}
+			restored <- id
+			return nil
+		})
+		t.Cleanup(func() { _ = r.Close(ctx) })
+		waitFor(t, "registered", func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.lastErr == nil && r.beats > 0
+		})
+	}
+	before := must(st["n0"].Channels(ctx, ""))
+
+	srv.Stop()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case id := <-restored:
+			got[id] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("restored only %v", got)
+		}
+	}
+	after := must(st["n1"].Channels(ctx, ""))
+	if !slices.Equal(before, after) || len(after) != 2 {
+		t.Fatalf("channels before %+v, after the restore %+v", before, after)
+	}
+	if m := must(st["n0"].Members(ctx, "presence-p")); len(m) != 1 || string(m[0].Info) != `{"name":"A"}` {
+		t.Fatalf("members %+v", m)
+	}
+	// The restored counts give the right transitions: alice stays while a
+	// socket of hers remains anywhere.
+	if must(st["n1"].Leave(ctx, "presence-p", "alice")) || must(st["n0"].Leave(ctx, "presence-p", "alice")) {
+		t.Fatal("alice removed while she has sockets")
+	}
+	if !must(st["n0"].Leave(ctx, "presence-p", "alice")) {
+		t.Fatal("alice's last socket did not remove her")
 	}
 }
