@@ -132,8 +132,10 @@ func (b *Broker) Close() {
 	b.done.Wait()
 }
 
-// publishScript: KEYS meta, log; ARGV topic, payload, epoch offered, history
-// size, history ttl (s). Returns {seq, epoch, nodes that received it}.
+// publishScript: KEYS meta, log, occupancy, cache; ARGV topic, payload, epoch
+// offered, history size, history ttl (s), cache ttl (ms, 0 = not a cache
+// channel). Returns {seq, nodes that received it, subscriptions across the
+// cluster}.
 const publishScript = `
 local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
 local epoch = redis.call("HGET", KEYS[1], "epoch")
@@ -147,33 +149,63 @@ if tonumber(ARGV[4]) > 0 then
   redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[4], "0-" .. seq, "p", ARGV[2])
   redis.call("EXPIRE", KEYS[2], ARGV[5])
 end
+if tonumber(ARGV[6]) > 0 then
+  redis.call("SET", KEYS[4], ARGV[2], "PX", ARGV[6])
+end
 local n = redis.call("PUBLISH", ARGV[1], epoch .. ":" .. seq .. ":" .. ARGV[2])
-return {seq, epoch, n}`
+local subs = tonumber(redis.call("HGET", KEYS[3], "` + totalField + `") or "0")
+return {seq, n, subs}`
+
+// PublishOptions are a publication's extras.
+type PublishOptions struct {
+	// CacheTTL > 0 keeps the payload as the channel's last event for that long
+	// (cache channels): Cached reads it.
+	CacheTTL time.Duration
+}
+
+// Receipt is what Redis confirmed of a publication.
+type Receipt struct {
+	Seq uint64
+	// Subscriptions counts the channel's sockets across the cluster when Redis
+	// ran the publication (State's counts; see its doc for how exact they are).
+	Subscriptions int64
+}
 
 // Publish sends payload to every node subscribed to channel, with one script
 // call, whatever the number of nodes or subscribers. Publications through one
 // Broker that do not overlap in time arrive in the order they were made. An
 // error wraps ErrUnavailable: nobody received it, or (a connection lost after
 // Redis ran the script) the caller cannot know and must report a failure.
-func (b *Broker) Publish(ctx context.Context, channel string, payload []byte) (seq uint64, err error) {
+func (b *Broker) Publish(ctx context.Context, channel string, payload []byte, o PublishOptions) (Receipt, error) {
 	res := b.publish.Exec(ctx, b.client,
-		[]string{b.keys.meta(channel), b.keys.log(channel)},
+		[]string{b.keys.meta(channel), b.keys.log(channel), b.keys.occupancy(channel), b.keys.cache(channel)},
 		[]string{b.keys.topic(channel), string(payload), b.epoch + "." + strconv.FormatUint(b.epochs.Add(1), 36),
-			strconv.Itoa(b.cfg.HistorySize), strconv.Itoa(int(b.cfg.HistoryTTL / time.Second))})
-	arr, err := res.ToArray()
-	if err == nil && len(arr) == 3 {
-		var n int64
-		if n, err = arr[0].AsInt64(); err == nil {
-			b.published.Add(1)
-			return uint64(n), nil
-		}
+			strconv.Itoa(b.cfg.HistorySize), strconv.Itoa(int(b.cfg.HistoryTTL / time.Second)),
+			strconv.FormatInt(o.CacheTTL.Milliseconds(), 10)})
+	vals, err := res.AsIntSlice()
+	if err == nil && len(vals) != 3 {
+		err = fmt.Errorf("unexpected reply %v", vals)
 	}
-	if err == nil {
-		err = fmt.Errorf("unexpected reply %v", res)
+	if err != nil {
+		b.publishErrors.Add(1)
+		b.setErr(err)
+		return Receipt{}, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, channel, err)
 	}
-	b.publishErrors.Add(1)
-	b.setErr(err)
-	return 0, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, channel, err)
+	b.published.Add(1)
+	return Receipt{Seq: uint64(vals[0]), Subscriptions: vals[2]}, nil
+}
+
+// Cached is a cache channel's last payload, nil when it has none (never
+// published, or expired).
+func (b *Broker) Cached(ctx context.Context, channel string) ([]byte, error) {
+	v, err := b.client.Do(ctx, b.client.B().Get().Key(b.keys.cache(channel)).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: cache of %s: %w", ErrUnavailable, channel, err)
+	}
+	return []byte(v), nil
 }
 
 // Subscribe starts receiving channel's publications made from now on. It is

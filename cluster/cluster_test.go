@@ -109,7 +109,7 @@ func TestPublishReachesEverySubscribedNodeInOrder(t *testing.T) {
 	}
 	want := payloads(200)
 	for _, p := range want {
-		if _, err := brokers[2].Publish(ctx, "private-team-1", []byte(p)); err != nil {
+		if _, err := brokers[2].Publish(ctx, "private-team-1", []byte(p), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,14 +133,14 @@ func TestPublishedBeforeSubscribeIsNotDelivered(t *testing.T) {
 	pub := startBroker(t, newClient(t, addr), cfg, &recorder{})
 	ctx := context.Background()
 	for _, p := range []string{"old-1", "old-2"} {
-		if _, err := pub.Publish(ctx, "c", []byte(p)); err != nil {
+		if _, err := pub.Publish(ctx, "c", []byte(p), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := sub.Subscribe(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Publish(ctx, "c", []byte("new")); err != nil {
+	if _, err := pub.Publish(ctx, "c", []byte("new"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "new message", func() bool { return len(rec.snapshot()) >= 1 })
@@ -161,16 +161,16 @@ func TestPrefixesNeverCross(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.Publish(ctx, "shared-name", []byte("for-a")); err != nil {
+	if _, err := a.Publish(ctx, "shared-name", []byte("for-a"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Publish(ctx, "shared-name", []byte("for-b")); err != nil {
+	if _, err := b.Publish(ctx, "shared-name", []byte("for-b"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "both", func() bool { return len(recA.snapshot()) == 1 && len(recB.snapshot()) == 1 })
 	// One more round trip on each, so a stray cross message would have arrived.
 	for _, br := range []*Broker{a, b} {
-		if _, err := br.Publish(ctx, "shared-name", []byte("end")); err != nil {
+		if _, err := br.Publish(ctx, "shared-name", []byte("end"), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -197,7 +197,7 @@ func TestQueueOverflowIsCaughtUpFromHistory(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(want); i += 4 {
-				if _, err := pub.Publish(ctx, "busy", []byte(want[i])); err != nil {
+				if _, err := pub.Publish(ctx, "busy", []byte(want[i]), PublishOptions{}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -229,7 +229,7 @@ func TestHistoryTooShortCountsLost(t *testing.T) {
 	}
 	const n = 500
 	for i := range n {
-		if _, err := pub.Publish(ctx, "c", []byte(strconv.Itoa(i))); err != nil {
+		if _, err := pub.Publish(ctx, "c", []byte(strconv.Itoa(i)), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,7 +262,7 @@ func TestRedisRestartRefusesThenResumes(t *testing.T) {
 	if err := sub.Subscribe(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pub.Publish(ctx, "c", []byte("before")); err != nil {
+	if _, err := pub.Publish(ctx, "c", []byte("before"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "before", func() bool { return len(rec.snapshot()) == 1 })
@@ -270,7 +270,7 @@ func TestRedisRestartRefusesThenResumes(t *testing.T) {
 	srv.Stop()
 	waitFor(t, "subscriber sees the loss", func() bool { return !sub.Stats().Up })
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err := pub.Publish(pctx, "c", []byte("during"))
+	_, err := pub.Publish(pctx, "c", []byte("during"), PublishOptions{})
 	cancel()
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("publish during the outage: %v, want ErrUnavailable", err)
@@ -282,7 +282,7 @@ func TestRedisRestartRefusesThenResumes(t *testing.T) {
 	waitFor(t, "subscriber back", func() bool { return sub.Stats().Up })
 	// The restarted Redis is empty: a new history epoch starts at 1.
 	waitFor(t, "publish after the restart", func() bool {
-		_, err := pub.Publish(ctx, "c", []byte("after"))
+		_, err := pub.Publish(ctx, "c", []byte("after"), PublishOptions{})
 		return err == nil
 	})
 	waitFor(t, "after", func() bool { return len(rec.snapshot()) == 2 })
@@ -308,7 +308,7 @@ func TestLostPubSubConnectionCatchesUp(t *testing.T) {
 	want := payloads(300)
 	killed := false
 	for i, p := range want {
-		if _, err := pub.Publish(ctx, "c", []byte(p)); err != nil {
+		if _, err := pub.Publish(ctx, "c", []byte(p), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if i == 100 {
@@ -343,7 +343,7 @@ func TestCommandsPerPublishDoNotGrowWithSubscribers(t *testing.T) {
 			}
 		}
 		pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
-		if _, err := pub.Publish(ctx, "c", []byte("warm")); err != nil { // loads the script
+		if _, err := pub.Publish(ctx, "c", []byte("warm"), PublishOptions{}); err != nil { // loads the script
 			t.Fatal(err)
 		}
 		for i := range recs {
@@ -354,7 +354,7 @@ func TestCommandsPerPublishDoNotGrowWithSubscribers(t *testing.T) {
 		}
 		const n = 100
 		for range n {
-			if _, err := pub.Publish(ctx, "c", []byte("x")); err != nil {
+			if _, err := pub.Publish(ctx, "c", []byte("x"), PublishOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}

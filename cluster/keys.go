@@ -14,6 +14,9 @@ func (k keyspace) meta(channel string) string { return k.prefix + ":{" + channel
 // log is a channel's bounded history stream; entry ids are 0-<seq>.
 func (k keyspace) log(channel string) string { return k.prefix + ":{" + channel + "}:log" }
 
+// cache is a cache channel's last publication.
+func (k keyspace) cache(channel string) string { return k.prefix + ":{" + channel + "}:cache" }
+
 // topic is the channel's pub/sub channel.
 func (k keyspace) topic(channel string) string { return k.prefix + ":{" + channel + "}:pub" }
 

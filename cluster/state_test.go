@@ -264,3 +264,27 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 		t.Fatal("alice's last socket did not remove her")
 	}
 }
+
+func TestPublishReceiptCountsTheClusterAndCachesTheLastEvent(t *testing.T) {
+	cfg, s := states(t)
+	ctx := context.Background()
+	b := startBroker(t, newClient(t, redistest.Addr(t)), cfg, &recorder{})
+	for i := range 3 {
+		must(s[i].Subscribed(ctx, "cache-feed"))
+	}
+	r := must(b.Publish(ctx, "cache-feed", []byte("one"), PublishOptions{CacheTTL: 300 * time.Millisecond}))
+	if r.Subscriptions != 3 || r.Seq != 1 {
+		t.Fatalf("receipt %+v, want seq 1 and 3 subscriptions", r)
+	}
+	must(b.Publish(ctx, "cache-feed", []byte("two"), PublishOptions{CacheTTL: 300 * time.Millisecond}))
+	if got := must(b.Cached(ctx, "cache-feed")); string(got) != "two" {
+		t.Fatalf("cached %q, want the last event", got)
+	}
+	if got := must(b.Cached(ctx, "other")); got != nil {
+		t.Fatalf("cached %q for a channel never published", got)
+	}
+	waitFor(t, "cache expiry", func() bool { return must(b.Cached(ctx, "cache-feed")) == nil })
+	if r := must(b.Publish(ctx, "nobody", []byte("x"), PublishOptions{})); r.Subscriptions != 0 {
+		t.Fatalf("receipt %+v for a channel with no subscriptions", r)
+	}
+}
