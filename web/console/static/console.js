@@ -13,6 +13,7 @@
   };
   var POLL_MS = 2000;
   var HISTORY = 150; // 5 minutes of 2 s samples
+  var P99_WINDOW = 15; // samples (30 s) each p99 figure covers
 
   // EVENT_TYPES are the WatchConnectionEvents types the log asks for: the
   // lifecycle ones and the message ones (published, client event, webhook).
@@ -27,7 +28,7 @@
   var selectedChannel = '';
   // Figures are kept per node; a single node ("local") until cluster mode
   // answers for several.
-  var nodes = { local: { series: {}, last: null, lastHist: {} } };
+  var nodes = { local: { series: {}, last: null, hists: {} } };
 
   function text(el, s) { el.textContent = s; }
 
@@ -75,8 +76,10 @@
     if (!svg) { return; }
     var vals = s.map(function (x) { return x == null ? 0 : x; });
     var max = Math.max.apply(null, vals.concat([1e-9]));
+    // The line fills the width as samples arrive, then scrolls.
+    var step = 150 / Math.max(vals.length - 1, 1);
     var pts = vals.map(function (x, i) {
-      return (i * 150 / (HISTORY - 1)).toFixed(1) + ',' + (38 - (x / max) * 36).toFixed(1);
+      return (i * step).toFixed(1) + ',' + (38 - (x / max) * 36).toFixed(1);
     }).join(' ');
     svg.innerHTML = '<polyline points="' + pts + '"></polyline>';
   }
@@ -121,9 +124,12 @@
     var body = await res.text();
     Object.keys(HISTOGRAMS).forEach(function (key) {
       var cur = parseHistogram(body, HISTOGRAMS[key]);
-      var v = p99(node.lastHist[key], cur);
-      node.lastHist[key] = cur;
-      text($('stat-p99-' + key), fmtDur(v));
+      // p99 over the last P99_WINDOW samples: steadier than one interval.
+      var past = node.hists[key] || (node.hists[key] = []);
+      var v = p99(past[0], cur);
+      past.push(cur);
+      if (past.length > P99_WINDOW) { past.shift(); }
+      text($('stat-p99-' + key), v == null ? 'idle' : fmtDur(v));
       push(node, 'p99-' + key, v);
     });
   }
@@ -248,6 +254,8 @@
         push(node, 'mps', mps);
       }
       node.last = { at: now, delivered: delivered };
+      node.samples = (node.samples || 0) + 1;
+      document.body.dataset.samples = String(node.samples);
       renderChannels(r[2].channels || []);
       renderConnections(r[3].connections || []);
       if (selectedChannel) { loadMembers(); }
@@ -383,6 +391,7 @@
     if (watchAbort) { watchAbort.abort(); watchAbort = null; }
     $('dash').hidden = true;
     $('token-clear').hidden = true;
+    $('login').classList.remove('signed-in');
     show($('token-error'), msg || '');
   }
 
@@ -399,6 +408,7 @@
     sessionStorage.setItem('pushercm-console-token', token);
     $('dash').hidden = false;
     $('token-clear').hidden = false;
+    $('login').classList.add('signed-in');
     await poll();
     pollTimer = setInterval(poll, POLL_MS);
     watch();

@@ -104,7 +104,7 @@
     if (!ch || !ch.subscribed) { showError('Not on the team channel yet: cannot cheer.'); return; }
     var ok = ch.trigger('client-cheer', { from: me.id, fromName: me.name, to: toId });
     if (ok) {
-      addItem('cheers', 'You cheered ' + toName + ' 🎉', { kind: 'sent', to: toId });
+      addItem('cheers', 'You cheered ' + toName + ' ★', { kind: 'sent', to: toId });
     } else {
       showError('The cheer was not sent: the connection is not open.');
     }
@@ -214,7 +214,7 @@
     presence.bind('client-cheer', function (data, meta) {
       var from = (data && data.fromName) || (meta && meta.user_id) || 'A teammate';
       if (data && data.to === me.id) {
-        addItem('cheers', from + ' cheered you! 🎉', { kind: 'received', from: (meta && meta.user_id) || '' });
+        addItem('cheers', from + ' cheered you! ★', { kind: 'received', from: (meta && meta.user_id) || '' });
       } else {
         addItem('cheers', from + ' cheered a teammate', { kind: 'seen' });
       }
