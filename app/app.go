@@ -65,15 +65,15 @@ type App struct {
 	obs   *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
-	grpc    *grpc.Server
-	ops     *http.Server
-	grpcLn  net.Listener
-	opsLn   net.Listener
-	rtLn    net.Listener
+	grpc   *grpc.Server
+	ops    *http.Server
+	grpcLn net.Listener
+	opsLn  net.Listener
+	rtLn   net.Listener
 	// consoleLn is the in-memory listener the console gateway reaches the
 	// gRPC server through (nil without ops.console).
 	consoleLn *bufconn.Listener
-	started time.Time
+	started   time.Time
 
 	closeOnce sync.Once
 	closers   []func(context.Context) error

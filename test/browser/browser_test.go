@@ -368,7 +368,6 @@ func TestDemoAndConsole(t *testing.T) {
 		wait(t, ana, "the console's event in Ana's feed", `[...document.querySelectorAll('#feed li[data-kind="activity"]')].some(li => li.textContent.includes('hello from the console'))`)
 	})
 
-
 	t.Run("disconnecting from the console closes the page's socket and it reconnects", func(t *testing.T) {
 		old := socketID(t, ben)
 		wait(t, ops, "Ben's row", `document.querySelector('#connections tr[data-socket=`+js(old)+`] button.disconnect') !== null`)
