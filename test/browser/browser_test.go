@@ -198,7 +198,9 @@ func (g *grpcAPI) send(t *testing.T, channel, name, jsonData string) *pushercmv1
 	return r
 }
 
-func serviceToken(t *testing.T, secret string, scopes ...string) string {
+// foreignToken is a well-formed service token signed with a key the server
+// does not trust.
+func foreignToken(t *testing.T, secret string, scopes ...string) string {
 	t.Helper()
 	tok, err := authz.Mint([]byte(secret), authz.MintOptions{Subject: "browser-test", Scopes: scopes, TTL: time.Hour})
 	if err != nil {
@@ -234,8 +236,7 @@ func TestDemoAndConsole(t *testing.T) {
 	})
 	base := "http://" + a.HTTPAddr()
 	opsBase := "http://" + a.OpsAddr()
-	secret := a.Config.JWT.Secret
-	api := newGRPC(t, a.GRPCAddr(), serviceToken(t, secret, interceptors.ScopePublish, interceptors.ScopeConnectionsRead))
+	api := newGRPC(t, a.GRPCAddr(), a.Token(t, "browser-test", interceptors.ScopePublish, interceptors.ScopeConnectionsRead))
 
 	browser := newBrowser(t)
 	anaFrames := &frames{}
@@ -316,19 +317,19 @@ func TestDemoAndConsole(t *testing.T) {
 			t.Fatal(err)
 		}
 		wait(t, ops, "the console to load", `document.body.dataset.ready === '1'`)
-		wrong := serviceToken(t, "not-the-server-secret-0123456789abcdef", interceptors.ScopeConnectionsRead)
+		wrong := foreignToken(t, "not-the-server-secret-0123456789abcdef", interceptors.ScopeConnectionsRead)
 		eval[bool](t, ops, `document.getElementById('token').value = `+js(wrong)+`, document.getElementById('token-form').requestSubmit(), true`)
 		wait(t, ops, "the refusal", `!document.getElementById('token-error').hidden && document.getElementById('token-error').textContent.includes('refused')`)
 		if !eval[bool](t, ops, `document.getElementById('dash').hidden`) {
 			t.Fatal("the dashboard is shown after a refused token")
 		}
 		// A token without connections:read is refused too.
-		pubOnly := serviceToken(t, secret, interceptors.ScopePublish)
+		pubOnly := a.Token(t, "publisher", interceptors.ScopePublish)
 		eval[bool](t, ops, `document.getElementById('token').value = `+js(pubOnly)+`, document.getElementById('token-form').requestSubmit(), true`)
 		wait(t, ops, "the scope refusal", `document.getElementById('token-error').textContent.includes('scope')`)
 	})
 
-	opsToken := serviceToken(t, secret, interceptors.ScopeConnectionsRead, interceptors.ScopeConnectionsWrite, interceptors.ScopePublish)
+	opsToken := a.Token(t, "operator", interceptors.ScopeConnectionsRead, interceptors.ScopeConnectionsWrite, interceptors.ScopePublish)
 	t.Run("with a right token the console shows the demo's sockets", func(t *testing.T) {
 		eval[bool](t, ops, `document.getElementById('token').value = `+js(opsToken)+`, document.getElementById('token-form').requestSubmit(), true`)
 		wait(t, ops, "the dashboard", `!document.getElementById('dash').hidden`)
