@@ -398,3 +398,24 @@ func TestDemoAndConsole(t *testing.T) {
 		fmt.Println("demo page:", pageText(ana))
 	}
 }
+
+// TestDemoOutsideDevMode: with demo.enabled but without --dev the page is
+// served, the token endpoint is not, and the page says why in words.
+func TestDemoOutsideDevMode(t *testing.T) {
+	on := true
+	a := apptest.Start(t, func(c *config.Config) {
+		c.Dev = false
+		c.Demo.Enabled = &on
+		c.Log.Level = "WARN"
+	})
+	page := tab(t, newBrowser(t))
+	if err := chromedp.Do(page, chromedp.Navigate("http://"+a.HTTPAddr()+"/demo/")); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, page, "the demo page to load", `document.body.dataset.ready === '1'`)
+	eval[bool](t, page, `document.getElementById('join').click(), true`)
+	wait(t, page, "the error in words", `!document.getElementById('error').hidden && document.getElementById('error').textContent.includes('not run in dev mode')`)
+	if state := eval[string](t, page, `document.getElementById('state').textContent`); state != "Not connected" {
+		t.Fatalf("state %q", state)
+	}
+}
