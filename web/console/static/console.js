@@ -228,6 +228,15 @@
     });
   }
 
+  // moreNote says when a list shows only its first page.
+  function moreNote(id, nextPageToken, cols) {
+    if (!nextPageToken) { return; }
+    var tr = document.createElement('tr');
+    tr.className = 'empty';
+    tr.innerHTML = '<td colspan="' + cols + '">Showing the first 200; list the rest with grpcurl and page_token.</td>';
+    $(id).appendChild(tr);
+  }
+
   async function poll() {
     var node = nodes.local;
     try {
@@ -258,6 +267,8 @@
       document.body.dataset.samples = String(node.samples);
       renderChannels(r[2].channels || []);
       renderConnections(r[3].connections || []);
+      moreNote('channels', r[2].nextPageToken, 4);
+      moreNote('connections', r[3].nextPageToken, 4);
       if (selectedChannel) { loadMembers(); }
       await pollLatency(node);
     } catch (e) {
