@@ -1,5 +1,6 @@
 # pushercm — see README.md. Every tool is pinned: Go tools in go.mod and
-# tools/go.mod (run with `go tool`), npm packages in test/js/package-lock.json.
+# tools/go.mod (run with `go tool`), npm packages in test/js/package-lock.json,
+# Debian's chromium for the browser tests (browser-deps).
 
 GO        ?= go
 BUF       := $(GO) tool -modfile=tools/go.mod buf
@@ -10,7 +11,7 @@ LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots bench bench-auth bench-broadcast fmt clean
 
 all: build
 
@@ -22,7 +23,7 @@ run: build
 	./$(BIN) serve --dev
 
 ## test: everything CI runs (the README's test command).
-test: vet buflint checkgenerate js-deps unit
+test: vet buflint checkgenerate js-deps browser-deps unit
 
 vet:
 	$(GO) vet ./...
@@ -36,6 +37,18 @@ unit:
 ## js-deps: install the pinned pusher-js and pusher npm packages for the interop tests.
 js-deps:
 	cd test/js && npm ci --no-audit --no-fund --loglevel=error
+
+## browser-deps: install Debian's chromium for test/browser when it is missing
+## (apt-get, as root or through sudo; no browser download).
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y chromium; }
+
+## screenshots: rewrite the README's screenshots (docs/screenshots/) with the
+## browser test that also checks the pages.
+screenshots: js-deps browser-deps
+	PUSHERCM_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run TestDemoAndConsole ./test/browser/
 
 ## generate: regenerate gen/ from proto/ with buf and the pinned plugins.
 generate:

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
@@ -64,12 +65,15 @@ type App struct {
 	obs   *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
-	grpc    *grpc.Server
-	ops     *http.Server
-	grpcLn  net.Listener
-	opsLn   net.Listener
-	rtLn    net.Listener
-	started time.Time
+	grpc   *grpc.Server
+	ops    *http.Server
+	grpcLn net.Listener
+	opsLn  net.Listener
+	rtLn   net.Listener
+	// consoleLn is the in-memory listener the console gateway reaches the
+	// gRPC server through (nil without ops.console).
+	consoleLn *bufconn.Listener
+	started   time.Time
 
 	closeOnce sync.Once
 	closers   []func(context.Context) error
@@ -158,7 +162,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 
 	a.rlMethods = &interceptors.MethodCounts{}
 	a.grpc = a.newGRPCServer()
-	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection} {
+	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection, a.wireDemo} {
 		if err := wire(ctx); err != nil {
 			_ = a.Shutdown(context.Background())
 			return nil, err
@@ -167,7 +171,12 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	if config.Bool(a.cfg.GRPC.Reflection, true) {
 		reflection.Register(a.grpc)
 	}
-	a.ops = &http.Server{Handler: a.opsMux(), ReadHeaderTimeout: 5 * time.Second}
+	mux := a.opsMux()
+	if err := a.wireConsole(mux); err != nil {
+		_ = a.Shutdown(context.Background())
+		return nil, err
+	}
+	a.ops = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
 }
 
@@ -340,6 +349,13 @@ func (a *App) Start() error {
 			a.log.Error("grpc server stopped", "error", err)
 		}
 	}()
+	if a.consoleLn != nil {
+		go func() {
+			if err := a.grpc.Serve(a.consoleLn); err != nil {
+				a.log.Error("grpc server (console) stopped", "error", err)
+			}
+		}()
+	}
 	go func() {
 		if err := a.ops.Serve(a.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			a.log.Error("ops server stopped", "error", err)

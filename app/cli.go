@@ -130,8 +130,22 @@ Try:
   go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" \
     -d '{"event":{"channels":["my-channel"],"name":"hello","data":"{\"msg\":\"hi\"}"}}' \
     %s pushercm.v1.BroadcastService/SendEvent
-============================================================
-`, l.Pusher.AppID, l.Pusher.Key, l.Pusher.Secret, portOf(a.HTTPAddr()), l.Pusher.Key, tok, grpcAddr, grpcAddr)
+%s============================================================
+`, l.Pusher.AppID, l.Pusher.Key, l.Pusher.Secret, portOf(a.HTTPAddr()), l.Pusher.Key, tok, grpcAddr, grpcAddr, webPages(l, a))
+}
+
+// webPages is the banner's lines about the demo and the console.
+func webPages(l *config.Loaded, a *App) string {
+	var b strings.Builder
+	if config.Bool(l.Demo.Enabled, false) {
+		fmt.Fprintf(&b, "\nDemo app:  http://localhost%s/demo/\n", portOf(a.HTTPAddr()))
+	}
+	if l.Ops.Console {
+		fmt.Fprintf(&b, "Console:   http://localhost%s/console/ (paste $TOKEN)\n", portOf(a.OpsAddr()))
+	} else {
+		b.WriteString("Console:   off; set PUSHERCM_OPS_CONSOLE=true for /console/ on the ops listener\n")
+	}
+	return b.String()
 }
 
 func portOf(addr string) string {

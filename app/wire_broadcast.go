@@ -9,6 +9,7 @@ import (
 	"github.com/milequest/pushercm/delivery/embedded"
 	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/protocol"
 	"github.com/milequest/pushercm/server"
 )
 
@@ -34,7 +35,12 @@ func (a *App) wireBroadcast(context.Context) error {
 	w := &broadcastWiring{}
 	switch cfg.Driver {
 	case config.DriverEmbedded:
-		d, err := embedded.New(embedded.Config{}, a.edge)
+		var key []byte
+		if cfg.Pusher.EncryptionMasterKeyBase64 != "" {
+			// newAuthz has checked it decodes to 32 bytes.
+			key, _ = protocol.DecodeMasterKey(cfg.Pusher.EncryptionMasterKeyBase64)
+		}
+		d, err := embedded.New(embedded.Config{EncryptionMasterKey: key}, a.edge)
 		if err != nil {
 			return fmt.Errorf("embedded driver: %w", err)
 		}

@@ -74,6 +74,11 @@ const (
 	PermClientEvents = "client-events"
 )
 
+const (
+	privatePrefix   = "private-"
+	encryptedPrefix = "private-encrypted-"
+)
+
 // BuiltinRules are the rules of DESIGN.md §2.
 func BuiltinRules() []Rule {
 	perms := []string{PermSubscribe, PermClientEvents}
@@ -383,15 +388,29 @@ func (r *Rules) Decide(p *Principal, channel string, userInfo []byte) Decision {
 func (r *Rules) decideRules(p *Principal, channel string, userInfo []byte, trace *[]string) Decision {
 	set := r.cur.Load()
 	var caps captures
+	// Each private- rule also covers its private-encrypted- twin, which is
+	// judged like the private- channel of the same name (DESIGN.md §2).
+	twin := ""
+	if rest, ok := strings.CutPrefix(channel, encryptedPrefix); ok {
+		twin = privatePrefix + rest
+	}
 	for i := range set.rules {
 		rule := &set.rules[i]
+		judged := channel
 		if !rule.pat.match(channel, &caps) {
-			continue
+			if twin == "" || strings.HasPrefix(rule.pat.src, encryptedPrefix) || !rule.pat.match(twin, &caps) {
+				continue
+			}
+			judged = twin
 		}
 		if trace != nil {
-			*trace = append(*trace, fmt.Sprintf("rule %q (pattern %s) is the first to match%s", rule.name, rule.pat.src, describeCaptures(rule.pat, channel, &caps)))
+			as := ""
+			if judged != channel {
+				as = fmt.Sprintf(" (judged as its twin %s)", judged)
+			}
+			*trace = append(*trace, fmt.Sprintf("rule %q (pattern %s) is the first to match%s%s", rule.name, rule.pat.src, as, describeCaptures(rule.pat, judged, &caps)))
 		}
-		return r.applyRule(rule, p, channel, userInfo, &caps, trace)
+		return r.applyRule(rule, p, judged, userInfo, &caps, trace)
 	}
 	if trace != nil {
 		*trace = append(*trace, fmt.Sprintf("none of the %d rules has a matching pattern", len(set.rules)))

@@ -32,6 +32,9 @@ const (
 	DevAppKey    = "app-key"
 	DevAppSecret = "app-secret"
 	DevJWTSecret = "dev-jwt-secret-change-me-0123456789"
+	// DevEncryptionMasterKeyBase64 is the well-known 32-byte master key for
+	// private-encrypted- channels in dev mode (base64).
+	DevEncryptionMasterKeyBase64 = "ZGV2LWVuY3J5cHRpb24ta2V5LWNoYW5nZS1tZS0wMTI="
 )
 
 // Config is every setting of a pushercm process. The YAML keys are the
@@ -54,6 +57,8 @@ type Config struct {
 	// Ops is the operations listener: /metrics, /healthz, /readyz.
 	Ops Ops `yaml:"ops"`
 	Log Log `yaml:"log"`
+	// Demo is the demo app at /demo/ on the realtime listener.
+	Demo Demo `yaml:"demo"`
 
 	// Pusher holds the app credentials (used by both drivers: the embedded
 	// server serves this app) and the pusher driver's HTTP settings.
@@ -151,6 +156,22 @@ type Ops struct {
 	// false; it exposes internals, so only turn it on where the ops port is
 	// private.
 	Pprof bool `yaml:"pprof"`
+	// Console serves the operator console at /console/ on this listener.
+	// Default false. Every figure and action of the console goes through
+	// ConnectionService and BroadcastService with the caller's service
+	// token, so it shows nothing a token could not read over gRPC.
+	// PUSHERCM_OPS_CONSOLE.
+	Console bool `yaml:"console"`
+}
+
+// Demo configures the demo app.
+type Demo struct {
+	// Enabled serves the Mile Quest demo page at /demo/ on the realtime
+	// listener. Default: on with --dev, off otherwise. Outside dev mode the
+	// page has no way to get a user token (the token endpoint exists only in
+	// dev mode), so it is only useful behind an app that hands tokens out.
+	// PUSHERCM_DEMO_ENABLED.
+	Enabled *bool `yaml:"enabled"`
 }
 
 // Log configures logging.
@@ -367,6 +388,15 @@ func (c *Config) ApplyDev() (filled []string) {
 	if c.JWT.Secret == "" && c.JWT.PublicKeyFile == "" && c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
 		c.JWT.Secret = DevJWTSecret
 		filled = append(filled, "jwt.secret")
+	}
+	if c.Pusher.EncryptionMasterKeyBase64 == "" {
+		c.Pusher.EncryptionMasterKeyBase64 = DevEncryptionMasterKeyBase64
+		filled = append(filled, "pusher.encryptionMasterKeyBase64")
+	}
+	if c.Demo.Enabled == nil {
+		t := true
+		c.Demo.Enabled = &t
+		filled = append(filled, "demo.enabled")
 	}
 	if c.Edge.ClientEvents == nil {
 		t := true

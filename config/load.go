@@ -36,6 +36,17 @@ func list(f func(c *Config) *[]string) func(*Config, string) error {
 	}
 }
 
+func boolean(f func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", v)
+		}
+		*f(c) = b
+		return nil
+	}
+}
+
 // settings is the table of environment variables and flags (DESIGN.md §2).
 // Precedence: flags > environment > file > defaults.
 var settings = []setting{
@@ -67,6 +78,13 @@ var settings = []setting{
 	{env: []string{"PUSHER_HOST"}, set: str(func(c *Config) *string { return &c.Pusher.Host })},
 	{env: []string{"PUSHER_SCHEME"}, set: str(func(c *Config) *string { return &c.Pusher.Scheme })},
 	{env: []string{"PUSHER_ENCRYPTION_MASTER_KEY_BASE64"}, set: str(func(c *Config) *string { return &c.Pusher.EncryptionMasterKeyBase64 })},
+	{env: []string{"PUSHERCM_DEMO_ENABLED"}, set: boolean(func(c *Config) *bool {
+		if c.Demo.Enabled == nil {
+			c.Demo.Enabled = new(bool)
+		}
+		return c.Demo.Enabled
+	})},
+	{env: []string{"PUSHERCM_OPS_CONSOLE"}, set: boolean(func(c *Config) *bool { return &c.Ops.Console })},
 	{env: []string{"PUSHERCM_JWT_SECRET"}, set: str(func(c *Config) *string { return &c.JWT.Secret })},
 	{env: []string{"PUSHERCM_JWT_PUBLIC_KEY_FILE"}, set: str(func(c *Config) *string { return &c.JWT.PublicKeyFile })},
 	{env: []string{"PUSHERCM_JWT_JWKS_URL"}, set: str(func(c *Config) *string { return &c.JWT.JWKSURL })},

@@ -355,3 +355,52 @@ func TestMetricsHooks(t *testing.T) {
 		t.Fatalf("published %v", m.published)
 	}
 }
+
+func TestWatchMessages(t *testing.T) {
+	cfg := testConfig()
+	cfg.ClientEventsEnabled = true
+	s := startServer(t, cfg, WithWebhookSink(&recordSink{}))
+	lifecycle := s.Watch(64)
+	defer lifecycle.Close()
+	msgs := s.WatchMessages(64)
+	defer msgs.Close()
+	a, b := connect(t, s), connect(t, s)
+	a.subscribeOK("presence-m", `{"user_id":"1"}`)
+	b.subscribeOK("presence-m", `{"user_id":"2"}`)
+	if _, err := s.Publish(context.Background(), Message{Channels: []string{"presence-m"}, Event: "hello", Data: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	a.send(map[string]any{"event": "client-x", "channel": "presence-m", "data": map[string]int{"a": 1}})
+	b.expect("client-x", "presence-m")
+
+	seen := map[EventType]Event{}
+	deadline := time.After(waitFor)
+	for seen[Published].Name == "" || seen[ClientEvent].Name == "" || seen[Webhook].Name == "" {
+		select {
+		case e := <-msgs.C():
+			if _, dup := seen[e.Type]; !dup || e.Type == Webhook {
+				seen[e.Type] = e
+			}
+		case <-deadline:
+			t.Fatalf("message events seen: %+v", seen)
+		}
+	}
+	if p := seen[Published]; p.Channel != "presence-m" || p.Name != "hello" || p.Delivered != 2 {
+		t.Fatalf("published event %+v", p)
+	}
+	if c := seen[ClientEvent]; c.Channel != "presence-m" || c.Name != "client-x" || c.SocketID != a.id || c.UserID != "1" {
+		t.Fatalf("client event %+v", c)
+	}
+	// The lifecycle watcher got none of them.
+	for {
+		select {
+		case e := <-lifecycle.C():
+			if e.Type.IsMessage() {
+				t.Fatalf("lifecycle watcher got %+v", e)
+			}
+			continue
+		default:
+		}
+		break
+	}
+}

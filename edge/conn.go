@@ -362,7 +362,12 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 	}
 	s.mu.RUnlock()
 	s.st.clientEvents.Add(1)
+	if s.watchingMessages() {
+		s.emit(Event{Type: ClientEvent, Time: s.opts.now(), Channel: name, Name: m.Event, SocketID: c.id, UserID: uid})
+	}
 	if w := s.opts.webhooks; w != nil {
-		w.Notify(protocol.WebhookEvent{Name: protocol.WebhookClientEvent, Channel: name, Event: m.Event, Data: data, SocketID: c.id, UserID: uid})
+		h := protocol.WebhookEvent{Name: protocol.WebhookClientEvent, Channel: name, Event: m.Event, Data: data, SocketID: c.id, UserID: uid}
+		w.Notify(h)
+		s.emitWebhook(h)
 	}
 }

@@ -51,7 +51,15 @@ func (s *Server) flush(p *pending) {
 	if w := s.opts.webhooks; w != nil {
 		for _, h := range p.hooks {
 			w.Notify(h)
+			s.emitWebhook(h)
 		}
+	}
+}
+
+// emitWebhook tells message watchers that a webhook was queued.
+func (s *Server) emitWebhook(h protocol.WebhookEvent) {
+	if s.watchingMessages() {
+		s.emit(Event{Type: Webhook, Time: s.opts.now(), Name: h.Name, Channel: h.Channel, SocketID: h.SocketID, UserID: h.UserID})
 	}
 }
 
@@ -312,6 +320,9 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		s.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
 		delivered += n
+		if s.watchingMessages() {
+			s.emit(Event{Type: Published, Time: s.opts.now(), Channel: ch.Name, Name: m.Event, Delivered: n})
+		}
 	}
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
@@ -351,6 +362,9 @@ func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	n := s.postLocked(nil, userID, frame, exclude)
 	s.mu.RUnlock()
 	s.st.messagesOut.Add(uint64(n))
+	if s.watchingMessages() {
+		s.emit(Event{Type: Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
+	}
 	return n
 }
 

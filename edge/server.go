@@ -62,6 +62,9 @@ type Server struct {
 
 	watchMu  sync.Mutex
 	watchers map[*Watcher]struct{}
+	// messageWatchers counts the watchers of message events, so that
+	// publishing skips building them when nobody watches.
+	messageWatchers atomic.Int32
 
 	st counters
 }

@@ -20,7 +20,16 @@ const (
 	MemberRemoved
 	ChannelOccupied
 	ChannelVacated
+	// Message events, sent only to watchers that ask for them
+	// (WatchMessages): one per channel an event was published on, one per
+	// client event relayed, one per webhook queued for sending.
+	Published
+	ClientEvent
+	Webhook
 )
+
+// IsMessage says whether t is a message event rather than a lifecycle one.
+func (t EventType) IsMessage() bool { return t >= Published && t <= Webhook }
 
 func (t EventType) String() string {
 	switch t {
@@ -40,42 +49,60 @@ func (t EventType) String() string {
 		return "channel_occupied"
 	case ChannelVacated:
 		return "channel_vacated"
+	case Published:
+		return "published"
+	case ClientEvent:
+		return "client_event"
+	case Webhook:
+		return "webhook"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
 
-// Event is one lifecycle change. Code and Reason are set on Disconnected when the
+// Event is one lifecycle change or message. Name is the event's name on
+// Published and ClientEvent, the webhook's name on Webhook; Delivered is
+// how many sockets a Published event was queued for. Code and Reason are set on Disconnected when the
 // server closed the socket. UserInfo is the member's user_info on MemberAdded
 // (as the edge holds it, so a watcher never has to look it up after the member
 // may already have left); it must not be modified.
 type Event struct {
-	Type     EventType
-	Time     time.Time
-	SocketID string
-	UserID   string
-	Channel  string
-	Code     int
-	Reason   string
-	UserInfo json.RawMessage
+	Type      EventType
+	Time      time.Time
+	SocketID  string
+	UserID    string
+	Channel   string
+	Code      int
+	Reason    string
+	UserInfo  json.RawMessage
+	Name      string
+	Delivered int
 }
 
 // Watcher receives lifecycle events. A watcher whose buffer fills is cut off: its
 // channel is closed and Err returns ErrWatcherLagged; other watchers are unaffected.
 type Watcher struct {
-	s    *Server
-	c    chan Event
-	mu   sync.Mutex
-	err  error
-	done bool
+	s        *Server
+	c        chan Event
+	messages bool // receives message events too
+	mu       sync.Mutex
+	err      error
+	done     bool
 }
 
 // Watch subscribes to lifecycle events with a buffer of the given size (minimum 1;
 // 0 means 256).
-func (s *Server) Watch(buffer int) *Watcher {
+func (s *Server) Watch(buffer int) *Watcher { return s.watch(buffer, false) }
+
+// WatchMessages is Watch plus the message events (Published, ClientEvent,
+// Webhook). While no such watcher exists, publishing pays one atomic load
+// for them.
+func (s *Server) WatchMessages(buffer int) *Watcher { return s.watch(buffer, true) }
+
+func (s *Server) watch(buffer int, messages bool) *Watcher {
 	if buffer <= 0 {
 		buffer = 256
 	}
-	w := &Watcher{s: s, c: make(chan Event, buffer)}
+	w := &Watcher{s: s, c: make(chan Event, buffer), messages: messages}
 	s.watchMu.Lock()
 	if s.draining.Load() {
 		s.watchMu.Unlock()
@@ -83,6 +110,9 @@ func (s *Server) Watch(buffer int) *Watcher {
 		return w
 	}
 	s.watchers[w] = struct{}{}
+	if messages {
+		s.messageWatchers.Add(1)
+	}
 	s.watchMu.Unlock()
 	return w
 }
@@ -101,10 +131,23 @@ func (w *Watcher) Err() error {
 // Close stops the watcher and closes C.
 func (w *Watcher) Close() {
 	w.s.watchMu.Lock()
-	delete(w.s.watchers, w)
+	w.s.dropWatcherLocked(w)
 	w.s.watchMu.Unlock()
 	w.finish(nil)
 }
+
+func (s *Server) dropWatcherLocked(w *Watcher) {
+	if _, ok := s.watchers[w]; !ok {
+		return
+	}
+	delete(s.watchers, w)
+	if w.messages {
+		s.messageWatchers.Add(-1)
+	}
+}
+
+// watchingMessages says whether any watcher wants message events.
+func (s *Server) watchingMessages() bool { return s.messageWatchers.Load() > 0 }
 
 func (w *Watcher) finish(err error) {
 	w.mu.Lock()
@@ -120,11 +163,15 @@ func (w *Watcher) finish(err error) {
 func (s *Server) emit(e Event) {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
+	msg := e.Type.IsMessage()
 	for w := range s.watchers {
+		if msg && !w.messages {
+			continue
+		}
 		select {
 		case w.c <- e:
 		default:
-			delete(s.watchers, w)
+			s.dropWatcherLocked(w)
 			w.finish(ErrWatcherLagged)
 		}
 	}
@@ -134,7 +181,7 @@ func (s *Server) closeWatchers(err error) {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
 	for w := range s.watchers {
-		delete(s.watchers, w)
+		s.dropWatcherLocked(w)
 		w.finish(err)
 	}
 }

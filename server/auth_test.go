@@ -38,8 +38,9 @@ func startAuthApp(t *testing.T, noMasterKey bool) *app.App {
 	a := apptest.Start(t, func(cfg *config.Config) {
 		cfg.Log.Level = "ERROR"
 		cfg.ShutdownTimeout = config.Default().ShutdownTimeout
-		if !noMasterKey {
-			cfg.Pusher.EncryptionMasterKeyBase64 = authMasterKey
+		cfg.Pusher.EncryptionMasterKeyBase64 = authMasterKey
+		if noMasterKey {
+			cfg.Pusher.EncryptionMasterKeyBase64 = "" // --dev sets one
 		}
 		cfg.ChannelRules.Rules = []authz.Rule{
 			{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},

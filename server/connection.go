@@ -520,6 +520,8 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 	}
 	var w EventWatcher
 	switch {
+	case c.Edge != nil && f.messages:
+		w = c.Edge.WatchMessages(buffer)
 	case c.Edge != nil:
 		w = c.Edge.Watch(buffer)
 	case c.Watch != nil:
@@ -558,6 +560,7 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 
 type eventFilter struct {
 	types                    map[edge.EventType]bool
+	messages                 bool // some of types are message events
 	prefix, userID, socketID string
 }
 
@@ -571,13 +574,14 @@ func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, 
 				return f, interceptors.InvalidField("types", fmt.Sprintf("unknown event type %v", t))
 			}
 			f.types[et] = true
+			f.messages = f.messages || et.IsMessage()
 		}
 	}
 	return f, nil
 }
 
 func (f eventFilter) match(e edge.Event) bool {
-	if f.types != nil && !f.types[e.Type] {
+	if f.types != nil && !f.types[e.Type] || f.types == nil && e.Type.IsMessage() {
 		return false
 	}
 	if f.prefix != "" && (e.Channel == "" || !strings.HasPrefix(e.Channel, f.prefix)) {
@@ -601,6 +605,9 @@ var eventTypeToPB = map[edge.EventType]pushercmv1.ConnectionEventType{
 	edge.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
 	edge.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
 	edge.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
+	edge.Published:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED,
+	edge.ClientEvent:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT,
+	edge.Webhook:         pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK,
 }
 
 var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]edge.EventType {
@@ -613,13 +620,15 @@ var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]edge.EventType {
 
 func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
 	ev := &pushercmv1.ConnectionEvent{
-		Type:     eventTypeToPB[e.Type],
-		Time:     timestamppb.New(e.Time),
-		SocketId: e.SocketID,
-		UserId:   e.UserID,
-		Channel:  e.Channel,
-		Code:     int32(e.Code),
-		Reason:   e.Reason,
+		Type:        eventTypeToPB[e.Type],
+		Time:        timestamppb.New(e.Time),
+		SocketId:    e.SocketID,
+		UserId:      e.UserID,
+		Channel:     e.Channel,
+		Code:        int32(e.Code),
+		Reason:      e.Reason,
+		EventName:   e.Name,
+		DeliveredTo: int32(e.Delivered),
 	}
 	if e.Type == edge.MemberAdded {
 		// The event carries user_info as the member joined; the member may

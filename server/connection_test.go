@@ -263,7 +263,11 @@ func TestWatchFilters(t *testing.T) {
 		{Type: edge.Subscribed, SocketID: "2.2", Channel: "room", UserID: ""},
 		{Type: edge.ChannelVacated, Channel: "room"},
 		{Type: edge.Disconnected, SocketID: "1.1", Code: 4009, Reason: "bye"},
+		{Type: edge.Published, Channel: "room", Name: "hello", Delivered: 1},
+		{Type: edge.ClientEvent, SocketID: "1.1", Channel: "presence-a", Name: "client-cheer", UserID: "u1"},
 	}
+	published := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED
+	clientEvent := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT
 	tests := []struct {
 		name string
 		req  *pushercmv1.WatchConnectionEventsRequest
@@ -274,6 +278,8 @@ func TestWatchFilters(t *testing.T) {
 		{"by channel prefix drops connection events", &pushercmv1.WatchConnectionEventsRequest{ChannelPrefix: "presence-"}, 2},
 		{"by user", &pushercmv1.WatchConnectionEventsRequest{UserId: "u1"}, 2},
 		{"by socket", &pushercmv1.WatchConnectionEventsRequest{SocketId: "1.1"}, 3},
+		{"message events only when named", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}}, 2},
+		{"message events by channel", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}, ChannelPrefix: "presence-"}, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

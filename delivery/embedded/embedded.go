@@ -26,31 +26,49 @@ type Hub interface {
 	PresenceMembers(channel string) ([]edge.Member, error)
 }
 
-// Config configures the embedded driver. It has no settings of its own today (the edge
-// has its Config); it exists so that configuration maps every driver the same way.
-type Config struct{}
+// Config configures the embedded driver (the edge has its own Config).
+type Config struct {
+	// EncryptionMasterKey (32 bytes) makes the driver seal the data of events
+	// on private-encrypted- channels, as Pusher's server SDKs do before they
+	// publish, so that a gRPC publish reaches pusher-js readable and the
+	// socket carries only ciphertext. Nil: data is forwarded untouched (the
+	// caller must have encrypted it).
+	EncryptionMasterKey []byte
+}
 
-// Validate implements the configuration contract; there is nothing to check.
-func (Config) Validate() error { return nil }
+// Validate implements the configuration contract.
+func (c Config) Validate() error {
+	if c.EncryptionMasterKey != nil && len(c.EncryptionMasterKey) != 32 {
+		return fmt.Errorf("%w: %w", delivery.ErrConfig, protocol.ErrMasterKeySize)
+	}
+	return nil
+}
 
 // Driver delivers in-process to the edge's WebSocket connections: no HTTP hop, no
 // per-subscriber encoding (the edge encodes once per channel). It is safe for concurrent
 // use as long as the Hub is.
 type Driver struct {
-	hub Hub
+	hub       Hub
+	masterKey []byte
 }
 
 // New returns a driver publishing to hub.
-func New(_ Config, hub Hub) (*Driver, error) {
+func New(cfg Config, hub Hub) (*Driver, error) {
 	if hub == nil {
 		return nil, fmt.Errorf("%w: embedded driver needs a hub", delivery.ErrConfig)
 	}
-	return &Driver{hub: hub}, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Driver{hub: hub, masterKey: cfg.EncryptionMasterKey}, nil
 }
 
 // Publish implements delivery.Driver. DeliveredTo is the number of connections the
 // event is queued for (see edge.Server.Publish).
 func (d *Driver) Publish(ctx context.Context, e delivery.Event) (delivery.Result, error) {
+	if d.masterKey != nil && hasEncrypted(e.Channels) {
+		return d.publishEncrypted(ctx, e)
+	}
 	n, err := d.hub.Publish(ctx, edge.Message{
 		Channels:        e.Channels,
 		Event:           e.Name,
@@ -61,6 +79,46 @@ func (d *Driver) Publish(ctx context.Context, e delivery.Event) (delivery.Result
 		return delivery.Result{DeliveredTo: n}, mapError("publish", err)
 	}
 	return delivery.Result{DeliveredTo: n}, nil
+}
+
+func hasEncrypted(channels []string) bool {
+	for _, ch := range channels {
+		if kind, _ := protocol.KindOf(ch); kind == protocol.KindPrivateEncrypted {
+			return true
+		}
+	}
+	return false
+}
+
+// publishEncrypted publishes the plain channels together and each
+// encrypted channel alone, sealed with its own key (each channel has its
+// own shared secret, so one ciphertext cannot serve two).
+func (d *Driver) publishEncrypted(ctx context.Context, e delivery.Event) (delivery.Result, error) {
+	var plain []string
+	total := 0
+	for _, ch := range e.Channels {
+		if kind, _ := protocol.KindOf(ch); kind != protocol.KindPrivateEncrypted {
+			plain = append(plain, ch)
+			continue
+		}
+		sealed, err := protocol.EncryptData(ch, d.masterKey, e.Data)
+		if err != nil {
+			return delivery.Result{DeliveredTo: total}, fmt.Errorf("%w: encrypt: %w", delivery.ErrDeliveryFailed, err)
+		}
+		n, err := d.hub.Publish(ctx, edge.Message{Channels: []string{ch}, Event: e.Name, Data: sealed, ExcludeSocketID: e.ExcludeSocketID})
+		total += n
+		if err != nil {
+			return delivery.Result{DeliveredTo: total}, mapError("publish", err)
+		}
+	}
+	if len(plain) > 0 {
+		n, err := d.hub.Publish(ctx, edge.Message{Channels: plain, Event: e.Name, Data: e.Data, ExcludeSocketID: e.ExcludeSocketID})
+		total += n
+		if err != nil {
+			return delivery.Result{DeliveredTo: total}, mapError("publish", err)
+		}
+	}
+	return delivery.Result{DeliveredTo: total}, nil
 }
 
 // PublishBatch implements delivery.Driver: the events are published one after another in

@@ -13,6 +13,7 @@ import (
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/protocol"
 )
 
 func TestMain(m *testing.M) {
@@ -310,5 +311,53 @@ func TestPublishBatchStopsOnCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) || !errors.Is(err, delivery.ErrDeliveryFailed) {
 			t.Fatalf("event %d: %v", i, err)
 		}
+	}
+}
+
+// recordingHub records what the driver hands the edge.
+type recordingHub struct {
+	fakeHub
+	msgs []edge.Message
+}
+
+func (h *recordingHub) Publish(_ context.Context, m edge.Message) (int, error) {
+	h.msgs = append(h.msgs, m)
+	return len(m.Channels), nil
+}
+
+func TestPublishSealsEncryptedChannels(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	hub := &recordingHub{}
+	d, err := New(Config{EncryptionMasterKey: key}, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Publish(context.Background(), delivery.Event{
+		Channels: []string{"private-encrypted-team-a", "team-a", "private-encrypted-team-b"}, Name: "msg", Data: `{"t":"secret"}`,
+	})
+	if err != nil || res.DeliveredTo != 3 {
+		t.Fatalf("Publish = %+v, %v", res, err)
+	}
+	if len(hub.msgs) != 3 {
+		t.Fatalf("%d edge publishes, want one per encrypted channel plus one", len(hub.msgs))
+	}
+	for _, m := range hub.msgs {
+		if len(m.Channels) != 1 && m.Channels[0] != "team-a" {
+			t.Fatalf("channels %v published together", m.Channels)
+		}
+		ch := m.Channels[0]
+		if ch == "team-a" {
+			if m.Data != `{"t":"secret"}` {
+				t.Fatalf("plain channel got %q", m.Data)
+			}
+			continue
+		}
+		got, err := protocol.DecryptData(ch, key, m.Data)
+		if err != nil || got != `{"t":"secret"}` {
+			t.Fatalf("%s: DecryptData = %q, %v (data %s)", ch, got, err, m.Data)
+		}
+	}
+	if _, err := New(Config{EncryptionMasterKey: key[:5]}, hub); err == nil {
+		t.Fatal("a 5-byte master key was accepted")
 	}
 }

@@ -103,20 +103,33 @@ const (
 	ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED ConnectionEventType = 7
 	// A channel lost its last subscriber.
 	ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED ConnectionEventType = 8
+	// An event was published on a channel (one per channel; event_name and
+	// delivered_to are set). Message events are sent only when asked for by
+	// type.
+	ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED ConnectionEventType = 9
+	// A client event was relayed (event_name is set). Sent only when asked
+	// for by type.
+	ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT ConnectionEventType = 10
+	// A webhook was queued for sending (event_name is the webhook's name).
+	// Sent only when asked for by type.
+	ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK ConnectionEventType = 11
 )
 
 // Enum value maps for ConnectionEventType.
 var (
 	ConnectionEventType_name = map[int32]string{
-		0: "CONNECTION_EVENT_TYPE_UNSPECIFIED",
-		1: "CONNECTION_EVENT_TYPE_CONNECTED",
-		2: "CONNECTION_EVENT_TYPE_DISCONNECTED",
-		3: "CONNECTION_EVENT_TYPE_SUBSCRIBED",
-		4: "CONNECTION_EVENT_TYPE_UNSUBSCRIBED",
-		5: "CONNECTION_EVENT_TYPE_MEMBER_ADDED",
-		6: "CONNECTION_EVENT_TYPE_MEMBER_REMOVED",
-		7: "CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED",
-		8: "CONNECTION_EVENT_TYPE_CHANNEL_VACATED",
+		0:  "CONNECTION_EVENT_TYPE_UNSPECIFIED",
+		1:  "CONNECTION_EVENT_TYPE_CONNECTED",
+		2:  "CONNECTION_EVENT_TYPE_DISCONNECTED",
+		3:  "CONNECTION_EVENT_TYPE_SUBSCRIBED",
+		4:  "CONNECTION_EVENT_TYPE_UNSUBSCRIBED",
+		5:  "CONNECTION_EVENT_TYPE_MEMBER_ADDED",
+		6:  "CONNECTION_EVENT_TYPE_MEMBER_REMOVED",
+		7:  "CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED",
+		8:  "CONNECTION_EVENT_TYPE_CHANNEL_VACATED",
+		9:  "CONNECTION_EVENT_TYPE_PUBLISHED",
+		10: "CONNECTION_EVENT_TYPE_CLIENT_EVENT",
+		11: "CONNECTION_EVENT_TYPE_WEBHOOK",
 	}
 	ConnectionEventType_value = map[string]int32{
 		"CONNECTION_EVENT_TYPE_UNSPECIFIED":      0,
@@ -128,6 +141,9 @@ var (
 		"CONNECTION_EVENT_TYPE_MEMBER_REMOVED":   6,
 		"CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED": 7,
 		"CONNECTION_EVENT_TYPE_CHANNEL_VACATED":  8,
+		"CONNECTION_EVENT_TYPE_PUBLISHED":        9,
+		"CONNECTION_EVENT_TYPE_CLIENT_EVENT":     10,
+		"CONNECTION_EVENT_TYPE_WEBHOOK":          11,
 	}
 )
 
@@ -2104,7 +2120,9 @@ func (x *GetMetricsResponse) GetTakenAt() *timestamppb.Timestamp {
 // WatchConnectionEventsRequest filters the stream. Empty fields match all.
 type WatchConnectionEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only these event types; empty means all.
+	// Only these event types; empty means all lifecycle types (1 to 8). The
+	// message types (published, client event, webhook) come only when named
+	// here.
 	Types []ConnectionEventType `protobuf:"varint,1,rep,packed,name=types,proto3,enum=pushercm.v1.ConnectionEventType" json:"types,omitempty"`
 	// Only events on channels starting with this prefix (connection-level
 	// events have no channel and are dropped when this is set).
@@ -2193,7 +2211,11 @@ type ConnectionEvent struct {
 	// Close reason, for disconnected events.
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Presence user_info, for member_added events.
-	UserInfo      *structpb.Struct `protobuf:"bytes,8,opt,name=user_info,json=userInfo,proto3" json:"user_info,omitempty"`
+	UserInfo *structpb.Struct `protobuf:"bytes,8,opt,name=user_info,json=userInfo,proto3" json:"user_info,omitempty"`
+	// The event's name (published, client event) or the webhook's name.
+	EventName string `protobuf:"bytes,9,opt,name=event_name,json=eventName,proto3" json:"event_name,omitempty"`
+	// Sockets a published event was queued for on this channel.
+	DeliveredTo   int32 `protobuf:"varint,10,opt,name=delivered_to,json=deliveredTo,proto3" json:"delivered_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2282,6 +2304,20 @@ func (x *ConnectionEvent) GetUserInfo() *structpb.Struct {
 		return x.UserInfo
 	}
 	return nil
+}
+
+func (x *ConnectionEvent) GetEventName() string {
+	if x != nil {
+		return x.EventName
+	}
+	return ""
+}
+
+func (x *ConnectionEvent) GetDeliveredTo() int32 {
+	if x != nil {
+		return x.DeliveredTo
+	}
+	return 0
 }
 
 // WatchConnectionEventsResponse carries one event.
@@ -2479,7 +2515,7 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x05types\x18\x01 \x03(\x0e2 .pushercm.v1.ConnectionEventTypeR\x05types\x12%\n" +
 	"\x0echannel_prefix\x18\x02 \x01(\tR\rchannelPrefix\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tsocket_id\x18\x04 \x01(\tR\bsocketId\"\xa9\x02\n" +
+	"\tsocket_id\x18\x04 \x01(\tR\bsocketId\"\xeb\x02\n" +
 	"\x0fConnectionEvent\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .pushercm.v1.ConnectionEventTypeR\x04type\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
@@ -2488,14 +2524,18 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\achannel\x18\x05 \x01(\tR\achannel\x12\x12\n" +
 	"\x04code\x18\x06 \x01(\x05R\x04code\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x124\n" +
-	"\tuser_info\x18\b \x01(\v2\x17.google.protobuf.StructR\buserInfo\"S\n" +
+	"\tuser_info\x18\b \x01(\v2\x17.google.protobuf.StructR\buserInfo\x12\x1d\n" +
+	"\n" +
+	"event_name\x18\t \x01(\tR\teventName\x12!\n" +
+	"\fdelivered_to\x18\n" +
+	" \x01(\x05R\vdeliveredTo\"S\n" +
 	"\x1dWatchConnectionEventsResponse\x122\n" +
 	"\x05event\x18\x01 \x01(\v2\x1c.pushercm.v1.ConnectionEventR\x05event*\x81\x01\n" +
 	"\fHealthStatus\x12\x1d\n" +
 	"\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n" +
 	"\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n" +
-	"\x17HEALTH_STATUS_UNHEALTHY\x10\x03*\x80\x03\n" +
+	"\x17HEALTH_STATUS_UNHEALTHY\x10\x03*\xf0\x03\n" +
 	"\x13ConnectionEventType\x12%\n" +
 	"!CONNECTION_EVENT_TYPE_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fCONNECTION_EVENT_TYPE_CONNECTED\x10\x01\x12&\n" +
@@ -2505,7 +2545,11 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\"CONNECTION_EVENT_TYPE_MEMBER_ADDED\x10\x05\x12(\n" +
 	"$CONNECTION_EVENT_TYPE_MEMBER_REMOVED\x10\x06\x12*\n" +
 	"&CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED\x10\a\x12)\n" +
-	"%CONNECTION_EVENT_TYPE_CHANNEL_VACATED\x10\b2\xe1\t\n" +
+	"%CONNECTION_EVENT_TYPE_CHANNEL_VACATED\x10\b\x12#\n" +
+	"\x1fCONNECTION_EVENT_TYPE_PUBLISHED\x10\t\x12&\n" +
+	"\"CONNECTION_EVENT_TYPE_CLIENT_EVENT\x10\n" +
+	"\x12!\n" +
+	"\x1dCONNECTION_EVENT_TYPE_WEBHOOK\x10\v2\xe1\t\n" +
 	"\x11ConnectionService\x12\\\n" +
 	"\x0fListConnections\x12#.pushercm.v1.ListConnectionsRequest\x1a$.pushercm.v1.ListConnectionsResponse\x12V\n" +
 	"\rGetConnection\x12!.pushercm.v1.GetConnectionRequest\x1a\".pushercm.v1.GetConnectionResponse\x12k\n" +
