@@ -136,3 +136,21 @@ func DefaultNodeID() string {
 	_, _ = rand.Read(b[:])
 	return host + "-" + hex.EncodeToString(b[:])
 }
+
+// Dial connects to the configured Redis. It fails when Redis does not answer;
+// a node that must start anyway retries it with backoff (the edge keeps serving
+// its local sockets meanwhile and reports the reason in health).
+func Dial(cfg Config) (rueidis.Client, error) {
+	cfg = cfg.WithDefaults()
+	opt, err := cfg.clientOption()
+	if err != nil {
+		return nil, err
+	}
+	// Client-side caching is not used: every read here must see the cluster now.
+	opt.DisableCache = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return c, nil
+}

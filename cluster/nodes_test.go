@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -91,6 +92,25 @@ func TestRegistryListsGoodbyesAndReapsTheDeadOnce(t *testing.T) {
 	}
 	if got, _ := b.Reap(ctx); len(got) != 0 {
 		t.Fatalf("reaped again: %v", got)
+	}
+}
+
+func TestDial(t *testing.T) {
+	c, err := Dial(Config{URL: "redis://" + redistest.Addr(t) + "/0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Do(context.Background(), c.B().Ping().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	srv := redistest.Start(t)
+	srv.Stop()
+	if _, err := Dial(Config{URL: "redis://" + srv.Addr}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Dial to a stopped Redis: %v, want ErrUnavailable", err)
+	}
+	if _, err := Dial(Config{URL: "mysql://x"}); err == nil || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Dial with a bad URL: %v, want a configuration error", err)
 	}
 }
 
