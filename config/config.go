@@ -141,6 +141,13 @@ type HTTP struct {
 	// AllowedOrigins for WebSocket upgrades and CORS on the auth
 	// endpoints. Empty: any origin (Pusher's behaviour).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// MaxHeaderBytes bounds the head of a request (request line and
+	// headers); a longer one is answered 431 while it arrives. Default 32
+	// KiB: twice Node's default and what nginx's default buffers take, room
+	// for large cookies and proxy headers. Request bodies have fixed
+	// per-route limits (16 KiB on the auth endpoints, edge.maxApiBodyBytes
+	// on the HTTP API, 1 MiB on webhook ingest).
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
 }
 
 // Ops configures the operations listener.
@@ -245,6 +252,11 @@ type Edge struct {
 	MaxFrameBytes int `yaml:"maxFrameBytes"`
 	// CacheTTL is how long cache channels keep their last event. Default 30m.
 	CacheTTL time.Duration `yaml:"cacheTtl"`
+	// MaxAPIBodyBytes bounds a Pusher HTTP API request body: a longer one
+	// is answered 413 before it is read. Default 1 MiB, room for a batch of
+	// maxBatchSize events of maxPayloadBytes fully JSON-escaped at the
+	// defaults; raise it with those.
+	MaxAPIBodyBytes int64 `yaml:"maxApiBodyBytes"`
 	// HTTPRequestsPerSecond bounds the HTTP API per app (429 over it).
 	// Zero: unlimited.
 	HTTPRequestsPerSecond int `yaml:"httpRequestsPerSecond"`
@@ -286,7 +298,7 @@ func Default() Config {
 				MinTime: 10 * time.Second,
 			},
 		},
-		HTTP:        HTTP{Addr: ":6001"},
+		HTTP:        HTTP{Addr: ":6001", MaxHeaderBytes: 32 << 10},
 		Ops:         Ops{Addr: ":9464"},
 		Log:         Log{Level: "INFO", Format: "text"},
 		Pusher:      pusherdriver.Config{Cluster: pusherdriver.DefaultCluster},
@@ -308,6 +320,7 @@ func Default() Config {
 			MaxMemberInfoBytes:         1024,
 			MaxFrameBytes:              64 << 10,
 			CacheTTL:                   30 * time.Minute,
+			MaxAPIBodyBytes:            1 << 20,
 			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
 		},
 		Health:          health.DefaultThresholds(),
@@ -395,6 +408,9 @@ func (c *Config) Validate() error {
 		if addr == "" || !strings.Contains(addr, ":") {
 			bad(key, "%q is not a host:port address", addr)
 		}
+	}
+	if c.HTTP.MaxHeaderBytes < 1024 {
+		bad("http.maxHeaderBytes", "must be at least 1024")
 	}
 	if c.GRPC.MaxRecvMsgBytes <= 0 {
 		bad("grpc.maxRecvMsgBytes", "must be positive")
@@ -499,6 +515,9 @@ func (e *Edge) validate() error {
 	}
 	if e.PongTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("edge.pongTimeout: must be at least 100ms"))
+	}
+	if e.MaxAPIBodyBytes <= 0 {
+		errs = append(errs, errors.New("edge.maxApiBodyBytes: must be positive"))
 	}
 	if e.CacheTTL <= 0 {
 		errs = append(errs, errors.New("edge.cacheTtl: must be positive"))

@@ -172,6 +172,8 @@ func TestInvalid(t *testing.T) {
 		{name: "bad webhook url", env: good, file: "edge: {webhooks: {urls: [ftp://x]}}\n", want: "edge.webhooks.urls[0]"},
 		{name: "bad rate limit", env: good, file: "rateLimit: {limiters: {user: {burstLimit: -5}}}\n", want: "rateLimit"},
 		{name: "negative stream workers", env: good, file: "grpc: {streamWorkers: -2}\n", want: "grpc.streamWorkers"},
+		{name: "tiny header limit", env: good, file: "http: {maxHeaderBytes: 100}\n", want: "http.maxHeaderBytes"},
+		{name: "zero api body limit", env: good, file: "edge: {maxApiBodyBytes: 0}\n", want: "edge.maxApiBodyBytes"},
 		{name: "too many stream workers", env: good, file: "grpc: {streamWorkers: 100001}\n", want: "grpc.streamWorkers"},
 	}
 	for _, tt := range tests {

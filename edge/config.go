@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -88,6 +89,15 @@ type Config struct {
 	// are done by flusher goroutines (one per CPU), so one poller is enough for reads.
 	Pollers int
 
+	// MaxHeaderBytes bounds the head of an HTTP request (request line and
+	// header lines) on the listener; a longer head is answered 431 while it is
+	// still arriving. Default 32 KiB.
+	MaxHeaderBytes int
+	// MaxAPIBodyBytes bounds a Pusher HTTP API request body; a longer one is
+	// answered 413 before it is read. Default 1 MiB (httpapi.DefaultMaxRequestBytes):
+	// a batch of 10 events of 10 KB, fully JSON-escaped, fits.
+	MaxAPIBodyBytes int64
+
 	// HTTPAPIDisabled does not mount the Pusher HTTP API at /apps/.
 	HTTPAPIDisabled bool
 	// TimestampWindow is passed to the HTTP API (0 = 600 s, negative disables).
@@ -108,6 +118,7 @@ const (
 	DefaultCloseGrace       = 2 * time.Second
 	DefaultDrainRate        = 2000
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxHeaderBytes   = 32 << 10
 )
 
 func (c Config) withDefaults() Config {
@@ -136,6 +147,12 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxAPIBodyBytes <= 0 {
+		c.MaxAPIBodyBytes = httpapi.DefaultMaxRequestBytes
+	}
 	if c.Pollers <= 0 {
 		c.Pollers = 1
 	}
@@ -163,7 +180,7 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %s", ErrConfig, err.Error())
 	}
-	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.MaxHeaderBytes < 0 || c.MaxAPIBodyBytes < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
 	}
 	if c.UserAuthTimeout < 0 {

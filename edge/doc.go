@@ -39,6 +39,14 @@
 //   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
 //     origin 4009, connection quota 4004, per-IP limit 4100) are sent as pusher:error and
 //     then as the close code, and counted in Stats.ConnectionsRefused by reason.
+//   - HTTP requests on the listener are bounded before any handler runs: a head
+//     (request line and headers) over Config.MaxHeaderBytes is answered 431
+//     while it arrives, and a body over its route's limit (HandleLimit; the
+//     HTTP API's is Config.MaxAPIBodyBytes) 413 as soon as its Content-Length
+//     is read, or once a chunked body passes it. A refused connection's further
+//     bytes are dropped unread until it is closed CloseGrace later, so an
+//     unauthenticated client holds at most about the largest route limit plus
+//     the head limit in memory. Counted in Stats.HTTPRequestsRefused.
 //   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
 //     Metrics) are small interfaces; nil means the built-in default, so the package
 //     works standalone.

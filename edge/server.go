@@ -27,14 +27,16 @@ type Server struct {
 	cfg  Config
 	opts options
 
-	mux      *http.ServeMux
-	upgrader *websocket.Upgrader
-	engine   *nbhttp.Engine
-	ln       net.Listener
-	started  atomic.Bool
-	draining atomic.Bool
-	stop     chan struct{}
-	done     sync.WaitGroup
+	mux *http.ServeMux
+	// bodyLimits holds each route's request body limit, by mux pattern.
+	bodyLimits map[string]int64
+	upgrader   *websocket.Upgrader
+	engine     *nbhttp.Engine
+	ln         net.Listener
+	started    atomic.Bool
+	draining   atomic.Bool
+	stop       chan struct{}
+	done       sync.WaitGroup
 
 	flushStop chan struct{}
 	flushDone sync.WaitGroup
@@ -77,15 +79,16 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg.withDefaults(),
-		mux:      http.NewServeMux(),
-		stop:     make(chan struct{}),
-		conns:    make(map[string]*conn),
-		channels: make(map[string]*channel),
-		users:    make(map[string]map[*conn]struct{}),
-		watching: make(map[string]map[*conn]struct{}),
-		cache:    make(map[string]cachedEvent),
-		watchers: make(map[*Watcher]struct{}),
+		cfg:        cfg.withDefaults(),
+		mux:        http.NewServeMux(),
+		bodyLimits: make(map[string]int64),
+		stop:       make(chan struct{}),
+		conns:      make(map[string]*conn),
+		channels:   make(map[string]*channel),
+		users:      make(map[string]map[*conn]struct{}),
+		watching:   make(map[string]map[*conn]struct{}),
+		cache:      make(map[string]cachedEvent),
+		watchers:   make(map[*Watcher]struct{}),
 	}
 	s.opts.now = time.Now
 	for _, o := range opts {
@@ -102,25 +105,42 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, r := range refusalReasons {
 		s.st.refused[r] = new(atomic.Uint64)
 	}
-	s.mux.HandleFunc("/app/{key}", s.serveWS)
+	// An upgrade has no body.
+	s.HandleLimit("/app/{key}", http.HandlerFunc(s.serveWS), 0)
 	if !s.cfg.HTTPAPIDisabled {
 		api := httpapi.New(httpapi.Config{
 			AppID:           s.cfg.AppID,
 			Key:             s.cfg.Key,
 			Secret:          s.cfg.Secret,
 			Limits:          s.cfg.Limits,
+			MaxRequestBytes: s.cfg.MaxAPIBodyBytes,
 			TimestampWindow: s.cfg.TimestampWindow,
 			Limiter:         s.opts.httpLimiter,
 			Logger:          s.cfg.Logger,
 		}, apiBackend{s})
-		s.mux.Handle("/apps/", api)
+		s.HandleLimit("/apps/", api, s.cfg.MaxAPIBodyBytes)
 	}
 	return s, nil
 }
 
-// Handle registers an extra route on the realtime listener. Call it before Start.
+// DefaultRouteBodyBytes is the request body limit of routes added with Handle,
+// and of requests no route serves.
+const DefaultRouteBodyBytes = 16 << 10
+
+// Handle registers an extra route on the realtime listener, with a request body
+// limit of DefaultRouteBodyBytes. Call it before Start.
 func (s *Server) Handle(pattern string, h http.Handler) {
+	s.HandleLimit(pattern, h, DefaultRouteBodyBytes)
+}
+
+// HandleLimit registers an extra route whose request bodies may be up to
+// maxBodyBytes long. A request declaring more is answered 413 as soon as its
+// head is read, and a chunked body is cut off with 413 once over it, so the
+// listener never holds more than this for the route; the handler's own limit
+// should be the same value. Call it before Start.
+func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64) {
 	s.mux.Handle(pattern, h)
+	s.bodyLimits[pattern] = max(maxBodyBytes, 0)
 }
 
 // ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
@@ -148,6 +168,7 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
 	s.ln = ln
+	maxBody := s.maxBodyLimit()
 	s.engine = nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp",
 		Addrs:   []string{ln.Addr().String()},
@@ -160,10 +181,14 @@ func (s *Server) Start(addr string) error {
 		// Kernel-refused bytes above this are a hard backstop; the soft limit that
 		// sends 4100 is WriteQueueBytes, tracked by onWritten.
 		MaxWriteBufferSize:     cfg.WriteQueueBytes*2 + 64<<10,
-		ReadBufferSize:         32 << 10,
+		ReadBufferSize:         readBufferSize,
 		MessageHandlerPoolSize: runtime.NumCPU() * 64,
 		KeepaliveTime:          cfg.HandshakeTimeout,
 		MaxLoad:                1 << 20,
+		// Backstops under onData's per-route limits: nbhttp keeps a request's
+		// head and a declared body in one buffer until they are complete.
+		MaxHTTPBodySize: int(maxBody),
+		ReadLimit:       int(maxBody) + cfg.MaxHeaderBytes + 2*readBufferSize,
 	})
 	s.engine.OnWrittenSize(s.onWritten)
 	if raceEnabled {
@@ -174,8 +199,10 @@ func (s *Server) Start(addr string) error {
 		s.engine.OnData(func(c *nbio.Conn, data []byte) {
 			handoff.Lock()
 			handoff.Unlock() //nolint:staticcheck // SA2001: race-only happens-before edge
-			c.DataHandler()(c, data)
+			s.onData(c, data)
 		})
+	} else {
+		s.engine.OnData(s.onData)
 	}
 	u := websocket.NewUpgrader()
 	u.Engine = s.engine
@@ -335,6 +362,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	_, _ = ws.UnderlayerConn().Write(closeFrame(code, msg))
 	time.AfterFunc(s.cfg.CloseGrace, func() { _ = ws.Close() })
 }
+
+// readBufferSize is the event loop's read size.
+const readBufferSize = 32 << 10
 
 // refused marks a socket that was upgraded only to be told why it is refused.
 type refused struct{}
