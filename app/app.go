@@ -234,6 +234,8 @@ func edgeConfig(cfg *config.Config, log *slog.Logger) edge.Config {
 		PongTimeout:               e.PongTimeout,
 		AllowedOrigins:            cfg.HTTP.AllowedOrigins,
 		MaxHeaderBytes:            cfg.HTTP.MaxHeaderBytes,
+		TrustedProxies:            cfg.HTTP.TrustedProxies,
+		MaxConnectionsPerIP:       e.MaxConnectionsPerIP,
 		MaxAPIBodyBytes:           e.MaxAPIBodyBytes,
 		ClientEventsEnabled:       config.Bool(e.ClientEvents, false),
 		UserAuthEnabled:           config.Bool(e.UserAuthentication, false),

@@ -16,6 +16,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/delivery"
 	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
+	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/ratelimit"
 )
@@ -148,6 +149,15 @@ type HTTP struct {
 	// per-route limits (16 KiB on the auth endpoints, edge.maxApiBodyBytes
 	// on the HTTP API, 1 MiB on webhook ingest).
 	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	// TrustedProxies are the load balancers and reverse proxies (CIDR
+	// prefixes or single addresses) allowed to name the client in
+	// X-Forwarded-For or, without it, RFC 7239 Forwarded. From them the
+	// right-most address that is not itself a trusted proxy is the client:
+	// the address the per-IP limits count, logs show and GetConnection
+	// reports. Headers from any other peer are ignored. Empty: the TCP peer
+	// is the client, so behind a proxy every client shares its limits.
+	// Comma separated in PUSHERCM_HTTP_TRUSTED_PROXIES.
+	TrustedProxies []string `yaml:"trustedProxies"`
 }
 
 // Ops configures the operations listener.
@@ -231,8 +241,19 @@ type Edge struct {
 	// SubscriptionsPerUser bounds channels per signed-in user across all of
 	// the user's connections. Zero: unlimited.
 	SubscriptionsPerUser int `yaml:"subscriptionsPerUser"`
-	// ConnectionsPerIPPerSecond bounds new connections from one address.
-	// Zero: unlimited.
+	// MaxConnectionsPerIP bounds the open connections of one client
+	// address (see http.trustedProxies; IPv6 counts by /64); over it a
+	// socket is refused with 4004 and counted as
+	// CONNECTIONS_PER_IP_EXHAUSTED. Default 256: about 5% of the default
+	// pool, so one address cannot take it, while an office or campus
+	// behind one NAT (a few hundred people with a tab or two) still fits.
+	// Raise it for carrier-grade NAT audiences. Zero: unlimited.
+	MaxConnectionsPerIP int `yaml:"maxConnectionsPerIp"`
+	// ConnectionsPerIPPerSecond bounds new connections from one address
+	// (4100, pusher-js retries after a back-off). Zero (default):
+	// unlimited. It stays off by default: maxConnectionsPerIp already
+	// bounds what one address holds, and a rate would refuse a NAT'd
+	// office whose clients all reconnect at once after a drain (4200).
 	ConnectionsPerIPPerSecond int `yaml:"connectionsPerIpPerSecond"`
 	// MaxPayloadBytes bounds event data. Default 10240.
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
@@ -309,6 +330,7 @@ func Default() Config {
 			ActivityTimeout:            120 * time.Second,
 			PongTimeout:                30 * time.Second,
 			MaxConnections:             5000,
+			MaxConnectionsPerIP:        256,
 			ClientEventsPerSecond:      10,
 			SubscriptionsPerConnection: 100,
 			MaxPayloadBytes:            10 * 1024,
@@ -412,6 +434,9 @@ func (c *Config) Validate() error {
 	if c.HTTP.MaxHeaderBytes < 1024 {
 		bad("http.maxHeaderBytes", "must be at least 1024")
 	}
+	if _, err := clientip.New(c.HTTP.TrustedProxies); err != nil {
+		bad("http.trustedProxies", "%v", err)
+	}
 	if c.GRPC.MaxRecvMsgBytes <= 0 {
 		bad("grpc.maxRecvMsgBytes", "must be positive")
 	}
@@ -503,6 +528,7 @@ func (e *Edge) validate() error {
 	nonNegative := map[string]int{
 		"edge.subscriptionsPerUser":      e.SubscriptionsPerUser,
 		"edge.connectionsPerIpPerSecond": e.ConnectionsPerIPPerSecond,
+		"edge.maxConnectionsPerIp":       e.MaxConnectionsPerIP,
 		"edge.httpRequestsPerSecond":     e.HTTPRequestsPerSecond,
 	}
 	for _, k := range sortedKeys(nonNegative) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -79,6 +80,18 @@ type Config struct {
 	// (a token bucket with one second of burst), used when no ConnectionLimiter option
 	// is given. Refused sockets get 4100. Default 0 = no limit.
 	ConnectionsPerIPPerSecond int
+	// MaxConnectionsPerIP bounds the open sockets of one client address (an
+	// IPv6 client counts with its /64), so that one address cannot take the
+	// whole pool. Over it a socket is refused like a full pool (4004) and counted
+	// as RefusedIPConnections. Default 0 = unlimited, so embedding programs and
+	// load tools are not limited by surprise; pushercm's configuration turns it
+	// on (edge.maxConnectionsPerIp, 256).
+	MaxConnectionsPerIP int
+	// TrustedProxies are the proxies (CIDR prefixes or single addresses) whose
+	// X-Forwarded-For or Forwarded headers name the client; see package
+	// clientip. The resolved address is the one the per-IP limits count, logs
+	// show and ConnectionInfo.RemoteAddr reports. Empty: every peer is the client.
+	TrustedProxies []string
 	// MaxSubscriptionsPerUser, when > 0, bounds the channels a signed-in user holds
 	// across all of the user's sockets (each socket's subscriptions count). Over it the
 	// subscription is refused with pusher:subscription_error LimitReached/4100; the
@@ -180,8 +193,11 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %s", ErrConfig, err.Error())
 	}
-	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.MaxHeaderBytes < 0 || c.MaxAPIBodyBytes < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.MaxConnectionsPerIP < 0 || c.MaxHeaderBytes < 0 || c.MaxAPIBodyBytes < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
+	}
+	if _, err := clientip.New(c.TrustedProxies); err != nil {
+		return fmt.Errorf("%w: TrustedProxies: %s", ErrConfig, err.Error())
 	}
 	if c.UserAuthTimeout < 0 {
 		return fmt.Errorf("%w: UserAuthTimeout must not be negative", ErrConfig)

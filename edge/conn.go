@@ -25,7 +25,8 @@ type conn struct {
 	nbc         *nbio.Conn // nc as the event loop's conn; nil when it is not one (no io_uring sends)
 	fd          int        // nbc's descriptor, valid while nbc is open
 	id          string
-	remoteAddr  string
+	remoteAddr  string // the client's address as shown (see clientip.Client.Addr)
+	clientKey   string // its per-IP limit key
 	userAgent   string
 	connectedAt int64 // unix nanos
 

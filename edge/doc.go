@@ -37,8 +37,14 @@
 //     (pusher:signin) get #server-to-user-{id} events on every socket, and watchlist
 //     online/offline events on their first/last socket.
 //   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
-//     origin 4009, connection quota 4004, per-IP limit 4100) are sent as pusher:error and
-//     then as the close code, and counted in Stats.ConnectionsRefused by reason.
+//     origin 4009, connection quota 4004, open sockets per client address over
+//     Config.MaxConnectionsPerIP 4004, new sockets per address per second 4100) are
+//     sent as pusher:error and then as the close code, and counted in
+//     Stats.ConnectionsRefused by reason.
+//   - The client address is resolved once per socket by package clientip:
+//     forwarding headers count only from Config.TrustedProxies. That address is
+//     what the per-IP limits count, what logs show and ConnectionInfo.RemoteAddr
+//     reports.
 //   - HTTP requests on the listener are bounded before any handler runs: a head
 //     (request line and headers) over Config.MaxHeaderBytes is answered 431
 //     while it arrives, and a body over its route's limit (HandleLimit; the
@@ -54,7 +60,7 @@
 //     they do not stampede back, then the listener stops.
 //
 // Close and error codes used (PUSHER-PROTOCOL.md §1.6): 4001 unknown app key, 4004 over
-// Limits.MaxConnections, 4006/4007/4008 protocol version, 4009 origin refused, user
+// Limits.MaxConnections or Config.MaxConnectionsPerIP, 4006/4007/4008 protocol version, 4009 origin refused, user
 // terminated (TerminateUser) or not signed in within UserAuthTimeout, 4100 slow
 // consumer, per-IP connection limit or server draining (new sockets), 4200 drain of
 // existing sockets, 4201 no pong in time. Without closing: 4301 client event rejected,

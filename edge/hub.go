@@ -235,7 +235,7 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 	}
 	s.setWatchlistLocked(c, nil)
 	s.mu.Unlock()
-	s.active.Add(-1)
+	s.release(c.clientKey)
 	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: userID, Code: code, Reason: reason})
 	s.flush(&p)
 }

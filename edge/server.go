@@ -18,6 +18,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
+	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -50,7 +51,13 @@ type Server struct {
 	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
 	cache    map[string]cachedEvent
 
-	active atomic.Int64 // sockets admitted (reserved before upgrade)
+	active  atomic.Int64 // sockets admitted (reserved before upgrade)
+	clients *clientip.Resolver
+	ipMu    sync.Mutex
+	ipConns map[string]int // open sockets by client address key, when limited
+	// warnedForward is set once the log has said that forwarding headers
+	// from an untrusted peer were ignored.
+	warnedForward atomic.Bool
 
 	flushers []*flusher
 	nextFl   atomic.Uint64
@@ -90,6 +97,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		cache:      make(map[string]cachedEvent),
 		watchers:   make(map[*Watcher]struct{}),
 	}
+	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
+	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now
 	for _, o := range opts {
 		o(&s.opts)
@@ -331,24 +340,28 @@ const (
 	RefusedVersion       = "INVALID_PROTOCOL_VERSION"
 	RefusedOrigin        = "ORIGIN_NOT_ALLOWED"
 	RefusedShuttingDown  = "SHUTTING_DOWN"
+	RefusedIPConnections = "CONNECTIONS_PER_IP_EXHAUSTED"
 )
 
-var refusalReasons = []string{RefusedPoolExhausted, RefusedRateLimited, RefusedUnknownApp, RefusedVersion, RefusedOrigin, RefusedShuttingDown}
+var refusalReasons = []string{RefusedPoolExhausted, RefusedIPConnections, RefusedRateLimited, RefusedUnknownApp, RefusedVersion, RefusedOrigin, RefusedShuttingDown}
 
 // serveWS upgrades /app/{key}. Refusals are sent after the upgrade, as pusher:error plus
 // the close code, because browsers cannot read an HTTP error status.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	code, reason, msg := s.admit(r)
+	cl := s.clients.Resolve(r)
+	if cl.Ignored && len(s.cfg.TrustedProxies) == 0 && s.warnedForward.CompareAndSwap(false, true) {
+		s.cfg.Logger.Warn("edge: ignoring X-Forwarded-For/Forwarded from a peer that is not a trusted proxy; "+
+			"behind a proxy, list it in http.trustedProxies or every client shares the proxy's per-IP limits", "peer", r.RemoteAddr)
+	}
+	key := cl.Key()
+	code, reason, msg := s.admit(r, key)
 	if code == 0 {
-		if n := s.active.Add(1); protocol.Within(int(n), s.cfg.Limits.MaxConnections) {
-			if s.acceptWS(w, r) {
-				return
+		if code, reason, msg = s.reserve(key); code == 0 {
+			if !s.acceptWS(w, r, cl.Addr, key) {
+				s.release(key)
 			}
-			s.active.Add(-1)
 			return
 		}
-		s.active.Add(-1)
-		code, reason, msg = protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
 	}
 	s.st.refused[reason].Add(1)
 	ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -366,11 +379,44 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // readBufferSize is the event loop's read size.
 const readBufferSize = 32 << 10
 
+// reserve takes a slot in the pool and one of the client address's slots.
+func (s *Server) reserve(key string) (code int, reason, msg string) {
+	if n := s.active.Add(1); !protocol.Within(int(n), s.cfg.Limits.MaxConnections) {
+		s.active.Add(-1)
+		return protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
+	}
+	if limit := s.cfg.MaxConnectionsPerIP; limit > 0 {
+		s.ipMu.Lock()
+		if s.ipConns[key] >= limit {
+			s.ipMu.Unlock()
+			s.active.Add(-1)
+			return protocol.CodeOverQuota, RefusedIPConnections, "Too many connections from this address"
+		}
+		s.ipConns[key]++
+		s.ipMu.Unlock()
+	}
+	return 0, "", ""
+}
+
+// release gives back what reserve took.
+func (s *Server) release(key string) {
+	s.active.Add(-1)
+	if s.cfg.MaxConnectionsPerIP > 0 {
+		s.ipMu.Lock()
+		if n := s.ipConns[key] - 1; n > 0 {
+			s.ipConns[key] = n
+		} else {
+			delete(s.ipConns, key)
+		}
+		s.ipMu.Unlock()
+	}
+}
+
 // refused marks a socket that was upgraded only to be told why it is refused.
 type refused struct{}
 
 // admit checks everything decided by the request alone.
-func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
+func (s *Server) admit(r *http.Request, clientKey string) (code int, reason, msg string) {
 	if s.draining.Load() {
 		// 4100, not 4200: a 4200 makes pusher-js reconnect at once, in a loop.
 		return protocol.CodeOverCapacity, RefusedShuttingDown, "Server is shutting down"
@@ -384,7 +430,7 @@ func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
 	if !s.originAllowed(r.Header.Get("Origin")) {
 		return protocol.CodeUnauthorized, RefusedOrigin, "Origin not allowed"
 	}
-	if l := s.opts.connections; l != nil && !l.AllowConnection(remoteIP(r.RemoteAddr)) {
+	if l := s.opts.connections; l != nil && !l.AllowConnection(clientKey) {
 		return protocol.CodeOverCapacity, RefusedRateLimited, "Too many new connections, retry later"
 	}
 	return 0, "", ""
@@ -435,18 +481,12 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func remoteIP(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
-}
-
-func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
+// acceptWS upgrades an admitted socket from the client at addr (shown) and
+// key (its per-IP slot, released when the socket is removed).
+func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key string) bool {
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.cfg.Logger.Debug("edge: upgrade failed", "err", err, "remote", r.RemoteAddr)
+		s.cfg.Logger.Debug("edge: upgrade failed", "err", err, "remote", addr)
 		return false
 	}
 	// The HTTP keep-alive deadline must not apply to the socket; the sweeper owns liveness.
@@ -457,7 +497,8 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 		ws:          ws,
 		nc:          ws.UnderlayerConn(),
 		id:          protocol.NewSocketID(),
-		remoteAddr:  r.RemoteAddr,
+		remoteAddr:  addr,
+		clientKey:   key,
 		userAgent:   truncate(r.UserAgent(), 256),
 		connectedAt: now.UnixNano(),
 		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
