@@ -45,6 +45,10 @@
 //     forwarding headers count only from Config.TrustedProxies. That address is
 //     what the per-IP limits count, what logs show and ConnectionInfo.RemoteAddr
 //     reports.
+//   - Client framing follows RFC 6455: a frame without a mask closes the socket with
+//     1002 and nothing after it is parsed; a binary message closes it with 1003
+//     (the Pusher protocol is text only). The mask check reads the plain byte
+//     stream, so it applies to listeners without TLS in the event loop.
 //   - HTTP requests on the listener are bounded before any handler runs: a head
 //     (request line and headers) over Config.MaxHeaderBytes is answered 431
 //     while it arrives, and a body over its route's limit (HandleLimit; the
@@ -67,5 +71,6 @@
 // 4302 watchlist over 100 ids, 4009 failed pusher:signin, null for malformed frames;
 // pusher:subscription_error AuthError/401, LimitReached/4100 (presence full or too many
 // subscriptions), LimitReached/4301 (member info or user id too large),
-// LimitReached/4009 (channel name too long), InvalidChannel/4009.
+// LimitReached/4009 (channel name too long), InvalidChannel/4009. WebSocket close
+// codes: 1002 unmasked client frame, 1003 binary message, 1009 message too large.
 package edge

@@ -123,6 +123,9 @@ func (s *Server) onData(c *nbio.Conn, data []byte) {
 	if !ok {
 		p = &limitProcessor{Processor: parser.Processor, s: s}
 		parser.Processor = p
+		if plainConn(parser) {
+			c.OnData(s.checkFrames(c.DataHandler()))
+		}
 	}
 	if p.answered {
 		return

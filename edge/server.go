@@ -195,9 +195,11 @@ func (s *Server) Start(addr string) error {
 		KeepaliveTime:          cfg.HandshakeTimeout,
 		MaxLoad:                1 << 20,
 		// Backstops under onData's per-route limits: nbhttp keeps a request's
-		// head and a declared body in one buffer until they are complete.
+		// head and a declared body in one buffer until they are complete. The
+		// read limit also bounds a WebSocket's unparsed bytes, so it leaves room
+		// for the largest message the upgrader takes.
 		MaxHTTPBodySize: int(maxBody),
-		ReadLimit:       int(maxBody) + cfg.MaxHeaderBytes + 2*readBufferSize,
+		ReadLimit:       max(int(maxBody)+cfg.MaxHeaderBytes, cfg.MaxFrameBytes*4+14) + 2*readBufferSize,
 	})
 	s.engine.OnWrittenSize(s.onWritten)
 	if raceEnabled {
