@@ -242,6 +242,7 @@ func edgeConfig(cfg *config.Config, log *slog.Logger) edge.Config {
 		NoIOUring:                 !config.Bool(e.IOUring, true),
 		FlushInterval:             e.FlushInterval,
 		CacheTTL:                  e.CacheTTL,
+		MaxCacheChannels:          e.MaxCacheChannels,
 		MaxFrameBytes:             e.MaxFrameBytes,
 		ConnectionsPerIPPerSecond: e.ConnectionsPerIPPerSecond,
 		MaxSubscriptionsPerUser:   e.SubscriptionsPerUser,

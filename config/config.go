@@ -273,6 +273,12 @@ type Edge struct {
 	MaxFrameBytes int `yaml:"maxFrameBytes"`
 	// CacheTTL is how long cache channels keep their last event. Default 30m.
 	CacheTTL time.Duration `yaml:"cacheTtl"`
+	// MaxCacheChannels bounds the cache channels holding an event; when
+	// full, a publish to another one evicts the entry nearest to expiry
+	// (that channel then answers cache_miss). An entry holds up to
+	// maxPayloadBytes of data, so the default 10000 is at most about 100 MiB
+	// at the default 10 KB, and far less for typical events.
+	MaxCacheChannels int `yaml:"maxCacheChannels"`
 	// MaxAPIBodyBytes bounds a Pusher HTTP API request body: a longer one
 	// is answered 413 before it is read. Default 1 MiB, room for a batch of
 	// maxBatchSize events of maxPayloadBytes fully JSON-escaped at the
@@ -342,6 +348,7 @@ func Default() Config {
 			MaxMemberInfoBytes:         1024,
 			MaxFrameBytes:              64 << 10,
 			CacheTTL:                   30 * time.Minute,
+			MaxCacheChannels:           10000,
 			MaxAPIBodyBytes:            1 << 20,
 			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
 		},
@@ -518,6 +525,7 @@ func (e *Edge) validate() error {
 		"edge.maxPresenceMembers":         e.MaxPresenceMembers,
 		"edge.maxMemberInfoBytes":         e.MaxMemberInfoBytes,
 		"edge.maxFrameBytes":              e.MaxFrameBytes,
+		"edge.maxCacheChannels":           e.MaxCacheChannels,
 		"edge.webhooks.queueSize":         e.Webhooks.QueueSize,
 	}
 	for _, k := range sortedKeys(positive) {

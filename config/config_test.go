@@ -180,6 +180,7 @@ func TestInvalid(t *testing.T) {
 		{name: "bad trusted proxy", env: good, file: "http: {trustedProxies: [10.0.0.0/40]}\n", want: "http.trustedProxies"},
 		{name: "bad trusted proxy env", env: with("PUSHERCM_HTTP_TRUSTED_PROXIES", "10.0.0.1,proxy.local"), want: "http.trustedProxies"},
 		{name: "negative per-ip connections", env: good, file: "edge: {maxConnectionsPerIp: -1}\n", want: "edge.maxConnectionsPerIp"},
+		{name: "zero cache channels", env: good, file: "edge: {maxCacheChannels: 0}\n", want: "edge.maxCacheChannels"},
 		{name: "too many stream workers", env: good, file: "grpc: {streamWorkers: 100001}\n", want: "grpc.streamWorkers"},
 	}
 	for _, tt := range tests {

@@ -49,6 +49,12 @@ type Config struct {
 
 	// CacheTTL is how long a cache channel keeps its last event. Default 30 min (Pusher).
 	CacheTTL time.Duration
+	// MaxCacheChannels bounds the cache channels holding an event. When full, a
+	// publish to another cache channel evicts the entry nearest to expiry (the
+	// one written longest ago), counted in Stats.CacheEvicted; its channel then
+	// answers cache_miss. An entry holds at most an event name and
+	// Limits.MaxPayloadBytes of data. Default 10000.
+	MaxCacheChannels int
 
 	// WriteQueueBytes bounds the bytes queued for one client that the kernel has not
 	// accepted yet. A client over it is a slow consumer: it is sent close 4100 and
@@ -132,6 +138,7 @@ const (
 	DefaultDrainRate        = 2000
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultMaxHeaderBytes   = 32 << 10
+	DefaultMaxCacheChannels = 10000
 )
 
 func (c Config) withDefaults() Config {
@@ -159,6 +166,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.MaxCacheChannels <= 0 {
+		c.MaxCacheChannels = DefaultMaxCacheChannels
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes

@@ -32,6 +32,9 @@
 //     for clients that use them) and closes the ones that stay silent with 4201.
 //   - Channel-level failures (bad auth, limits, unknown channel kinds) never close the
 //     socket: they answer pusher:subscription_error or pusher:error with the channel.
+//   - Cache channels keep their last event for Config.CacheTTL, at most
+//     Config.MaxCacheChannels of them: a full store evicts the entry nearest to
+//     expiry, and that channel answers cache_miss.
 //   - Presence membership is per user id: member_added and member_removed are sent only
 //     for a user's first and last connection in the channel. Signed-in users
 //     (pusher:signin) get #server-to-user-{id} events on every socket, and watchlist

@@ -49,7 +49,7 @@ type Server struct {
 	channels map[string]*channel
 	users    map[string]map[*conn]struct{}
 	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
-	cache    map[string]cachedEvent
+	cache    *cacheStore
 
 	active  atomic.Int64 // sockets admitted (reserved before upgrade)
 	clients *clientip.Resolver
@@ -94,9 +94,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		channels:   make(map[string]*channel),
 		users:      make(map[string]map[*conn]struct{}),
 		watching:   make(map[string]map[*conn]struct{}),
-		cache:      make(map[string]cachedEvent),
 		watchers:   make(map[*Watcher]struct{}),
 	}
+	s.cache = newCacheStore(s.cfg.MaxCacheChannels)
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
 	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now
@@ -612,7 +612,6 @@ func (s *Server) sweep() {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var list []*conn
-	var expired []string
 	ping := eventFrame(protocol.EventPing, "", "{}", "")
 	wsPing := wsFrame(opPing, nil)
 	for {
@@ -629,23 +628,14 @@ func (s *Server) sweep() {
 		for _, c := range s.conns {
 			list = append(list, c)
 		}
-		expired = expired[:0]
-		for name, e := range s.cache {
-			if now.After(e.expires) {
-				expired = append(expired, name)
-			}
-		}
+		expired := s.cache.expiredFront(now)
 		s.mu.RUnlock()
 		if s.ipLimit != nil {
 			s.ipLimit.expire(now, 2*time.Second)
 		}
-		if len(expired) > 0 {
+		if expired {
 			s.mu.Lock()
-			for _, name := range expired {
-				if e, ok := s.cache[name]; ok && now.After(e.expires) {
-					delete(s.cache, name)
-				}
-			}
+			s.cache.expire(now)
 			s.mu.Unlock()
 		}
 		for _, c := range list {

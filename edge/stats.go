@@ -45,6 +45,8 @@ type Stats struct {
 	HTTPRequestsRefused uint64
 	// CacheEntries held by cache channels (expired ones linger until the next sweep).
 	CacheEntries int
+	// CacheEvicted counts entries dropped before expiry for MaxCacheChannels.
+	CacheEvicted uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -73,7 +75,8 @@ func (s *Server) Stats() Stats {
 		st.PresenceMembers += len(chn.members)
 	}
 	st.SignedInUsers = len(s.users)
-	st.CacheEntries = len(s.cache)
+	st.CacheEntries = s.cache.len()
+	st.CacheEvicted = s.cache.evicted
 	s.mu.RUnlock()
 	return st
 }
