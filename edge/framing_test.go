@@ -88,3 +88,24 @@ func TestFrameCheckSplits(t *testing.T) {
 		}
 	}
 }
+
+// The listener's read limit leaves room for the largest message the upgrader
+// takes (4 x MaxFrameBytes): such a message is answered, not cut off.
+func TestLargeMessageWithinReadLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxFrameBytes = 512 << 10
+	s := startServer(t, cfg)
+	c := connect(t, s)
+	big := append(append([]byte(`{"event":"pusher:ping","data":{}`), bytes.Repeat([]byte(" "), 3<<19)...), '}')
+	c.wmu.Lock()
+	err := wsutil.WriteClientText(c.conn, big)
+	c.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.expect(protocol.EventError, ""); m.errCode() != 0 {
+		t.Fatalf("code %d for an oversized message", m.errCode())
+	}
+	c.send(map[string]any{"event": protocol.EventPing, "data": map[string]any{}})
+	c.expect(protocol.EventPong, "")
+}
