@@ -2,15 +2,26 @@ package app_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
 	"github.com/milequest/pushercm/authz/httpauth"
+	"github.com/milequest/pushercm/config"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/internal/pushertest/apptest"
+	"github.com/milequest/pushercm/protocol"
 )
 
 // An unauthenticated POST announcing 60 MiB to each body-taking route of the
@@ -61,5 +72,75 @@ func TestRealtimeBodyLimits(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// http.trustedProxies and edge.maxConnectionsPerIp reach the realtime
+// listener: through a trusted 127.0.0.1 each forwarded client has its own
+// budget, and GetConnection reports the forwarded address.
+func TestTrustedProxiesAndPerIPLimit(t *testing.T) {
+	a := apptest.Start(t, func(c *config.Config) {
+		c.HTTP.TrustedProxies = []string{"127.0.0.1"}
+		c.Edge.MaxConnectionsPerIP = 1
+	})
+	dial := func(xff string) protocol.Message {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d := ws.Dialer{Timeout: 10 * time.Second, Header: ws.HandshakeHeaderHTTP(http.Header{"X-Forwarded-For": {xff}})}
+		conn, br, _, err := d.Dial(ctx, "ws://"+a.HTTPAddr()+"/app/"+a.Config.Pusher.Key+"?protocol=7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		var r io.Reader = conn
+		if br != nil {
+			r = io.MultiReader(br, conn)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		data, err := wsutil.ReadServerText(struct {
+			io.Reader
+			io.Writer
+		}{r, conn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := protocol.DecodeMessage(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	first := dial("198.51.100.1")
+	if first.Event != protocol.EventConnectionEstablished {
+		t.Fatalf("first client: %s", first.Event)
+	}
+	if m := dial("198.51.100.2"); m.Event != protocol.EventConnectionEstablished {
+		t.Fatalf("second client: %s", m.Event)
+	}
+	if m := dial("198.51.100.1"); m.Event != protocol.EventError || !strings.Contains(string(m.Data), strconv.Itoa(protocol.CodeOverQuota)) {
+		t.Fatalf("first client's second socket: %s %s", m.Event, m.Data)
+	}
+
+	var est struct {
+		SocketID string `json:"socket_id"`
+	}
+	if err := first.DecodeData(&est); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+a.Token(t, "ops", "connections:read"))
+	resp, err := pushercmv1.NewConnectionServiceClient(conn).GetConnection(ctx, &pushercmv1.GetConnectionRequest{SocketId: est.SocketID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetConnection().GetRemoteAddr(); got != "198.51.100.1" {
+		t.Fatalf("remote_addr %q, want the forwarded 198.51.100.1", got)
 	}
 }
