@@ -109,3 +109,25 @@ func TestLargeMessageWithinReadLimit(t *testing.T) {
 	c.send(map[string]any{"event": protocol.EventPing, "data": map[string]any{}})
 	c.expect(protocol.EventPong, "")
 }
+
+// Splitting a stream into reads never changes the verdict.
+func FuzzFrameCheck(f *testing.F) {
+	var masked bytes.Buffer
+	_ = ws.WriteFrame(&masked, ws.MaskFrameInPlace(ws.NewTextFrame(bytes.Repeat([]byte("a"), 300))))
+	f.Add(masked.Bytes(), uint8(7))
+	f.Add([]byte{0x81, 0x01, 'x'}, uint8(1))
+	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3, 4}, uint8(3))
+	f.Fuzz(func(t *testing.T, stream []byte, step uint8) {
+		var whole frameCheck
+		want := whole.feed(stream)
+		var split frameCheck
+		got := true
+		n := int(step) + 1
+		for i := 0; i < len(stream); i += n {
+			got = split.feed(stream[i:min(i+n, len(stream))])
+		}
+		if got != want || (want && (split.need != whole.need || split.hn != whole.hn)) {
+			t.Fatalf("split by %d: %v (need %d, hn %d), whole: %v (need %d, hn %d)", n, got, split.need, split.hn, want, whole.need, whole.hn)
+		}
+	})
+}

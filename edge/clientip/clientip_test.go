@@ -68,3 +68,39 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// Whatever the headers say, an untrusted peer is its own client, and a
+// trusted peer's client is the peer or a plain address from the headers.
+func FuzzResolve(f *testing.F) {
+	f.Add("127.0.0.1:1", "1.2.3.4, 10.0.0.1", "")
+	f.Add("127.0.0.1:1", "", `for="[2001:db8::1]:80";proto=https, for=unknown`)
+	f.Add("203.0.113.1:9", "198.51.100.1", "for=198.51.100.2")
+	f.Add("[::ffff:10.1.2.3]:1", "garbage,,", `for=";,"`)
+	r, err := New([]string{"127.0.0.0/8", "10.0.0.0/8", "2001:db8:ffff::/48"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, remote, xff, fwd string) {
+		req := &http.Request{RemoteAddr: remote, Header: http.Header{}}
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		if fwd != "" {
+			req.Header.Set("Forwarded", fwd)
+		}
+		c := r.Resolve(req)
+		direct := r.Resolve(&http.Request{RemoteAddr: remote})
+		if !r.Trusted(direct.IP) || (xff == "" && fwd == "") {
+			if c.IP != direct.IP || c.Forwarded {
+				t.Fatalf("peer %q: resolved %v forwarded=%v from headers it may not use", remote, c.IP, c.Forwarded)
+			}
+			return
+		}
+		if c.Forwarded && (!c.IP.IsValid() || c.IP.Zone() != "" || c.IP.Is4In6()) {
+			t.Fatalf("forwarded client %v is not a plain address", c.IP)
+		}
+		if !c.Forwarded && c.IP != direct.IP {
+			t.Fatalf("not forwarded, yet %v is not the peer %v", c.IP, direct.IP)
+		}
+	})
+}
