@@ -242,11 +242,16 @@ func edgeConfig(cfg *config.Config, log *slog.Logger) edge.Config {
 		ActivityTimeout:           e.ActivityTimeout,
 		PongTimeout:               e.PongTimeout,
 		AllowedOrigins:            cfg.HTTP.AllowedOrigins,
+		MaxHeaderBytes:            cfg.HTTP.MaxHeaderBytes,
+		TrustedProxies:            cfg.HTTP.TrustedProxies,
+		MaxConnectionsPerIP:       e.MaxConnectionsPerIP,
+		MaxAPIBodyBytes:           e.MaxAPIBodyBytes,
 		ClientEventsEnabled:       config.Bool(e.ClientEvents, false),
 		UserAuthEnabled:           config.Bool(e.UserAuthentication, false),
 		NoIOUring:                 !config.Bool(e.IOUring, true),
 		FlushInterval:             e.FlushInterval,
 		CacheTTL:                  e.CacheTTL,
+		MaxCacheChannels:          e.MaxCacheChannels,
 		MaxFrameBytes:             e.MaxFrameBytes,
 		ConnectionsPerIPPerSecond: e.ConnectionsPerIPPerSecond,
 		MaxSubscriptionsPerUser:   e.SubscriptionsPerUser,
@@ -340,7 +345,7 @@ func (a *App) Start() error {
 			_ = a.opsLn.Close()
 			return fmt.Errorf("realtime listener: %w", err)
 		}
-		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second}
+		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: a.cfg.HTTP.MaxHeaderBytes}
 		go func() { _ = a.realtime.Serve(a.rtLn) }()
 	}
 	a.started = time.Now()
@@ -366,11 +371,14 @@ func (a *App) Start() error {
 	return nil
 }
 
-// handleRealtime adds a route to the realtime listener, whichever driver
+// handleRealtimeLimit adds a route to the realtime listener, whichever driver
 // serves it. Call it from a wire method (before Start).
-func (a *App) handleRealtime(pattern string, h http.Handler) {
+// Its handler reads bodies of up to maxBodyBytes: the embedded server
+// refuses longer ones before buffering them; net/http (pusher driver)
+// streams bodies, so there the handler's own http.MaxBytesReader is the limit.
+func (a *App) handleRealtimeLimit(pattern string, h http.Handler, maxBodyBytes int64) {
 	if a.edge != nil {
-		a.edge.Handle(pattern, h)
+		a.edge.HandleLimit(pattern, h, maxBodyBytes)
 		return
 	}
 	a.rtMux.Handle(pattern, h)

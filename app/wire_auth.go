@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,7 +60,7 @@ func (a *App) wireAuth(ctx context.Context) error {
 	}
 	a.authw = &authWiring{svc: svc, http: h}
 	pushercmv1.RegisterAuthServiceServer(a.grpc, &server.Auth{Authorizer: svc})
-	h.Register(a.handleRealtime)
+	h.Register(func(pattern string, hh http.Handler) { a.handleRealtimeLimit(pattern, hh, h.MaxBodyBytes()) })
 
 	if a.cfg.File != "" {
 		if b, err := os.ReadFile(a.cfg.File); err == nil {

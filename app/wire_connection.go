@@ -82,7 +82,7 @@ func (a *App) wireConnection(context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.handleRealtime("POST /pusher/webhooks", w.webhooks)
+		a.handleRealtimeLimit("POST /pusher/webhooks", w.webhooks, webhookin.MaxBodyBytes)
 		a.closers = append(a.closers, func(context.Context) error { w.webhooks.Close(); return nil })
 	}
 

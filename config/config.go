@@ -16,6 +16,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/delivery"
 	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
+	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/ratelimit"
 )
@@ -146,6 +147,22 @@ type HTTP struct {
 	// AllowedOrigins for WebSocket upgrades and CORS on the auth
 	// endpoints. Empty: any origin (Pusher's behaviour).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// MaxHeaderBytes bounds the head of a request (request line and
+	// headers); a longer one is answered 431 while it arrives. Default 32
+	// KiB: twice Node's default and what nginx's default buffers take, room
+	// for large cookies and proxy headers. Request bodies have fixed
+	// per-route limits (16 KiB on the auth endpoints, edge.maxApiBodyBytes
+	// on the HTTP API, 1 MiB on webhook ingest).
+	MaxHeaderBytes int `yaml:"maxHeaderBytes"`
+	// TrustedProxies are the load balancers and reverse proxies (CIDR
+	// prefixes or single addresses) allowed to name the client in
+	// X-Forwarded-For or, without it, RFC 7239 Forwarded. From them the
+	// right-most address that is not itself a trusted proxy is the client:
+	// the address the per-IP limits count, logs show and GetConnection
+	// reports. Headers from any other peer are ignored. Empty: the TCP peer
+	// is the client, so behind a proxy every client shares its limits.
+	// Comma separated in PUSHERCM_HTTP_TRUSTED_PROXIES.
+	TrustedProxies []string `yaml:"trustedProxies"`
 }
 
 // Ops configures the operations listener.
@@ -245,8 +262,19 @@ type Edge struct {
 	// SubscriptionsPerUser bounds channels per signed-in user across all of
 	// the user's connections. Zero: unlimited.
 	SubscriptionsPerUser int `yaml:"subscriptionsPerUser"`
-	// ConnectionsPerIPPerSecond bounds new connections from one address.
-	// Zero: unlimited.
+	// MaxConnectionsPerIP bounds the open connections of one client
+	// address (see http.trustedProxies; IPv6 counts by /64); over it a
+	// socket is refused with 4004 and counted as
+	// CONNECTIONS_PER_IP_EXHAUSTED. Default 256: about 5% of the default
+	// pool, so one address cannot take it, while an office or campus
+	// behind one NAT (a few hundred people with a tab or two) still fits.
+	// Raise it for carrier-grade NAT audiences. Zero: unlimited.
+	MaxConnectionsPerIP int `yaml:"maxConnectionsPerIp"`
+	// ConnectionsPerIPPerSecond bounds new connections from one address
+	// (4100, pusher-js retries after a back-off). Zero (default):
+	// unlimited. It stays off by default: maxConnectionsPerIp already
+	// bounds what one address holds, and a rate would refuse a NAT'd
+	// office whose clients all reconnect at once after a drain (4200).
 	ConnectionsPerIPPerSecond int `yaml:"connectionsPerIpPerSecond"`
 	// MaxPayloadBytes bounds event data. Default 10240.
 	MaxPayloadBytes int `yaml:"maxPayloadBytes"`
@@ -266,6 +294,17 @@ type Edge struct {
 	MaxFrameBytes int `yaml:"maxFrameBytes"`
 	// CacheTTL is how long cache channels keep their last event. Default 30m.
 	CacheTTL time.Duration `yaml:"cacheTtl"`
+	// MaxCacheChannels bounds the cache channels holding an event; when
+	// full, a publish to another one evicts the entry nearest to expiry
+	// (that channel then answers cache_miss). An entry holds up to
+	// maxPayloadBytes of data, so the default 10000 is at most about 100 MiB
+	// at the default 10 KB, and far less for typical events.
+	MaxCacheChannels int `yaml:"maxCacheChannels"`
+	// MaxAPIBodyBytes bounds a Pusher HTTP API request body: a longer one
+	// is answered 413 before it is read. Default 1 MiB, room for a batch of
+	// maxBatchSize events of maxPayloadBytes fully JSON-escaped at the
+	// defaults; raise it with those.
+	MaxAPIBodyBytes int64 `yaml:"maxApiBodyBytes"`
 	// HTTPRequestsPerSecond bounds the HTTP API per app (429 over it).
 	// Zero: unlimited.
 	HTTPRequestsPerSecond int `yaml:"httpRequestsPerSecond"`
@@ -307,7 +346,7 @@ func Default() Config {
 				MinTime: 10 * time.Second,
 			},
 		},
-		HTTP:        HTTP{Addr: ":6001"},
+		HTTP:        HTTP{Addr: ":6001", MaxHeaderBytes: 32 << 10},
 		Ops:         Ops{Addr: ":9464"},
 		Log:         Log{Level: "INFO", Format: "text"},
 		Pusher:      pusherdriver.Config{Cluster: pusherdriver.DefaultCluster},
@@ -318,6 +357,7 @@ func Default() Config {
 			ActivityTimeout:            120 * time.Second,
 			PongTimeout:                30 * time.Second,
 			MaxConnections:             5000,
+			MaxConnectionsPerIP:        256,
 			ClientEventsPerSecond:      10,
 			SubscriptionsPerConnection: 100,
 			MaxPayloadBytes:            10 * 1024,
@@ -329,6 +369,8 @@ func Default() Config {
 			MaxMemberInfoBytes:         1024,
 			MaxFrameBytes:              64 << 10,
 			CacheTTL:                   30 * time.Minute,
+			MaxCacheChannels:           10000,
+			MaxAPIBodyBytes:            1 << 20,
 			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
 		},
 		Health:          health.DefaultThresholds(),
@@ -426,6 +468,12 @@ func (c *Config) Validate() error {
 			bad(key, "%q is not a host:port address", addr)
 		}
 	}
+	if c.HTTP.MaxHeaderBytes < 1024 {
+		bad("http.maxHeaderBytes", "must be at least 1024")
+	}
+	if _, err := clientip.New(c.HTTP.TrustedProxies); err != nil {
+		bad("http.trustedProxies", "%v", err)
+	}
 	if c.GRPC.MaxRecvMsgBytes <= 0 {
 		bad("grpc.maxRecvMsgBytes", "must be positive")
 	}
@@ -507,6 +555,7 @@ func (e *Edge) validate() error {
 		"edge.maxPresenceMembers":         e.MaxPresenceMembers,
 		"edge.maxMemberInfoBytes":         e.MaxMemberInfoBytes,
 		"edge.maxFrameBytes":              e.MaxFrameBytes,
+		"edge.maxCacheChannels":           e.MaxCacheChannels,
 		"edge.webhooks.queueSize":         e.Webhooks.QueueSize,
 	}
 	for _, k := range sortedKeys(positive) {
@@ -517,6 +566,7 @@ func (e *Edge) validate() error {
 	nonNegative := map[string]int{
 		"edge.subscriptionsPerUser":      e.SubscriptionsPerUser,
 		"edge.connectionsPerIpPerSecond": e.ConnectionsPerIPPerSecond,
+		"edge.maxConnectionsPerIp":       e.MaxConnectionsPerIP,
 		"edge.httpRequestsPerSecond":     e.HTTPRequestsPerSecond,
 	}
 	for _, k := range sortedKeys(nonNegative) {
@@ -529,6 +579,9 @@ func (e *Edge) validate() error {
 	}
 	if e.PongTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("edge.pongTimeout: must be at least 100ms"))
+	}
+	if e.MaxAPIBodyBytes <= 0 {
+		errs = append(errs, errors.New("edge.maxApiBodyBytes: must be positive"))
 	}
 	if e.CacheTTL <= 0 {
 		errs = append(errs, errors.New("edge.cacheTtl: must be positive"))

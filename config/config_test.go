@@ -87,6 +87,9 @@ func TestDefaults(t *testing.T) {
 	if l.Driver != DriverEmbedded || l.GRPC.Addr != ":50051" || l.HTTP.Addr != ":6001" || l.Ops.Addr != ":9464" {
 		t.Fatalf("defaults: %+v", l.Config)
 	}
+	if l.Edge.MaxConnectionsPerIP != 256 || l.HTTP.MaxHeaderBytes != 32<<10 || l.Edge.MaxAPIBodyBytes != 1<<20 || len(l.HTTP.TrustedProxies) != 0 {
+		t.Fatalf("limit defaults: %+v %+v", l.HTTP, l.Edge)
+	}
 	if l.Edge.MaxConnections != 5000 || l.Edge.SubscriptionsPerConnection != 100 || l.Edge.MaxPayloadBytes != 10240 {
 		t.Fatalf("edge defaults: %+v", l.Edge)
 	}
@@ -172,6 +175,12 @@ func TestInvalid(t *testing.T) {
 		{name: "bad webhook url", env: good, file: "edge: {webhooks: {urls: [ftp://x]}}\n", want: "edge.webhooks.urls[0]"},
 		{name: "bad rate limit", env: good, file: "rateLimit: {limiters: {user: {burstLimit: -5}}}\n", want: "rateLimit"},
 		{name: "negative stream workers", env: good, file: "grpc: {streamWorkers: -2}\n", want: "grpc.streamWorkers"},
+		{name: "tiny header limit", env: good, file: "http: {maxHeaderBytes: 100}\n", want: "http.maxHeaderBytes"},
+		{name: "zero api body limit", env: good, file: "edge: {maxApiBodyBytes: 0}\n", want: "edge.maxApiBodyBytes"},
+		{name: "bad trusted proxy", env: good, file: "http: {trustedProxies: [10.0.0.0/40]}\n", want: "http.trustedProxies"},
+		{name: "bad trusted proxy env", env: with("PUSHERCM_HTTP_TRUSTED_PROXIES", "10.0.0.1,proxy.local"), want: "http.trustedProxies"},
+		{name: "negative per-ip connections", env: good, file: "edge: {maxConnectionsPerIp: -1}\n", want: "edge.maxConnectionsPerIp"},
+		{name: "zero cache channels", env: good, file: "edge: {maxCacheChannels: 0}\n", want: "edge.maxCacheChannels"},
 		{name: "too many stream workers", env: good, file: "grpc: {streamWorkers: 100001}\n", want: "grpc.streamWorkers"},
 	}
 	for _, tt := range tests {

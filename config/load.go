@@ -70,6 +70,7 @@ var settings = []setting{
 		return nil
 	}},
 	{env: []string{"PUSHERCM_LOG_FORMAT"}, flag: "log-format", usage: "text or json", set: str(func(c *Config) *string { return &c.Log.Format })},
+	{env: []string{"PUSHERCM_HTTP_TRUSTED_PROXIES"}, set: list(func(c *Config) *[]string { return &c.HTTP.TrustedProxies })},
 	{env: []string{"PUSHERCM_REDIS_URL"}, set: str(func(c *Config) *string { return &c.Redis.URL })},
 	{env: []string{"PUSHER_APP_ID"}, set: str(func(c *Config) *string { return &c.Pusher.AppID })},
 	{env: []string{"NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY"}, set: str(func(c *Config) *string { return &c.Pusher.Key })},

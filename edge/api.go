@@ -241,7 +241,7 @@ func (s *Server) channelInfoLocked(name string, chn *channel, now time.Time) Cha
 		ci.SubscriptionCount = len(chn.subs)
 		ci.UserCount = len(chn.members)
 	}
-	if e, ok := s.cache[name]; ok && now.Before(e.expires) {
+	if e, ok := s.cache.get(name); ok && now.Before(e.expires) {
 		ci.Cache = &CachedEvent{Event: e.event, Data: e.data, ExpiresAt: e.expires}
 	}
 	return ci

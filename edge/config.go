@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/milequest/pushercm/edge/clientip"
+	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -47,6 +49,12 @@ type Config struct {
 
 	// CacheTTL is how long a cache channel keeps its last event. Default 30 min (Pusher).
 	CacheTTL time.Duration
+	// MaxCacheChannels bounds the cache channels holding an event. When full, a
+	// publish to another cache channel evicts the entry nearest to expiry (the
+	// one written longest ago), counted in Stats.CacheEvicted; its channel then
+	// answers cache_miss. An entry holds at most an event name and
+	// Limits.MaxPayloadBytes of data. Default 10000.
+	MaxCacheChannels int
 
 	// WriteQueueBytes bounds the bytes queued for one client that the kernel has not
 	// accepted yet. A client over it is a slow consumer: it is sent close 4100 and
@@ -78,6 +86,18 @@ type Config struct {
 	// (a token bucket with one second of burst), used when no ConnectionLimiter option
 	// is given. Refused sockets get 4100. Default 0 = no limit.
 	ConnectionsPerIPPerSecond int
+	// MaxConnectionsPerIP bounds the open sockets of one client address (an
+	// IPv6 client counts with its /64), so that one address cannot take the
+	// whole pool. Over it a socket is refused like a full pool (4004) and counted
+	// as RefusedIPConnections. Default 0 = unlimited, so embedding programs and
+	// load tools are not limited by surprise; pushercm's configuration turns it
+	// on (edge.maxConnectionsPerIp, 256).
+	MaxConnectionsPerIP int
+	// TrustedProxies are the proxies (CIDR prefixes or single addresses) whose
+	// X-Forwarded-For or Forwarded headers name the client; see package
+	// clientip. The resolved address is the one the per-IP limits count, logs
+	// show and ConnectionInfo.RemoteAddr reports. Empty: every peer is the client.
+	TrustedProxies []string
 	// MaxSubscriptionsPerUser, when > 0, bounds the channels a signed-in user holds
 	// across all of the user's sockets (each socket's subscriptions count). Over it the
 	// subscription is refused with pusher:subscription_error LimitReached/4100; the
@@ -87,6 +107,15 @@ type Config struct {
 	// Pollers is the number of event-loop (epoll) goroutines. Default 1: socket writes
 	// are done by flusher goroutines (one per CPU), so one poller is enough for reads.
 	Pollers int
+
+	// MaxHeaderBytes bounds the head of an HTTP request (request line and
+	// header lines) on the listener; a longer head is answered 431 while it is
+	// still arriving. Default 32 KiB.
+	MaxHeaderBytes int
+	// MaxAPIBodyBytes bounds a Pusher HTTP API request body; a longer one is
+	// answered 413 before it is read. Default 1 MiB (httpapi.DefaultMaxRequestBytes):
+	// a batch of 10 events of 10 KB, fully JSON-escaped, fits.
+	MaxAPIBodyBytes int64
 
 	// HTTPAPIDisabled does not mount the Pusher HTTP API at /apps/.
 	HTTPAPIDisabled bool
@@ -108,6 +137,8 @@ const (
 	DefaultCloseGrace       = 2 * time.Second
 	DefaultDrainRate        = 2000
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxHeaderBytes   = 32 << 10
+	DefaultMaxCacheChannels = 10000
 )
 
 func (c Config) withDefaults() Config {
@@ -136,6 +167,15 @@ func (c Config) withDefaults() Config {
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if c.MaxCacheChannels <= 0 {
+		c.MaxCacheChannels = DefaultMaxCacheChannels
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxAPIBodyBytes <= 0 {
+		c.MaxAPIBodyBytes = httpapi.DefaultMaxRequestBytes
+	}
 	if c.Pollers <= 0 {
 		c.Pollers = 1
 	}
@@ -163,8 +203,11 @@ func (c Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return fmt.Errorf("%w: %s", ErrConfig, err.Error())
 	}
-	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
+	if c.WriteQueueBytes < 0 || c.MaxFrameBytes < 0 || c.DrainRate < 0 || c.Pollers < 0 || c.MaxConnectionsPerIP < 0 || c.MaxHeaderBytes < 0 || c.MaxAPIBodyBytes < 0 || c.ConnectionsPerIPPerSecond < 0 || c.MaxSubscriptionsPerUser < 0 {
 		return fmt.Errorf("%w: sizes and rates must not be negative", ErrConfig)
+	}
+	if _, err := clientip.New(c.TrustedProxies); err != nil {
+		return fmt.Errorf("%w: TrustedProxies: %s", ErrConfig, err.Error())
 	}
 	if c.UserAuthTimeout < 0 {
 		return fmt.Errorf("%w: UserAuthTimeout must not be negative", ErrConfig)

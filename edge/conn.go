@@ -25,7 +25,8 @@ type conn struct {
 	nbc         *nbio.Conn // nc as the event loop's conn; nil when it is not one (no io_uring sends)
 	fd          int        // nbc's descriptor, valid while nbc is open
 	id          string
-	remoteAddr  string
+	remoteAddr  string // the client's address as shown (see clientip.Client.Addr)
+	clientKey   string // its per-IP limit key
 	userAgent   string
 	connectedAt int64 // unix nanos
 
@@ -121,10 +122,16 @@ var (
 	pongFrame = eventFrame(protocol.EventPong, "", "{}", "")
 )
 
-func (s *Server) onMessage(ws *websocket.Conn, _ websocket.MessageType, data []byte) {
-	if c, ok := ws.Session().(*conn); ok {
-		s.handleFrame(c, data)
+func (s *Server) onMessage(ws *websocket.Conn, mt websocket.MessageType, data []byte) {
+	c, ok := ws.Session().(*conn)
+	if !ok {
+		return
 	}
+	if mt == websocket.BinaryMessage {
+		c.closeWith(closeUnsupportedData, "Binary messages are not supported", false)
+		return
+	}
+	s.handleFrame(c, data)
 }
 
 // handleFrame handles one inbound message of c (the data is only valid during the call).

@@ -32,13 +32,34 @@
 //     for clients that use them) and closes the ones that stay silent with 4201.
 //   - Channel-level failures (bad auth, limits, unknown channel kinds) never close the
 //     socket: they answer pusher:subscription_error or pusher:error with the channel.
+//   - Cache channels keep their last event for Config.CacheTTL, at most
+//     Config.MaxCacheChannels of them: a full store evicts the entry nearest to
+//     expiry, and that channel answers cache_miss.
 //   - Presence membership is per user id: member_added and member_removed are sent only
 //     for a user's first and last connection in the channel. Signed-in users
 //     (pusher:signin) get #server-to-user-{id} events on every socket, and watchlist
 //     online/offline events on their first/last socket.
 //   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
-//     origin 4009, connection quota 4004, per-IP limit 4100) are sent as pusher:error and
-//     then as the close code, and counted in Stats.ConnectionsRefused by reason.
+//     origin 4009, connection quota 4004, open sockets per client address over
+//     Config.MaxConnectionsPerIP 4004, new sockets per address per second 4100) are
+//     sent as pusher:error and then as the close code, and counted in
+//     Stats.ConnectionsRefused by reason.
+//   - The client address is resolved once per socket by package clientip:
+//     forwarding headers count only from Config.TrustedProxies. That address is
+//     what the per-IP limits count, what logs show and ConnectionInfo.RemoteAddr
+//     reports.
+//   - Client framing follows RFC 6455: a frame without a mask closes the socket with
+//     1002 and nothing after it is parsed; a binary message closes it with 1003
+//     (the Pusher protocol is text only). The mask check reads the plain byte
+//     stream, so it applies to listeners without TLS in the event loop.
+//   - HTTP requests on the listener are bounded before any handler runs: a head
+//     (request line and headers) over Config.MaxHeaderBytes is answered 431
+//     while it arrives, and a body over its route's limit (HandleLimit; the
+//     HTTP API's is Config.MaxAPIBodyBytes) 413 as soon as its Content-Length
+//     is read, or once a chunked body passes it. A refused connection's further
+//     bytes are dropped unread until it is closed CloseGrace later, so an
+//     unauthenticated client holds at most about the largest route limit plus
+//     the head limit in memory. Counted in Stats.HTTPRequestsRefused.
 //   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
 //     Metrics) are small interfaces; nil means the built-in default, so the package
 //     works standalone.
@@ -46,12 +67,13 @@
 //     they do not stampede back, then the listener stops.
 //
 // Close and error codes used (PUSHER-PROTOCOL.md §1.6): 4001 unknown app key, 4004 over
-// Limits.MaxConnections, 4006/4007/4008 protocol version, 4009 origin refused, user
+// Limits.MaxConnections or Config.MaxConnectionsPerIP, 4006/4007/4008 protocol version, 4009 origin refused, user
 // terminated (TerminateUser) or not signed in within UserAuthTimeout, 4100 slow
 // consumer, per-IP connection limit or server draining (new sockets), 4200 drain of
 // existing sockets, 4201 no pong in time. Without closing: 4301 client event rejected,
 // 4302 watchlist over 100 ids, 4009 failed pusher:signin, null for malformed frames;
 // pusher:subscription_error AuthError/401, LimitReached/4100 (presence full or too many
 // subscriptions), LimitReached/4301 (member info or user id too large),
-// LimitReached/4009 (channel name too long), InvalidChannel/4009.
+// LimitReached/4009 (channel name too long), InvalidChannel/4009. WebSocket close
+// codes: 1002 unmasked client frame, 1003 binary message, 1009 message too large.
 package edge

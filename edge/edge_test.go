@@ -852,3 +852,33 @@ func TestConnectionsPerIP(t *testing.T) {
 		t.Fatalf("RATE_LIMITED = %d", got)
 	}
 }
+
+// The cache-channel map is bounded: when full, a new channel's event evicts
+// the entry nearest to expiry, the one written longest ago.
+func TestCacheChannelsBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxCacheChannels = 2
+	s := startServer(t, cfg)
+	publish := func(ch string) {
+		t.Helper()
+		if _, err := s.Publish(context.Background(), Message{Channels: []string{ch}, Event: "ev", Data: ch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("cache-a")
+	publish("cache-b")
+	publish("cache-a") // rewritten: now b expires first
+	publish("cache-c")
+	for ch, want := range map[string]bool{"cache-a": true, "cache-b": false, "cache-c": true} {
+		if ci, _ := s.Channel(ch); (ci.Cache != nil) != want {
+			t.Errorf("%s cached = %v, want %v", ch, ci.Cache != nil, want)
+		}
+	}
+	if st := s.Stats(); st.CacheEntries != 2 || st.CacheEvicted != 1 {
+		t.Fatalf("entries %d evicted %d, want 2 and 1", st.CacheEntries, st.CacheEvicted)
+	}
+	// An evicted channel answers cache_miss like an expired one.
+	c := connect(t, s)
+	c.subscribeOK("cache-b", "")
+	c.expect(protocol.EventCacheMiss, "cache-b")
+}

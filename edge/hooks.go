@@ -16,8 +16,10 @@ type ClientEventLimiter interface {
 }
 
 // ConnectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
-// connections per IP per second). Refused sockets get 4100 (retry after back-off) and
-// are counted as RATE_LIMITED.
+// connections per IP per second). remoteIP is the client's address key
+// (clientip.Client.Key: behind trusted proxies the forwarded address, IPv6 by its
+// /64). Refused sockets get 4100 (retry after back-off) and are counted as
+// RATE_LIMITED.
 type ConnectionLimiter interface {
 	AllowConnection(remoteIP string) bool
 }

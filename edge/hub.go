@@ -143,7 +143,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	s.st.subscriptions.Add(1)
 	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
 	if ch.Cache {
-		if e, ok := s.cache[ch.Name]; ok && now.Before(e.expires) {
+		if e, ok := s.cache.get(ch.Name); ok && now.Before(e.expires) {
 			c.sendRaw(eventFrame(e.event, ch.Name, e.data, ""))
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
@@ -243,7 +243,7 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 	}
 	s.setWatchlistLocked(c, nil)
 	s.mu.Unlock()
-	s.active.Add(-1)
+	s.release(c.clientKey)
 	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: userID, Code: code, Reason: reason})
 	s.flush(&p)
 }
@@ -309,7 +309,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		frame := eventFrame(m.Event, ch.Name, m.Data, "")
 		if ch.Cache {
 			s.mu.Lock()
-			s.cache[ch.Name] = cachedEvent{event: m.Event, data: m.Data, expires: expires}
+			s.cache.put(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
 			s.mu.Unlock()
 		}
 		n := 0

@@ -18,6 +18,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
+	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -27,14 +28,16 @@ type Server struct {
 	cfg  Config
 	opts options
 
-	mux      *http.ServeMux
-	upgrader *websocket.Upgrader
-	engine   *nbhttp.Engine
-	ln       net.Listener
-	started  atomic.Bool
-	draining atomic.Bool
-	stop     chan struct{}
-	done     sync.WaitGroup
+	mux *http.ServeMux
+	// bodyLimits holds each route's request body limit, by mux pattern.
+	bodyLimits map[string]int64
+	upgrader   *websocket.Upgrader
+	engine     *nbhttp.Engine
+	ln         net.Listener
+	started    atomic.Bool
+	draining   atomic.Bool
+	stop       chan struct{}
+	done       sync.WaitGroup
 
 	flushStop chan struct{}
 	flushDone sync.WaitGroup
@@ -46,9 +49,15 @@ type Server struct {
 	channels map[string]*channel
 	users    map[string]map[*conn]struct{}
 	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
-	cache    map[string]cachedEvent
+	cache    *cacheStore
 
-	active atomic.Int64 // sockets admitted (reserved before upgrade)
+	active  atomic.Int64 // sockets admitted (reserved before upgrade)
+	clients *clientip.Resolver
+	ipMu    sync.Mutex
+	ipConns map[string]int // open sockets by client address key, when limited
+	// warnedForward is set once the log has said that forwarding headers
+	// from an untrusted peer were ignored.
+	warnedForward atomic.Bool
 
 	flushers []*flusher
 	nextFl   atomic.Uint64
@@ -80,16 +89,19 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg.withDefaults(),
-		mux:      http.NewServeMux(),
-		stop:     make(chan struct{}),
-		conns:    make(map[string]*conn),
-		channels: make(map[string]*channel),
-		users:    make(map[string]map[*conn]struct{}),
-		watching: make(map[string]map[*conn]struct{}),
-		cache:    make(map[string]cachedEvent),
-		watchers: make(map[*Watcher]struct{}),
+		cfg:        cfg.withDefaults(),
+		mux:        http.NewServeMux(),
+		bodyLimits: make(map[string]int64),
+		stop:       make(chan struct{}),
+		conns:      make(map[string]*conn),
+		channels:   make(map[string]*channel),
+		users:      make(map[string]map[*conn]struct{}),
+		watching:   make(map[string]map[*conn]struct{}),
+		watchers:   make(map[*Watcher]struct{}),
 	}
+	s.cache = newCacheStore(s.cfg.MaxCacheChannels)
+	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
+	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now
 	for _, o := range opts {
 		o(&s.opts)
@@ -105,25 +117,42 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	for _, r := range refusalReasons {
 		s.st.refused[r] = new(atomic.Uint64)
 	}
-	s.mux.HandleFunc("/app/{key}", s.serveWS)
+	// An upgrade has no body.
+	s.HandleLimit("/app/{key}", http.HandlerFunc(s.serveWS), 0)
 	if !s.cfg.HTTPAPIDisabled {
 		api := httpapi.New(httpapi.Config{
 			AppID:           s.cfg.AppID,
 			Key:             s.cfg.Key,
 			Secret:          s.cfg.Secret,
 			Limits:          s.cfg.Limits,
+			MaxRequestBytes: s.cfg.MaxAPIBodyBytes,
 			TimestampWindow: s.cfg.TimestampWindow,
 			Limiter:         s.opts.httpLimiter,
 			Logger:          s.cfg.Logger,
 		}, apiBackend{s})
-		s.mux.Handle("/apps/", api)
+		s.HandleLimit("/apps/", api, s.cfg.MaxAPIBodyBytes)
 	}
 	return s, nil
 }
 
-// Handle registers an extra route on the realtime listener. Call it before Start.
+// DefaultRouteBodyBytes is the request body limit of routes added with Handle,
+// and of requests no route serves.
+const DefaultRouteBodyBytes = 16 << 10
+
+// Handle registers an extra route on the realtime listener, with a request body
+// limit of DefaultRouteBodyBytes. Call it before Start.
 func (s *Server) Handle(pattern string, h http.Handler) {
+	s.HandleLimit(pattern, h, DefaultRouteBodyBytes)
+}
+
+// HandleLimit registers an extra route whose request bodies may be up to
+// maxBodyBytes long. A request declaring more is answered 413 as soon as its
+// head is read, and a chunked body is cut off with 413 once over it, so the
+// listener never holds more than this for the route; the handler's own limit
+// should be the same value. Call it before Start.
+func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64) {
 	s.mux.Handle(pattern, h)
+	s.bodyLimits[pattern] = max(maxBodyBytes, 0)
 }
 
 // ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
@@ -151,6 +180,7 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
 	s.ln = ln
+	maxBody := s.maxBodyLimit()
 	s.engine = nbhttp.NewEngine(nbhttp.Config{
 		Network: "tcp",
 		Addrs:   []string{ln.Addr().String()},
@@ -163,10 +193,16 @@ func (s *Server) Start(addr string) error {
 		// Kernel-refused bytes above this are a hard backstop; the soft limit that
 		// sends 4100 is WriteQueueBytes, tracked by onWritten.
 		MaxWriteBufferSize:     cfg.WriteQueueBytes*2 + 64<<10,
-		ReadBufferSize:         32 << 10,
+		ReadBufferSize:         readBufferSize,
 		MessageHandlerPoolSize: runtime.NumCPU() * 64,
 		KeepaliveTime:          cfg.HandshakeTimeout,
 		MaxLoad:                1 << 20,
+		// Backstops under onData's per-route limits: nbhttp keeps a request's
+		// head and a declared body in one buffer until they are complete. The
+		// read limit also bounds a WebSocket's unparsed bytes, so it leaves room
+		// for the largest message the upgrader takes.
+		MaxHTTPBodySize: int(maxBody),
+		ReadLimit:       max(int(maxBody)+cfg.MaxHeaderBytes, cfg.MaxFrameBytes*4+14) + 2*readBufferSize,
 	})
 	s.engine.OnWrittenSize(s.onWritten)
 	if raceEnabled {
@@ -177,8 +213,10 @@ func (s *Server) Start(addr string) error {
 		s.engine.OnData(func(c *nbio.Conn, data []byte) {
 			handoff.Lock()
 			handoff.Unlock() //nolint:staticcheck // SA2001: race-only happens-before edge
-			c.DataHandler()(c, data)
+			s.onData(c, data)
 		})
+	} else {
+		s.engine.OnData(s.onData)
 	}
 	u := websocket.NewUpgrader()
 	u.Engine = s.engine
@@ -307,24 +345,28 @@ const (
 	RefusedVersion       = "INVALID_PROTOCOL_VERSION"
 	RefusedOrigin        = "ORIGIN_NOT_ALLOWED"
 	RefusedShuttingDown  = "SHUTTING_DOWN"
+	RefusedIPConnections = "CONNECTIONS_PER_IP_EXHAUSTED"
 )
 
-var refusalReasons = []string{RefusedPoolExhausted, RefusedRateLimited, RefusedUnknownApp, RefusedVersion, RefusedOrigin, RefusedShuttingDown}
+var refusalReasons = []string{RefusedPoolExhausted, RefusedIPConnections, RefusedRateLimited, RefusedUnknownApp, RefusedVersion, RefusedOrigin, RefusedShuttingDown}
 
 // serveWS upgrades /app/{key}. Refusals are sent after the upgrade, as pusher:error plus
 // the close code, because browsers cannot read an HTTP error status.
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	code, reason, msg := s.admit(r)
+	cl := s.clients.Resolve(r)
+	if cl.Ignored && len(s.cfg.TrustedProxies) == 0 && s.warnedForward.CompareAndSwap(false, true) {
+		s.cfg.Logger.Warn("edge: ignoring X-Forwarded-For/Forwarded from a peer that is not a trusted proxy; "+
+			"behind a proxy, list it in http.trustedProxies or every client shares the proxy's per-IP limits", "peer", r.RemoteAddr)
+	}
+	key := cl.Key()
+	code, reason, msg := s.admit(r, key)
 	if code == 0 {
-		if n := s.active.Add(1); protocol.Within(int(n), s.cfg.Limits.MaxConnections) {
-			if s.acceptWS(w, r) {
-				return
+		if code, reason, msg = s.reserve(key); code == 0 {
+			if !s.acceptWS(w, r, cl.Addr, key) {
+				s.release(key)
 			}
-			s.active.Add(-1)
 			return
 		}
-		s.active.Add(-1)
-		code, reason, msg = protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
 	}
 	s.st.refused[reason].Add(1)
 	ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -339,11 +381,47 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	time.AfterFunc(s.cfg.CloseGrace, func() { _ = ws.Close() })
 }
 
+// readBufferSize is the event loop's read size.
+const readBufferSize = 32 << 10
+
+// reserve takes a slot in the pool and one of the client address's slots.
+func (s *Server) reserve(key string) (code int, reason, msg string) {
+	if n := s.active.Add(1); !protocol.Within(int(n), s.cfg.Limits.MaxConnections) {
+		s.active.Add(-1)
+		return protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
+	}
+	if limit := s.cfg.MaxConnectionsPerIP; limit > 0 {
+		s.ipMu.Lock()
+		if s.ipConns[key] >= limit {
+			s.ipMu.Unlock()
+			s.active.Add(-1)
+			return protocol.CodeOverQuota, RefusedIPConnections, "Too many connections from this address"
+		}
+		s.ipConns[key]++
+		s.ipMu.Unlock()
+	}
+	return 0, "", ""
+}
+
+// release gives back what reserve took.
+func (s *Server) release(key string) {
+	s.active.Add(-1)
+	if s.cfg.MaxConnectionsPerIP > 0 {
+		s.ipMu.Lock()
+		if n := s.ipConns[key] - 1; n > 0 {
+			s.ipConns[key] = n
+		} else {
+			delete(s.ipConns, key)
+		}
+		s.ipMu.Unlock()
+	}
+}
+
 // refused marks a socket that was upgraded only to be told why it is refused.
 type refused struct{}
 
 // admit checks everything decided by the request alone.
-func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
+func (s *Server) admit(r *http.Request, clientKey string) (code int, reason, msg string) {
 	if s.draining.Load() {
 		// 4100, not 4200: a 4200 makes pusher-js reconnect at once, in a loop.
 		return protocol.CodeOverCapacity, RefusedShuttingDown, "Server is shutting down"
@@ -357,7 +435,7 @@ func (s *Server) admit(r *http.Request) (code int, reason, msg string) {
 	if !s.originAllowed(r.Header.Get("Origin")) {
 		return protocol.CodeUnauthorized, RefusedOrigin, "Origin not allowed"
 	}
-	if l := s.opts.connections; l != nil && !l.AllowConnection(remoteIP(r.RemoteAddr)) {
+	if l := s.opts.connections; l != nil && !l.AllowConnection(clientKey) {
 		return protocol.CodeOverCapacity, RefusedRateLimited, "Too many new connections, retry later"
 	}
 	return 0, "", ""
@@ -408,18 +486,12 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func remoteIP(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
-}
-
-func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
+// acceptWS upgrades an admitted socket from the client at addr (shown) and
+// key (its per-IP slot, released when the socket is removed).
+func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key string) bool {
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		s.cfg.Logger.Debug("edge: upgrade failed", "err", err, "remote", r.RemoteAddr)
+		s.cfg.Logger.Debug("edge: upgrade failed", "err", err, "remote", addr)
 		return false
 	}
 	// The HTTP keep-alive deadline must not apply to the socket; the sweeper owns liveness.
@@ -430,7 +502,8 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request) bool {
 		ws:          ws,
 		nc:          ws.UnderlayerConn(),
 		id:          protocol.NewSocketID(),
-		remoteAddr:  r.RemoteAddr,
+		remoteAddr:  addr,
+		clientKey:   key,
 		userAgent:   truncate(r.UserAgent(), 256),
 		connectedAt: now.UnixNano(),
 		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
@@ -542,7 +615,6 @@ func (s *Server) sweep() {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var list []*conn
-	var expired []string
 	ping := eventFrame(protocol.EventPing, "", "{}", "")
 	wsPing := wsFrame(opPing, nil)
 	for {
@@ -559,23 +631,14 @@ func (s *Server) sweep() {
 		for _, c := range s.conns {
 			list = append(list, c)
 		}
-		expired = expired[:0]
-		for name, e := range s.cache {
-			if now.After(e.expires) {
-				expired = append(expired, name)
-			}
-		}
+		expired := s.cache.expiredFront(now)
 		s.mu.RUnlock()
 		if s.ipLimit != nil {
 			s.ipLimit.expire(now, 2*time.Second)
 		}
-		if len(expired) > 0 {
+		if expired {
 			s.mu.Lock()
-			for _, name := range expired {
-				if e, ok := s.cache[name]; ok && now.After(e.expires) {
-					delete(s.cache, name)
-				}
-			}
+			s.cache.expire(now)
 			s.mu.Unlock()
 		}
 		for _, c := range list {

@@ -13,6 +13,7 @@ type counters struct {
 	clientEventsLimited atomic.Uint64
 	slowConsumers       atomic.Uint64
 	staleClosed         atomic.Uint64
+	httpRefused         atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters.
@@ -39,8 +40,13 @@ type Stats struct {
 	SlowConsumersClosed uint64
 	// StaleClosed were closed with 4201 for not answering a ping.
 	StaleClosed uint64
+	// HTTPRequestsRefused were answered 413 or 431 by the listener's size
+	// limits before a handler saw them.
+	HTTPRequestsRefused uint64
 	// CacheEntries held by cache channels (expired ones linger until the next sweep).
 	CacheEntries int
+	// CacheEvicted counts entries dropped before expiry for MaxCacheChannels.
+	CacheEvicted uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -57,6 +63,7 @@ func (s *Server) Stats() Stats {
 		ClientEventsLimited: s.st.clientEventsLimited.Load(),
 		SlowConsumersClosed: s.st.slowConsumers.Load(),
 		StaleClosed:         s.st.staleClosed.Load(),
+		HTTPRequestsRefused: s.st.httpRefused.Load(),
 	}
 	for k, v := range s.st.refused {
 		st.ConnectionsRefused[k] = v.Load()
@@ -68,7 +75,8 @@ func (s *Server) Stats() Stats {
 		st.PresenceMembers += len(chn.members)
 	}
 	st.SignedInUsers = len(s.users)
-	st.CacheEntries = len(s.cache)
+	st.CacheEntries = s.cache.len()
+	st.CacheEvicted = s.cache.evicted
 	s.mu.RUnlock()
 	return st
 }

@@ -83,6 +83,10 @@ func (h *Handler) Register(handle func(pattern string, handler http.Handler)) {
 	handle(UserAuthPath, h.UserAuth())
 }
 
+// MaxBodyBytes is the request body limit of both endpoints, for a listener
+// that refuses longer bodies before reading them.
+func (h *Handler) MaxBodyBytes() int64 { return h.cfg.MaxBodyBytes }
+
 // channelAuthResponse is what pusher-js's ChannelAuthorizer expects.
 type channelAuthResponse struct {
 	Auth         string `json:"auth"`
