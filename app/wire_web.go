@@ -39,8 +39,14 @@ func (a *App) wireDemo(context.Context) error {
 			})
 		}
 	}
-	return demo.Register(dc, a.handleRealtime)
+	return demo.Register(dc, func(pattern string, h http.Handler) {
+		a.handleRealtimeLimit(pattern, h, demoMaxBodyBytes)
+	})
 }
+
+// demoMaxBodyBytes bounds a request to the demo's routes: the token request is
+// a user id, a name and a team.
+const demoMaxBodyBytes = 4 << 10
 
 // consoleBufSize is the in-memory connection's buffer between the console
 // gateway and the gRPC server.
