@@ -34,6 +34,11 @@ const (
 	DevJWTSecret = "dev-jwt-secret-change-me-0123456789"
 )
 
+// ErrDevSecret is wrapped by Validate's error when a published development
+// secret is configured without --dev: anyone can read those values (they are
+// in the source and the README), so a production process must not trust them.
+var ErrDevSecret = errors.New("a published development secret is only allowed with --dev")
+
 // Config is every setting of a pushercm process. The YAML keys are the
 // camelCase field tags; environment variables and flags override a subset
 // (see Env). The zero value is not usable: start from Default.
@@ -433,6 +438,16 @@ func (c *Config) Validate() error {
 	}
 	if c.JWT.Secret == "" && c.JWT.PublicKeyFile == "" && c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
 		bad("jwt", "no key source: set PUSHERCM_JWT_SECRET, PUSHERCM_JWT_PUBLIC_KEY_FILE, PUSHERCM_JWT_JWKS_URL or PUSHERCM_JWT_JWKS_FILE, or run with --dev")
+	}
+	if !c.Dev {
+		for _, dev := range []struct{ key, val, dev string }{
+			{"pusher.secret", c.Pusher.Secret, DevAppSecret},
+			{"jwt.secret", c.JWT.Secret, DevJWTSecret},
+		} {
+			if dev.val == dev.dev {
+				errs = append(errs, fmt.Errorf("%s: %w; set a secret of your own", dev.key, ErrDevSecret))
+			}
+		}
 	}
 	if c.JWT.Secret != "" && len(c.JWT.Secret) < 32 {
 		bad("jwt.secret", "must be at least 32 bytes for HS256")

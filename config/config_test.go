@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -248,5 +249,39 @@ func TestStreamWorkerCount(t *testing.T) {
 		if got := (GRPC{StreamWorkers: tc.set}).StreamWorkerCount(); got != tc.want {
 			t.Errorf("streamWorkers %d: %d workers, want %d", tc.set, got, tc.want)
 		}
+	}
+}
+
+// The development secrets are published; only --dev may use them.
+func TestDevSecretsRefusedWithoutDev(t *testing.T) {
+	good := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32)}
+	tests := []struct {
+		name    string
+		key     string // environment variable set to a dev value
+		value   string
+		wantKey string
+	}{
+		{name: "dev app secret", key: "PUSHER_SECRET", value: DevAppSecret, wantKey: "pusher.secret"},
+		{name: "dev jwt secret", key: "PUSHERCM_JWT_SECRET", value: DevJWTSecret, wantKey: "jwt.secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range good {
+				env[k] = v
+			}
+			env[tt.key] = tt.value
+			_, err := Load(Source{LookupEnv: envOf(env)})
+			if !errors.Is(err, ErrDevSecret) {
+				t.Fatalf("Load without --dev: err = %v, want ErrDevSecret", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("error %q does not name %s", err, tt.wantKey)
+			}
+			env["PUSHERCM_DEV"] = "true"
+			if _, err := Load(Source{LookupEnv: envOf(env)}); err != nil {
+				t.Fatalf("the same values with --dev: %v", err)
+			}
+		})
 	}
 }
