@@ -205,7 +205,10 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 	authorizer, err := authz.NewAuthorizer(authz.AuthorizerConfig{
 		AppKey: cfg.Pusher.Key, AppSecret: cfg.Pusher.Secret, EncryptionMasterKey: masterKey,
 		MaxUserInfoBytes: cfg.Edge.MaxMemberInfoBytes, MaxChannelNameLength: cfg.Edge.MaxChannelNameLength,
-		Logger: log,
+		// Hosted Pusher verifies subscriptions itself and knows only the
+		// plain signature: a rule's withheld client-events cannot hold there.
+		HostedPusher: cfg.Driver == config.DriverPusher,
+		Logger:       log,
 	}, rules)
 	if err != nil {
 		_ = verifier.Close()

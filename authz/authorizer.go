@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/milequest/pushercm/protocol"
@@ -36,6 +37,14 @@ type AuthorizerConfig struct {
 	MaxUserIDLength int
 	// MaxChannelNameLength: default protocol.DefaultMaxChannelNameLength.
 	MaxChannelNameLength int
+	// HostedPusher is set with the pusher driver: subscriptions are verified
+	// by hosted Pusher, which knows only Pusher's signature form. Every grant
+	// is then signed the plain way, and a rule's withheld client-events
+	// permission cannot be enforced: answers and `pushercm rules check` list
+	// client-events for such grants. False (the embedded server): a grant
+	// without client-events is signed subscribe-only (protocol.SubscribeOnlyTag)
+	// and the server refuses that socket's client events on the channel.
+	HostedPusher bool
 	// Logger gets CEL runtime errors via the rules' logger; used here for
 	// nothing secret. Default slog.Default().
 	Logger *slog.Logger
@@ -79,6 +88,18 @@ func NewAuthorizer(cfg AuthorizerConfig, rules *Rules) (*Authorizer, error) {
 	return a, nil
 }
 
+// effectivePermissions is what a grant of perms lets the socket do. The
+// embedded server enforces client-events; hosted Pusher cannot (it verifies
+// only its own signature form and lets every subscriber of a private or
+// presence channel send client events when the app enables them), so with
+// HostedPusher a grant always includes client-events and says so.
+func (a *Authorizer) effectivePermissions(perms []string) []string {
+	if !a.cfg.HostedPusher || slices.Contains(perms, PermClientEvents) {
+		return perms
+	}
+	return append(slices.Clip(perms), PermClientEvents)
+}
+
 // Rules returns the rule set the authorizer reads.
 func (a *Authorizer) Rules() *Rules { return a.rules }
 
@@ -103,7 +124,7 @@ type ChannelAuth struct {
 	ChannelData  string   // presence only: the exact string that was signed
 	SharedSecret string   // private-encrypted only
 	UserID       string   // presence only: the member's user id
-	Permissions  []string // granted by the matched rule; shared, do not modify
+	Permissions  []string // what the grant lets the socket do (see AuthorizerConfig.HostedPusher); shared, do not modify
 	MatchedRule  string   // "" for public channels
 }
 
@@ -150,7 +171,13 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 	if !d.Allowed {
 		return ChannelAuth{}, &DeniedError{Kind: ErrRuleDenied, Rule: d.Rule, Channel: req.Channel, Reason: d.Reason}
 	}
-	out := ChannelAuth{Permissions: d.Permissions, MatchedRule: d.Rule}
+	out := ChannelAuth{Permissions: a.effectivePermissions(d.Permissions), MatchedRule: d.Rule}
+	// A grant without client events is signed in the subscribe-only form,
+	// which the embedded server enforces (protocol.VerifyChannelGrant).
+	tag := ""
+	if !slices.Contains(out.Permissions, PermClientEvents) {
+		tag = protocol.SubscribeOnlyTag
+	}
 	switch ch.Kind {
 	case protocol.KindPresence:
 		if err := a.checkUserID(p); err != nil {
@@ -162,12 +189,12 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 		}
 		out.ChannelData = data
 		out.UserID = p.Subject
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, ":", out.ChannelData)
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, ":", out.ChannelData)
 	case protocol.KindPrivateEncrypted:
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, "", "")
 		out.SharedSecret = a.sharedSecret(req.Channel)
 	default:
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, "", "")
 	}
 	return out, nil
 }
@@ -214,7 +241,7 @@ func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req Use
 	if err != nil {
 		return UserAuth{}, err
 	}
-	return UserAuth{Auth: a.sign(req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
+	return UserAuth{Auth: a.sign("", req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
 }
 
 func (a *Authorizer) checkUserID(p *Principal) error {
@@ -338,10 +365,12 @@ func (a *Authorizer) putSigner(s *signer) {
 	}
 }
 
-// sign returns "key:hex(HMAC-SHA256(secret, s1+s2+s3+s4+s5))".
-func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
+// sign returns "key:" + tag + hex(HMAC-SHA256(secret, tag+s1+s2+s3+s4+s5)).
+// tag is "" or protocol.SubscribeOnlyTag.
+func (a *Authorizer) sign(tag, s1, s2, s3, s4, s5 string) string {
 	s := a.pool.Get().(*signer)
-	b := append(s.buf[:0], s1...)
+	b := append(s.buf[:0], tag...)
+	b = append(b, s1...)
 	b = append(b, s2...)
 	b = append(b, s3...)
 	b = append(b, s4...)
@@ -355,6 +384,7 @@ func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
 	copy(sum[:], b[n:])
 	b = append(b[:0], a.cfg.AppKey...)
 	b = append(b, ':')
+	b = append(b, tag...)
 	b = hex.AppendEncode(b, sum[:])
 	out := string(b)
 	s.buf = b[:0]
