@@ -53,6 +53,10 @@ type App struct {
 	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
 	rlMethods  *interceptors.MethodCounts
 
+	// serviceVerifier checks gRPC callers' tokens with jwt.service, a trust
+	// of its own; verifier (user tokens) serves channel auth and sign-in.
+	serviceVerifier *authz.Verifier
+
 	// Subsystems, each wired in its own file (wire_*.go) by a wire method
 	// that New calls in order.
 	bcast *broadcastWiring
@@ -111,6 +115,11 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return a.verifier.Close() })
+	a.serviceVerifier, err = newServiceVerifier(cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return a.serviceVerifier.Close() })
 
 	a.health = health.New([]string{
 		pushercmv1.BroadcastService_ServiceDesc.ServiceName,
@@ -169,6 +178,29 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	}
 	a.ops = &http.Server{Handler: a.opsMux(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
+}
+
+// newServiceVerifier builds the verifier of service tokens (jwt.service;
+// leeway, claim names and JWKS refresh are shared with jwt).
+func newServiceVerifier(cfg *config.Config, log *slog.Logger) (*authz.Verifier, error) {
+	s := cfg.JWT.Service
+	v, err := authz.NewVerifier(authz.VerifierConfig{
+		Secret:        []byte(s.Secret),
+		PublicKeyFile: s.PublicKeyFile,
+		JWKSFile:      s.JWKSFile,
+		JWKSURL:       s.JWKSURL,
+		Algorithms:    s.Algorithms,
+		Issuer:        s.Issuer,
+		Audience:      s.Audience,
+		Leeway:        cfg.JWT.Leeway,
+		Claims:        cfg.JWT.Claims,
+		JWKSRefresh:   cfg.JWT.JWKSRefresh,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jwt.service: %w", err)
+	}
+	return v, nil
 }
 
 // newAuthz builds the token verifier, the channel rules and the authorizer.
@@ -271,7 +303,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 	chain := &interceptors.Chain{
 		Log:             a.log,
 		Errors:          &interceptors.ErrorMapper{Log: a.log},
-		Auth:            &interceptors.Auth{Verifier: a.verifier},
+		Auth:            &interceptors.Auth{Verifier: a.serviceVerifier},
 		RateLimitUnary:  interceptors.UnaryRateLimit(a.limits, rlOpts...),
 		RateLimitStream: interceptors.StreamRateLimit(a.limits, rlOpts...),
 	}
@@ -396,6 +428,9 @@ func (a *App) Reload(ctx context.Context) error {
 	var errs []error
 	if err := a.verifier.Reload(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("jwt keys: %w", err))
+	}
+	if err := a.serviceVerifier.Reload(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("jwt.service keys: %w", err))
 	}
 	if a.cfg.File != "" {
 		fresh := config.Default()

@@ -5,6 +5,10 @@
 //
 // Guarantees:
 //
+//   - Service scopes come only from a "scope" claim that is one
+//     space-separated string; arrays and comma lists grant nothing. Which
+//     verifier trusts service tokens is the caller's choice (the app uses a
+//     separate one, jwt.service).
 //   - Tokens: only the configured algorithms verify (derived from the keys
 //     when none are configured); "none" never does. Each algorithm is checked
 //     only against keys of its own type, so an HS256 token "signed" with an

@@ -32,6 +32,9 @@ const (
 	DevAppKey    = "app-key"
 	DevAppSecret = "app-secret"
 	DevJWTSecret = "dev-jwt-secret-change-me-0123456789"
+	// DevServiceSecret signs dev service tokens (jwt.service.secret): a key
+	// of their own, so a dev user token never passes as a service token.
+	DevServiceSecret = "dev-service-secret-change-me-0123456789"
 )
 
 // ErrDevSecret is wrapped by Validate's error when a published development
@@ -167,8 +170,8 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// JWT configures token verification (service tokens of gRPC callers and
-// user tokens in channel authorization).
+// JWT configures token verification: user tokens (channel authorization,
+// sign-in) with the keys below, service tokens (gRPC callers) with Service.
 type JWT struct {
 	// Secret is the HMAC key for HS256/384/512 tokens. PUSHERCM_JWT_SECRET.
 	Secret string `yaml:"secret"`
@@ -194,6 +197,43 @@ type JWT struct {
 	Claims authz.ClaimNames `yaml:"claims"`
 	// JWKSRefresh is how often a JWKS URL is refetched. Default 10m.
 	JWKSRefresh time.Duration `yaml:"jwksRefresh"`
+	// Service is the trust of service tokens. Leeway, Claims and JWKSRefresh
+	// above apply to both.
+	Service ServiceJWT `yaml:"service"`
+}
+
+// ServiceJWT configures the verification of service tokens, the bearer
+// tokens of gRPC callers. It is separate from the user-token trust so that
+// whoever can mint user tokens (the web app's backend, an identity provider)
+// cannot mint service scopes: a user token never passes as a service token,
+// whatever claims it carries. Required without --dev (--dev fills Secret with
+// DevServiceSecret).
+type ServiceJWT struct {
+	// Secret is the HMAC key of HS* service tokens; at least 32 bytes and
+	// different from jwt.secret. PUSHERCM_JWT_SERVICE_SECRET.
+	Secret string `yaml:"secret"`
+	// PublicKeyFile is a PEM file of service-token public keys.
+	// PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE.
+	PublicKeyFile string `yaml:"publicKeyFile"`
+	// JWKSURL is the service tokens' key set. PUSHERCM_JWT_SERVICE_JWKS_URL.
+	JWKSURL string `yaml:"jwksUrl"`
+	// JWKSFile is a JWK set on disk. PUSHERCM_JWT_SERVICE_JWKS_FILE.
+	JWKSFile string `yaml:"jwksFile"`
+	// Issuer, when set, must equal a service token's iss.
+	// PUSHERCM_JWT_SERVICE_ISSUER.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be among a service token's aud. Required
+	// (and disjoint from jwt.audience) when the service keys are the user
+	// keys (the same public key file, JWKS URL or file: one identity
+	// provider signing both). Comma separated in PUSHERCM_JWT_SERVICE_AUDIENCE.
+	Audience []string `yaml:"audience"`
+	// Algorithms accepted; empty means those the keys imply.
+	// PUSHERCM_JWT_SERVICE_ALGORITHMS (comma separated).
+	Algorithms []string `yaml:"algorithms"`
+}
+
+func (s ServiceJWT) hasKeySource() bool {
+	return s.Secret != "" || s.PublicKeyFile != "" || s.JWKSURL != "" || s.JWKSFile != ""
 }
 
 // Edge configures the embedded realtime server's behaviour. Pusher's limits
@@ -373,6 +413,10 @@ func (c *Config) ApplyDev() (filled []string) {
 		c.JWT.Secret = DevJWTSecret
 		filled = append(filled, "jwt.secret")
 	}
+	if !c.JWT.Service.hasKeySource() {
+		c.JWT.Service.Secret = DevServiceSecret
+		filled = append(filled, "jwt.service.secret")
+	}
 	if c.Edge.ClientEvents == nil {
 		t := true
 		c.Edge.ClientEvents = &t
@@ -443,6 +487,7 @@ func (c *Config) Validate() error {
 		for _, dev := range []struct{ key, val, dev string }{
 			{"pusher.secret", c.Pusher.Secret, DevAppSecret},
 			{"jwt.secret", c.JWT.Secret, DevJWTSecret},
+			{"jwt.service.secret", c.JWT.Service.Secret, DevServiceSecret},
 		} {
 			if dev.val == dev.dev {
 				errs = append(errs, fmt.Errorf("%s: %w; set a secret of your own", dev.key, ErrDevSecret))
@@ -456,6 +501,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(authz.SupportedAlgorithms, a) {
 			bad("jwt.algorithms", "%q is not supported (%s)", a, strings.Join(authz.SupportedAlgorithms, ", "))
 		}
+	}
+	if err := c.JWT.validateService(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.JWT.Leeway < 0 || c.JWT.Leeway > 5*time.Minute {
 		bad("jwt.leeway", "must be between 0 and 5m")
@@ -474,6 +522,51 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdownTimeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// validateService checks that service tokens have a trust of their own.
+func (j *JWT) validateService() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	s := j.Service
+	if !s.hasKeySource() {
+		bad("jwt.service", "no key source for service tokens: set PUSHERCM_JWT_SERVICE_SECRET, PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE, PUSHERCM_JWT_SERVICE_JWKS_URL or PUSHERCM_JWT_SERVICE_JWKS_FILE (gRPC callers' tokens are not verified with the user-token keys), or run with --dev")
+	}
+	if s.Secret != "" && len(s.Secret) < 32 {
+		bad("jwt.service.secret", "must be at least 32 bytes for HS256")
+	}
+	if s.Secret != "" && s.Secret == j.Secret {
+		bad("jwt.service.secret", "must differ from jwt.secret: whoever holds the user-token secret could mint service tokens")
+	}
+	var shared []string
+	for _, k := range []struct{ name, user, svc string }{
+		{"publicKeyFile", j.PublicKeyFile, s.PublicKeyFile},
+		{"jwksUrl", j.JWKSURL, s.JWKSURL},
+		{"jwksFile", j.JWKSFile, s.JWKSFile},
+	} {
+		if k.svc != "" && k.svc == k.user {
+			shared = append(shared, k.name)
+		}
+	}
+	if len(shared) > 0 {
+		disjoint := len(s.Audience) > 0 && len(j.Audience) > 0
+		for _, a := range s.Audience {
+			if slices.Contains(j.Audience, a) {
+				disjoint = false
+			}
+		}
+		if !disjoint {
+			bad("jwt.service.audience", "the service keys are the user keys (%s): set jwt.service.audience and jwt.audience to values with none in common, so that a user token cannot pass as a service token", strings.Join(shared, ", "))
+		}
+	}
+	for _, a := range s.Algorithms {
+		if !slices.Contains(authz.SupportedAlgorithms, a) {
+			bad("jwt.service.algorithms", "%q is not supported (%s)", a, strings.Join(authz.SupportedAlgorithms, ", "))
+		}
 	}
 	return errors.Join(errs...)
 }

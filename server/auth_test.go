@@ -49,8 +49,13 @@ func startAuthApp(t *testing.T, noMasterKey bool) *app.App {
 	return a.App
 }
 
+// mintAuth mints a dev token: a service token (signed with the dev service
+// secret) when o has scopes, a user token otherwise.
 func mintAuth(t *testing.T, o authz.MintOptions) string {
 	t.Helper()
+	if len(o.Scopes) > 0 {
+		return pushertest.Mint(t, config.DevServiceSecret, o)
+	}
 	return pushertest.Mint(t, config.DevJWTSecret, o)
 }
 
@@ -184,6 +189,7 @@ func TestAuthServiceRefusals(t *testing.T) {
 	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
 	publisher := mintAuth(t, authz.MintOptions{Subject: "publisher", Scopes: []string{"events:publish"}})
 	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
+	userWithScope := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "u1", Scopes: []string{"channels:authorize"}})
 	expired := mintAuth(t, authz.MintOptions{Subject: "u1", TTL: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	otherKey, err := authz.Mint([]byte("another-secret-that-is-long-enough-0123"), authz.MintOptions{Subject: "u1", TTL: time.Hour})
 	if err != nil {
@@ -221,8 +227,12 @@ func TestAuthServiceRefusals(t *testing.T) {
 			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
 		{name: "service token without channels:authorize", service: publisher, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
 			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+		// Service tokens have their own trust (jwt.service): a user token
+		// does not verify as one, whatever scope it claims.
 		{name: "user token as service token", service: user, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
-			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "user token with scope as service token", service: userWithScope, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
 		{name: "bad socket id", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: "abc", ChannelName: "private-user-u1", Token: user},
 			wantCode: codes.InvalidArgument, wantReason: "INVALID_ARGUMENT"},
 		{name: "bad channel name", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1!", Token: user},
