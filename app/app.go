@@ -239,8 +239,9 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 		MaxUserInfoBytes: cfg.Edge.MaxMemberInfoBytes, MaxChannelNameLength: cfg.Edge.MaxChannelNameLength,
 		// Hosted Pusher verifies subscriptions itself and knows only the
 		// plain signature: a rule's withheld client-events cannot hold there.
-		HostedPusher: cfg.Driver == config.DriverPusher,
-		Logger:       log,
+		HostedPusher:        cfg.Driver == config.DriverPusher,
+		BrowserUserInfoKeys: cfg.HTTP.BrowserUserInfoKeys,
+		Logger:              log,
 	}, rules)
 	if err != nil {
 		_ = verifier.Close()

@@ -516,3 +516,38 @@ rules:
 		})
 	}
 }
+
+// Rule expressions see user_info only from a trusted caller: a browser's is
+// not passed to them, so it cannot open a channel. Presence data from a
+// browser keeps the token's name, from a trusted caller the caller's.
+func TestBrowserUserInfoIsUntrusted(t *testing.T) {
+	a := newTestAuthorizer(t, nil, nil)
+	p := testPrincipal(map[string]any{"sub": "u1", "teams": []any{"t1"}, "name": "Ada"})
+	blue := []byte(`{"color":"blue","name":"Bob (admin)"}`)
+	tests := []struct {
+		name            string
+		req             ChannelRequest
+		wantErr         error
+		wantChannelData string
+	}{
+		{name: "trusted user_info reaches the expression", req: ChannelRequest{SocketID: "1.2", Channel: "private-color-x", UserInfo: blue}},
+		{name: "browser user_info does not", req: ChannelRequest{SocketID: "1.2", Channel: "private-color-x", BrowserUserInfo: blue}, wantErr: ErrPermissionDenied},
+		{name: "trusted name wins over the token", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", UserInfo: blue},
+			wantChannelData: `{"user_id":"u1","user_info":{"color":"blue","name":"Bob (admin)"}}`},
+		{name: "browser name does not", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", BrowserUserInfo: blue},
+			wantChannelData: `{"user_id":"u1","user_info":{"name":"Ada"}}`},
+		{name: "browser user_info still validated", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", BrowserUserInfo: []byte(`[1]`)}, wantErr: ErrInvalidArgument},
+		{name: "both kinds at once", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", UserInfo: blue, BrowserUserInfo: blue}, wantErr: ErrInvalidArgument},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.AuthorizeChannel(context.Background(), p, tc.req)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got.ChannelData != tc.wantChannelData {
+				t.Fatalf("channel_data %s, want %s", got.ChannelData, tc.wantChannelData)
+			}
+		})
+	}
+}

@@ -101,7 +101,7 @@ func (a *Authorizer) Check(ctx context.Context, v *Verifier, token, channel stri
 		if err := a.checkUserID(p); err != nil {
 			return deny(err, err.Error())
 		}
-		data, err := a.memberJSON("user_id", p, userInfo)
+		data, err := a.memberJSON("user_id", p, memberInfo{raw: userInfo, trusted: true})
 		if err != nil {
 			return deny(err, err.Error())
 		}

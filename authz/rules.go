@@ -56,8 +56,9 @@ type Rule struct {
 	// per RequiredRolesMode ("any" | "all").
 	RequiredRoles     []string `yaml:"requiredRoles,omitempty"`
 	RequiredRolesMode string   `yaml:"requiredRolesMode,omitempty"`
-	// Expression is CEL over claims, channel, segments, user_info, user_id,
-	// teams and roles; it must be true to allow. Compiled at load; a runtime
+	// Expression is CEL over claims, channel, segments, user_info (trusted
+	// callers' only; {} on the browser endpoints), user_id, teams and roles;
+	// it must be true to allow. Compiled at load; a runtime
 	// error denies and is logged.
 	Expression string `yaml:"expression,omitempty"`
 	// Permissions granted on allow. Without the key: [subscribe,

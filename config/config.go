@@ -149,6 +149,12 @@ type HTTP struct {
 	// AllowedOrigins for WebSocket upgrades and CORS on the auth
 	// endpoints. Empty: any origin (Pusher's behaviour).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// BrowserUserInfoKeys are the user_info keys a browser may set through
+	// /pusher/auth and /pusher/user-auth (for example an avatar). The token's
+	// claims win over them, and rule expressions never see them. Empty (the
+	// default): user_info comes from the token alone. The gRPC
+	// AuthService, called by the trusted web app, is not limited by this.
+	BrowserUserInfoKeys []string `yaml:"browserUserInfoKeys"`
 }
 
 // Ops configures the operations listener.

@@ -104,6 +104,9 @@ func TestAuthorizeChannelSignaturesAcceptedByEdge(t *testing.T) {
 		{name: "team channel", channel: "private-team-t1", wantRule: "team-channel"},
 		{name: "team presence with user_info", channel: "presence-team-t1", userInfo: map[string]any{"avatar": "a.png"},
 			wantRule: "team-presence", wantPresent: true, wantData: `{"user_id":"u1","user_info":{"avatar":"a.png","name":"Ann"}}`},
+		// The web app is trusted: its user_info is signed, over the token's name.
+		{name: "team presence with a name from the web app", channel: "presence-team-t1", userInfo: map[string]any{"name": "Ann (team lead)"},
+			wantRule: "team-presence", wantPresent: true, wantData: `{"user_id":"u1","user_info":{"name":"Ann (team lead)"}}`},
 		{name: "team presence default info", channel: "presence-team-t1", wantRule: "team-presence", wantPresent: true,
 			wantData: `{"user_id":"u1","user_info":{"name":"Ann"}}`},
 		{name: "encrypted team channel", channel: "private-encrypted-team-t1", wantRule: "encrypted-team", wantSecret: true},

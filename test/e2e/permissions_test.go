@@ -72,3 +72,33 @@ func TestClientEventPermission(t *testing.T) {
 		})
 	}
 }
+
+// TestBrowserUserInfo: through /pusher/auth the browser cannot choose its
+// presence name; it sets only http.browserUserInfoKeys, and the edge shows
+// the others what the token says.
+func TestBrowserUserInfo(t *testing.T) {
+	a, _ := startAuthApp(t, "", func(c *config.Config) { c.HTTP.BrowserUserInfoKeys = []string{"emoji"} })
+	alice := mintUser(t, authz.MintOptions{Subject: "alice", Teams: []string{"t1"}, Name: "Alice"})
+	bob := mintUser(t, authz.MintOptions{Subject: "bob", Teams: []string{"t1"}, Name: "Bob"})
+	const channel = "presence-team-t1"
+	watcher := dialAuthEdge(t, a)
+	subscribeVia(t, a, watcher, bob, channel)
+
+	c := dialAuthEdge(t, a)
+	code, body := authPost(t, a, "/pusher/auth", alice, url.Values{"socket_id": {c.SocketID}, "channel_name": {channel},
+		"user_info": {`{"name":"Bob (admin)","user_id":"bob","emoji":"x"}`}}, nil)
+	const want = `{"user_id":"alice","user_info":{"emoji":"x","name":"Alice"}}`
+	if code != http.StatusOK || body["channel_data"] != want {
+		t.Fatalf("auth: %d %v, want channel_data %s", code, body, want)
+	}
+	c.Send(protocol.EventSubscribe, "", map[string]any{"channel": channel, "auth": body["auth"], "channel_data": body["channel_data"]})
+	c.Expect(protocol.EventSubscriptionSucceeded, channel)
+	m := watcher.Expect("pusher_internal:member_added", channel)
+	var added struct {
+		UserID   string         `json:"user_id"`
+		UserInfo map[string]any `json:"user_info"`
+	}
+	if err := m.DecodeData(&added); err != nil || added.UserID != "alice" || added.UserInfo["name"] != "Alice" || added.UserInfo["emoji"] != "x" {
+		t.Fatalf("member_added %s", m.DataString())
+	}
+}
