@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -225,6 +226,13 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 	if err != nil {
 		_ = verifier.Close()
 		return nil, nil, nil, fmt.Errorf("channelRules: %w", err)
+	}
+	if cfg.Driver == config.DriverPusher {
+		for _, r := range rules.Active() {
+			if len(r.Permissions) > 0 && !slices.Contains(r.Permissions, authz.PermClientEvents) {
+				log.Warn("hosted Pusher cannot withhold client-events: rule's subscribers may send client events when the app enables them", "rule", r.Name, "permissions", r.Permissions)
+			}
+		}
 	}
 	var masterKey []byte
 	if cfg.Pusher.EncryptionMasterKeyBase64 != "" {
