@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,10 @@ type App struct {
 	health     *health.Server
 	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
 	rlMethods  *interceptors.MethodCounts
+
+	// serviceVerifier checks gRPC callers' tokens with jwt.service, a trust
+	// of its own; verifier (user tokens) serves channel auth and sign-in.
+	serviceVerifier *authz.Verifier
 
 	// Subsystems, each wired in its own file (wire_*.go) by a wire method
 	// that New calls in order.
@@ -115,6 +120,11 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, func(context.Context) error { return a.verifier.Close() })
+	a.serviceVerifier, err = newServiceVerifier(cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func(context.Context) error { return a.serviceVerifier.Close() })
 
 	a.health = health.New([]string{
 		pushercmv1.BroadcastService_ServiceDesc.ServiceName,
@@ -180,6 +190,29 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	return a, nil
 }
 
+// newServiceVerifier builds the verifier of service tokens (jwt.service;
+// leeway, claim names and JWKS refresh are shared with jwt).
+func newServiceVerifier(cfg *config.Config, log *slog.Logger) (*authz.Verifier, error) {
+	s := cfg.JWT.Service
+	v, err := authz.NewVerifier(authz.VerifierConfig{
+		Secret:        []byte(s.Secret),
+		PublicKeyFile: s.PublicKeyFile,
+		JWKSFile:      s.JWKSFile,
+		JWKSURL:       s.JWKSURL,
+		Algorithms:    s.Algorithms,
+		Issuer:        s.Issuer,
+		Audience:      s.Audience,
+		Leeway:        cfg.JWT.Leeway,
+		Claims:        cfg.JWT.Claims,
+		JWKSRefresh:   cfg.JWT.JWKSRefresh,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jwt.service: %w", err)
+	}
+	return v, nil
+}
+
 // newAuthz builds the token verifier, the channel rules and the authorizer.
 func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rules, *authz.Authorizer, error) {
 	verifier, err := authz.NewVerifier(authz.VerifierConfig{
@@ -203,6 +236,13 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 		_ = verifier.Close()
 		return nil, nil, nil, fmt.Errorf("channelRules: %w", err)
 	}
+	if cfg.Driver == config.DriverPusher {
+		for _, r := range rules.Active() {
+			if len(r.Permissions) > 0 && !slices.Contains(r.Permissions, authz.PermClientEvents) {
+				log.Warn("hosted Pusher cannot withhold client-events: rule's subscribers may send client events when the app enables them", "rule", r.Name, "permissions", r.Permissions)
+			}
+		}
+	}
 	var masterKey []byte
 	if cfg.Pusher.EncryptionMasterKeyBase64 != "" {
 		masterKey, err = base64.StdEncoding.DecodeString(cfg.Pusher.EncryptionMasterKeyBase64)
@@ -214,7 +254,11 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 	authorizer, err := authz.NewAuthorizer(authz.AuthorizerConfig{
 		AppKey: cfg.Pusher.Key, AppSecret: cfg.Pusher.Secret, EncryptionMasterKey: masterKey,
 		MaxUserInfoBytes: cfg.Edge.MaxMemberInfoBytes, MaxChannelNameLength: cfg.Edge.MaxChannelNameLength,
-		Logger: log,
+		// Hosted Pusher verifies subscriptions itself and knows only the
+		// plain signature: a rule's withheld client-events cannot hold there.
+		HostedPusher:        cfg.Driver == config.DriverPusher,
+		BrowserUserInfoKeys: cfg.HTTP.BrowserUserInfoKeys,
+		Logger:              log,
 	}, rules)
 	if err != nil {
 		_ = verifier.Close()
@@ -282,7 +326,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 	chain := &interceptors.Chain{
 		Log:             a.log,
 		Errors:          &interceptors.ErrorMapper{Log: a.log},
-		Auth:            &interceptors.Auth{Verifier: a.verifier},
+		Auth:            &interceptors.Auth{Verifier: a.serviceVerifier},
 		RateLimitUnary:  interceptors.UnaryRateLimit(a.limits, rlOpts...),
 		RateLimitStream: interceptors.StreamRateLimit(a.limits, rlOpts...),
 	}
@@ -417,6 +461,9 @@ func (a *App) Reload(ctx context.Context) error {
 	var errs []error
 	if err := a.verifier.Reload(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("jwt keys: %w", err))
+	}
+	if err := a.serviceVerifier.Reload(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("jwt.service keys: %w", err))
 	}
 	if a.cfg.File != "" {
 		fresh := config.Default()

@@ -62,7 +62,7 @@ development values and prints a service token to try the API with.
 Signals: SIGINT/SIGTERM shut down gracefully; SIGHUP reloads JWT keys and
 channel rules.`,
 		Example: `  pushercm serve --dev
-  PUSHER_APP_ID=1 PUSHER_KEY=k PUSHER_SECRET=s PUSHERCM_JWT_SECRET=... pushercm serve`,
+  PUSHER_APP_ID=1 PUSHER_KEY=k PUSHER_SECRET=s PUSHERCM_JWT_SECRET=... PUSHERCM_JWT_SERVICE_SECRET=... pushercm serve`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := config.Load(config.Source{Flags: cmd.Flags()})
@@ -105,8 +105,11 @@ func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
 }
 
 func printDevHelp(out io.Writer, l *config.Loaded, a *App) {
-	tok, err := authz.Mint([]byte(l.JWT.Secret), authz.MintOptions{
-		Subject: "dev-service", TTL: 24 * time.Hour, Issuer: l.JWT.Issuer, Audience: l.JWT.Audience,
+	if l.JWT.Service.Secret == "" {
+		return // service tokens come from an identity provider: nothing to mint
+	}
+	tok, err := authz.Mint([]byte(l.JWT.Service.Secret), authz.MintOptions{
+		Subject: "dev-service", TTL: 24 * time.Hour, Issuer: l.JWT.Service.Issuer, Audience: l.JWT.Service.Audience,
 		Scopes: []string{interceptors.ScopePublish, interceptors.ScopeAuthorize, interceptors.ScopeConnectionsRead, interceptors.ScopeConnectionsWrite},
 	})
 	if err != nil {
@@ -164,10 +167,17 @@ func tokenCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Mint a development JWT (HS256)",
-		Long: `Mint an HS256 JWT for development and tests. The secret comes from --secret,
-else PUSHERCM_JWT_SECRET, else (with --dev) the dev-mode secret. The issuer and
-audience default to PUSHERCM_JWT_ISSUER and PUSHERCM_JWT_AUDIENCE so the
-token verifies against a server configured the same way.
+		Long: `Mint an HS256 JWT for development and tests.
+
+A user token (no --scopes) is signed with --secret, else PUSHERCM_JWT_SECRET,
+else (with --dev) the dev-mode JWT secret; issuer and audience default to
+PUSHERCM_JWT_ISSUER and PUSHERCM_JWT_AUDIENCE.
+
+A service token (--scopes given) is signed with the service-token trust:
+--secret, else PUSHERCM_JWT_SERVICE_SECRET, else (with --dev) the dev-mode
+service secret; issuer and audience default to PUSHERCM_JWT_SERVICE_ISSUER and
+PUSHERCM_JWT_SERVICE_AUDIENCE. Either way the token verifies against a server
+configured the same way.
 
 Service scopes: events:publish, channels:authorize, connections:read,
 connections:write.`,
@@ -175,20 +185,25 @@ connections:write.`,
   pushercm token --dev --sub user-1 --teams team-a,team-b --roles admin --ttl 1h`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Service tokens have a trust of their own (jwt.service).
+			env, devSecret := "PUSHERCM_JWT_", config.DevJWTSecret
+			if len(o.Scopes) > 0 {
+				env, devSecret = "PUSHERCM_JWT_SERVICE_", config.DevServiceSecret
+			}
 			if secret == "" {
-				secret = os.Getenv("PUSHERCM_JWT_SECRET")
+				secret = os.Getenv(env + "SECRET")
 			}
 			if secret == "" && dev {
-				secret = config.DevJWTSecret
+				secret = devSecret
 			}
 			if secret == "" {
-				return errors.New("no secret: pass --secret, set PUSHERCM_JWT_SECRET, or use --dev")
+				return fmt.Errorf("no secret: pass --secret, set %sSECRET, or use --dev", env)
 			}
 			if o.Issuer == "" {
-				o.Issuer = os.Getenv("PUSHERCM_JWT_ISSUER")
+				o.Issuer = os.Getenv(env + "ISSUER")
 			}
-			if len(o.Audience) == 0 && os.Getenv("PUSHERCM_JWT_AUDIENCE") != "" {
-				o.Audience = strings.Split(os.Getenv("PUSHERCM_JWT_AUDIENCE"), ",")
+			if len(o.Audience) == 0 && os.Getenv(env+"AUDIENCE") != "" {
+				o.Audience = strings.Split(os.Getenv(env+"AUDIENCE"), ",")
 			}
 			tok, err := authz.Mint([]byte(secret), o)
 			if err != nil {
@@ -202,13 +217,13 @@ connections:write.`,
 	f.StringVar(&o.Subject, "sub", "", "subject: the user id or service name")
 	f.StringSliceVar(&o.Teams, "teams", nil, "team ids (comma separated)")
 	f.StringSliceVar(&o.Roles, "roles", nil, "role names (comma separated)")
-	f.StringSliceVar(&o.Scopes, "scopes", nil, "service scopes (comma separated)")
+	f.StringSliceVar(&o.Scopes, "scopes", nil, "service scopes (comma separated; makes a service token, signed with the service secret)")
 	f.StringVar(&o.Name, "name", "", "display name (default presence user_info)")
 	f.DurationVar(&o.TTL, "ttl", time.Hour, "lifetime; tokens always expire")
-	f.StringVar(&o.Issuer, "issuer", "", "iss claim (default $PUSHERCM_JWT_ISSUER)")
-	f.StringSliceVar(&o.Audience, "audience", nil, "aud claim (default $PUSHERCM_JWT_AUDIENCE)")
-	f.StringVar(&secret, "secret", "", "HMAC secret (default $PUSHERCM_JWT_SECRET)")
-	f.BoolVar(&dev, "dev", false, "use the dev-mode secret when no other is set")
+	f.StringVar(&o.Issuer, "issuer", "", "iss claim (default $PUSHERCM_JWT_ISSUER, or $PUSHERCM_JWT_SERVICE_ISSUER with --scopes)")
+	f.StringSliceVar(&o.Audience, "audience", nil, "aud claim (default $PUSHERCM_JWT_AUDIENCE, or $PUSHERCM_JWT_SERVICE_AUDIENCE with --scopes)")
+	f.StringVar(&secret, "secret", "", "HMAC secret (default $PUSHERCM_JWT_SECRET, or $PUSHERCM_JWT_SERVICE_SECRET with --scopes)")
+	f.BoolVar(&dev, "dev", false, "use the dev-mode secret (user or service) when no other is set")
 	return cmd
 }
 

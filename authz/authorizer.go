@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/milequest/pushercm/protocol"
@@ -36,6 +37,19 @@ type AuthorizerConfig struct {
 	MaxUserIDLength int
 	// MaxChannelNameLength: default protocol.DefaultMaxChannelNameLength.
 	MaxChannelNameLength int
+	// BrowserUserInfoKeys are the user_info keys a browser may set through
+	// the pusher-js endpoints (ChannelRequest.BrowserUserInfo and
+	// UserRequest.BrowserUserInfo); the token's claims win over them. Empty
+	// (the default): a browser sets nothing, user_info comes from the token.
+	BrowserUserInfoKeys []string
+	// HostedPusher is set with the pusher driver: subscriptions are verified
+	// by hosted Pusher, which knows only Pusher's signature form. Every grant
+	// is then signed the plain way, and a rule's withheld client-events
+	// permission cannot be enforced: answers and `pushercm rules check` list
+	// client-events for such grants. False (the embedded server): a grant
+	// without client-events is signed subscribe-only (protocol.SubscribeOnlyTag)
+	// and the server refuses that socket's client events on the channel.
+	HostedPusher bool
 	// Logger gets CEL runtime errors via the rules' logger; used here for
 	// nothing secret. Default slog.Default().
 	Logger *slog.Logger
@@ -79,6 +93,18 @@ func NewAuthorizer(cfg AuthorizerConfig, rules *Rules) (*Authorizer, error) {
 	return a, nil
 }
 
+// effectivePermissions is what a grant of perms lets the socket do. The
+// embedded server enforces client-events; hosted Pusher cannot (it verifies
+// only its own signature form and lets every subscriber of a private or
+// presence channel send client events when the app enables them), so with
+// HostedPusher a grant always includes client-events and says so.
+func (a *Authorizer) effectivePermissions(perms []string) []string {
+	if !a.cfg.HostedPusher || slices.Contains(perms, PermClientEvents) {
+		return perms
+	}
+	return append(slices.Clip(perms), PermClientEvents)
+}
+
 // Rules returns the rule set the authorizer reads.
 func (a *Authorizer) Rules() *Rules { return a.rules }
 
@@ -90,10 +116,17 @@ func (a *Authorizer) EncryptionEnabled() bool { return len(a.cfg.EncryptionMaste
 type ChannelRequest struct {
 	SocketID string
 	Channel  string
-	// UserInfo is an optional JSON object. For presence channels it is merged
-	// over {"name": <token name>} into the member's user_info; every rule
-	// expression sees it as user_info.
+	// UserInfo is an optional JSON object from a trusted caller (the web app
+	// over gRPC). For presence channels it is merged over {"name": <token
+	// name>} into the member's user_info, the request winning; rule
+	// expressions see it as user_info.
 	UserInfo []byte
+	// BrowserUserInfo is user_info sent by the browser (the pusher-js
+	// endpoints): untrusted. Only the keys of
+	// AuthorizerConfig.BrowserUserInfoKeys are kept, the token's claims win
+	// over them, and rule expressions never see it (their user_info is {}).
+	// Set at most one of UserInfo and BrowserUserInfo.
+	BrowserUserInfo []byte
 }
 
 // ChannelAuth is what the pusher-js auth endpoint and
@@ -103,7 +136,7 @@ type ChannelAuth struct {
 	ChannelData  string   // presence only: the exact string that was signed
 	SharedSecret string   // private-encrypted only
 	UserID       string   // presence only: the member's user id
-	Permissions  []string // granted by the matched rule; shared, do not modify
+	Permissions  []string // what the grant lets the socket do (see AuthorizerConfig.HostedPusher); shared, do not modify
 	MatchedRule  string   // "" for public channels
 }
 
@@ -135,39 +168,42 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 	if p == nil {
 		return ChannelAuth{}, &TokenError{Kind: ErrTokenMissing}
 	}
-	// user_info is bounded for every channel kind, not only presence: rule
-	// expressions may parse it.
-	if len(req.UserInfo) > a.maxRawUserInfo() {
-		return ChannelAuth{}, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
-	}
-	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
-		return ChannelAuth{}, argErr("user_info", "must be a JSON object")
+	info, err := a.userInfo(req.UserInfo, req.BrowserUserInfo)
+	if err != nil {
+		return ChannelAuth{}, err
 	}
 	if ch.Kind == protocol.KindPrivateEncrypted && !a.EncryptionEnabled() {
 		return ChannelAuth{}, &DeniedError{Kind: ErrEncryptionUnavailable, Channel: req.Channel, Reason: "no encryption master key configured"}
 	}
+	// Rule expressions see only trusted user_info: a browser's is not.
 	d := a.rules.decideRules(p, req.Channel, req.UserInfo, nil)
 	if !d.Allowed {
 		return ChannelAuth{}, &DeniedError{Kind: ErrRuleDenied, Rule: d.Rule, Channel: req.Channel, Reason: d.Reason}
 	}
-	out := ChannelAuth{Permissions: d.Permissions, MatchedRule: d.Rule}
+	out := ChannelAuth{Permissions: a.effectivePermissions(d.Permissions), MatchedRule: d.Rule}
+	// A grant without client events is signed in the subscribe-only form,
+	// which the embedded server enforces (protocol.VerifyChannelGrant).
+	tag := ""
+	if !slices.Contains(out.Permissions, PermClientEvents) {
+		tag = protocol.SubscribeOnlyTag
+	}
 	switch ch.Kind {
 	case protocol.KindPresence:
 		if err := a.checkUserID(p); err != nil {
 			return ChannelAuth{}, err
 		}
-		data, err := a.memberJSON("user_id", p, req.UserInfo)
+		data, err := a.memberJSON("user_id", p, info)
 		if err != nil {
 			return ChannelAuth{}, err
 		}
 		out.ChannelData = data
 		out.UserID = p.Subject
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, ":", out.ChannelData)
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, ":", out.ChannelData)
 	case protocol.KindPrivateEncrypted:
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, "", "")
 		out.SharedSecret = a.sharedSecret(req.Channel)
 	default:
-		out.Auth = a.sign(req.SocketID, ":", req.Channel, "", "")
+		out.Auth = a.sign(tag, req.SocketID, ":", req.Channel, "", "")
 	}
 	return out, nil
 }
@@ -175,8 +211,12 @@ func (a *Authorizer) AuthorizeChannel(ctx context.Context, p *Principal, req Cha
 // UserRequest is a user authentication (pusher:signin) request.
 type UserRequest struct {
 	SocketID string
-	// UserInfo is an optional JSON object merged over {"name": <token name>}.
+	// UserInfo is an optional JSON object from a trusted caller, merged over
+	// {"name": <token name>}.
 	UserInfo []byte
+	// BrowserUserInfo is the browser's user_info, treated as in
+	// ChannelRequest.BrowserUserInfo.
+	BrowserUserInfo []byte
 }
 
 // UserAuth is the pusher:signin auth: user_data is the exact string signed.
@@ -193,7 +233,7 @@ func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req Use
 	if !validSocketID(req.SocketID) {
 		return UserAuth{}, argErr("socket_id", "must look like 1234.5678")
 	}
-	if len(req.UserInfo) > a.maxRawUserInfo() {
+	if len(req.UserInfo) > a.maxRawUserInfo() || len(req.BrowserUserInfo) > a.maxRawUserInfo() {
 		return UserAuth{}, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
 	}
 	if p == nil {
@@ -207,14 +247,64 @@ func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req Use
 			return UserAuth{}, argErr("token", "user id has characters outside [A-Za-z0-9_\\-=@,.;]")
 		}
 	}
-	if len(req.UserInfo) > 0 && !isJSONObject(req.UserInfo) {
-		return UserAuth{}, argErr("user_info", "must be a JSON object")
-	}
-	ud, err := a.memberJSON("id", p, req.UserInfo)
+	info, err := a.userInfo(req.UserInfo, req.BrowserUserInfo)
 	if err != nil {
 		return UserAuth{}, err
 	}
-	return UserAuth{Auth: a.sign(req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
+	ud, err := a.memberJSON("id", p, info)
+	if err != nil {
+		return UserAuth{}, err
+	}
+	return UserAuth{Auth: a.sign("", req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
+}
+
+// memberInfo is the user_info to merge over the token's claims: trusted
+// (from the web app) wins over them, untrusted (from the browser) does not.
+type memberInfo struct {
+	raw     []byte
+	trusted bool
+}
+
+// userInfo checks the request's user_info (bounded and a JSON object
+// whichever caller sent it) and says how far to trust it. A browser's is cut
+// down to the allowed keys here, so nothing else of it is signed.
+func (a *Authorizer) userInfo(trusted, browser []byte) (memberInfo, error) {
+	raw := trusted
+	if len(browser) > 0 {
+		if len(trusted) > 0 {
+			return memberInfo{}, argErr("user_info", "given by both the service and the browser")
+		}
+		raw = browser
+	}
+	if len(raw) > a.maxRawUserInfo() {
+		return memberInfo{}, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
+	}
+	if len(raw) > 0 && !isJSONObject(raw) {
+		return memberInfo{}, argErr("user_info", "must be a JSON object")
+	}
+	if len(browser) == 0 {
+		return memberInfo{raw: trusted, trusted: true}, nil
+	}
+	if len(a.cfg.BrowserUserInfoKeys) == 0 {
+		return memberInfo{}, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(browser, &m); err != nil {
+		return memberInfo{}, argErr("user_info", "must be a JSON object")
+	}
+	for k := range m {
+		if !slices.Contains(a.cfg.BrowserUserInfoKeys, k) {
+			delete(m, k)
+		}
+	}
+	if len(m) == 0 {
+		return memberInfo{}, nil
+	}
+	kept, err := json.Marshal(m)
+	if err != nil {
+		return memberInfo{}, argErr("user_info", "must be a JSON object")
+	}
+	return memberInfo{raw: kept}, nil
 }
 
 func (a *Authorizer) checkUserID(p *Principal) error {
@@ -228,10 +318,11 @@ func (a *Authorizer) checkUserID(p *Principal) error {
 }
 
 // memberJSON builds {"<idKey>":"<user id>","user_info":{...}} where
-// user_info is the request's object merged over {"name": p.Name}; user_info
-// is left out when there is nothing to say. The merged user_info must fit in
+// user_info is the request's object merged with {"name": p.Name} (trusted
+// info wins over the token's name, browser info does not); user_info is left
+// out when there is nothing to say. The merged user_info must fit in
 // MaxUserInfoBytes.
-func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (string, error) {
+func (a *Authorizer) memberJSON(idKey string, p *Principal, info memberInfo) (string, error) {
 	s := a.pool.Get().(*signer)
 	defer a.putSigner(s)
 	b := append(s.data[:0], '{', '"')
@@ -241,7 +332,7 @@ func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (str
 	mark := len(b)
 	b = append(b, `,"user_info":`...)
 	start := len(b)
-	b, err := a.appendMemberInfo(b, p, reqInfo)
+	b, err := a.appendMemberInfo(b, p, info)
 	s.data = b[:0]
 	if err != nil {
 		return "", err
@@ -257,7 +348,8 @@ func (a *Authorizer) memberJSON(idKey string, p *Principal, reqInfo []byte) (str
 }
 
 // appendMemberInfo appends the merged user_info object (or nothing).
-func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([]byte, error) {
+func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, info memberInfo) ([]byte, error) {
+	reqInfo := info.raw
 	if len(reqInfo) > a.maxRawUserInfo() {
 		return b, argErr("user_info", fmt.Sprintf("larger than %d bytes", a.cfg.MaxUserInfoBytes))
 	}
@@ -279,7 +371,7 @@ func (a *Authorizer) appendMemberInfo(b []byte, p *Principal, reqInfo []byte) ([
 	if err := json.Unmarshal(reqInfo, &m); err != nil || m == nil {
 		return b, argErr("user_info", "must be a JSON object")
 	}
-	if _, set := m["name"]; !set {
+	if _, set := m["name"]; !set || !info.trusted {
 		m["name"] = protocol.AppendJSONString(nil, p.Name)
 	}
 	enc, err := json.Marshal(m)
@@ -338,10 +430,12 @@ func (a *Authorizer) putSigner(s *signer) {
 	}
 }
 
-// sign returns "key:hex(HMAC-SHA256(secret, s1+s2+s3+s4+s5))".
-func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
+// sign returns "key:" + tag + hex(HMAC-SHA256(secret, tag+s1+s2+s3+s4+s5)).
+// tag is "" or protocol.SubscribeOnlyTag.
+func (a *Authorizer) sign(tag, s1, s2, s3, s4, s5 string) string {
 	s := a.pool.Get().(*signer)
-	b := append(s.buf[:0], s1...)
+	b := append(s.buf[:0], tag...)
+	b = append(b, s1...)
 	b = append(b, s2...)
 	b = append(b, s3...)
 	b = append(b, s4...)
@@ -355,6 +449,7 @@ func (a *Authorizer) sign(s1, s2, s3, s4, s5 string) string {
 	copy(sum[:], b[n:])
 	b = append(b[:0], a.cfg.AppKey...)
 	b = append(b, ':')
+	b = append(b, tag...)
 	b = hex.AppendEncode(b, sum[:])
 	out := string(b)
 	s.buf = b[:0]

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/milequest/pushercm/protocol"
 )
@@ -429,5 +431,123 @@ func TestSignConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// The permissions a rule grants decide the signature form: a grant without
+// client-events is signed subscribe-only (the embedded server enforces it),
+// except for hosted Pusher, which cannot enforce it and is told the truth.
+func TestPermissionSignatures(t *testing.T) {
+	const rulesYAML = `
+rules:
+  - name: read-only
+    pattern: private-ro-{id}
+    permissions: [subscribe]
+  - name: read-only-presence
+    pattern: presence-ro-{id}
+    permissions: [subscribe]
+  - name: full
+    pattern: private-full-{id}
+    permissions: [subscribe, client-events]
+  - name: unspecified
+    pattern: private-any-{id}
+`
+	cfg, err := ParseRules([]byte(rulesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := NewRules(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPrincipal(map[string]any{"sub": "u1", "name": "Ada"})
+	v, err := NewVerifier(VerifierConfig{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Mint(testSecret, MintOptions{Subject: "u1", Name: "Ada", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const sock = "1234.5678"
+	tests := []struct {
+		name, channel    string
+		hosted           bool
+		wantClientEvents bool
+		wantPerms        []string
+	}{
+		{name: "read-only private", channel: "private-ro-1", wantPerms: []string{PermSubscribe}},
+		{name: "read-only presence", channel: "presence-ro-1", wantPerms: []string{PermSubscribe}},
+		{name: "full", channel: "private-full-1", wantClientEvents: true, wantPerms: []string{PermSubscribe, PermClientEvents}},
+		{name: "no permissions key grants both", channel: "private-any-1", wantClientEvents: true, wantPerms: []string{PermSubscribe, PermClientEvents}},
+		{name: "hosted Pusher cannot withhold client events", channel: "private-ro-1", hosted: true, wantClientEvents: true, wantPerms: []string{PermSubscribe, PermClientEvents}},
+		{name: "hosted Pusher, full", channel: "private-full-1", hosted: true, wantClientEvents: true, wantPerms: []string{PermSubscribe, PermClientEvents}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewAuthorizer(AuthorizerConfig{AppKey: vecKey, AppSecret: vecSecret, HostedPusher: tc.hosted}, rules)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := a.AuthorizeChannel(context.Background(), p, ChannelRequest{SocketID: sock, Channel: tc.channel})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Permissions, tc.wantPerms) {
+				t.Errorf("permissions %q, want %q", got.Permissions, tc.wantPerms)
+			}
+			ce, err := protocol.VerifyChannelGrant(vecKey, vecSecret, sock, tc.channel, got.ChannelData, got.Auth)
+			if err != nil {
+				t.Fatalf("the edge refuses the auth %q: %v", got.Auth, err)
+			}
+			if ce != tc.wantClientEvents {
+				t.Errorf("auth %q grants client events = %v, want %v", got.Auth, ce, tc.wantClientEvents)
+			}
+			if tc.hosted || tc.wantClientEvents {
+				// What hosted Pusher (and any Pusher server) verifies.
+				if err := protocol.VerifyChannelAuth(vecKey, vecSecret, sock, tc.channel, got.ChannelData, got.Auth); err != nil {
+					t.Errorf("plain Pusher verification: %v", err)
+				}
+			}
+			// `pushercm rules check` reports the same permissions.
+			if e := a.Check(context.Background(), v, tok, tc.channel, nil); !e.Allowed || !slices.Equal(e.Permissions, tc.wantPerms) {
+				t.Errorf("Check: allowed=%v permissions %q, want %q", e.Allowed, e.Permissions, tc.wantPerms)
+			}
+		})
+	}
+}
+
+// Rule expressions see user_info only from a trusted caller: a browser's is
+// not passed to them, so it cannot open a channel. Presence data from a
+// browser keeps the token's name, from a trusted caller the caller's.
+func TestBrowserUserInfoIsUntrusted(t *testing.T) {
+	a := newTestAuthorizer(t, nil, nil)
+	p := testPrincipal(map[string]any{"sub": "u1", "teams": []any{"t1"}, "name": "Ada"})
+	blue := []byte(`{"color":"blue","name":"Bob (admin)"}`)
+	tests := []struct {
+		name            string
+		req             ChannelRequest
+		wantErr         error
+		wantChannelData string
+	}{
+		{name: "trusted user_info reaches the expression", req: ChannelRequest{SocketID: "1.2", Channel: "private-color-x", UserInfo: blue}},
+		{name: "browser user_info does not", req: ChannelRequest{SocketID: "1.2", Channel: "private-color-x", BrowserUserInfo: blue}, wantErr: ErrPermissionDenied},
+		{name: "trusted name wins over the token", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", UserInfo: blue},
+			wantChannelData: `{"user_id":"u1","user_info":{"color":"blue","name":"Bob (admin)"}}`},
+		{name: "browser name does not", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", BrowserUserInfo: blue},
+			wantChannelData: `{"user_id":"u1","user_info":{"name":"Ada"}}`},
+		{name: "browser user_info still validated", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", BrowserUserInfo: []byte(`[1]`)}, wantErr: ErrInvalidArgument},
+		{name: "both kinds at once", req: ChannelRequest{SocketID: "1.2", Channel: "presence-team-t1", UserInfo: blue, BrowserUserInfo: blue}, wantErr: ErrInvalidArgument},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.AuthorizeChannel(context.Background(), p, tc.req)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if got.ChannelData != tc.wantChannelData {
+				t.Fatalf("channel_data %s, want %s", got.ChannelData, tc.wantChannelData)
+			}
+		})
 	}
 }

@@ -20,7 +20,9 @@ import (
 //	claims    map(string, dyn)     every token claim (numbers: int or double)
 //	channel   string               the channel name
 //	segments  map(string, string)  the pattern's {name} captures
-//	user_info map(string, dyn)     the request's user_info object ({} if none)
+//	user_info map(string, dyn)     a trusted caller's user_info (gRPC, rules check);
+//	                               {} if none, and always {} on the browser
+//	                               endpoints, whose user_info is not trusted
 //	user_id   string               the token's user id (configured claim)
 //	teams     list(string)         the token's teams (configured claim)
 //	roles     list(string)         the token's roles (configured claim)

@@ -5,6 +5,10 @@
 //
 // Guarantees:
 //
+//   - Service scopes come only from a "scope" claim that is one
+//     space-separated string; arrays and comma lists grant nothing. Which
+//     verifier trusts service tokens is the caller's choice (the app uses a
+//     separate one, jwt.service).
 //   - Tokens: only the configured algorithms verify (derived from the keys
 //     when none are configured); "none" never does. Each algorithm is checked
 //     only against keys of its own type, so an HS256 token "signed" with an
@@ -30,7 +34,13 @@
 //     protocol; tests check the tokens are identical). Socket ids (\d+.\d+,
 //     <=64 characters), channel names, user ids (<=128 characters) and
 //     user_info (a JSON object, <=1 KB after merging over the token's name)
-//     are validated before anything is signed.
+//     are validated before anything is signed. user_info from a browser
+//     (BrowserUserInfo) is untrusted: only AuthorizerConfig.BrowserUserInfoKeys
+//     survive, the token's claims win over them, and rule expressions do not
+//     see it; a trusted caller's (UserInfo, gRPC) wins over the token's name.
+//   - Permissions: a grant without client-events is signed subscribe-only
+//     (protocol.SubscribeOnlyTag), which the embedded server enforces; with
+//     HostedPusher grants are signed plain and report client-events.
 //     Encrypted channels without a master key are refused with
 //     ErrEncryptionUnavailable, never signed without a shared secret.
 //   - Errors: *TokenError (ErrUnauthenticated), *DeniedError

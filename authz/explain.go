@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/milequest/pushercm/protocol"
@@ -100,12 +101,17 @@ func (a *Authorizer) Check(ctx context.Context, v *Verifier, token, channel stri
 		if err := a.checkUserID(p); err != nil {
 			return deny(err, err.Error())
 		}
-		data, err := a.memberJSON("user_id", p, userInfo)
+		data, err := a.memberJSON("user_id", p, memberInfo{raw: userInfo, trusted: true})
 		if err != nil {
 			return deny(err, err.Error())
 		}
 		e.Steps = append(e.Steps, "presence channel_data: "+data)
 	}
-	e.Allowed, e.Permissions = true, d.Permissions
+	e.Allowed, e.Permissions = true, a.effectivePermissions(d.Permissions)
+	if len(e.Permissions) != len(d.Permissions) {
+		e.Steps = append(e.Steps, fmt.Sprintf("the rule grants %q, but with the pusher driver hosted Pusher cannot withhold client-events: any subscriber may send them when the app enables client events", d.Permissions))
+	} else if !slices.Contains(d.Permissions, PermClientEvents) {
+		e.Steps = append(e.Steps, "signed subscribe-only: the embedded server refuses this socket's client events on the channel (4301)")
+	}
 	return e
 }

@@ -51,7 +51,7 @@ func FuzzParseRules(f *testing.F) {
 			return
 		}
 		for _, ch := range []string{"private-user-u1", "presence-team-t1", "private-a-b", "private-vip-gold"} {
-			r.Decide(p, ch, []byte(`{"color":"blue"}`))
+			r.decideRules(p, ch, []byte(`{"color":"blue"}`), nil)
 		}
 	})
 }

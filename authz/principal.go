@@ -16,7 +16,7 @@ type ClaimNames struct {
 	Teams  string `yaml:"teams"`  // default "teams"; array of strings, or one string split on spaces/commas
 	Roles  string `yaml:"roles"`  // default "roles"; same shapes as Teams
 	Name   string `yaml:"name"`   // default "name"; default presence/user info
-	Scope  string `yaml:"scope"`  // default "scope"; space separated string or array
+	Scope  string `yaml:"scope"`  // default "scope"; one space-separated string (RFC 8693 / OAuth), nothing else
 }
 
 // DefaultClaimNames are the claim names of DESIGN.md §2.
@@ -125,7 +125,7 @@ func NewPrincipal(claims map[string]any, names ClaimNames) *Principal {
 		Teams:   claimList(claims[names.Teams]),
 		Roles:   claimList(claims[names.Roles]),
 		Name:    claimString(claims[names.Name]),
-		Scopes:  claimList(claims[names.Scope]),
+		Scopes:  scopeList(claims[names.Scope]),
 		Claims:  claims,
 	}
 	switch exp := claims["exp"].(type) {
@@ -188,8 +188,20 @@ func claimString(v any) string {
 	return ""
 }
 
+// scopeList reads the OAuth scope claim: one string of scopes separated by
+// spaces (RFC 8693 §4.2, RFC 6749 §3.3). Other shapes (arrays, numbers)
+// carry no scope, and a comma is part of a scope name, so "a,events:publish"
+// is one unknown scope rather than two.
+func scopeList(v any) []string {
+	s, ok := v.(string)
+	if !ok {
+		return nil
+	}
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' })
+}
+
 // claimList accepts an array of strings/numbers or one string of items
-// separated by spaces or commas (the OAuth "scope" shape).
+// separated by spaces or commas (teams and roles).
 func claimList(v any) []string {
 	switch t := v.(type) {
 	case string:

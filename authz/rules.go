@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/milequest/pushercm/protocol"
-
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
 	"go.yaml.in/yaml/v3"
@@ -58,11 +56,17 @@ type Rule struct {
 	// per RequiredRolesMode ("any" | "all").
 	RequiredRoles     []string `yaml:"requiredRoles,omitempty"`
 	RequiredRolesMode string   `yaml:"requiredRolesMode,omitempty"`
-	// Expression is CEL over claims, channel, segments, user_info, user_id,
-	// teams and roles; it must be true to allow. Compiled at load; a runtime
+	// Expression is CEL over claims, channel, segments, user_info (trusted
+	// callers' only; {} on the browser endpoints), user_id, teams and roles;
+	// it must be true to allow. Compiled at load; a runtime
 	// error denies and is logged.
 	Expression string `yaml:"expression,omitempty"`
-	// Permissions granted on allow. Default [subscribe]. A rule whose
+	// Permissions granted on allow. Without the key: [subscribe,
+	// client-events], as the built-in rules grant and as Pusher behaves
+	// (client events still need edge.clientEvents). [subscribe] alone makes
+	// the channel read-only for the socket: its auth is signed subscribe-only
+	// and the embedded server refuses its client events (hosted Pusher cannot
+	// enforce this; see AuthorizerConfig.HostedPusher). A rule whose
 	// permissions lack "subscribe" refuses subscriptions.
 	Permissions []string `yaml:"permissions,omitempty"`
 }
@@ -321,7 +325,7 @@ func (r *Rules) compileRule(rule Rule) (compiledRule, error) {
 	}
 	c.perms = slices.Clone(rule.Permissions)
 	if len(c.perms) == 0 {
-		c.perms = []string{PermSubscribe}
+		c.perms = []string{PermSubscribe, PermClientEvents}
 	}
 	for _, perm := range c.perms {
 		if !validPermission(perm) {
@@ -358,30 +362,6 @@ const (
 )
 
 var publicPerms = []string{PermSubscribe}
-
-// ReasonTokenRequired: a channel that needs authorization was asked for
-// without a principal.
-const ReasonTokenRequired = "token required"
-
-// Decide runs the rules for channel without signing anything, for callers
-// that need the decision alone (metrics labels, client-event permission
-// checks). Public channels are allowed with [subscribe]; a channel that needs
-// authorization is denied without a principal; an invalid channel name is
-// denied with an empty rule. AuthorizeChannel is Decide plus validation and
-// signing.
-func (r *Rules) Decide(p *Principal, channel string, userInfo []byte) Decision {
-	ch, err := protocol.ParseChannel(channel, 0)
-	if err != nil || ch.Kind == protocol.KindServerToUser {
-		return Decision{Reason: "invalid channel name"}
-	}
-	if !ch.Kind.NeedsAuth() {
-		return Decision{Allowed: true, Reason: ReasonPublic, Permissions: publicPerms}
-	}
-	if p == nil {
-		return Decision{Reason: ReasonTokenRequired}
-	}
-	return r.decideRules(p, channel, userInfo, nil)
-}
 
 // decideRules runs the rules for a channel that needs authorization. p must
 // be non-nil. trace, when non-nil, receives human-readable steps.

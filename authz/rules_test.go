@@ -268,7 +268,7 @@ func TestCheckExplains(t *testing.T) {
 	}
 }
 
-func TestDecide(t *testing.T) {
+func TestDecideRules(t *testing.T) {
 	r, err := NewRules(RulesConfig{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -282,8 +282,6 @@ func TestDecide(t *testing.T) {
 		rule    string
 		reason  string
 	}{
-		{"public", nil, "lobby", true, "", ReasonPublic},
-		{"needs token", nil, "private-team-t1", false, "", ReasonTokenRequired},
 		{"allowed", p, "private-team-t1", true, "team-channel", ReasonAllowed},
 		{"denied", p, "private-team-t2", false, "team-channel", ReasonNotTeamMember},
 		{"invalid", p, "bad name", false, "", "invalid channel name"},
@@ -292,12 +290,13 @@ func TestDecide(t *testing.T) {
 		{"encrypted twin denied", p, "private-encrypted-team-t2", false, "team-channel", ReasonNotTeamMember},
 		{"encrypted user twin", p, "private-encrypted-user-u1", true, "user-channel", ReasonAllowed},
 		{"no twin for presence", p, "private-encrypted-presence-team-t1", false, "", ReasonNoRule},
+		{"no rule", p, "private-nobody", false, "", ReasonNoRule},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d := r.Decide(tc.p, tc.channel, nil)
+			d := r.decideRules(tc.p, tc.channel, nil, nil)
 			if d.Allowed != tc.allowed || d.Rule != tc.rule || d.Reason != tc.reason {
-				t.Fatalf("Decide = %+v", d)
+				t.Fatalf("decideRules = %+v", d)
 			}
 			if d.Allowed && !contains(d.Permissions, PermSubscribe) {
 				t.Fatalf("permissions = %q", d.Permissions)
@@ -329,7 +328,7 @@ func TestExampleRulesFile(t *testing.T) {
 		{"private-team-t1", true, "team-channel"},
 	}
 	for _, tc := range tests {
-		if d := r.Decide(p, tc.channel, nil); d.Allowed != tc.allowed || d.Rule != tc.rule {
+		if d := r.decideRules(p, tc.channel, nil, nil); d.Allowed != tc.allowed || d.Rule != tc.rule {
 			t.Errorf("%s: %+v, want allowed=%v rule=%s", tc.channel, d, tc.allowed, tc.rule)
 		}
 	}

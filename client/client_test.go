@@ -61,7 +61,7 @@ func startAppWith(t *testing.T, mutate func(*config.Config)) (*app.App, config.C
 
 func token(t *testing.T, cfg config.Config, scopes ...string) string {
 	t.Helper()
-	tok, err := authz.Mint([]byte(cfg.JWT.Secret), authz.MintOptions{Subject: "svc", Scopes: scopes, TTL: time.Hour})
+	tok, err := authz.Mint([]byte(cfg.JWT.Service.Secret), authz.MintOptions{Subject: "svc", Scopes: scopes, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

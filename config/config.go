@@ -36,7 +36,15 @@ const (
 	// DevEncryptionMasterKeyBase64 is the well-known 32-byte master key for
 	// private-encrypted- channels in dev mode (base64).
 	DevEncryptionMasterKeyBase64 = "ZGV2LWVuY3J5cHRpb24ta2V5LWNoYW5nZS1tZS0wMTI="
+	// DevServiceSecret signs dev service tokens (jwt.service.secret): a key
+	// of their own, so a dev user token never passes as a service token.
+	DevServiceSecret = "dev-service-secret-change-me-0123456789"
 )
+
+// ErrDevSecret is wrapped by Validate's error when a published development
+// secret is configured without --dev: anyone can read those values (they are
+// in the source and the README), so a production process must not trust them.
+var ErrDevSecret = errors.New("a published development secret is only allowed with --dev")
 
 // Config is every setting of a pushercm process. The YAML keys are the
 // camelCase field tags; environment variables and flags override a subset
@@ -163,6 +171,12 @@ type HTTP struct {
 	// is the client, so behind a proxy every client shares its limits.
 	// Comma separated in PUSHERCM_HTTP_TRUSTED_PROXIES.
 	TrustedProxies []string `yaml:"trustedProxies"`
+	// BrowserUserInfoKeys are the user_info keys a browser may set through
+	// /pusher/auth and /pusher/user-auth (for example an avatar). The token's
+	// claims win over them, and rule expressions never see them. Empty (the
+	// default): user_info comes from the token alone. The gRPC
+	// AuthService, called by the trusted web app, is not limited by this.
+	BrowserUserInfoKeys []string `yaml:"browserUserInfoKeys"`
 }
 
 // Ops configures the operations listener.
@@ -200,8 +214,8 @@ type Log struct {
 	Format string `yaml:"format"`
 }
 
-// JWT configures token verification (service tokens of gRPC callers and
-// user tokens in channel authorization).
+// JWT configures token verification: user tokens (channel authorization,
+// sign-in) with the keys below, service tokens (gRPC callers) with Service.
 type JWT struct {
 	// Secret is the HMAC key for HS256/384/512 tokens. PUSHERCM_JWT_SECRET.
 	Secret string `yaml:"secret"`
@@ -227,6 +241,43 @@ type JWT struct {
 	Claims authz.ClaimNames `yaml:"claims"`
 	// JWKSRefresh is how often a JWKS URL is refetched. Default 10m.
 	JWKSRefresh time.Duration `yaml:"jwksRefresh"`
+	// Service is the trust of service tokens. Leeway, Claims and JWKSRefresh
+	// above apply to both.
+	Service ServiceJWT `yaml:"service"`
+}
+
+// ServiceJWT configures the verification of service tokens, the bearer
+// tokens of gRPC callers. It is separate from the user-token trust so that
+// whoever can mint user tokens (the web app's backend, an identity provider)
+// cannot mint service scopes: a user token never passes as a service token,
+// whatever claims it carries. Required without --dev (--dev fills Secret with
+// DevServiceSecret).
+type ServiceJWT struct {
+	// Secret is the HMAC key of HS* service tokens; at least 32 bytes and
+	// different from jwt.secret. PUSHERCM_JWT_SERVICE_SECRET.
+	Secret string `yaml:"secret"`
+	// PublicKeyFile is a PEM file of service-token public keys.
+	// PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE.
+	PublicKeyFile string `yaml:"publicKeyFile"`
+	// JWKSURL is the service tokens' key set. PUSHERCM_JWT_SERVICE_JWKS_URL.
+	JWKSURL string `yaml:"jwksUrl"`
+	// JWKSFile is a JWK set on disk. PUSHERCM_JWT_SERVICE_JWKS_FILE.
+	JWKSFile string `yaml:"jwksFile"`
+	// Issuer, when set, must equal a service token's iss.
+	// PUSHERCM_JWT_SERVICE_ISSUER.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be among a service token's aud. Required
+	// (and disjoint from jwt.audience) when the service keys are the user
+	// keys (the same public key file, JWKS URL or file: one identity
+	// provider signing both). Comma separated in PUSHERCM_JWT_SERVICE_AUDIENCE.
+	Audience []string `yaml:"audience"`
+	// Algorithms accepted; empty means those the keys imply.
+	// PUSHERCM_JWT_SERVICE_ALGORITHMS (comma separated).
+	Algorithms []string `yaml:"algorithms"`
+}
+
+func (s ServiceJWT) hasKeySource() bool {
+	return s.Secret != "" || s.PublicKeyFile != "" || s.JWKSURL != "" || s.JWKSFile != ""
 }
 
 // Edge configures the embedded realtime server's behaviour. Pusher's limits
@@ -440,6 +491,10 @@ func (c *Config) ApplyDev() (filled []string) {
 		c.Demo.Enabled = &t
 		filled = append(filled, "demo.enabled")
 	}
+	if !c.JWT.Service.hasKeySource() {
+		c.JWT.Service.Secret = DevServiceSecret
+		filled = append(filled, "jwt.service.secret")
+	}
 	if c.Edge.ClientEvents == nil {
 		t := true
 		c.Edge.ClientEvents = &t
@@ -512,6 +567,18 @@ func (c *Config) Validate() error {
 	if c.JWT.Secret == "" && c.JWT.PublicKeyFile == "" && c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "" {
 		bad("jwt", "no key source: set PUSHERCM_JWT_SECRET, PUSHERCM_JWT_PUBLIC_KEY_FILE, PUSHERCM_JWT_JWKS_URL or PUSHERCM_JWT_JWKS_FILE, or run with --dev")
 	}
+	if !c.Dev {
+		for _, dev := range []struct{ key, val, dev string }{
+			{"pusher.secret", c.Pusher.Secret, DevAppSecret},
+			{"jwt.secret", c.JWT.Secret, DevJWTSecret},
+			{"jwt.service.secret", c.JWT.Service.Secret, DevServiceSecret},
+			{"pusher.encryptionMasterKeyBase64", c.Pusher.EncryptionMasterKeyBase64, DevEncryptionMasterKeyBase64},
+		} {
+			if dev.val == dev.dev {
+				errs = append(errs, fmt.Errorf("%s: %w; set a secret of your own", dev.key, ErrDevSecret))
+			}
+		}
+	}
 	if c.JWT.Secret != "" && len(c.JWT.Secret) < 32 {
 		bad("jwt.secret", "must be at least 32 bytes for HS256")
 	}
@@ -519,6 +586,9 @@ func (c *Config) Validate() error {
 		if !slices.Contains(authz.SupportedAlgorithms, a) {
 			bad("jwt.algorithms", "%q is not supported (%s)", a, strings.Join(authz.SupportedAlgorithms, ", "))
 		}
+	}
+	if err := c.JWT.validateService(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.JWT.Leeway < 0 || c.JWT.Leeway > 5*time.Minute {
 		bad("jwt.leeway", "must be between 0 and 5m")
@@ -537,6 +607,51 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdownTimeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+// validateService checks that service tokens have a trust of their own.
+func (j *JWT) validateService() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	s := j.Service
+	if !s.hasKeySource() {
+		bad("jwt.service", "no key source for service tokens: set PUSHERCM_JWT_SERVICE_SECRET, PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE, PUSHERCM_JWT_SERVICE_JWKS_URL or PUSHERCM_JWT_SERVICE_JWKS_FILE (gRPC callers' tokens are not verified with the user-token keys), or run with --dev")
+	}
+	if s.Secret != "" && len(s.Secret) < 32 {
+		bad("jwt.service.secret", "must be at least 32 bytes for HS256")
+	}
+	if s.Secret != "" && s.Secret == j.Secret {
+		bad("jwt.service.secret", "must differ from jwt.secret: whoever holds the user-token secret could mint service tokens")
+	}
+	var shared []string
+	for _, k := range []struct{ name, user, svc string }{
+		{"publicKeyFile", j.PublicKeyFile, s.PublicKeyFile},
+		{"jwksUrl", j.JWKSURL, s.JWKSURL},
+		{"jwksFile", j.JWKSFile, s.JWKSFile},
+	} {
+		if k.svc != "" && k.svc == k.user {
+			shared = append(shared, k.name)
+		}
+	}
+	if len(shared) > 0 {
+		disjoint := len(s.Audience) > 0 && len(j.Audience) > 0
+		for _, a := range s.Audience {
+			if slices.Contains(j.Audience, a) {
+				disjoint = false
+			}
+		}
+		if !disjoint {
+			bad("jwt.service.audience", "the service keys are the user keys (%s): set jwt.service.audience and jwt.audience to values with none in common, so that a user token cannot pass as a service token", strings.Join(shared, ", "))
+		}
+	}
+	for _, a := range s.Algorithms {
+		if !slices.Contains(authz.SupportedAlgorithms, a) {
+			bad("jwt.service.algorithms", "%q is not supported (%s)", a, strings.Join(authz.SupportedAlgorithms, ", "))
+		}
 	}
 	return errors.Join(errs...)
 }

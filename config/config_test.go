@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -36,7 +37,7 @@ func flags(t *testing.T, args ...string) *pflag.FlagSet {
 
 const secrets = `
 pusher: {appId: "1", key: k, secret: s}
-jwt: {secret: "0123456789abcdef0123456789abcdef"}
+jwt: {secret: "0123456789abcdef0123456789abcdef", service: {secret: "service-0123456789abcdef0123456789"}}
 `
 
 func TestPrecedence(t *testing.T) {
@@ -79,7 +80,7 @@ log: {level: WARN}
 
 func TestDefaults(t *testing.T) {
 	l, err := Load(Source{LookupEnv: envOf(map[string]string{
-		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32),
+		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32),
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestAliasKey(t *testing.T) {
-	env := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32),
+	env := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32),
 		"PUSHER_KEY": "old", "NEXT_PUBLIC_PUSHER_KEY": "new"}
 	l, err := Load(Source{LookupEnv: envOf(env)})
 	if err != nil {
@@ -118,7 +119,7 @@ func TestDev(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Pusher.AppID != DevAppID || l.Pusher.Key != DevAppKey || l.Pusher.Secret != DevAppSecret || l.JWT.Secret != DevJWTSecret {
+	if l.Pusher.AppID != DevAppID || l.Pusher.Key != DevAppKey || l.Pusher.Secret != DevAppSecret || l.JWT.Secret != DevJWTSecret || l.JWT.Service.Secret != DevServiceSecret {
 		t.Fatalf("dev secrets: %+v %+v", l.Pusher, l.JWT)
 	}
 	if !Bool(l.Edge.ClientEvents, false) || !Bool(l.Edge.UserAuthentication, false) {
@@ -140,7 +141,7 @@ func TestDev(t *testing.T) {
 
 // Errors must name what is wrong: the key, variable or flag.
 func TestInvalid(t *testing.T) {
-	good := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32)}
+	good := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32)}
 	with := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for k, v := range good {
@@ -171,6 +172,13 @@ func TestInvalid(t *testing.T) {
 		{name: "missing jwt key source", env: with("PUSHERCM_JWT_SECRET", ""), want: "jwt"},
 		{name: "short jwt secret", env: with("PUSHERCM_JWT_SECRET", "short"), want: "jwt.secret"},
 		{name: "unsupported algorithm", env: with("PUSHERCM_JWT_ALGORITHMS", "none"), want: "jwt.algorithms"},
+		{name: "missing service key source", env: with("PUSHERCM_JWT_SERVICE_SECRET", ""), want: "jwt.service"},
+		{name: "short service secret", env: with("PUSHERCM_JWT_SERVICE_SECRET", "short"), want: "jwt.service.secret"},
+		{name: "service secret is the user secret", env: with("PUSHERCM_JWT_SERVICE_SECRET", strings.Repeat("x", 32)), want: "jwt.service.secret"},
+		{name: "shared JWKS without audiences", env: with("PUSHERCM_JWT_SERVICE_SECRET", "", "PUSHERCM_JWT_JWKS_URL", "https://idp.example/jwks", "PUSHERCM_JWT_SERVICE_JWKS_URL", "https://idp.example/jwks"), want: "jwt.service.audience"},
+		{name: "shared JWKS with overlapping audiences", env: with("PUSHERCM_JWT_SERVICE_SECRET", "", "PUSHERCM_JWT_JWKS_URL", "https://idp.example/jwks", "PUSHERCM_JWT_SERVICE_JWKS_URL", "https://idp.example/jwks",
+			"PUSHERCM_JWT_AUDIENCE", "web,api", "PUSHERCM_JWT_SERVICE_AUDIENCE", "api"), want: "jwt.service.audience"},
+		{name: "unsupported service algorithm", env: with("PUSHERCM_JWT_SERVICE_ALGORITHMS", "none"), want: "jwt.service.algorithms"},
 		{name: "bad dev bool", env: with("PUSHERCM_DEV", "maybe"), want: "PUSHERCM_DEV"},
 		{name: "bad webhook url", env: good, file: "edge: {webhooks: {urls: [ftp://x]}}\n", want: "edge.webhooks.urls[0]"},
 		{name: "bad rate limit", env: good, file: "rateLimit: {limiters: {user: {burstLimit: -5}}}\n", want: "rateLimit"},
@@ -209,7 +217,7 @@ func TestFileValues(t *testing.T) {
 pusher: {appId: "1", key: k, secret: s}
 driver: embedded
 shutdownTimeout: 3s
-jwt: {secret: "0123456789abcdef0123456789abcdef", audience: [a, b], leeway: 5s}
+jwt: {secret: "0123456789abcdef0123456789abcdef", audience: [a, b], leeway: 5s, service: {secret: "service-0123456789abcdef0123456789", audience: [svc]}}
 edge:
   maxConnections: 10
   activityTimeout: 30s
@@ -225,7 +233,7 @@ channelRules:
 		t.Fatal(err)
 	}
 	if l.ShutdownTimeout != 3*time.Second || l.Edge.MaxConnections != 10 || l.Edge.ActivityTimeout != 30*time.Second ||
-		len(l.JWT.Audience) != 2 || l.Edge.Webhooks.BatchWindow != 50*time.Millisecond || len(l.ChannelRules.Rules) != 1 {
+		len(l.JWT.Audience) != 2 || len(l.JWT.Service.Audience) != 1 || l.Edge.Webhooks.BatchWindow != 50*time.Millisecond || len(l.ChannelRules.Rules) != 1 {
 		t.Fatalf("file values not applied: %+v", l.Config)
 	}
 	// Sections not in the file keep their defaults.
@@ -241,6 +249,8 @@ func TestEnvNamesCoverDesign(t *testing.T) {
 		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64", "PUSHERCM_DRIVER", "PUSHERCM_GRPC_ADDR", "PUSHERCM_HTTP_ADDR", "PUSHERCM_OPS_ADDR",
 		"PUSHERCM_LOG_LEVEL", "PUSHERCM_REDIS_URL", "PUSHERCM_JWT_SECRET", "PUSHERCM_JWT_PUBLIC_KEY_FILE", "PUSHERCM_JWT_JWKS_URL",
 		"PUSHERCM_JWT_JWKS_FILE", "PUSHERCM_JWT_ISSUER", "PUSHERCM_JWT_AUDIENCE", "PUSHERCM_CONFIG",
+		"PUSHERCM_JWT_SERVICE_SECRET", "PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE", "PUSHERCM_JWT_SERVICE_JWKS_URL", "PUSHERCM_JWT_SERVICE_JWKS_FILE",
+		"PUSHERCM_JWT_SERVICE_ISSUER", "PUSHERCM_JWT_SERVICE_AUDIENCE",
 	} {
 		if !strings.Contains(" "+names+" ", " "+want+" ") {
 			t.Errorf("%s is not read", want)
@@ -257,5 +267,52 @@ func TestStreamWorkerCount(t *testing.T) {
 		if got := (GRPC{StreamWorkers: tc.set}).StreamWorkerCount(); got != tc.want {
 			t.Errorf("streamWorkers %d: %d workers, want %d", tc.set, got, tc.want)
 		}
+	}
+}
+
+// The development secrets are published; only --dev may use them.
+func TestDevSecretsRefusedWithoutDev(t *testing.T) {
+	good := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32)}
+	tests := []struct {
+		name    string
+		key     string // environment variable set to a dev value
+		value   string
+		wantKey string
+	}{
+		{name: "dev app secret", key: "PUSHER_SECRET", value: DevAppSecret, wantKey: "pusher.secret"},
+		{name: "dev jwt secret", key: "PUSHERCM_JWT_SECRET", value: DevJWTSecret, wantKey: "jwt.secret"},
+		{name: "dev service secret", key: "PUSHERCM_JWT_SERVICE_SECRET", value: DevServiceSecret, wantKey: "jwt.service.secret"},
+		{name: "dev encryption master key", key: "PUSHER_ENCRYPTION_MASTER_KEY_BASE64", value: DevEncryptionMasterKeyBase64, wantKey: "pusher.encryptionMasterKeyBase64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range good {
+				env[k] = v
+			}
+			env[tt.key] = tt.value
+			_, err := Load(Source{LookupEnv: envOf(env)})
+			if !errors.Is(err, ErrDevSecret) {
+				t.Fatalf("Load without --dev: err = %v, want ErrDevSecret", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantKey) {
+				t.Fatalf("error %q does not name %s", err, tt.wantKey)
+			}
+			env["PUSHERCM_DEV"] = "true"
+			if _, err := Load(Source{LookupEnv: envOf(env)}); err != nil {
+				t.Fatalf("the same values with --dev: %v", err)
+			}
+		})
+	}
+}
+
+// One identity provider may sign both kinds of token when the audiences keep
+// them apart.
+func TestServiceTrustSharedKeysWithDisjointAudiences(t *testing.T) {
+	env := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s",
+		"PUSHERCM_JWT_JWKS_URL": "https://idp.example/jwks", "PUSHERCM_JWT_AUDIENCE": "web",
+		"PUSHERCM_JWT_SERVICE_JWKS_URL": "https://idp.example/jwks", "PUSHERCM_JWT_SERVICE_AUDIENCE": "pushercm-api"}
+	if _, err := Load(Source{LookupEnv: envOf(env)}); err != nil {
+		t.Fatal(err)
 	}
 }

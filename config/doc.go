@@ -7,6 +7,8 @@
 // configuration passed Validate: unknown YAML keys, values of the wrong type
 // and invalid values all stop start-up with an error naming the key,
 // variable or flag, before any listener opens. Without --dev, missing
-// secrets are errors; with it, ApplyDev fills them with well-known
+// secrets are errors, and so are the published development secrets
+// (ErrDevSecret) and a service-token trust (jwt.service) that user tokens
+// could satisfy; with --dev, ApplyDev fills missing secrets with well-known
 // development values and reports which.
 package config

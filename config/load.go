@@ -93,6 +93,13 @@ var settings = []setting{
 	{env: []string{"PUSHERCM_JWT_ISSUER"}, set: str(func(c *Config) *string { return &c.JWT.Issuer })},
 	{env: []string{"PUSHERCM_JWT_AUDIENCE"}, set: list(func(c *Config) *[]string { return &c.JWT.Audience })},
 	{env: []string{"PUSHERCM_JWT_ALGORITHMS"}, set: list(func(c *Config) *[]string { return &c.JWT.Algorithms })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_SECRET"}, set: str(func(c *Config) *string { return &c.JWT.Service.Secret })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_PUBLIC_KEY_FILE"}, set: str(func(c *Config) *string { return &c.JWT.Service.PublicKeyFile })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_JWKS_URL"}, set: str(func(c *Config) *string { return &c.JWT.Service.JWKSURL })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_JWKS_FILE"}, set: str(func(c *Config) *string { return &c.JWT.Service.JWKSFile })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_ISSUER"}, set: str(func(c *Config) *string { return &c.JWT.Service.Issuer })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_AUDIENCE"}, set: list(func(c *Config) *[]string { return &c.JWT.Service.Audience })},
+	{env: []string{"PUSHERCM_JWT_SERVICE_ALGORITHMS"}, set: list(func(c *Config) *[]string { return &c.JWT.Service.Algorithms })},
 }
 
 // EnvNames lists every environment variable Load reads, for documentation

@@ -196,7 +196,9 @@ func (s *Server) Subscribe(socketID, channel string) error {
 			return fmt.Errorf("%w: socket %s is not signed in as %q", ErrInvalid, socketID, ch.UserID)
 		}
 	}
-	if err := s.subscribe(c, ch, member); err != nil {
+	// A server-side subscription is the service's decision and carries no
+	// signed grant: it may send client events (when they are enabled).
+	if err := s.subscribe(c, ch, member, true); err != nil {
 		return err
 	}
 	if ch.Kind.NeedsAuth() {

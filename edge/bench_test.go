@@ -104,7 +104,7 @@ func benchSubscribers(b *testing.B, n int, fl *flusher) (*Server, []*conn) {
 	for range n {
 		c := &conn{s: s, fl: fl, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
 		s.conns[c.id] = c
-		if err := s.subscribe(c, ch, nil); err != nil {
+		if err := s.subscribe(c, ch, nil, true); err != nil {
 			b.Fatal(err)
 		}
 		c.queued.Store(0)

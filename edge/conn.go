@@ -60,6 +60,10 @@ type conn struct {
 	userInfo  json.RawMessage
 	watchlist []string // user ids this socket watches
 	removed   bool
+
+	// subscribeOnly holds the channels of subs whose auth token did not grant
+	// client events (protocol.SubscribeOnlyTag); guarded by Server.mu.
+	subscribeOnly map[string]struct{}
 }
 
 func (c *conn) touch() {
@@ -191,10 +195,15 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 		return
 	}
 	var member *protocol.Member
+	// clientEvents is what the auth token grants (protocol.VerifyChannelGrant):
+	// a subscribe-only token lets the socket listen but not send client
+	// events. The grant travels in the signed token, so any node can check it.
+	clientEvents := true
+	var verr error
 	switch ch.Kind {
 	case protocol.KindPrivate, protocol.KindPrivateEncrypted:
-		if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); err != nil {
-			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+		if clientEvents, verr = protocol.VerifyChannelGrant(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); verr != nil {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+verr.Error(), 401)
 			return
 		}
 	case protocol.KindPresence:
@@ -208,15 +217,15 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 				c.sendSubError(ch.Name, protocol.SubErrAuth, "channel_data is required for presence channels", 401)
 				return
 			}
-			if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); err != nil {
-				c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+			if clientEvents, verr = protocol.VerifyChannelGrant(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, "", d.Auth); verr != nil {
+				c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+verr.Error(), 401)
 				return
 			}
 			member = &protocol.Member{UserID: uid, UserInfo: info}
 			break
 		}
-		if err := protocol.VerifyChannelAuth(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, cd, d.Auth); err != nil {
-			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+err.Error(), 401)
+		if clientEvents, verr = protocol.VerifyChannelGrant(s.cfg.Key, s.cfg.Secret, c.id, ch.Name, cd, d.Auth); verr != nil {
+			c.sendSubError(ch.Name, protocol.SubErrAuth, "Invalid signature: "+verr.Error(), 401)
 			return
 		}
 		pd, err := protocol.ParsePresenceData(cd)
@@ -242,7 +251,7 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 			return
 		}
 	}
-	if err := s.subscribe(c, ch, member); err != nil {
+	if err := s.subscribe(c, ch, member, clientEvents); err != nil {
 		var se *subError
 		if errors.As(err, &se) {
 			c.sendSubError(ch.Name, se.typ, se.msg, se.status)
@@ -342,9 +351,14 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 	}
 	s.mu.RLock()
 	uid, subscribed := c.subs[name]
+	_, subscribeOnly := c.subscribeOnly[name]
 	s.mu.RUnlock()
 	if !subscribed {
 		reject("Cannot broadcast client event (connection not subscribed to channel " + name + ")")
+		return
+	}
+	if subscribeOnly {
+		reject("Client events are not permitted on channel " + name + " (the subscription grants subscribe only)")
 		return
 	}
 	var allowed bool

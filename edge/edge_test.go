@@ -338,6 +338,55 @@ func TestClientEvents(t *testing.T) {
 	}
 }
 
+// A subscribe-only grant lets a socket listen but not send client events, on
+// private and presence channels, and a later plain grant lifts it.
+func TestSubscribeOnlyGrant(t *testing.T) {
+	cfg := testConfig()
+	cfg.ClientEventsEnabled = true
+	s := startServer(t, cfg)
+	tests := []struct {
+		name, channel, channelData string
+	}{
+		{name: "private", channel: "private-ro-1"},
+		{name: "presence", channel: "presence-ro-1", channelData: `{"user_id":"u-a"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := connect(t, s), connect(t, s)
+			a.subscribe(tc.channel, protocol.SubscribeOnlyChannelAuth(testKey, testSecret, a.id, tc.channel, tc.channelData), tc.channelData)
+			a.expect(protocol.EventSubscriptionSucceeded, tc.channel)
+			bData := ""
+			if tc.channelData != "" {
+				bData = `{"user_id":"u-b"}`
+			}
+			b.subscribeOK(tc.channel, bData)
+
+			a.send(map[string]any{"event": "client-chat", "channel": tc.channel, "data": "x"})
+			if m := a.expect(protocol.EventError, tc.channel); m.errCode() != protocol.CodeClientEventRejected {
+				t.Fatalf("code %d, want %d", m.errCode(), protocol.CodeClientEventRejected)
+			}
+			b.quiet("client-chat")
+
+			// b holds a plain grant: its client events still flow, to a too.
+			b.send(map[string]any{"event": "client-chat", "channel": tc.channel, "data": "y"})
+			a.expect("client-chat", tc.channel)
+
+			// Subscribing again with a plain grant replaces the restriction.
+			a.subscribeOK(tc.channel, tc.channelData)
+			a.send(map[string]any{"event": "client-chat", "channel": tc.channel, "data": "z"})
+			b.expect("client-chat", tc.channel)
+		})
+	}
+	t.Run("tag stripped", func(t *testing.T) {
+		a := connect(t, s)
+		ro := protocol.SubscribeOnlyChannelAuth(testKey, testSecret, a.id, "private-ro-2", "")
+		a.subscribe("private-ro-2", strings.Replace(ro, protocol.SubscribeOnlyTag, "", 1), "")
+		if m := a.expect(protocol.EventSubscriptionError, "private-ro-2"); m.Event != protocol.EventSubscriptionError {
+			t.Fatalf("got %s", m.Event)
+		}
+	})
+}
+
 func TestClientEventRateLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.ClientEventsEnabled = true

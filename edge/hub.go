@@ -66,7 +66,11 @@ func (s *Server) emitWebhook(h protocol.WebhookEvent) {
 // subscribe joins c to ch; member is the presence identity (nil for other kinds). It
 // sends subscription_succeeded, member_added to the others, and the cache replay or
 // miss. Joining twice is idempotent and answers success again.
-func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member) error {
+//
+// clientEvents is what the subscription's auth grants; false records the channel as
+// subscribe-only, so the socket's client events there are refused. Joining again
+// replaces the grant with the newer one.
+func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool) error {
 	now := s.opts.now()
 	var p pending
 	s.lockHub()
@@ -76,6 +80,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	chn := s.channels[ch.Name]
 	if _, again := c.subs[ch.Name]; again {
+		c.setClientEventsLocked(ch.Name, clientEvents)
 		c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
 		s.mu.Unlock()
 		return nil
@@ -140,6 +145,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		c.subs = make(map[string]string, 1)
 	}
 	c.subs[ch.Name] = uid
+	c.setClientEventsLocked(ch.Name, clientEvents)
 	s.st.subscriptions.Add(1)
 	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
 	if ch.Cache {
@@ -184,8 +190,22 @@ func (s *Server) unsubscribe(c *conn, name string) bool {
 	return ok
 }
 
+// setClientEventsLocked records whether c's subscription to name may send client
+// events. Server.mu must be held for writing.
+func (c *conn) setClientEventsLocked(name string, allowed bool) {
+	if allowed {
+		delete(c.subscribeOnly, name)
+		return
+	}
+	if c.subscribeOnly == nil {
+		c.subscribeOnly = make(map[string]struct{}, 1)
+	}
+	c.subscribeOnly[name] = struct{}{}
+}
+
 func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
 	delete(c.subs, name)
+	delete(c.subscribeOnly, name)
 	chn := s.channels[name]
 	if chn == nil {
 		return

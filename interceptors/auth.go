@@ -62,6 +62,8 @@ type TokenVerifier interface {
 // <jwt>`, verifies it, checks the method's scope and puts the principal in
 // the context (authz.FromContext). Public methods pass untouched.
 type Auth struct {
+	// Verifier must trust service tokens only (jwt.service): with the
+	// user-token verifier, whoever can mint user tokens could claim scopes.
 	Verifier TokenVerifier
 }
 

@@ -55,7 +55,7 @@ func BenchmarkAuthChain(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = conn.Close() })
-	svc := pushertest.Mint(b, a.Config.JWT.Secret, authz.MintOptions{Subject: "authload", Scopes: []string{interceptors.ScopeAuthorize}})
+	svc := pushertest.Mint(b, a.Config.JWT.Service.Secret, authz.MintOptions{Subject: "authload", Scopes: []string{interceptors.ScopeAuthorize}})
 	users := make([]string, 1000)
 	for i := range users {
 		users[i] = pushertest.Mint(b, a.Config.JWT.Secret, authz.MintOptions{

@@ -157,6 +157,13 @@ func TestChainAuth(t *testing.T) {
 		{name: "tampered payload", authHeader: "Bearer " + tampered, wantCode: codes.Unauthenticated, wantReason: interceptors.ReasonAuthenticationFailed},
 		{name: "wrong secret", authHeader: "Bearer " + hs256(t, []byte("another-secret-0123456789abcdefgh"), claims(nil)),
 			wantCode: codes.Unauthenticated, wantReason: interceptors.ReasonAuthenticationFailed},
+		// Only the space-separated string form of scope counts (RFC 8693).
+		{name: "comma separated scope", authHeader: "Bearer " + hs256(t, []byte(secret), claims(func(c jwt.MapClaims) { c["scope"] = "x,events:publish" })),
+			wantCode: codes.PermissionDenied, wantReason: interceptors.ReasonAuthorizationFailed},
+		{name: "array scope", authHeader: "Bearer " + hs256(t, []byte(secret), claims(func(c jwt.MapClaims) { c["scope"] = []string{"events:publish"} })),
+			wantCode: codes.PermissionDenied, wantReason: interceptors.ReasonAuthorizationFailed},
+		{name: "space separated scope", authHeader: "Bearer " + hs256(t, []byte(secret), claims(func(c jwt.MapClaims) { c["scope"] = "connections:read events:publish" })),
+			wantCode: codes.OK},
 		{name: "missing scope", authHeader: "Bearer " + hs256(t, []byte(secret), claims(func(c jwt.MapClaims) { c["scope"] = "connections:read" })),
 			wantCode: codes.PermissionDenied, wantReason: interceptors.ReasonAuthorizationFailed},
 	}

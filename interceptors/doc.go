@@ -7,6 +7,9 @@
 // constants), plus RetryInfo for rate limits and BadRequest for invalid
 // fields; internal causes and panic stacks are logged with the trace id and
 // never returned. Health and reflection need no token; every other method
-// needs the scope MethodScopes names, and methods missing from that table are
+// needs a service token verified by Auth's verifier (the app gives it the
+// jwt.service trust, never the user-token keys, so a user token fails with
+// UNAUTHENTICATED whatever it claims) carrying the scope MethodScopes names
+// in its space-separated "scope" string; methods missing from that table are
 // refused.
 package interceptors

@@ -83,6 +83,39 @@ func VerifyToken(key, secret, stringToSign, token string) error {
 	return nil
 }
 
+// SubscribeOnlyTag marks a channel auth token that grants the subscription
+// but not client events (pushercm's embedded server only; hosted Pusher knows
+// no such token). The token is key:subscribe-only:hex, where hex signs
+// SubscribeOnlyStringToSign. Plain Pusher tokens (key:hex) grant both.
+const SubscribeOnlyTag = "subscribe-only:"
+
+// SubscribeOnlyStringToSign is "subscribe-only:" followed by the private or
+// presence string (ChannelStringToSign). Every plain channel string starts
+// with the digits of a socket id and every HTTP API string with a method
+// name, so no signature over one can be replayed as the other: stripping the
+// tag from a subscribe-only token does not make a plain token, and adding it
+// to a plain token does not make a subscribe-only one.
+func SubscribeOnlyStringToSign(socketID, channel, channelData string) string {
+	return SubscribeOnlyTag + ChannelStringToSign(socketID, channel, channelData)
+}
+
+// SubscribeOnlyChannelAuth returns the auth token of a subscription that may
+// not send client events: key:subscribe-only:hex.
+func SubscribeOnlyChannelAuth(key, secret, socketID, channel, channelData string) string {
+	return key + ":" + SubscribeOnlyTag + Sign(secret, SubscribeOnlyStringToSign(socketID, channel, channelData))
+}
+
+// VerifyChannelGrant checks a subscription's auth token in either form and
+// reports whether it grants client events: true for a plain Pusher token,
+// false for a subscribe-only one.
+func VerifyChannelGrant(key, secret, socketID, channel, channelData, token string) (clientEvents bool, err error) {
+	k, rest, _ := strings.Cut(token, ":")
+	if sig, ok := strings.CutPrefix(rest, SubscribeOnlyTag); ok {
+		return false, VerifyToken(key, secret, SubscribeOnlyStringToSign(socketID, channel, channelData), k+":"+sig)
+	}
+	return true, VerifyChannelAuth(key, secret, socketID, channel, channelData, token)
+}
+
 // VerifyChannelAuth checks a subscription's auth token.
 func VerifyChannelAuth(key, secret, socketID, channel, channelData, token string) error {
 	return VerifyToken(key, secret, ChannelStringToSign(socketID, channel, channelData), token)

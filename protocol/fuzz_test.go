@@ -74,3 +74,30 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzVerifyChannelGrant: whatever the token, it verifies only when it is
+// exactly the plain or the subscribe-only token for the request, and the
+// grant reported matches the form.
+func FuzzVerifyChannelGrant(f *testing.F) {
+	const sock, ch = "1234.1234", "private-ro-1"
+	plain := ChannelAuth(vecKey, vecSecret, sock, ch, "")
+	ro := SubscribeOnlyChannelAuth(vecKey, vecSecret, sock, ch, "")
+	for _, s := range []string{plain, ro, "", ":", vecKey + ":" + SubscribeOnlyTag, vecKey + "::" + plain, strings.ToUpper(ro)} {
+		f.Add(s, "")
+	}
+	f.Add(ro, `{"user_id":"1"}`)
+	f.Fuzz(func(t *testing.T, token, channelData string) {
+		ce, err := VerifyChannelGrant(vecKey, vecSecret, sock, ch, channelData, token)
+		if err != nil {
+			return
+		}
+		wantPlain := ChannelAuth(vecKey, vecSecret, sock, ch, channelData)
+		wantRO := SubscribeOnlyChannelAuth(vecKey, vecSecret, sock, ch, channelData)
+		switch {
+		case strings.EqualFold(token, wantPlain) && ce:
+		case strings.EqualFold(token, wantRO) && !ce:
+		default:
+			t.Fatalf("token %q verified with clientEvents=%v for channel_data %q", token, ce, channelData)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -195,5 +196,50 @@ func TestSignRequestRoundTrip(t *testing.T) {
 	}
 	if _, _, err := VerifyRequest(RequestCheck{Method: "GET", Path: path, RawQuery: EncodeQuery(q), Secret: secretOf, Now: now}); err != nil {
 		t.Fatalf("encoded query: %v", err)
+	}
+}
+
+// A subscribe-only grant must not verify as a plain one (upgrade), nor a
+// plain one as subscribe-only (downgrade) or for another socket or channel.
+func TestChannelGrants(t *testing.T) {
+	const sock, ch, pch = "1234.1234", "private-ro-1", "presence-ro-1"
+	pd := `{"user_id":"10"}`
+	plain := ChannelAuth(vecKey, vecSecret, sock, ch, "")
+	ro := SubscribeOnlyChannelAuth(vecKey, vecSecret, sock, ch, "")
+	roPresence := SubscribeOnlyChannelAuth(vecKey, vecSecret, sock, pch, pd)
+	_, roSig, _ := strings.Cut(ro, ":"+SubscribeOnlyTag)
+	_, plainSig, _ := strings.Cut(plain, ":")
+	tests := []struct {
+		name             string
+		sock, ch, cd     string
+		token            string
+		wantClientEvents bool
+		wantErr          error
+	}{
+		{name: "plain grants client events", sock: sock, ch: ch, token: plain, wantClientEvents: true},
+		{name: "subscribe-only", sock: sock, ch: ch, token: ro},
+		{name: "subscribe-only presence", sock: sock, ch: pch, cd: pd, token: roPresence},
+		{name: "tag stripped (upgrade)", sock: sock, ch: ch, token: vecKey + ":" + roSig, wantClientEvents: true, wantErr: ErrSignature},
+		{name: "tag added to a plain token", sock: sock, ch: ch, token: vecKey + ":" + SubscribeOnlyTag + plainSig, wantErr: ErrSignature},
+		{name: "subscribe-only for another socket", sock: "1234.1235", ch: ch, token: ro, wantErr: ErrSignature},
+		{name: "subscribe-only for another channel", sock: sock, ch: "private-ro-2", token: ro, wantErr: ErrSignature},
+		{name: "subscribe-only presence with other channel_data", sock: sock, ch: pch, cd: `{"user_id":"11"}`, token: roPresence, wantErr: ErrSignature},
+		{name: "subscribe-only with another key", sock: sock, ch: ch, token: "otherkey:" + SubscribeOnlyTag + roSig, wantErr: ErrAuthKey},
+		{name: "subscribe-only without signature", sock: sock, ch: ch, token: vecKey + ":" + SubscribeOnlyTag, wantErr: ErrAuthFormat},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ce, err := VerifyChannelGrant(vecKey, vecSecret, tc.sock, tc.ch, tc.cd, tc.token)
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if err == nil && ce != tc.wantClientEvents {
+				t.Fatalf("clientEvents = %v, want %v", ce, tc.wantClientEvents)
+			}
+		})
+	}
+	// A server that knows only Pusher's form refuses a subscribe-only token.
+	if err := VerifyChannelAuth(vecKey, vecSecret, sock, ch, "", ro); !errors.Is(err, ErrSignature) {
+		t.Fatalf("plain verification of a subscribe-only token: %v", err)
 	}
 }

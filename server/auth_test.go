@@ -50,8 +50,13 @@ func startAuthApp(t *testing.T, noMasterKey bool) *app.App {
 	return a.App
 }
 
+// mintAuth mints a dev token: a service token (signed with the dev service
+// secret) when o has scopes, a user token otherwise.
 func mintAuth(t *testing.T, o authz.MintOptions) string {
 	t.Helper()
+	if len(o.Scopes) > 0 {
+		return pushertest.Mint(t, config.DevServiceSecret, o)
+	}
 	return pushertest.Mint(t, config.DevJWTSecret, o)
 }
 
@@ -100,6 +105,9 @@ func TestAuthorizeChannelSignaturesAcceptedByEdge(t *testing.T) {
 		{name: "team channel", channel: "private-team-t1", wantRule: "team-channel"},
 		{name: "team presence with user_info", channel: "presence-team-t1", userInfo: map[string]any{"avatar": "a.png"},
 			wantRule: "team-presence", wantPresent: true, wantData: `{"user_id":"u1","user_info":{"avatar":"a.png","name":"Ann"}}`},
+		// The web app is trusted: its user_info is signed, over the token's name.
+		{name: "team presence with a name from the web app", channel: "presence-team-t1", userInfo: map[string]any{"name": "Ann (team lead)"},
+			wantRule: "team-presence", wantPresent: true, wantData: `{"user_id":"u1","user_info":{"name":"Ann (team lead)"}}`},
 		{name: "team presence default info", channel: "presence-team-t1", wantRule: "team-presence", wantPresent: true,
 			wantData: `{"user_id":"u1","user_info":{"name":"Ann"}}`},
 		{name: "encrypted team channel", channel: "private-encrypted-team-t1", wantRule: "encrypted-team", wantSecret: true},
@@ -185,6 +193,7 @@ func TestAuthServiceRefusals(t *testing.T) {
 	svc := mintAuth(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
 	publisher := mintAuth(t, authz.MintOptions{Subject: "publisher", Scopes: []string{"events:publish"}})
 	user := mintAuth(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
+	userWithScope := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "u1", Scopes: []string{"channels:authorize"}})
 	expired := mintAuth(t, authz.MintOptions{Subject: "u1", TTL: time.Hour, Now: func() time.Time { return time.Now().Add(-2 * time.Hour) }})
 	otherKey, err := authz.Mint([]byte("another-secret-that-is-long-enough-0123"), authz.MintOptions{Subject: "u1", TTL: time.Hour})
 	if err != nil {
@@ -222,8 +231,12 @@ func TestAuthServiceRefusals(t *testing.T) {
 			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
 		{name: "service token without channels:authorize", service: publisher, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
 			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+		// Service tokens have their own trust (jwt.service): a user token
+		// does not verify as one, whatever scope it claims.
 		{name: "user token as service token", service: user, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
-			wantCode: codes.PermissionDenied, wantReason: "AUTHORIZATION_FAILED", wantRule: authPtr("")},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
+		{name: "user token with scope as service token", service: userWithScope, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1", Token: user},
+			wantCode: codes.Unauthenticated, wantReason: "AUTHENTICATION_FAILED"},
 		{name: "bad socket id", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: "abc", ChannelName: "private-user-u1", Token: user},
 			wantCode: codes.InvalidArgument, wantReason: "INVALID_ARGUMENT"},
 		{name: "bad channel name", service: svc, req: &pushercmv1.AuthorizeChannelRequest{SocketId: socket, ChannelName: "private-user-u1!", Token: user},

@@ -85,7 +85,7 @@ func startBroadcastAppWith(t testing.TB, mutate func(*config.Config)) *bcEnv {
 
 func bcMint(t testing.TB, cfg config.Config, scopes ...string) string {
 	t.Helper()
-	return pushertest.Mint(t, cfg.JWT.Secret, authz.MintOptions{Subject: "svc-test", Scopes: scopes})
+	return pushertest.Mint(t, cfg.JWT.Service.Secret, authz.MintOptions{Subject: "svc-test", Scopes: scopes})
 }
 
 func (e *bcEnv) dial(t *testing.T) *pushertest.Client {

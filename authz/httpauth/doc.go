@@ -24,7 +24,9 @@
 //     empty list means any origin, answered with "*". Preflights allow POST
 //     with the Authorization and Content-Type headers and whatever other
 //     well-formed headers the browser asks for (pusher-js `headers`).
-//   - The optional user_info param (a JSON object) is caller-controlled data:
-//     it is merged over the token's name into presence user_info, but the
-//     user id always comes from the verified token.
+//   - The optional user_info param (a JSON object) is browser-controlled
+//     and passed as untrusted (authz BrowserUserInfo): only the keys the
+//     Authorizer allows (http.browserUserInfoKeys, none by default) are
+//     signed, the token's claims (user id, name) always win, and channel
+//     rule expressions never see it.
 package httpauth

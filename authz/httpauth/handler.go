@@ -108,7 +108,7 @@ func (h *Handler) ChannelAuth() http.Handler {
 			return
 		}
 		out, err := h.svc.AuthorizeChannel(r.Context(), authsvc.TransportHTTP, token, authz.ChannelRequest{
-			SocketID: f.SocketID, Channel: f.Channel, UserInfo: f.UserInfo,
+			SocketID: f.SocketID, Channel: f.Channel, BrowserUserInfo: f.UserInfo,
 		})
 		if err != nil {
 			h.refuse(w, r, err)
@@ -126,7 +126,7 @@ func (h *Handler) UserAuth() http.Handler {
 			return
 		}
 		out, err := h.svc.AuthenticateUser(r.Context(), authsvc.TransportHTTP, token, authz.UserRequest{
-			SocketID: f.SocketID, UserInfo: f.UserInfo,
+			SocketID: f.SocketID, BrowserUserInfo: f.UserInfo,
 		})
 		if err != nil {
 			h.refuse(w, r, err)

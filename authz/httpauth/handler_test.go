@@ -23,7 +23,9 @@ const (
 	appSecret = "app-secret"
 )
 
-func newServer(t *testing.T, origins []string) *httptest.Server {
+// newServer serves the endpoints; browserKeys are the user_info keys a
+// browser may set (none by default).
+func newServer(t *testing.T, origins []string, browserKeys ...string) *httptest.Server {
 	t.Helper()
 	v, err := authz.NewVerifier(authz.VerifierConfig{Secret: jwtSecret})
 	if err != nil {
@@ -34,7 +36,7 @@ func newServer(t *testing.T, origins []string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	az, err := authz.NewAuthorizer(authz.AuthorizerConfig{AppKey: appKey, AppSecret: appSecret}, rules)
+	az, err := authz.NewAuthorizer(authz.AuthorizerConfig{AppKey: appKey, AppSecret: appSecret, BrowserUserInfoKeys: browserKeys}, rules)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,10 +132,15 @@ func TestEndpoints(t *testing.T) {
 	}{
 		{name: "private channel", req: request{path: "/pusher/auth", body: form("socket_id", socket, "channel_name", "private-user-u1"), header: bearer},
 			wantStatus: 200, wantBody: map[string]string{"auth": protocol.ChannelAuth(appKey, appSecret, socket, "private-user-u1", "")}},
-		{name: "presence channel with user_info", req: request{path: "/pusher/auth", body: form("socket_id", socket, "channel_name", "presence-team-t1", "user_info", `{"emoji":"x"}`), header: bearer},
+		// The browser's user_info is not signed: it comes from the token.
+		{name: "presence channel with user_info", req: request{path: "/pusher/auth", body: form("socket_id", socket, "channel_name", "presence-team-t1", "user_info", `{"emoji":"x","name":"Bob (admin)"}`), header: bearer},
 			wantStatus: 200, wantBody: map[string]string{
-				"auth":         protocol.ChannelAuth(appKey, appSecret, socket, "presence-team-t1", `{"user_id":"u1","user_info":{"emoji":"x","name":"Ann"}}`),
-				"channel_data": `{"user_id":"u1","user_info":{"emoji":"x","name":"Ann"}}`}},
+				"auth":         protocol.ChannelAuth(appKey, appSecret, socket, "presence-team-t1", `{"user_id":"u1","user_info":{"name":"Ann"}}`),
+				"channel_data": `{"user_id":"u1","user_info":{"name":"Ann"}}`}},
+		{name: "user sign-in with user_info", req: request{path: "/pusher/user-auth", body: form("socket_id", socket, "user_info", `{"name":"Mallory"}`), header: bearer},
+			wantStatus: 200, wantBody: map[string]string{
+				"auth":      protocol.UserAuth(appKey, appSecret, socket, `{"id":"u1","user_info":{"name":"Ann"}}`),
+				"user_data": `{"id":"u1","user_info":{"name":"Ann"}}`}},
 		{name: "extra params", req: request{path: "/pusher/auth", body: form("socket_id", socket, "channel_name", "private-team-t1", "foo", "bar"), header: bearer},
 			wantStatus: 200, wantBody: map[string]string{"auth": protocol.ChannelAuth(appKey, appSecret, socket, "private-team-t1", "")}},
 		{name: "content type with charset", req: request{path: "/pusher/auth", contentType: "application/x-www-form-urlencoded; charset=UTF-8",
@@ -268,6 +275,43 @@ func TestCORS(t *testing.T) {
 			}
 			if resp.Header.Get("Access-Control-Allow-Credentials") != "" {
 				t.Error("credentials must never be allowed")
+			}
+		})
+	}
+}
+
+// TestBrowserUserInfoAllowList: a browser sets only the allowed keys, and
+// never over the token's claims.
+func TestBrowserUserInfoAllowList(t *testing.T) {
+	srv := newServer(t, nil, "emoji", "name")
+	bearer := map[string]string{"Authorization": "Bearer " + mint(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}, Name: "Ann"})}
+	noName := map[string]string{"Authorization": "Bearer " + mint(t, authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})}
+	const socket = "123.456"
+	const sent = `{"emoji":"x","name":"Bob (admin)","role":"admin"}`
+	tests := []struct {
+		name     string
+		path     string
+		header   map[string]string
+		wantData string
+	}{
+		{name: "presence", path: "/pusher/auth", header: bearer, wantData: `{"user_id":"u1","user_info":{"emoji":"x","name":"Ann"}}`},
+		{name: "sign-in", path: "/pusher/user-auth", header: bearer, wantData: `{"id":"u1","user_info":{"emoji":"x","name":"Ann"}}`},
+		{name: "token without a name", path: "/pusher/auth", header: noName, wantData: `{"user_id":"u1","user_info":{"emoji":"x","name":"Bob (admin)"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := form("socket_id", socket, "channel_name", "presence-team-t1", "user_info", sent)
+			key, sign := "channel_data", protocol.ChannelAuth(appKey, appSecret, socket, "presence-team-t1", tc.wantData)
+			if tc.path == "/pusher/user-auth" {
+				f = form("socket_id", socket, "user_info", sent)
+				key, sign = "user_data", protocol.UserAuth(appKey, appSecret, socket, tc.wantData)
+			}
+			resp, body := do(t, srv, request{path: tc.path, body: f, header: tc.header})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d %v", resp.StatusCode, body)
+			}
+			if body[key] != tc.wantData || body["auth"] != sign {
+				t.Fatalf("%s = %q (auth %q), want %q", key, body[key], body["auth"], tc.wantData)
 			}
 		})
 	}

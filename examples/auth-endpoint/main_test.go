@@ -47,7 +47,11 @@ func TestProxyToPushercm(t *testing.T) {
 
 	mint := func(o authz.MintOptions) string {
 		o.TTL = time.Hour
-		tok, err := authz.Mint([]byte(config.DevJWTSecret), o)
+		secret := config.DevJWTSecret
+		if len(o.Scopes) > 0 {
+			secret = config.DevServiceSecret // service tokens have their own trust
+		}
+		tok, err := authz.Mint([]byte(secret), o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -184,7 +184,7 @@ func TestBroadcastThroughTheBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = conn.Close() }()
-	tok := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "svc-e2e", Scopes: []string{"events:publish"}})
+	tok := pushertest.Mint(t, config.DevServiceSecret, authz.MintOptions{Subject: "svc-e2e", Scopes: []string{"events:publish"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)

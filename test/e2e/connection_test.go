@@ -79,7 +79,7 @@ func startApp(t *testing.T, mutate func(*config.Config)) *inproc {
 
 func mint(t *testing.T, cfg config.Config, sub string, scopes ...string) string {
 	t.Helper()
-	return pushertest.Mint(t, cfg.JWT.Secret, authz.MintOptions{Subject: sub, Scopes: scopes})
+	return pushertest.Mint(t, cfg.JWT.Service.Secret, authz.MintOptions{Subject: sub, Scopes: scopes})
 }
 
 // ctx returns a call context carrying the service token.

@@ -50,7 +50,8 @@ import (
 func main() {
 	var (
 		addr        = flag.String("addr", "", "gRPC address of a running dev server (default: build and spawn pushercm serve --dev)")
-		secret      = flag.String("jwt-secret", config.DevJWTSecret, "HS256 secret to mint the service and user tokens with")
+		secret      = flag.String("jwt-secret", config.DevJWTSecret, "HS256 secret to mint the user tokens with")
+		svcSecret   = flag.String("service-secret", config.DevServiceSecret, "HS256 secret to mint the service token with (jwt.service.secret)")
 		duration    = flag.Duration("duration", 10*time.Second, "measuring time per phase")
 		warmup      = flag.Duration("warmup", 2*time.Second, "unmeasured time before each phase")
 		concurrency = flag.Int("c", 50, "concurrent callers")
@@ -76,7 +77,7 @@ func main() {
 		defer srv.Stop()
 		*addr, *pid = srv.GRPCAddr, srv.PID
 	}
-	svcToken, err := authz.Mint([]byte(*secret), authz.MintOptions{Subject: "authload", Scopes: []string{"channels:authorize"}, TTL: time.Hour})
+	svcToken, err := authz.Mint([]byte(*svcSecret), authz.MintOptions{Subject: "authload", Scopes: []string{"channels:authorize"}, TTL: time.Hour})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -125,7 +125,7 @@ func main() {
 		log.Fatal("-ws is required with -addr")
 	}
 	if *token == "" {
-		t, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "grpcload", Scopes: []string{"events:publish"}, TTL: time.Hour})
+		t, err := authz.Mint([]byte(config.DevServiceSecret), authz.MintOptions{Subject: "grpcload", Scopes: []string{"events:publish"}, TTL: time.Hour})
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -31,8 +31,9 @@ type AuthorizeChannelRequest struct {
 	ChannelName string `protobuf:"bytes,2,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
 	// The user's JWT. Not needed for public channels.
 	Token string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
-	// Presence user_info, merged over a default built from the token's `name`
-	// claim. At most 1 KB once encoded.
+	// Presence user_info from the (trusted) caller, merged over a default
+	// built from the token's `name` claim, which it may override; rule
+	// expressions see it. At most 1 KB once encoded.
 	UserInfo      *structpb.Struct `protobuf:"bytes,4,opt,name=user_info,json=userInfo,proto3" json:"user_info,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -100,7 +101,10 @@ func (x *AuthorizeChannelRequest) GetUserInfo() *structpb.Struct {
 // plus the decision's facts.
 type AuthorizeChannelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// `app_key:hex(HMAC-SHA256(secret, string_to_sign))`. Empty for public
+	// `app_key:hex(HMAC-SHA256(secret, string_to_sign))`, or, for a grant
+	// without `client-events` on the embedded server,
+	// `app_key:subscribe-only:hex(HMAC-SHA256(secret, "subscribe-only:" +
+	// string_to_sign))`. Pass it to pusher-js unchanged. Empty for public
 	// channels, which need no auth.
 	Auth string `protobuf:"bytes,1,opt,name=auth,proto3" json:"auth,omitempty"`
 	// Presence channels only: the exact JSON string that was signed.
@@ -109,7 +113,9 @@ type AuthorizeChannelResponse struct {
 	SharedSecret string `protobuf:"bytes,3,opt,name=shared_secret,json=sharedSecret,proto3" json:"shared_secret,omitempty"`
 	// The user id taken from the token.
 	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// What the matched rule allows, for example `subscribe`, `client-events`.
+	// What the grant allows, for example `subscribe`, `client-events`. With
+	// the pusher driver it always includes `client-events`: hosted Pusher
+	// cannot withhold it.
 	Permissions []string `protobuf:"bytes,5,rep,name=permissions,proto3" json:"permissions,omitempty"`
 	// Name of the rule that decided.
 	MatchedRule   string `protobuf:"bytes,6,opt,name=matched_rule,json=matchedRule,proto3" json:"matched_rule,omitempty"`

@@ -83,8 +83,9 @@ func (p *App) Dial(t testing.TB) *pushertest.Client {
 	return pushertest.Dial(t, p.HTTPAddr(), p.Config.Pusher.Key, p.Config.Pusher.Secret)
 }
 
-// Token mints a service token for sub with scopes, signed with the app's JWT secret.
+// Token mints a service token for sub with scopes, signed with the app's
+// service-token secret (jwt.service.secret).
 func (p *App) Token(t testing.TB, sub string, scopes ...string) string {
 	t.Helper()
-	return pushertest.Mint(t, p.Config.JWT.Secret, authz.MintOptions{Subject: sub, Scopes: scopes})
+	return pushertest.Mint(t, p.Config.JWT.Service.Secret, authz.MintOptions{Subject: sub, Scopes: scopes})
 }

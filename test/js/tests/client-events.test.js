@@ -64,3 +64,27 @@ test('client events on a public channel are rejected', opts, async (t) => {
   await barrier;
   assert.equal(received.some((e) => e.event === 'client-nope'), false);
 });
+
+test('a subscribe-only grant cannot send client events; pusher-js passes it unchanged', opts, async (t) => {
+  const b = h.backend();
+  const name = h.uniq('private-ro-');
+  const sender = h.client(t, { subscribeOnly: true });
+  const receiver = h.client(t);
+  const chS = await h.subscribe(sender, name);
+  const chR = await h.subscribe(receiver, name);
+  const received = h.recorder(chR);
+
+  const rejected = h.waitEvent(chS, 'pusher:error', 'channel error');
+  chS.trigger('client-chat', { x: 1 });
+  assert.equal((await rejected).data.code, 4301);
+  assert.equal(sender.connection.state, 'connected', 'a refused client event must not close the socket');
+
+  // The receiver's plain grant still sends; and the refused event never arrived.
+  const got = h.waitEvent(chS, 'client-chat');
+  chR.trigger('client-chat', { y: 2 });
+  assert.deepEqual((await got).data, { y: 2 });
+  const barrier = h.waitEvent(chR, 'barrier');
+  await b.trigger(name, 'barrier', {});
+  await barrier;
+  assert.equal(received.some((e) => e.event === 'client-chat'), false);
+});

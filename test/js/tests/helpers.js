@@ -54,6 +54,8 @@ function uniq(prefix) {
 //   user:     user data for signin ({id: '1', user_info: {...}})
 //   presence: channel_data for presence channels ({user_id, user_info})
 //   signer:   the npm pusher instance that signs auth (a wrong secret makes bad auth)
+//   subscribeOnly: sign private/presence channels in pushercm's subscribe-only form
+//             (a grant without client-events), as /pusher/auth does for such rules
 //   key:      app key to connect with
 // Every client is disconnected by the test's after hook (track(t, ...)).
 function client(t, opts = {}) {
@@ -69,7 +71,9 @@ function client(t, opts = {}) {
       customHandler: ({ socketId, channelName }, callback) => {
         try {
           const data = channelName.startsWith('presence-') ? opts.presence : undefined;
-          callback(null, signer.authorizeChannel(socketId, channelName, data));
+          const auth = signer.authorizeChannel(socketId, channelName, data);
+          if (opts.subscribeOnly) auth.auth = subscribeOnlyAuth(socketId, channelName, auth.channel_data);
+          callback(null, auth);
         } catch (err) {
           callback(err, null);
         }
@@ -98,6 +102,16 @@ function client(t, opts = {}) {
     if (socket && socket._closeTimer && socket._closeTimer.unref) socket._closeTimer.unref();
   });
   return c;
+}
+
+// subscribeOnlyAuth is key:subscribe-only:hex(HMAC-SHA256(secret,
+// "subscribe-only:" + socket_id:channel[:channel_data])), pushercm's auth for a
+// grant without client-events (protocol.SubscribeOnlyChannelAuth).
+function subscribeOnlyAuth(socketId, channel, channelData) {
+  let s = `subscribe-only:${socketId}:${channel}`;
+  if (channelData) s += `:${channelData}`;
+  const sig = crypto.createHmac('sha256', cfg.secret).update(s).digest('hex');
+  return `${cfg.key}:subscribe-only:${sig}`;
 }
 
 // withTimeout rejects when p has not settled within ms.
