@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -25,6 +26,10 @@ var (
 	// ErrDeliveryFailed: the upstream was reached but the event could not be delivered
 	// after the configured retries.
 	ErrDeliveryFailed = errors.New("delivery: message delivery failed")
+	// ErrOutcomeUnknown (an ErrDeliveryFailed): the upstream took the request but its
+	// answer was lost (a reset or a timeout after the request was sent). The event may
+	// have been delivered; it was not retried, since a retry could deliver it twice.
+	ErrOutcomeUnknown = fmt.Errorf("%w: outcome unknown, the event may have been delivered", ErrDeliveryFailed)
 )
 
 // FieldViolation names one invalid field with a path in the gRPC request's terms

@@ -64,6 +64,9 @@ var errorTable = []mapping{
 	{target: delivery.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
 	{target: delivery.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
 	{target: delivery.ErrUnavailable, code: codes.Unavailable, reason: ReasonConnectionFailed, message: "upstream unavailable; retry later"},
+	// INTERNAL, not UNAVAILABLE: retry policies repeat UNAVAILABLE, and this event
+	// may have been delivered already.
+	{target: delivery.ErrOutcomeUnknown, code: codes.Internal, reason: ReasonMessageDeliveryFailed, message: "delivery outcome unknown: the event may have been delivered"},
 	{target: delivery.ErrDeliveryFailed, code: codes.Unavailable, reason: ReasonMessageDeliveryFailed, message: "message delivery failed after retries"},
 	{target: edge.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
 	{target: edge.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
@@ -158,6 +161,9 @@ func withDetails(st *status.Status, err error, reason string) *status.Status {
 		if denied.Channel != "" {
 			info.Metadata["channel"] = denied.Channel
 		}
+	}
+	if errors.Is(err, delivery.ErrOutcomeUnknown) {
+		info.Metadata["outcome"] = "unknown"
 	}
 	var rl *RateLimitError
 	if errors.As(err, &rl) {

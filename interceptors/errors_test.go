@@ -48,6 +48,7 @@ func TestMap(t *testing.T) {
 		{name: "delivery not found", err: fmt.Errorf("%w: channel x", delivery.ErrNotFound), code: codes.NotFound, reason: "NOT_FOUND"},
 		{name: "upstream down", err: fmt.Errorf("%w: %w", delivery.ErrUnavailable, internalCause), code: codes.Unavailable, reason: "CONNECTION_FAILED", hideMessage: true},
 		{name: "delivery failed", err: fmt.Errorf("%w: %w", delivery.ErrDeliveryFailed, internalCause), code: codes.Unavailable, reason: "MESSAGE_DELIVERY_FAILED", hideMessage: true},
+		{name: "delivery outcome unknown", err: fmt.Errorf("%w: %w", delivery.ErrOutcomeUnknown, internalCause), code: codes.Internal, reason: "MESSAGE_DELIVERY_FAILED", hideMessage: true},
 		{name: "edge not found", err: fmt.Errorf("%w: socket 1.2", edge.ErrNotFound), code: codes.NotFound, reason: "NOT_FOUND"},
 		{name: "edge invalid", err: fmt.Errorf("%w: code", edge.ErrInvalid), code: codes.InvalidArgument, reason: "INVALID_ARGUMENT"},
 		{name: "edge limit", err: fmt.Errorf("%w: subscriptions", edge.ErrLimit), code: codes.FailedPrecondition, reason: "LIMIT_EXCEEDED"},

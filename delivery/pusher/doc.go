@@ -9,6 +9,7 @@
 //     API calls are child spans of the caller's span (named pusher.trigger,
 //     pusher.batch_events, ...; channel names stay out of span names).
 //   - Retries: network errors, timeouts, 5xx and 429 are retried ReconnectAttempts times
+//     (publishes only when the request cannot have reached Pusher; see below)
 //     with exponential backoff (ReconnectDelay·BackoffMultiplier^n, capped at
 //     MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a 429 or 503
 //     is honoured up to MaxReconnectDelay). Other 4xx are never retried: 400/413/
@@ -35,9 +36,14 @@
 // subscription counting per app; for apps without it set SkipDeliveryCounts, and
 // delivered_to is 0. SendToUser always reports 0 (the SDK asks no info for it).
 //
-// Not guaranteed: a retry after a timeout or reset that happened after Pusher accepted
-// the request delivers the event again; Pusher's HTTP API has no idempotency key. The
-// delivery.Publisher's idempotency covers repeats by callers, not this case.
+// No double delivery: Pusher's HTTP API has no idempotency key, so a publish (trigger,
+// batch_events, send to user) whose request was written in full but got no answer (a
+// reset or a timeout: Pusher may have delivered it) is not retried; it fails with
+// delivery.ErrOutcomeUnknown (MESSAGE_DELIVERY_FAILED, INTERNAL, metadata
+// outcome=unknown). The price is at-most-once for those failures: when the request was
+// in fact lost before Pusher took it, the event is not delivered. Failures before the
+// request was written (refused, DNS, reset while connecting) and 5xx/429 answers are
+// retried as above; queries are retried after any failure.
 //
 // Channel queries (Channels, Channel, PresenceMembers) use Pusher's HTTP API with the
 // same retry and breaker policy; presence members carry ids only.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"strconv"
 	"strings"
@@ -508,6 +509,13 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		}
 		d.failures.Add(1)
 		d.breaker.record(outcomeFailure, err)
+		var se *StatusError
+		if info.sent.Load() && !errors.As(err, &se) && changesUpstream(op) {
+			// The API has the whole request but did not answer (reset, timeout): it
+			// may have delivered the event, and with no idempotency key in Pusher's
+			// API a retry could deliver it again.
+			return fmt.Errorf("%w: %s: %v", delivery.ErrOutcomeUnknown, op, err) //nolint:errorlint // an attempt timeout is not the caller's deadline
+		}
 		last, lastConnect = err, isConnectError(err)
 		if attempt >= retries {
 			return giveUp(op, nil, last, lastConnect)
@@ -525,6 +533,16 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return giveUp(op, err, last, lastConnect)
 		}
 	}
+}
+
+// changesUpstream reports whether op publishes (and so must not be repeated when
+// its outcome is unknown); queries are safe to repeat.
+func changesUpstream(op string) bool {
+	switch op {
+	case "trigger", "batch_events", "send_to_user":
+		return true
+	}
+	return false
 }
 
 // backoff is the delay before retry number retry+1: ReconnectDelay·Multiplier^retry,
@@ -589,6 +607,7 @@ func (d *Driver) client(ctx context.Context, op string, info *attemptInfo) *push
 // does not pass on (it reports only status and body).
 type attemptInfo struct {
 	retryAfter time.Duration
+	sent       atomic.Bool // the whole request was written to the connection
 }
 
 // ctxTransport gives requests built by pusher-http-go (with http.NewRequest, no context)
@@ -600,7 +619,15 @@ type ctxTransport struct {
 }
 
 func (t ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.rt.RoundTrip(r.WithContext(t.ctx))
+	ctx := t.ctx
+	if t.info != nil {
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(w httptrace.WroteRequestInfo) {
+			if w.Err == nil {
+				t.info.sent.Store(true)
+			}
+		}})
+	}
+	resp, err := t.rt.RoundTrip(r.WithContext(ctx))
 	if err == nil && t.info != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		t.info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
