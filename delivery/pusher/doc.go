@@ -17,7 +17,9 @@
 //     delivery.ErrDeliveryFailed. Requests refused by the SDK itself (e.g. no encryption
 //     key for a private-encrypted- channel) → delivery.ErrInvalid. Exhausted retries →
 //     delivery.ErrDeliveryFailed, or delivery.ErrUnavailable when the host could not be
-//     connected to at all. The *StatusError of the last HTTP answer is kept in the chain.
+//     connected to at all, or, when the last answer was a 429, a
+//     *delivery.UpstreamRateLimit (delivery.ErrRateLimited, RATE_LIMITED with the
+//     upstream's Retry-After, else the next backoff, as the retry hint). The *StatusError of the last HTTP answer is kept in the chain.
 //   - Circuit breaker: BreakerFailureThreshold consecutive failed attempts open it; while
 //     open every call fails at once with delivery.ErrUnavailable and sends nothing. After
 //     BreakerOpenTimeout one probe is let through; success closes it, failure re-opens
@@ -37,13 +39,13 @@
 // delivered_to is 0. SendToUser always reports 0 (the SDK asks no info for it).
 //
 // No double delivery: Pusher's HTTP API has no idempotency key, so a publish (trigger,
-// batch_events, send to user) whose request was written in full but got no answer (a
-// reset or a timeout: Pusher may have delivered it) is not retried; it fails with
+// batch_events, send to user) that got a connection but no answer (a reset or a
+// timeout: Pusher may have delivered it) is not retried; it fails with
 // delivery.ErrOutcomeUnknown (MESSAGE_DELIVERY_FAILED, INTERNAL, metadata
 // outcome=unknown). The price is at-most-once for those failures: when the request was
-// in fact lost before Pusher took it, the event is not delivered. Failures before the
-// request was written (refused, DNS, reset while connecting) and 5xx/429 answers are
-// retried as above; queries are retried after any failure.
+// in fact lost before Pusher took it, the event is not delivered. Failures to connect
+// (refused, DNS, TLS handshake) and 5xx/429 answers are retried as above; queries are
+// retried after any failure.
 //
 // Channel queries (Channels, Channel, PresenceMembers) use Pusher's HTTP API with the
 // same retry and breaker policy; presence members carry ids only.

@@ -3,9 +3,11 @@ package pusher
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
 	"github.com/milequest/pushercm/delivery"
@@ -79,4 +81,72 @@ func TestLostAnswerIsNotResent(t *testing.T) {
 			t.Fatalf("requests = %d, want 3", n)
 		}
 	})
+}
+
+// TestUpstreamFaultsMapToStatus: an upstream that keeps failing is retried with
+// backoff, then the error maps to the status DESIGN §3 gives it, and nothing is
+// delivered: 5xx → MESSAGE_DELIVERY_FAILED, 429 → RATE_LIMITED with the retry
+// hint, unreachable or breaker open → CONNECTION_FAILED.
+func TestUpstreamFaultsMapToStatus(t *testing.T) {
+	tests := []struct {
+		name      string
+		mutate    func(*Config)
+		setup     func(t *testing.T, e *env)
+		requests  int
+		code      codes.Code
+		reason    string
+		retryHint time.Duration // RetryInfo wanted (0: none)
+	}{
+		{name: "500", setup: func(t *testing.T, e *env) { e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 }) },
+			requests: 4, code: codes.Unavailable, reason: interceptors.ReasonMessageDeliveryFailed},
+		{name: "429", setup: func(t *testing.T, e *env) { e.proxy.setRule(func(*http.Request, []byte) fault { return fail429 }) },
+			requests: 4, code: codes.ResourceExhausted, reason: interceptors.ReasonRateLimited, retryHint: 300 * time.Millisecond},
+		{name: "429 with Retry-After", setup: func(t *testing.T, e *env) {
+			e.proxy.setRule(func(*http.Request, []byte) fault { return fail429After2 })
+		},
+			requests: 4, code: codes.ResourceExhausted, reason: interceptors.ReasonRateLimited, retryHint: 2 * time.Second},
+		{name: "unreachable", setup: func(t *testing.T, e *env) { e.proxy.srv.Close() },
+			requests: 0, code: codes.Unavailable, reason: interceptors.ReasonConnectionFailed},
+		{name: "breaker open", mutate: func(c *Config) { c.BreakerFailureThreshold = 2 },
+			setup: func(t *testing.T, e *env) {
+				e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 })
+				// Two failed attempts open it; the third is refused.
+				if _, err := e.driver.Publish(context.Background(), ev("opens", "team-1")); !errors.Is(err, delivery.ErrUnavailable) {
+					t.Fatalf("err = %v", err)
+				}
+				if h := e.driver.Health(); h.Breaker != delivery.BreakerOpen {
+					t.Fatalf("health %+v, want the breaker open", h)
+				}
+			},
+			requests: 2, code: codes.Unavailable, reason: interceptors.ReasonConnectionFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.mutate)
+			tc.setup(t, e)
+			_, err := e.driver.Publish(context.Background(), ev("x", "team-1"))
+			m := interceptors.Map(err)
+			if m.Status.Code() != tc.code || m.Reason != tc.reason {
+				t.Fatalf("err %v mapped to %s / %s, want %s / %s", err, m.Status.Code(), m.Reason, tc.code, tc.reason)
+			}
+			if n := len(e.proxy.requests()); n != tc.requests {
+				t.Fatalf("requests = %d, want %d", n, tc.requests)
+			}
+			if n := e.backend.publishCount(); n != 0 {
+				t.Fatalf("%d events delivered", n)
+			}
+			var hint *errdetails.RetryInfo
+			for _, d := range m.Status.Details() {
+				if ri, ok := d.(*errdetails.RetryInfo); ok {
+					hint = ri
+				}
+			}
+			switch {
+			case tc.retryHint == 0 && hint != nil:
+				t.Fatalf("unexpected RetryInfo %v", hint)
+			case tc.retryHint != 0 && (hint == nil || hint.RetryDelay.AsDuration() != tc.retryHint):
+				t.Fatalf("RetryInfo %v, want %v", hint, tc.retryHint)
+			}
+		})
+	}
 }
