@@ -78,6 +78,7 @@ func (a *App) wireConnection(context.Context) error {
 		w.driver = a.bcast.driver
 		w.webhooks, err = webhookin.New(webhookin.Config{
 			Key: cfg.Pusher.Key, Secret: cfg.Pusher.Secret, EncryptionMasterKeyBase64: cfg.Pusher.EncryptionMasterKeyBase64,
+			MaxAge: cfg.Pusher.WebhookMaxAge,
 		})
 		if err != nil {
 			return err

@@ -11,13 +11,17 @@
 //     released when delivery fails, so a retry delivers. Events without an id get a
 //     generated one and are never duplicates.
 //   - A batch is never sunk by one event: every event has its own outcome or error.
-//   - Errors are classified by the sentinels ErrInvalid, ErrNotFound, ErrUnavailable and
-//     ErrDeliveryFailed (errors.Is); the transport maps them to statuses in one place.
+//   - Errors are classified by the sentinels ErrInvalid, ErrNotFound, ErrUnavailable,
+//     ErrDeliveryFailed and ErrOutcomeUnknown (an ErrDeliveryFailed) (errors.Is); the
+//     transport maps them to statuses in one place.
 //
 // Not guaranteed: exactly-once delivery across an ambiguous upstream failure. When the
-// pusher driver times out after Pusher may have accepted a request, the event may be
-// delivered by a retry as well (at-least-once for that case); the in-memory store forgets
-// the oldest ids early when it is full (counted in MemoryStoreStats.Evicted).
+// pusher driver's request reached Pusher but the answer was lost (timeout, reset), the
+// driver does not retry (at-most-once: the event was delivered once or not at all) and
+// fails with ErrOutcomeUnknown. The idempotency key is released then like after any
+// failure, so a caller that retries with the same id may deliver the event a second
+// time. The in-memory store forgets the oldest ids early when it is full (counted in
+// MemoryStoreStats.Evicted).
 //
 // Entry points: Publisher (Publish, PublishBatch, SendToUser, SendToUserOnce) over a
 // Driver; MemoryStore as the single-node IdempotencyStore (package idempotencytest is

@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 )
 
 // Sentinel errors. Drivers and the Publisher wrap them with detail; callers test with
@@ -25,7 +27,28 @@ var (
 	// ErrDeliveryFailed: the upstream was reached but the event could not be delivered
 	// after the configured retries.
 	ErrDeliveryFailed = errors.New("delivery: message delivery failed")
+	// ErrOutcomeUnknown (an ErrDeliveryFailed): the upstream took the request but its
+	// answer was lost (a reset or a timeout after the request was sent). The event may
+	// have been delivered; it was not retried, since a retry could deliver it twice.
+	ErrOutcomeUnknown = fmt.Errorf("%w: outcome unknown, the event may have been delivered", ErrDeliveryFailed)
+	// ErrRateLimited: the upstream kept answering 429 (Too Many Requests) until the
+	// retries ran out. Nothing was delivered. See UpstreamRateLimit.
+	ErrRateLimited = errors.New("delivery: upstream rate limit")
 )
+
+// UpstreamRateLimit is an ErrRateLimited (and an ErrDeliveryFailed, through Cause) with
+// the wait the upstream asked for, or the driver's next backoff when it named none.
+type UpstreamRateLimit struct {
+	RetryAfter time.Duration
+	Cause      error
+}
+
+func (e *UpstreamRateLimit) Error() string {
+	return fmt.Sprintf("%v (retry after %v)", e.Cause, e.RetryAfter)
+}
+
+// Unwrap returns ErrRateLimited and the cause.
+func (e *UpstreamRateLimit) Unwrap() []error { return []error{ErrRateLimited, e.Cause} }
 
 // FieldViolation names one invalid field with a path in the gRPC request's terms
 // ("event.channels[2]", "event.name") and a human-readable description.

@@ -21,9 +21,15 @@
 //   - Writes are made by flusher goroutines (GOMAXPROCS-1), each socket's pending
 //     frames joined into one write. On Linux a flusher submits up to 128 sockets'
 //     writes with one io_uring_enter (Config.NoIOUring turns that off; kernels without
-//     io_uring fall back to write(2) by themselves). A send the kernel takes only in
-//     part hands the rest to the event loop, and the socket stays on the loop until it
-//     has written it, so frames are never reordered or interleaved.
+//     io_uring or without its send operation fall back to write(2) by themselves). A
+//     send the kernel takes only in part hands the rest to the event loop, and the
+//     socket stays on the loop until it has written it, so frames are never reordered
+//     or interleaved. A send the kernel refuses for a reason that is not the socket's
+//     (-EINVAL, -EOPNOTSUPP, -ENOMEM...) goes through the event loop instead, and the
+//     flusher drops its ring; only a socket error (reset, broken pipe) closes the
+//     socket. When io_uring_enter itself fails, completed sends are settled from
+//     their completions and only sends the kernel never took are written again, so
+//     no byte goes out twice.
 //     Config.FlushInterval spaces write rounds to coalesce more under heavy load.
 //     A socket keeps the lists of its pending frames between rounds while it is
 //     busy; the sweeper drops them within one pass (at most 5 s) after it goes quiet.

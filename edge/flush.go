@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -45,6 +46,10 @@ type flusher struct {
 
 	ringSent, ringShort atomic.Int64 // sockets written by io_uring; of those, taken only in part
 
+	// ringFault is set when a completion fails for a reason that is not the
+	// socket's (see socketFault): the ring is dropped after the batch.
+	ringFault error
+
 	// fans is set on the one flusher that fans out the server's outbox at the
 	// start of each round (see outbox).
 	fans *Server
@@ -58,7 +63,8 @@ type ringSend struct {
 	since  int64
 	buf    []byte
 	res    int32
-	done   bool
+	done   bool // the kernel reported res
+	taken  bool // the kernel took the send; without done, whether it sent is unknown
 }
 
 // ringEntries bounds one io_uring batch: the sockets of a batch stay locked
@@ -84,7 +90,7 @@ func newFlushers(interval time.Duration, useRing bool, logger *slog.Logger) []*f
 	for i := range fs {
 		fs[i] = &flusher{wake: make(chan struct{}, 1), interval: interval}
 		if useRing {
-			r, err := newURing(ringEntries)
+			r, err := newURing(ringEntries, ioringOpSend)
 			if err != nil {
 				if i == 0 {
 					logger.Info("edge: io_uring unavailable, writing with write(2)", "err", err)
@@ -233,8 +239,9 @@ func (f *flusher) queueRing(c *conn) {
 }
 
 // submitRing sends the current batch with one io_uring_enter and settles each
-// socket: fully sent, partly sent (the rest goes to the event loop) or failed
-// (the socket is closed).
+// socket: fully sent, partly sent (the rest goes to the event loop), refused by
+// the kernel (all of it goes to the event loop, and the ring is dropped) or
+// failed because of the socket (the socket is closed).
 func (f *flusher) submitRing() {
 	sends := f.sends
 	if len(sends) == 0 {
@@ -281,23 +288,32 @@ func (f *flusher) submitRing() {
 	for i := range sends {
 		f.ring.prepSend(sends[i].c.fd, sends[i].buf, uint64(i))
 	}
-	err := f.ring.submit(func(ud uint64, res int32) {
+	logger := sends[0].c.s.cfg.Logger
+	taken, err := f.ring.submit(func(ud uint64, res int32) {
 		if ud < uint64(len(sends)) {
 			sends[ud].res, sends[ud].done = res, true
 		}
 	})
 	for i := range sends {
+		sends[i].taken = uint32(i) < taken
 		sends[i].nbc.Unlock()
 	}
 	if err != nil {
-		// The ring is unusable: drop it (pending requests die with it) and write
-		// what it did not send the ordinary way.
-		f.sends[0].c.s.cfg.Logger.Warn("edge: io_uring failed, writing with write(2)", "err", err)
+		// The ring is unusable: drop it (requests it did not start die with
+		// it) and write what it did not send the ordinary way.
+		logger.Warn("edge: io_uring failed, writing with write(2)", "err", err)
 		f.closeRing()
 	}
 	for i := range sends {
 		f.settle(&sends[i])
 		sends[i] = ringSend{}
+	}
+	if f.ringFault != nil {
+		// The kernel refuses these sends (an opcode or flag it lacks, or no
+		// memory for them): write through the event loop from now on.
+		logger.Warn("edge: io_uring send failed, writing with write(2)", "err", f.ringFault)
+		f.ringFault = nil
+		f.closeRing()
 	}
 	f.sends = sends[:0]
 	if cap(f.arena) > maxArena {
@@ -322,6 +338,10 @@ func sameFrames(a, b [][]byte) bool {
 func (f *flusher) settle(s *ringSend) {
 	c := s.c
 	switch {
+	case !s.done && s.taken:
+		// The kernel took the send but its result was lost with the ring:
+		// writing the buffer again could put its bytes on the wire twice.
+		_ = s.nbc.CloseWithError(errRingLost)
 	case !s.done:
 		c.writeBuf(s.buf)
 	case int(s.res) == len(s.buf):
@@ -335,13 +355,36 @@ func (f *flusher) settle(s *ringSend) {
 		f.ringShort.Add(1)
 		c.queued.Add(-int64(sent))
 		c.writeBuf(s.buf[sent:])
-	default:
+	case socketFault(syscall.Errno(-s.res)):
 		_ = s.nbc.CloseWithError(syscall.Errno(-s.res))
+	default:
+		// The kernel refused the send itself and sent nothing: the socket is
+		// fine, the ring is not.
+		f.ringFault = syscall.Errno(-s.res)
+		c.writeBuf(s.buf)
 	}
 	if o := c.s.writeObs; o != nil {
 		o.Written(time.Duration(time.Now().UnixNano()-s.since), len(s.frames))
 	}
 	c.recycle(s.frames)
+}
+
+// errRingLost closes a socket whose io_uring send had no reported result.
+var errRingLost = errors.New("edge: io_uring send result lost")
+
+// socketFault reports whether a failed send is the socket's fault (the peer or
+// the network went away), which closes the socket. Any other error (-EINVAL and
+// -EOPNOTSUPP from a kernel without the operation, -ENOMEM, -ENOBUFS...) means
+// the kernel did not take the send at all, so the bytes can still go through
+// the event loop.
+func socketFault(e syscall.Errno) bool {
+	switch e {
+	case syscall.EPIPE, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.ENOTCONN,
+		syscall.ESHUTDOWN, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+		syscall.ENETDOWN, syscall.EHOSTDOWN, syscall.EBADF, syscall.ENOTSOCK:
+		return true
+	}
+	return false
 }
 
 // enqueueFinal queues the close frame; nothing is queued after it.

@@ -23,17 +23,29 @@ type uring struct {
 	entries uint32
 
 	sqRing, cqRing, sqes []byte
-	sqTail               *uint32
+	sqHead, sqTail       *uint32
 	sqMask               uint32
 	cqHead, cqTail       *uint32
 	cqMask               uint32
 	cqesOff              uint32
 	pending              uint32 // SQEs written but not yet submitted
+	sendOp               uint8  // ioringOpSend; tests swap it to make the kernel refuse sends
+}
+
+// ringEnter is io_uring_enter(2). Tests replace it to inject failures; the flushers
+// call it once per batch of up to ringEntries sends.
+var ringEnter = func(fd int, toSubmit, minComplete, flags uint32) (uint32, syscall.Errno) {
+	n, _, errno := syscall.Syscall6(sysIOUringEnter, uintptr(fd), uintptr(toSubmit), uintptr(minComplete), uintptr(flags), 0, 0)
+	return uint32(n), errno
 }
 
 const (
 	sysIOUringSetup = 425
 	sysIOUringEnter = 426
+	sysIOUringReg   = 427
+
+	ioringRegisterProbe = 8 // IORING_REGISTER_PROBE (5.6, as IORING_OP_SEND)
+	ioUringOpSupported  = 1 // IO_URING_OP_SUPPORTED
 
 	ioringOpSend          = 26
 	ioringEnterGetEvents  = 1 << 0
@@ -77,16 +89,31 @@ type ioSQE struct {
 	_        [3]uint64
 }
 
+// ioProbe is struct io_uring_probe with room for every opcode.
+type ioProbe struct {
+	lastOp, opsLen uint8
+	_              uint16
+	_              [3]uint32
+	ops            [256]struct {
+		op    uint8
+		_     uint8
+		flags uint16
+		_     uint32
+	}
+}
+
 type ioCQE struct {
 	userData uint64
 	res      int32
 	flags    uint32
 }
 
-// newURing sets up a ring of the given size (a power of two). It fails where the
-// kernel has no io_uring or forbids it (io_uring_disabled, seccomp); callers then
-// write with write(2).
-func newURing(entries uint32) (*uring, error) {
+// newURing sets up a ring of the given size (a power of two) that sends with
+// sendOp (ioringOpSend; tests pass others). It fails where the kernel has no
+// io_uring or forbids it (io_uring_disabled, seccomp), or does not support sendOp
+// (IORING_OP_SEND came in 5.6, io_uring itself in 5.1); callers then write with
+// write(2).
+func newURing(entries uint32, sendOp uint8) (*uring, error) {
 	var p ioUringParams
 	p.flags = ioringSetupCoopTaskrn
 	fd, _, errno := syscall.Syscall(sysIOUringSetup, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
@@ -97,7 +124,11 @@ func newURing(entries uint32) (*uring, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("io_uring_setup: %w", errno)
 	}
-	r := &uring{fd: int(fd), entries: p.sqEntries}
+	r := &uring{fd: int(fd), entries: p.sqEntries, sendOp: sendOp}
+	if !r.supports(sendOp) {
+		_ = syscall.Close(r.fd)
+		return nil, fmt.Errorf("io_uring: kernel does not support opcode %d", sendOp)
+	}
 	var err error
 	mmap := func(off int64, size int) []byte {
 		if err != nil {
@@ -115,6 +146,7 @@ func newURing(entries uint32) (*uring, error) {
 		return nil, fmt.Errorf("io_uring mmap: %w", err)
 	}
 	u32 := func(b []byte, off uint32) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) }
+	r.sqHead = u32(r.sqRing, p.sqOff.head)
 	r.sqTail = u32(r.sqRing, p.sqOff.tail)
 	r.sqMask = *u32(r.sqRing, p.sqOff.ringMask)
 	r.cqHead = u32(r.cqRing, p.cqOff.head)
@@ -126,6 +158,17 @@ func newURing(entries uint32) (*uring, error) {
 		*u32(r.sqRing, p.sqOff.array+i*4) = i
 	}
 	return r, nil
+}
+
+// supports reports whether the kernel implements op on this ring. Kernels without
+// IORING_REGISTER_PROBE (before 5.6) have no IORING_OP_SEND either.
+func (r *uring) supports(op uint8) bool {
+	var p ioProbe
+	_, _, errno := syscall.Syscall6(sysIOUringReg, uintptr(r.fd), ioringRegisterProbe, uintptr(unsafe.Pointer(&p)), uintptr(len(p.ops)), 0, 0)
+	if errno != 0 {
+		return false
+	}
+	return op < p.opsLen && op <= p.lastOp && p.ops[op].flags&ioUringOpSupported != 0
 }
 
 func (r *uring) close() {
@@ -148,7 +191,7 @@ func (r *uring) prepSend(fd int, buf []byte, userData uint64) {
 	idx := tail & r.sqMask
 	sqe := (*ioSQE)(unsafe.Pointer(&r.sqes[uintptr(idx)*unsafe.Sizeof(ioSQE{})]))
 	*sqe = ioSQE{
-		opcode:   ioringOpSend,
+		opcode:   r.sendOp,
 		fd:       int32(fd),
 		addr:     uint64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))),
 		len:      uint32(len(buf)),
@@ -159,12 +202,18 @@ func (r *uring) prepSend(fd int, buf []byte, userData uint64) {
 }
 
 // submit hands the queued sends to the kernel, waits until all have completed and
-// calls done for each completion with its result (bytes sent or -errno).
-func (r *uring) submit(done func(userData uint64, res int32)) error {
+// calls done for each completion with its result (bytes sent or -errno). It
+// returns how many of the queued sends the kernel took, in the order they were
+// queued: all of them, unless io_uring_enter failed. Then every completion posted
+// so far has been reported (a send may have completed even though a later call
+// failed), the sends past taken were never started, and the ring must be closed
+// (which discards them).
+func (r *uring) submit(done func(userData uint64, res int32)) (taken uint32, err error) {
 	n := r.pending
 	if n == 0 {
-		return nil
+		return 0, nil
 	}
+	head := atomic.LoadUint32(r.sqHead)
 	// Publish the SQEs before the kernel can see the new tail.
 	atomic.StoreUint32(r.sqTail, atomic.LoadUint32(r.sqTail)+n)
 	r.pending = 0
@@ -172,17 +221,20 @@ func (r *uring) submit(done func(userData uint64, res int32)) error {
 	for completed < n {
 		// It returns how many SQEs it consumed, even when the wait that follows
 		// is interrupted; EINTR alone means nothing was consumed.
-		got, _, errno := syscall.Syscall6(sysIOUringEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(n-completed), ioringEnterGetEvents, 0, 0)
+		got, errno := ringEnter(r.fd, toSubmit, n-completed, ioringEnterGetEvents)
 		switch {
 		case errno == syscall.EINTR:
 		case errno != 0:
-			return fmt.Errorf("io_uring_enter: %w", errno)
+			r.reap(done)
+			// The kernel's head says how many SQEs it consumed, whatever the
+			// calls returned.
+			return min(atomic.LoadUint32(r.sqHead)-head, n), fmt.Errorf("io_uring_enter: %w", errno)
 		default:
-			toSubmit -= min(uint32(got), toSubmit)
+			toSubmit -= min(got, toSubmit)
 		}
 		completed += r.reap(done)
 	}
-	return nil
+	return n, nil
 }
 
 func (r *uring) reap(done func(uint64, int32)) uint32 {

@@ -64,6 +64,10 @@ var errorTable = []mapping{
 	{target: delivery.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
 	{target: delivery.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
 	{target: delivery.ErrUnavailable, code: codes.Unavailable, reason: ReasonConnectionFailed, message: "upstream unavailable; retry later"},
+	// INTERNAL, not UNAVAILABLE: retry policies repeat UNAVAILABLE, and this event
+	// may have been delivered already.
+	{target: delivery.ErrRateLimited, code: codes.ResourceExhausted, reason: ReasonRateLimited, message: "upstream rate limit; retry later"},
+	{target: delivery.ErrOutcomeUnknown, code: codes.Internal, reason: ReasonMessageDeliveryFailed, message: "delivery outcome unknown: the event may have been delivered"},
 	{target: delivery.ErrDeliveryFailed, code: codes.Unavailable, reason: ReasonMessageDeliveryFailed, message: "message delivery failed after retries"},
 	{target: edge.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
 	{target: edge.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
@@ -158,6 +162,15 @@ func withDetails(st *status.Status, err error, reason string) *status.Status {
 		if denied.Channel != "" {
 			info.Metadata["channel"] = denied.Channel
 		}
+	}
+	if errors.Is(err, delivery.ErrOutcomeUnknown) {
+		info.Metadata["outcome"] = "unknown"
+	}
+	var up *delivery.UpstreamRateLimit
+	if errors.As(err, &up) && up.RetryAfter > 0 {
+		info.Metadata["retryAfterMs"] = strconv.FormatInt(up.RetryAfter.Milliseconds(), 10)
+		info.Metadata["resetTime"] = time.Now().Add(up.RetryAfter).UTC().Format(time.RFC3339Nano)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(up.RetryAfter)})
 	}
 	var rl *RateLimitError
 	if errors.As(err, &rl) {

@@ -62,6 +62,12 @@ type Config struct {
 	// SkipDeliveryCounts stops asking Pusher for info=subscription_count on triggers, for
 	// apps where subscription counting is not enabled; delivered_to is then 0.
 	SkipDeliveryCounts bool `yaml:"skipDeliveryCounts"`
+
+	// WebhookMaxAge is the replay window of incoming webhooks (POST /pusher/webhooks):
+	// one whose time_ms is further than this from now is refused, and so is one
+	// already accepted within it. Default 5m (webhookin.DefaultMaxAge); negative turns
+	// both checks off.
+	WebhookMaxAge time.Duration `yaml:"webhookMaxAge"`
 }
 
 // Defaults.

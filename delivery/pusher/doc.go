@@ -9,6 +9,7 @@
 //     API calls are child spans of the caller's span (named pusher.trigger,
 //     pusher.batch_events, ...; channel names stay out of span names).
 //   - Retries: network errors, timeouts, 5xx and 429 are retried ReconnectAttempts times
+//     (publishes only when the request cannot have reached Pusher; see below)
 //     with exponential backoff (ReconnectDelay·BackoffMultiplier^n, capped at
 //     MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a 429 or 503
 //     is honoured up to MaxReconnectDelay). Other 4xx are never retried: 400/413/
@@ -16,7 +17,9 @@
 //     delivery.ErrDeliveryFailed. Requests refused by the SDK itself (e.g. no encryption
 //     key for a private-encrypted- channel) → delivery.ErrInvalid. Exhausted retries →
 //     delivery.ErrDeliveryFailed, or delivery.ErrUnavailable when the host could not be
-//     connected to at all. The *StatusError of the last HTTP answer is kept in the chain.
+//     connected to at all, or, when the last answer was a 429, a
+//     *delivery.UpstreamRateLimit (delivery.ErrRateLimited, RATE_LIMITED with the
+//     upstream's Retry-After, else the next backoff, as the retry hint). The *StatusError of the last HTTP answer is kept in the chain.
 //   - Circuit breaker: BreakerFailureThreshold consecutive failed attempts open it; while
 //     open every call fails at once with delivery.ErrUnavailable and sends nothing. After
 //     BreakerOpenTimeout one probe is let through; success closes it, failure re-opens
@@ -35,9 +38,14 @@
 // subscription counting per app; for apps without it set SkipDeliveryCounts, and
 // delivered_to is 0. SendToUser always reports 0 (the SDK asks no info for it).
 //
-// Not guaranteed: a retry after a timeout or reset that happened after Pusher accepted
-// the request delivers the event again; Pusher's HTTP API has no idempotency key. The
-// delivery.Publisher's idempotency covers repeats by callers, not this case.
+// No double delivery: Pusher's HTTP API has no idempotency key, so a publish (trigger,
+// batch_events, send to user) that got a connection but no answer (a reset or a
+// timeout: Pusher may have delivered it) is not retried; it fails with
+// delivery.ErrOutcomeUnknown (MESSAGE_DELIVERY_FAILED, INTERNAL, metadata
+// outcome=unknown). The price is at-most-once for those failures: when the request was
+// in fact lost before Pusher took it, the event is not delivered. Failures to connect
+// (refused, DNS, TLS handshake) and 5xx/429 answers are retried as above; queries are
+// retried after any failure.
 //
 // Channel queries (Channels, Channel, PresenceMembers) use Pusher's HTTP API with the
 // same retry and breaker policy; presence members carry ids only.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sort"
 	"strconv"
 	"strings"
@@ -508,11 +509,22 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		}
 		d.failures.Add(1)
 		d.breaker.record(outcomeFailure, err)
+		var se *StatusError
+		if info.sent.Load() && !errors.As(err, &se) && changesUpstream(op) {
+			// The request may have reached the API, which did not answer (reset,
+			// timeout): it may have delivered the event, and with no idempotency key
+			// in Pusher's API a retry could deliver it again. (The transport itself
+			// resends a request that was provably not written on a reused connection.)
+			return fmt.Errorf("%w: %s: %v", delivery.ErrOutcomeUnknown, op, err) //nolint:errorlint // an attempt timeout is not the caller's deadline
+		}
 		last, lastConnect = err, isConnectError(err)
+		delay := d.backoff(attempt)
 		if attempt >= retries {
+			if errors.As(err, &se) && se.StatusCode == http.StatusTooManyRequests {
+				return &delivery.UpstreamRateLimit{RetryAfter: max(info.retryAfter, delay), Cause: giveUp(op, nil, last, lastConnect)}
+			}
 			return giveUp(op, nil, last, lastConnect)
 		}
-		delay := d.backoff(attempt)
 		if info.retryAfter > delay {
 			// The server said when to come back (429/503 Retry-After); earlier retries
 			// would only be refused again. MaxReconnectDelay still bounds the wait.
@@ -525,6 +537,16 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return giveUp(op, err, last, lastConnect)
 		}
 	}
+}
+
+// changesUpstream reports whether op publishes (and so must not be repeated when
+// its outcome is unknown); queries are safe to repeat.
+func changesUpstream(op string) bool {
+	switch op {
+	case "trigger", "batch_events", "send_to_user":
+		return true
+	}
+	return false
 }
 
 // backoff is the delay before retry number retry+1: ReconnectDelay·Multiplier^retry,
@@ -589,6 +611,7 @@ func (d *Driver) client(ctx context.Context, op string, info *attemptInfo) *push
 // does not pass on (it reports only status and body).
 type attemptInfo struct {
 	retryAfter time.Duration
+	sent       atomic.Bool // a connection was obtained: the request may have reached the API
 }
 
 // ctxTransport gives requests built by pusher-http-go (with http.NewRequest, no context)
@@ -600,7 +623,16 @@ type ctxTransport struct {
 }
 
 func (t ctxTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.rt.RoundTrip(r.WithContext(t.ctx))
+	ctx := t.ctx
+	if t.info != nil {
+		// Noted when the connection is handed over, before anything is written: the
+		// transport reports a write error only after the response may already have
+		// failed, so "the request may have gone out" is the only safe reading.
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) {
+			t.info.sent.Store(true)
+		}})
+	}
+	resp, err := t.rt.RoundTrip(r.WithContext(ctx))
 	if err == nil && t.info != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		t.info.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}

@@ -82,8 +82,8 @@ func TestEdgeDeliveryThroughFaults(t *testing.T) {
 	p := delivery.NewPublisher(e.driver, delivery.WithIdempotencyStore(store))
 	ctx := context.Background()
 
-	// 500, 429 and a reset before the edge sees the request: retried, delivered once.
-	e.proxy.setPlan(fail500, fail429, reset)
+	// 500, 429 and 503 before the edge sees the request: retried, delivered once.
+	e.proxy.setPlan(fail500, fail429, fail503)
 	out, err := p.Publish(ctx, delivery.Event{ID: "e1", Channels: []string{"team-1", "presence-team-1"}, Name: "activity", Data: `{"km":1}`})
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestEdgeBreakerOpensAndCloses(t *testing.T) {
 	})
 	a := e.dial(t)
 	a.Subscribe("team-1", "")
-	e.proxy.setRule(func(*http.Request, []byte) fault { return reset })
+	e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 })
 	ctx := context.Background()
 	if _, err := e.driver.Publish(ctx, ev("x", "team-1")); !errors.Is(err, delivery.ErrDeliveryFailed) && !errors.Is(err, delivery.ErrUnavailable) {
 		t.Fatalf("err = %v", err)

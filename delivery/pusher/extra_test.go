@@ -29,7 +29,7 @@ func TestConnectionsAreReused(t *testing.T) {
 
 func TestConcurrentPublishes(t *testing.T) {
 	e := newEnv(t, nil)
-	// Every event's first request fails, alternately with a 503 and a reset (the rule
+	// Every event's first request fails, alternately with a 503 and a 429 (the rule
 	// runs under the proxy's lock).
 	seen := map[string]bool{}
 	var n int
@@ -42,7 +42,7 @@ func TestConcurrentPublishes(t *testing.T) {
 		if n%2 == 0 {
 			return fail503
 		}
-		return reset
+		return fail429
 	})
 	const workers = 40
 	var wg sync.WaitGroup

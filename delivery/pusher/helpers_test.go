@@ -102,7 +102,8 @@ func (b *recordingBackend) PresenceMembers(channel string) ([]httpapi.Member, er
 
 func (b *recordingBackend) TerminateUser(string) int { return 0 }
 
-// deliveries counts how many times each (channel, event data) pair was published.
+// deliveries counts how many times each (channel, event data) pair was published,
+// and each SendToUser ("user id/event/data").
 func (b *recordingBackend) deliveries() map[string]int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -111,6 +112,9 @@ func (b *recordingBackend) deliveries() map[string]int {
 		for _, ch := range m.Channels {
 			out[ch+"|"+m.Data]++
 		}
+	}
+	for _, u := range b.users {
+		out["user "+u]++
 	}
 	return out
 }
@@ -134,6 +138,8 @@ const (
 	fail401             // 401 without forwarding
 	reset               // TCP reset after reading the request, without forwarding
 	hang                // never answer until the client gives up, without forwarding
+	acceptReset         // forward (the API takes the request), then reset instead of answering
+	acceptHang          // forward (the API takes the request), then never answer
 )
 
 // faultProxy sits between the driver and the API and injects faults. Requests take
@@ -221,20 +227,33 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_, _ = io.WriteString(w, `{"error":"injected","code":0}`) // the client may already be gone
 	case reset:
-		conn, _, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			p.t.Errorf("hijack: %v", err)
+		p.reset(w)
+	case acceptReset, acceptHang:
+		// The API accepts and delivers; its answer is lost on the way back.
+		p.target.ServeHTTP(httptest.NewRecorder(), r)
+		if f == acceptReset {
+			p.reset(w)
 			return
 		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			if err := tc.SetLinger(0); err != nil { // RST instead of FIN
-				p.t.Errorf("set linger: %v", err)
-			}
-		}
-		_ = conn.Close() // the reset is the point; its outcome does not matter
+		<-r.Context().Done()
 	case hang:
 		<-r.Context().Done()
 	}
+}
+
+// reset ends the request's connection with a TCP reset.
+func (p *faultProxy) reset(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		p.t.Errorf("hijack: %v", err)
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if err := tc.SetLinger(0); err != nil { // RST instead of FIN
+			p.t.Errorf("set linger: %v", err)
+		}
+	}
+	_ = conn.Close() // the reset is the point; its outcome does not matter
 }
 
 // fakeClock is a settable clock for the breaker.

@@ -1,6 +1,7 @@
 package webhookin
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"io"
@@ -30,12 +31,27 @@ type Config struct {
 	EncryptionMasterKeyBase64 string
 	// Now is the clock for events without a time_ms (default time.Now).
 	Now func() time.Time
+	// MaxAge is the replay window: a webhook whose time_ms is further than this
+	// from Now, either way, is refused (401), as is one without a time_ms (400),
+	// and a webhook already accepted within the window is refused as a replay
+	// (409). Pusher stamps time_ms when it sends and signs it with the body.
+	// Default DefaultMaxAge; negative turns both checks off.
+	MaxAge time.Duration
 }
+
+// DefaultMaxAge is Config.MaxAge's default: Pusher's own window for signed
+// requests is ten minutes either way; five is ample for a webhook in flight.
+const DefaultMaxAge = 5 * time.Minute
+
+// maxSeen bounds the signatures remembered for replay checks (about 80 bytes
+// each). Pusher sends a few webhooks a second per app; at the limit the oldest
+// are forgotten first.
+const maxSeen = 100_000
 
 // Stats are the receiver's counters and the view's size.
 type Stats struct {
 	Received uint64 // webhook requests accepted
-	Rejected uint64 // refused: bad signature, bad body
+	Rejected uint64 // refused: bad signature, bad body, stale, replayed
 	Events   uint64 // events applied
 	// OccupiedChannels and PresenceMembers describe the current view.
 	OccupiedChannels int
@@ -48,6 +64,12 @@ type Receiver struct {
 	client *pushersdk.Client
 	secret string
 	now    func() time.Time
+	maxAge time.Duration
+
+	seenMu    sync.Mutex
+	seen      map[[sha256.Size]byte]struct{} // signatures accepted within the window
+	order     []seenEntry                    // seen from orderHead on, oldest time_ms first (mostly)
+	orderHead int
 
 	received, rejected, events atomic.Uint64
 
@@ -67,7 +89,12 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
 	return &Receiver{
+		maxAge:   cfg.MaxAge,
+		seen:     make(map[[sha256.Size]byte]struct{}),
 		client:   &pushersdk.Client{Key: cfg.Key, Secret: cfg.Secret, EncryptionMasterKeyBase64: cfg.EncryptionMasterKeyBase64},
 		secret:   cfg.Secret,
 		now:      cfg.Now,
@@ -104,6 +131,11 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, "invalid webhook signature")
 		return
 	}
+	if code, msg := r.fresh(req.Header.Get("X-Pusher-Signature"), hook.TimeMs); code != http.StatusOK {
+		r.rejected.Add(1)
+		writeJSON(w, code, msg)
+		return
+	}
 	r.received.Add(1)
 	t := r.now()
 	if hook.TimeMs > 0 {
@@ -113,6 +145,51 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.apply(t, e)
 	}
 	writeJSON(w, http.StatusOK, "ok")
+}
+
+type seenEntry struct {
+	key    [sha256.Size]byte
+	expiry int64 // unix ms after which time_ms is out of the window anyway
+}
+
+// fresh checks a verified webhook's time_ms against the window and records its
+// signature, refusing one already recorded. A signature is kept until its
+// time_ms leaves the window, after which the time check refuses it.
+func (r *Receiver) fresh(sig string, timeMs int) (int, string) {
+	if r.maxAge < 0 {
+		return http.StatusOK, ""
+	}
+	if timeMs <= 0 {
+		return http.StatusBadRequest, "time_ms required"
+	}
+	now := r.now().UnixMilli()
+	window := r.maxAge.Milliseconds()
+	if d := now - int64(timeMs); d > window || d < -window {
+		return http.StatusUnauthorized, "webhook outside the time window"
+	}
+	// Signatures are HMACs of whole bodies; hashing normalises their length
+	// (and case) into a fixed key.
+	key := sha256.Sum256([]byte(strings.ToLower(sig)))
+	r.seenMu.Lock()
+	defer r.seenMu.Unlock()
+	if _, dup := r.seen[key]; dup {
+		return http.StatusConflict, "webhook already received"
+	}
+	for r.orderHead < len(r.order) {
+		e := r.order[r.orderHead]
+		if e.expiry >= now && len(r.order)-r.orderHead < maxSeen {
+			break
+		}
+		delete(r.seen, e.key)
+		r.orderHead++
+	}
+	if r.orderHead > len(r.order)/2 {
+		r.order = append(r.order[:0], r.order[r.orderHead:]...)
+		r.orderHead = 0
+	}
+	r.seen[key] = struct{}{}
+	r.order = append(r.order, seenEntry{key: key, expiry: int64(timeMs) + window})
+	return http.StatusOK, ""
 }
 
 // signed reports whether the key and signature are right, to tell a bad

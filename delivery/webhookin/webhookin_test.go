@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,9 +29,12 @@ const (
 	secret = "app-secret"
 )
 
+// hookTime is the time_ms of the test bodies and the receivers' clock.
+const hookTime = 1700000000000
+
 func newReceiver(t *testing.T) *webhookin.Receiver {
 	t.Helper()
-	r, err := webhookin.New(webhookin.Config{Key: key, Secret: secret})
+	r, err := webhookin.New(webhookin.Config{Key: key, Secret: secret, Now: func() time.Time { return time.UnixMilli(hookTime) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +51,11 @@ func sign(secret string, body []byte) string {
 type ev = pushersdk.WebhookEvent
 
 func body(events ...ev) []byte {
-	b, _ := json.Marshal(pushersdk.Webhook{TimeMs: 1700000000000, Events: events})
+	return bodyAt(hookTime, events...)
+}
+
+func bodyAt(ms int, events ...ev) []byte {
+	b, _ := json.Marshal(pushersdk.Webhook{TimeMs: ms, Events: events})
 	return b
 }
 
@@ -144,7 +152,7 @@ func TestViewAndWatchers(t *testing.T) {
 	for i, wnt := range want {
 		select {
 		case e := <-w.C():
-			g := got{e.Type, e.Channel, e.UserID, e.Time.Equal(time.UnixMilli(1700000000000))}
+			g := got{e.Type, e.Channel, e.UserID, e.Time.Equal(time.UnixMilli(hookTime))}
 			if g != wnt {
 				t.Fatalf("event %d: %+v, want %+v", i, g, wnt)
 			}
@@ -200,5 +208,70 @@ func TestSenderCompatibility(t *testing.T) {
 	h := http.Header{"X-Pusher-Key": {key}, "X-Pusher-Signature": {sign(secret, b)}}
 	if _, err := c.Webhook(h, b); err != nil {
 		t.Fatalf("pusher-http-go refuses the test's signature: %v", err)
+	}
+}
+
+// TestReplayAndStale: a signed webhook is accepted once, and only while its
+// time_ms is within MaxAge of the receiver's clock. A replay (of any webhook
+// still remembered) or a stale or future one is refused, counted as rejected,
+// and changes nothing.
+func TestReplayAndStale(t *testing.T) {
+	var now atomic.Int64
+	now.Store(hookTime)
+	r, err := webhookin.New(webhookin.Config{Key: key, Secret: secret, MaxAge: time.Minute,
+		Now: func() time.Time { return time.UnixMilli(now.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	send := func(b []byte, want int) {
+		t.Helper()
+		if got := post(t, r, http.MethodPost, key, sign(secret, b), b); got != want {
+			t.Fatalf("status %d, want %d", got, want)
+		}
+	}
+	added := body(ev{Name: "member_added", Channel: "presence-a", UserID: "u1"})
+	send(added, http.StatusOK)
+	send(added, http.StatusConflict)
+	removed := bodyAt(hookTime+1, ev{Name: "member_removed", Channel: "presence-a", UserID: "u1"})
+	send(removed, http.StatusOK)
+	// Replaying the join would bring the member back.
+	send(added, http.StatusConflict)
+	send(removed, http.StatusConflict)
+	// Outside the window, either way (the clock is one minute in).
+	send(bodyAt(hookTime-61_000, ev{Name: "member_added", Channel: "presence-a", UserID: "u2"}), http.StatusUnauthorized)
+	send(bodyAt(hookTime+61_000, ev{Name: "channel_occupied", Channel: "future"}), http.StatusUnauthorized)
+	send(bodyAt(0, ev{Name: "channel_occupied", Channel: "undated"}), http.StatusBadRequest)
+	if st := r.Stats(); st.Received != 2 || st.Rejected != 6 || st.Events != 2 || st.PresenceMembers != 0 || st.OccupiedChannels != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Once the window has passed, the replay is refused as stale, and the
+	// signatures are forgotten at the next accepted webhook.
+	now.Add(2 * time.Minute.Milliseconds())
+	send(added, http.StatusUnauthorized)
+	if st := r.Stats(); st.Received != 2 || st.Rejected != 7 || st.PresenceMembers != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := r.Remembered(); n != 2 {
+		t.Fatalf("%d signatures remembered, want 2", n)
+	}
+	send(bodyAt(int(now.Load()), ev{Name: "channel_occupied", Channel: "later"}), http.StatusOK)
+	if n := r.Remembered(); n != 1 {
+		t.Fatalf("%d signatures remembered, want 1 (the expired ones dropped)", n)
+	}
+}
+
+// TestReplayWindowOff: a negative MaxAge turns both checks off.
+func TestReplayWindowOff(t *testing.T) {
+	r, err := webhookin.New(webhookin.Config{Key: key, Secret: secret, MaxAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b := bodyAt(1, ev{Name: "channel_occupied", Channel: "old"})
+	for range 2 {
+		if got := post(t, r, http.MethodPost, key, sign(secret, b), b); got != http.StatusOK {
+			t.Fatalf("status %d", got)
+		}
 	}
 }
