@@ -35,8 +35,8 @@ func TestDemoAndConsoleRoutes(t *testing.T) {
 	}{
 		{"dev", nil, 200, 200, 404},
 		{"dev, demo off", func(c *config.Config) { c.Demo.Enabled = &off }, 404, 404, 404},
-		{"not dev, demo on", func(c *config.Config) { c.Dev = false; c.Demo.Enabled = &on }, 200, 404, 404},
-		{"not dev, demo unset", func(c *config.Config) { c.Dev = false; c.Demo.Enabled = nil }, 404, 404, 404},
+		{"not dev, demo on", func(c *config.Config) { apptest.Production(c); c.Demo.Enabled = &on }, 200, 404, 404},
+		{"not dev, demo unset", func(c *config.Config) { apptest.Production(c); c.Demo.Enabled = nil }, 404, 404, 404},
 		{"console on", func(c *config.Config) { c.Ops.Console = true }, 200, 200, 200},
 	}
 	for _, tc := range tests {

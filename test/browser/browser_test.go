@@ -404,7 +404,7 @@ func TestDemoAndConsole(t *testing.T) {
 func TestDemoOutsideDevMode(t *testing.T) {
 	on := true
 	a := apptest.Start(t, func(c *config.Config) {
-		c.Dev = false
+		apptest.Production(c)
 		c.Demo.Enabled = &on
 		c.Log.Level = "WARN"
 	})

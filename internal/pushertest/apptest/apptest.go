@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,16 @@ type App struct {
 	// default because tests that leave clients or webhooks in flight may run
 	// past the drain deadline, which is not what they test.
 	CheckShutdown bool
+}
+
+// Production turns off dev mode with secrets of the test's own, since outside
+// dev mode the published dev secrets are refused. Call it first in a mutate.
+func Production(c *config.Config) {
+	c.Dev = false
+	c.Pusher.Secret = strings.Repeat("p", 32)
+	c.JWT.Secret = strings.Repeat("j", 32)
+	c.JWT.Service.Secret = strings.Repeat("s", 32)
+	c.Pusher.EncryptionMasterKeyBase64 = ""
 }
 
 // Start runs the app after mutate (may be nil) adjusted the dev configuration.
