@@ -284,8 +284,6 @@ func TestDecideRules(t *testing.T) {
 	}{
 		{"allowed", p, "private-team-t1", true, "team-channel", ReasonAllowed},
 		{"denied", p, "private-team-t2", false, "team-channel", ReasonNotTeamMember},
-		{"invalid", p, "bad name", false, "", "invalid channel name"},
-		{"server-to-user", p, "#server-to-user-u1", false, "", "invalid channel name"},
 		{"encrypted twin allowed", p, "private-encrypted-team-t1", true, "team-channel", ReasonAllowed},
 		{"encrypted twin denied", p, "private-encrypted-team-t2", false, "team-channel", ReasonNotTeamMember},
 		{"encrypted user twin", p, "private-encrypted-user-u1", true, "user-channel", ReasonAllowed},
