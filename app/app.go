@@ -64,7 +64,10 @@ type App struct {
 	obs   *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
-	grpc    *grpc.Server
+	grpc *grpc.Server
+	// streams ends the gRPC server's open streams at shutdown, so that the
+	// graceful stop does not wait for streams that never end on their own.
+	streams *interceptors.StreamStopper
 	ops     *http.Server
 	grpcLn  net.Listener
 	opsLn   net.Listener
@@ -157,6 +160,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	a.closers = append(a.closers, func(context.Context) error { stopSweep(); return nil })
 
 	a.rlMethods = &interceptors.MethodCounts{}
+	a.streams = interceptors.NewStreamStopper()
 	a.grpc = a.newGRPCServer()
 	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection} {
 		if err := wire(ctx); err != nil {
@@ -271,6 +275,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 		Auth:            &interceptors.Auth{Verifier: a.verifier},
 		RateLimitUnary:  interceptors.UnaryRateLimit(a.limits, rlOpts...),
 		RateLimitStream: interceptors.StreamRateLimit(a.limits, rlOpts...),
+		Streams:         a.streams,
 	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -421,34 +426,45 @@ func (a *App) runClosers(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Shutdown stops the process in order: health says NOT_SERVING and
-// /readyz 503 first (load balancers drain), then the gRPC server stops
-// accepting and finishes in-flight calls until the deadline, when it is
-// forced; the realtime listener drains its clients; the ops listener and
-// telemetry stop last.
+// Shutdown stops the process in the order load balancers need:
+//
+//  1. health turns NOT_SERVING (grpc.health.v1 watchers are told) and
+//     /readyz answers 503;
+//  2. every open gRPC stream ends with UNAVAILABLE (health and reflection
+//     streams never end on their own);
+//  3. side by side, each within its own shutdownTimeout: the gRPC server
+//     stops accepting and finishes in-flight calls (forced at the deadline),
+//     and the realtime listener drains its WebSocket clients (4200, paced);
+//  4. the ops listener and telemetry stop.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.closeOnce.Do(func() {
 		a.health.Shutdown()
-		a.log.Info("shutting down", "deadline", a.cfg.ShutdownTimeout)
-		ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
-		defer cancel()
+		a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+		a.streams.Stop()
 
-		done := make(chan struct{})
-		go func() { a.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			a.log.Warn("graceful stop deadline passed; forcing")
-			a.grpc.Stop()
-			<-done
+		var mu sync.Mutex
+		report := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
 		}
-		if a.edge != nil {
-			errs = append(errs, a.edge.Shutdown(ctx))
-		}
-		if a.realtime != nil {
-			errs = append(errs, a.realtime.Shutdown(ctx))
-		}
+		var wg sync.WaitGroup
+		wg.Go(func() { report(a.stopGRPC(ctx)) })
+		wg.Go(func() {
+			// The drain has a budget of its own: a slow gRPC call must not
+			// leave it an expired deadline.
+			dctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+			defer cancel()
+			if a.edge != nil {
+				report(a.edge.Shutdown(dctx))
+			}
+			if a.realtime != nil {
+				report(a.realtime.Shutdown(dctx))
+			}
+		})
+		wg.Wait()
+
 		octx, ocancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer ocancel()
 		if a.ops != nil {
@@ -458,4 +474,23 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Info("stopped")
 	})
 	return errors.Join(errs...)
+}
+
+// stopGRPC stops the gRPC server gracefully, and by force when that takes
+// longer than shutdownTimeout (a call that does not end, or a stream whose
+// client stopped reading).
+func (a *App) stopGRPC(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		a.log.Warn("graceful stop deadline passed; forcing")
+		a.grpc.Stop()
+		<-done
+		return nil
+	}
 }

@@ -8,8 +8,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
@@ -86,6 +90,91 @@ func shutdownAsync(a *apptest.App) (done <-chan error) {
 		ch <- a.Shutdown(ctx)
 	}()
 	return ch
+}
+
+// TestShutdownEndsOpenStreams: open streams that never end on their own (an
+// unauthenticated grpc.health.v1 Watch, a reflection stream and a
+// WatchConnectionEvents) do not hold the shutdown for shutdownTimeout, and
+// the WebSocket drain still closes every client with 4200.
+func TestShutdownEndsOpenStreams(t *testing.T) {
+	const timeout = 10 * time.Second
+	a := apptest.Start(t, func(c *config.Config) { c.ShutdownTimeout = timeout })
+	a.CheckShutdown = true
+	conn := grpcConn(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), pushertest.Wait)
+	defer cancel()
+
+	clients := make([]*pushertest.Client, 30)
+	for i := range clients {
+		clients[i] = a.Dial(t)
+	}
+
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first, err := watch.Recv(); err != nil || first.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("watch: %v %v", first, err)
+	}
+	refl, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refl.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refl.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	events, err := pushercmv1.NewConnectionServiceClient(conn).WatchConnectionEvents(
+		withToken(t, ctx, a, "connections:read"), &pushercmv1.WatchConnectionEventsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := events.Header(); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	done := shutdownAsync(a)
+
+	var notServing bool
+	for {
+		r, err := watch.Recv()
+		if err != nil {
+			if code := status.Code(err); code != codes.Unavailable {
+				t.Errorf("health watch ended with %v, want UNAVAILABLE", err)
+			}
+			break
+		}
+		notServing = notServing || r.Status == healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	if !notServing {
+		t.Error("the health watch never saw NOT_SERVING")
+	}
+	if _, err := refl.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("reflection stream ended with %v, want UNAVAILABLE", err)
+	}
+	for {
+		if _, err := events.Recv(); err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("WatchConnectionEvents ended with %v, want UNAVAILABLE", err)
+			}
+			break
+		}
+	}
+
+	for i, c := range clients {
+		if got := untilClosed(t, c); got.code != protocol.CodeReconnect {
+			t.Errorf("client %d: close code %d, want %d", i, got.code, protocol.CodeReconnect)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > timeout/2 {
+		t.Errorf("shutdown took %v with shutdownTimeout %v", d, timeout)
+	}
 }
 
 // publishBatch sends n events on channel in one SendBatch and checks that

@@ -94,7 +94,7 @@ func (a *App) wireConnection(context.Context) error {
 		Metrics:    a.reading,
 		DriverName: cfg.Driver,
 		Started:    func() time.Time { return a.started },
-		Stopping:   a.health.Done(),
+		Stopping:   a.streams.Done(),
 	}
 	if w.webhooks != nil {
 		w.svc.Watch = func(n int) server.EventWatcher { return w.webhooks.Watch(n) }

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 )
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -116,11 +118,14 @@ func TestServeHealthReflectionAndSIGTERM(t *testing.T) {
 	}
 }
 
-// TestShutdownForcesAfterDeadline: a stream that never ends cannot hold the
-// process past the shutdown deadline.
-func TestShutdownForcesAfterDeadline(t *testing.T) {
+// TestShutdownIsNotHeldByStreams: an open unauthenticated health Watch (as
+// clients with client-side health checking keep) does not hold the process
+// until the shutdown deadline: it sees NOT_SERVING, then ends with
+// UNAVAILABLE, and the process exits well before shutdownTimeout.
+func TestShutdownIsNotHeldByStreams(t *testing.T) {
+	const timeout = 10 * time.Second
 	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
-	if err := os.WriteFile(cfg, []byte("shutdownTimeout: 2s\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("shutdownTimeout: 10s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := StartServer(t, []string{"PUSHERCM_CONFIG=" + cfg})
@@ -135,15 +140,29 @@ func TestShutdownForcesAfterDeadline(t *testing.T) {
 	}
 	start := time.Now()
 	s.Signal(t, syscall.SIGTERM)
+	var notServing bool
+	for {
+		r, err := watch.Recv()
+		if err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Errorf("watch ended with %v, want UNAVAILABLE", err)
+			}
+			break
+		}
+		notServing = notServing || r.Status == healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	if !notServing {
+		t.Error("the watch never saw NOT_SERVING")
+	}
 	code, err := s.Wait(ctx)
 	if err != nil || code != 0 {
 		t.Fatalf("exit code %d, err %v", code, err)
 	}
-	if d := time.Since(start); d < 2*time.Second || d > 8*time.Second {
-		t.Fatalf("forced shutdown took %v, want about the 2s deadline", d)
+	if d := time.Since(start); d > timeout/2 {
+		t.Fatalf("shutdown took %v with shutdownTimeout %v", d, timeout)
 	}
-	if !strings.Contains(s.Log(), "forcing") {
-		t.Fatalf("no forced stop logged:\n%s", s.Log())
+	if strings.Contains(s.Log(), "forcing") {
+		t.Fatalf("the graceful stop was forced:\n%s", s.Log())
 	}
 }
 
