@@ -428,19 +428,31 @@ func (a *App) runClosers(ctx context.Context) error {
 
 // Shutdown stops the process in the order load balancers need:
 //
-//  1. health turns NOT_SERVING (grpc.health.v1 watchers are told) and
-//     /readyz answers 503;
-//  2. every open gRPC stream ends with UNAVAILABLE (health and reflection
+//  1. health turns NOT_SERVING (grpc.health.v1 watchers are told), /readyz
+//     answers 503 and GetHealthStatus unhealthy;
+//  2. for shutdownDelay everything else goes on serving, so that load
+//     balancers stop routing here before anything is refused;
+//  3. every open gRPC stream ends with UNAVAILABLE (health and reflection
 //     streams never end on their own);
-//  3. side by side, each within its own shutdownTimeout: the gRPC server
+//  4. side by side, each within its own shutdownTimeout: the gRPC server
 //     stops accepting and finishes in-flight calls (forced at the deadline),
 //     and the realtime listener drains its WebSocket clients (4200, paced);
-//  4. the ops listener and telemetry stop.
+//  5. the ops listener and telemetry stop.
+//
+// ctx bounds the whole (the delay included); a cancelled ctx cuts it short.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.closeOnce.Do(func() {
 		a.health.Shutdown()
-		a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+		a.log.Info("shutting down", "delay", a.cfg.ShutdownDelay, "timeout", a.cfg.ShutdownTimeout)
+		if d := a.cfg.ShutdownDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
 		a.streams.Stop()
 
 		var mu sync.Mutex

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -304,5 +305,77 @@ func TestDisconnectDeliversQueuedEvents(t *testing.T) {
 		if len(got.errors) != 1 || got.errorAfter != events {
 			t.Errorf("%s: %d pusher:error, the first after %d events; want one, after all %d", who, len(got.errors), got.errorAfter, events)
 		}
+	}
+}
+
+// TestShutdownDelayKeepsServing: during shutdownDelay, grpc.health.v1 says
+// NOT_SERVING, /readyz answers 503 and GetHealthStatus unhealthy, while a
+// SendEvent still succeeds and reaches its subscriber and a new WebSocket
+// still connects; then the drain closes both with 4200.
+func TestShutdownDelayKeepsServing(t *testing.T) {
+	const delay = 3 * time.Second
+	a := apptest.Start(t, func(c *config.Config) { c.ShutdownDelay = delay })
+	a.CheckShutdown = true
+	conn := grpcConn(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), pushertest.Wait)
+	defer cancel()
+	sub := a.Dial(t)
+	sub.Subscribe("feed", "")
+
+	start := time.Now()
+	done := shutdownAsync(a)
+	hc := healthpb.NewHealthClient(conn)
+	for {
+		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatalf("health check: %v", err)
+		}
+		if r.Status == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("health never turned NOT_SERVING")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	resp, err := http.Get("http://" + a.OpsAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz answers %d while shutting down, want 503", resp.StatusCode)
+	}
+	hs, err := pushercmv1.NewConnectionServiceClient(conn).GetHealthStatus(withToken(t, ctx, a, "connections:read"), &pushercmv1.GetHealthStatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs.Status != pushercmv1.HealthStatus_HEALTH_STATUS_UNHEALTHY {
+		t.Errorf("GetHealthStatus says %v while shutting down, want unhealthy", hs.Status)
+	}
+
+	sent, err := pushercmv1.NewBroadcastServiceClient(conn).SendEvent(withToken(t, ctx, a, "events:publish"), &pushercmv1.SendEventRequest{
+		Event: &pushercmv1.Event{Channels: []string{"feed"}, Name: "tick", Payload: &pushercmv1.Event_Data{Data: `{"n":0}`}},
+	})
+	if err != nil || sent.DeliveredTo != 1 {
+		t.Fatalf("SendEvent during the delay: %v, %v", sent, err)
+	}
+	late := a.Dial(t)
+
+	for _, c := range []*pushertest.Client{sub, late} {
+		got := untilClosed(t, c)
+		if c == sub {
+			checkAll(t, "subscriber", got, 1)
+		}
+		if got.code != protocol.CodeReconnect {
+			t.Errorf("socket %s: close code %d, want %d", c.SocketID, got.code, protocol.CodeReconnect)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d < delay {
+		t.Errorf("shutdown took %v, less than the %v delay", d, delay)
 	}
 }

@@ -8,5 +8,7 @@
 // fields; internal causes and panic stacks are logged with the trace id and
 // never returned. Health and reflection need no token; every other method
 // needs the scope MethodScopes names, and methods missing from that table are
-// refused.
+// refused. At shutdown, StreamStopper ends every open stream with
+// UNAVAILABLE (CONNECTION_FAILED) and refuses new ones, so that no stream
+// holds the graceful stop; unary calls in flight still finish.
 package interceptors
