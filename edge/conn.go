@@ -142,7 +142,8 @@ func (c *conn) close(code int, reason string, notify, async bool) {
 
 // queueClose queues the last frames of a closing socket: the pusher:error when
 // notify is set, then the close frame (unless the client closed first), and arms
-// the cut after CloseGrace.
+// the cut after CloseGrace, counted from when the flusher writes them at the
+// latest (FlushInterval).
 func (c *conn) queueClose(code int, reason string, notify bool) {
 	c.closeCode.Store(int32(code))
 	if !c.closeSent.Swap(true) {
@@ -157,7 +158,7 @@ func (c *conn) queueClose(code int, reason string, notify bool) {
 		c.enqueueFinal(f)
 	}
 	if ws := c.ws; ws != nil {
-		time.AfterFunc(c.s.cfg.CloseGrace, func() { _ = ws.Close() })
+		time.AfterFunc(c.s.cfg.CloseGrace+c.s.cfg.FlushInterval, func() { _ = ws.Close() })
 	}
 }
 

@@ -271,7 +271,7 @@ drain:
 	// until the clients have read them and closed (or were cut after CloseGrace)
 	// before the flushers and the engine stop: stopping earlier would cut frames
 	// still on their way.
-	wait := time.NewTimer(s.cfg.CloseGrace + time.Second)
+	wait := time.NewTimer(s.cfg.CloseGrace + s.cfg.FlushInterval + time.Second)
 	poll := time.NewTicker(10 * time.Millisecond)
 wait:
 	for s.open.Load() > 0 {
