@@ -78,7 +78,8 @@ type Config struct {
 	// and before it closes its listeners, so that load balancers stop
 	// routing to it first; calls and new connections still succeed
 	// meanwhile. Default 0: the listeners close at once, right for a laptop
-	// or a single instance. Behind a load balancer that follows readiness
+	// or a single instance (a health Watch may then end, UNAVAILABLE, before
+	// its NOT_SERVING update is sent). Behind a load balancer that follows readiness
 	// (Kubernetes), set it a little above the probe period times its failure
 	// threshold (e.g. 5s-10s) and keep the termination grace period above
 	// shutdownDelay + shutdownTimeout. PUSHERCM_SHUTDOWN_DELAY,
