@@ -286,7 +286,7 @@ func metric(t *testing.T, opsAddr, name string) float64 {
 // 4100 as slow consumers (and cut, since they cannot take the close frame);
 // at SIGTERM the readers get 4200 and the process exits promptly.
 func TestClientsThatStopReading(t *testing.T) {
-	const readersN, nonReadersN = 4, 3
+	const readersN, nonReadersN = 3, 2
 	s := faultServer(t, "shutdownTimeout: 10s\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -310,20 +310,29 @@ func TestClientsThatStopReading(t *testing.T) {
 		if len(ids) >= 5000 {
 			t.Fatalf("non-readers not evicted after %d events of 10 KB", len(ids))
 		}
-		for range 50 {
-			id := fmt.Sprintf("e%d", len(ids))
-			resp, err := bc.SendEvent(pctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
-				Id: id, Channels: []string{"big"}, Name: "blob", Payload: &pushercmv1.Event_Data{Data: `{"id":"` + id + `","pad":"` + pad + `"}`},
-			}})
+		// Batches of 100 KB, well within the readers' 256 KiB queues; a
+		// scrape every 500 KB.
+		for range 5 {
+			req := &pushercmv1.SendBatchRequest{}
+			for range 10 {
+				id := fmt.Sprintf("e%d", len(ids))
+				req.Events = append(req.Events, &pushercmv1.Event{
+					Id: id, Channels: []string{"big"}, Name: "blob", Payload: &pushercmv1.Event_Data{Data: `{"id":"` + id + `","pad":"` + pad + `"}`},
+				})
+				ids = append(ids, id)
+			}
+			resp, err := bc.SendBatch(pctx, req)
 			if err != nil {
-				t.Fatalf("SendEvent %s: %v", id, err)
+				t.Fatalf("SendBatch: %v", err)
 			}
-			if resp.DeliveredTo < readersN {
-				t.Fatalf("event %s delivered to %d, want at least the %d readers", id, resp.DeliveredTo, readersN)
+			for _, r := range resp.Results {
+				if r.Error != nil || r.Response.GetDeliveredTo() < readersN {
+					t.Fatalf("event %d: %v, want delivered to at least the %d readers", r.Index, r, readersN)
+				}
 			}
-			ids = append(ids, id)
 		}
 	}
+	t.Logf("%d events of 10 KB until the %d non-readers were evicted", len(ids), nonReadersN)
 	if n := metric(t, s.OpsAddr, "pushercm_slow_consumers_closed_total"); n != nonReadersN {
 		t.Fatalf("%v slow consumers closed, want the %d non-readers", n, nonReadersN)
 	}
