@@ -70,11 +70,14 @@ type App struct {
 	obs   *metrics.Observer
 	rtMux *http.ServeMux // realtime routes on the pusher driver
 
-	grpc   *grpc.Server
-	ops    *http.Server
-	grpcLn net.Listener
-	opsLn  net.Listener
-	rtLn   net.Listener
+	grpc *grpc.Server
+	// streams ends the gRPC server's open streams at shutdown, so that the
+	// graceful stop does not wait for streams that never end on their own.
+	streams *interceptors.StreamStopper
+	ops     *http.Server
+	grpcLn  net.Listener
+	opsLn   net.Listener
+	rtLn    net.Listener
 	// consoleLn is the in-memory listener the console gateway reaches the
 	// gRPC server through (nil without ops.console).
 	consoleLn *bufconn.Listener
@@ -171,6 +174,7 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	a.closers = append(a.closers, func(context.Context) error { stopSweep(); return nil })
 
 	a.rlMethods = &interceptors.MethodCounts{}
+	a.streams = interceptors.NewStreamStopper()
 	a.grpc = a.newGRPCServer()
 	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection, a.wireDemo} {
 		if err := wire(ctx); err != nil {
@@ -329,6 +333,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 		Auth:            &interceptors.Auth{Verifier: a.serviceVerifier},
 		RateLimitUnary:  interceptors.UnaryRateLimit(a.limits, rlOpts...),
 		RateLimitStream: interceptors.StreamRateLimit(a.limits, rlOpts...),
+		Streams:         a.streams,
 	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -492,34 +497,57 @@ func (a *App) runClosers(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Shutdown stops the process in order: health says NOT_SERVING and
-// /readyz 503 first (load balancers drain), then the gRPC server stops
-// accepting and finishes in-flight calls until the deadline, when it is
-// forced; the realtime listener drains its clients; the ops listener and
-// telemetry stop last.
+// Shutdown stops the process in the order load balancers need:
+//
+//  1. health turns NOT_SERVING (grpc.health.v1 watchers are told), /readyz
+//     answers 503 and GetHealthStatus unhealthy;
+//  2. for shutdownDelay everything else goes on serving, so that load
+//     balancers stop routing here before anything is refused;
+//  3. every open gRPC stream ends with UNAVAILABLE (health and reflection
+//     streams never end on their own);
+//  4. side by side, each within its own shutdownTimeout: the gRPC server
+//     stops accepting and finishes in-flight calls (forced at the deadline),
+//     and the realtime listener drains its WebSocket clients (4200, paced);
+//  5. the ops listener and telemetry stop.
+//
+// ctx bounds the whole (the delay included); a cancelled ctx cuts it short.
 func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	a.closeOnce.Do(func() {
 		a.health.Shutdown()
-		a.log.Info("shutting down", "deadline", a.cfg.ShutdownTimeout)
-		ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
-		defer cancel()
+		a.log.Info("shutting down", "delay", a.cfg.ShutdownDelay, "timeout", a.cfg.ShutdownTimeout)
+		if d := a.cfg.ShutdownDelay; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		a.streams.Stop()
 
-		done := make(chan struct{})
-		go func() { a.grpc.GracefulStop(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			a.log.Warn("graceful stop deadline passed; forcing")
-			a.grpc.Stop()
-			<-done
+		var mu sync.Mutex
+		report := func(err error) {
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
 		}
-		if a.edge != nil {
-			errs = append(errs, a.edge.Shutdown(ctx))
-		}
-		if a.realtime != nil {
-			errs = append(errs, a.realtime.Shutdown(ctx))
-		}
+		var wg sync.WaitGroup
+		wg.Go(func() { report(a.stopGRPC(ctx)) })
+		wg.Go(func() {
+			// The drain has a budget of its own: a slow gRPC call must not
+			// leave it an expired deadline.
+			dctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+			defer cancel()
+			if a.edge != nil {
+				report(a.edge.Shutdown(dctx))
+			}
+			if a.realtime != nil {
+				report(a.realtime.Shutdown(dctx))
+			}
+		})
+		wg.Wait()
+
 		octx, ocancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer ocancel()
 		if a.ops != nil {
@@ -529,4 +557,23 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Info("stopped")
 	})
 	return errors.Join(errs...)
+}
+
+// stopGRPC stops the gRPC server gracefully, and by force when that takes
+// longer than shutdownTimeout (a call that does not end, or a stream whose
+// client stopped reading).
+func (a *App) stopGRPC(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		a.log.Warn("graceful stop deadline passed; forcing")
+		a.grpc.Stop()
+		<-done
+		return nil
+	}
 }

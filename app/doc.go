@@ -5,6 +5,19 @@
 //
 // New builds everything without listening; Start opens the listeners (tests
 // use 127.0.0.1:0 and read the addresses back); Shutdown stops in the order
-// load balancers need: NOT_SERVING and /readyz 503 first, then a graceful
-// stop bounded by the shutdown timeout, then force.
+// load balancers need: NOT_SERVING and /readyz 503 first; then every open
+// gRPC stream is ended with UNAVAILABLE; then, side by side and each within
+// its own shutdown timeout, the gRPC graceful stop (forced at the deadline)
+// and the WebSocket drain.
+//
+// Why streams are ended rather than waited for: grpc-go's GracefulStop waits
+// for every stream, and the health Watch (kept open, without a token, by
+// clients with client-side health checking), reflection streams and
+// WatchConnectionEvents never end on their own, so one of them held the
+// stop until its deadline and left the drain nothing. A grace period
+// followed by Stop would also cut unary calls in flight (a publish answered
+// with an error after it was delivered), and a wrapper per service would
+// miss the next streaming service; one interceptor
+// (interceptors.StreamStopper) ends exactly the streams, whatever their
+// service, and unary calls still finish.
 package app

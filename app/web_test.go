@@ -9,7 +9,7 @@ import (
 	"github.com/milequest/pushercm/internal/pushertest/apptest"
 )
 
-func status(t *testing.T, method, url string) int {
+func httpStatus(t *testing.T, method, url string) int {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(`{"user":"ana","team":"trailblazers"}`))
 	if err != nil {
@@ -43,13 +43,13 @@ func TestDemoAndConsoleRoutes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a := apptest.Start(t, tc.mutate)
 			rt, ops := "http://"+a.HTTPAddr(), "http://"+a.OpsAddr()
-			if got := status(t, "GET", rt+"/demo/"); got != tc.page {
+			if got := httpStatus(t, "GET", rt+"/demo/"); got != tc.page {
 				t.Errorf("GET /demo/ = %d, want %d", got, tc.page)
 			}
-			if got := status(t, "POST", rt+"/demo/api/token"); got != tc.token {
+			if got := httpStatus(t, "POST", rt+"/demo/api/token"); got != tc.token {
 				t.Errorf("POST /demo/api/token = %d, want %d", got, tc.token)
 			}
-			if got := status(t, "GET", ops+"/console/"); got != tc.console {
+			if got := httpStatus(t, "GET", ops+"/console/"); got != tc.console {
 				t.Errorf("GET /console/ = %d, want %d", got, tc.console)
 			}
 		})

@@ -95,7 +95,8 @@ func (a *App) wireConnection(context.Context) error {
 		Metrics:    a.reading,
 		DriverName: cfg.Driver,
 		Started:    func() time.Time { return a.started },
-		Stopping:   a.health.Done(),
+		// No Stopping: the stream stopper ends WatchConnectionEvents with
+		// every other stream at shutdown.
 	}
 	if w.webhooks != nil {
 		w.svc.Watch = func(n int) server.EventWatcher { return w.webhooks.Watch(n) }

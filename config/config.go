@@ -87,8 +87,22 @@ type Config struct {
 	// Health holds the thresholds of the health verdict (GetHealthStatus,
 	// grpc.health.v1, /readyz); see health.Thresholds for each default.
 	Health health.Thresholds `yaml:"health"`
-	// ShutdownTimeout bounds the graceful part of shutdown; after it,
-	// remaining RPCs and connections are cut. Default 15s.
+	// ShutdownDelay is how long the process goes on serving after it turned
+	// NOT_SERVING (grpc.health.v1, /readyz 503, GetHealthStatus unhealthy)
+	// and before it closes its listeners, so that load balancers stop
+	// routing to it first; calls and new connections still succeed
+	// meanwhile. Default 0: the listeners close at once, right for a laptop
+	// or a single instance (a health Watch may then end, UNAVAILABLE, before
+	// its NOT_SERVING update is sent). Behind a load balancer that follows readiness
+	// (Kubernetes), set it a little above the probe period times its failure
+	// threshold (e.g. 5s-10s) and keep the termination grace period above
+	// shutdownDelay + shutdownTimeout. PUSHERCM_SHUTDOWN_DELAY,
+	// --shutdown-delay.
+	ShutdownDelay time.Duration `yaml:"shutdownDelay"`
+	// ShutdownTimeout bounds each graceful part of shutdown, counted from
+	// the end of ShutdownDelay: the gRPC graceful stop and the WebSocket
+	// drain run side by side, each within it; after it, remaining RPCs and
+	// connections are cut. Default 15s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
 
@@ -607,6 +621,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdownTimeout", "must be positive")
+	}
+	if c.ShutdownDelay < 0 {
+		bad("shutdownDelay", "must not be negative")
 	}
 	return errors.Join(errs...)
 }

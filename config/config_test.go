@@ -78,6 +78,33 @@ log: {level: WARN}
 	}
 }
 
+// shutdownDelay is 0 by default and set by the file, PUSHERCM_SHUTDOWN_DELAY
+// and --shutdown-delay, later winning.
+func TestShutdownDelaySources(t *testing.T) {
+	file := writeFile(t, secrets+"shutdownDelay: 2s\n")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want time.Duration
+	}{
+		{name: "default", env: map[string]string{"PUSHERCM_DEV": "true"}, want: 0},
+		{name: "file", env: map[string]string{"PUSHERCM_CONFIG": file}, want: 2 * time.Second},
+		{name: "env over file", env: map[string]string{"PUSHERCM_CONFIG": file, "PUSHERCM_SHUTDOWN_DELAY": "5s"}, want: 5 * time.Second},
+		{name: "flag over env", env: map[string]string{"PUSHERCM_CONFIG": file, "PUSHERCM_SHUTDOWN_DELAY": "5s"}, args: []string{"--shutdown-delay", "7s"}, want: 7 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := Load(Source{LookupEnv: envOf(tc.env), Flags: flags(t, tc.args...)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.ShutdownDelay != tc.want {
+				t.Fatalf("shutdownDelay %v, want %v", l.ShutdownDelay, tc.want)
+			}
+		})
+	}
+}
+
 func TestDefaults(t *testing.T) {
 	l, err := Load(Source{LookupEnv: envOf(map[string]string{
 		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32),
@@ -190,6 +217,9 @@ func TestInvalid(t *testing.T) {
 		{name: "negative per-ip connections", env: good, file: "edge: {maxConnectionsPerIp: -1}\n", want: "edge.maxConnectionsPerIp"},
 		{name: "zero cache channels", env: good, file: "edge: {maxCacheChannels: 0}\n", want: "edge.maxCacheChannels"},
 		{name: "too many stream workers", env: good, file: "grpc: {streamWorkers: 100001}\n", want: "grpc.streamWorkers"},
+		{name: "bad shutdown delay env", env: with("PUSHERCM_SHUTDOWN_DELAY", "soon"), want: "PUSHERCM_SHUTDOWN_DELAY"},
+		{name: "bad shutdown delay flag", env: good, args: []string{"--shutdown-delay", "soon"}, want: "--shutdown-delay"},
+		{name: "negative shutdown delay", env: good, file: "shutdownDelay: -1s\n", want: "shutdownDelay"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

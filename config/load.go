@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -47,6 +48,17 @@ func boolean(f func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
+func duration(f func(c *Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 5s)", v)
+		}
+		*f(c) = d
+		return nil
+	}
+}
+
 // settings is the table of environment variables and flags (DESIGN.md §2).
 // Precedence: flags > environment > file > defaults.
 var settings = []setting{
@@ -71,6 +83,7 @@ var settings = []setting{
 	}},
 	{env: []string{"PUSHERCM_LOG_FORMAT"}, flag: "log-format", usage: "text or json", set: str(func(c *Config) *string { return &c.Log.Format })},
 	{env: []string{"PUSHERCM_HTTP_TRUSTED_PROXIES"}, set: list(func(c *Config) *[]string { return &c.HTTP.TrustedProxies })},
+	{env: []string{"PUSHERCM_SHUTDOWN_DELAY"}, flag: "shutdown-delay", usage: "keep serving this long after turning NOT_SERVING, before closing the listeners (e.g. 5s)", set: duration(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 	{env: []string{"PUSHERCM_REDIS_URL"}, set: str(func(c *Config) *string { return &c.Redis.URL })},
 	{env: []string{"PUSHER_APP_ID"}, set: str(func(c *Config) *string { return &c.Pusher.AppID })},
 	{env: []string{"NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY"}, set: str(func(c *Config) *string { return &c.Pusher.Key })},

@@ -147,9 +147,10 @@ func (s *Server) Disconnect(socketID string, code int, reason string) error {
 		return err
 	}
 	if code >= 4000 {
-		c.sendError(code, reason, "")
+		c.closeWithError(code, reason)
+	} else {
+		c.closeWith(code, reason, false)
 	}
-	c.closeWith(code, reason, false)
 	return nil
 }
 
@@ -163,8 +164,7 @@ func (s *Server) TerminateUser(userID string) (closed int) {
 	}
 	s.mu.RUnlock()
 	for _, c := range list {
-		c.sendError(protocol.CodeUnauthorized, "You got disconnected by the app.", "")
-		c.closeWith(protocol.CodeUnauthorized, "You got disconnected by the app.", false)
+		c.closeWithError(protocol.CodeUnauthorized, "You got disconnected by the app.")
 	}
 	return len(list)
 }

@@ -76,7 +76,8 @@ type Config struct {
 	// Default 32 KiB (a 10 KB event fully JSON-escaped fits).
 	MaxFrameBytes int
 	// CloseGrace is how long a socket we closed may take to read our close frame before
-	// the TCP connection is cut. Default 2 s.
+	// the TCP connection is cut, counted from when the frame is written (at the latest
+	// FlushInterval after the close). Default 2 s.
 	CloseGrace time.Duration
 	// DrainRate is how many clients per second Shutdown closes with 4200. Default 2000.
 	DrainRate int

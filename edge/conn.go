@@ -97,29 +97,74 @@ func (c *conn) sendSubError(channel, typ, msg string, status int) {
 	c.sendRaw(wsFrame(opText, protocol.EncodeSubscriptionError(channel, typ, msg, status)))
 }
 
-// closeWith sends a close frame (bypassing the queue limit: it is the last frame) and
-// cuts the socket after CloseGrace unless the client answers first. The connection
-// leaves the hub at once so presence and counts do not wait for the client; async does
-// that on a new goroutine, for callers that may hold Server.mu.
+// closeWith closes the socket with code. Everything already queued for it goes out
+// first, including every publish that counted it and still waits in the outbox
+// (lockHub fans those out), then the close frame, which bypasses the queue limit (it
+// is the last frame). The socket leaves the hub in the same critical section, so no
+// later publish counts it, and presence and counts do not wait for the client. The
+// TCP connection is cut after CloseGrace unless the client answers first.
+//
+// async is for callers that may hold Server.mu (a slow consumer found during a
+// fan-out): the socket is marked closing at once, so nothing more is queued (what
+// overflowed its queue cannot be delivered anyway), and leaves the hub on a new
+// goroutine.
 func (c *conn) closeWith(code int, reason string, async bool) {
-	if !c.closing.CompareAndSwap(false, true) {
+	c.close(code, reason, false, async)
+}
+
+// closeWithError is closeWith with a pusher:error of the same code and reason
+// sent after everything queued and just before the close frame.
+func (c *conn) closeWithError(code int, reason string) {
+	c.close(code, reason, true, false)
+}
+
+func (c *conn) close(code int, reason string, notify, async bool) {
+	s := c.s
+	if async {
+		if !c.closing.CompareAndSwap(false, true) {
+			return
+		}
+		c.queueClose(code, reason, notify)
+		go s.removeConn(c, code, reason)
 		return
 	}
+	if c.closing.Load() {
+		return
+	}
+	var p pending
+	s.lockHub()
+	if !c.closing.CompareAndSwap(false, true) {
+		s.mu.Unlock()
+		return
+	}
+	removed := s.removeLocked(c, &p)
+	s.mu.Unlock()
+	c.queueClose(code, reason, notify)
+	if removed {
+		s.afterRemove(c, code, reason, &p)
+	}
+}
+
+// queueClose queues the last frames of a closing socket: the pusher:error when
+// notify is set, then the close frame (unless the client closed first), and arms
+// the cut after CloseGrace, counted from when the flusher writes them at the
+// latest (FlushInterval).
+func (c *conn) queueClose(code int, reason string, notify bool) {
 	c.closeCode.Store(int32(code))
 	if !c.closeSent.Swap(true) {
-		// Queued behind what is pending so the client reads everything, then the code.
+		if notify {
+			e := wsFrame(opText, protocol.EncodeError(code, reason, ""))
+			c.queued.Add(int64(len(e)))
+			c.push(e, false)
+			c.s.st.messagesOut.Add(1)
+		}
 		f := closeFrame(code, reason)
 		c.queued.Add(int64(len(f)))
 		c.enqueueFinal(f)
 	}
 	if ws := c.ws; ws != nil {
-		time.AfterFunc(c.s.cfg.CloseGrace, func() { _ = ws.Close() })
+		time.AfterFunc(c.s.cfg.CloseGrace+c.s.cfg.FlushInterval, func() { _ = ws.Close() })
 	}
-	if async {
-		go c.s.removeConn(c, code, reason)
-		return
-	}
-	c.s.removeConn(c, code, reason)
 }
 
 var (

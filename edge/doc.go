@@ -18,6 +18,11 @@
 //     disconnect) first empties the outbox, so a new subscriber gets no event
 //     published before it joined and a leaving one still gets those published
 //     before it left. Client events and protocol replies are queued directly.
+//   - A socket the server closes (Shutdown's 4200, Disconnect, TerminateUser, pong or
+//     sign-in timeout) leaves the hub in the same step that empties the outbox: it
+//     gets every frame it was counted for (delivered_to), then the pusher:error if
+//     any, then the close frame, and no later publish counts it. Only a slow consumer
+//     (4100) is closed without what overflowed its queue.
 //   - Writes are made by flusher goroutines (GOMAXPROCS-1), each socket's pending
 //     frames joined into one write. On Linux a flusher submits up to 128 sockets'
 //     writes with one io_uring_enter (Config.NoIOUring turns that off; kernels without
@@ -69,8 +74,10 @@
 //   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
 //     Metrics) are small interfaces; nil means the built-in default, so the package
 //     works standalone.
-//   - Shutdown drains: clients are closed with 4200 at Config.DrainRate per second so
-//     they do not stampede back, then the listener stops.
+//   - Shutdown drains: publishes are refused (ErrClosed), clients are closed with 4200
+//     at Config.DrainRate per second so they do not stampede back, and the listener
+//     stops once they have read their close frames (or after CloseGrace), within the
+//     context given to Shutdown.
 //
 // Close and error codes used (PUSHER-PROTOCOL.md §1.6): 4001 unknown app key, 4004 over
 // Limits.MaxConnections or Config.MaxConnectionsPerIP, 4006/4007/4008 protocol version, 4009 origin refused, user

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -930,4 +931,55 @@ func TestCacheChannelsBounded(t *testing.T) {
 	c := connect(t, s)
 	c.subscribeOK("cache-b", "")
 	c.expect(protocol.EventCacheMiss, "cache-b")
+}
+
+// TestCloseDeliversWhatWasCounted: a socket closed by Disconnect or by the
+// drain first gets every event a publish counted it for, even while the
+// events still wait in the outbox (a long flush interval keeps them there),
+// then the pusher:error (Disconnect), then the close frame.
+func TestCloseDeliversWhatWasCounted(t *testing.T) {
+	const events = 5
+	cfg := testConfig()
+	cfg.FlushInterval = 200 * time.Millisecond
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	cs := []*tclient{connect(t, s), connect(t, s), connect(t, s)}
+	for _, c := range cs {
+		c.subscribeOK("feed", "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	for i := range events {
+		if n, err := s.Publish(ctx, Message{Channels: []string{"feed"}, Event: "tick", Data: strconv.Itoa(i)}); err != nil || n != len(cs) {
+			t.Fatalf("publish %d: %d, %v", i, n, err)
+		}
+	}
+	if err := s.Disconnect(cs[0].id, 4100, "moving you"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cs {
+		for n := range events {
+			if m := c.next(); m.Event != "tick" || m.str() != strconv.Itoa(n) {
+				t.Fatalf("client %d: frame %d is %s %s, want tick %d", i, n, m.Event, m.Data, n)
+			}
+		}
+		want := ws.StatusCode(protocol.CodeReconnect)
+		if i == 0 {
+			want = 4100
+			if m := c.next(); m.Event != protocol.EventError || m.errCode() != 4100 {
+				t.Fatalf("client 0: %s %s after the events, want pusher:error 4100", m.Event, m.Data)
+			}
+		}
+		if code := c.waitClose(); code != want {
+			t.Fatalf("client %d: close %d, want %d", i, code, want)
+		}
+	}
 }

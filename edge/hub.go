@@ -234,15 +234,23 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 
 // removeConn takes c out of the hub (implicit unsubscribe of every channel). Idempotent.
 func (s *Server) removeConn(c *conn, code int, reason string) {
-	now := s.opts.now()
 	var p pending
 	s.lockHub()
-	if c.removed {
-		s.mu.Unlock()
-		return
+	removed := s.removeLocked(c, &p)
+	s.mu.Unlock()
+	if removed {
+		s.afterRemove(c, code, reason, &p)
 	}
+}
+
+// removeLocked is removeConn's part under the hub lock (taken with lockHub); it
+// reports false when c was already removed. afterRemove finishes it unlocked.
+func (s *Server) removeLocked(c *conn, p *pending) bool {
+	if c.removed {
+		return false
+	}
+	now := s.opts.now()
 	c.removed = true
-	userID := c.userID
 	delete(s.conns, c.id)
 	names := make([]string, 0, len(c.subs))
 	for name := range c.subs {
@@ -250,7 +258,7 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		s.leaveLocked(c, name, c.subs[name], now, &p)
+		s.leaveLocked(c, name, c.subs[name], now, p)
 	}
 	if c.userID != "" {
 		if set := s.users[c.userID]; set != nil {
@@ -262,10 +270,15 @@ func (s *Server) removeConn(c *conn, code int, reason string) {
 		}
 	}
 	s.setWatchlistLocked(c, nil)
-	s.mu.Unlock()
+	return true
+}
+
+// afterRemove releases c's slot and reports its removal (removeLocked's pending
+// events, then Disconnected).
+func (s *Server) afterRemove(c *conn, code int, reason string, p *pending) {
 	s.release(c.clientKey)
-	p.evs = append(p.evs, Event{Type: Disconnected, Time: now, SocketID: c.id, UserID: userID, Code: code, Reason: reason})
-	s.flush(&p)
+	p.evs = append(p.evs, Event{Type: Disconnected, Time: s.opts.now(), SocketID: c.id, UserID: c.userID, Code: code, Reason: reason})
+	s.flush(p)
 }
 
 // Message is one publish: Event with Data to every subscriber of Channels except the

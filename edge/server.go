@@ -52,6 +52,7 @@ type Server struct {
 	cache    *cacheStore
 
 	active  atomic.Int64 // sockets admitted (reserved before upgrade)
+	open    atomic.Int64 // accepted sockets whose TCP connection is not closed yet
 	clients *clientip.Resolver
 	ipMu    sync.Mutex
 	ipConns map[string]int // open sockets by client address key, when limited
@@ -269,9 +270,10 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Shutdown drains: new sockets are refused, existing ones are closed with 4200 at
-// Config.DrainRate per second, then the listener and event loop stop. When ctx ends
-// first, the remaining sockets are cut.
+// Shutdown drains: new sockets and publishes are refused, existing sockets are closed
+// with 4200 at Config.DrainRate per second (each after what was queued for it), and
+// once their clients have closed, or CloseGrace after the last close frame, the
+// listener and event loop stop. When ctx ends first, the remaining sockets are cut.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.started.Load() {
 		return nil
@@ -282,13 +284,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stop)
 	s.done.Wait()
 
-	s.mu.RLock()
-	list := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		list = append(list, c)
-	}
-	s.mu.RUnlock()
-
 	var err error
 	per := time.Second / time.Duration(s.cfg.DrainRate)
 	batch := 1
@@ -298,23 +293,29 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	t := time.NewTicker(per)
 drain:
-	for i := 0; i < len(list); i += batch {
-		for j := i; j < i+batch && j < len(list); j++ {
-			list[j].closeWith(protocol.CodeReconnect, "Server shutting down", false)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			err = ctx.Err()
-			break drain
+	// Again until none is left: a socket upgraded while draining began joins late.
+	for list := s.openConns(); len(list) > 0; list = s.openConns() {
+		for i := 0; i < len(list); i += batch {
+			for j := i; j < i+batch && j < len(list); j++ {
+				list[j].closeWith(protocol.CodeReconnect, "Server shutting down", false)
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				err = ctx.Err()
+				break drain
+			}
 		}
 	}
 	t.Stop()
-	// Give clients the close grace to read the 4200 frame before the engine cuts them.
-	wait := time.NewTimer(s.cfg.CloseGrace)
+	// Every socket has its last frames queued, the close frame after them. Wait
+	// until the clients have read them and closed (or were cut after CloseGrace)
+	// before the flushers and the engine stop: stopping earlier would cut frames
+	// still on their way.
+	wait := time.NewTimer(s.cfg.CloseGrace + s.cfg.FlushInterval + time.Second)
 	poll := time.NewTicker(10 * time.Millisecond)
 wait:
-	for s.active.Load() > 0 {
+	for s.open.Load() > 0 {
 		select {
 		case <-poll.C:
 		case <-wait.C:
@@ -335,6 +336,19 @@ wait:
 	_ = s.engine.Shutdown(sctx)
 	s.closeWatchers(ErrClosed)
 	return err
+}
+
+// openConns lists the sockets in the hub that are not closing.
+func (s *Server) openConns() []*conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	list := make([]*conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		if !c.closing.Load() {
+			list = append(list, c)
+		}
+	}
+	return list
 }
 
 // refusal reasons in Stats.ConnectionsRefused (DESIGN.md error reasons where one fits).
@@ -514,6 +528,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 		}
 	}
 	c.lastActivity.Store(now.UnixNano())
+	s.open.Add(1)
 	ws.SetSession(c)
 	s.mu.Lock()
 	s.conns[c.id] = c
@@ -589,6 +604,7 @@ func (s *Server) onClose(ws *websocket.Conn, err error) {
 	if !ok {
 		return
 	}
+	s.open.Add(-1)
 	code, reason := int(c.closeCode.Load()), ""
 	var ce *websocket.CloseError
 	if code == 0 && errors.As(err, &ce) {
@@ -655,8 +671,7 @@ func (s *Server) sweep() {
 			if p := c.pingSent.Load(); p != 0 {
 				if nowNs-p > int64(s.cfg.PongTimeout) {
 					s.st.staleClosed.Add(1)
-					c.sendRaw(wsFrame(opText, protocol.EncodeError(protocol.CodePongTimeout, "Pong reply not received in time", "")))
-					c.closeWith(protocol.CodePongTimeout, "Pong reply not received in time", false)
+					c.closeWithError(protocol.CodePongTimeout, "Pong reply not received in time")
 				}
 				continue
 			}
@@ -670,8 +685,7 @@ func (s *Server) sweep() {
 				continue
 			}
 			if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
-				c.sendRaw(wsFrame(opText, protocol.EncodeError(protocol.CodeUnauthorized, "Connection not authorized within timeout", "")))
-				c.closeWith(protocol.CodeUnauthorized, "Connection not authorized within timeout", false)
+				c.closeWithError(protocol.CodeUnauthorized, "Connection not authorized within timeout")
 			}
 		}
 	}

@@ -5,5 +5,6 @@
 //
 // Guarantees: an unhealthy verdict or a started shutdown makes every
 // grpc.health.v1 service NOT_SERVING and /readyz 503; once shutdown starts,
-// no later evaluation turns them back to SERVING.
+// no later evaluation turns them back to SERVING, and every evaluation
+// (GetHealthStatus) says unhealthy with the reason "shutting down".
 package health

@@ -44,6 +44,10 @@ type Report struct {
 	CheckedAt time.Time
 }
 
+// ReasonShuttingDown is the reason of the unhealthy verdict every
+// evaluation gives once Shutdown was called.
+const ReasonShuttingDown = "shutting down"
+
 // Evaluator computes the current verdict. It is called on every readiness
 // probe and by Refresh; it must be cheap.
 type Evaluator func(ctx context.Context) Report
@@ -94,10 +98,14 @@ func (s *Server) Refresh(ctx context.Context) Report {
 	r := eval(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last = r
 	if s.shutdown.Load() {
+		// The figures stay; the verdict is what load balancers act on.
+		r.Status = Unhealthy
+		r.Reasons = append(r.Reasons, ReasonShuttingDown)
+		s.last = r
 		return r
 	}
+	s.last = r
 	st := healthpb.HealthCheckResponse_SERVING
 	if r.Status == Unhealthy {
 		st = healthpb.HealthCheckResponse_NOT_SERVING
@@ -115,8 +123,9 @@ func (s *Server) Last() Report {
 	return s.last
 }
 
-// Shutdown marks every service NOT_SERVING for good and fails readiness,
-// so load balancers drain before the listeners stop.
+// Shutdown marks every service NOT_SERVING for good, fails readiness and
+// makes every later evaluation unhealthy (ReasonShuttingDown), so load
+// balancers drain before the listeners stop.
 func (s *Server) Shutdown() {
 	if s.shutdown.Swap(true) {
 		return

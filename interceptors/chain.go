@@ -7,9 +7,10 @@ import (
 )
 
 // Chain is the server's interceptor chain, in order: logging, error
-// mapping, service auth, rate limit, recovery (last, so a panic anywhere in
-// a handler becomes INTERNAL and still passes through error mapping and
-// logging). Tracing is a stats handler (otelgrpc) outside the chain.
+// mapping, service auth, rate limit, the stream stopper (streams only),
+// recovery (last, so a panic anywhere in a handler becomes INTERNAL and
+// still passes through error mapping and logging). Tracing is a stats
+// handler (otelgrpc) outside the chain.
 type Chain struct {
 	Log    *slog.Logger
 	Errors *ErrorMapper
@@ -17,6 +18,9 @@ type Chain struct {
 	// RateLimit interceptors; nil means none.
 	RateLimitUnary  grpc.UnaryServerInterceptor
 	RateLimitStream grpc.StreamServerInterceptor
+	// Streams ends streaming calls at shutdown; nil means streams run until
+	// they end or the server is stopped.
+	Streams *StreamStopper
 }
 
 // ServerOptions returns the chain as server options.
@@ -36,6 +40,9 @@ func (c *Chain) stream() []grpc.StreamServerInterceptor {
 	stream := []grpc.StreamServerInterceptor{LoggingStream(c.Log), c.Errors.Stream(), c.Auth.Stream()}
 	if c.RateLimitStream != nil {
 		stream = append(stream, c.RateLimitStream)
+	}
+	if c.Streams != nil {
+		stream = append(stream, c.Streams.Stream())
 	}
 	return append(stream, RecoveryStream(c.Log))
 }

@@ -12,4 +12,7 @@
 // UNAUTHENTICATED whatever it claims) carrying the scope MethodScopes names
 // in its space-separated "scope" string; methods missing from that table are
 // refused.
+// At shutdown, StreamStopper ends every open stream with UNAVAILABLE
+// (CONNECTION_FAILED) and refuses new ones, so that no stream holds the
+// graceful stop; unary calls in flight still finish.
 package interceptors

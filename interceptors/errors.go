@@ -74,6 +74,7 @@ var errorTable = []mapping{
 	{target: edge.ErrLimit, code: codes.FailedPrecondition, reason: ReasonLimitExceeded, expose: true},
 	{target: edge.ErrWatcherLagged, code: codes.ResourceExhausted, reason: ReasonWatcherLagged, expose: true},
 	{target: edge.ErrClosed, code: codes.Unavailable, reason: ReasonConnectionFailed, message: "server is shutting down"},
+	{target: ErrShuttingDown, code: codes.Unavailable, reason: ReasonConnectionFailed, expose: true},
 	{target: context.DeadlineExceeded, code: codes.DeadlineExceeded, reason: ReasonMessageDeliveryFailed, message: "deadline exceeded"},
 	{target: context.Canceled, code: codes.Canceled, reason: ReasonInternal, message: "request canceled"},
 }

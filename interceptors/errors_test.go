@@ -57,6 +57,7 @@ func TestMap(t *testing.T) {
 		{name: "edge limit", err: fmt.Errorf("%w: subscriptions", edge.ErrLimit), code: codes.FailedPrecondition, reason: "LIMIT_EXCEEDED"},
 		{name: "watcher lagged", err: edge.ErrWatcherLagged, code: codes.ResourceExhausted, reason: "WATCHER_LAGGED"},
 		{name: "edge closed", err: edge.ErrClosed, code: codes.Unavailable, reason: "CONNECTION_FAILED"},
+		{name: "shutting down", err: interceptors.ErrShuttingDown, code: codes.Unavailable, reason: "CONNECTION_FAILED"},
 		{name: "failed precondition", err: fmt.Errorf("%w: pusher driver has no sockets", interceptors.ErrFailedPrecondition), code: codes.FailedPrecondition, reason: "FAILED_PRECONDITION"},
 		{name: "deadline", err: context.DeadlineExceeded, code: codes.DeadlineExceeded, reason: "MESSAGE_DELIVERY_FAILED", hideMessage: true},
 		{name: "unknown error is internal", err: internalCause, code: codes.Internal, reason: "INTERNAL", hideMessage: true},

@@ -235,6 +235,18 @@ func (c *Client) SignIn(userID string) {
 	c.Expect(protocol.EventSigninSuccess, "")
 }
 
+// CloseFrame is the server's close frame once the connection has ended
+// (Frames closed), and false when it ended without one (a bare EOF or reset).
+func (c *Client) CloseFrame() (wsutil.ClosedError, bool) {
+	<-c.done
+	select {
+	case ce := <-c.closed:
+		return ce, true
+	default:
+		return wsutil.ClosedError{}, false
+	}
+}
+
 // CloseCode waits for the server's close frame.
 func (c *Client) CloseCode() wsutil.ClosedError {
 	c.t.Helper()

@@ -12,9 +12,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 )
 
 func dial(t *testing.T, addr string) *grpc.ClientConn {
@@ -116,17 +120,22 @@ func TestServeHealthReflectionAndSIGTERM(t *testing.T) {
 	}
 }
 
-// TestShutdownForcesAfterDeadline: a stream that never ends cannot hold the
-// process past the shutdown deadline.
-func TestShutdownForcesAfterDeadline(t *testing.T) {
+// TestShutdownIsNotHeldByStreams: an open unauthenticated health Watch (as
+// clients with client-side health checking keep) sees NOT_SERVING when
+// SIGTERM arrives; during shutdownDelay calls still succeed; then the watch
+// ends with UNAVAILABLE instead of holding the process until the shutdown
+// deadline, and the process exits well before it.
+func TestShutdownIsNotHeldByStreams(t *testing.T) {
+	const delay, timeout = time.Second, 10 * time.Second
 	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
-	if err := os.WriteFile(cfg, []byte("shutdownTimeout: 2s\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("shutdownTimeout: 10s\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := StartServer(t, []string{"PUSHERCM_CONFIG=" + cfg})
+	s := StartServer(t, []string{"PUSHERCM_CONFIG=" + cfg, "PUSHERCM_SHUTDOWN_DELAY=1s"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	watch, err := healthpb.NewHealthClient(dial(t, s.GRPCAddr)).Watch(ctx, &healthpb.HealthCheckRequest{})
+	conn := dial(t, s.GRPCAddr)
+	watch, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,15 +144,26 @@ func TestShutdownForcesAfterDeadline(t *testing.T) {
 	}
 	start := time.Now()
 	s.Signal(t, syscall.SIGTERM)
+	if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("after SIGTERM the watch got %v %v, want NOT_SERVING", r, err)
+	}
+	if _, err := pushercmv1.NewBroadcastServiceClient(conn).SendEvent(publishContext(t, ctx), &pushercmv1.SendEventRequest{
+		Event: &pushercmv1.Event{Channels: []string{"news"}, Name: "late", Payload: &pushercmv1.Event_Data{Data: "{}"}},
+	}); err != nil {
+		t.Errorf("SendEvent during shutdownDelay: %v", err)
+	}
+	if _, err := watch.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("the watch ended with %v, want UNAVAILABLE", err)
+	}
 	code, err := s.Wait(ctx)
 	if err != nil || code != 0 {
 		t.Fatalf("exit code %d, err %v", code, err)
 	}
-	if d := time.Since(start); d < 2*time.Second || d > 8*time.Second {
-		t.Fatalf("forced shutdown took %v, want about the 2s deadline", d)
+	if d := time.Since(start); d < delay || d > delay+timeout/2 {
+		t.Fatalf("shutdown took %v with shutdownDelay %v and shutdownTimeout %v", d, delay, timeout)
 	}
-	if !strings.Contains(s.Log(), "forcing") {
-		t.Fatalf("no forced stop logged:\n%s", s.Log())
+	if strings.Contains(s.Log(), "forcing") {
+		t.Fatalf("the graceful stop was forced:\n%s", s.Log())
 	}
 }
 
