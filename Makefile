@@ -6,7 +6,13 @@ BUF       := $(GO) tool -modfile=tools/go.mod buf
 LINT      := $(GO) tool -modfile=tools/go.mod golangci-lint
 BIN       := bin/pushercm
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# A static binary (no cgo: it runs in a scratch or distroless image) that
+# carries its identity (`pushercm version`, pushercm_build_info).
+LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
+	-X github.com/milequest/pushercm/app.Commit=$(COMMIT) \
+	-X github.com/milequest/pushercm/app.BuildDate=$(BUILD_DATE)
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
@@ -15,7 +21,7 @@ BENCHTIME ?= 1s
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushercm
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushercm
 
 ## run: build and start `pushercm serve --dev` on the embedded driver.
 run: build

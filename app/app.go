@@ -33,8 +33,14 @@ import (
 	"github.com/milequest/pushercm/telemetry"
 )
 
-// Version is the build's version, set with -ldflags "-X ...app.Version=v1.2.3".
-var Version = "dev"
+// Build identity, set by `make build` with -ldflags "-X ...app.Version=v1.2.3
+// -X ...app.Commit=<sha> -X ...app.BuildDate=<RFC 3339>". `pushercm version`
+// prints them and /metrics exports them as pushercm_build_info.
+var (
+	Version   = "dev"
+	Commit    = "unknown"
+	BuildDate = "unknown"
+)
 
 // App is one pushercm process: the gRPC server, the realtime listener and
 // the ops listener, wired to the domain packages.
@@ -163,6 +169,10 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			_ = a.Shutdown(context.Background())
 			return nil, err
 		}
+	}
+	if err := a.registerStatusMetrics(); err != nil {
+		_ = a.Shutdown(context.Background())
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	if config.Bool(a.cfg.GRPC.Reflection, true) {
 		reflection.Register(a.grpc)
