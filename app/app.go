@@ -72,6 +72,7 @@ type App struct {
 
 	grpc    *grpc.Server
 	ops     *http.Server
+	tls     *listenerTLS
 	grpcLn  net.Listener
 	opsLn   net.Listener
 	rtLn    net.Listener
@@ -124,6 +125,10 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		pushercmv1.ConnectionService_ServiceDesc.ServiceName,
 	}, nil)
 
+	if a.tls, err = a.newListenerTLS(); err != nil {
+		return nil, err
+	}
+
 	if cfg.Driver == config.DriverEmbedded {
 		opts, err := edgeLimitOptions(cfg.Edge)
 		if err != nil {
@@ -147,7 +152,9 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			a.closers = append(a.closers, a.webhooks.Close)
 			opts = append(opts, edge.WithWebhookSink(a.webhooks))
 		}
-		a.edge, err = edge.New(edgeConfig(cfg, a.log), opts...)
+		ec := edgeConfig(cfg, a.log)
+		ec.TLS = edgeTLS(a.tls.http)
+		a.edge, err = edge.New(ec, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -298,6 +305,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 	if n := cfg.StreamWorkerCount(); n > 0 {
 		opts = append(opts, grpc.NumStreamWorkers(uint32(n)))
 	}
+	opts = append(opts, a.tls.grpcOptions()...)
 	opts = append(opts, chain.ServerOptions()...)
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, a.health.GRPC())
@@ -329,6 +337,7 @@ func (a *App) Start() error {
 		_ = a.grpcLn.Close()
 		return fmt.Errorf("ops listener: %w", err)
 	}
+	a.opsLn = wrapTLS(a.opsLn, a.tls.ops)
 	if a.edge != nil {
 		if err := a.edge.Start(a.cfg.HTTP.Addr); err != nil {
 			_ = a.grpcLn.Close()
@@ -342,7 +351,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("realtime listener: %w", err)
 		}
 		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = a.realtime.Serve(a.rtLn) }()
+		go func() { _ = a.realtime.Serve(wrapTLS(a.rtLn, a.tls.http)) }()
 	}
 	a.started = time.Now()
 	go func() {
@@ -356,7 +365,9 @@ func (a *App) Start() error {
 		}
 	}()
 	a.log.Info("pushercm serving", "version", Version, "driver", a.cfg.Driver,
-		"grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "ops", a.OpsAddr())
+		"grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "ops", a.OpsAddr(),
+		"tls_grpc", a.tls.grpc != nil, "mtls_grpc", a.cfg.GRPC.TLS.ClientCAFile != "",
+		"tls_http", a.tls.http != nil, "tls_ops", a.tls.ops != nil)
 	return nil
 }
 

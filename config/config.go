@@ -100,6 +100,9 @@ type GRPC struct {
 	// so no call waits for a worker. Default 0: 4 per GOMAXPROCS. -1: none
 	// (a new goroutine per call, grpc-go's default).
 	StreamWorkers int `yaml:"streamWorkers"`
+	// TLS for gRPC, with optional mTLS. PUSHERCM_GRPC_TLS_CERT_FILE,
+	// PUSHERCM_GRPC_TLS_KEY_FILE, PUSHERCM_GRPC_TLS_CLIENT_CA_FILE.
+	TLS GRPCTLS `yaml:"tls"`
 }
 
 // maxStreamWorkers bounds grpc.streamWorkers: each is a goroutine started
@@ -141,6 +144,9 @@ type HTTP struct {
 	// AllowedOrigins for WebSocket upgrades and CORS on the auth
 	// endpoints. Empty: any origin (Pusher's behaviour).
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// TLS makes the listener wss:// and https:// (WebSocket, HTTP API, auth
+	// endpoints). PUSHERCM_HTTP_TLS_CERT_FILE, PUSHERCM_HTTP_TLS_KEY_FILE.
+	TLS TLS `yaml:"tls"`
 }
 
 // Ops configures the operations listener.
@@ -151,6 +157,9 @@ type Ops struct {
 	// false; it exposes internals, so only turn it on where the ops port is
 	// private.
 	Pprof bool `yaml:"pprof"`
+	// TLS serves /metrics, /healthz and /readyz over HTTPS.
+	// PUSHERCM_OPS_TLS_CERT_FILE, PUSHERCM_OPS_TLS_KEY_FILE.
+	TLS TLS `yaml:"tls"`
 }
 
 // Log configures logging.
@@ -285,9 +294,10 @@ func Default() Config {
 				Timeout: 20 * time.Second,
 				MinTime: 10 * time.Second,
 			},
+			TLS: GRPCTLS{TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
 		},
-		HTTP:        HTTP{Addr: ":6001"},
-		Ops:         Ops{Addr: ":9464"},
+		HTTP:        HTTP{Addr: ":6001", TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
+		Ops:         Ops{Addr: ":9464", TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
 		Log:         Log{Level: "INFO", Format: "text"},
 		Pusher:      pusherdriver.Config{Cluster: pusherdriver.DefaultCluster},
 		JWT:         JWT{Leeway: 30 * time.Second, JWKSRefresh: 10 * time.Minute},
@@ -455,6 +465,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Health.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {

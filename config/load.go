@@ -59,6 +59,13 @@ var settings = []setting{
 		return nil
 	}},
 	{env: []string{"PUSHERCM_LOG_FORMAT"}, flag: "log-format", usage: "text or json", set: str(func(c *Config) *string { return &c.Log.Format })},
+	{env: []string{"PUSHERCM_GRPC_TLS_CERT_FILE"}, set: str(func(c *Config) *string { return &c.GRPC.TLS.CertFile })},
+	{env: []string{"PUSHERCM_GRPC_TLS_KEY_FILE"}, set: str(func(c *Config) *string { return &c.GRPC.TLS.KeyFile })},
+	{env: []string{"PUSHERCM_GRPC_TLS_CLIENT_CA_FILE"}, set: str(func(c *Config) *string { return &c.GRPC.TLS.ClientCAFile })},
+	{env: []string{"PUSHERCM_HTTP_TLS_CERT_FILE"}, set: str(func(c *Config) *string { return &c.HTTP.TLS.CertFile })},
+	{env: []string{"PUSHERCM_HTTP_TLS_KEY_FILE"}, set: str(func(c *Config) *string { return &c.HTTP.TLS.KeyFile })},
+	{env: []string{"PUSHERCM_OPS_TLS_CERT_FILE"}, set: str(func(c *Config) *string { return &c.Ops.TLS.CertFile })},
+	{env: []string{"PUSHERCM_OPS_TLS_KEY_FILE"}, set: str(func(c *Config) *string { return &c.Ops.TLS.KeyFile })},
 	{env: []string{"PUSHERCM_REDIS_URL"}, set: str(func(c *Config) *string { return &c.Redis.URL })},
 	{env: []string{"PUSHER_APP_ID"}, set: str(func(c *Config) *string { return &c.Pusher.AppID })},
 	{env: []string{"NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY"}, set: str(func(c *Config) *string { return &c.Pusher.Key })},

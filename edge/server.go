@@ -148,9 +148,8 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
 	s.ln = ln
-	s.engine = nbhttp.NewEngine(nbhttp.Config{
+	ncfg := nbhttp.Config{
 		Network: "tcp",
-		Addrs:   []string{ln.Addr().String()},
 		Listen: func(string, string) (net.Listener, error) {
 			return ln, nil
 		},
@@ -164,7 +163,13 @@ func (s *Server) Start(addr string) error {
 		MessageHandlerPoolSize: runtime.NumCPU() * 64,
 		KeepaliveTime:          cfg.HandshakeTimeout,
 		MaxLoad:                1 << 20,
-	})
+	}
+	if cfg.TLS != nil {
+		ncfg.AddrsTLS, ncfg.TLSConfig = []string{ln.Addr().String()}, cfg.TLS
+	} else {
+		ncfg.Addrs = []string{ln.Addr().String()}
+	}
+	s.engine = nbhttp.NewEngine(ncfg)
 	s.engine.OnWrittenSize(s.onWritten)
 	if raceEnabled {
 		// The empty critical sections are the point: the lock/unlock pair is only a
