@@ -16,7 +16,7 @@ LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps promtool bench bench-auth bench-broadcast fmt clean
 
 all: build
 
@@ -28,7 +28,7 @@ run: build
 	./$(BIN) serve --dev
 
 ## test: everything CI runs (the README's test command).
-test: vet buflint checkgenerate js-deps unit
+test: vet buflint checkgenerate js-deps promtool unit
 
 vet:
 	$(GO) vet ./...
@@ -42,6 +42,13 @@ unit:
 ## js-deps: install the pinned pusher-js and pusher npm packages for the interop tests.
 js-deps:
 	cd test/js && npm ci --no-audit --no-fund --loglevel=error
+
+## promtool: install promtool (Debian's prometheus package) for the alert
+## rule tests when it is missing; needs root and apt-get.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 ## generate: regenerate gen/ from proto/ with buf and the pinned plugins.
 generate:
