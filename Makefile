@@ -16,7 +16,7 @@ LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps promtool bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps promtool chart bench bench-auth bench-broadcast fmt clean
 
 all: build
 
@@ -28,7 +28,7 @@ run: build
 	./$(BIN) serve --dev
 
 ## test: everything CI runs (the README's test command).
-test: vet buflint checkgenerate js-deps promtool unit
+test: vet buflint checkgenerate js-deps promtool unit chart
 
 vet:
 	$(GO) vet ./...
@@ -42,6 +42,11 @@ unit:
 ## js-deps: install the pinned pusher-js and pusher npm packages for the interop tests.
 js-deps:
 	cd test/js && npm ci --no-audit --no-fund --loglevel=error
+
+## chart: helm lint, helm template and strict schema checks of the Helm chart,
+## in the deploy/ module that pins helm and the Kubernetes API types.
+chart:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## promtool: install promtool (Debian's prometheus package) for the alert
 ## rule tests when it is missing; needs root and apt-get.
