@@ -3,6 +3,8 @@ package deploy_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -10,10 +12,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/internal/testcerts"
 )
 
@@ -165,6 +173,73 @@ func TestTLSEveryListener(t *testing.T) {
 		// through TLS to the API.
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("GET /apps/app-id/channels unsigned: %d, want 401", resp.StatusCode)
+		}
+	})
+
+	t.Run("a wss:// subscriber receives more than the write queue holds", func(t *testing.T) {
+		// TLS sockets are written through the event loop, which reports the
+		// ciphertext it wrote; the edge's per-socket queue accounting must
+		// still drain, or a busy TLS client is closed as a slow consumer.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: s.ca.Pool()}}.
+			Dial(ctx, "wss://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close() }()
+		var rd io.Reader = conn
+		if br != nil {
+			rd = io.MultiReader(br, conn)
+		}
+		rw := struct {
+			io.Reader
+			io.Writer
+		}{rd, conn}
+		_ = conn.SetDeadline(time.Now().Add(50 * time.Second))
+		waitFrame(t, rw, "pusher:connection_established")
+		if err := wsutil.WriteClientText(conn, []byte(`{"event":"pusher:subscribe","data":{"channel":"bulk"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		waitFrame(t, rw, "pusher_internal:subscription_succeeded")
+
+		gc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(
+			&tls.Config{RootCAs: s.ca.Pool(), Certificates: []tls.Certificate{pair}})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = gc.Close() }()
+		tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "bulk", Scopes: []string{"events:publish"}, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+		bc := pushercmv1.NewBroadcastServiceClient(gc)
+		const events, size = 100, 9000 // 900 KB, over the 256 KiB write queue
+		data := `"` + strings.Repeat("x", size) + `"`
+		got := make(chan error, 1)
+		go func() {
+			n := 0
+			for n < events {
+				b, op, err := wsutil.ReadServerData(rw)
+				if err != nil {
+					got <- fmt.Errorf("after %d events: %w", n, err)
+					return
+				}
+				if op == ws.OpText && strings.Contains(string(b), `"event":"big"`) {
+					n++
+				}
+			}
+			got <- nil
+		}()
+		for i := range events {
+			if _, err := bc.SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+				Channels: []string{"bulk"}, Name: "big", Payload: &pushercmv1.Event_Data{Data: data}}}); err != nil {
+				t.Fatalf("SendEvent %d: %v", i, err)
+			}
+		}
+		if err := <-got; err != nil {
+			t.Fatal(err)
 		}
 	})
 
