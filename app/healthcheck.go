@@ -103,7 +103,7 @@ func probe(ctx context.Context, client *http.Client, url string, out io.Writer) 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errNotReady, err)
+		return fmt.Errorf("%w: %w", errNotReady, err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

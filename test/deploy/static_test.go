@@ -227,7 +227,7 @@ func startServer(t *testing.T, cmd *exec.Cmd, adjust ...func(*exec.Cmd)) *server
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
-			<-s.done
+			<-s.done //nolint:errcheck // killed just above: the exit error is expected
 		}
 		if t.Failed() {
 			t.Logf("pushercm log:\n%s", s.logText())
