@@ -264,3 +264,30 @@ func TestTLSEveryListener(t *testing.T) {
 		}
 	})
 }
+
+// TestTLSRealtimeOnPusherDriver: on the pusher driver the realtime listener
+// is net/http, not the embedded server; it serves https:// too.
+func TestTLSRealtimeOnPusherDriver(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "pushercm test CA")
+	cert, key := ca.Server(t, "pusher-driver")
+	cmd := exec.Command(staticBinary(t), "serve", "--dev", "--driver", "pusher",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	cmd.Env = append(cleanEnv(), "PUSHER_HOST=127.0.0.1:1",
+		"PUSHERCM_HTTP_TLS_CERT_FILE="+testcerts.Write(t, dir, "tls.crt", cert),
+		"PUSHERCM_HTTP_TLS_KEY_FILE="+testcerts.Write(t, dir, "tls.key", key))
+	s := startServer(t, cmd)
+	if cn := servedCN(t, s.http, ca, nil); cn != "pusher-driver" {
+		t.Fatalf("served %q", cn)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	resp, err := client.Post("https://"+s.http+"/pusher/auth", "application/x-www-form-urlencoded", strings.NewReader("socket_id=1.1&channel_name=private-x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	// No bearer token: refused, by the auth endpoint, over TLS.
+	if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST /pusher/auth without a token: %d", resp.StatusCode)
+	}
+}
