@@ -7,23 +7,29 @@ BUF       := $(GO) tool -modfile=tools/go.mod buf
 LINT      := $(GO) tool -modfile=tools/go.mod golangci-lint
 BIN       := bin/pushercm
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# A static binary (no cgo: it runs in a scratch or distroless image) that
+# carries its identity (`pushercm version`, pushercm_build_info).
+LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
+	-X github.com/milequest/pushercm/app.Commit=$(COMMIT) \
+	-X github.com/milequest/pushercm/app.BuildDate=$(BUILD_DATE)
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast fmt clean
 
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushercm
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pushercm
 
 ## run: build and start `pushercm serve --dev` on the embedded driver.
 run: build
 	./$(BIN) serve --dev
 
 ## test: everything CI runs (the README's test command).
-test: vet buflint checkgenerate js-deps browser-deps unit
+test: vet buflint checkgenerate js-deps browser-deps promtool unit chart
 
 vet:
 	$(GO) vet ./...
@@ -49,6 +55,18 @@ browser-deps:
 ## browser test that also checks the pages.
 screenshots: js-deps browser-deps
 	PUSHERCM_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run TestDemoAndConsole ./test/browser/
+
+## chart: helm lint, helm template and strict schema checks of the Helm chart,
+## in the deploy/ module that pins helm and the Kubernetes API types.
+chart:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+## promtool: install promtool (Debian's prometheus package) for the alert
+## rule tests when it is missing; needs root and apt-get.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 ## generate: regenerate gen/ from proto/ with buf and the pinned plugins.
 generate:

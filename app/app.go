@@ -35,8 +35,14 @@ import (
 	"github.com/milequest/pushercm/telemetry"
 )
 
-// Version is the build's version, set with -ldflags "-X ...app.Version=v1.2.3".
-var Version = "dev"
+// Build identity, set by `make build` with -ldflags "-X ...app.Version=v1.2.3
+// -X ...app.Commit=<sha> -X ...app.BuildDate=<RFC 3339>". `pushercm version`
+// prints them and /metrics exports them as pushercm_build_info.
+var (
+	Version   = "dev"
+	Commit    = "unknown"
+	BuildDate = "unknown"
+)
 
 // App is one pushercm process: the gRPC server, the realtime listener and
 // the ops listener, wired to the domain packages.
@@ -75,6 +81,7 @@ type App struct {
 	// graceful stop does not wait for streams that never end on their own.
 	streams *interceptors.StreamStopper
 	ops     *http.Server
+	tls     *listenerTLS
 	grpcLn  net.Listener
 	opsLn   net.Listener
 	rtLn    net.Listener
@@ -135,6 +142,10 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		pushercmv1.ConnectionService_ServiceDesc.ServiceName,
 	}, nil)
 
+	if a.tls, err = a.newListenerTLS(); err != nil {
+		return nil, err
+	}
+
 	if cfg.Driver == config.DriverEmbedded {
 		opts, err := edgeLimitOptions(cfg.Edge)
 		if err != nil {
@@ -158,7 +169,9 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			a.closers = append(a.closers, a.webhooks.Close)
 			opts = append(opts, edge.WithWebhookSink(a.webhooks))
 		}
-		a.edge, err = edge.New(edgeConfig(cfg, a.log), opts...)
+		ec := edgeConfig(cfg, a.log)
+		ec.TLS = edgeTLS(a.tls.http)
+		a.edge, err = edge.New(ec, opts...)
 		if err != nil {
 			return nil, err
 		}
@@ -181,6 +194,10 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			_ = a.Shutdown(context.Background())
 			return nil, err
 		}
+	}
+	if err := a.registerStatusMetrics(); err != nil {
+		_ = a.Shutdown(context.Background())
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	if config.Bool(a.cfg.GRPC.Reflection, true) {
 		reflection.Register(a.grpc)
@@ -351,6 +368,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 	if n := cfg.StreamWorkerCount(); n > 0 {
 		opts = append(opts, grpc.NumStreamWorkers(uint32(n)))
 	}
+	opts = append(opts, a.tls.grpcOptions()...)
 	opts = append(opts, chain.ServerOptions()...)
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, a.health.GRPC())
@@ -382,6 +400,7 @@ func (a *App) Start() error {
 		_ = a.grpcLn.Close()
 		return fmt.Errorf("ops listener: %w", err)
 	}
+	a.opsLn = wrapTLS(a.opsLn, a.tls.ops)
 	if a.edge != nil {
 		if err := a.edge.Start(a.cfg.HTTP.Addr); err != nil {
 			_ = a.grpcLn.Close()
@@ -395,7 +414,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("realtime listener: %w", err)
 		}
 		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: a.cfg.HTTP.MaxHeaderBytes}
-		go func() { _ = a.realtime.Serve(a.rtLn) }()
+		go func() { _ = a.realtime.Serve(wrapTLS(a.rtLn, a.tls.http)) }()
 	}
 	a.started = time.Now()
 	go func() {
@@ -416,7 +435,9 @@ func (a *App) Start() error {
 		}
 	}()
 	a.log.Info("pushercm serving", "version", Version, "driver", a.cfg.Driver,
-		"grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "ops", a.OpsAddr())
+		"grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "ops", a.OpsAddr(),
+		"tls_grpc", a.tls.grpc != nil, "mtls_grpc", a.cfg.GRPC.TLS.ClientCAFile != "",
+		"tls_http", a.tls.http != nil, "tls_ops", a.tls.ops != nil)
 	return nil
 }
 

@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +43,7 @@ own embedded Pusher-protocol server (the default) or through Pusher.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), tokenCommand(), versionCommand(), rulesCommand())
+	root.AddCommand(serveCommand(), tokenCommand(), versionCommand(), rulesCommand(), healthcheckCommand())
 	return root
 }
 
@@ -230,14 +230,13 @@ connections:write.`,
 func versionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, commit, build date and Go version",
 		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			v := Version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			_, _ = fmt.Fprintf(cmd.OutOrStdout(), "pushercm %s\n", v)
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b := Build()
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "pushercm %s\ncommit: %s\nbuilt: %s\ngo: %s %s/%s\n",
+				b.Version, b.Commit, b.Date, b.GoVersion, runtime.GOOS, runtime.GOARCH)
+			return err
 		},
 	}
 }

@@ -128,6 +128,9 @@ type GRPC struct {
 	// so no call waits for a worker. Default 0: 4 per GOMAXPROCS. -1: none
 	// (a new goroutine per call, grpc-go's default).
 	StreamWorkers int `yaml:"streamWorkers"`
+	// TLS for gRPC, with optional mTLS. PUSHERCM_GRPC_TLS_CERT_FILE,
+	// PUSHERCM_GRPC_TLS_KEY_FILE, PUSHERCM_GRPC_TLS_CLIENT_CA_FILE.
+	TLS GRPCTLS `yaml:"tls"`
 }
 
 // maxStreamWorkers bounds grpc.streamWorkers: each is a goroutine started
@@ -191,6 +194,9 @@ type HTTP struct {
 	// default): user_info comes from the token alone. The gRPC
 	// AuthService, called by the trusted web app, is not limited by this.
 	BrowserUserInfoKeys []string `yaml:"browserUserInfoKeys"`
+	// TLS makes the listener wss:// and https:// (WebSocket, HTTP API, auth
+	// endpoints). PUSHERCM_HTTP_TLS_CERT_FILE, PUSHERCM_HTTP_TLS_KEY_FILE.
+	TLS TLS `yaml:"tls"`
 }
 
 // Ops configures the operations listener.
@@ -207,6 +213,9 @@ type Ops struct {
 	// token, so it shows nothing a token could not read over gRPC.
 	// PUSHERCM_OPS_CONSOLE.
 	Console bool `yaml:"console"`
+	// TLS serves /metrics, /healthz and /readyz over HTTPS.
+	// PUSHERCM_OPS_TLS_CERT_FILE, PUSHERCM_OPS_TLS_KEY_FILE.
+	TLS TLS `yaml:"tls"`
 }
 
 // Demo configures the demo app.
@@ -410,9 +419,10 @@ func Default() Config {
 				Timeout: 20 * time.Second,
 				MinTime: 10 * time.Second,
 			},
+			TLS: GRPCTLS{TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
 		},
-		HTTP:        HTTP{Addr: ":6001", MaxHeaderBytes: 32 << 10},
-		Ops:         Ops{Addr: ":9464"},
+		HTTP:        HTTP{Addr: ":6001", MaxHeaderBytes: 32 << 10, TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
+		Ops:         Ops{Addr: ":9464", TLS: TLS{ReloadInterval: defaultTLSReloadInterval}},
 		Log:         Log{Level: "INFO", Format: "text"},
 		Pusher:      pusherdriver.Config{Cluster: pusherdriver.DefaultCluster},
 		JWT:         JWT{Leeway: 30 * time.Second, JWKSRefresh: 10 * time.Minute},
@@ -617,6 +627,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Health.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ShutdownTimeout <= 0 {

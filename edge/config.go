@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/lesismal/llib/std/crypto/tls"
+
 	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
@@ -126,6 +128,12 @@ type Config struct {
 	// Logger receives connection errors (Debug) and server problems (Warn/Error).
 	// Default: discard.
 	Logger *slog.Logger
+	// TLS, when set, serves wss:// and https:// instead of ws:// and http://.
+	// It is nbio's fork of crypto/tls (the event loop decrypts in place);
+	// set GetCertificate to rotate certificates without a restart. TLS
+	// sockets are written through the event loop, never by io_uring, which
+	// would bypass the encryption.
+	TLS *tls.Config
 }
 
 // Defaults.

@@ -182,9 +182,8 @@ func (s *Server) Start(addr string) error {
 	}
 	s.ln = ln
 	maxBody := s.maxBodyLimit()
-	s.engine = nbhttp.NewEngine(nbhttp.Config{
+	ncfg := nbhttp.Config{
 		Network: "tcp",
-		Addrs:   []string{ln.Addr().String()},
 		Listen: func(string, string) (net.Listener, error) {
 			return ln, nil
 		},
@@ -204,7 +203,13 @@ func (s *Server) Start(addr string) error {
 		// for the largest message the upgrader takes.
 		MaxHTTPBodySize: int(maxBody),
 		ReadLimit:       max(int(maxBody)+cfg.MaxHeaderBytes, cfg.MaxFrameBytes*4+14) + 2*readBufferSize,
-	})
+	}
+	if cfg.TLS != nil {
+		ncfg.AddrsTLS, ncfg.TLSConfig = []string{ln.Addr().String()}, cfg.TLS
+	} else {
+		ncfg.Addrs = []string{ln.Addr().String()}
+	}
+	s.engine = nbhttp.NewEngine(ncfg)
 	s.engine.OnWrittenSize(s.onWritten)
 	if raceEnabled {
 		// The empty critical sections are the point: the lock/unlock pair is only a

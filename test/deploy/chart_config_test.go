@@ -1,0 +1,149 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/milequest/pushercm/config"
+)
+
+// manifest is the part of a rendered Kubernetes object this test reads.
+type manifest struct {
+	Kind     string `yaml:"kind"`
+	Metadata struct {
+		Name string `yaml:"name"`
+	} `yaml:"metadata"`
+	Data       map[string]string `yaml:"data"`
+	StringData map[string]string `yaml:"stringData"`
+	Spec       struct {
+		Template struct {
+			Spec struct {
+				Containers []struct {
+					Env []struct {
+						Name      string `yaml:"name"`
+						Value     string `yaml:"value"`
+						ValueFrom *struct {
+							SecretKeyRef struct {
+								Name string `yaml:"name"`
+								Key  string `yaml:"key"`
+							} `yaml:"secretKeyRef"`
+						} `yaml:"valueFrom"`
+					} `yaml:"env"`
+					EnvFrom []struct {
+						SecretRef struct {
+							Name string `yaml:"name"`
+						} `yaml:"secretRef"`
+					} `yaml:"envFrom"`
+				} `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+// TestChartConfigLoads renders the Helm chart (helm pinned in deploy/go.mod)
+// and loads what a pod would get — the ConfigMap's pushercm.yaml as
+// PUSHERCM_CONFIG, the container's environment with Secret references
+// resolved from the rendered Secret — through pushercm's own loader, which
+// refuses unknown keys and invalid values.
+func TestChartConfigLoads(t *testing.T) {
+	deployDir := filepath.Join(repoRoot(t), "deploy")
+	cases := map[string][]string{
+		"defaults with secrets": {"--set", "secrets.pusherAppId=1001", "--set", "secrets.pusherKey=k",
+			"--set", "secrets.pusherSecret=s", "--set", "secrets.jwtSecret=a-jwt-secret-of-at-least-32-bytes-0123"},
+		"cluster mode": {"-f", "helm/testdata/cluster.yaml"},
+		"tls": {"-f", "helm/testdata/cluster.yaml", "--set", "tls.grpc.enabled=true", "--set", "tls.grpc.secretName=g",
+			"--set", "tls.grpc.clientAuth=true", "--set", "tls.http.enabled=true", "--set", "tls.http.secretName=h",
+			"--set", "tls.ops.enabled=true", "--set", "tls.ops.secretName=o", "--set", "driver=pusher"},
+	}
+	for name, args := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "go", append([]string{"tool", "helm", "template", "pm", "helm/pushercm"}, args...)...)
+			cmd.Dir = deployDir
+			home := t.TempDir()
+			cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home, "HELM_CONFIG_HOME="+home, "HELM_DATA_HOME="+home)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				t.Fatalf("helm template: %v\n%s", err, stderr.String())
+			}
+			var (
+				cfgYAML string
+				secrets = map[string]map[string]string{}
+				env     = map[string]string{}
+				deploy  *manifest
+			)
+			dec := yaml.NewDecoder(bytes.NewReader(out))
+			for {
+				var m manifest
+				if err := dec.Decode(&m); errors.Is(err, io.EOF) {
+					break
+				} else if err != nil {
+					t.Fatal(err)
+				}
+				switch m.Kind {
+				case "ConfigMap":
+					cfgYAML = m.Data["pushercm.yaml"]
+				case "Secret":
+					secrets[m.Metadata.Name] = m.StringData
+				case "Deployment":
+					deploy = &m
+				}
+			}
+			if deploy == nil || cfgYAML == "" {
+				t.Fatalf("no Deployment or no pushercm.yaml in:\n%s", out)
+			}
+			c := deploy.Spec.Template.Spec.Containers[0]
+			for _, ef := range c.EnvFrom {
+				for k, v := range secrets[ef.SecretRef.Name] {
+					env[k] = v
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom != nil {
+					ref := e.ValueFrom.SecretKeyRef
+					v, ok := secrets[ref.Name][ref.Key]
+					if !ok {
+						t.Fatalf("%s refers to %s/%s, which is not rendered", e.Name, ref.Name, ref.Key)
+					}
+					env[e.Name] = v
+					continue
+				}
+				env[e.Name] = e.Value
+			}
+			file := filepath.Join(t.TempDir(), "pushercm.yaml")
+			if err := os.WriteFile(file, []byte(cfgYAML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(env["PUSHERCM_CONFIG"], "/etc/pushercm/") {
+				t.Fatalf("PUSHERCM_CONFIG %q", env["PUSHERCM_CONFIG"])
+			}
+			env["PUSHERCM_CONFIG"] = file
+			l, err := config.Load(config.Source{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+			if err != nil {
+				t.Fatalf("pushercm refuses the chart's configuration: %v\npushercm.yaml:\n%s", err, cfgYAML)
+			}
+			if l.Dev {
+				t.Error("the chart turned dev mode on")
+			}
+			if name == "tls" && (!l.GRPC.TLS.Enabled() || l.GRPC.TLS.ClientCAFile == "" || !l.HTTP.TLS.Enabled() || !l.Ops.TLS.Enabled()) {
+				t.Errorf("TLS not configured: %+v %+v %+v", l.GRPC.TLS, l.HTTP.TLS, l.Ops.TLS)
+			}
+			if name == "cluster mode" && l.Redis.URL != "redis://redis-master:6379/0" {
+				t.Errorf("redis.url %q", l.Redis.URL)
+			}
+		})
+	}
+}

@@ -1,0 +1,215 @@
+package deploy_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"go.yaml.in/yaml/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/config"
+	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+)
+
+var metricName = regexp.MustCompile(`\bpushercm_[a-zA-Z0-9_]+`)
+
+// namedMetrics returns every pushercm_* series name in the expressions of
+// the Grafana dashboards and the Prometheus rules, with where it appears.
+func namedMetrics(t *testing.T) map[string][]string {
+	t.Helper()
+	root := repoRoot(t)
+	names := map[string][]string{}
+	add := func(where, expr string) {
+		for _, n := range metricName.FindAllString(expr, -1) {
+			if !slices.Contains(names[n], where) {
+				names[n] = append(names[n], where)
+			}
+		}
+	}
+	dashboards, err := filepath.Glob(filepath.Join(root, "deploy", "grafana", "*.json"))
+	if err != nil || len(dashboards) == 0 {
+		t.Fatalf("no dashboards under deploy/grafana (%v)", err)
+	}
+	for _, f := range dashboards {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		walk(doc, "expr", func(v string) { add(filepath.Base(f), v) })
+		walk(doc, "query", func(v string) { add(filepath.Base(f), v) })
+	}
+	b, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert, Record, Expr string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatalf("alerts.yaml: %v", err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			add("alerts.yaml "+r.Alert+r.Record, r.Expr)
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("the dashboards and rules name no pushercm_* metric")
+	}
+	return names
+}
+
+// walk calls f with every string value of key anywhere in doc.
+func walk(doc any, key string, f func(string)) {
+	switch v := doc.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == key {
+				f(s)
+				continue
+			}
+			walk(x, key, f)
+		}
+	case []any:
+		for _, x := range v {
+			walk(x, key, f)
+		}
+	}
+}
+
+// TestDashboardAndAlertMetricsAreExported scrapes a running pushercm after
+// the traffic that creates every series (a subscriber, a publish, a refused
+// call) and checks that each metric the dashboard and the alert rules name
+// is among them, so that no panel or alert watches a series that never
+// exists.
+func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
+	names := namedMetrics(t)
+	s := startServer(t, exec.Command(staticBinary(t), "serve", "--dev",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// A subscriber, so the publish is written to a socket.
+	conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close() }()
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{rd, conn}
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	waitFrame(t, rw, "pusher:connection_established")
+	if err := wsutil.WriteClientText(conn, []byte(`{"event":"pusher:subscribe","data":{"channel":"metrics-check"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFrame(t, rw, "pusher_internal:subscription_succeeded")
+
+	gc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = gc.Close() }()
+	tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "metrics-check", Scopes: []string{"events:publish"}, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := pushercmv1.NewBroadcastServiceClient(gc)
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	if _, err := bc.SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+		Channels: []string{"metrics-check"}, Name: "tick", Payload: &pushercmv1.Event_Data{Data: "{}"}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFrame(t, rw, "tick")
+	// A refused call, for the error series.
+	if _, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{}); err == nil {
+		t.Fatal("a call without a token succeeded")
+	}
+
+	var missing []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		exported := exportedNames(get(t, "http://"+s.ops+"/metrics"))
+		missing = missing[:0]
+		for n := range names {
+			if !exported[n] {
+				missing = append(missing, n)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling the scrape, not waiting a fixed time
+	}
+	slices.Sort(missing)
+	for _, n := range missing {
+		t.Errorf("%s is named by %v but not exported by pushercm", n, names[n])
+	}
+}
+
+// exportedNames reads the series names of a Prometheus text exposition.
+func exportedNames(text string) map[string]bool {
+	out := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if i := strings.IndexAny(line, "{ "); i > 0 {
+			out[line[:i]] = true
+		}
+	}
+	return out
+}
+
+// waitFrame reads server frames until one whose event is name.
+func waitFrame(t *testing.T, rw io.ReadWriter, name string) {
+	t.Helper()
+	for {
+		data, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("no %s frame in time", name)
+			}
+			t.Fatalf("waiting for %s: %v", name, err)
+		}
+		var m struct {
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(data, &m) == nil && m.Event == name {
+			return
+		}
+	}
+}
