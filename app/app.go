@@ -424,7 +424,7 @@ func (a *App) Start() error {
 	}()
 	if a.consoleLn != nil {
 		go func() {
-			if err := a.grpc.Serve(a.consoleLn); err != nil {
+			if err := a.grpc.Serve(inProcessListener{a.consoleLn}); err != nil {
 				a.log.Error("grpc server (console) stopped", "error", err)
 			}
 		}()

@@ -66,8 +66,33 @@ func (lt *listenerTLS) grpcOptions() []grpc.ServerOption {
 	if lt == nil || lt.grpcConfig == nil {
 		return nil
 	}
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(lt.grpcConfig))}
+	return []grpc.ServerOption{grpc.Creds(inProcessPlain{credentials.NewTLS(lt.grpcConfig)})}
 }
+
+// inProcessPlain is the gRPC listener's TLS, except on in-process connections
+// (the console gateway's in-memory listener): those never leave the process,
+// so they are served in plaintext and keep working with TLS and mTLS on.
+type inProcessPlain struct {
+	credentials.TransportCredentials
+}
+
+// inProcess marks a connection made inside the process.
+type inProcess interface{ InProcess() }
+
+func (c inProcessPlain) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if _, ok := conn.(inProcess); ok {
+		return conn, inProcessInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}, nil
+	}
+	return c.TransportCredentials.ServerHandshake(conn)
+}
+
+func (c inProcessPlain) Clone() credentials.TransportCredentials {
+	return inProcessPlain{c.TransportCredentials.Clone()}
+}
+
+type inProcessInfo struct{ credentials.CommonAuthInfo }
+
+func (inProcessInfo) AuthType() string { return "in-process" }
 
 // wrap returns ln speaking TLS with r's certificate, or ln when r is nil.
 func wrapTLS(ln net.Listener, r *certs.Reloader) net.Listener {

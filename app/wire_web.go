@@ -48,6 +48,23 @@ func (a *App) wireDemo(context.Context) error {
 // a user id, a name and a team.
 const demoMaxBodyBytes = 4 << 10
 
+// inProcessListener hands the gRPC server the console gateway's in-memory
+// connections marked as such, so they are served without TLS (see
+// inProcessPlain).
+type inProcessListener struct{ *bufconn.Listener }
+
+func (l inProcessListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return inProcessConn{c}, nil
+}
+
+type inProcessConn struct{ net.Conn }
+
+func (inProcessConn) InProcess() {}
+
 // consoleBufSize is the in-memory connection's buffer between the console
 // gateway and the gRPC server.
 const consoleBufSize = 1 << 20

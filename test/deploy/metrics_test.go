@@ -140,7 +140,7 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = gc.Close() }()
-	tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "metrics-check", Scopes: []string{"events:publish"}, TTL: time.Hour})
+	tok, err := authz.Mint([]byte(config.DevServiceSecret), authz.MintOptions{Subject: "metrics-check", Scopes: []string{"events:publish"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

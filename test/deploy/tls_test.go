@@ -47,7 +47,7 @@ func startTLSServer(t *testing.T) *tlsServer {
 	cfgFile := testcerts.Write(t, dir, "pushercm.yaml", []byte(`
 grpc: {tls: {reloadInterval: 0s}}
 http: {tls: {reloadInterval: 0s}}
-ops: {tls: {reloadInterval: 0s}}
+ops: {tls: {reloadInterval: 0s}, console: true}
 `))
 	cmd := exec.Command(bin, "serve", "--dev", "--config", cfgFile,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
@@ -162,6 +162,30 @@ func TestTLSEveryListener(t *testing.T) {
 		}
 	})
 
+	t.Run("the console reaches gRPC with TLS and mTLS on", func(t *testing.T) {
+		// The console gateway calls the process's own gRPC server in memory;
+		// the listener's TLS and client-certificate checks must not refuse it.
+		tok, err := authz.Mint([]byte(config.DevServiceSecret), authz.MintOptions{Subject: "console", Scopes: []string{"connections:read"}, TTL: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Pool()}}}
+		req, err := http.NewRequest("POST", "https://"+s.ops+"/console/api/ConnectionService/GetHealthStatus", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "HEALTH_STATUS") {
+			t.Fatalf("console GetHealthStatus over TLS: %d %s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("realtime over HTTPS", func(t *testing.T) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Pool()}}}
 		resp, err := client.Get("https://" + s.http + "/apps/app-id/channels")
@@ -209,7 +233,7 @@ func TestTLSEveryListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = gc.Close() }()
-		tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "bulk", Scopes: []string{"events:publish"}, TTL: time.Hour})
+		tok, err := authz.Mint([]byte(config.DevServiceSecret), authz.MintOptions{Subject: "bulk", Scopes: []string{"events:publish"}, TTL: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

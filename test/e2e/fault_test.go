@@ -45,7 +45,7 @@ func faultServer(t *testing.T, yaml string) *Server {
 // publishContext is a call context with a dev service token allowed to publish.
 func publishContext(t *testing.T, ctx context.Context) context.Context {
 	t.Helper()
-	tok := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "fault-test", Scopes: []string{"events:publish"}})
+	tok := pushertest.Mint(t, config.DevServiceSecret, authz.MintOptions{Subject: "fault-test", Scopes: []string{"events:publish"}})
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
