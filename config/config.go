@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -324,15 +325,30 @@ func Bool(p *bool, def bool) bool {
 }
 
 // Decode reads YAML into c. Unknown keys and values of the wrong type are
-// errors naming the key and its line.
+// errors naming the setting's YAML path and line
+// (`edge.maxConnections: want a number, got "lots" (line 3)`); an unknown
+// key suggests the known key nearest to it.
 func Decode(r io.Reader, c *Config) error {
-	dec := yaml.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if doc.Kind == 0 {
+		return nil // an empty file sets nothing
+	}
+	if err := checkNode(&doc, reflect.TypeOf(c).Elem()); err != nil {
+		return err
+	}
+	// checkNode catches what users get wrong; yaml.v3's own strict decode
+	// stays the final word on anything it does not model.
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // an empty file sets nothing
-		}
-		return fmt.Errorf("config file: %w", err)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
 	}
 	return nil
 }
@@ -344,7 +360,7 @@ func DecodeFile(path string, c *Config) error {
 		return fmt.Errorf("config file: %w", err)
 	}
 	if err := Decode(bytes.NewReader(b), c); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("config file %s:\n%w", path, err)
 	}
 	return nil
 }

@@ -250,3 +250,55 @@ func TestStreamWorkerCount(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeErrorsNameThePath: a bad type or an unknown key is reported by
+// its YAML path, with a did-you-mean for a near miss, never by a Go type.
+func TestDecodeErrorsNameThePath(t *testing.T) {
+	tests := []struct {
+		name, file string
+		want       []string
+	}{
+		{name: "number", file: "edge:\n  maxConnections: lots\n",
+			want: []string{`edge.maxConnections: want a number, got "lots" (line 2)`}},
+		{name: "duration", file: "shutdownTimeout: soon\n",
+			want: []string{`shutdownTimeout: want a duration like 30s or 5m, got "soon" (line 1)`}},
+		{name: "bool", file: "grpc: {reflection: maybe}\n",
+			want: []string{`grpc.reflection: want true or false, got "maybe" (line 1)`}},
+		{name: "list", file: "http: {allowedOrigins: https://a}\n",
+			want: []string{`http.allowedOrigins: want a list, got "https://a" (line 1)`}},
+		{name: "inline section", file: "rateLimit: {limiters: {user: {burstLimit: many}}}\n",
+			want: []string{`rateLimit.limiters.user.burstLimit: want a number, got "many" (line 1)`}},
+		{name: "typo", file: "edge:\n  maxConections: 5\n",
+			want: []string{`edge.maxConections: unknown setting (line 2); did you mean edge.maxConnections?`}},
+		{name: "top-level typo", file: "drivr: embedded\n",
+			want: []string{`drivr: unknown setting (line 1); did you mean driver?`}},
+		{name: "in a list", file: "channelRules:\n  rules:\n    - {name: a, patern: 'private-*'}\n",
+			want: []string{`channelRules.rules[0].patern: unknown setting (line 3); did you mean channelRules.rules[0].pattern?`}},
+		{name: "no near key", file: "grpc: {listenAddress: ':1'}\n",
+			want: []string{`grpc.listenAddress: unknown setting (line 1)`}},
+		{name: "every error at once", file: "edge: {maxConnections: lots}\ndrivr: x\n",
+			want: []string{`edge.maxConnections: want a number`, `drivr: unknown setting`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := Decode(strings.NewReader(tt.file), &c)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%s\ndoes not say\n%s", err, w)
+				}
+			}
+			for _, bad := range []string{"!!str", "config.", "unmarshal", "not found in type"} {
+				if strings.Contains(err.Error(), bad) {
+					t.Errorf("error names Go internals (%q):\n%s", bad, err)
+				}
+			}
+			if tt.name == "no near key" && strings.Contains(err.Error(), "did you mean") {
+				t.Errorf("suggested a key for a far miss:\n%s", err)
+			}
+		})
+	}
+}
