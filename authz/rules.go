@@ -74,15 +74,31 @@ const (
 	PermClientEvents = "client-events"
 )
 
-// BuiltinRules are the rules of DESIGN.md §2.
+// BuiltinRules are the rules of DESIGN.md §2. Each private- rule is
+// followed by its private-encrypted- twin, judged the same way
+// ("team-channel-encrypted" covers private-encrypted-team-{teamId}):
+// whoever may read a channel may read its encrypted variant. A twin is a
+// rule of its own, replaced or kept by its own name.
 func BuiltinRules() []Rule {
 	perms := []string{PermSubscribe, PermClientEvents}
-	return []Rule{
+	var rules []Rule
+	for _, r := range []Rule{
 		{Name: "user-channel", Pattern: "private-user-{userId}", RequiredUserID: "userId", Permissions: perms},
 		{Name: "team-channel", Pattern: "private-team-{teamId}", RequiredTeamMembership: "teamId", Permissions: perms},
 		{Name: "team-presence", Pattern: "presence-team-{teamId}", RequiredTeamMembership: "teamId", Permissions: perms},
 		{Name: "admin-channel", Pattern: "private-admin-*", RequiredRoles: []string{"admin"}, Permissions: perms},
+	} {
+		rules = append(rules, r)
+		if rest, ok := strings.CutPrefix(r.Pattern, "private-"); ok {
+			twin := r
+			twin.Name += "-encrypted"
+			twin.Pattern = "private-encrypted-" + rest
+			twin.RequiredRoles = slices.Clone(r.RequiredRoles)
+			twin.Permissions = slices.Clone(r.Permissions)
+			rules = append(rules, twin)
+		}
 	}
+	return rules
 }
 
 // ParseRules decodes a YAML rules document (the RulesConfig shape). Unknown

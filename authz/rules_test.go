@@ -65,9 +65,9 @@ func TestBuiltinsReplaceAndDisable(t *testing.T) {
 		cfg  RulesConfig
 		want []string
 	}{
-		{"defaults", RulesConfig{}, []string{"user-channel", "team-channel", "team-presence", "admin-channel"}},
-		{"configured first", RulesConfig{Rules: []Rule{{Name: "mine", Pattern: "private-mine"}}}, []string{"mine", "user-channel", "team-channel", "team-presence", "admin-channel"}},
-		{"replace by name", RulesConfig{Rules: []Rule{{Name: "admin-channel", Pattern: "private-admin-*", RequiredRoles: []string{"root"}}}}, []string{"admin-channel", "user-channel", "team-channel", "team-presence"}},
+		{"defaults", RulesConfig{}, []string{"user-channel", "user-channel-encrypted", "team-channel", "team-channel-encrypted", "team-presence", "admin-channel", "admin-channel-encrypted"}},
+		{"configured first", RulesConfig{Rules: []Rule{{Name: "mine", Pattern: "private-mine"}}}, []string{"mine", "user-channel", "user-channel-encrypted", "team-channel", "team-channel-encrypted", "team-presence", "admin-channel", "admin-channel-encrypted"}},
+		{"replace by name", RulesConfig{Rules: []Rule{{Name: "admin-channel", Pattern: "private-admin-*", RequiredRoles: []string{"root"}}}}, []string{"admin-channel", "user-channel", "user-channel-encrypted", "team-channel", "team-channel-encrypted", "team-presence", "admin-channel-encrypted"}},
 		{"disabled", RulesConfig{Builtins: &off, Rules: []Rule{{Name: "mine", Pattern: "private-mine"}}}, []string{"mine"}},
 	}
 	for _, tc := range tests {
