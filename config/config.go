@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"reflect"
 	"runtime"
@@ -537,4 +538,54 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Redacted is the text that replaces a secret in Effective.
+const Redacted = "REDACTED"
+
+// Effective is c as the process will use it, for printing: optional
+// switches resolved to their defaults, and secrets (the Pusher app secret,
+// the encryption master key, the JWT secret, passwords in URLs) replaced by
+// Redacted.
+func (c Config) Effective() Config {
+	hide := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return Redacted
+	}
+	on := func(p *bool, def bool) *bool { v := Bool(p, def); return &v }
+	c.Pusher = c.Pusher.WithDefaults()
+	c.Pusher.Secret = hide(c.Pusher.Secret)
+	c.Pusher.EncryptionMasterKeyBase64 = hide(c.Pusher.EncryptionMasterKeyBase64)
+	c.JWT.Secret = hide(c.JWT.Secret)
+	c.Redis.URL = redactURL(c.Redis.URL)
+	c.JWT.JWKSURL = redactURL(c.JWT.JWKSURL)
+	c.Edge.Webhooks.URLs = slices.Clone(c.Edge.Webhooks.URLs)
+	for i, u := range c.Edge.Webhooks.URLs {
+		c.Edge.Webhooks.URLs[i] = redactURL(u)
+	}
+	c.GRPC.Reflection = on(c.GRPC.Reflection, true)
+	c.GRPC.Keepalive.PermitWithoutStream = on(c.GRPC.Keepalive.PermitWithoutStream, true)
+	c.Edge.ClientEvents = on(c.Edge.ClientEvents, false)
+	c.Edge.UserAuthentication = on(c.Edge.UserAuthentication, false)
+	c.Edge.IOUring = on(c.Edge.IOUring, true)
+	c.ChannelRules.Builtins = on(c.ChannelRules.Builtins, true)
+	return c
+}
+
+// redactURL hides a URL's password; a string that does not parse is
+// hidden whole, since it may be a secret pasted in the wrong place.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Redacted
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), Redacted)
+	}
+	return u.String()
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -300,5 +301,42 @@ func TestDecodeErrorsNameThePath(t *testing.T) {
 				t.Errorf("suggested a key for a far miss:\n%s", err)
 			}
 		})
+	}
+}
+
+// TestEffectiveRedactsAndRoundTrips: the printed configuration hides every
+// secret and is itself a valid configuration file.
+func TestEffectiveRedactsAndRoundTrips(t *testing.T) {
+	const (
+		appSecret = "app-secret-value"
+		jwtSecret = "jwt-secret-0123456789abcdef0123456789"
+		master    = "bWFzdGVyLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1"
+	)
+	env := map[string]string{
+		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": appSecret, "PUSHERCM_JWT_SECRET": jwtSecret,
+		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64": master, "PUSHERCM_REDIS_URL": "redis://user:redis-pass@127.0.0.1:6379/0",
+	}
+	l, err := Load(Source{LookupEnv: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(l.Effective())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{appSecret, jwtSecret, master, "redis-pass"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("printed configuration holds a secret %q:\n%s", secret, out)
+		}
+	}
+	back := Default()
+	if err := Decode(strings.NewReader(string(out)), &back); err != nil {
+		t.Fatalf("printed configuration does not read back: %v\n%s", err, out)
+	}
+	if back.Pusher.Secret != Redacted || back.Edge.MaxConnections != l.Edge.MaxConnections || !Bool(back.GRPC.Reflection, false) {
+		t.Fatalf("read back %+v", back)
+	}
+	if l.Pusher.Secret != appSecret {
+		t.Fatal("Effective changed the loaded configuration")
 	}
 }
