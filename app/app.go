@@ -73,6 +73,9 @@ type App struct {
 
 	closeOnce sync.Once
 	closers   []func(context.Context) error
+	// failed receives the first error of a listener that stopped serving
+	// on its own (not through Shutdown); see Failed.
+	failed chan error
 }
 
 // Options adjust New for tests and embedding.
@@ -85,7 +88,7 @@ type Options struct {
 // until Start.
 func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	cfg := &l.Config
-	a := &App{cfg: l}
+	a := &App{cfg: l, failed: make(chan error, 3)}
 	defer func() {
 		if err != nil && a.grpc == nil {
 			// Failed before the wire steps (which shut down themselves):
@@ -332,23 +335,44 @@ func (a *App) Start() error {
 			return fmt.Errorf("realtime listener: %w", err)
 		}
 		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = a.realtime.Serve(a.rtLn) }()
+		go func() {
+			if err := a.realtime.Serve(a.rtLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.fail("realtime listener", err)
+			}
+		}()
 	}
 	a.started = time.Now()
 	go func() {
-		if err := a.grpc.Serve(a.grpcLn); err != nil {
-			a.log.Error("grpc server stopped", "error", err)
+		// Serve returns nil after GracefulStop or Stop, an error when the
+		// listener fails.
+		if err := a.grpc.Serve(a.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.fail("grpc listener", err)
 		}
 	}()
 	go func() {
 		if err := a.ops.Serve(a.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("ops server stopped", "error", err)
+			a.fail("ops listener", err)
 		}
 	}()
 	a.log.Info("pushercm serving", "version", Version, "driver", a.cfg.Driver,
 		"grpc", a.GRPCAddr(), "http", a.HTTPAddr(), "ops", a.OpsAddr())
 	return nil
 }
+
+// fail reports a listener that stopped serving on its own.
+func (a *App) fail(listener string, err error) {
+	a.log.Error("listener stopped serving; the process must stop", "listener", listener, "error", err)
+	select {
+	case a.failed <- fmt.Errorf("%s: %w", listener, err):
+	default: // one failure is enough to stop
+	}
+}
+
+// Failed delivers the error of a listener (gRPC, ops, or the pusher
+// driver's realtime listener) that stopped serving other than through
+// Shutdown. A process half served is worse than none: the caller shuts
+// down and exits non-zero, so that an orchestrator restarts it.
+func (a *App) Failed() <-chan error { return a.failed }
 
 // handleRealtime adds a route to the realtime listener, whichever driver
 // serves it. Call it from a wire method (before Start).

@@ -125,6 +125,9 @@ func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
 		select {
 		case <-hup:
 			_ = a.Reload(context.Background())
+		case err := <-a.Failed():
+			stop()
+			return errors.Join(err, a.Shutdown(context.Background()))
 		case <-ctx.Done():
 			stop() // a second signal kills the process the usual way
 			return a.Shutdown(context.Background())
