@@ -51,7 +51,6 @@ type App struct {
 	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
 	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
-	rlMethods  *interceptors.MethodCounts
 
 	// Subsystems, each wired in its own file (wire_*.go) by a wire method
 	// that New calls in order.
@@ -159,7 +158,6 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	go a.limits.Run(sweepCtx, time.Minute)
 	a.closers = append(a.closers, func(context.Context) error { stopSweep(); return nil })
 
-	a.rlMethods = &interceptors.MethodCounts{}
 	a.grpc = a.newGRPCServer()
 	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection} {
 		if err := wire(ctx); err != nil {
@@ -266,7 +264,6 @@ func (a *App) newGRPCServer() *grpc.Server {
 	rlOpts := []interceptors.RateLimitOption{
 		interceptors.WithRateLimitKeys(interceptors.BroadcastUserIDs),
 		interceptors.WithRateLimitLogger(a.log),
-		interceptors.WithRateLimitMethodCounts(a.rlMethods),
 	}
 	chain := &interceptors.Chain{
 		Log:             a.log,
