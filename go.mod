@@ -8,9 +8,10 @@ require (
 	github.com/go-jose/go-jose/v4 v4.1.9
 	github.com/gobwas/ws v1.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/google/uuid v1.6.0
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4
 	github.com/lesismal/nbio v1.6.8
+	github.com/milequest/pushercm/client v0.1.0
+	github.com/milequest/pushercm/gen v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1
@@ -53,6 +54,7 @@ require (
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
 	github.com/golang/protobuf v1.5.4 // indirect
+	github.com/google/uuid v1.6.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
 	github.com/grpc-ecosystem/grpc-health-probe v0.4.62 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
@@ -84,4 +86,12 @@ tool (
 	github.com/grpc-ecosystem/grpc-health-probe
 	google.golang.org/grpc/cmd/protoc-gen-go-grpc
 	google.golang.org/protobuf/cmd/protoc-gen-go
+)
+
+// The generated API and the Go client are modules of their own (tags
+// gen/vX.Y.Z, client/vX.Y.Z) so that services import them without the
+// server; here they are the directories next door.
+replace (
+	github.com/milequest/pushercm/client => ./client
+	github.com/milequest/pushercm/gen => ./gen
 )
