@@ -9,8 +9,8 @@
 //     API calls are child spans of the caller's span (named pusher.trigger,
 //     pusher.batch_events, ...; channel names stay out of span names).
 //   - Retries: network errors, timeouts, 5xx and 429 are retried ReconnectAttempts times
-//     with exponential backoff (ReconnectDelay·BackoffMultiplier^n, capped at
-//     MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a 429 or 503
+//     with exponential backoff (cenkalti/backoff: ReconnectDelay·BackoffMultiplier^n,
+//     capped at MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a 429 or 503
 //     is honoured up to MaxReconnectDelay). Other 4xx are never retried: 400/413/
 //     422 → delivery.ErrInvalid, 404 → delivery.ErrNotFound, 401/403 and the rest →
 //     delivery.ErrDeliveryFailed. Requests refused by the SDK itself (e.g. no encryption

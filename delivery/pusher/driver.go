@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sort"
@@ -15,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	pushersdk "github.com/pusher/pusher-http-go/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
@@ -42,7 +41,7 @@ type Driver struct {
 	transport http.RoundTripper // pool wrapped with otelhttp
 	breaker   *breaker
 	sleep     func(context.Context, time.Duration) error
-	jitter    func() float64
+	backOff   func() backoff.BackOff
 
 	requests, retries, failures, rejected atomic.Uint64
 }
@@ -54,7 +53,7 @@ type options struct {
 	tp       trace.TracerProvider
 	base     http.RoundTripper
 	sleep    func(context.Context, time.Duration) error
-	jitter   func() float64
+	backOff  func() backoff.BackOff
 	now      func() time.Time
 	onChange func(from, to delivery.BreakerState)
 }
@@ -68,8 +67,9 @@ func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
 	return func(o *options) { o.sleep = f }
 }
 
-// WithJitter replaces the jitter source, a function returning values in [0, 1).
-func WithJitter(f func() float64) Option { return func(o *options) { o.jitter = f } }
+// WithBackOff replaces the retry delays: f returns a fresh policy for each
+// call's retries (tests use one without jitter).
+func WithBackOff(f func() backoff.BackOff) Option { return func(o *options) { o.backOff = f } }
 
 // WithClock replaces the breaker's clock.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
@@ -90,9 +90,9 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	cfg = cfg.WithDefaults()
 	o := options{
-		sleep:  sleepCtx,
-		jitter: rand.Float64,
-		now:    time.Now,
+		sleep:   sleepCtx,
+		backOff: cfg.newBackOff,
+		now:     time.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -108,8 +108,8 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 			Cluster:                   cfg.Cluster,
 			EncryptionMasterKeyBase64: cfg.EncryptionMasterKeyBase64,
 		},
-		sleep:  o.sleep,
-		jitter: o.jitter,
+		sleep:   o.sleep,
+		backOff: o.backOff,
 	}
 	if cfg.EncryptionMasterKeyBase64 != "" {
 		// pusher-http-go decodes and caches the key on first use, writing to the Client.
@@ -469,6 +469,7 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 	var last error
 	lastConnect := false
 	retries := max(d.cfg.ReconnectAttempts, 0)
+	var delays backoff.BackOff // made at the first retry: most calls never need one
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return giveUp(op, err, last, lastConnect)
@@ -512,7 +513,10 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		if attempt >= retries {
 			return giveUp(op, nil, last, lastConnect)
 		}
-		delay := d.backoff(attempt)
+		if delays == nil {
+			delays = d.backOff()
+		}
+		delay := delays.NextBackOff()
 		if info.retryAfter > delay {
 			// The server said when to come back (429/503 Retry-After); earlier retries
 			// would only be refused again. MaxReconnectDelay still bounds the wait.
@@ -527,12 +531,18 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 	}
 }
 
-// backoff is the delay before retry number retry+1: ReconnectDelay·Multiplier^retry,
-// capped at MaxReconnectDelay, drawn uniformly from its upper half.
-func (d *Driver) backoff(retry int) time.Duration {
-	f := float64(d.cfg.ReconnectDelay) * math.Pow(d.cfg.BackoffMultiplier, float64(retry))
-	f = math.Min(f, float64(d.cfg.MaxReconnectDelay))
-	return time.Duration(f/2 + d.jitter()*f/2)
+// newBackOff is the retry delay policy of c: before retry n (from 0),
+// ReconnectDelay·BackoffMultiplier^n capped at MaxReconnectDelay, drawn
+// uniformly from its upper half [d/2, d]. cenkalti/backoff jitters by
+// ±RandomizationFactor around its interval, so the interval is 3/4 of d and
+// the factor 1/3.
+func (c Config) newBackOff() backoff.BackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     c.ReconnectDelay * 3 / 4,
+		RandomizationFactor: 1.0 / 3,
+		Multiplier:          c.BackoffMultiplier,
+		MaxInterval:         c.MaxReconnectDelay * 3 / 4,
+	}
 }
 
 func giveUp(op string, ctxErr, last error, lastConnect bool) error {

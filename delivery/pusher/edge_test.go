@@ -54,7 +54,7 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	d, err := New(cfg, WithSleep(e.sleeps.Sleep), WithJitter(func() float64 { return 1 }), WithClock(e.clock.Now))
+	d, err := New(cfg, WithSleep(e.sleeps.Sleep), WithBackOff(exactBackOff(cfg)), WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

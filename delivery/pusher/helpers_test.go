@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge/httpapi"
 )
@@ -255,6 +257,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// exactBackOff is cfg's retry policy without jitter: every delay is the
+// upper bound of the production range.
+func exactBackOff(cfg Config) func() backoff.BackOff {
+	cfg = cfg.WithDefaults()
+	return func() backoff.BackOff {
+		return &backoff.ExponentialBackOff{InitialInterval: cfg.ReconnectDelay, Multiplier: cfg.BackoffMultiplier, MaxInterval: cfg.MaxReconnectDelay}
+	}
+}
+
 // sleepRecorder replaces the backoff sleep: it records the delay and returns at once.
 type sleepRecorder struct {
 	mu     sync.Mutex
@@ -315,7 +326,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	}
 	d, err := New(cfg,
 		WithSleep(e.sleeps.Sleep),
-		WithJitter(func() float64 { return 1 }), // upper bound of the jitter range: deterministic
+		WithBackOff(exactBackOff(cfg)), // the upper bound of the jitter range: deterministic
 		WithClock(e.clock.Now),
 		WithBreakerObserver(func(from, to delivery.BreakerState) {
 			e.chMu.Lock()
