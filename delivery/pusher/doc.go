@@ -17,7 +17,7 @@
 //     key for a private-encrypted- channel) → delivery.ErrInvalid. Exhausted retries →
 //     delivery.ErrDeliveryFailed, or delivery.ErrUnavailable when the host could not be
 //     connected to at all. The *StatusError of the last HTTP answer is kept in the chain.
-//   - Circuit breaker: BreakerFailureThreshold consecutive failed attempts open it; while
+//   - Circuit breaker (sony/gobreaker): BreakerFailureThreshold consecutive failed attempts open it; while
 //     open every call fails at once with delivery.ErrUnavailable and sends nothing. After
 //     BreakerOpenTimeout one probe is let through; success closes it, failure re-opens
 //     it. 4xx answers count as success (the upstream is up); the caller's own deadline

@@ -54,7 +54,6 @@ type options struct {
 	base     http.RoundTripper
 	sleep    func(context.Context, time.Duration) error
 	backOff  func() backoff.BackOff
-	now      func() time.Time
 	onChange func(from, to delivery.BreakerState)
 }
 
@@ -70,9 +69,6 @@ func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
 // WithBackOff replaces the retry delays: f returns a fresh policy for each
 // call's retries (tests use one without jitter).
 func WithBackOff(f func() backoff.BackOff) Option { return func(o *options) { o.backOff = f } }
-
-// WithClock replaces the breaker's clock.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithBreakerObserver is called on every breaker state change (for metrics and logs). It
 // runs under the breaker's lock: it must be quick and must not call the driver.
@@ -92,7 +88,6 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	o := options{
 		sleep:   sleepCtx,
 		backOff: cfg.newBackOff,
-		now:     time.Now,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -136,8 +131,7 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	d.transport = otelhttp.NewTransport(base, otelOpts...)
 	threshold := cfg.BreakerFailureThreshold
-	d.breaker = newBreaker(threshold, cfg.BreakerOpenTimeout, o.now)
-	d.breaker.onChange = o.onChange
+	d.breaker = newBreaker(threshold, cfg.BreakerOpenTimeout, o.onChange)
 	return d, nil
 }
 
@@ -474,7 +468,8 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		if err := ctx.Err(); err != nil {
 			return giveUp(op, err, last, lastConnect)
 		}
-		if !d.breaker.allow() {
+		record, ok := d.breaker.allow()
+		if !ok {
 			d.rejected.Add(1)
 			_, _, lastErr, _ := d.breaker.snapshot()
 			return fmt.Errorf("%w: %s: circuit breaker open (last upstream error: %s)", delivery.ErrUnavailable, op, lastErr)
@@ -490,25 +485,25 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		cls, err := classify(err)
 		switch cls {
 		case classOK:
-			d.breaker.record(outcomeSuccess, nil)
+			record(outcomeSuccess, nil)
 			return nil
 		case classPermanent:
-			d.breaker.record(outcomeSuccess, nil) // the upstream is up; the request was bad
+			record(outcomeSuccess, nil) // the upstream is up; the request was bad
 			return mapStatus(op, err)
 		case classBadBody:
-			d.breaker.record(outcomeSuccess, nil)
+			record(outcomeSuccess, nil)
 			return fmt.Errorf("%w: %s: unexpected response: %w", delivery.ErrUnavailable, op, err)
 		case classClientSide:
-			d.breaker.record(outcomeIgnore, nil)
+			record(outcomeIgnore, nil)
 			return fmt.Errorf("%w: %s: %w: %w", delivery.ErrInvalid, op, errNotSent, err)
 		}
 		if ctx.Err() != nil {
 			// The caller gave up; that says nothing about the upstream.
-			d.breaker.record(outcomeIgnore, nil)
+			record(outcomeIgnore, nil)
 			return giveUp(op, ctx.Err(), err, isConnectError(err))
 		}
 		d.failures.Add(1)
-		d.breaker.record(outcomeFailure, err)
+		record(outcomeFailure, err)
 		last, lastConnect = err, isConnectError(err)
 		if attempt >= retries {
 			return giveUp(op, nil, last, lastConnect)

@@ -305,7 +305,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.BreakerFailureThreshold = 3
-		c.BreakerOpenTimeout = 10 * time.Second
+		c.BreakerOpenTimeout = time.Second
 	})
 	e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 })
 
@@ -344,10 +344,7 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 	}
 
 	// After the open timeout one probe goes out; its failure re-opens the breaker.
-	e.clock.Advance(10 * time.Second)
-	if h := e.driver.Health(); h.Breaker != delivery.BreakerHalfOpen {
-		t.Fatalf("health after timeout = %+v", h)
-	}
+	waitHalfOpen(t, e.driver)
 	if _, err := e.driver.Publish(context.Background(), ev("p1", "team-1")); !errors.Is(err, delivery.ErrUnavailable) {
 		t.Fatalf("failed probe err = %v", err)
 	}
@@ -357,7 +354,7 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 
 	// Upstream recovers; the next probe succeeds and closes the breaker.
 	e.proxy.setRule(nil)
-	e.clock.Advance(10 * time.Second)
+	waitHalfOpen(t, e.driver)
 	res, err := e.driver.Publish(context.Background(), ev("p2", "team-1"))
 	if err != nil || res.DeliveredTo != 3 {
 		t.Fatalf("probe = %+v, %v", res, err)
