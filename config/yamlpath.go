@@ -50,7 +50,7 @@ func walkNode(n *yaml.Node, t reflect.Type, path string, errs *[]error) {
 	if reflect.PointerTo(t).Implements(unmarshalerType) || reflect.PointerTo(t).Implements(textType) {
 		// The type decodes itself: let it say what is wrong.
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			*errs = append(*errs, fmt.Errorf("%s: %v", where(path), err))
+			*errs = append(*errs, fmt.Errorf("%s: %w", where(path), err))
 		}
 		return
 	}
