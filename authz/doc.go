@@ -30,7 +30,8 @@
 //     protocol; tests check the tokens are identical). Socket ids (\d+.\d+,
 //     <=64 characters), channel names, user ids (<=128 characters) and
 //     user_info (a JSON object, <=1 KB after merging over the token's name)
-//     are validated before anything is signed.
+//     and sign-in watchlists (<=100 user ids) are validated before anything
+//     is signed.
 //     Encrypted channels without a master key are refused with
 //     ErrEncryptionUnavailable, never signed without a shared secret.
 //   - Errors: *TokenError (ErrUnauthenticated), *DeniedError
