@@ -9,9 +9,9 @@ import (
 	"testing"
 )
 
-// run runs the binary with the cleaned environment plus env and returns its
+// execPushercm runs the binary with the cleaned environment plus env and returns its
 // stdout, stderr and exit status.
-func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func execPushercm(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(cleanEnv(), env...)
@@ -32,7 +32,7 @@ func run(t *testing.T, env []string, args ...string) (stdout, stderr string, cod
 // TestRulesCheckExitStatus: allow is 0, deny is 2 (as documented), a usage
 // or configuration error is 1.
 func TestRulesCheckExitStatus(t *testing.T) {
-	tok, _, code := run(t, nil, "token", "--dev", "--sub", "u1", "--teams", "t1")
+	tok, _, code := execPushercm(t, nil, "token", "--dev", "--sub", "u1", "--teams", "t1")
 	if code != 0 {
 		t.Fatalf("token: exit %d", code)
 	}
@@ -52,7 +52,7 @@ func TestRulesCheckExitStatus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"rules", "check", "--dev", "--token", tok}, tt.args...)
 			master := "PUSHER_ENCRYPTION_MASTER_KEY_BASE64=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-			out, errOut, code := run(t, []string{master}, args...)
+			out, errOut, code := execPushercm(t, []string{master}, args...)
 			if code != tt.want {
 				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.want, out, errOut)
 			}
@@ -77,7 +77,7 @@ func TestConfigCheck(t *testing.T) {
 	env := []string{"PUSHER_SECRET=app-secret-from-env"}
 
 	t.Run("valid", func(t *testing.T) {
-		out, errOut, code := run(t, env, "config", "check", "--config", good)
+		out, errOut, code := execPushercm(t, env, "config", "check", "--config", good)
 		if code != 0 {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
@@ -91,12 +91,12 @@ func TestConfigCheck(t *testing.T) {
 		}
 	})
 	t.Run("environment read", func(t *testing.T) {
-		if _, _, code := run(t, nil, "config", "check", "--config", good); code != 1 {
+		if _, _, code := execPushercm(t, nil, "config", "check", "--config", good); code != 1 {
 			t.Fatalf("exit %d without PUSHER_SECRET, want 1", code)
 		}
 	})
 	t.Run("config from PUSHERCM_CONFIG", func(t *testing.T) {
-		if _, errOut, code := run(t, append(env, "PUSHERCM_CONFIG="+good), "config", "check"); code != 0 {
+		if _, errOut, code := execPushercm(t, append(env, "PUSHERCM_CONFIG="+good), "config", "check"); code != 0 {
 			t.Fatalf("exit %d\n%s", code, errOut)
 		}
 	})
@@ -107,7 +107,7 @@ func TestConfigCheck(t *testing.T) {
 		{"rule that does not compile", "channelRules:\n  rules:\n    - {name: bad, pattern: 'private-x-*', expression: 'claims.'}\n", "channelRules"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, errOut, code := run(t, nil, "config", "check", "--dev", "--config", write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.file))
+			_, errOut, code := execPushercm(t, nil, "config", "check", "--dev", "--config", write(strings.ReplaceAll(tt.name, " ", "-")+".yaml", tt.file))
 			if code != 1 {
 				t.Fatalf("exit %d, want 1\n%s", code, errOut)
 			}
