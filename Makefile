@@ -16,6 +16,9 @@ LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
 	-X github.com/milequest/pushercm/app.BuildDate=$(BUILD_DATE)
 # Benchmarks and soaks are never part of `make test`.
 BENCHTIME ?= 1s
+# Modules nested in this repository: `./...` stops at them, so vet and unit
+# run each one in its own directory (tools/ holds only pinned tools).
+NESTED    := gen client examples
 
 .PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast fmt clean
 
@@ -33,12 +36,14 @@ test: vet buflint checkgenerate js-deps browser-deps promtool unit chart
 
 vet:
 	$(GO) vet ./...
+	@for m in $(NESTED); do echo "go vet ($$m)"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 buflint:
 	$(BUF) lint
 
 unit:
 	$(GO) test -race -count=1 -timeout 9m ./...
+	@for m in $(NESTED); do echo "go test ($$m)"; (cd $$m && $(GO) test -race -count=1 -timeout 5m ./...) || exit 1; done
 
 ## js-deps: install the pinned pusher-js and pusher npm packages for the interop tests.
 js-deps:
@@ -83,6 +88,7 @@ checkgenerate:
 ## lint: golangci-lint and buf lint.
 lint: buflint
 	$(LINT) run ./...
+	@for m in $(NESTED); do (cd $$m && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...) || exit 1; done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')

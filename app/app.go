@@ -59,7 +59,6 @@ type App struct {
 	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
 	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
-	rlMethods  *interceptors.MethodCounts
 
 	// serviceVerifier checks gRPC callers' tokens with jwt.service, a trust
 	// of its own; verifier (user tokens) serves channel auth and sign-in.
@@ -92,6 +91,9 @@ type App struct {
 
 	closeOnce sync.Once
 	closers   []func(context.Context) error
+	// failed receives the first error of a listener that stopped serving
+	// on its own (not through Shutdown); see Failed.
+	failed chan error
 }
 
 // Options adjust New for tests and embedding.
@@ -104,7 +106,7 @@ type Options struct {
 // until Start.
 func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	cfg := &l.Config
-	a := &App{cfg: l}
+	a := &App{cfg: l, failed: make(chan error, 3)}
 	defer func() {
 		if err != nil && a.grpc == nil {
 			// Failed before the wire steps (which shut down themselves):
@@ -186,7 +188,6 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 	go a.limits.Run(sweepCtx, time.Minute)
 	a.closers = append(a.closers, func(context.Context) error { stopSweep(); return nil })
 
-	a.rlMethods = &interceptors.MethodCounts{}
 	a.streams = interceptors.NewStreamStopper()
 	a.grpc = a.newGRPCServer()
 	for _, wire := range []func(context.Context) error{a.wireBroadcast, a.wireAuth, a.wireConnection, a.wireDemo} {
@@ -342,7 +343,6 @@ func (a *App) newGRPCServer() *grpc.Server {
 	rlOpts := []interceptors.RateLimitOption{
 		interceptors.WithRateLimitKeys(interceptors.BroadcastUserIDs),
 		interceptors.WithRateLimitLogger(a.log),
-		interceptors.WithRateLimitMethodCounts(a.rlMethods),
 	}
 	chain := &interceptors.Chain{
 		Log:             a.log,
@@ -414,12 +414,18 @@ func (a *App) Start() error {
 			return fmt.Errorf("realtime listener: %w", err)
 		}
 		a.realtime = &http.Server{Handler: a.rtMux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: a.cfg.HTTP.MaxHeaderBytes}
-		go func() { _ = a.realtime.Serve(wrapTLS(a.rtLn, a.tls.http)) }()
+		go func() {
+			if err := a.realtime.Serve(wrapTLS(a.rtLn, a.tls.http)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.fail("realtime listener", err)
+			}
+		}()
 	}
 	a.started = time.Now()
 	go func() {
-		if err := a.grpc.Serve(a.grpcLn); err != nil {
-			a.log.Error("grpc server stopped", "error", err)
+		// Serve returns nil after GracefulStop or Stop, an error when the
+		// listener fails.
+		if err := a.grpc.Serve(a.grpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			a.fail("grpc listener", err)
 		}
 	}()
 	if a.consoleLn != nil {
@@ -431,7 +437,7 @@ func (a *App) Start() error {
 	}
 	go func() {
 		if err := a.ops.Serve(a.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("ops server stopped", "error", err)
+			a.fail("ops listener", err)
 		}
 	}()
 	a.log.Info("pushercm serving", "version", Version, "driver", a.cfg.Driver,
@@ -440,6 +446,21 @@ func (a *App) Start() error {
 		"tls_http", a.tls.http != nil, "tls_ops", a.tls.ops != nil)
 	return nil
 }
+
+// fail reports a listener that stopped serving on its own.
+func (a *App) fail(listener string, err error) {
+	a.log.Error("listener stopped serving; the process must stop", "listener", listener, "error", err)
+	select {
+	case a.failed <- fmt.Errorf("%s: %w", listener, err):
+	default: // one failure is enough to stop
+	}
+}
+
+// Failed delivers the error of a listener (gRPC, ops, or the pusher
+// driver's realtime listener) that stopped serving other than through
+// Shutdown. A process half served is worse than none: the caller shuts
+// down and exits non-zero, so that an orchestrator restarts it.
+func (a *App) Failed() <-chan error { return a.failed }
 
 // handleRealtimeLimit adds a route to the realtime listener, whichever driver
 // serves it. Call it from a wire method (before Start).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
@@ -26,11 +27,38 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cmd.SetOut(stdout)
 	cmd.SetErr(stderr)
 	if err := cmd.ExecuteContext(ctx); err != nil {
+		var ex *exitError
+		if errors.As(err, &ex) {
+			if ex.err != nil {
+				_, _ = fmt.Fprintln(stderr, "pushercm:", ex.err)
+			}
+			return ex.code
+		}
 		_, _ = fmt.Fprintln(stderr, "pushercm:", err) // nowhere left to report a failed write
 		return 1
 	}
 	return 0
 }
+
+// exitError ends the command with a given exit status; err, when set, is
+// printed first. A command returns one when its status means something
+// other than "failed" (rules check: 2 is a deny).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitDenied is the status of `rules check` for a denied channel.
+const exitDenied = 2
 
 // Command is the root command with its subcommands.
 func Command() *cobra.Command {
@@ -43,7 +71,7 @@ own embedded Pusher-protocol server (the default) or through Pusher.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), tokenCommand(), versionCommand(), rulesCommand(), healthcheckCommand())
+	root.AddCommand(serveCommand(), tokenCommand(), versionCommand(), rulesCommand(), configCommand(), healthcheckCommand())
 	return root
 }
 
@@ -97,6 +125,9 @@ func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
 		select {
 		case <-hup:
 			_ = a.Reload(context.Background())
+		case err := <-a.Failed():
+			stop()
+			return errors.Join(err, a.Shutdown(context.Background()))
 		case <-ctx.Done():
 			stop() // a second signal kills the process the usual way
 			return a.Shutdown(context.Background())
@@ -272,7 +303,8 @@ for allow, 2 for deny.`,
 				return err
 			}
 			if !exp.Allowed {
-				return errDenied
+				// The decision is printed above; the status says deny.
+				return &exitError{code: exitDenied}
 			}
 			return nil
 		},
@@ -286,4 +318,54 @@ for allow, 2 for deny.`,
 	return rules
 }
 
-var errDenied = errors.New("denied")
+func configCommand() *cobra.Command {
+	cfg := &cobra.Command{Use: "config", Short: "Check the configuration"}
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the configuration and print it, secrets redacted",
+		Long: `Load the configuration exactly as serve does (defaults, the YAML file of
+--config or PUSHERCM_CONFIG, environment, flags), validate it, load the JWT
+keys and compile the channel rules, then print the effective configuration
+as YAML with secrets redacted. Nothing listens. Exit status 0 when serve
+would start with it, 1 otherwise: run it in CI before a deploy.`,
+		Example: `  pushercm config check --config pushercm.yaml
+  PUSHERCM_CONFIG=pushercm.yaml PUSHER_SECRET=... pushercm config check`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := config.Load(config.Source{Flags: cmd.Flags()})
+			if err != nil {
+				return err
+			}
+			verifier, _, _, err := newAuthz(&l.Config, newLogger(l.Log, io.Discard))
+			if err != nil {
+				return err
+			}
+			_ = verifier.Close()
+			if _, err := edgeLimitOptions(l.Edge); err != nil {
+				return err
+			}
+			out, err := yaml.Marshal(l.Effective())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			file := l.File
+			if file == "" {
+				file = "(none)"
+			}
+			if _, err := fmt.Fprintf(w, "# configuration is valid\n# file: %s\n", file); err != nil {
+				return err
+			}
+			if len(l.DevFilled) > 0 {
+				if _, err := fmt.Fprintf(w, "# --dev filled: %s\n", strings.Join(l.DevFilled, ", ")); err != nil {
+					return err
+				}
+			}
+			_, err = w.Write(out)
+			return err
+		},
+	}
+	config.RegisterFlags(check.Flags())
+	cfg.AddCommand(check)
+	return cfg
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/milequest/pushercm/edge/webhook"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
+	"github.com/milequest/pushercm/interceptors"
 	"github.com/milequest/pushercm/metrics"
 	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/server"
@@ -103,7 +104,7 @@ func (a *App) wireConnection(context.Context) error {
 	}
 	pushercmv1.RegisterConnectionServiceServer(a.grpc, w.svc)
 
-	if err := metrics.Register(a.tel.Meter.Meter("github.com/milequest/pushercm/metrics"), a.obs, a.reading); err != nil {
+	if err := metrics.Register(a.tel.Meter.Meter("github.com/milequest/pushercm/metrics"), a.obs, a.reading, errorReasons...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 
@@ -135,16 +136,23 @@ func (a *App) refreshHealth(w *connectionWiring) {
 	}
 }
 
+// errorReasons are the ErrorInfo reasons a call can fail with (the error
+// mapping's, the rate limiter's, and UNSPECIFIED for a status without
+// ErrorInfo), exported at zero in pushercm_errors_total from the start.
+var errorReasons = []string{
+	interceptors.ReasonAuthenticationFailed, interceptors.ReasonAuthorizationFailed,
+	interceptors.ReasonRateLimited, interceptors.ReasonConnectionPoolExhausted,
+	interceptors.ReasonConnectionFailed, interceptors.ReasonMessageDeliveryFailed,
+	interceptors.ReasonInvalidArgument, interceptors.ReasonNotFound,
+	interceptors.ReasonLimitExceeded, interceptors.ReasonFailedPrecondition,
+	interceptors.ReasonWatcherLagged, interceptors.ReasonInternal, "UNSPECIFIED",
+}
+
 // reading gathers everything /metrics and GetMetrics show that is not
 // counted on a hot path. Called once per scrape.
 func (a *App) reading() metrics.Reading {
 	w := a.connw
-	r := metrics.Reading{RateLimited: map[string]uint64{}, RateAllowed: map[string]uint64{}, RateByMethod: map[string][2]uint64{}}
-	if a.rlMethods != nil {
-		for _, m := range a.rlMethods.Snapshot() {
-			r.RateByMethod[m.Method] = [2]uint64{m.Allowed, m.Limited}
-		}
-	}
+	r := metrics.Reading{RateLimited: map[string]uint64{}, RateAllowed: map[string]uint64{}}
 	if a.edge != nil {
 		st := a.edge.Stats()
 		r.ConnectionsActive = st.ConnectionsActive

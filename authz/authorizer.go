@@ -217,6 +217,10 @@ type UserRequest struct {
 	// BrowserUserInfo is the browser's user_info, treated as in
 	// ChannelRequest.BrowserUserInfo.
 	BrowserUserInfo []byte
+	// Watchlist is the user ids whose online status the user is told of
+	// (user_data's "watchlist"; at most protocol.MaxWatchlist, each a valid
+	// user id).
+	Watchlist []string
 }
 
 // UserAuth is the pusher:signin auth: user_data is the exact string signed.
@@ -254,6 +258,11 @@ func (a *Authorizer) AuthenticateUser(ctx context.Context, p *Principal, req Use
 	ud, err := a.memberJSON("id", p, info)
 	if err != nil {
 		return UserAuth{}, err
+	}
+	if len(req.Watchlist) > 0 {
+		if ud, err = a.withWatchlist(ud, req.Watchlist); err != nil {
+			return UserAuth{}, err
+		}
 	}
 	return UserAuth{Auth: a.sign("", req.SocketID, "::user::", ud, "", ""), UserData: ud}, nil
 }
@@ -305,6 +314,33 @@ func (a *Authorizer) userInfo(trusted, browser []byte) (memberInfo, error) {
 		return memberInfo{}, argErr("user_info", "must be a JSON object")
 	}
 	return memberInfo{raw: kept}, nil
+}
+
+// withWatchlist adds "watchlist" to the user_data object ud.
+func (a *Authorizer) withWatchlist(ud string, ids []string) (string, error) {
+	if len(ids) > protocol.MaxWatchlist {
+		return "", argErr("watchlist", fmt.Sprintf("%d ids, at most %d", len(ids), protocol.MaxWatchlist))
+	}
+	b := append([]byte(ud[:len(ud)-1]), `,"watchlist":[`...)
+	for i, id := range ids {
+		if id == "" || len(id) > a.cfg.MaxUserIDLength || !validUserID(id) {
+			return "", argErr("watchlist", fmt.Sprintf("id #%d is not a user id (1 to %d of [A-Za-z0-9_\\-=@,.;])", i+1, a.cfg.MaxUserIDLength))
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = protocol.AppendJSONString(b, id)
+	}
+	return string(append(b, ']', '}')), nil
+}
+
+func validUserID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if !protocol.ValidChannelChar(id[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *Authorizer) checkUserID(p *Principal) error {

@@ -34,10 +34,11 @@
 //     protocol; tests check the tokens are identical). Socket ids (\d+.\d+,
 //     <=64 characters), channel names, user ids (<=128 characters) and
 //     user_info (a JSON object, <=1 KB after merging over the token's name)
-//     are validated before anything is signed. user_info from a browser
-//     (BrowserUserInfo) is untrusted: only AuthorizerConfig.BrowserUserInfoKeys
-//     survive, the token's claims win over them, and rule expressions do not
-//     see it; a trusted caller's (UserInfo, gRPC) wins over the token's name.
+//     and sign-in watchlists (<=100 user ids) are validated before anything is
+//     signed. user_info from a browser (BrowserUserInfo) is untrusted: only
+//     AuthorizerConfig.BrowserUserInfoKeys survive, the token's claims win
+//     over them, and rule expressions do not see it; a trusted caller's
+//     (UserInfo, gRPC) wins over the token's name.
 //   - Permissions: a grant without client-events is signed subscribe-only
 //     (protocol.SubscribeOnlyTag), which the embedded server enforces; with
 //     HostedPusher grants are signed plain and report client-events.

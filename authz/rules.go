@@ -83,7 +83,9 @@ const (
 	encryptedPrefix = "private-encrypted-"
 )
 
-// BuiltinRules are the rules of DESIGN.md §2.
+// BuiltinRules are the rules of DESIGN.md §2. Each private- rule, these and
+// the configured ones, also covers its private-encrypted- twin (see
+// decideRules): whoever may read a channel may read its encrypted variant.
 func BuiltinRules() []Rule {
 	perms := []string{PermSubscribe, PermClientEvents}
 	return []Rule{

@@ -18,6 +18,7 @@ import (
 type Client struct {
 	conn  *grpc.ClientConn
 	bc    pushercmv1.BroadcastServiceClient
+	auth  pushercmv1.AuthServiceClient
 	retry RetryPolicy
 	newID func() string
 }
@@ -107,7 +108,10 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{conn: conn, bc: pushercmv1.NewBroadcastServiceClient(conn), retry: o.retry, newID: o.newID}
+	c := &Client{
+		conn: conn, bc: pushercmv1.NewBroadcastServiceClient(conn), auth: pushercmv1.NewAuthServiceClient(conn),
+		retry: o.retry, newID: o.newID,
+	}
 	if !o.noWait {
 		if err := waitReady(ctx, conn); err != nil {
 			_ = conn.Close()

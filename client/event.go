@@ -2,11 +2,12 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,7 +18,15 @@ import (
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 )
 
-func newUUID() string { return uuid.NewString() }
+// newUUID is a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
 
 // Event is one event to publish.
 type Event struct {
@@ -221,17 +230,19 @@ func (c *Client) SendToUser(ctx context.Context, e UserEvent) (Result, error) {
 
 // Reason is the ErrorInfo reason of err (AUTHENTICATION_FAILED,
 // RATE_LIMITED, INVALID_ARGUMENT...), or "".
-func Reason(err error) string {
+func Reason(err error) string { return errorInfo(err).GetReason() }
+
+func errorInfo(err error) *errdetails.ErrorInfo {
 	st, ok := status.FromError(err)
 	if !ok {
-		return ""
+		return nil
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
+			return info
 		}
 	}
-	return ""
+	return nil
 }
 
 // FieldViolation names an invalid request field.

@@ -121,9 +121,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // idempotent reports whether req may be sent twice without delivering twice:
-// every event it carries has an id.
+// every event it carries has an id, or it only asks for a signature.
 func idempotent(req any) bool {
 	switch r := req.(type) {
+	case *pushercmv1.AuthorizeChannelRequest, *pushercmv1.AuthenticateUserRequest:
+		return true
 	case *pushercmv1.SendEventRequest:
 		return r.GetEvent().GetId() != ""
 	case *pushercmv1.SendToUserRequest:

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -462,15 +464,30 @@ func Bool(p *bool, def bool) bool {
 }
 
 // Decode reads YAML into c. Unknown keys and values of the wrong type are
-// errors naming the key and its line.
+// errors naming the setting's YAML path and line
+// (`edge.maxConnections: want a number, got "lots" (line 3)`); an unknown
+// key suggests the known key nearest to it.
 func Decode(r io.Reader, c *Config) error {
-	dec := yaml.NewDecoder(r)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if doc.Kind == 0 {
+		return nil // an empty file sets nothing
+	}
+	if err := checkNode(&doc, reflect.TypeOf(c).Elem()); err != nil {
+		return err
+	}
+	// checkNode catches what users get wrong; yaml.v3's own strict decode
+	// stays the final word on anything it does not model.
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil // an empty file sets nothing
-		}
-		return fmt.Errorf("config file: %w", err)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
 	}
 	return nil
 }
@@ -482,7 +499,7 @@ func DecodeFile(path string, c *Config) error {
 		return fmt.Errorf("config file: %w", err)
 	}
 	if err := Decode(bytes.NewReader(b), c); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("config file %s:\n%w", path, err)
 	}
 	return nil
 }
@@ -749,4 +766,54 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// Redacted is the text that replaces a secret in Effective.
+const Redacted = "REDACTED"
+
+// Effective is c as the process will use it, for printing: optional
+// switches resolved to their defaults, and secrets (the Pusher app secret,
+// the encryption master key, the JWT secret, passwords in URLs) replaced by
+// Redacted.
+func (c Config) Effective() Config {
+	hide := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return Redacted
+	}
+	on := func(p *bool, def bool) *bool { v := Bool(p, def); return &v }
+	c.Pusher = c.Pusher.WithDefaults()
+	c.Pusher.Secret = hide(c.Pusher.Secret)
+	c.Pusher.EncryptionMasterKeyBase64 = hide(c.Pusher.EncryptionMasterKeyBase64)
+	c.JWT.Secret = hide(c.JWT.Secret)
+	c.Redis.URL = redactURL(c.Redis.URL)
+	c.JWT.JWKSURL = redactURL(c.JWT.JWKSURL)
+	c.Edge.Webhooks.URLs = slices.Clone(c.Edge.Webhooks.URLs)
+	for i, u := range c.Edge.Webhooks.URLs {
+		c.Edge.Webhooks.URLs[i] = redactURL(u)
+	}
+	c.GRPC.Reflection = on(c.GRPC.Reflection, true)
+	c.GRPC.Keepalive.PermitWithoutStream = on(c.GRPC.Keepalive.PermitWithoutStream, true)
+	c.Edge.ClientEvents = on(c.Edge.ClientEvents, false)
+	c.Edge.UserAuthentication = on(c.Edge.UserAuthentication, false)
+	c.Edge.IOUring = on(c.Edge.IOUring, true)
+	c.ChannelRules.Builtins = on(c.ChannelRules.Builtins, true)
+	return c
+}
+
+// redactURL hides a URL's password; a string that does not parse is
+// hidden whole, since it may be a secret pasted in the wrong place.
+func redactURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return Redacted
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), Redacted)
+	}
+	return u.String()
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -336,6 +337,58 @@ func TestDevSecretsRefusedWithoutDev(t *testing.T) {
 	}
 }
 
+// TestDecodeErrorsNameThePath: a bad type or an unknown key is reported by
+// its YAML path, with a did-you-mean for a near miss, never by a Go type.
+func TestDecodeErrorsNameThePath(t *testing.T) {
+	tests := []struct {
+		name, file string
+		want       []string
+	}{
+		{name: "number", file: "edge:\n  maxConnections: lots\n",
+			want: []string{`edge.maxConnections: want a number, got "lots" (line 2)`}},
+		{name: "duration", file: "shutdownTimeout: soon\n",
+			want: []string{`shutdownTimeout: want a duration like 30s or 5m, got "soon" (line 1)`}},
+		{name: "bool", file: "grpc: {reflection: maybe}\n",
+			want: []string{`grpc.reflection: want true or false, got "maybe" (line 1)`}},
+		{name: "list", file: "http: {allowedOrigins: https://a}\n",
+			want: []string{`http.allowedOrigins: want a list, got "https://a" (line 1)`}},
+		{name: "inline section", file: "rateLimit: {limiters: {user: {burstLimit: many}}}\n",
+			want: []string{`rateLimit.limiters.user.burstLimit: want a number, got "many" (line 1)`}},
+		{name: "typo", file: "edge:\n  maxConections: 5\n",
+			want: []string{`edge.maxConections: unknown setting (line 2); did you mean edge.maxConnections?`}},
+		{name: "top-level typo", file: "drivr: embedded\n",
+			want: []string{`drivr: unknown setting (line 1); did you mean driver?`}},
+		{name: "in a list", file: "channelRules:\n  rules:\n    - {name: a, patern: 'private-*'}\n",
+			want: []string{`channelRules.rules[0].patern: unknown setting (line 3); did you mean channelRules.rules[0].pattern?`}},
+		{name: "no near key", file: "grpc: {listenAddress: ':1'}\n",
+			want: []string{`grpc.listenAddress: unknown setting (line 1)`}},
+		{name: "every error at once", file: "edge: {maxConnections: lots}\ndrivr: x\n",
+			want: []string{`edge.maxConnections: want a number`, `drivr: unknown setting`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := Decode(strings.NewReader(tt.file), &c)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error\n%s\ndoes not say\n%s", err, w)
+				}
+			}
+			for _, bad := range []string{"!!str", "config.", "unmarshal", "not found in type"} {
+				if strings.Contains(err.Error(), bad) {
+					t.Errorf("error names Go internals (%q):\n%s", bad, err)
+				}
+			}
+			if tt.name == "no near key" && strings.Contains(err.Error(), "did you mean") {
+				t.Errorf("suggested a key for a far miss:\n%s", err)
+			}
+		})
+	}
+}
+
 // One identity provider may sign both kinds of token when the audiences keep
 // them apart.
 func TestServiceTrustSharedKeysWithDisjointAudiences(t *testing.T) {
@@ -344,5 +397,42 @@ func TestServiceTrustSharedKeysWithDisjointAudiences(t *testing.T) {
 		"PUSHERCM_JWT_SERVICE_JWKS_URL": "https://idp.example/jwks", "PUSHERCM_JWT_SERVICE_AUDIENCE": "pushercm-api"}
 	if _, err := Load(Source{LookupEnv: envOf(env)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEffectiveRedactsAndRoundTrips: the printed configuration hides every
+// secret and is itself a valid configuration file.
+func TestEffectiveRedactsAndRoundTrips(t *testing.T) {
+	const (
+		appSecret = "app-secret-value"
+		jwtSecret = "jwt-secret-0123456789abcdef0123456789"
+		master    = "bWFzdGVyLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1"
+	)
+	env := map[string]string{
+		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": appSecret, "PUSHERCM_JWT_SECRET": jwtSecret,
+		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64": master, "PUSHERCM_REDIS_URL": "redis://user:redis-pass@127.0.0.1:6379/0",
+	}
+	l, err := Load(Source{LookupEnv: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := yaml.Marshal(l.Effective())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{appSecret, jwtSecret, master, "redis-pass"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("printed configuration holds a secret %q:\n%s", secret, out)
+		}
+	}
+	back := Default()
+	if err := Decode(strings.NewReader(string(out)), &back); err != nil {
+		t.Fatalf("printed configuration does not read back: %v\n%s", err, out)
+	}
+	if back.Pusher.Secret != Redacted || back.Edge.MaxConnections != l.Edge.MaxConnections || !Bool(back.GRPC.Reflection, false) {
+		t.Fatalf("read back %+v", back)
+	}
+	if l.Pusher.Secret != appSecret {
+		t.Fatal("Effective changed the loaded configuration")
 	}
 }

@@ -5,8 +5,10 @@
 // variables (the names of DESIGN.md §2, listed by EnvNames), and
 // command-line flags (RegisterFlags). Load guarantees that the returned
 // configuration passed Validate: unknown YAML keys, values of the wrong type
-// and invalid values all stop start-up with an error naming the key,
-// variable or flag, before any listener opens. Without --dev, missing
+// and invalid values all stop start-up with an error naming the key (by its
+// YAML path, with a did-you-mean for a near miss), variable or flag, before
+// any listener opens. Config.Effective is the configuration to print, with
+// secrets redacted (`pushercm config check`). Without --dev, missing
 // secrets are errors, and so are the published development secrets
 // (ErrDevSecret) and a service-token trust (jwt.service) that user tokens
 // could satisfy; with --dev, ApplyDev fills missing secrets with well-known

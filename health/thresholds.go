@@ -35,7 +35,8 @@ type Thresholds struct {
 	ErrorCodes []string `yaml:"errorCodes"`
 
 	// P99LatencyDegraded and P99LatencyUnhealthy bound the 99th percentile
-	// publish-to-socket-write latency. Defaults 250ms and 2s.
+	// duration of a publish call (pushercm_publish_duration_seconds; not the
+	// publish-to-socket-write delivery latency). Defaults 250ms and 2s.
 	P99LatencyDegraded  time.Duration `yaml:"p99LatencyDegraded"`
 	P99LatencyUnhealthy time.Duration `yaml:"p99LatencyUnhealthy"`
 

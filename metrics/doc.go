@@ -1,10 +1,13 @@
 // Package metrics observes pushercm for dashboards and the health evaluator.
 //
-// An Observer sits on the two hot paths that need one: the edge's publish
-// (edge.Metrics: delivery count and publish-to-last-socket-write latency)
-// and every gRPC call (a grpc stats.Handler: calls by code, failures by
-// google.rpc.ErrorInfo reason). Both cost a few atomic adds per event; the
-// latency also goes to one OpenTelemetry histogram.
+// An Observer sits on the hot paths that need one: the edge's publish
+// (edge.Metrics: delivery count and the publish call's duration,
+// pushercm_publish_duration_seconds), its socket writes (edge.WriteObserver:
+// the delivery latency from publish to socket write,
+// pushercm_delivery_latency_seconds) and every gRPC call (a grpc
+// stats.Handler: calls by code, failures by google.rpc.ErrorInfo reason).
+// Each costs a few atomic adds per event and one OpenTelemetry histogram
+// observation.
 //
 // Everything else (connections, subscriptions, channels, webhooks, rate
 // limits, breaker state) is read when /metrics is scraped, through
@@ -12,7 +15,9 @@
 // path pays nothing for it.
 //
 // Guarantees: every instrument is named pushercm_*; labels have bounded
-// values (refusal reasons, limiter names, ErrorInfo reasons, gRPC codes);
+// values (refusal reasons, limiter names, ErrorInfo reasons, gRPC codes in
+// upper snake case, CodeNames); labelled counters exist at zero from the
+// first scrape;
 // there are no per-channel, per-user or per-socket labels. Window turns the
 // cumulative counters into rates over a sliding evaluation window for
 // health (error rate, messages per second, average and p99 latency).

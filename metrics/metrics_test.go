@@ -151,9 +151,9 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 		return metrics.Reading{
 			ConnectionsActive: 3, ConnectionsRefused: map[string]uint64{"CONNECTION_POOL_EXHAUSTED": 1},
 			RateLimited: map[string]uint64{"user": 2}, RateAllowed: map[string]uint64{"user": 7},
-			RateByMethod: map[string][2]uint64{"/pushercm.v1.BroadcastService/SendEvent": {7, 2}}, Breaker: "open",
+			Breaker: "open",
 		}
-	}); err != nil {
+	}, "NOT_FOUND", "RATE_LIMITED"); err != nil {
 		t.Fatal(err)
 	}
 	o.Published(5, time.Millisecond)
@@ -173,9 +173,9 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	for _, name := range []string{
 		"pushercm_connections_active", "pushercm_connections", "pushercm_connections_refused", "pushercm_subscriptions",
 		"pushercm_channels_occupied", "pushercm_presence_members", "pushercm_messages_published", "pushercm_messages_delivered",
-		"pushercm_delivery_latency", "pushercm_socket_write_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
+		"pushercm_publish_duration", "pushercm_delivery_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
 		"pushercm_webhooks_sent", "pushercm_webhooks_failed", "pushercm_webhooks_dropped", "pushercm_webhooks_backlog",
-		"pushercm_rate_limited", "pushercm_rate_limit_allowed", "pushercm_rate_limit_decisions", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
+		"pushercm_rate_limited", "pushercm_rate_limit_allowed", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
 	} {
 		if got[name] == nil {
 			t.Errorf("%s not exported", name)
@@ -187,12 +187,44 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	if s, ok := got["pushercm_messages_delivered"].(metricdata.Sum[int64]); !ok || s.DataPoints[0].Value != 5 {
 		t.Errorf("delivered %v", got["pushercm_messages_delivered"])
 	}
-	if h, ok := got["pushercm_delivery_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 1 {
-		t.Errorf("latency %v", got["pushercm_delivery_latency"])
+	if h, ok := got["pushercm_publish_duration"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 1 {
+		t.Errorf("publish duration %v", got["pushercm_publish_duration"])
 	}
-	if h, ok := got["pushercm_socket_write_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 2 ||
+	if h, ok := got["pushercm_delivery_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 2 ||
 		h.DataPoints[0].Sum < 0.042 || h.DataPoints[0].Sum > 0.044 {
-		t.Errorf("socket write latency %v", got["pushercm_socket_write_latency"])
+		t.Errorf("delivery latency %v", got["pushercm_delivery_latency"])
+	}
+	// Every code is a series, named in upper snake case, zero or not.
+	rpcs := map[string]int64{}
+	for _, dp := range got["pushercm_rpcs"].(metricdata.Sum[int64]).DataPoints {
+		v, _ := dp.Attributes.Value("code")
+		rpcs[v.AsString()] = dp.Value
+	}
+	if len(rpcs) != 17 || rpcs["NOT_FOUND"] != 1 || rpcs["PERMISSION_DENIED"] != 0 {
+		t.Errorf("rpcs by code %v", rpcs)
+	}
+	// Listed reasons exist at zero; a reason seen is counted once.
+	errs := map[string]int64{}
+	for _, dp := range got["pushercm_errors"].(metricdata.Sum[int64]).DataPoints {
+		v, _ := dp.Attributes.Value("reason")
+		if _, dup := errs[v.AsString()]; dup {
+			t.Errorf("reason %s observed twice", v.AsString())
+		}
+		errs[v.AsString()] = dp.Value
+	}
+	if len(errs) != 2 || errs["NOT_FOUND"] != 1 || errs["RATE_LIMITED"] != 0 {
+		t.Errorf("errors by reason %v", errs)
+	}
+}
+
+// TestCodeNames: the code label is the canonical name grpc-go itself
+// parses, for every code.
+func TestCodeNames(t *testing.T) {
+	for i, name := range metrics.CodeNames {
+		var c codes.Code
+		if err := c.UnmarshalJSON([]byte(`"` + name + `"`)); err != nil || c != codes.Code(i) {
+			t.Errorf("%s: parsed as %v (%v), want %v", name, c, err, codes.Code(i))
+		}
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-	"google.golang.org/grpc/codes"
 )
 
 // Reading is the state read at scrape time: the edge's counters and gauges,
@@ -36,9 +35,6 @@ type Reading struct {
 	RateLimited map[string]uint64
 	// RateAllowed counts admissions by limiter name.
 	RateAllowed map[string]uint64
-	// RateByMethod counts rate-limit outcomes per gRPC method:
-	// [0] allowed, [1] limited.
-	RateByMethod map[string][2]uint64
 
 	// Breaker is the upstream circuit breaker state: "", "closed", "half-open", "open".
 	Breaker string
@@ -59,27 +55,42 @@ func BreakerValue(state string) int64 {
 	return 0
 }
 
-// Register creates every pushercm_* instrument on meter: the delivery
-// latency histogram fed by o, and observable instruments that call read
-// once per collection. read must be cheap and safe for concurrent use.
-func Register(meter metric.Meter, o *Observer, read func() Reading) error {
+// CodeNames are the gRPC status code names of the code label of
+// pushercm_rpcs_total, indexed by code: the canonical upper snake case
+// (PERMISSION_DENIED) that grpc-go's JSON form, the OpenTelemetry gRPC
+// instrumentation's rpc_response_status_code and health.errorCodes use.
+var CodeNames = [numCodes]string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+}
+
+// Register creates every pushercm_* instrument on meter: the publish
+// duration and delivery latency histograms fed by o, and observable
+// instruments that call read once per collection. read must be cheap and
+// safe for concurrent use. Every gRPC code, and each of reasons (the
+// ErrorInfo reasons calls can fail with), is exported at zero from the
+// start, so that dashboards and alerts see a series before the first
+// failure.
+func Register(meter metric.Meter, o *Observer, read func() Reading, reasons ...string) error {
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	hist, err := meter.Float64Histogram("pushercm_delivery_latency",
+	hist, err := meter.Float64Histogram("pushercm_publish_duration",
 		metric.WithUnit("s"),
-		metric.WithDescription("Time a publish call takes on the embedded server: validation, encoding the frame once and posting it for fan-out (the socket writes follow; see pushercm_socket_write_latency)."),
+		metric.WithDescription("Duration of a publish call on the embedded server: validation, encoding the frame once and posting it for fan-out. Not the delivery latency (see pushercm_delivery_latency_seconds)."),
 		metric.WithExplicitBucketBoundaries(LatencyBounds...))
 	add(err)
 	if err == nil {
 		o.hist.Store(&hist)
 	}
-	writeHist, err := meter.Float64Histogram("pushercm_socket_write_latency",
+	writeHist, err := meter.Float64Histogram("pushercm_delivery_latency",
 		metric.WithUnit("s"),
-		metric.WithDescription("Time from a publish to the socket write that carried its frame (the oldest frame of each write)."),
+		metric.WithDescription("Delivery latency from publish to socket write: for every socket write, how long the oldest frame it carried waited since its publish."),
 		metric.WithExplicitBucketBoundaries(LatencyBounds...))
 	add(err)
 	if err == nil {
@@ -114,19 +125,19 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		whBacklog   = gauge("pushercm_webhooks_backlog", "Webhook events waiting to be sent.")
 		limited     = counter("pushercm_rate_limited", "Requests refused by rate limits, by limiter.")
 		allowed     = counter("pushercm_rate_limit_allowed", "Requests a rate limit checked and admitted, by limiter.")
-		byMethod    = counter("pushercm_rate_limit_decisions", "gRPC calls the rate-limit interceptor checked, by method and outcome (allowed, limited).")
 		rpcErrors   = counter("pushercm_errors", "Failed gRPC calls, by ErrorInfo reason.")
 		rpcs        = counter("pushercm_rpcs", "Finished gRPC calls, by status code.")
 		breaker     = gauge("pushercm_upstream_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.")
 		whReceived  = counter("pushercm_webhooks_received", "Pusher webhooks received on /pusher/webhooks, by outcome.")
 		observables = []metric.Observable{active, total, refused, subs, channels, members, published, delivered,
-			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, byMethod, rpcErrors, rpcs, breaker, whReceived}
+			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, rpcErrors, rpcs, breaker, whReceived}
 	)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	reasonKey := attribute.Key("reason")
 	limiterKey := attribute.Key("limiter")
+	codeKey := attribute.Key("code")
 	_, err = meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		r := read()
 		s := o.Snapshot(time.Time{})
@@ -153,18 +164,16 @@ func Register(meter metric.Meter, o *Observer, read func() Reading) error {
 		for name, n := range r.RateAllowed {
 			ob.ObserveInt64(allowed, int64(n), metric.WithAttributes(limiterKey.String(name)))
 		}
-		for method, n := range r.RateByMethod {
-			m := attribute.Key("method").String(method)
-			ob.ObserveInt64(byMethod, int64(n[0]), metric.WithAttributes(m, attribute.Key("outcome").String("allowed")))
-			ob.ObserveInt64(byMethod, int64(n[1]), metric.WithAttributes(m, attribute.Key("outcome").String("limited")))
+		for _, reason := range reasons {
+			if _, seen := s.ErrorsByReason[reason]; !seen {
+				ob.ObserveInt64(rpcErrors, 0, metric.WithAttributes(reasonKey.String(reason)))
+			}
 		}
 		for reason, n := range s.ErrorsByReason {
 			ob.ObserveInt64(rpcErrors, int64(n), metric.WithAttributes(reasonKey.String(reason)))
 		}
 		for c, n := range s.Calls {
-			if n > 0 {
-				ob.ObserveInt64(rpcs, int64(n), metric.WithAttributes(attribute.String("code", codes.Code(c).String())))
-			}
+			ob.ObserveInt64(rpcs, int64(n), metric.WithAttributes(codeKey.String(CodeNames[c])))
 		}
 		ob.ObserveInt64(breaker, BreakerValue(r.Breaker))
 		ob.ObserveInt64(whReceived, int64(r.WebhooksReceived), metric.WithAttributes(attribute.String("outcome", "accepted")))

@@ -61,18 +61,14 @@ func (s *Auth) AuthorizeChannel(ctx context.Context, req *pushercmv1.AuthorizeCh
 
 // AuthenticateUser signs a pusher:signin for the token's user.
 func (s *Auth) AuthenticateUser(ctx context.Context, req *pushercmv1.AuthenticateUserRequest) (*pushercmv1.AuthenticateUserResponse, error) {
-	if len(req.GetWatchlist()) > 0 {
-		// The embedded server has no watchlist support; signing one would
-		// promise online/offline events that never come.
-		return nil, &authz.ArgumentError{Field: "watchlist", Reason: "watchlists are not supported"}
-	}
 	info, err := userInfoJSON(req.GetUserInfo())
 	if err != nil {
 		return nil, err
 	}
 	out, err := s.Authorizer.AuthenticateUser(ctx, authsvc.TransportGRPC, req.GetToken(), authz.UserRequest{
-		SocketID: req.GetSocketId(),
-		UserInfo: info,
+		SocketID:  req.GetSocketId(),
+		UserInfo:  info,
+		Watchlist: req.GetWatchlist(),
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -369,7 +370,9 @@ func TestAuthenticateUserRefusals(t *testing.T) {
 		{"bad user token", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user + "x"}, codes.Unauthenticated, "AUTHENTICATION_FAILED"},
 		{"token without a user id", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: noSub}, codes.Unauthenticated, "AUTHENTICATION_FAILED"},
 		{"bad socket id", &pushercmv1.AuthenticateUserRequest{SocketId: "1", Token: user}, codes.InvalidArgument, "INVALID_ARGUMENT"},
-		{"watchlist", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user, Watchlist: []string{"u2"}}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"watchlist over 100 ids", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user, Watchlist: manyIDs(101)}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"watchlist id with a space", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user, Watchlist: []string{"u 2"}}, codes.InvalidArgument, "INVALID_ARGUMENT"},
+		{"empty watchlist id", &pushercmv1.AuthenticateUserRequest{SocketId: "1.2", Token: user, Watchlist: []string{""}}, codes.InvalidArgument, "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -382,4 +385,12 @@ func TestAuthenticateUserRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+func manyIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("u%d", i)
+	}
+	return ids
 }

@@ -1,6 +1,8 @@
 // Package telemetry sets up OpenTelemetry for the process: a tracer provider
-// that always assigns trace ids (so logs can carry them) and exports over
-// OTLP only when the standard OTEL_* variables ask for it, and a meter
+// that always assigns trace ids (so logs can carry them) and exports only
+// when the standard OTEL_* variables ask for it (the exporter is chosen by
+// OpenTelemetry's autoexport, so OTEL_TRACES_EXPORTER and
+// OTEL_EXPORTER_OTLP_PROTOCOL work as elsewhere), and a meter
 // provider exported in the Prometheus text format on the ops listener's
 // /metrics. Unset OTEL_* variables mean no exporter, never an error.
 package telemetry

@@ -7,14 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -46,8 +44,6 @@ type Options struct {
 	ServiceName string
 	// Version is service.version.
 	Version string
-	// LookupEnv reads OTEL_* variables; nil means os.LookupEnv.
-	LookupEnv func(string) (string, bool)
 }
 
 // Setup builds tracer and meter providers and installs them (and the W3C
@@ -55,20 +51,19 @@ type Options struct {
 //
 // Traces: a tracer provider always exists, so every span has ids that logs
 // can carry. Without an exporter (and without OTEL_TRACES_SAMPLER) spans are
-// not recorded, only identified. Spans are exported over OTLP only when OTEL_TRACES_EXPORTER is
-// "otlp" or unset and OTEL_EXPORTER_OTLP_ENDPOINT or
-// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; OTEL_EXPORTER_OTLP_PROTOCOL
-// picks grpc or http/protobuf (default). The exporters read the remaining
+// not recorded, only identified. The exporter is chosen by
+// go.opentelemetry.io/contrib/exporters/autoexport from the standard
+// variables: OTEL_TRACES_EXPORTER (otlp, console, none), and for otlp
+// OTEL_EXPORTER_OTLP_PROTOCOL or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL (grpc, or
+// http/protobuf by default). With OTEL_TRACES_EXPORTER unset, spans are
+// exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. The exporters read the other
 // OTEL_EXPORTER_OTLP_* variables themselves, and the SDK reads
 // OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME.
 //
 // Metrics: an OpenTelemetry meter provider read by a Prometheus exporter on
 // its own registry (plus Go runtime and process collectors); Handler serves it.
 func Setup(ctx context.Context, o Options) (*Providers, error) {
-	lookup := o.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
 	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		semconv.ServiceName(o.ServiceName), semconv.ServiceVersion(o.Version)))
 	if err != nil {
@@ -82,14 +77,14 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 	p := &Providers{}
 
 	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	exp, err := traceExporter(ctx, lookup)
+	exp, err := traceExporter(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if exp != nil {
 		topts = append(topts, sdktrace.WithBatcher(exp))
 		p.Exporting = true
-	} else if v, _ := lookup("OTEL_TRACES_SAMPLER"); v == "" {
+	} else if os.Getenv("OTEL_TRACES_SAMPLER") == "" {
 		// Nothing would ever read recorded spans: keep the ids (spans still
 		// get valid trace and span ids, so logs carry them and trace context
 		// propagates) but record nothing, so RPCs do not pay for spans.
@@ -116,29 +111,26 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 	return p, nil
 }
 
-func traceExporter(ctx context.Context, lookup func(string) (string, bool)) (sdktrace.SpanExporter, error) {
-	if v, ok := lookup("OTEL_TRACES_EXPORTER"); ok && v != "" && v != "otlp" {
-		if v == "none" {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported (otlp or none)", v)
-	}
-	_, any := lookup("OTEL_EXPORTER_OTLP_ENDPOINT")
-	_, traces := lookup("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-	if !any && !traces {
+// traceExporter picks the span exporter from the standard variables with
+// autoexport: OTEL_TRACES_EXPORTER (otlp, console or none),
+// OTEL_EXPORTER_OTLP_PROTOCOL / OTEL_EXPORTER_OTLP_TRACES_PROTOCOL (grpc or
+// http/protobuf). autoexport's default when OTEL_TRACES_EXPORTER is unset is
+// OTLP to localhost; here an unset OTEL_TRACES_EXPORTER exports only when an
+// OTLP endpoint is set, so that a process with no OTEL_* settings exports
+// nothing (DESIGN.md §2). nil means no exporter.
+func traceExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	if os.Getenv("OTEL_TRACES_EXPORTER") == "" &&
+		os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
 		return nil, nil
 	}
-	proto, _ := lookup("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if proto == "" {
-		proto, _ = lookup("OTEL_EXPORTER_OTLP_PROTOCOL")
+	exp, err := autoexport.NewSpanExporter(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("trace exporter (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_*): %w", err)
 	}
-	switch strings.ToLower(proto) {
-	case "grpc":
-		return otlptracegrpc.New(ctx)
-	case "", "http/protobuf":
-		return otlptracehttp.New(ctx)
+	if autoexport.IsNoneSpanExporter(exp) {
+		return nil, nil
 	}
-	return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %q is not supported (grpc or http/protobuf)", proto)
+	return exp, nil
 }
 
 // Shutdown flushes and stops the providers.

@@ -1,8 +1,11 @@
 package pusher
 
 import (
+	"errors"
 	"sync"
 	"time"
+
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/milequest/pushercm/delivery"
 )
@@ -15,113 +18,106 @@ const (
 	outcomeSuccess outcome = iota
 	// outcomeFailure: network error, timeout, 5xx or 429.
 	outcomeFailure
-	// outcomeIgnore: no request reached the upstream (client-side validation).
+	// outcomeIgnore: no request reached the upstream (client-side validation), or the
+	// caller gave up; it says nothing about the upstream.
 	outcomeIgnore
 )
 
-// breaker is a consecutive-failure circuit breaker: closed → open after threshold
-// failures; open → half-open after openTimeout, letting exactly one probe through;
-// the probe's success closes it, its failure re-opens it.
+// errIgnored marks an attempt gobreaker must count neither way (IsExcluded).
+var errIgnored = errors.New("pusher: attempt says nothing about the upstream")
+
+// breaker is sony/gobreaker's two-step circuit breaker with the driver's policy:
+// closed → open after threshold consecutive failures; open → half-open after
+// openTimeout, letting exactly one probe through (MaxRequests 1); the probe's success
+// closes it, its failure re-opens it. It adds what health reports and gobreaker does
+// not keep across states: the consecutive failures, the last error and when the state
+// last changed.
 type breaker struct {
-	threshold   int // <0 disables
-	openTimeout time.Duration
-	now         func() time.Time
-	onChange    func(from, to delivery.BreakerState)
+	cb       *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: disabled
+	onChange func(from, to delivery.BreakerState)
 
 	mu       sync.Mutex
-	state    delivery.BreakerState
 	failures int
-	openedAt time.Time
-	since    time.Time
-	probing  bool
 	lastErr  string
+	since    time.Time
 }
 
-func newBreaker(threshold int, openTimeout time.Duration, now func() time.Time) *breaker {
-	return &breaker{threshold: threshold, openTimeout: openTimeout, now: now, state: delivery.BreakerClosed}
+// newBreaker returns a breaker; threshold < 0 disables it.
+func newBreaker(threshold int, openTimeout time.Duration, onChange func(from, to delivery.BreakerState)) *breaker {
+	b := &breaker{onChange: onChange, since: time.Now()}
+	if threshold < 0 {
+		return b
+	}
+	b.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        Name,
+		MaxRequests: 1,
+		Timeout:     openTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(threshold) },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errIgnored) },
+		// Called under gobreaker's lock, so observers see transitions in order; they
+		// must not call back into the driver.
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			b.mu.Lock()
+			b.since = time.Now()
+			b.mu.Unlock()
+			if b.onChange != nil {
+				b.onChange(stateOf(from), stateOf(to))
+			}
+		},
+	})
+	return b
 }
 
-// allow reports whether a request may go out now.
-func (b *breaker) allow() bool {
-	if b.threshold < 0 {
-		return true
+func stateOf(s gobreaker.State) delivery.BreakerState {
+	switch s {
+	case gobreaker.StateOpen:
+		return delivery.BreakerOpen
+	case gobreaker.StateHalfOpen:
+		return delivery.BreakerHalfOpen
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch b.state {
-	case delivery.BreakerOpen:
-		if b.now().Sub(b.openedAt) < b.openTimeout {
-			return false
-		}
-		b.setLocked(delivery.BreakerHalfOpen)
-		b.probing = true
-		return true
-	case delivery.BreakerHalfOpen:
-		if b.probing {
-			return false
-		}
-		b.probing = true
-		return true
-	}
-	return true
+	return delivery.BreakerClosed
 }
 
-func (b *breaker) record(o outcome, err error) {
-	if b.threshold < 0 {
-		return
+// allow asks whether a request may go out now; when it may, record must be called with
+// the attempt's outcome.
+func (b *breaker) allow() (record func(outcome, error), ok bool) {
+	if b.cb == nil {
+		return func(outcome, error) {}, true
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	switch o {
-	case outcomeSuccess:
-		b.failures = 0
-		b.probing = false
-		if b.state != delivery.BreakerClosed {
-			b.setLocked(delivery.BreakerClosed)
-		}
-	case outcomeFailure:
-		b.failures++
-		if err != nil {
+	done, err := b.cb.Allow()
+	if err != nil {
+		return nil, false
+	}
+	return func(o outcome, err error) {
+		switch o {
+		case outcomeSuccess:
+			b.mu.Lock()
+			b.failures = 0
+			b.mu.Unlock()
+			done(nil)
+		case outcomeFailure:
+			if err == nil {
+				err = errors.New("failed")
+			}
+			b.mu.Lock()
+			b.failures++
 			b.lastErr = err.Error()
+			b.mu.Unlock()
+			done(err)
+		default:
+			done(errIgnored)
 		}
-		switch {
-		case b.state == delivery.BreakerHalfOpen:
-			b.probing = false
-			b.openedAt = b.now()
-			b.setLocked(delivery.BreakerOpen)
-		case b.state == delivery.BreakerClosed && b.failures >= b.threshold:
-			b.openedAt = b.now()
-			b.setLocked(delivery.BreakerOpen)
-		}
-	case outcomeIgnore:
-		if b.state == delivery.BreakerHalfOpen {
-			b.probing = false // let the next call probe
-		}
-	}
-}
-
-func (b *breaker) setLocked(s delivery.BreakerState) {
-	from := b.state
-	b.state = s
-	b.since = b.now()
-	if b.onChange != nil && from != s {
-		// Called under the lock so observers see transitions in order; observers must
-		// not call back into the driver.
-		b.onChange(from, s)
-	}
+	}, true
 }
 
 func (b *breaker) snapshot() (state delivery.BreakerState, failures int, lastErr string, since time.Time) {
-	if b.threshold < 0 {
+	if b.cb == nil {
 		return delivery.BreakerNone, 0, "", time.Time{}
 	}
+	// State moves an open breaker whose timeout passed to half-open: the next call
+	// probes, so health does not stay red while nothing is being published.
+	state = stateOf(b.cb.State())
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	state = b.state
-	// An open breaker whose timeout passed will let the next call probe; report it as
-	// half-open so health does not stay red while nothing is being published.
-	if state == delivery.BreakerOpen && b.now().Sub(b.openedAt) >= b.openTimeout {
-		state = delivery.BreakerHalfOpen
-	}
 	return state, b.failures, b.lastErr, b.since
 }

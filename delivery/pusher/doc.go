@@ -10,21 +10,23 @@
 //     pusher.batch_events, ...; channel names stay out of span names).
 //   - Retries: network errors, timeouts, 5xx and 429 are retried ReconnectAttempts times
 //     (publishes only when the request cannot have reached Pusher; see below)
-//     with exponential backoff (ReconnectDelay·BackoffMultiplier^n, capped at
-//     MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a 429 or 503
-//     is honoured up to MaxReconnectDelay). Other 4xx are never retried: 400/413/
+//     with exponential backoff (cenkalti/backoff: ReconnectDelay·BackoffMultiplier^n,
+//     capped at MaxReconnectDelay, jittered within [d/2, d]; a longer Retry-After on a
+//     429 or 503 is honoured up to MaxReconnectDelay). Other 4xx are never retried: 400/413/
 //     422 → delivery.ErrInvalid, 404 → delivery.ErrNotFound, 401/403 and the rest →
 //     delivery.ErrDeliveryFailed. Requests refused by the SDK itself (e.g. no encryption
 //     key for a private-encrypted- channel) → delivery.ErrInvalid. Exhausted retries →
 //     delivery.ErrDeliveryFailed, or delivery.ErrUnavailable when the host could not be
 //     connected to at all, or, when the last answer was a 429, a
 //     *delivery.UpstreamRateLimit (delivery.ErrRateLimited, RATE_LIMITED with the
-//     upstream's Retry-After, else the next backoff, as the retry hint). The *StatusError of the last HTTP answer is kept in the chain.
-//   - Circuit breaker: BreakerFailureThreshold consecutive failed attempts open it; while
-//     open every call fails at once with delivery.ErrUnavailable and sends nothing. After
-//     BreakerOpenTimeout one probe is let through; success closes it, failure re-opens
-//     it. 4xx answers count as success (the upstream is up); the caller's own deadline
-//     counts as neither. Health() reports the state without I/O.
+//     upstream's Retry-After, else the next backoff, as the retry hint). The
+//     *StatusError of the last HTTP answer is kept in the chain.
+//   - Circuit breaker (sony/gobreaker): BreakerFailureThreshold consecutive failed
+//     attempts open it; while open every call fails at once with delivery.ErrUnavailable
+//     and sends nothing. After BreakerOpenTimeout one probe is let through; success
+//     closes it, failure re-opens it. 4xx answers count as success (the upstream is up);
+//     the caller's own deadline counts as neither. Health() reports the state without
+//     I/O.
 //   - Batches go out as batch_events requests of at most 10 single-channel events;
 //     events with several channels are triggered individually (at most 100 channels per
 //     request). A failing request fails exactly the events it carried; a batch that

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -16,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	pushersdk "github.com/pusher/pusher-http-go/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
@@ -43,7 +42,7 @@ type Driver struct {
 	transport http.RoundTripper // pool wrapped with otelhttp
 	breaker   *breaker
 	sleep     func(context.Context, time.Duration) error
-	jitter    func() float64
+	backOff   func() backoff.BackOff
 
 	requests, retries, failures, rejected atomic.Uint64
 }
@@ -55,8 +54,7 @@ type options struct {
 	tp       trace.TracerProvider
 	base     http.RoundTripper
 	sleep    func(context.Context, time.Duration) error
-	jitter   func() float64
-	now      func() time.Time
+	backOff  func() backoff.BackOff
 	onChange func(from, to delivery.BreakerState)
 }
 
@@ -69,11 +67,9 @@ func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
 	return func(o *options) { o.sleep = f }
 }
 
-// WithJitter replaces the jitter source, a function returning values in [0, 1).
-func WithJitter(f func() float64) Option { return func(o *options) { o.jitter = f } }
-
-// WithClock replaces the breaker's clock.
-func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+// WithBackOff replaces the retry delays: f returns a fresh policy for each
+// call's retries (tests use one without jitter).
+func WithBackOff(f func() backoff.BackOff) Option { return func(o *options) { o.backOff = f } }
 
 // WithBreakerObserver is called on every breaker state change (for metrics and logs). It
 // runs under the breaker's lock: it must be quick and must not call the driver.
@@ -91,9 +87,8 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	cfg = cfg.WithDefaults()
 	o := options{
-		sleep:  sleepCtx,
-		jitter: rand.Float64,
-		now:    time.Now,
+		sleep:   sleepCtx,
+		backOff: cfg.newBackOff,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -109,8 +104,8 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 			Cluster:                   cfg.Cluster,
 			EncryptionMasterKeyBase64: cfg.EncryptionMasterKeyBase64,
 		},
-		sleep:  o.sleep,
-		jitter: o.jitter,
+		sleep:   o.sleep,
+		backOff: o.backOff,
 	}
 	if cfg.EncryptionMasterKeyBase64 != "" {
 		// pusher-http-go decodes and caches the key on first use, writing to the Client.
@@ -137,8 +132,7 @@ func New(cfg Config, opts ...Option) (*Driver, error) {
 	}
 	d.transport = otelhttp.NewTransport(base, otelOpts...)
 	threshold := cfg.BreakerFailureThreshold
-	d.breaker = newBreaker(threshold, cfg.BreakerOpenTimeout, o.now)
-	d.breaker.onChange = o.onChange
+	d.breaker = newBreaker(threshold, cfg.BreakerOpenTimeout, o.onChange)
 	return d, nil
 }
 
@@ -470,11 +464,13 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 	var last error
 	lastConnect := false
 	retries := max(d.cfg.ReconnectAttempts, 0)
+	var delays backoff.BackOff // made at the first retry: most calls never need one
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return giveUp(op, err, last, lastConnect)
 		}
-		if !d.breaker.allow() {
+		record, ok := d.breaker.allow()
+		if !ok {
 			d.rejected.Add(1)
 			_, _, lastErr, _ := d.breaker.snapshot()
 			return fmt.Errorf("%w: %s: circuit breaker open (last upstream error: %s)", delivery.ErrUnavailable, op, lastErr)
@@ -490,25 +486,25 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 		cls, err := classify(err)
 		switch cls {
 		case classOK:
-			d.breaker.record(outcomeSuccess, nil)
+			record(outcomeSuccess, nil)
 			return nil
 		case classPermanent:
-			d.breaker.record(outcomeSuccess, nil) // the upstream is up; the request was bad
+			record(outcomeSuccess, nil) // the upstream is up; the request was bad
 			return mapStatus(op, err)
 		case classBadBody:
-			d.breaker.record(outcomeSuccess, nil)
+			record(outcomeSuccess, nil)
 			return fmt.Errorf("%w: %s: unexpected response: %w", delivery.ErrUnavailable, op, err)
 		case classClientSide:
-			d.breaker.record(outcomeIgnore, nil)
+			record(outcomeIgnore, nil)
 			return fmt.Errorf("%w: %s: %w: %w", delivery.ErrInvalid, op, errNotSent, err)
 		}
 		if ctx.Err() != nil {
 			// The caller gave up; that says nothing about the upstream.
-			d.breaker.record(outcomeIgnore, nil)
+			record(outcomeIgnore, nil)
 			return giveUp(op, ctx.Err(), err, isConnectError(err))
 		}
 		d.failures.Add(1)
-		d.breaker.record(outcomeFailure, err)
+		record(outcomeFailure, err)
 		var se *StatusError
 		if info.sent.Load() && !errors.As(err, &se) && changesUpstream(op) {
 			// The request may have reached the API, which did not answer (reset,
@@ -518,7 +514,10 @@ func (d *Driver) do(ctx context.Context, op string, fn func(*pushersdk.Client) e
 			return fmt.Errorf("%w: %s: %v", delivery.ErrOutcomeUnknown, op, err) //nolint:errorlint // an attempt timeout is not the caller's deadline
 		}
 		last, lastConnect = err, isConnectError(err)
-		delay := d.backoff(attempt)
+		if delays == nil {
+			delays = d.backOff()
+		}
+		delay := delays.NextBackOff()
 		if attempt >= retries {
 			if errors.As(err, &se) && se.StatusCode == http.StatusTooManyRequests {
 				return &delivery.UpstreamRateLimit{RetryAfter: max(info.retryAfter, delay), Cause: giveUp(op, nil, last, lastConnect)}
@@ -549,12 +548,18 @@ func changesUpstream(op string) bool {
 	return false
 }
 
-// backoff is the delay before retry number retry+1: ReconnectDelay·Multiplier^retry,
-// capped at MaxReconnectDelay, drawn uniformly from its upper half.
-func (d *Driver) backoff(retry int) time.Duration {
-	f := float64(d.cfg.ReconnectDelay) * math.Pow(d.cfg.BackoffMultiplier, float64(retry))
-	f = math.Min(f, float64(d.cfg.MaxReconnectDelay))
-	return time.Duration(f/2 + d.jitter()*f/2)
+// newBackOff is the retry delay policy of c: before retry n (from 0),
+// ReconnectDelay·BackoffMultiplier^n capped at MaxReconnectDelay, drawn
+// uniformly from its upper half [d/2, d]. cenkalti/backoff jitters by
+// ±RandomizationFactor around its interval, so the interval is 3/4 of d and
+// the factor 1/3.
+func (c Config) newBackOff() backoff.BackOff {
+	return &backoff.ExponentialBackOff{
+		InitialInterval:     c.ReconnectDelay * 3 / 4,
+		RandomizationFactor: 1.0 / 3,
+		Multiplier:          c.BackoffMultiplier,
+		MaxInterval:         c.MaxReconnectDelay * 3 / 4,
+	}
 }
 
 func giveUp(op string, ctxErr, last error, lastConnect bool) error {

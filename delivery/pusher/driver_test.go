@@ -212,17 +212,27 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	}
 }
 
+// TestBackoffJitterRange: the production policy draws each delay from the
+// upper half of the exponential ceiling, capped at MaxReconnectDelay.
 func TestBackoffJitterRange(t *testing.T) {
-	d := &Driver{cfg: Config{ReconnectDelay: 100 * time.Millisecond, MaxReconnectDelay: time.Second, BackoffMultiplier: 2}}
-	for _, j := range []float64{0, 0.5, 0.999} {
-		d.jitter = func() float64 { return j }
+	cfg := Config{ReconnectDelay: 100 * time.Millisecond, MaxReconnectDelay: time.Second, BackoffMultiplier: 2}
+	var lowest, highest time.Duration = time.Hour, 0
+	for range 200 {
+		b := cfg.newBackOff()
 		for retry := 0; retry < 6; retry++ {
 			ceil := min(100*time.Millisecond<<retry, time.Second)
-			got := d.backoff(retry)
+			got := b.NextBackOff()
 			if got < ceil/2 || got > ceil {
-				t.Fatalf("jitter %v retry %d: %v outside [%v, %v]", j, retry, got, ceil/2, ceil)
+				t.Fatalf("retry %d: %v outside [%v, %v]", retry, got, ceil/2, ceil)
+			}
+			if retry == 0 {
+				lowest, highest = min(lowest, got), max(highest, got)
 			}
 		}
+	}
+	// Jittered, over most of the range.
+	if lowest > 60*time.Millisecond || highest < 90*time.Millisecond {
+		t.Fatalf("first delays spread over [%v, %v] only", lowest, highest)
 	}
 }
 
@@ -295,7 +305,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.BreakerFailureThreshold = 3
-		c.BreakerOpenTimeout = 10 * time.Second
+		c.BreakerOpenTimeout = time.Second
 	})
 	e.proxy.setRule(func(*http.Request, []byte) fault { return fail500 })
 
@@ -334,10 +344,7 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 	}
 
 	// After the open timeout one probe goes out; its failure re-opens the breaker.
-	e.clock.Advance(10 * time.Second)
-	if h := e.driver.Health(); h.Breaker != delivery.BreakerHalfOpen {
-		t.Fatalf("health after timeout = %+v", h)
-	}
+	waitHalfOpen(t, e.driver)
 	if _, err := e.driver.Publish(context.Background(), ev("p1", "team-1")); !errors.Is(err, delivery.ErrUnavailable) {
 		t.Fatalf("failed probe err = %v", err)
 	}
@@ -347,7 +354,7 @@ func TestBreakerOpensFailsFastAndCloses(t *testing.T) {
 
 	// Upstream recovers; the next probe succeeds and closes the breaker.
 	e.proxy.setRule(nil)
-	e.clock.Advance(10 * time.Second)
+	waitHalfOpen(t, e.driver)
 	res, err := e.driver.Publish(context.Background(), ev("p2", "team-1"))
 	if err != nil || res.DeliveredTo != 3 {
 		t.Fatalf("probe = %+v, %v", res, err)

@@ -22,7 +22,6 @@ type edgeEnv struct {
 	proxy  *faultProxy
 	driver *Driver
 	sleeps *sleepRecorder
-	clock  *fakeClock
 }
 
 func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
@@ -39,7 +38,7 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 		defer cancel()
 		_ = s.Shutdown(ctx)
 	})
-	e := &edgeEnv{edge: s, sleeps: &sleepRecorder{}, clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}}
+	e := &edgeEnv{edge: s, sleeps: &sleepRecorder{}}
 	e.proxy = newFaultProxy(t, "http://"+s.Addr().String())
 	cfg := Config{
 		AppID: testAppID, Key: testKey, Secret: testSecret,
@@ -54,7 +53,7 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	d, err := New(cfg, WithSleep(e.sleeps.Sleep), WithJitter(func() float64 { return 1 }), WithClock(e.clock.Now))
+	d, err := New(cfg, WithSleep(e.sleeps.Sleep), WithBackOff(exactBackOff(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +203,7 @@ func TestEdgeQueries(t *testing.T) {
 func TestEdgeBreakerOpensAndCloses(t *testing.T) {
 	e := newEdgeEnv(t, func(c *Config) {
 		c.BreakerFailureThreshold = 2
-		c.BreakerOpenTimeout = 5 * time.Second
+		c.BreakerOpenTimeout = time.Second
 		c.ReconnectAttempts = 1
 	})
 	a := e.dial(t)
@@ -225,7 +224,7 @@ func TestEdgeBreakerOpensAndCloses(t *testing.T) {
 		t.Fatal("a request went out while the breaker was open")
 	}
 	e.proxy.setRule(nil)
-	e.clock.Advance(5 * time.Second)
+	waitHalfOpen(t, e.driver)
 	if res, err := e.driver.Publish(ctx, ev("z", "team-1")); err != nil || res.DeliveredTo != 1 {
 		t.Fatalf("probe = %+v, %v", res, err)
 	}

@@ -216,7 +216,7 @@ func TestHalfOpenLetsOneProbeThrough(t *testing.T) {
 	if h := e.driver.Health(); h.Breaker != delivery.BreakerOpen {
 		t.Fatalf("health = %+v", h)
 	}
-	e.clock.Advance(time.Second)
+	waitHalfOpen(t, e.driver)
 
 	// The probe is held at the proxy until every other caller has been refused.
 	gate := make(chan struct{})

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge/httpapi"
 )
@@ -256,22 +258,26 @@ func (p *faultProxy) reset(w http.ResponseWriter) {
 	_ = conn.Close() // the reset is the point; its outcome does not matter
 }
 
-// fakeClock is a settable clock for the breaker.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
+// waitHalfOpen waits until the breaker's open timeout has passed (real time:
+// gobreaker reads the clock itself) and it lets a probe through.
+func waitHalfOpen(t *testing.T, d *Driver) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for d.Health().Breaker != delivery.BreakerHalfOpen {
+		if time.Now().After(deadline) {
+			t.Fatalf("breaker not half-open: %+v", d.Health())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
+// exactBackOff is cfg's retry policy without jitter: every delay is the
+// upper bound of the production range.
+func exactBackOff(cfg Config) func() backoff.BackOff {
+	cfg = cfg.WithDefaults()
+	return func() backoff.BackOff {
+		return &backoff.ExponentialBackOff{InitialInterval: cfg.ReconnectDelay, Multiplier: cfg.BackoffMultiplier, MaxInterval: cfg.MaxReconnectDelay}
+	}
 }
 
 // sleepRecorder replaces the backoff sleep: it records the delay and returns at once.
@@ -299,7 +305,6 @@ type env struct {
 	proxy   *faultProxy
 	driver  *Driver
 	sleeps  *sleepRecorder
-	clock   *fakeClock
 	changes []string
 	chMu    sync.Mutex
 }
@@ -314,7 +319,7 @@ func (e *env) transitions() []string {
 // a fault proxy, and a driver pointed at the proxy.
 func newEnv(t *testing.T, mutate func(*Config)) *env {
 	t.Helper()
-	e := &env{backend: newRecordingBackend(), sleeps: &sleepRecorder{}, clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}}
+	e := &env{backend: newRecordingBackend(), sleeps: &sleepRecorder{}}
 	e.api = httptest.NewServer(httpapi.New(httpapi.Config{AppID: testAppID, Key: testKey, Secret: testSecret}, e.backend))
 	t.Cleanup(e.api.Close)
 	e.proxy = newFaultProxy(t, e.api.URL)
@@ -334,8 +339,7 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 	}
 	d, err := New(cfg,
 		WithSleep(e.sleeps.Sleep),
-		WithJitter(func() float64 { return 1 }), // upper bound of the jitter range: deterministic
-		WithClock(e.clock.Now),
+		WithBackOff(exactBackOff(cfg)), // the upper bound of the jitter range: deterministic
 		WithBreakerObserver(func(from, to delivery.BreakerState) {
 			e.chMu.Lock()
 			e.changes = append(e.changes, string(from)+"->"+string(to))

@@ -3,7 +3,7 @@
 // derived from the achievement, so running the program twice notifies once.
 //
 //	PUSHERCM_TOKEN=$(pushercm token --dev --sub svc-achievements --scopes events:publish) \
-//	  go run ./examples/achievement -user u-7 -badge 10k-steps
+//	  go -C examples run ./achievement -user u-7 -badge 10k-steps
 package main
 
 import (

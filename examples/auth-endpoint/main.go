@@ -1,12 +1,13 @@
 // Command auth-endpoint is the web app's own pusher-js auth endpoint, as a
 // Mile Quest web app would run it: pusher-js in the browser POSTs to it, it
-// forwards the request to pushercm's AuthService over gRPC with the app's
-// service token (scope channels:authorize), and returns what pusher-js
-// expects. See README.md for the client options.
+// asks pushercm's AuthService over gRPC through the Go client
+// (client.AuthorizeChannel, client.AuthenticateUser) with the app's service
+// token (scope channels:authorize), and returns what pusher-js expects. It
+// reads the same environment as the other examples: PUSHERCM_ADDR,
+// PUSHERCM_TOKEN, PUSHERCM_INSECURE. See README.md.
 //
-//	PUSHERCM_GRPC_ADDR=127.0.0.1:50051 \
-//	PUSHERCM_SERVICE_TOKEN=$(pushercm token --dev --sub web-app --scopes channels:authorize --ttl 24h) \
-//	go run ./examples/auth-endpoint -listen 127.0.0.1:3000
+//	PUSHERCM_TOKEN=$(pushercm token --dev --sub web-app --scopes channels:authorize --ttl 24h) \
+//	  go -C examples run ./auth-endpoint -listen 127.0.0.1:3000
 //
 // The user is identified by the JWT the browser sends in `Authorization:
 // Bearer`; an app that keeps sessions in cookies would look the user's
@@ -27,95 +28,76 @@ import (
 	"syscall"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/client"
+	"github.com/milequest/pushercm/examples/internal/exampleenv"
 )
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:3000", "address to serve the auth endpoints on")
-	addr := flag.String("grpc", envOr("PUSHERCM_GRPC_ADDR", "127.0.0.1:50051"), "pushercm gRPC address")
 	flag.Parse()
-	token := os.Getenv("PUSHERCM_SERVICE_TOKEN")
-	if token == "" {
-		slog.Error("PUSHERCM_SERVICE_TOKEN is required (a token with scope channels:authorize)")
+	if os.Getenv("PUSHERCM_TOKEN") == "" {
+		slog.Error("PUSHERCM_TOKEN is required: a service token with scope channels:authorize " +
+			"(pushercm token --dev --sub web-app --scopes channels:authorize)")
 		os.Exit(2)
-	}
-	// Plaintext gRPC is for a pushercm on the same host or private network;
-	// use grpc.WithTransportCredentials(credentials.NewTLS(...)) otherwise,
-	// since the service token travels with every call.
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		slog.Error("grpc client", "error", err)
-		os.Exit(1)
-	}
-	defer func() { _ = conn.Close() }()
-
-	srv := &http.Server{
-		Addr:              *listen,
-		Handler:           NewHandler(pushercmv1.NewAuthServiceClient(conn), token),
-		ReadHeaderTimeout: 5 * time.Second,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	c, err := exampleenv.Dial(ctx)
+	if err != nil {
+		slog.Error("pushercm", "error", err)
+		os.Exit(1)
+	}
+	defer func() { _ = c.Close() }()
+
+	srv := &http.Server{Addr: *listen, Handler: NewHandler(c), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	slog.Info("auth endpoint listening", "addr", *listen, "pushercm", *addr)
+	slog.Info("auth endpoint listening", "addr", *listen, "pushercm", exampleenv.Addr())
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		slog.Error("serve", "error", err)
 		os.Exit(1)
 	}
 }
 
-// NewHandler serves POST /pusher/auth and POST /pusher/user-auth by calling
-// AuthService with serviceToken.
-func NewHandler(client pushercmv1.AuthServiceClient, serviceToken string) http.Handler {
-	h := &handler{client: client, serviceToken: serviceToken}
+// Authorizer is what the endpoints need of the client.
+type Authorizer interface {
+	AuthorizeChannel(ctx context.Context, req client.ChannelAuthRequest) (client.ChannelAuth, error)
+	AuthenticateUser(ctx context.Context, req client.UserAuthRequest) (client.UserAuth, error)
+}
+
+// NewHandler serves POST /pusher/auth and POST /pusher/user-auth.
+func NewHandler(a Authorizer) http.Handler {
+	h := &handler{auth: a}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /pusher/auth", h.channelAuth)
 	mux.HandleFunc("POST /pusher/user-auth", h.userAuth)
 	return mux
 }
 
-type handler struct {
-	client       pushercmv1.AuthServiceClient
-	serviceToken string
-}
+type handler struct{ auth Authorizer }
 
 func (h *handler) channelAuth(w http.ResponseWriter, r *http.Request) {
 	form, userToken, ok := prepare(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := h.callContext(r)
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	resp, err := h.client.AuthorizeChannel(ctx, &pushercmv1.AuthorizeChannelRequest{
-		SocketId:    form.Get("socket_id"),
-		ChannelName: form.Get("channel_name"),
-		Token:       userToken,
+	res, err := h.auth.AuthorizeChannel(ctx, client.ChannelAuthRequest{
+		SocketID: form.Get("socket_id"), Channel: form.Get("channel_name"), UserToken: userToken,
 	})
 	if err != nil {
 		writeStatus(w, err)
 		return
 	}
-	// Exactly what pusher-js reads: auth, plus channel_data for presence and
-	// shared_secret for encrypted channels.
-	out := map[string]string{"auth": resp.GetAuth()}
-	if resp.GetChannelData() != "" {
-		out["channel_data"] = resp.GetChannelData()
-	}
-	if resp.GetSharedSecret() != "" {
-		out["shared_secret"] = resp.GetSharedSecret()
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, res.PusherJS())
 }
 
 func (h *handler) userAuth(w http.ResponseWriter, r *http.Request) {
@@ -123,17 +105,14 @@ func (h *handler) userAuth(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx, cancel := h.callContext(r)
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	resp, err := h.client.AuthenticateUser(ctx, &pushercmv1.AuthenticateUserRequest{
-		SocketId: form.Get("socket_id"),
-		Token:    userToken,
-	})
+	res, err := h.auth.AuthenticateUser(ctx, client.UserAuthRequest{SocketID: form.Get("socket_id"), UserToken: userToken})
 	if err != nil {
 		writeStatus(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"auth": resp.GetAuth(), "user_data": resp.GetUserData()})
+	writeJSON(w, http.StatusOK, res.PusherJS())
 }
 
 // prepare reads the form (bounded) and the user's bearer token.
@@ -150,16 +129,12 @@ func prepare(w http.ResponseWriter, r *http.Request) (url.Values, string, bool) 
 	return r.PostForm, strings.TrimSpace(userToken), true
 }
 
-// callContext carries the service token to pushercm. The timeout bounds the
-// wait: pusher-js would otherwise hang the subscription until its own.
-func (h *handler) callContext(r *http.Request) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+h.serviceToken), cancel
-}
-
 // writeStatus turns pushercm's gRPC status into the HTTP status pusher-js
-// reports in pusher:subscription_error. Messages are not forwarded: the
-// browser learns the class of failure, the app's logs get the detail.
+// reports in pusher:subscription_error, with {"error", "reason"}: for the
+// caller's own mistakes (401, 403, 400, 429) "error" is pushercm's message,
+// which says why in words ("... for channel private-team-7 (rule
+// team-channel): not a member of the team") and holds nothing secret;
+// anything else is the app's problem, logged here and answered 502.
 func writeStatus(w http.ResponseWriter, err error) {
 	st := status.Convert(err)
 	code := http.StatusBadGateway
@@ -175,8 +150,10 @@ func writeStatus(w http.ResponseWriter, err error) {
 	}
 	if code == http.StatusBadGateway {
 		slog.Error("pushercm AuthService call failed", "code", st.Code().String(), "message", st.Message())
+		writeJSON(w, code, map[string]string{"error": "the authorization service is unavailable; try again"})
+		return
 	}
-	writeJSON(w, code, map[string]string{"error": strings.ToLower(strings.ReplaceAll(st.Code().String(), "_", " "))})
+	writeJSON(w, code, map[string]string{"error": st.Message(), "reason": client.Reason(err)})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -184,11 +161,4 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,65 +1,124 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/milequest/pushercm/app"
-	"github.com/milequest/pushercm/authz"
-	"github.com/milequest/pushercm/config"
-	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
-	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/client"
 )
 
-// TestProxyToPushercm runs the example against a real pushercm (dev mode,
-// 127.0.0.1:0) and checks what pusher-js would receive.
-func TestProxyToPushercm(t *testing.T) {
-	cfg := config.Default()
-	cfg.Dev = true
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "ERROR"
-	filled := cfg.ApplyDev()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
-	conn, err := grpc.NewClient(a.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+// The dev-mode app credentials of `pushercm serve --dev`.
+const (
+	devKey    = "app-key"
+	devSecret = "app-secret"
+)
 
-	mint := func(o authz.MintOptions) string {
-		o.TTL = time.Hour
-		secret := config.DevJWTSecret
-		if len(o.Scopes) > 0 {
-			secret = config.DevServiceSecret // service tokens have their own trust
-		}
-		tok, err := authz.Mint([]byte(secret), o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
+// pushercm is a `pushercm serve --dev` process built from this repository.
+// The example module does not depend on the server: the test builds the
+// binary from the main module, as a developer running both would.
+type pushercm struct {
+	bin, grpcAddr string
+}
+
+var serving = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+)`)
+
+func startPushercm(t *testing.T) *pushercm {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pushercm")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/pushercm")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building pushercm: %v\n%s", err, out)
 	}
-	service := mint(authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
-	user := mint(authz.MintOptions{Subject: "u1", Teams: []string{"t1"}})
-	srv := httptest.NewServer(NewHandler(pushercmv1.NewAuthServiceClient(conn), service))
+	cmd := exec.Command(bin, "serve", "--dev", "--log-level", "INFO",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	cmd.Env = cleanEnv()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := serving.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case a, ok := <-addr:
+		if !ok {
+			t.Fatal("pushercm exited before serving")
+		}
+		return &pushercm{bin: bin, grpcAddr: a}
+	case <-time.After(60 * time.Second):
+		t.Fatal("pushercm did not start within 60s")
+	}
+	return nil
+}
+
+// token mints a dev-mode JWT with `pushercm token`.
+func (p *pushercm) token(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(p.bin, append([]string{"token", "--dev", "--ttl", "1h"}, args...)...)
+	cmd.Env = cleanEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("pushercm token %v: %v", args, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PUSHER") && !strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") && !strings.HasPrefix(kv, "OTEL_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func sign(parts ...string) string {
+	m := hmac.New(sha256.New, []byte(devSecret))
+	m.Write([]byte(strings.Join(parts, ":")))
+	return devKey + ":" + hex.EncodeToString(m.Sum(nil))
+}
+
+// TestProxyToPushercm runs the example's handler, with the Go client,
+// against a real pushercm and checks what pusher-js would receive.
+func TestProxyToPushercm(t *testing.T) {
+	p := startPushercm(t)
+	service := p.token(t, "--sub", "web-app", "--scopes", "channels:authorize")
+	user := p.token(t, "--sub", "u1", "--teams", "t1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, p.grpcAddr, client.WithToken(service), client.WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	srv := httptest.NewServer(NewHandler(c))
 	t.Cleanup(srv.Close)
 
 	const socket = "123.456"
@@ -67,13 +126,14 @@ func TestProxyToPushercm(t *testing.T) {
 		name, path, token string
 		form              url.Values
 		wantStatus        int
+		wantReason        string
 	}{
-		{"private channel", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"private-user-u1"}}, 200},
-		{"presence channel", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"presence-team-t1"}}, 200},
-		{"sign-in", "/pusher/user-auth", user, url.Values{"socket_id": {socket}}, 200},
-		{"denied", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"private-user-u2"}}, 403},
-		{"no user token", "/pusher/auth", "", url.Values{"socket_id": {socket}, "channel_name": {"private-user-u1"}}, 401},
-		{"bad socket id", "/pusher/auth", user, url.Values{"socket_id": {"x"}, "channel_name": {"private-user-u1"}}, 400},
+		{"private channel", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"private-user-u1"}}, 200, ""},
+		{"presence channel", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"presence-team-t1"}}, 200, ""},
+		{"sign-in", "/pusher/user-auth", user, url.Values{"socket_id": {socket}}, 200, ""},
+		{"denied", "/pusher/auth", user, url.Values{"socket_id": {socket}, "channel_name": {"private-user-u2"}}, 403, "AUTHORIZATION_FAILED"},
+		{"no user token", "/pusher/auth", "", url.Values{"socket_id": {socket}, "channel_name": {"private-user-u1"}}, 401, "AUTHENTICATION_FAILED"},
+		{"bad socket id", "/pusher/auth", user, url.Values{"socket_id": {"x"}, "channel_name": {"private-user-u1"}}, 400, "INVALID_ARGUMENT"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,20 +151,28 @@ func TestProxyToPushercm(t *testing.T) {
 			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 				t.Fatal(err)
 			}
-			if resp.StatusCode != tc.wantStatus {
-				t.Fatalf("status %d %v, want %d", resp.StatusCode, body, tc.wantStatus)
+			if resp.StatusCode != tc.wantStatus || body["reason"] != tc.wantReason {
+				t.Fatalf("status %d %v, want %d %s", resp.StatusCode, body, tc.wantStatus, tc.wantReason)
 			}
-			if resp.StatusCode != 200 {
-				return
-			}
-			if tc.path == "/pusher/user-auth" {
-				if err := protocol.VerifyUserAuth(config.DevAppKey, config.DevAppSecret, socket, body["user_data"], body["auth"]); err != nil {
-					t.Errorf("user auth does not verify: %v (%v)", err, body)
+			switch {
+			case resp.StatusCode == http.StatusForbidden:
+				// Why, in words: the refused channel and the deciding rule.
+				if !strings.Contains(body["error"], "private-user-u2") || !strings.Contains(body["error"], "user-channel") {
+					t.Errorf("403 body does not say why: %v", body)
 				}
-				return
-			}
-			if err := protocol.VerifyChannelAuth(config.DevAppKey, config.DevAppSecret, socket, tc.form.Get("channel_name"), body["channel_data"], body["auth"]); err != nil {
-				t.Errorf("channel auth does not verify: %v (%v)", err, body)
+			case resp.StatusCode != http.StatusOK:
+			case tc.path == "/pusher/user-auth":
+				if want := sign(socket+"::user:", body["user_data"]); body["auth"] != want {
+					t.Errorf("user auth %q does not verify (want %q)", body["auth"], want)
+				}
+			default:
+				parts := []string{socket, tc.form.Get("channel_name")}
+				if cd := body["channel_data"]; cd != "" {
+					parts = append(parts, cd)
+				}
+				if want := sign(parts...); body["auth"] != want {
+					t.Errorf("channel auth %q does not verify (want %q)", body["auth"], want)
+				}
 			}
 		})
 	}

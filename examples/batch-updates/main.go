@@ -3,7 +3,7 @@
 // purpose, a channel name with a space) fails alone.
 //
 //	PUSHERCM_TOKEN=$(pushercm token --dev --sub svc-leaderboard --scopes events:publish) \
-//	  go run ./examples/batch-updates -teams 1,2,3
+//	  go -C examples run ./batch-updates -teams 1,2,3
 package main
 
 import (

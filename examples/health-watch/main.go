@@ -4,7 +4,7 @@
 // detailed verdict (needs a token with connections:read). Stop with Ctrl-C.
 //
 //	PUSHERCM_TOKEN=$(pushercm token --dev --sub ops --scopes connections:read) \
-//	  go run ./examples/health-watch -every 5s
+//	  go -C examples run ./health-watch -every 5s
 package main
 
 import (

@@ -3,7 +3,7 @@
 // feed) and its private channel (the team dashboard), in one SendEvent.
 //
 //	PUSHERCM_TOKEN=$(pushercm token --dev --sub svc-activity --scopes events:publish) \
-//	  go run ./examples/team-activity -team 42 -user u-7 -steps 3400
+//	  go -C examples run ./team-activity -team 42 -user u-7 -steps 3400
 package main
 
 import (

@@ -765,6 +765,7 @@ func TestMetricsPage(t *testing.T) {
 		"pushercm_presence_members":               {dto.MetricType_GAUGE, true},
 		"pushercm_messages_published_total":       {dto.MetricType_COUNTER, true},
 		"pushercm_messages_delivered_total":       {dto.MetricType_COUNTER, true},
+		"pushercm_publish_duration_seconds":       {dto.MetricType_HISTOGRAM, true},
 		"pushercm_delivery_latency_seconds":       {dto.MetricType_HISTOGRAM, true},
 		"pushercm_client_events_total":            {dto.MetricType_COUNTER, false},
 		"pushercm_slow_consumers_closed_total":    {dto.MetricType_COUNTER, false},
