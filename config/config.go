@@ -787,8 +787,10 @@ func (c Config) Effective() Config {
 	c.Pusher.Secret = hide(c.Pusher.Secret)
 	c.Pusher.EncryptionMasterKeyBase64 = hide(c.Pusher.EncryptionMasterKeyBase64)
 	c.JWT.Secret = hide(c.JWT.Secret)
+	c.JWT.Service.Secret = hide(c.JWT.Service.Secret)
 	c.Redis.URL = redactURL(c.Redis.URL)
 	c.JWT.JWKSURL = redactURL(c.JWT.JWKSURL)
+	c.JWT.Service.JWKSURL = redactURL(c.JWT.Service.JWKSURL)
 	c.Edge.Webhooks.URLs = slices.Clone(c.Edge.Webhooks.URLs)
 	for i, u := range c.Edge.Webhooks.URLs {
 		c.Edge.Webhooks.URLs[i] = redactURL(u)

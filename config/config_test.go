@@ -406,10 +406,13 @@ func TestEffectiveRedactsAndRoundTrips(t *testing.T) {
 	const (
 		appSecret = "app-secret-value"
 		jwtSecret = "jwt-secret-0123456789abcdef0123456789"
+		svcSecret = "service-secret-0123456789abcdef012345"
 		master    = "bWFzdGVyLWtleS0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1"
 	)
 	env := map[string]string{
 		"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": appSecret, "PUSHERCM_JWT_SECRET": jwtSecret,
+		"PUSHERCM_JWT_SERVICE_SECRET": svcSecret, "PUSHERCM_JWT_SERVICE_JWKS_URL": "https://svc:jwks-pass@idp.example/jwks",
+		"PUSHERCM_JWT_SERVICE_AUDIENCE": "pushercm-api", "PUSHERCM_JWT_AUDIENCE": "web",
 		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64": master, "PUSHERCM_REDIS_URL": "redis://user:redis-pass@127.0.0.1:6379/0",
 	}
 	l, err := Load(Source{LookupEnv: envOf(env)})
@@ -420,7 +423,7 @@ func TestEffectiveRedactsAndRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, secret := range []string{appSecret, jwtSecret, master, "redis-pass"} {
+	for _, secret := range []string{appSecret, jwtSecret, svcSecret, master, "redis-pass", "jwks-pass"} {
 		if strings.Contains(string(out), secret) {
 			t.Errorf("printed configuration holds a secret %q:\n%s", secret, out)
 		}

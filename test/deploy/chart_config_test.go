@@ -59,7 +59,8 @@ func TestChartConfigLoads(t *testing.T) {
 	deployDir := filepath.Join(repoRoot(t), "deploy")
 	cases := map[string][]string{
 		"defaults with secrets": {"--set", "secrets.pusherAppId=1001", "--set", "secrets.pusherKey=k",
-			"--set", "secrets.pusherSecret=s", "--set", "secrets.jwtSecret=a-jwt-secret-of-at-least-32-bytes-0123"},
+			"--set", "secrets.pusherSecret=s", "--set", "secrets.jwtSecret=a-jwt-secret-of-at-least-32-bytes-0123",
+			"--set", "secrets.jwtServiceSecret=a-service-secret-of-at-least-32-bytes"},
 		"cluster mode": {"-f", "helm/testdata/cluster.yaml"},
 		"tls": {"-f", "helm/testdata/cluster.yaml", "--set", "tls.grpc.enabled=true", "--set", "tls.grpc.secretName=g",
 			"--set", "tls.grpc.clientAuth=true", "--set", "tls.http.enabled=true", "--set", "tls.http.secretName=h",
