@@ -73,7 +73,8 @@ func TestConfigCheck(t *testing.T) {
 		return p
 	}
 	const jwtSecret = "jwt-secret-from-the-file-0123456789"
-	good := write("good.yaml", "pusher: {appId: '1', key: k}\njwt: {secret: "+jwtSecret+"}\nedge: {maxConnections: 7}\n")
+	const serviceSecret = "service-secret-from-the-file-0123456"
+	good := write("good.yaml", "pusher: {appId: '1', key: k}\njwt: {secret: "+jwtSecret+", service: {secret: "+serviceSecret+"}}\nedge: {maxConnections: 7}\n")
 	env := []string{"PUSHER_SECRET=app-secret-from-env"}
 
 	t.Run("valid", func(t *testing.T) {
@@ -84,7 +85,7 @@ func TestConfigCheck(t *testing.T) {
 		if !strings.Contains(out, "maxConnections: 7") {
 			t.Errorf("effective configuration lacks the file's value:\n%s", out)
 		}
-		for _, secret := range []string{jwtSecret, "app-secret-from-env"} {
+		for _, secret := range []string{jwtSecret, serviceSecret, "app-secret-from-env"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("printed a secret:\n%s", out)
 			}

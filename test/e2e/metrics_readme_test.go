@@ -109,7 +109,7 @@ func TestMetricsMatchTheREADME(t *testing.T) {
 	sub := pushertest.Dial(t, s.HTTPAddr, config.DevAppKey, config.DevAppSecret)
 	sub.Subscribe("metrics-room", "")
 	conn := dial(t, s.GRPCAddr)
-	svc := pushertest.Mint(t, config.DevJWTSecret, authz.MintOptions{Subject: "svc", Scopes: []string{"events:publish", "channels:authorize"}})
+	svc := pushertest.Mint(t, config.DevServiceSecret, authz.MintOptions{Subject: "svc", Scopes: []string{"events:publish", "channels:authorize"}})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+svc)

@@ -31,7 +31,7 @@ func authServiceClient(t *testing.T, a *app.App) (pushercmv1.AuthServiceClient, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	svc := mintUser(t, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
+	svc := pushertest.Mint(t, config.DevServiceSecret, authz.MintOptions{Subject: "web-app", Scopes: []string{"channels:authorize"}})
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	t.Cleanup(cancel)
 	return pushercmv1.NewAuthServiceClient(conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+svc)
