@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 
 	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/internal/testcerts"
@@ -49,6 +51,11 @@ func TestUnreadyServer(t *testing.T) {
 	conn, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The socket holds its slot once the server said connection_established.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if msg, err := wsutil.ReadServerText(conn); err != nil || !strings.Contains(string(msg), "pusher:connection_established") {
+		t.Fatalf("first frame %q, %v; want pusher:connection_established", msg, err)
 	}
 	check(http.StatusServiceUnavailable, "2", 1)
 
