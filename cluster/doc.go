@@ -49,6 +49,19 @@
 //     claimed it (Registry.Reap, State.CleanNode, Registry.Bury), which is handed
 //     the transitions to announce; cleaning twice announces nothing twice.
 //
+// # Limits and idempotency
+//
+// RateStore is a ratelimit.Store whose buckets every node shares: one script
+// call per check, the memory store's arithmetic on Redis' clock (microseconds),
+// the same decision and figures. A caller Redis refused one event is refused
+// locally until the instant Redis named, without a round trip. When Redis does
+// not answer, the node's own store decides (counted; Degraded says so): an outage
+// loosens the limits to one budget per node, it never refuses all traffic.
+//
+// IdempotencyStore reserves event ids cluster-wide (SET NX PX): a retry through
+// any node inside the window is a duplicate. It has no fallback: without Redis a
+// reservation fails and the publish is refused, never delivered twice.
+//
 // # Keys
 //
 // Every key and topic starts with Config.Prefix, so two apps or environments on

@@ -69,3 +69,9 @@ func (k keyspace) claim(id string) string { return k.prefix + ":{nodes}:" + id +
 const totalField = "total"
 
 func nodeField(id string) string { return "n:" + id }
+
+// rate is one limiter key's bucket state.
+func (k keyspace) rate(limiter, key string) string { return k.prefix + ":rl:" + limiter + ":" + key }
+
+// idempotency is one reserved event id.
+func (k keyspace) idempotency(id string) string { return k.prefix + ":id:" + id }

@@ -211,7 +211,7 @@ func (s *State) Channels(ctx context.Context, prefix string) ([]ChannelCount, er
 	var cmds rueidis.Commands
 	var kept []string
 	for _, n := range names {
-		if !strings.HasPrefix(n, prefix) {
+		if !strings.HasPrefix(n, prefix) || strings.HasPrefix(n, counterPrefix) {
 			continue
 		}
 		kept = append(kept, n)
@@ -308,7 +308,7 @@ func (s *State) CleanNode(ctx context.Context, node string) ([]Cleanup, error) {
 				return out, fmt.Errorf("%w: clean %s: %w", ErrUnavailable, node, err)
 			}
 		}
-		if c.Vacated || len(c.Removed) > 0 {
+		if (c.Vacated || len(c.Removed) > 0) && !strings.HasPrefix(ch, counterPrefix) {
 			out = append(out, c)
 		}
 		if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.nodeChannels(node)).Member(ch).Build()).Error(); err != nil {
@@ -389,4 +389,44 @@ func (s *State) Restore(ctx context.Context, chans []LocalChannel) error {
 		}
 	}
 	return nil
+}
+
+// counterPrefix names the counters kept beside channels (connections, a user's
+// subscriptions). No Pusher channel name starts with it.
+const counterPrefix = "#count:"
+
+// acquireLua: KEYS occupancy; ARGV node field, cap (0 = none). Returns 1 when
+// counted, 0 when the cluster total is at the cap.
+var acquireLua = rueidis.NewLuaScript(`
+local t = tonumber(redis.call("HGET", KEYS[1], "` + totalField + `") or "0")
+if tonumber(ARGV[2]) > 0 and t >= tonumber(ARGV[2]) then return 0 end
+redis.call("HINCRBY", KEYS[1], ARGV[1], 1)
+redis.call("HINCRBY", KEYS[1], "` + totalField + `", 1)
+return 1`)
+
+// Acquire counts one unit of counter (say "connections", or a user's
+// subscriptions) for this node, unless the cluster's total is already limit
+// (0 = no limit). It is the cluster-wide cap: one script call, no call to other
+// nodes. A dead node's units are released by CleanNode.
+func (s *State) Acquire(ctx context.Context, counter string, limit int) (bool, error) {
+	name := counterPrefix + counter
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build()).Error(); err != nil {
+		return false, fmt.Errorf("%w: acquire %s: %w", ErrUnavailable, counter, err)
+	}
+	n, err := acquireLua.Exec(ctx, s.client, []string{s.keys.occupancy(name)}, []string{nodeField(s.node), strconv.Itoa(limit)}).AsInt64()
+	if err != nil {
+		return false, fmt.Errorf("%w: acquire %s: %w", ErrUnavailable, counter, err)
+	}
+	return n == 1, nil
+}
+
+// Release gives back one unit that Acquire counted on this node.
+func (s *State) Release(ctx context.Context, counter string) error {
+	_, _, err := s.count(ctx, counterPrefix+counter, -1)
+	return err
+}
+
+// Count is counter's total across the cluster.
+func (s *State) Count(ctx context.Context, counter string) (int64, error) {
+	return s.Subscriptions(ctx, counterPrefix+counter)
 }

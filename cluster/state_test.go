@@ -288,3 +288,36 @@ func TestPublishReceiptCountsTheClusterAndCachesTheLastEvent(t *testing.T) {
 		t.Fatalf("receipt %+v for a channel with no subscriptions", r)
 	}
 }
+
+func TestCountersCapTheClusterAndDeadNodesGiveBack(t *testing.T) {
+	_, s := states(t)
+	ctx := context.Background()
+	// A cap of 5 connections over three nodes.
+	admitted := 0
+	for i := range 8 {
+		if must(s[i%3].Acquire(ctx, "connections", 5)) {
+			admitted++
+		}
+	}
+	if admitted != 5 || must(s[0].Count(ctx, "connections")) != 5 {
+		t.Fatalf("admitted %d, counted %d; want the cap of 5", admitted, must(s[0].Count(ctx, "connections")))
+	}
+	if err := s[0].Release(ctx, "connections"); err != nil {
+		t.Fatal(err)
+	}
+	if !must(s[1].Acquire(ctx, "connections", 5)) {
+		t.Fatal("a released unit was not available to another node")
+	}
+	// n2 holds one of them (i = 2; at i = 5 the cap was reached); it dies and
+	// is cleaned.
+	cleanups := must(s[0].CleanNode(ctx, "n2"))
+	if len(cleanups) != 0 {
+		t.Fatalf("counters announced as channel transitions: %+v", cleanups)
+	}
+	if n := must(s[0].Count(ctx, "connections")); n != 4 {
+		t.Fatalf("after n2's clean-up %d counted, want 4", n)
+	}
+	if got := must(s[0].Channels(ctx, "")); len(got) != 0 {
+		t.Fatalf("counters listed as channels: %+v", got)
+	}
+}

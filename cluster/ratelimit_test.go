@@ -1,0 +1,177 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/delivery/idempotencytest"
+	"github.com/milequest/pushercm/internal/redistest"
+	"github.com/milequest/pushercm/ratelimit"
+)
+
+func rule(t *testing.T, l ratelimit.Limits) *ratelimit.Rule {
+	t.Helper()
+	r, err := ratelimit.NewRule(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestRateStoreDecidesLikeTheMemoryStore takes the same sequence from both
+// stores at the same moments and compares every figure a caller sees.
+func TestRateStoreDecidesLikeTheMemoryStore(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		limits ratelimit.Limits
+		takes  []int
+	}{
+		// The bucket binds: 10/s, burst 5.
+		{"bucket", ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 5, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{1, 1, 1, 1, 1, 1, 2}},
+		// The window binds: 3 per minute under a generous bucket.
+		{"window", ratelimit.Limits{MessagesPerSecond: 100, BurstLimit: 50, MessagesPerMinute: 3, WindowSize: time.Minute}, []int{2, 1, 1}},
+		{"batch", ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 4, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{3, 2, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rule(t, tc.limits)
+			mem := ratelimit.NewMemoryStore()
+			rs := NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
+			for i, n := range tc.takes {
+				now := time.Now()
+				want, err := mem.Take(ctx, tc.name, n, now, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := rs.Take(ctx, tc.name, n, now, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Allowed != want.Allowed || got.Limit != want.Limit || got.Remaining != want.Remaining {
+					t.Fatalf("take %d of %d: redis %+v, memory %+v", i, n, got, want)
+				}
+				// Redis' clock runs beside ours: the times agree within the
+				// moments the two calls took.
+				const slack = 50 * time.Millisecond
+				if d := got.RetryAfter - want.RetryAfter; d > slack || d < -slack {
+					t.Fatalf("take %d: RetryAfter redis %s, memory %s", i, got.RetryAfter, want.RetryAfter)
+				}
+				if d := got.ResetTime.Sub(want.ResetTime); d > slack || d < -slack {
+					t.Fatalf("take %d: ResetTime redis %s, memory %s", i, got.ResetTime, want.ResetTime)
+				}
+			}
+			peek, err := rs.Peek(ctx, "never-seen", time.Now(), r)
+			if err != nil || !peek.Allowed || peek.Remaining != min(tc.limits.BurstLimit, tc.limits.MessagesPerMinute) {
+				t.Fatalf("Peek of a fresh key = %+v, %v", peek, err)
+			}
+			if _, err := rs.Take(ctx, "k", tc.limits.BurstLimit+1, time.Now(), r); !errors.Is(err, ratelimit.ErrExceedsCapacity) {
+				t.Fatalf("take over the burst: %v", err)
+			}
+		})
+	}
+}
+
+func TestRateStoreIsSharedByNodesAndFiltersRefusals(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 10, MessagesPerMinute: 600, WindowSize: time.Minute})
+	var nodes [3]*RateStore
+	for i := range nodes {
+		nodes[i] = NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
+	}
+	allowed := 0
+	for i := range 11 {
+		d, err := nodes[i%3].Take(ctx, "alice", 1, time.Now(), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Allowed {
+			allowed++
+		} else if i != 10 || d.RetryAfter <= 0 || d.Limit != 10 {
+			t.Fatalf("take %d refused: %+v", i, d)
+		}
+	}
+	if allowed != 10 {
+		t.Fatalf("%d of 11 admitted over three nodes, want 10", allowed)
+	}
+	// The node that saw the refusal answers the next ones itself.
+	n := nodes[10%3]
+	d, err := n.Take(ctx, "alice", 1, time.Now(), r)
+	if err != nil || d.Allowed || d.RetryAfter <= 0 {
+		t.Fatalf("filtered take = %+v, %v", d, err)
+	}
+	if s := n.Stats(); s.Filtered != 1 || s.Degraded {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestRateStoreFallsBackToTheNodesOwnLimits(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 2, MessagesPerMinute: 600, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, srv.Addr), Config{Prefix: "p"}, "user", ratelimit.NewMemoryStore())
+	if d, err := rs.Take(ctx, "bob", 1, time.Now(), r); err != nil || !d.Allowed {
+		t.Fatalf("take with Redis up = %+v, %v", d, err)
+	}
+	srv.Stop()
+	// The node's own bucket: fresh, so two pass and the third is refused.
+	var got []bool
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		d, err := rs.Take(cctx, "bob", 1, time.Now(), r)
+		cancel()
+		if err != nil {
+			t.Fatalf("a Redis outage must not fail the check: %v", err)
+		}
+		got = append(got, d.Allowed)
+	}
+	if !got[0] || !got[1] || got[2] {
+		t.Fatalf("fallback decisions %v, want the node's own burst of 2", got)
+	}
+	if s := rs.Stats(); !s.Degraded || s.Fallbacks != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Redis again", func() bool {
+		_, err := rs.Take(ctx, "carol", 1, time.Now(), r)
+		return err == nil && !rs.Stats().Degraded
+	})
+}
+
+func TestIdempotencyStore(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	idempotencytest.Run(t, func(t *testing.T) delivery.IdempotencyStore {
+		return NewIdempotencyStore(newClient(t, addr), cfg, time.Minute)
+	})
+	t.Run("a reservation is seen by every node and ends with the window", func(t *testing.T) {
+		ctx := context.Background()
+		a := NewIdempotencyStore(newClient(t, addr), cfg, 300*time.Millisecond)
+		b := NewIdempotencyStore(newClient(t, addr), cfg, 300*time.Millisecond)
+		if ok := must(a.Reserve(ctx, "evt-1")); !ok {
+			t.Fatal("first reserve refused")
+		}
+		if ok := must(b.Reserve(ctx, "evt-1")); ok {
+			t.Fatal("another node reserved the same id")
+		}
+		waitFor(t, "window end", func() bool { return must(b.Reserve(ctx, "evt-1")) })
+	})
+	t.Run("unreachable Redis is an error, never a reservation", func(t *testing.T) {
+		srv := redistest.Start(t)
+		s := NewIdempotencyStore(newClient(t, srv.Addr), cfg, time.Minute)
+		srv.Stop()
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if ok, err := s.Reserve(cctx, "x"); ok || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Reserve = %v, %v", ok, err)
+		}
+	})
+}
