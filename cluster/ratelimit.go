@@ -108,7 +108,7 @@ func (s *RateStore) Stats() RateStoreStats {
 
 // Take implements ratelimit.Store.
 func (s *RateStore) Take(ctx context.Context, key string, n int, now time.Time, r *ratelimit.Rule) (ratelimit.Decision, error) {
-	if err := checkCount(r, n); err != nil {
+	if err := r.Check(n); err != nil {
 		return ratelimit.Decision{}, err
 	}
 	if n == 1 {
@@ -223,18 +223,6 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 		RetryAfter: time.Duration(wait) * time.Microsecond,
 		ResetTime:  time.UnixMicro(reset).UTC(),
 	}, nil
-}
-
-// checkCount refuses what ratelimit.MemoryStore refuses before any state.
-func checkCount(r *ratelimit.Rule, n int) error {
-	l := r.Limits()
-	if n < 1 {
-		return fmt.Errorf("%w: got %d", ratelimit.ErrInvalidCount, n)
-	}
-	if n > l.BurstLimit || (l.WindowSize > 0 && n > l.MessagesPerMinute) {
-		return fmt.Errorf("%w: %d events, burst %d, per window %d", ratelimit.ErrExceedsCapacity, n, l.BurstLimit, l.MessagesPerMinute)
-	}
-	return nil
 }
 
 // IdempotencyStore reserves event ids in Redis for a window, so that a retry

@@ -133,6 +133,11 @@ func newBucketRule(perSecond float64, burst int) *Rule {
 	}
 }
 
+// Check refuses what no store can ever admit at once: fewer than one event
+// (ErrInvalidCount), or more than the burst or the window holds
+// (ErrExceedsCapacity). Every Store runs it before touching state.
+func (r *Rule) Check(n int) error { return checkCount(r, n) }
+
 // Limits returns the limits the rule was built from.
 func (r *Rule) Limits() Limits { return r.limits }
 
