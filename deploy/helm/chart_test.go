@@ -256,7 +256,7 @@ func TestChartClusterMode(t *testing.T) {
 	if p := envVar(c, "PUSHERCM_REDIS_PREFIX"); p == nil || p.Value != "mq" {
 		t.Errorf("PUSHERCM_REDIS_PREFIX %+v", p)
 	}
-	if len(r.secrets) != 1 || r.secrets[0].StringData["redis-url"] != "redis://redis-master:6379/0" || r.secrets[0].StringData["PUSHER_SECRET"] != "app-secret" {
+	if len(r.secrets) != 1 || r.secrets[0].StringData["redis-url"] != "redis://redis-master:6379/0" || r.secrets[0].StringData["PUSHER_SECRET"] != "an-app-secret-of-the-deployment" || r.secrets[0].StringData["PUSHERCM_JWT_SERVICE_SECRET"] == "" {
 		t.Errorf("secret %+v", r.secrets)
 	}
 	if !strings.Contains(r.configMaps[0].Data["pushercm.yaml"], "maxConnections: 20000") {
