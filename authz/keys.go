@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/MicahParks/jwkset"
 )
 
 // minRSABits is the smallest RSA modulus accepted for verification keys.
@@ -165,10 +165,11 @@ func parsePEMKeys(data []byte, source string) ([]verifyKey, error) {
 	return keys, nil
 }
 
-// parseJWKS reads a JSON Web Key Set. Keys that cannot be used (symmetric
-// "oct" keys, unknown types, encryption-only keys, weak RSA) are skipped and
-// reported in skipped, so one odd key does not take the whole set down. A set
-// with no usable key is an error.
+// parseJWKS reads a JSON Web Key Set. jwkset decodes and validates each JWK;
+// which keys a verifier may trust stays ours. Keys that cannot be used
+// (symmetric "oct" keys, unknown types, malformed or encryption-only keys,
+// weak RSA) are skipped and reported in skipped, so one odd key does not take
+// the whole set down. A set with no usable key is an error.
 func parseJWKS(data []byte, source string) (keys []verifyKey, skipped []string, err error) {
 	var raw struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -177,36 +178,40 @@ func parseJWKS(data []byte, source string) (keys []verifyKey, skipped []string, 
 		return nil, nil, fmt.Errorf("%s: not a JWKS document: %w", source, err)
 	}
 	for i, rk := range raw.Keys {
-		var jwk jose.JSONWebKey
-		if err := jwk.UnmarshalJSON(rk); err != nil {
+		var m jwkset.JWKMarshal
+		if err := json.Unmarshal(rk, &m); err != nil {
 			skipped = append(skipped, fmt.Sprintf("key %d: %v", i, err))
 			continue
 		}
-		if jwk.Use != "" && jwk.Use != "sig" {
-			skipped = append(skipped, fmt.Sprintf("key %q: use %q", jwk.KeyID, jwk.Use))
+		if m.USE != "" && m.USE != jwkset.UseSig {
+			skipped = append(skipped, fmt.Sprintf("key %q: use %q", m.KID, m.USE))
 			continue
 		}
-		if _, sym := jwk.Key.([]byte); sym {
+		if m.KTY == jwkset.KtyOct {
 			// A shared secret published in a key set would let anyone who can
 			// read the set mint tokens; refuse rather than trust it.
-			skipped = append(skipped, fmt.Sprintf("key %q: symmetric keys are not accepted from a JWKS", jwk.KeyID))
+			skipped = append(skipped, fmt.Sprintf("key %q: symmetric keys are not accepted from a JWKS", m.KID))
 			continue
 		}
-		if !jwk.IsPublic() {
-			jwk = jwk.Public()
-		}
-		pub, err := checkPublicKey(jwk.Key)
+		// Without the Private option jwkset reads only the public half of a
+		// private JWK: a verifier never holds signing material.
+		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
-			skipped = append(skipped, fmt.Sprintf("key %q: %v", jwk.KeyID, err))
+			skipped = append(skipped, fmt.Sprintf("key %q: %v", m.KID, err))
 			continue
 		}
-		k := verifyKey{kid: jwk.KeyID, key: pub, source: source}
-		if jwk.Algorithm != "" {
-			if !keyFitsAlg(pub, jwk.Algorithm) {
-				skipped = append(skipped, fmt.Sprintf("key %q: alg %q does not fit the key", jwk.KeyID, jwk.Algorithm))
+		pub, err := checkPublicKey(jwk.Key())
+		if err != nil {
+			skipped = append(skipped, fmt.Sprintf("key %q: %v", m.KID, err))
+			continue
+		}
+		k := verifyKey{kid: m.KID, key: pub, source: source}
+		if alg := string(m.ALG); alg != "" {
+			if !keyFitsAlg(pub, alg) {
+				skipped = append(skipped, fmt.Sprintf("key %q: alg %q does not fit the key", m.KID, alg))
 				continue
 			}
-			k.alg = jwk.Algorithm
+			k.alg = alg
 		}
 		keys = append(keys, k)
 	}

@@ -204,7 +204,9 @@ func (v *Verifier) logSkipped(source string, skipped []string) {
 }
 
 // fetchJWKS fetches the URL; callers hold fetchMu. The attempt time is
-// recorded even on failure so a broken endpoint is not hammered.
+// recorded even on failure so a broken endpoint is not hammered. It is ours
+// rather than jwkset's HTTP storage for the size bound, per-key skipping and
+// URL redaction (doc.go).
 func (v *Verifier) fetchJWKS(ctx context.Context) ([]verifyKey, error) {
 	v.lastFetch = v.now()
 	v.lastNs.Store(v.lastFetch.UnixNano())

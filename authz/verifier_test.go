@@ -761,3 +761,36 @@ func TestVerifierJWKSRefreshFailureKeepsKeysAndBacksOff(t *testing.T) {
 		t.Fatalf("fetches = %d, want 2 (initial + one failed refresh)", got)
 	}
 }
+
+// TestVerifierJWKSRotation: after the refresh period the URL's new set (k1
+// revoked, k2 added), decoded by jwkset like the file, replaces the old one.
+// Whichever runs first, the background refresh or the unknown-kid refetch,
+// fetches; the other finds the set fresh.
+func TestVerifierJWKSRotation(t *testing.T) {
+	k := keys(t)
+	clk := newClock()
+	srv := newJWKSServer(t, jwks(t, "k1", &k.rsa.PublicKey))
+	v, err := NewVerifier(VerifierConfig{JWKSURL: srv.URL, Now: clk.Now, CacheSize: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = v.Close() }()
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, sign(t, jwt.SigningMethodRS256, k.rsa, baseClaims(clk.Now()), map[string]any{"kid": "k1"})); err != nil {
+		t.Fatalf("k1: %v", err)
+	}
+	body := jwks(t, "k2", &k.rsa2.PublicKey)
+	srv.body.Store(&body)
+	clk.Advance(11 * time.Minute)
+	claims := baseClaims(clk.Now())
+	if _, err := v.Verify(ctx, sign(t, jwt.SigningMethodRS256, k.rsa2, claims, map[string]any{"kid": "k2"})); err != nil {
+		t.Fatalf("k2 after rotation: %v", err)
+	}
+	_ = v.Close() // waits for a background fetch
+	if _, err := v.Verify(ctx, sign(t, jwt.SigningMethodRS256, k.rsa, claims, map[string]any{"kid": "k1"})); !errors.Is(err, ErrTokenUnknownKey) {
+		t.Fatalf("revoked k1: %v, want ErrTokenUnknownKey", err)
+	}
+	if got := srv.count.Load(); got != 2 {
+		t.Fatalf("fetches = %d, want 2", got)
+	}
+}
