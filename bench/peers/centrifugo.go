@@ -73,7 +73,12 @@ func (c Centrifugo) Start() (*Proc, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(c.Bin, "--config", path)
+	bin, err := filepath.Abs(c.Bin) // the command runs in dir
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--config", path)
 	cmd.Dir = dir
 	p, err := start("centrifugo", cmd, dir)
 	if err != nil {

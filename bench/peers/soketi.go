@@ -52,7 +52,12 @@ func (s Soketi) Start() (*Proc, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	cmd := exec.Command(s.Bin, "start", "--config="+path)
+	bin, err := filepath.Abs(s.Bin) // the command runs in dir
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	cmd := exec.Command(bin, "start", "--config="+path)
 	cmd.Dir = dir
 	p, err := start("soketi", cmd, dir)
 	if err != nil {
