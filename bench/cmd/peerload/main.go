@@ -119,12 +119,12 @@ func main() {
 	if _, err := os.Stat(*centrifugoBin); err == nil {
 		list = append(list, peers.Centrifugo{Bin: *centrifugoBin, Config: *centrifugoConf})
 	} else {
-		left = append(left, "Centrifugo left out: "+err.Error())
+		left = append(left, "Centrifugo left out: "+*centrifugoBin+" is missing.")
 	}
 	if _, err := os.Stat(*soketiBin); err == nil {
 		list = append(list, peers.Soketi{Bin: *soketiBin, Config: *soketiConf})
 	} else {
-		left = append(left, "soketi left out: "+err.Error())
+		left = append(left, "soketi left out: "+*soketiBin+" is missing.")
 	}
 	m := machine()
 	fmt.Printf("# peerload: %s nofile=%d rounds=%d\n", m, lim, *rounds)
@@ -158,7 +158,12 @@ func main() {
 		if *notes != "" {
 			ns = strings.Split(strings.ReplaceAll(*notes, `\n`, "\n"), "\n")
 		}
-		ns = append(ns, left...)
+		for _, l := range left {
+			// The install step's own note says more.
+			if !strings.Contains(*notes, l[:strings.Index(l, " ")]+" left out") {
+				ns = append(ns, l)
+			}
+		}
 		if err := appendSection(*write, started, m, ns, table, res.lines); err != nil {
 			log.Fatal(err)
 		}

@@ -153,8 +153,8 @@ func sumOf(vs []float64) float64 {
 // appendSection appends a dated section to path; nothing before it changes.
 func appendSection(path string, started time.Time, machine string, notes []string, table string, lines []string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n### Run of %s UTC\n\n", started.Format("2006-01-02 15:04"))
-	fmt.Fprintf(&b, "Machine: %s (load average at the start: the machine is shared, so only the ratios\nwithin this run count). Ranges are min–max over %d rounds.\n", machine, *rounds)
+	fmt.Fprintf(&b, "\n## Peers: run of %s UTC (make bench-peers)\n\n", started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "Machine: %s (the load average at the start; the machine is shared, so only the\nratios within this run count). Each cell is the range (min–max) over %d round(s), each run\non a freshly started server, the servers' runs interleaved.\n", machine, *rounds)
 	for _, n := range notes {
 		if n = strings.TrimSpace(n); n != "" {
 			b.WriteString("\n" + n + "\n")
