@@ -60,7 +60,7 @@ import (
 
 var (
 	idleConns    = flag.Int("idle", 10000, "connections of the idle run")
-	rounds       = flag.Int("rounds", 2, "rounds; each runs every scenario once on every server")
+	rounds       = flag.Int("rounds", 3, "rounds; each runs every scenario once on every server")
 	fanDuration  = flag.Duration("duration", 4*time.Second, "publishing time of the fan-out runs")
 	callDuration = flag.Duration("call-duration", 3*time.Second, "measured time of the gRPC and HTTP call runs")
 	warmup       = flag.Duration("warmup", time.Second, "unmeasured time before a call run")
