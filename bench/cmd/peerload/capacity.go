@@ -60,6 +60,7 @@ func runCapacity(pcm peers.Pushercm, procs, conns, rate int) {
 		nodes = append(nodes, n)
 		n.base, _ = edgebench.RSS(p.PID)
 	}
+	slab0 := slabBytes()
 	start := time.Now()
 	for _, n := range nodes {
 		cmd := exec.Command(exe, "hold", "-addr", n.proc.WSAddr, "-n", strconv.Itoa(conns))
@@ -72,15 +73,25 @@ func runCapacity(pcm peers.Pushercm, procs, conns, rate int) {
 		}
 		n.child, n.out = cmd, bufio.NewScanner(out)
 	}
+	connected := 0
 	for i, n := range nodes {
 		if !n.out.Scan() || !strings.HasPrefix(n.out.Text(), "READY") {
 			log.Printf("holder %d: %s", i, n.out.Text())
 			return
 		}
 		fmt.Printf("node %d: %s\n", i, n.out.Text())
+		if f := strings.Fields(n.out.Text()); len(f) > 1 {
+			c, _ := strconv.Atoi(strings.TrimPrefix(f[1], "connected="))
+			connected += c
+		}
 	}
 	fmt.Printf("all connected in %s\n", time.Since(start).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
+	// Kernel memory of the sockets (both ends are on this machine), outside
+	// every RSS; other work on the machine moves it too.
+	sockets := 2 * procs * conns
+	slab := slabBytes() - slab0
+	fmt.Printf("kernel slab growth: %.1fMiB for %d sockets (%.2f KiB/socket)\n", mib(slab), sockets, float64(slab)/float64(sockets)/1024)
 	var cpu0 []time.Duration
 	for i, n := range nodes {
 		rss, _ := edgebench.RSS(n.proc.PID)
@@ -143,7 +154,8 @@ func runCapacity(pcm peers.Pushercm, procs, conns, rate int) {
 			}
 		}
 	}
-	perChannel := float64(conns) / 100
+	// Subscribers are spread evenly over the 100 channels of each node.
+	perChannel := float64(connected) / float64(procs) / 100
 	fmt.Printf("capacity: published=%d expected=%.0f received=%d over %s; servers' CPU %s = %.2f us/delivered msg, %.2f cores at %.0f msg/s\n",
 		published.Load(), float64(published.Load())*perChannel, got, d, total.Round(time.Millisecond),
 		float64(total.Microseconds())/float64(max(got, 1)), total.Seconds()/(d+2*time.Second).Seconds(), float64(got)/d.Seconds())
@@ -167,6 +179,7 @@ func hold(args []string) {
 		log.Fatal(err)
 	}
 	var next, failed atomic.Int64
+	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	start := time.Now()
@@ -184,6 +197,7 @@ func hold(args []string) {
 				cancel()
 				if err != nil {
 					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
 					continue
 				}
 				mu.Lock()
@@ -198,6 +212,9 @@ func hold(args []string) {
 	wg.Wait()
 	el := time.Since(start)
 	fmt.Printf("READY connected=%d failed=%d in %s (%.0f/s)\n", int64(*n)-failed.Load(), failed.Load(), el.Round(time.Millisecond), float64(int64(*n)-failed.Load())/el.Seconds())
+	if e, ok := firstErr.Load().(string); ok {
+		log.Printf("hold: first failure: %s", e)
+	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	recv.Close()
 	_, p99, _, _ := lat.Percentiles()
@@ -214,4 +231,19 @@ func dialSub(ctx context.Context, t edgebench.Target, channel string) (net.Conn,
 		return nil, err
 	}
 	return c.Conn()
+}
+
+// slabBytes is the kernel's slab memory (/proc/meminfo Slab).
+func slabBytes() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Slab:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
 }
