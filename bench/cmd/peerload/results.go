@@ -100,8 +100,11 @@ func (r *results) table(peers []string) string {
 	for _, p := range peers {
 		b.WriteString(" " + p + " |")
 	}
+	for _, p := range peers[1:] {
+		b.WriteString(" " + peers[0] + " ÷ " + p + ", per round |")
+	}
 	b.WriteString("\n|---|")
-	for range peers {
+	for range 2*len(peers) - 1 {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
@@ -137,9 +140,35 @@ func (r *results) table(peers []string) string {
 		if !any && rw.fig == figLoss {
 			cells = slices.Repeat([]string{"0"}, len(peers))
 		}
+		for _, p := range peers[1:] {
+			cells = append(cells, r.ratio(peers[0], p, rw.fig))
+		}
 		b.WriteString("| " + rw.fig + " | " + strings.Join(cells, " | ") + " |\n")
 	}
 	return b.String()
+}
+
+// ratio is the range of a's figure over b's, round by round: the two runs
+// of a round are minutes apart at most, so the ratio moves less than either
+// figure on a machine whose speed drifts. "—" unless both have the figure in
+// every round.
+func (r *results) ratio(a, b, fig string) string {
+	va, vb := r.vals[a][fig], r.vals[b][fig]
+	if fig == figLoss || len(va) == 0 || len(va) != len(vb) {
+		return "—"
+	}
+	var rs []float64
+	for i := range va {
+		if vb[i] == 0 {
+			return "—"
+		}
+		rs = append(rs, va[i]/vb[i])
+	}
+	lo, hi := f2(slices.Min(rs)), f2(slices.Max(rs))
+	if lo == hi {
+		return lo + "×"
+	}
+	return lo + "–" + hi + "×"
 }
 
 func sumOf(vs []float64) float64 {
