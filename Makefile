@@ -20,7 +20,7 @@ BENCHTIME ?= 1s
 # run each one in its own directory (tools/ holds only pinned tools).
 NESTED    := gen client examples
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-capacity fmt clean
 
 all: build
 
@@ -109,6 +109,40 @@ bench-auth:
 ## SendBatch (~2 minutes). See BENCHMARKS.md.
 bench-broadcast:
 	$(GO) run ./bench/cmd/grpcload -c 16 -flush-interval 5ms
+
+## bench-peers: issue 18's comparison with the peers, on loopback (~5 minutes after the
+## installs). Installs Centrifugo $(CENTRIFUGO_VERSION) with go install into bin/peers (once;
+## ~200 CPU-seconds of compiling) and soketi from bench/peers/soketi/package.json with npm,
+## then runs bench/cmd/peerload, which appends a dated table to BENCHMARKS.md. A peer that
+## cannot be installed is left out and the section says why. See BENCHMARKS.md.
+CENTRIFUGO_VERSION := v6.9.1
+PEERS_BIN          := $(CURDIR)/bin/peers
+PEERLOAD_FLAGS     ?=
+
+bench-peers:
+	@mkdir -p $(PEERS_BIN); notes=""; t0=$$(date +%s); \
+	if [ -x $(PEERS_BIN)/centrifugo ] && [ "$$(cat $(PEERS_BIN)/centrifugo.version 2>/dev/null)" = "$(CENTRIFUGO_VERSION)" ]; then \
+		notes="Centrifugo $(CENTRIFUGO_VERSION) was already installed in bin/peers."; \
+	elif GOBIN=$(PEERS_BIN) GOFLAGS= $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION); then \
+		echo $(CENTRIFUGO_VERSION) > $(PEERS_BIN)/centrifugo.version; \
+		notes="Centrifugo $(CENTRIFUGO_VERSION): go install took $$(( $$(date +%s) - t0 )) s."; \
+	else \
+		rm -f $(PEERS_BIN)/centrifugo; notes="Centrifugo $(CENTRIFUGO_VERSION) left out: go install failed."; \
+	fi; \
+	t1=$$(date +%s); \
+	if (cd bench/peers/soketi && timeout 600 npm install --no-audit --no-fund --loglevel=error) > $(PEERS_BIN)/soketi-npm.log 2>&1; then \
+		notes="$$notes\nsoketi: npm install took $$(( $$(date +%s) - t1 )) s."; \
+	else \
+		notes="$$notes\nsoketi left out: npm install failed after $$(( $$(date +%s) - t1 )) s: $$(grep -m3 'npm error' $(PEERS_BIN)/soketi-npm.log | tr '\n' ' ' | tr -d '\`|')"; \
+	fi; \
+	echo "$$notes"; \
+	$(GO) run ./bench/cmd/peerload -centrifugo $(PEERS_BIN)/centrifugo -write BENCHMARKS.md -notes "$$notes" $(PEERLOAD_FLAGS)
+
+## bench-capacity: the capacity model's check in BENCHMARKS.md: 3 pushercm processes x 19k
+## subscribers, each process's subscribers held by its own client process (the open-file
+## limit is per process), then 100 events/s per process (~1.5 minutes).
+bench-capacity:
+	$(GO) run ./bench/cmd/peerload -capacity
 
 clean:
 	rm -rf bin

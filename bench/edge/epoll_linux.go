@@ -21,6 +21,9 @@ type Receiver struct {
 	Closed   atomic.Int64 // sockets closed by the server (close frame or EOF)
 	lat      *Latencies
 	wg       sync.WaitGroup
+	// frames, when set, counts the messages of another protocol's text frame
+	// (see NewReceiverFor).
+	frames Framing
 }
 
 type loop struct {
@@ -63,9 +66,15 @@ func (r *Receiver) Add(i int, c *Client) error {
 	if c.br.Buffered() > 0 {
 		return errors.New("client has unread buffered bytes")
 	}
-	tc, ok := c.conn.(*net.TCPConn)
+	return r.AddConn(i, c.conn)
+}
+
+// AddConn hands over a connected socket (a *net.TCPConn) whose owner holds no
+// unread bytes of it; conn must not be used afterwards.
+func (r *Receiver) AddConn(i int, conn net.Conn) error {
+	tc, ok := conn.(*net.TCPConn)
 	if !ok {
-		return fmt.Errorf("not a TCP conn: %T", c.conn)
+		return fmt.Errorf("not a TCP conn: %T", conn)
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
@@ -79,7 +88,7 @@ func (r *Receiver) Add(i int, c *Client) error {
 	if derr != nil {
 		return derr
 	}
-	_ = c.conn.Close() // the dup keeps the socket open, outside Go's poller
+	_ = conn.Close() // the dup keeps the socket open, outside Go's poller
 	if err := syscall.SetNonblock(fd, true); err != nil {
 		return err
 	}
@@ -205,7 +214,20 @@ func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 		p := b[h : h+ln]
 		switch op {
 		case 0x1:
-			if containsPing(p) {
+			if f := l.r.frames; f != nil {
+				k, reply := f(p)
+				if reply != nil {
+					_, _ = syscall.Write(c.fd, reply)
+				}
+				got += int64(k)
+				if k > 0 {
+					if l.sample++; l.sample%latencySample == 0 {
+						if ts := parseTS(p); ts > 0 {
+							rec.Add(time.Duration(now - ts))
+						}
+					}
+				}
+			} else if containsPing(p) {
 				_, _ = syscall.Write(c.fd, pongFrame)
 			} else {
 				got++

@@ -1,0 +1,440 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	edgebench "github.com/milequest/pushercm/bench/edge"
+	"github.com/milequest/pushercm/bench/loadgen"
+	"github.com/milequest/pushercm/bench/peers"
+)
+
+var (
+	idleConns    = flag.Int("idle", 10000, "connections of the idle run")
+	rounds       = flag.Int("rounds", 3, "rounds; each runs every scenario once on every server")
+	fanDuration  = flag.Duration("duration", 4*time.Second, "publishing time of the fan-out runs")
+	callDuration = flag.Duration("call-duration", 3*time.Second, "measured time of the gRPC and HTTP call runs")
+	warmup       = flag.Duration("warmup", time.Second, "unmeasured time before a call run")
+	callers      = flag.Int("c", 50, "concurrent callers of the call runs")
+	grpcConns    = flag.Int("conns", 2, "gRPC connections the callers share")
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "hold" {
+		hold(os.Args[2:])
+		return
+	}
+	var (
+		pushercmBin    = flag.String("pushercm", "", "pushercm binary (default: built from this module)")
+		pushercmConf   = flag.String("pushercm-config", "bench/peers/pushercm/pushercm.yaml", "pushercm configuration")
+		centrifugoBin  = flag.String("centrifugo", "bin/peers/centrifugo", "centrifugo binary (left out when missing)")
+		centrifugoConf = flag.String("centrifugo-config", "bench/peers/centrifugo/config.json", "Centrifugo configuration")
+		soketiBin      = flag.String("soketi", "bench/peers/soketi/node_modules/.bin/soketi", "soketi launcher (left out when missing)")
+		soketiConf     = flag.String("soketi-config", "bench/peers/soketi/config.json", "soketi configuration")
+		scenarios      = flag.String("scenarios", "idle,burst1000,fan2000,fan100x10,grpc0,grpc100,http0,http100", "runs, in order")
+		write          = flag.String("write", "", "append the dated table to this Markdown file (BENCHMARKS.md)")
+		notes          = flag.String("notes", "", "lines for the written section (install times, peers left out and why); \\n separates lines")
+		timeout        = flag.Duration("timeout", 12*time.Minute, "stop everything after this long")
+		capacity       = flag.Bool("capacity", false, "check the capacity model instead (see the package comment)")
+		capProcs       = flag.Int("capacity-procs", 3, "pushercm processes of -capacity")
+		capConns       = flag.Int("capacity-conns", 19000, "connections per process of -capacity")
+		capRate        = flag.Int("capacity-rate", 100, "events/s of -capacity, spread over 100 channels per process")
+	)
+	flag.Parse()
+	lim, err := edgebench.RaiseNoFile()
+	if err != nil {
+		log.Fatal(err)
+	}
+	time.AfterFunc(*timeout, func() {
+		// The servers die with this process (Pdeathsig).
+		log.Printf("peerload: -timeout %s reached, stopping", *timeout)
+		os.Exit(2)
+	})
+	dir, err := os.MkdirTemp("", "peerload-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	if *pushercmBin == "" {
+		if *pushercmBin, err = peers.Build(dir); err != nil {
+			log.Fatal(err)
+		}
+	}
+	pcm := peers.Pushercm{Bin: *pushercmBin, Config: *pushercmConf}
+	if *capacity {
+		runCapacity(pcm, *capProcs, *capConns, *capRate)
+		return
+	}
+	list := []peers.Peer{pcm}
+	var left []string
+	if _, err := os.Stat(*centrifugoBin); err == nil {
+		list = append(list, peers.Centrifugo{Bin: *centrifugoBin, Config: *centrifugoConf})
+	} else {
+		left = append(left, "Centrifugo left out: "+*centrifugoBin+" is missing.")
+	}
+	if _, err := os.Stat(*soketiBin); err == nil {
+		list = append(list, peers.Soketi{Bin: *soketiBin, Config: *soketiConf})
+	} else {
+		left = append(left, "soketi left out: "+*soketiBin+" is missing.")
+	}
+	m := machine()
+	fmt.Printf("# peerload: %s nofile=%d rounds=%d\n", m, lim, *rounds)
+	for _, l := range left {
+		fmt.Println("# " + l)
+	}
+	started := time.Now().UTC()
+	res := newResults()
+	scs := strings.Split(*scenarios, ",")
+	for r := 0; r < *rounds; r++ {
+		for _, sc := range scs {
+			for i := range list {
+				p := list[(i+r)%len(list)]
+				line, figs, err := runOne(p, sc)
+				if err != nil {
+					line = "error: " + err.Error()
+				}
+				fmt.Printf("round %d %-10s %-18s %s\n", r+1, sc, p.Name(), line)
+				res.add(p.Name(), sc, figs, fmt.Sprintf("round %d %s %s: %s", r+1, sc, p.Name(), line))
+			}
+		}
+	}
+	names := make([]string, len(list))
+	for i, p := range list {
+		names[i] = p.Name()
+	}
+	table := res.table(names)
+	fmt.Print("\n" + table)
+	if *write != "" {
+		var ns []string
+		if *notes != "" {
+			ns = strings.Split(strings.ReplaceAll(*notes, `\n`, "\n"), "\n")
+		}
+		for _, l := range left {
+			// The install step's own note says more.
+			if !strings.Contains(*notes, l[:strings.Index(l, " ")]+" left out") {
+				ns = append(ns, l)
+			}
+		}
+		if err := appendSection(*write, started, m, ns, table, res.lines); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("# appended to %s\n", *write)
+	}
+}
+
+// runOne starts p afresh, runs scenario sc against it and stops it.
+func runOne(p peers.Peer, sc string) (string, map[string]float64, error) {
+	proc, err := p.Start()
+	if err != nil {
+		return "", nil, err
+	}
+	defer proc.Stop()
+	time.Sleep(300 * time.Millisecond) // let start-up work settle before a baseline
+	switch sc {
+	case "idle":
+		return runIdle(p, proc, *idleConns)
+	case "burst1000":
+		return runFan(p, proc, 1, 1000, 0, *fanDuration)
+	case "fan2000":
+		return runFan(p, proc, 1, 2000, 100, *fanDuration)
+	case "fan100x10":
+		return runFan(p, proc, 100, 10, 1000, *fanDuration)
+	case "grpc0", "grpc100", "http0", "http100":
+		subs := 0
+		if strings.HasSuffix(sc, "100") {
+			subs = 100
+		}
+		return runCalls(p, proc, strings.HasPrefix(sc, "grpc"), subs)
+	}
+	return "", nil, fmt.Errorf("unknown scenario %q", sc)
+}
+
+// connectMany opens n subscribers of p with 64 dialers, subscriber i to
+// channel(i); it gives up on the rest after 60 s.
+func connectMany(p peers.Peer, proc *peers.Proc, n int, channel func(int) string) ([]net.Conn, time.Duration, error) {
+	conns := make([]net.Conn, n)
+	var next, failed atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				c, err := p.Subscribe(ctx, proc, channel(i))
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				conns[i] = c
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	out := slices.DeleteFunc(conns, func(c net.Conn) bool { return c == nil })
+	if f := failed.Load(); f > 0 || len(out) < n {
+		for _, c := range out {
+			_ = c.Close()
+		}
+		e, _ := firstErr.Load().(string)
+		return nil, el, fmt.Errorf("%d of %d subscribers connected (first error: %s)", len(out), n, e)
+	}
+	return out, el, nil
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+func runIdle(p peers.Peer, proc *peers.Proc, n int) (string, map[string]float64, error) {
+	base, _ := edgebench.RSS(proc.PID)
+	conns, el, err := connectMany(p, proc, n, func(i int) string { return "idle-" + strconv.Itoa(i%100) })
+	if err != nil {
+		return "", nil, err
+	}
+	defer closeAll(conns)
+	time.Sleep(3 * time.Second)
+	rss, err := edgebench.RSS(proc.PID)
+	if err != nil {
+		return "", nil, err
+	}
+	k := float64(len(conns))
+	perConn := float64(rss-base) / k / 1024
+	rate := k / el.Seconds()
+	return fmt.Sprintf("connections=%d connect_time=%s rate=%.0f/s rss_base=%.1fMiB rss=%.1fMiB (%.2f KiB/conn)",
+			len(conns), el.Round(time.Millisecond), rate, mib(base), mib(rss), perConn),
+		map[string]float64{figRSS: perConn, figConnRate: rate}, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func newReceiver(p peers.Peer, lat *edgebench.Latencies) (*edgebench.Receiver, error) {
+	if f := p.Framing(); f != nil {
+		return edgebench.NewReceiverFor(2, lat, f)
+	}
+	return edgebench.NewReceiver(2, lat)
+}
+
+// runFan: channels x subs subscribers; rate events/s over the channels
+// round-robin, or as fast as accepted (rate 0) on channel 0.
+func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Duration) (string, map[string]float64, error) {
+	chName := func(i int) string { return "fan-" + strconv.Itoa(i%channels) }
+	conns, el, err := connectMany(p, proc, channels*subs, chName)
+	if err != nil {
+		return "", nil, err
+	}
+	lat := &edgebench.Latencies{}
+	recv, err := newReceiver(p, lat)
+	if err != nil {
+		closeAll(conns)
+		return "", nil, err
+	}
+	for i, c := range conns {
+		if err := recv.AddConn(i, c); err != nil {
+			recv.Close()
+			return "", nil, err
+		}
+	}
+	received, lastRecv := &recv.Received, &recv.LastRecv
+	perChannel := int64(subs)
+	pub := p.Publisher(proc)
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	var published atomic.Int64
+	var pubErr atomic.Value
+	cpu0, _ := edgebench.CPUTime(proc.PID)
+	start := time.Now()
+	deadline := start.Add(d)
+	if rate > 0 {
+		// Batches of up to 10 due events every 10 ms, each on its own
+		// goroutine (64 in flight at most) so that a slow request does not
+		// lower the offered rate; missed ticks are caught up.
+		tick := time.NewTicker(10 * time.Millisecond)
+		sem := make(chan struct{}, 64)
+		var pw sync.WaitGroup
+		seq := 0
+		for now := range tick.C {
+			if now.After(deadline) {
+				break
+			}
+			due := int(float64(rate) * now.Sub(start).Seconds())
+			for seq < due {
+				nb := min(10, due-seq)
+				evs := make([]edgebench.Event, nb)
+				ts := edgebench.Now()
+				for j := range evs {
+					evs[j] = edgebench.Event{Channel: chName(seq), Name: "bench", Data: ts}
+					seq++
+				}
+				sem <- struct{}{}
+				pw.Add(1)
+				go func() {
+					defer func() { <-sem; pw.Done() }()
+					if err := pub.Publish(ctx, evs); err != nil {
+						pubErr.CompareAndSwap(nil, err.Error())
+						return
+					}
+					published.Add(int64(len(evs)))
+				}()
+			}
+		}
+		tick.Stop()
+		pw.Wait()
+	} else {
+		const window = 50
+		var pw sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			pw.Add(1)
+			go func() {
+				defer pw.Done()
+				for time.Now().Before(deadline) && ctx.Err() == nil {
+					if published.Load()*perChannel-received.Load() > window*perChannel {
+						time.Sleep(100 * time.Microsecond)
+						continue
+					}
+					ts := edgebench.Now()
+					evs := make([]edgebench.Event, 10)
+					for j := range evs {
+						evs[j] = edgebench.Event{Channel: chName(0), Name: "bench", Data: ts}
+					}
+					if err := pub.Publish(ctx, evs); err != nil {
+						pubErr.CompareAndSwap(nil, err.Error())
+						return
+					}
+					published.Add(10)
+				}
+			}()
+		}
+		pw.Wait()
+	}
+	pubEnd := time.Now()
+	expected := published.Load() * perChannel
+	wait := time.Now().Add(10 * time.Second)
+	for received.Load() < expected && time.Now().Before(wait) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := received.Load()
+	cpu1, _ := edgebench.CPUTime(proc.PID)
+	span := time.Duration(lastRecv.Load() - start.UnixNano())
+	dropped := recv.Closed.Load()
+	recv.Close()
+	p50, p99, mx, n := lat.Percentiles()
+	evRate := float64(published.Load()) / pubEnd.Sub(start).Seconds()
+	deliv := float64(got) / span.Seconds()
+	cpuPerMsg := float64((cpu1 - cpu0).Microseconds()) / float64(max(got, 1))
+	line := fmt.Sprintf("clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivered=%.0f msg/s p50=%s p99=%s max=%s samples=%d server_cpu=%.2fus/msg",
+		len(conns), float64(len(conns))/el.Seconds(), published.Load(), evRate, expected, got, expected-got, dropped, deliv,
+		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, cpuPerMsg)
+	if e, ok := pubErr.Load().(string); ok {
+		line += " publish_error=" + e
+	}
+	figs := map[string]float64{}
+	switch {
+	case rate == 0:
+		figs[figBurst], figs[figCPUMsg] = deliv, cpuPerMsg
+	case channels == 1:
+		figs[figFan2000], figs[figFan2000Rate] = p99.Seconds()*1000, evRate
+	default:
+		figs[figFan100], figs[figFan100Rate] = p99.Seconds()*1000, evRate
+	}
+	if got < expected {
+		figs[figLoss] = float64(expected - got)
+	}
+	return line, figs, nil
+}
+
+// runCalls measures the publish call (gRPC or HTTP) with subs subscribers on
+// its channel.
+func runCalls(p peers.Peer, proc *peers.Proc, grpc bool, subs int) (string, map[string]float64, error) {
+	var call func(w int) error
+	if grpc {
+		g := p.GRPC(proc)
+		if g == nil {
+			return "no gRPC publish API", nil, nil
+		}
+		cl, err := g.Client(*grpcConns)
+		if err != nil {
+			return "", nil, err
+		}
+		defer cl.Close()
+		req := g.Request("calls-0", edgebench.Now())
+		call = func(w int) error { return cl.Call(w, req) }
+	} else {
+		pub := p.Publisher(proc)
+		call = func(int) error {
+			return pub.Publish(context.Background(), []edgebench.Event{{Channel: "calls-0", Name: "bench", Data: edgebench.Now()}})
+		}
+	}
+	var recv *edgebench.Receiver
+	if subs > 0 {
+		conns, _, err := connectMany(p, proc, subs, func(int) string { return "calls-0" })
+		if err != nil {
+			return "", nil, err
+		}
+		lat := &edgebench.Latencies{}
+		if recv, err = newReceiver(p, lat); err != nil {
+			closeAll(conns)
+			return "", nil, err
+		}
+		defer recv.Close()
+		for i, c := range conns {
+			if err := recv.AddConn(i, c); err != nil {
+				return "", nil, err
+			}
+		}
+	}
+	r := loadgen.Run(*callers, *warmup, *callDuration, call, loadgen.ProcessCPU(proc.PID))
+	cpuPerCall := float64(r.CPU[0].Microseconds()) / float64(max(r.Calls, 1))
+	line := fmt.Sprintf("calls=%d errors=%d %.0f calls/s p50=%s p99=%s server_cpu=%.1fus/call",
+		r.Calls, r.Errors, r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), cpuPerCall)
+	if r.FirstError != "" {
+		line += " first_error=" + strconv.Quote(r.FirstError)
+	}
+	if recv != nil {
+		// Let the last deliveries arrive before counting.
+		time.Sleep(300 * time.Millisecond)
+		line += fmt.Sprintf(" delivered=%d", recv.Received.Load())
+	}
+	figs := map[string]float64{}
+	key := map[[2]bool]string{{true, false}: figGRPC0, {true, true}: figGRPC100, {false, false}: figHTTP0, {false, true}: figHTTP100}[[2]bool{grpc, subs > 0}]
+	if r.Errors == 0 || r.Calls > 0 {
+		figs[key] = r.RPS
+		figs[key+" p99"] = r.P99.Seconds() * 1000
+		if grpc && subs == 0 {
+			figs[figCPUCall] = cpuPerCall
+		}
+	}
+	return line, figs, nil
+}
+
+func machine() string {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	load, _ := os.ReadFile("/proc/loadavg")
+	la := strings.Fields(string(load))
+	if len(la) > 3 {
+		la = la[:3]
+	}
+	return fmt.Sprintf("nproc=%d kernel=%s go=%s loadavg=%s", runtime.NumCPU(), strings.TrimSpace(string(kernel)), runtime.Version(), strings.Join(la, ","))
+}
