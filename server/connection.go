@@ -19,6 +19,7 @@ import (
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/metrics"
 	"github.com/milequest/pushercm/protocol"
 	"github.com/milequest/pushercm/ratelimit"
@@ -35,10 +36,10 @@ const (
 	DefaultWatchBuffer = 1024
 )
 
-// EventWatcher is a lifecycle event subscription; *edge.Watcher and
-// *webhookin.Watcher implement it.
+// EventWatcher is a lifecycle event subscription; *lifecycle.Watcher
+// implements it.
 type EventWatcher interface {
-	C() <-chan edge.Event
+	C() <-chan lifecycle.Event
 	Err() error
 	Close()
 }
@@ -507,7 +508,7 @@ func (c *Connection) GetMetrics(context.Context, *pushercmv1.GetMetricsRequest) 
 // The stream's headers are sent once the watcher is registered, so a
 // client that waits for them (stream.Header()) sees every later event.
 // When the client cannot keep up, the watcher's buffer fills and the stream
-// ends with the edge's ErrWatcherLagged (RESOURCE_EXHAUSTED,
+// ends with lifecycle.ErrLagged (RESOURCE_EXHAUSTED,
 // WATCHER_LAGGED); other watchers are unaffected.
 func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEventsRequest, stream pushercmv1.ConnectionService_WatchConnectionEventsServer) error {
 	f, err := newEventFilter(req)
@@ -559,7 +560,7 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 }
 
 type eventFilter struct {
-	types                    map[edge.EventType]bool
+	types                    map[lifecycle.EventType]bool
 	messages                 bool // some of types are message events
 	prefix, userID, socketID string
 }
@@ -567,7 +568,7 @@ type eventFilter struct {
 func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, error) {
 	f := eventFilter{prefix: req.GetChannelPrefix(), userID: req.GetUserId(), socketID: req.GetSocketId()}
 	if len(req.GetTypes()) > 0 {
-		f.types = make(map[edge.EventType]bool, len(req.GetTypes()))
+		f.types = make(map[lifecycle.EventType]bool, len(req.GetTypes()))
 		for _, t := range req.GetTypes() {
 			et, ok := eventTypeFromPB[t]
 			if !ok {
@@ -580,7 +581,7 @@ func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, 
 	return f, nil
 }
 
-func (f eventFilter) match(e edge.Event) bool {
+func (f eventFilter) match(e lifecycle.Event) bool {
 	if f.types != nil && !f.types[e.Type] || f.types == nil && e.Type.IsMessage() {
 		return false
 	}
@@ -596,29 +597,29 @@ func (f eventFilter) match(e edge.Event) bool {
 	return true
 }
 
-var eventTypeToPB = map[edge.EventType]pushercmv1.ConnectionEventType{
-	edge.Connected:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CONNECTED,
-	edge.Disconnected:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_DISCONNECTED,
-	edge.Subscribed:      pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED,
-	edge.Unsubscribed:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_UNSUBSCRIBED,
-	edge.MemberAdded:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_ADDED,
-	edge.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
-	edge.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
-	edge.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
-	edge.Published:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED,
-	edge.ClientEvent:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT,
-	edge.Webhook:         pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK,
+var eventTypeToPB = map[lifecycle.EventType]pushercmv1.ConnectionEventType{
+	lifecycle.Connected:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CONNECTED,
+	lifecycle.Disconnected:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_DISCONNECTED,
+	lifecycle.Subscribed:      pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED,
+	lifecycle.Unsubscribed:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_UNSUBSCRIBED,
+	lifecycle.MemberAdded:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_ADDED,
+	lifecycle.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
+	lifecycle.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
+	lifecycle.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
+	lifecycle.Published:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED,
+	lifecycle.ClientEvent:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT,
+	lifecycle.Webhook:         pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK,
 }
 
-var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]edge.EventType {
-	m := make(map[pushercmv1.ConnectionEventType]edge.EventType, len(eventTypeToPB))
+var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]lifecycle.EventType {
+	m := make(map[pushercmv1.ConnectionEventType]lifecycle.EventType, len(eventTypeToPB))
 	for k, v := range eventTypeToPB {
 		m[v] = k
 	}
 	return m
 }()
 
-func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
+func (c *Connection) eventPB(e lifecycle.Event) *pushercmv1.ConnectionEvent {
 	ev := &pushercmv1.ConnectionEvent{
 		Type:        eventTypeToPB[e.Type],
 		Time:        timestamppb.New(e.Time),
@@ -630,7 +631,7 @@ func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
 		EventName:   e.Name,
 		DeliveredTo: int32(e.Delivered),
 	}
-	if e.Type == edge.MemberAdded {
+	if e.Type == lifecycle.MemberAdded {
 		// The event carries user_info as the member joined; the member may
 		// have left by the time the watcher sends it.
 		ev.UserInfo = jsonValue(e.UserInfo).GetStructValue()

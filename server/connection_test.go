@@ -16,6 +16,7 @@ import (
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/server"
 )
@@ -247,24 +248,24 @@ func (f *fakeStream) Send(r *pushercmv1.WatchConnectionEventsResponse) error {
 
 // fakeWatcher feeds a fixed list of events, then ends with err.
 type fakeWatcher struct {
-	c   chan edge.Event
+	c   chan lifecycle.Event
 	err error
 }
 
-func (w *fakeWatcher) C() <-chan edge.Event { return w.c }
-func (w *fakeWatcher) Err() error           { return w.err }
-func (w *fakeWatcher) Close()               {}
+func (w *fakeWatcher) C() <-chan lifecycle.Event { return w.c }
+func (w *fakeWatcher) Err() error                { return w.err }
+func (w *fakeWatcher) Close()                    {}
 
 func TestWatchFilters(t *testing.T) {
-	events := []edge.Event{
-		{Type: edge.Connected, SocketID: "1.1"},
-		{Type: edge.Subscribed, SocketID: "1.1", Channel: "presence-a", UserID: "u1"},
-		{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u1"},
-		{Type: edge.Subscribed, SocketID: "2.2", Channel: "room", UserID: ""},
-		{Type: edge.ChannelVacated, Channel: "room"},
-		{Type: edge.Disconnected, SocketID: "1.1", Code: 4009, Reason: "bye"},
-		{Type: edge.Published, Channel: "room", Name: "hello", Delivered: 1},
-		{Type: edge.ClientEvent, SocketID: "1.1", Channel: "presence-a", Name: "client-cheer", UserID: "u1"},
+	events := []lifecycle.Event{
+		{Type: lifecycle.Connected, SocketID: "1.1"},
+		{Type: lifecycle.Subscribed, SocketID: "1.1", Channel: "presence-a", UserID: "u1"},
+		{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u1"},
+		{Type: lifecycle.Subscribed, SocketID: "2.2", Channel: "room", UserID: ""},
+		{Type: lifecycle.ChannelVacated, Channel: "room"},
+		{Type: lifecycle.Disconnected, SocketID: "1.1", Code: 4009, Reason: "bye"},
+		{Type: lifecycle.Published, Channel: "room", Name: "hello", Delivered: 1},
+		{Type: lifecycle.ClientEvent, SocketID: "1.1", Channel: "presence-a", Name: "client-cheer", UserID: "u1"},
 	}
 	published := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED
 	clientEvent := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT
@@ -283,7 +284,7 @@ func TestWatchFilters(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &fakeWatcher{c: make(chan edge.Event, len(events)), err: edge.ErrWatcherLagged}
+			w := &fakeWatcher{c: make(chan lifecycle.Event, len(events)), err: lifecycle.ErrLagged}
 			for _, e := range events {
 				w.c <- e
 			}
@@ -291,7 +292,7 @@ func TestWatchFilters(t *testing.T) {
 			c := &server.Connection{Watch: func(int) server.EventWatcher { return w }}
 			s := &fakeStream{ctx: context.Background()}
 			err := c.WatchConnectionEvents(tc.req, s)
-			if !errors.Is(err, edge.ErrWatcherLagged) {
+			if !errors.Is(err, lifecycle.ErrLagged) {
 				t.Fatalf("ended with %v, want the watcher's error", err)
 			}
 			if len(s.sent) != tc.want {
@@ -300,7 +301,7 @@ func TestWatchFilters(t *testing.T) {
 		})
 	}
 	t.Run("unknown type", func(t *testing.T) {
-		c := &server.Connection{Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan edge.Event)} }}
+		c := &server.Connection{Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan lifecycle.Event)} }}
 		err := c.WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{99}}, &fakeStream{ctx: context.Background()})
 		var fe *interceptors.FieldError
 		if !errors.As(err, &fe) || fe.Field != "types" {
@@ -310,9 +311,9 @@ func TestWatchFilters(t *testing.T) {
 	t.Run("member_added carries the user_info it joined with", func(t *testing.T) {
 		// The member has already left when the watcher sends the event, so
 		// the info must come from the event, not from a later lookup.
-		w := &fakeWatcher{c: make(chan edge.Event, 2), err: edge.ErrWatcherLagged}
-		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u1", UserInfo: []byte(`{"name":"carol"}`)}
-		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u2"}
+		w := &fakeWatcher{c: make(chan lifecycle.Event, 2), err: lifecycle.ErrLagged}
+		w.c <- lifecycle.Event{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u1", UserInfo: []byte(`{"name":"carol"}`)}
+		w.c <- lifecycle.Event{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u2"}
 		close(w.c)
 		s := &fakeStream{ctx: context.Background()}
 		_ = (&server.Connection{Watch: func(int) server.EventWatcher { return w }}).WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, s)
@@ -329,7 +330,7 @@ func TestWatchFilters(t *testing.T) {
 	t.Run("shutdown ends the stream", func(t *testing.T) {
 		stopping := make(chan struct{})
 		close(stopping)
-		c := &server.Connection{Stopping: stopping, Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan edge.Event)} }}
+		c := &server.Connection{Stopping: stopping, Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan lifecycle.Event)} }}
 		if err := c.WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, &fakeStream{ctx: context.Background()}); !errors.Is(err, edge.ErrClosed) {
 			t.Fatalf("got %v", err)
 		}
