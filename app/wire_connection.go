@@ -25,7 +25,7 @@ type connectionWiring struct {
 	// interceptor's Set (a.limits), so the status shows the buckets calls
 	// actually draw from.
 	limits *ratelimit.Set
-	// driver answers channel queries on the pusher driver (nil on
+	// driver is the pusher driver, read for its breaker state (nil on
 	// embedded); it is the broadcast wiring's driver.
 	driver delivery.Driver
 	// webhooks is the Pusher webhook ingest (pusher driver only).
@@ -69,13 +69,13 @@ func (a *App) wireConnection(context.Context) error {
 		return a.webhooks.Stats()
 	}
 
+	// Channel and presence reads go through the driver BroadcastService
+	// publishes with, whatever the driver (on pusher: one keep-alive pool,
+	// one breaker).
+	if a.bcast == nil || a.bcast.driver == nil {
+		return fmt.Errorf("connection service: no delivery driver (wireBroadcast must run first)")
+	}
 	if a.edge == nil {
-		// The pusher driver: channel queries go to Pusher's HTTP API through
-		// the driver BroadcastService publishes with (one keep-alive pool,
-		// one breaker).
-		if a.bcast == nil || a.bcast.driver == nil {
-			return fmt.Errorf("connection service: no delivery driver (wireBroadcast must run first)")
-		}
 		w.driver = a.bcast.driver
 		w.webhooks, err = webhookin.New(webhookin.Config{
 			Key: cfg.Pusher.Key, Secret: cfg.Pusher.Secret, EncryptionMasterKeyBase64: cfg.Pusher.EncryptionMasterKeyBase64,
@@ -89,8 +89,7 @@ func (a *App) wireConnection(context.Context) error {
 	}
 
 	w.svc = &server.Connection{
-		Edge:       a.edge,
-		Driver:     w.driver,
+		State:      a.bcast.driver,
 		Limits:     w.limits,
 		Health:     a.health.Refresh,
 		Metrics:    a.reading,
@@ -99,8 +98,12 @@ func (a *App) wireConnection(context.Context) error {
 		// No Stopping: the stream stopper ends WatchConnectionEvents with
 		// every other stream at shutdown.
 	}
-	if w.webhooks != nil {
-		w.svc.Watch = func(n int) server.EventWatcher { return w.webhooks.Watch(n) }
+	switch {
+	case a.edge != nil:
+		w.svc.Sockets = edgeSockets{a.edge}
+		w.svc.Watch = watchFunc(a.edge)
+	case w.webhooks != nil:
+		w.svc.Watch = watchFunc(w.webhooks)
 	}
 	pushercmv1.RegisterConnectionServiceServer(a.grpc, w.svc)
 

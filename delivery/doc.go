@@ -11,6 +11,8 @@
 //     released when delivery fails, so a retry delivers. Events without an id get a
 //     generated one and are never duplicates.
 //   - A batch is never sunk by one event: every event has its own outcome or error.
+//   - Channel reads of every Driver leave out the internal #server-to-user- channels
+//     (Hidden): they are SendToUser's plumbing, not channels an operator manages.
 //   - Errors are classified by the sentinels ErrInvalid, ErrNotFound, ErrUnavailable,
 //     ErrDeliveryFailed and ErrOutcomeUnknown (an ErrDeliveryFailed) (errors.Is); the
 //     transport maps them to statuses in one place.

@@ -15,10 +15,11 @@ type Driver interface {
 	// SendToUser delivers one event to every connection signed in as userID, through the
 	// reserved #server-to-user-{userID} channel.
 	SendToUser(ctx context.Context, userID, name, data string) (Result, error)
-	// Channels lists occupied channels whose name starts with prefix, sorted by name.
+	// Channels lists occupied channels whose name starts with prefix, sorted by name,
+	// leaving out Hidden ones.
 	Channels(ctx context.Context, prefix string) ([]ChannelInfo, error)
 	// Channel describes one channel; an unoccupied channel is not an error
-	// (Occupied false).
+	// (Occupied false), and a Hidden one is answered as unoccupied.
 	Channel(ctx context.Context, name string) (ChannelInfo, error)
 	// PresenceMembers lists the members of a presence channel; ErrInvalid for a
 	// non-presence channel.

@@ -3,6 +3,8 @@ package delivery
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/milequest/pushercm/protocol"
 )
 
 // Event is one publish request in domain terms.
@@ -91,4 +93,13 @@ type Health struct {
 	LastError string
 	// Since is when the breaker last changed state (zero when never).
 	Since time.Time
+}
+
+// Hidden says whether a channel is internal plumbing that channel reads never
+// show: the per-user #server-to-user- channels SendToUser routes through.
+// Drivers leave them out of Channels and answer Channel for them as
+// unoccupied.
+func Hidden(name string) bool {
+	kind, _ := protocol.KindOf(name)
+	return kind == protocol.KindServerToUser
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -179,14 +180,14 @@ func TestWatcher(t *testing.T) {
 	c := connect(t, s)
 	c.subscribeOK("presence-w", `{"user_id":"7"}`)
 	_ = c.conn.Close()
-	want := []EventType{Connected, ChannelOccupied, MemberAdded, Subscribed, Unsubscribed, MemberRemoved, ChannelVacated, Disconnected}
+	want := []lifecycle.EventType{lifecycle.Connected, lifecycle.ChannelOccupied, lifecycle.MemberAdded, lifecycle.Subscribed, lifecycle.Unsubscribed, lifecycle.MemberRemoved, lifecycle.ChannelVacated, lifecycle.Disconnected}
 	for i, typ := range want {
 		select {
 		case e := <-w.C():
 			if e.Type != typ {
 				t.Fatalf("event %d = %v, want %v", i, e.Type, typ)
 			}
-			if e.Time.IsZero() || (typ != ChannelOccupied && typ != ChannelVacated && e.SocketID != c.id) {
+			if e.Time.IsZero() || (typ != lifecycle.ChannelOccupied && typ != lifecycle.ChannelVacated && e.SocketID != c.id) {
 				t.Fatalf("event %+v", e)
 			}
 		case <-time.After(waitFor):
@@ -360,8 +361,8 @@ func TestWatchMessages(t *testing.T) {
 	cfg := testConfig()
 	cfg.ClientEventsEnabled = true
 	s := startServer(t, cfg, WithWebhookSink(&recordSink{}))
-	lifecycle := s.Watch(64)
-	defer lifecycle.Close()
+	plain := s.Watch(64)
+	defer plain.Close()
 	msgs := s.WatchMessages(64)
 	defer msgs.Close()
 	a, b := connect(t, s), connect(t, s)
@@ -373,28 +374,28 @@ func TestWatchMessages(t *testing.T) {
 	a.send(map[string]any{"event": "client-x", "channel": "presence-m", "data": map[string]int{"a": 1}})
 	b.expect("client-x", "presence-m")
 
-	seen := map[EventType]Event{}
+	seen := map[lifecycle.EventType]lifecycle.Event{}
 	deadline := time.After(waitFor)
-	for seen[Published].Name == "" || seen[ClientEvent].Name == "" || seen[Webhook].Name == "" {
+	for seen[lifecycle.Published].Name == "" || seen[lifecycle.ClientEvent].Name == "" || seen[lifecycle.Webhook].Name == "" {
 		select {
 		case e := <-msgs.C():
-			if _, dup := seen[e.Type]; !dup || e.Type == Webhook {
+			if _, dup := seen[e.Type]; !dup || e.Type == lifecycle.Webhook {
 				seen[e.Type] = e
 			}
 		case <-deadline:
 			t.Fatalf("message events seen: %+v", seen)
 		}
 	}
-	if p := seen[Published]; p.Channel != "presence-m" || p.Name != "hello" || p.Delivered != 2 {
+	if p := seen[lifecycle.Published]; p.Channel != "presence-m" || p.Name != "hello" || p.Delivered != 2 {
 		t.Fatalf("published event %+v", p)
 	}
-	if c := seen[ClientEvent]; c.Channel != "presence-m" || c.Name != "client-x" || c.SocketID != a.id || c.UserID != "1" {
+	if c := seen[lifecycle.ClientEvent]; c.Channel != "presence-m" || c.Name != "client-x" || c.SocketID != a.id || c.UserID != "1" {
 		t.Fatalf("client event %+v", c)
 	}
 	// The lifecycle watcher got none of them.
 	for {
 		select {
-		case e := <-lifecycle.C():
+		case e := <-plain.C():
 			if e.Type.IsMessage() {
 				t.Fatalf("lifecycle watcher got %+v", e)
 			}

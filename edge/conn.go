@@ -12,6 +12,7 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -429,7 +430,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 	s.mu.RUnlock()
 	s.st.clientEvents.Add(1)
 	if s.watchingMessages() {
-		s.emit(Event{Type: ClientEvent, Time: s.opts.now(), Channel: name, Name: m.Event, SocketID: c.id, UserID: uid})
+		s.emit(lifecycle.Event{Type: lifecycle.ClientEvent, Time: s.opts.now(), Channel: name, Name: m.Event, SocketID: c.id, UserID: uid})
 	}
 	if w := s.opts.webhooks; w != nil {
 		h := protocol.WebhookEvent{Name: protocol.WebhookClientEvent, Channel: name, Event: m.Event, Data: data, SocketID: c.id, UserID: uid}

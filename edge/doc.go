@@ -74,6 +74,10 @@
 //   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
 //     Metrics) are small interfaces; nil means the built-in default, so the package
 //     works standalone.
+//   - Lifecycle and message events go to watchers (Watch, WatchMessages) through a
+//     lifecycle.Hub: a watcher that falls behind is cut off with ErrWatcherLagged
+//     (= lifecycle.ErrLagged) and never slows the edge; Shutdown ends them with
+//     ErrClosed.
 //   - Shutdown drains: publishes are refused (ErrClosed), clients are closed with 4200
 //     at Config.DrainRate per second so they do not stampede back, and the listener
 //     stops once they have read their close frames (or after CloseGrace), within the

@@ -1,6 +1,10 @@
 package edge
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/milequest/pushercm/lifecycle"
+)
 
 // Sentinel errors of the in-process API. Returned errors wrap one of them with detail;
 // test with errors.Is. A lower-layer cause (a protocol channel-name error, say) is kept
@@ -16,7 +20,7 @@ var (
 	// ErrClosed: the server is shutting down or not started.
 	ErrClosed = errors.New("edge: server closed")
 	// ErrWatcherLagged: a Watcher did not keep up with lifecycle events and was cut off.
-	ErrWatcherLagged = errors.New("edge: watcher lagged behind and was closed")
+	ErrWatcherLagged = lifecycle.ErrLagged
 	// ErrConfig: invalid Config.
 	ErrConfig = errors.New("edge: invalid config")
 )

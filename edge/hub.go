@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -40,7 +41,7 @@ func (e *subError) Unwrap() error { return e.base }
 // pending collects lifecycle events and webhooks produced under Server.mu, dispatched
 // after it is released.
 type pending struct {
-	evs   []Event
+	evs   []lifecycle.Event
 	hooks []protocol.WebhookEvent
 }
 
@@ -59,7 +60,7 @@ func (s *Server) flush(p *pending) {
 // emitWebhook tells message watchers that a webhook was queued.
 func (s *Server) emitWebhook(h protocol.WebhookEvent) {
 	if s.watchingMessages() {
-		s.emit(Event{Type: Webhook, Time: s.opts.now(), Name: h.Name, Channel: h.Channel, SocketID: h.SocketID, UserID: h.UserID})
+		s.emit(lifecycle.Event{Type: lifecycle.Webhook, Time: s.opts.now(), Name: h.Name, Channel: h.Channel, SocketID: h.SocketID, UserID: h.UserID})
 	}
 }
 
@@ -122,7 +123,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 			chn.members = make(map[string]*presenceMember, 1)
 		}
 		s.channels[ch.Name] = chn
-		p.evs = append(p.evs, Event{Type: ChannelOccupied, Time: now, Channel: ch.Name})
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
 	}
 	if newUser {
@@ -132,7 +133,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 			sub.sendRaw(frame)
 		}
 		chn.members[member.UserID] = &presenceMember{info: member.UserInfo}
-		p.evs = append(p.evs, Event{Type: MemberAdded, Time: now, SocketID: c.id, UserID: member.UserID, Channel: ch.Name, UserInfo: member.UserInfo})
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberAdded, Time: now, SocketID: c.id, UserID: member.UserID, Channel: ch.Name, UserInfo: member.UserInfo})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: member.UserID})
 	}
 	uid := ""
@@ -157,7 +158,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		}
 	}
 	s.mu.Unlock()
-	p.evs = append(p.evs, Event{Type: Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
 	s.flush(&p)
 	return nil
 }
@@ -212,7 +213,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 	}
 	delete(chn.subs, c)
 	s.st.subscriptions.Add(-1)
-	p.evs = append(p.evs, Event{Type: Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
 	if m := chn.members[uid]; m != nil {
 		m.conns--
 		if m.conns <= 0 {
@@ -221,13 +222,13 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 			for sub := range chn.subs {
 				sub.sendRaw(frame)
 			}
-			p.evs = append(p.evs, Event{Type: MemberRemoved, Time: now, SocketID: c.id, UserID: uid, Channel: name})
+			p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberRemoved, Time: now, SocketID: c.id, UserID: uid, Channel: name})
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberRemoved, Channel: name, UserID: uid})
 		}
 	}
 	if len(chn.subs) == 0 {
 		delete(s.channels, name)
-		p.evs = append(p.evs, Event{Type: ChannelVacated, Time: now, Channel: name})
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelVacated, Time: now, Channel: name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelVacated, Channel: name})
 	}
 }
@@ -277,7 +278,7 @@ func (s *Server) removeLocked(c *conn, p *pending) bool {
 // events, then Disconnected).
 func (s *Server) afterRemove(c *conn, code int, reason string, p *pending) {
 	s.release(c.clientKey)
-	p.evs = append(p.evs, Event{Type: Disconnected, Time: s.opts.now(), SocketID: c.id, UserID: c.userID, Code: code, Reason: reason})
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Disconnected, Time: s.opts.now(), SocketID: c.id, UserID: c.userID, Code: code, Reason: reason})
 	s.flush(p)
 }
 
@@ -354,7 +355,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		s.st.messagesOut.Add(uint64(n))
 		delivered += n
 		if s.watchingMessages() {
-			s.emit(Event{Type: Published, Time: s.opts.now(), Channel: ch.Name, Name: m.Event, Delivered: n})
+			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: ch.Name, Name: m.Event, Delivered: n})
 		}
 	}
 	s.st.published.Add(1)
@@ -396,7 +397,7 @@ func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	s.mu.RUnlock()
 	s.st.messagesOut.Add(uint64(n))
 	if s.watchingMessages() {
-		s.emit(Event{Type: Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
+		s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
 	}
 	return n
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/milequest/pushercm/edge/clientip"
 	"github.com/milequest/pushercm/edge/httpapi"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -70,11 +71,8 @@ type Server struct {
 	writeObs WriteObserver // opts.metrics, when it implements WriteObserver
 	ipLimit  *ipLimiter    // built-in per-IP limiter, nil when off or replaced
 
-	watchMu  sync.Mutex
-	watchers map[*Watcher]struct{}
-	// messageWatchers counts the watchers of message events, so that
-	// publishing skips building them when nobody watches.
-	messageWatchers atomic.Int32
+	// events hands lifecycle and message events to watchers.
+	events lifecycle.Hub
 
 	st counters
 }
@@ -98,7 +96,6 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		channels:   make(map[string]*channel),
 		users:      make(map[string]map[*conn]struct{}),
 		watching:   make(map[string]map[*conn]struct{}),
-		watchers:   make(map[*Watcher]struct{}),
 	}
 	s.cache = newCacheStore(s.cfg.MaxCacheChannels)
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
@@ -339,7 +336,7 @@ wait:
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.engine.Shutdown(sctx)
-	s.closeWatchers(ErrClosed)
+	s.events.Close(ErrClosed)
 	return err
 }
 
@@ -540,7 +537,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	s.mu.Unlock()
 	s.st.connectionsTotal.Add(1)
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
-	s.emit(Event{Type: Connected, Time: now, SocketID: c.id})
+	s.emit(lifecycle.Event{Type: lifecycle.Connected, Time: now, SocketID: c.id})
 	return true
 }
 

@@ -15,10 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/edge"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/metrics"
 	"github.com/milequest/pushercm/protocol"
 	"github.com/milequest/pushercm/ratelimit"
@@ -35,31 +35,89 @@ const (
 	DefaultWatchBuffer = 1024
 )
 
-// EventWatcher is a lifecycle event subscription; *edge.Watcher and
-// *webhookin.Watcher implement it.
+// ChannelState answers every channel and presence read of
+// ConnectionService. The delivery drivers implement it (delivery/embedded
+// from the edge's live state, delivery/pusher through Pusher's HTTP API),
+// and so will a cluster engine. Implementations never show the internal
+// #server-to-user- channels (delivery.Hidden).
+type ChannelState interface {
+	// Channels lists occupied channels whose name starts with prefix, sorted by name.
+	Channels(ctx context.Context, prefix string) ([]delivery.ChannelInfo, error)
+	// Channel describes one channel; unoccupied is Occupied false, not an error.
+	Channel(ctx context.Context, name string) (delivery.ChannelInfo, error)
+	// PresenceMembers lists a presence channel's members.
+	PresenceMembers(ctx context.Context, channel string) ([]delivery.Member, error)
+}
+
+// Sockets steers individual connections. Only a driver that holds the
+// sockets has one (the embedded edge, through the app's adapter).
+type Sockets interface {
+	// Connections lists sockets in socket id order; next is the cursor of
+	// the following page, empty on the last one.
+	Connections(f ConnectionFilter) (list []ConnectionInfo, next string)
+	// Connection describes one socket.
+	Connection(socketID string) (ConnectionInfo, error)
+	// Disconnect closes a socket with a close code and reason.
+	Disconnect(socketID string, code int, reason string) error
+	// TerminateUser closes every connection signed in as userID and says how many.
+	TerminateUser(userID string) int
+	// Subscribe joins a socket to a channel on the server's authority.
+	Subscribe(socketID, channel string) error
+	// Unsubscribe removes a socket from a channel.
+	Unsubscribe(socketID, channel string) error
+}
+
+// ConnectionFilter selects connections; empty fields match everything.
+type ConnectionFilter struct {
+	// UserID matches the signed-in user or a presence user id of the socket.
+	UserID string
+	// Channel matches sockets subscribed to it.
+	Channel string
+	// After is a cursor: only socket ids sorting after it are returned.
+	After string
+	// Limit bounds the page.
+	Limit int
+}
+
+// ConnectionInfo describes one socket.
+type ConnectionInfo struct {
+	SocketID string
+	// UserID is the signed-in user, empty otherwise.
+	UserID       string
+	RemoteAddr   string
+	UserAgent    string
+	ConnectedAt  time.Time
+	LastActivity time.Time
+	// Channels are the subscribed channels, sorted.
+	Channels []string
+	// MessagesIn and MessagesOut count frames received and written.
+	MessagesIn, MessagesOut uint64
+}
+
+// EventWatcher is a lifecycle event subscription; *lifecycle.Watcher
+// implements it.
 type EventWatcher interface {
-	C() <-chan edge.Event
+	C() <-chan lifecycle.Event
 	Err() error
 	Close()
 }
 
 // Connection implements pushercm.v1.ConnectionService.
 //
-// On the embedded driver (Edge set) every call is answered from the edge's
-// live state. Without an Edge (pusher driver) channel and presence queries
-// go through Driver, lifecycle events come from Watch (the webhook ingest
-// view), and socket-level calls fail with FAILED_PRECONDITION because
-// Pusher does not expose individual sockets.
+// Channel and presence reads all go through State, whatever the driver.
+// Socket-level calls go through Sockets and fail with FAILED_PRECONDITION
+// without one (the pusher driver: Pusher does not expose individual
+// sockets). Lifecycle events come from Watch.
 type Connection struct {
 	pushercmv1.UnimplementedConnectionServiceServer
 
-	// Edge is the embedded server; nil on the pusher driver.
-	Edge *edge.Server
-	// Driver answers channel queries when Edge is nil.
-	Driver delivery.Driver
-	// Watch subscribes to lifecycle events when Edge is nil (nil: the call
-	// fails with FAILED_PRECONDITION).
-	Watch func(buffer int) EventWatcher
+	// Sockets steers individual connections; nil on the pusher driver.
+	Sockets Sockets
+	// State answers channel and presence reads (the delivery driver).
+	State ChannelState
+	// Watch subscribes to lifecycle events, and to message events too when
+	// messages is set (nil: the call fails with FAILED_PRECONDITION).
+	Watch func(buffer int, messages bool) EventWatcher
 	// WatchBuffer is each watcher's buffer; zero means DefaultWatchBuffer.
 	WatchBuffer int
 	// Limits are the rate limiters GetRateLimitStatus peeks at.
@@ -81,11 +139,20 @@ type Connection struct {
 
 var errSocketLevel = fmt.Errorf("%w: the pusher driver cannot answer socket-level calls: Pusher does not expose individual connections (use the embedded driver)", interceptors.ErrFailedPrecondition)
 
-func (c *Connection) edgeOrPrecondition() (*edge.Server, error) {
-	if c.Edge == nil {
+func (c *Connection) socketsOrPrecondition() (Sockets, error) {
+	if c.Sockets == nil {
 		return nil, errSocketLevel
 	}
-	return c.Edge, nil
+	return c.Sockets, nil
+}
+
+var errNoState = fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
+
+func (c *Connection) state() (ChannelState, error) {
+	if c.State == nil {
+		return nil, errNoState
+	}
+	return c.State, nil
 }
 
 func pageSize(n int32) int {
@@ -133,7 +200,7 @@ func requireSocketID(id string) error {
 	return nil
 }
 
-func connectionPB(ci edge.ConnectionInfo) *pushercmv1.Connection {
+func connectionPB(ci ConnectionInfo) *pushercmv1.Connection {
 	return &pushercmv1.Connection{
 		SocketId:         ci.SocketID,
 		UserId:           ci.UserID,
@@ -149,7 +216,7 @@ func connectionPB(ci edge.ConnectionInfo) *pushercmv1.Connection {
 
 // ListConnections implements ConnectionService.ListConnections.
 func (c *Connection) ListConnections(_ context.Context, req *pushercmv1.ListConnectionsRequest) (*pushercmv1.ListConnectionsResponse, error) {
-	e, err := c.edgeOrPrecondition()
+	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +224,7 @@ func (c *Connection) ListConnections(_ context.Context, req *pushercmv1.ListConn
 	if err != nil {
 		return nil, err
 	}
-	list, next := e.Connections(edge.ConnectionFilter{
+	list, next := e.Connections(ConnectionFilter{
 		UserID: req.GetUserId(), Channel: req.GetChannel(), After: after, Limit: pageSize(req.GetPageSize()),
 	})
 	resp := &pushercmv1.ListConnectionsResponse{
@@ -172,7 +239,7 @@ func (c *Connection) ListConnections(_ context.Context, req *pushercmv1.ListConn
 
 // GetConnection implements ConnectionService.GetConnection.
 func (c *Connection) GetConnection(_ context.Context, req *pushercmv1.GetConnectionRequest) (*pushercmv1.GetConnectionResponse, error) {
-	e, err := c.edgeOrPrecondition()
+	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +255,7 @@ func (c *Connection) GetConnection(_ context.Context, req *pushercmv1.GetConnect
 
 // DisconnectConnection implements ConnectionService.DisconnectConnection.
 func (c *Connection) DisconnectConnection(_ context.Context, req *pushercmv1.DisconnectConnectionRequest) (*pushercmv1.DisconnectConnectionResponse, error) {
-	e, err := c.edgeOrPrecondition()
+	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return nil, err
 	}
@@ -213,7 +280,7 @@ func (c *Connection) DisconnectConnection(_ context.Context, req *pushercmv1.Dis
 
 // TerminateUserConnections implements ConnectionService.TerminateUserConnections.
 func (c *Connection) TerminateUserConnections(_ context.Context, req *pushercmv1.TerminateUserConnectionsRequest) (*pushercmv1.TerminateUserConnectionsResponse, error) {
-	e, err := c.edgeOrPrecondition()
+	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +299,7 @@ func requireChannel(field, name string) error {
 
 // Subscribe implements ConnectionService.Subscribe.
 func (c *Connection) Subscribe(_ context.Context, req *pushercmv1.SubscribeRequest) (*pushercmv1.SubscribeResponse, error) {
-	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), (*edge.Server).Subscribe); err != nil {
+	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), Sockets.Subscribe); err != nil {
 		return nil, err
 	}
 	return &pushercmv1.SubscribeResponse{}, nil
@@ -240,16 +307,16 @@ func (c *Connection) Subscribe(_ context.Context, req *pushercmv1.SubscribeReque
 
 // Unsubscribe implements ConnectionService.Unsubscribe.
 func (c *Connection) Unsubscribe(_ context.Context, req *pushercmv1.UnsubscribeRequest) (*pushercmv1.UnsubscribeResponse, error) {
-	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), (*edge.Server).Unsubscribe); err != nil {
+	if err := c.socketChannel(req.GetSocketId(), req.GetChannel(), Sockets.Unsubscribe); err != nil {
 		return nil, err
 	}
 	return &pushercmv1.UnsubscribeResponse{}, nil
 }
 
 // socketChannel validates a (socket, channel) request and applies op to the
-// embedded edge; the pusher driver has no sockets to steer.
-func (c *Connection) socketChannel(socketID, channel string, op func(*edge.Server, string, string) error) error {
-	e, err := c.edgeOrPrecondition()
+// sockets; the pusher driver has no sockets to steer.
+func (c *Connection) socketChannel(socketID, channel string, op func(Sockets, string, string) error) error {
+	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return err
 	}
@@ -263,18 +330,11 @@ func (c *Connection) socketChannel(socketID, channel string, op func(*edge.Serve
 }
 
 func (c *Connection) channels(ctx context.Context, prefix string) ([]*pushercmv1.Channel, error) {
-	if c.Edge != nil {
-		list := c.Edge.Channels(prefix)
-		out := make([]*pushercmv1.Channel, len(list))
-		for i, ch := range list {
-			out[i] = &pushercmv1.Channel{Name: ch.Name, Occupied: ch.Occupied, SubscriptionCount: int32(ch.SubscriptionCount), UserCount: int32(ch.UserCount)}
-		}
-		return out, nil
+	st, err := c.state()
+	if err != nil {
+		return nil, err
 	}
-	if c.Driver == nil {
-		return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
-	}
-	list, err := c.Driver.Channels(ctx, prefix)
+	list, err := st.Channels(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -321,19 +381,11 @@ func (c *Connection) GetChannel(ctx context.Context, req *pushercmv1.GetChannelR
 	if err := requireChannel("name", req.GetName()); err != nil {
 		return nil, err
 	}
-	if c.Edge != nil {
-		ch, err := c.Edge.Channel(req.GetName())
-		if err != nil {
-			return nil, err
-		}
-		return &pushercmv1.GetChannelResponse{Channel: &pushercmv1.Channel{
-			Name: ch.Name, Occupied: ch.Occupied, SubscriptionCount: int32(ch.SubscriptionCount), UserCount: int32(ch.UserCount),
-		}}, nil
+	st, err := c.state()
+	if err != nil {
+		return nil, err
 	}
-	if c.Driver == nil {
-		return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
-	}
-	ch, err := c.Driver.Channel(ctx, req.GetName())
+	ch, err := st.Channel(ctx, req.GetName())
 	if err != nil {
 		return nil, err
 	}
@@ -345,26 +397,17 @@ func (c *Connection) ListPresenceMembers(ctx context.Context, req *pushercmv1.Li
 	if err := requireChannel("channel", req.GetChannel()); err != nil {
 		return nil, err
 	}
-	resp := &pushercmv1.ListPresenceMembersResponse{}
-	if c.Edge != nil {
-		members, err := c.Edge.PresenceMembers(req.GetChannel())
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range members {
-			resp.Members = append(resp.Members, &pushercmv1.PresenceMember{UserId: m.UserID, UserInfo: jsonValue(m.UserInfo)})
-		}
-	} else {
-		if c.Driver == nil {
-			return nil, fmt.Errorf("%w: no delivery driver to ask", interceptors.ErrFailedPrecondition)
-		}
-		members, err := c.Driver.PresenceMembers(ctx, req.GetChannel())
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range members {
-			resp.Members = append(resp.Members, &pushercmv1.PresenceMember{UserId: m.UserID, UserInfo: jsonValue(m.UserInfo)})
-		}
+	st, err := c.state()
+	if err != nil {
+		return nil, err
+	}
+	members, err := st.PresenceMembers(ctx, req.GetChannel())
+	if err != nil {
+		return nil, err
+	}
+	resp := &pushercmv1.ListPresenceMembersResponse{Members: make([]*pushercmv1.PresenceMember, 0, len(members))}
+	for _, m := range members {
+		resp.Members = append(resp.Members, &pushercmv1.PresenceMember{UserId: m.UserID, UserInfo: jsonValue(m.UserInfo)})
 	}
 	resp.Count = int32(len(resp.Members))
 	return resp, nil
@@ -507,7 +550,7 @@ func (c *Connection) GetMetrics(context.Context, *pushercmv1.GetMetricsRequest) 
 // The stream's headers are sent once the watcher is registered, so a
 // client that waits for them (stream.Header()) sees every later event.
 // When the client cannot keep up, the watcher's buffer fills and the stream
-// ends with the edge's ErrWatcherLagged (RESOURCE_EXHAUSTED,
+// ends with lifecycle.ErrLagged (RESOURCE_EXHAUSTED,
 // WATCHER_LAGGED); other watchers are unaffected.
 func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEventsRequest, stream pushercmv1.ConnectionService_WatchConnectionEventsServer) error {
 	f, err := newEventFilter(req)
@@ -518,17 +561,10 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 	if buffer <= 0 {
 		buffer = DefaultWatchBuffer
 	}
-	var w EventWatcher
-	switch {
-	case c.Edge != nil && f.messages:
-		w = c.Edge.WatchMessages(buffer)
-	case c.Edge != nil:
-		w = c.Edge.Watch(buffer)
-	case c.Watch != nil:
-		w = c.Watch(buffer)
-	default:
+	if c.Watch == nil {
 		return fmt.Errorf("%w: no lifecycle event source on this driver (configure Pusher webhooks to POST /pusher/webhooks)", interceptors.ErrFailedPrecondition)
 	}
+	w := c.Watch(buffer, f.messages)
 	defer w.Close()
 	if err := stream.SendHeader(metadata.MD{}); err != nil {
 		return err
@@ -540,13 +576,13 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 			// The caller went away; there is nobody to tell.
 			return nil
 		case <-c.Stopping:
-			return edge.ErrClosed
+			return interceptors.ErrShuttingDown
 		case e, ok := <-w.C():
 			if !ok {
 				if err := w.Err(); err != nil {
 					return err
 				}
-				return edge.ErrClosed
+				return interceptors.ErrShuttingDown
 			}
 			if !f.match(e) {
 				continue
@@ -559,7 +595,7 @@ func (c *Connection) WatchConnectionEvents(req *pushercmv1.WatchConnectionEvents
 }
 
 type eventFilter struct {
-	types                    map[edge.EventType]bool
+	types                    map[lifecycle.EventType]bool
 	messages                 bool // some of types are message events
 	prefix, userID, socketID string
 }
@@ -567,7 +603,7 @@ type eventFilter struct {
 func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, error) {
 	f := eventFilter{prefix: req.GetChannelPrefix(), userID: req.GetUserId(), socketID: req.GetSocketId()}
 	if len(req.GetTypes()) > 0 {
-		f.types = make(map[edge.EventType]bool, len(req.GetTypes()))
+		f.types = make(map[lifecycle.EventType]bool, len(req.GetTypes()))
 		for _, t := range req.GetTypes() {
 			et, ok := eventTypeFromPB[t]
 			if !ok {
@@ -580,7 +616,7 @@ func newEventFilter(req *pushercmv1.WatchConnectionEventsRequest) (eventFilter, 
 	return f, nil
 }
 
-func (f eventFilter) match(e edge.Event) bool {
+func (f eventFilter) match(e lifecycle.Event) bool {
 	if f.types != nil && !f.types[e.Type] || f.types == nil && e.Type.IsMessage() {
 		return false
 	}
@@ -596,29 +632,29 @@ func (f eventFilter) match(e edge.Event) bool {
 	return true
 }
 
-var eventTypeToPB = map[edge.EventType]pushercmv1.ConnectionEventType{
-	edge.Connected:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CONNECTED,
-	edge.Disconnected:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_DISCONNECTED,
-	edge.Subscribed:      pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED,
-	edge.Unsubscribed:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_UNSUBSCRIBED,
-	edge.MemberAdded:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_ADDED,
-	edge.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
-	edge.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
-	edge.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
-	edge.Published:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED,
-	edge.ClientEvent:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT,
-	edge.Webhook:         pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK,
+var eventTypeToPB = map[lifecycle.EventType]pushercmv1.ConnectionEventType{
+	lifecycle.Connected:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CONNECTED,
+	lifecycle.Disconnected:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_DISCONNECTED,
+	lifecycle.Subscribed:      pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED,
+	lifecycle.Unsubscribed:    pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_UNSUBSCRIBED,
+	lifecycle.MemberAdded:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_ADDED,
+	lifecycle.MemberRemoved:   pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_MEMBER_REMOVED,
+	lifecycle.ChannelOccupied: pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_OCCUPIED,
+	lifecycle.ChannelVacated:  pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CHANNEL_VACATED,
+	lifecycle.Published:       pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED,
+	lifecycle.ClientEvent:     pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT,
+	lifecycle.Webhook:         pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_WEBHOOK,
 }
 
-var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]edge.EventType {
-	m := make(map[pushercmv1.ConnectionEventType]edge.EventType, len(eventTypeToPB))
+var eventTypeFromPB = func() map[pushercmv1.ConnectionEventType]lifecycle.EventType {
+	m := make(map[pushercmv1.ConnectionEventType]lifecycle.EventType, len(eventTypeToPB))
 	for k, v := range eventTypeToPB {
 		m[v] = k
 	}
 	return m
 }()
 
-func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
+func (c *Connection) eventPB(e lifecycle.Event) *pushercmv1.ConnectionEvent {
 	ev := &pushercmv1.ConnectionEvent{
 		Type:        eventTypeToPB[e.Type],
 		Time:        timestamppb.New(e.Time),
@@ -630,7 +666,7 @@ func (c *Connection) eventPB(e edge.Event) *pushercmv1.ConnectionEvent {
 		EventName:   e.Name,
 		DeliveredTo: int32(e.Delivered),
 	}
-	if e.Type == edge.MemberAdded {
+	if e.Type == lifecycle.MemberAdded {
 		// The event carries user_info as the member joined; the member may
 		// have left by the time the watcher sends it.
 		ev.UserInfo = jsonValue(e.UserInfo).GetStructValue()

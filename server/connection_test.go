@@ -12,10 +12,10 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/edge"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/health"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/ratelimit"
 	"github.com/milequest/pushercm/server"
 )
@@ -63,7 +63,7 @@ func channelNames(cs []*pushercmv1.Channel) string {
 
 func TestListChannelsPagesOverTheDriver(t *testing.T) {
 	d := &fakeDriver{channels: []delivery.ChannelInfo{{Name: "a", Occupied: true}, {Name: "b", Occupied: true}, {Name: "c", Occupied: true}, {Name: "d", Occupied: true}, {Name: "e", Occupied: true}}}
-	c := &server.Connection{Driver: d}
+	c := &server.Connection{State: d}
 	ctx := context.Background()
 	var pages []string
 	tok := ""
@@ -89,7 +89,7 @@ func TestListChannelsPagesOverTheDriver(t *testing.T) {
 }
 
 func TestPageTokens(t *testing.T) {
-	c := &server.Connection{Driver: &fakeDriver{channels: []delivery.ChannelInfo{{Name: "a"}, {Name: "b"}}}}
+	c := &server.Connection{State: &fakeDriver{channels: []delivery.ChannelInfo{{Name: "a"}, {Name: "b"}}}}
 	first, err := c.ListChannels(context.Background(), &pushercmv1.ListChannelsRequest{PageSize: 1})
 	if err != nil || first.NextPageToken == "" {
 		t.Fatalf("%v %v", first, err)
@@ -110,7 +110,7 @@ func TestPageTokens(t *testing.T) {
 }
 
 func TestPusherDriverSocketCallsAreFailedPreconditions(t *testing.T) {
-	c := &server.Connection{Driver: &fakeDriver{}}
+	c := &server.Connection{State: &fakeDriver{}}
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"list": func() error { _, err := c.ListConnections(ctx, &pushercmv1.ListConnectionsRequest{}); return err },
@@ -148,7 +148,7 @@ func TestPusherDriverSocketCallsAreFailedPreconditions(t *testing.T) {
 }
 
 func TestPresenceMembersFromTheDriver(t *testing.T) {
-	c := &server.Connection{Driver: &fakeDriver{members: []delivery.Member{{UserID: "u1"}, {UserID: "u2", UserInfo: json.RawMessage(`{"name":"Ann"}`)}}}}
+	c := &server.Connection{State: &fakeDriver{members: []delivery.Member{{UserID: "u1"}, {UserID: "u2", UserInfo: json.RawMessage(`{"name":"Ann"}`)}}}}
 	resp, err := c.ListPresenceMembers(context.Background(), &pushercmv1.ListPresenceMembersRequest{Channel: "presence-x"})
 	if err != nil || resp.Count != 2 || resp.Members[0].UserInfo != nil || resp.Members[1].UserInfo.GetStructValue().GetFields()["name"].GetStringValue() != "Ann" {
 		t.Fatalf("%v %v", resp, err)
@@ -247,24 +247,24 @@ func (f *fakeStream) Send(r *pushercmv1.WatchConnectionEventsResponse) error {
 
 // fakeWatcher feeds a fixed list of events, then ends with err.
 type fakeWatcher struct {
-	c   chan edge.Event
+	c   chan lifecycle.Event
 	err error
 }
 
-func (w *fakeWatcher) C() <-chan edge.Event { return w.c }
-func (w *fakeWatcher) Err() error           { return w.err }
-func (w *fakeWatcher) Close()               {}
+func (w *fakeWatcher) C() <-chan lifecycle.Event { return w.c }
+func (w *fakeWatcher) Err() error                { return w.err }
+func (w *fakeWatcher) Close()                    {}
 
 func TestWatchFilters(t *testing.T) {
-	events := []edge.Event{
-		{Type: edge.Connected, SocketID: "1.1"},
-		{Type: edge.Subscribed, SocketID: "1.1", Channel: "presence-a", UserID: "u1"},
-		{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u1"},
-		{Type: edge.Subscribed, SocketID: "2.2", Channel: "room", UserID: ""},
-		{Type: edge.ChannelVacated, Channel: "room"},
-		{Type: edge.Disconnected, SocketID: "1.1", Code: 4009, Reason: "bye"},
-		{Type: edge.Published, Channel: "room", Name: "hello", Delivered: 1},
-		{Type: edge.ClientEvent, SocketID: "1.1", Channel: "presence-a", Name: "client-cheer", UserID: "u1"},
+	events := []lifecycle.Event{
+		{Type: lifecycle.Connected, SocketID: "1.1"},
+		{Type: lifecycle.Subscribed, SocketID: "1.1", Channel: "presence-a", UserID: "u1"},
+		{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u1"},
+		{Type: lifecycle.Subscribed, SocketID: "2.2", Channel: "room", UserID: ""},
+		{Type: lifecycle.ChannelVacated, Channel: "room"},
+		{Type: lifecycle.Disconnected, SocketID: "1.1", Code: 4009, Reason: "bye"},
+		{Type: lifecycle.Published, Channel: "room", Name: "hello", Delivered: 1},
+		{Type: lifecycle.ClientEvent, SocketID: "1.1", Channel: "presence-a", Name: "client-cheer", UserID: "u1"},
 	}
 	published := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED
 	clientEvent := pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_CLIENT_EVENT
@@ -272,26 +272,32 @@ func TestWatchFilters(t *testing.T) {
 		name string
 		req  *pushercmv1.WatchConnectionEventsRequest
 		want int
+		// messages: the source is asked for message events too.
+		messages bool
 	}{
-		{"everything", &pushercmv1.WatchConnectionEventsRequest{}, 6},
-		{"by type", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED}}, 2},
-		{"by channel prefix drops connection events", &pushercmv1.WatchConnectionEventsRequest{ChannelPrefix: "presence-"}, 2},
-		{"by user", &pushercmv1.WatchConnectionEventsRequest{UserId: "u1"}, 2},
-		{"by socket", &pushercmv1.WatchConnectionEventsRequest{SocketId: "1.1"}, 3},
-		{"message events only when named", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}}, 2},
-		{"message events by channel", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}, ChannelPrefix: "presence-"}, 1},
+		{"everything", &pushercmv1.WatchConnectionEventsRequest{}, 6, false},
+		{"by type", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_SUBSCRIBED}}, 2, false},
+		{"by channel prefix drops connection events", &pushercmv1.WatchConnectionEventsRequest{ChannelPrefix: "presence-"}, 2, false},
+		{"by user", &pushercmv1.WatchConnectionEventsRequest{UserId: "u1"}, 2, false},
+		{"by socket", &pushercmv1.WatchConnectionEventsRequest{SocketId: "1.1"}, 3, false},
+		{"message events only when named", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}}, 2, true},
+		{"message events by channel", &pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{published, clientEvent}, ChannelPrefix: "presence-"}, 1, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			w := &fakeWatcher{c: make(chan edge.Event, len(events)), err: edge.ErrWatcherLagged}
+			w := &fakeWatcher{c: make(chan lifecycle.Event, len(events)), err: lifecycle.ErrLagged}
 			for _, e := range events {
 				w.c <- e
 			}
 			close(w.c)
-			c := &server.Connection{Watch: func(int) server.EventWatcher { return w }}
+			var askedMessages bool
+			c := &server.Connection{Watch: func(_ int, messages bool) server.EventWatcher { askedMessages = messages; return w }}
 			s := &fakeStream{ctx: context.Background()}
 			err := c.WatchConnectionEvents(tc.req, s)
-			if !errors.Is(err, edge.ErrWatcherLagged) {
+			if askedMessages != tc.messages {
+				t.Fatalf("watcher asked for message events: %v, want %v", askedMessages, tc.messages)
+			}
+			if !errors.Is(err, lifecycle.ErrLagged) {
 				t.Fatalf("ended with %v, want the watcher's error", err)
 			}
 			if len(s.sent) != tc.want {
@@ -300,7 +306,7 @@ func TestWatchFilters(t *testing.T) {
 		})
 	}
 	t.Run("unknown type", func(t *testing.T) {
-		c := &server.Connection{Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan edge.Event)} }}
+		c := &server.Connection{Watch: func(int, bool) server.EventWatcher { return &fakeWatcher{c: make(chan lifecycle.Event)} }}
 		err := c.WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{Types: []pushercmv1.ConnectionEventType{99}}, &fakeStream{ctx: context.Background()})
 		var fe *interceptors.FieldError
 		if !errors.As(err, &fe) || fe.Field != "types" {
@@ -310,12 +316,12 @@ func TestWatchFilters(t *testing.T) {
 	t.Run("member_added carries the user_info it joined with", func(t *testing.T) {
 		// The member has already left when the watcher sends the event, so
 		// the info must come from the event, not from a later lookup.
-		w := &fakeWatcher{c: make(chan edge.Event, 2), err: edge.ErrWatcherLagged}
-		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u1", UserInfo: []byte(`{"name":"carol"}`)}
-		w.c <- edge.Event{Type: edge.MemberAdded, Channel: "presence-a", UserID: "u2"}
+		w := &fakeWatcher{c: make(chan lifecycle.Event, 2), err: lifecycle.ErrLagged}
+		w.c <- lifecycle.Event{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u1", UserInfo: []byte(`{"name":"carol"}`)}
+		w.c <- lifecycle.Event{Type: lifecycle.MemberAdded, Channel: "presence-a", UserID: "u2"}
 		close(w.c)
 		s := &fakeStream{ctx: context.Background()}
-		_ = (&server.Connection{Watch: func(int) server.EventWatcher { return w }}).WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, s)
+		_ = (&server.Connection{Watch: func(int, bool) server.EventWatcher { return w }}).WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, s)
 		if len(s.sent) != 2 {
 			t.Fatalf("sent %v", s.sent)
 		}
@@ -329,8 +335,8 @@ func TestWatchFilters(t *testing.T) {
 	t.Run("shutdown ends the stream", func(t *testing.T) {
 		stopping := make(chan struct{})
 		close(stopping)
-		c := &server.Connection{Stopping: stopping, Watch: func(int) server.EventWatcher { return &fakeWatcher{c: make(chan edge.Event)} }}
-		if err := c.WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, &fakeStream{ctx: context.Background()}); !errors.Is(err, edge.ErrClosed) {
+		c := &server.Connection{Stopping: stopping, Watch: func(int, bool) server.EventWatcher { return &fakeWatcher{c: make(chan lifecycle.Event)} }}
+		if err := c.WatchConnectionEvents(&pushercmv1.WatchConnectionEventsRequest{}, &fakeStream{ctx: context.Background()}); !errors.Is(err, interceptors.ErrShuttingDown) {
 			t.Fatalf("got %v", err)
 		}
 	})

@@ -8,8 +8,9 @@
 //   - Edge errors map to delivery sentinels: ErrInvalid and ErrLimit → ErrInvalid,
 //     ErrNotFound → ErrNotFound, ErrClosed (shutting down) → ErrUnavailable, anything
 //     else → ErrDeliveryFailed.
-//   - Channel queries never list the internal #server-to-user- channels; an unoccupied
-//     channel is reported with Occupied false rather than an error.
+//   - Channel queries never show the internal #server-to-user- channels
+//     (delivery.Hidden): Channels leaves them out and Channel reports them unoccupied;
+//     an unoccupied channel is reported with Occupied false rather than an error.
 //
 // The driver has no retries or breaker: an in-process call either succeeds or fails for
 // a reason a retry would not change. Health is always healthy; the edge reports its own

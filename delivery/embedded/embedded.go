@@ -147,12 +147,12 @@ func (d *Driver) SendToUser(ctx context.Context, userID, name, data string) (del
 }
 
 // Channels implements delivery.Driver. Per-user #server-to-user- channels are internal
-// plumbing and are not listed.
+// plumbing and are not listed (delivery.Hidden).
 func (d *Driver) Channels(_ context.Context, prefix string) ([]delivery.ChannelInfo, error) {
 	list := d.hub.Channels(prefix)
 	out := make([]delivery.ChannelInfo, 0, len(list))
 	for _, c := range list {
-		if kind, _ := protocol.KindOf(c.Name); kind == protocol.KindServerToUser {
+		if delivery.Hidden(c.Name) {
 			continue
 		}
 		out = append(out, channelInfo(c))
@@ -161,10 +161,13 @@ func (d *Driver) Channels(_ context.Context, prefix string) ([]delivery.ChannelI
 }
 
 // Channel implements delivery.Driver. An unoccupied channel is Occupied false, not an
-// error, as in Pusher's HTTP API.
+// error, as in Pusher's HTTP API; so is a hidden #server-to-user- channel.
 func (d *Driver) Channel(_ context.Context, name string) (delivery.ChannelInfo, error) {
 	if _, err := protocol.ParseChannel(name, 0); err != nil {
 		return delivery.ChannelInfo{}, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	if delivery.Hidden(name) {
+		return delivery.ChannelInfo{Name: name}, nil
 	}
 	c, err := d.hub.Channel(name)
 	if errors.Is(err, edge.ErrNotFound) {

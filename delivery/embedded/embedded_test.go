@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,6 +236,37 @@ func TestQueries(t *testing.T) {
 	}
 	if h := d.Health(); !h.Healthy || h.Driver != Name {
 		t.Fatalf("health = %+v", h)
+	}
+}
+
+// TestServerToUserChannelsAreHidden: a signed-in socket may subscribe to
+// its own #server-to-user- channel, but channel reads never show it.
+func TestServerToUserChannelsAreHidden(t *testing.T) {
+	s := startEdge(t)
+	d, _ := New(Config{}, s)
+	ctx := context.Background()
+	c := dial(t, s)
+	c.SignIn("u9")
+	c.Subscribe("#server-to-user-u9", "")
+	c.Subscribe("team-1", "")
+	if ch, err := s.Channel("#server-to-user-u9"); err != nil || !ch.Occupied {
+		t.Fatalf("the edge holds the subscription: %+v, %v", ch, err)
+	}
+
+	for _, prefix := range []string{"", "#", "#server-to-user-"} {
+		list, err := d.Channels(ctx, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range list {
+			if strings.HasPrefix(ch.Name, "#server-to-user-") {
+				t.Fatalf("Channels(%q) lists %s", prefix, ch.Name)
+			}
+		}
+	}
+	ch, err := d.Channel(ctx, "#server-to-user-u9")
+	if err != nil || ch.Occupied || ch.SubscriptionCount != 0 || ch.Name != "#server-to-user-u9" {
+		t.Fatalf("Channel = %+v, %v; want unoccupied", ch, err)
 	}
 }
 

@@ -391,6 +391,9 @@ func (d *Driver) Channels(ctx context.Context, prefix string) ([]delivery.Channe
 	}
 	out := make([]delivery.ChannelInfo, 0, len(list.Channels))
 	for name, item := range list.Channels {
+		if delivery.Hidden(name) {
+			continue
+		}
 		out = append(out, delivery.ChannelInfo{Name: name, Occupied: true, UserCount: item.UserCount})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -403,6 +406,9 @@ func (d *Driver) Channel(ctx context.Context, name string) (delivery.ChannelInfo
 	ch, err := protocol.ParseChannel(name, 0)
 	if err != nil {
 		return delivery.ChannelInfo{}, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
+	}
+	if delivery.Hidden(name) {
+		return delivery.ChannelInfo{Name: name}, nil
 	}
 	params := pushersdk.ChannelParams{}
 	var info string

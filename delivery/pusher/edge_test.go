@@ -200,6 +200,26 @@ func TestEdgeQueries(t *testing.T) {
 	}
 }
 
+// TestEdgeHidesServerToUserChannels: a Pusher-compatible server may list a
+// socket's own #server-to-user- channel; the driver's channel reads do not.
+func TestEdgeHidesServerToUserChannels(t *testing.T) {
+	e := newEdgeEnv(t, nil)
+	a := e.dial(t)
+	a.SignIn("u7")
+	a.Subscribe("#server-to-user-u7", "")
+	a.Subscribe("team-1", "")
+	ctx := context.Background()
+
+	list, err := e.driver.Channels(ctx, "")
+	if err != nil || fmt.Sprint(names(list)) != "[team-1]" {
+		t.Fatalf("channels = %+v, %v", list, err)
+	}
+	ch, err := e.driver.Channel(ctx, "#server-to-user-u7")
+	if err != nil || ch.Occupied || ch.SubscriptionCount != 0 {
+		t.Fatalf("channel = %+v, %v; want unoccupied", ch, err)
+	}
+}
+
 func TestEdgeBreakerOpensAndCloses(t *testing.T) {
 	e := newEdgeEnv(t, func(c *Config) {
 		c.BreakerFailureThreshold = 2

@@ -13,10 +13,12 @@
 // them change nothing and count as rejected. The remembered signatures are
 // bounded by the window and by a cap of 100,000 (the oldest forgotten first).
 // Events apply in the order of
-// the request; each one is emitted to watchers as an edge.Event
-// (ChannelOccupied, ChannelVacated, MemberAdded, MemberRemoved). Watchers
+// the request; each one is emitted to watchers as a lifecycle.Event
+// (ChannelOccupied, ChannelVacated, MemberAdded, MemberRemoved) through a
+// lifecycle.Hub, the same watcher mechanism the embedded edge uses. Watchers
 // have bounded buffers: one that falls behind is cut off with
-// edge.ErrWatcherLagged and never slows the handler down. The view is
+// lifecycle.ErrLagged and never slows the handler down; after Close every
+// watcher ends with ErrClosed (which wraps delivery.ErrUnavailable). The view is
 // eventually consistent with Pusher (webhooks can arrive late, be retried
 // or be lost); it is a monitoring aid, not an authority.
 package webhookin

@@ -1,86 +1,26 @@
 package webhookin
 
 import (
-	"sync"
+	"fmt"
 
-	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/delivery"
+	"github.com/milequest/pushercm/lifecycle"
 )
 
-// Watcher receives the view's lifecycle events. A watcher whose buffer
-// fills is cut off: C is closed and Err returns edge.ErrWatcherLagged.
-type Watcher struct {
-	r    *Receiver
-	c    chan edge.Event
-	mu   sync.Mutex
-	err  error
-	done bool
+// ErrClosed ends the watchers of a closed Receiver; it wraps
+// delivery.ErrUnavailable, so the gRPC API answers UNAVAILABLE.
+var ErrClosed = fmt.Errorf("%w: webhook receiver closed", delivery.ErrUnavailable)
+
+// Watch subscribes to the view's lifecycle events with a buffer of the
+// given size (0 means lifecycle.DefaultBuffer). A watcher whose buffer fills
+// is cut off with lifecycle.ErrLagged.
+func (r *Receiver) Watch(buffer int) *lifecycle.Watcher { return r.hub.Watch(buffer) }
+
+// WatchMessages is Watch: the view has no message events, so a watcher
+// that asks for them gets the lifecycle events alone.
+func (r *Receiver) WatchMessages(buffer int) *lifecycle.Watcher {
+	return r.hub.WatchMessages(buffer)
 }
 
-// Watch subscribes to events with a buffer of the given size (0 means 256).
-func (r *Receiver) Watch(buffer int) *Watcher {
-	if buffer <= 0 {
-		buffer = 256
-	}
-	w := &Watcher{r: r, c: make(chan edge.Event, buffer)}
-	r.watchMu.Lock()
-	defer r.watchMu.Unlock()
-	if r.closed {
-		w.finish(edge.ErrClosed)
-		return w
-	}
-	r.watchers[w] = struct{}{}
-	return w
-}
-
-// C is the event stream; closed when the watcher ends.
-func (w *Watcher) C() <-chan edge.Event { return w.c }
-
-// Err is nil while running or after Close, edge.ErrWatcherLagged after an
-// overflow, edge.ErrClosed after the receiver closed.
-func (w *Watcher) Err() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-// Close stops the watcher.
-func (w *Watcher) Close() {
-	w.r.watchMu.Lock()
-	delete(w.r.watchers, w)
-	w.r.watchMu.Unlock()
-	w.finish(nil)
-}
-
-func (w *Watcher) finish(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return
-	}
-	w.done, w.err = true, err
-	close(w.c)
-}
-
-func (r *Receiver) emit(e edge.Event) {
-	r.watchMu.Lock()
-	defer r.watchMu.Unlock()
-	for w := range r.watchers {
-		select {
-		case w.c <- e:
-		default:
-			delete(r.watchers, w)
-			w.finish(edge.ErrWatcherLagged)
-		}
-	}
-}
-
-// Close ends every watcher with edge.ErrClosed.
-func (r *Receiver) Close() {
-	r.watchMu.Lock()
-	defer r.watchMu.Unlock()
-	r.closed = true
-	for w := range r.watchers {
-		delete(r.watchers, w)
-		w.finish(edge.ErrClosed)
-	}
-}
+// Close ends every watcher with an error wrapping delivery.ErrUnavailable.
+func (r *Receiver) Close() { r.hub.Close(ErrClosed) }

@@ -14,7 +14,7 @@ import (
 
 	pushersdk "github.com/pusher/pusher-http-go/v5"
 
-	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -76,9 +76,8 @@ type Receiver struct {
 	mu       sync.RWMutex
 	channels map[string]map[string]struct{} // occupied channel -> presence user ids
 
-	watchMu  sync.Mutex
-	watchers map[*Watcher]struct{}
-	closed   bool
+	// hub hands the view's events to watchers.
+	hub lifecycle.Hub
 }
 
 // New returns a Receiver.
@@ -99,7 +98,6 @@ func New(cfg Config) (*Receiver, error) {
 		secret:   cfg.Secret,
 		now:      cfg.Now,
 		channels: make(map[string]map[string]struct{}),
-		watchers: make(map[*Watcher]struct{}),
 	}, nil
 }
 
@@ -213,23 +211,23 @@ func writeJSON(w http.ResponseWriter, code int, msg string) {
 }
 
 func (r *Receiver) apply(t time.Time, e pushersdk.WebhookEvent) {
-	var out []edge.Event
+	var out []lifecycle.Event
 	r.mu.Lock()
 	switch e.Name {
 	case protocol.WebhookChannelOccupied:
 		if _, ok := r.channels[e.Channel]; !ok {
 			r.channels[e.Channel] = map[string]struct{}{}
-			out = append(out, edge.Event{Type: edge.ChannelOccupied, Time: t, Channel: e.Channel})
+			out = append(out, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: t, Channel: e.Channel})
 		}
 	case protocol.WebhookChannelVacated:
 		if members, ok := r.channels[e.Channel]; ok {
 			// A vacated presence channel has no members left, whether or not
 			// their member_removed arrived first.
 			for uid := range members {
-				out = append(out, edge.Event{Type: edge.MemberRemoved, Time: t, Channel: e.Channel, UserID: uid})
+				out = append(out, lifecycle.Event{Type: lifecycle.MemberRemoved, Time: t, Channel: e.Channel, UserID: uid})
 			}
 			delete(r.channels, e.Channel)
-			out = append(out, edge.Event{Type: edge.ChannelVacated, Time: t, Channel: e.Channel})
+			out = append(out, lifecycle.Event{Type: lifecycle.ChannelVacated, Time: t, Channel: e.Channel})
 		}
 	case protocol.WebhookMemberAdded:
 		members, ok := r.channels[e.Channel]
@@ -238,24 +236,24 @@ func (r *Receiver) apply(t time.Time, e pushersdk.WebhookEvent) {
 			// member is occupied.
 			members = map[string]struct{}{}
 			r.channels[e.Channel] = members
-			out = append(out, edge.Event{Type: edge.ChannelOccupied, Time: t, Channel: e.Channel})
+			out = append(out, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: t, Channel: e.Channel})
 		}
 		if _, dup := members[e.UserID]; !dup {
 			members[e.UserID] = struct{}{}
-			out = append(out, edge.Event{Type: edge.MemberAdded, Time: t, Channel: e.Channel, UserID: e.UserID})
+			out = append(out, lifecycle.Event{Type: lifecycle.MemberAdded, Time: t, Channel: e.Channel, UserID: e.UserID})
 		}
 	case protocol.WebhookMemberRemoved:
 		if members, ok := r.channels[e.Channel]; ok {
 			if _, was := members[e.UserID]; was {
 				delete(members, e.UserID)
-				out = append(out, edge.Event{Type: edge.MemberRemoved, Time: t, Channel: e.Channel, UserID: e.UserID})
+				out = append(out, lifecycle.Event{Type: lifecycle.MemberRemoved, Time: t, Channel: e.Channel, UserID: e.UserID})
 			}
 		}
 	}
 	// Emitted under the view's lock so that watchers see events in the
 	// order the view applied them, even with concurrent requests.
 	for _, ev := range out {
-		r.emit(ev)
+		r.hub.Emit(ev)
 	}
 	r.mu.Unlock()
 	r.events.Add(1)

@@ -17,11 +17,13 @@ import (
 	pushersdk "github.com/pusher/pusher-http-go/v5"
 	"go.uber.org/goleak"
 
+	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/delivery/webhookin"
-	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/lifecycle"
 )
 
-// IgnoreCurrent: importing edge starts nbio's package-level task pool.
+// IgnoreCurrent: goroutines that imported packages start at init are not
+// the receiver's.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
 const (
@@ -136,18 +138,18 @@ func TestViewAndWatchers(t *testing.T) {
 		t.Fatalf("stats after vacate %+v", st)
 	}
 	type got struct {
-		typ       edge.EventType
+		typ       lifecycle.EventType
 		ch, user  string
 		timestamp bool
 	}
 	want := []got{
-		{edge.ChannelOccupied, "presence-a", "", true},
-		{edge.MemberAdded, "presence-a", "u1", true},
-		{edge.MemberAdded, "presence-a", "u2", true},
-		{edge.ChannelOccupied, "public-b", "", true},
-		{edge.MemberRemoved, "presence-a", "u1", true},
-		{edge.MemberRemoved, "presence-a", "u2", true}, // vacated implies every member left
-		{edge.ChannelVacated, "presence-a", "", true},
+		{lifecycle.ChannelOccupied, "presence-a", "", true},
+		{lifecycle.MemberAdded, "presence-a", "u1", true},
+		{lifecycle.MemberAdded, "presence-a", "u2", true},
+		{lifecycle.ChannelOccupied, "public-b", "", true},
+		{lifecycle.MemberRemoved, "presence-a", "u1", true},
+		{lifecycle.MemberRemoved, "presence-a", "u2", true}, // vacated implies every member left
+		{lifecycle.ChannelVacated, "presence-a", "", true},
 	}
 	for i, wnt := range want {
 		select {
@@ -179,11 +181,11 @@ func TestSlowWatcherIsCutOff(t *testing.T) {
 	for range slow.C() {
 		n++
 	}
-	if n != 2 || !errors.Is(slow.Err(), edge.ErrWatcherLagged) {
+	if n != 2 || !errors.Is(slow.Err(), lifecycle.ErrLagged) {
 		t.Fatalf("slow watcher got %d events, err %v", n, slow.Err())
 	}
 	for i := range 3 {
-		if e := <-fast.C(); e.Type != edge.ChannelOccupied {
+		if e := <-fast.C(); e.Type != lifecycle.ChannelOccupied {
 			t.Fatalf("fast event %d: %+v", i, e)
 		}
 	}
@@ -191,10 +193,10 @@ func TestSlowWatcherIsCutOff(t *testing.T) {
 		t.Fatal(fast.Err())
 	}
 	r.Close()
-	if _, open := <-fast.C(); open || !errors.Is(fast.Err(), edge.ErrClosed) {
+	if _, open := <-fast.C(); open || !errors.Is(fast.Err(), webhookin.ErrClosed) || !errors.Is(fast.Err(), delivery.ErrUnavailable) {
 		t.Fatalf("after Close: open=%v err=%v", open, fast.Err())
 	}
-	if w := r.Watch(1); !errors.Is(w.Err(), edge.ErrClosed) {
+	if w := r.Watch(1); !errors.Is(w.Err(), webhookin.ErrClosed) {
 		t.Fatalf("watch after close: %v", w.Err())
 	}
 }

@@ -152,6 +152,36 @@ func listAll(t *testing.T, p *inproc, req *pushercmv1.ListConnectionsRequest) []
 	}
 }
 
+// TestServerToUserChannelsAreHidden: a signed-in socket may subscribe to
+// its own #server-to-user- channel (Subscribe waits for
+// subscription_succeeded), but neither ListChannels nor GetChannel shows it.
+func TestServerToUserChannelsAreHidden(t *testing.T) {
+	p := startApp(t, nil)
+	c := p.dial(t)
+	c.SignIn("carol")
+	c.Subscribe("#server-to-user-carol", "")
+	c.Subscribe("room-h", "")
+
+	for _, prefix := range []string{"", "#", "#server-to-user-"} {
+		resp, err := p.cs.ListChannels(p.ctx(t), &pushercmv1.ListChannelsRequest{Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range resp.Channels {
+			if strings.HasPrefix(ch.Name, "#server-to-user-") {
+				t.Fatalf("ListChannels(prefix %q) lists %s", prefix, ch.Name)
+			}
+		}
+		if prefix == "" && (len(resp.Channels) != 1 || resp.Channels[0].Name != "room-h") {
+			t.Fatalf("channels %v, want room-h alone", resp.Channels)
+		}
+	}
+	ch, err := p.cs.GetChannel(p.ctx(t), &pushercmv1.GetChannelRequest{Name: "#server-to-user-carol"})
+	if err != nil || ch.Channel.Occupied || ch.Channel.SubscriptionCount != 0 {
+		t.Fatalf("GetChannel = %v, %v; want unoccupied", ch, err)
+	}
+}
+
 func socketIDs(cs []*pushercmv1.Connection) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
