@@ -22,10 +22,28 @@ type countingSink struct {
 	ss []*webhook.Sender
 }
 
+// Notify counts e once every sender has taken it, so a count seen means the
+// senders' stats include it.
 func (c *countingSink) Notify(e protocol.WebhookEvent) {
-	c.n.Add(1)
 	for _, s := range c.ss {
 		s.Notify(e)
+	}
+	c.n.Add(1)
+}
+
+// waitCount waits until the sink has taken n events: the edge hands webhooks on
+// after it answered the socket, so a client's frame can come first.
+func (c *countingSink) waitCount(t *testing.T, n int64, what string) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for c.n.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhook events, want %s", c.n.Load(), what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got := c.n.Load(); got != n {
+		t.Fatalf("%d webhook events, want %s", got, what)
 	}
 }
 
@@ -120,9 +138,7 @@ func TestWebhookReceiverFaults(t *testing.T) {
 		c.subscribeOK("hook-"+strconv.Itoa(i), "")
 		cs = append(cs, c)
 	}
-	if n := sink.n.Load(); n != 10 {
-		t.Fatalf("%d webhook events, want 10 channel_occupied", n)
-	}
+	sink.waitCount(t, 10, "10 channel_occupied")
 	for i, ws := range senders {
 		if st := ws.Stats(); st.Accepted != 1+queue || st.Dropped != 10-1-queue || st.Queued != 1+queue {
 			t.Fatalf("target %d: stats %+v: want %d accepted and waiting, %d dropped", i, st, 1+queue, 10-1-queue)
@@ -163,9 +179,7 @@ func TestWebhookReceiverFaults(t *testing.T) {
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatalf("edge shutdown: %v", err)
 	}
-	if n := sink.n.Load(); n != 20 {
-		t.Fatalf("%d webhook events, want 10 channel_occupied and 10 channel_vacated", n)
-	}
+	sink.waitCount(t, 20, "10 channel_occupied and 10 channel_vacated")
 	for i, ws := range senders {
 		cctx, ccancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		err := ws.Close(cctx)
