@@ -13,6 +13,7 @@ import (
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
 // conn is one client socket. Fields after the hub comment are guarded by Server.mu;
@@ -42,7 +43,7 @@ type conn struct {
 	authorized      atomic.Bool // signed in or joined a private/presence channel
 	deadlineCleared atomic.Bool
 	closeCode       atomic.Int32
-	events          bucket
+	events          ratelimit.Bucket // Limits.ClientEventsPerSecond, one second of burst; set up in acceptWS
 
 	// outbound frames not yet handed to the event loop, guarded by pmu
 	fl            *flusher
@@ -406,13 +407,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client events are not permitted on channel " + name + " (the subscription grants subscribe only)")
 		return
 	}
-	var allowed bool
-	if l := s.opts.clientEvents; l != nil {
-		allowed = l.AllowClientEvent(c.id, uid)
-	} else {
-		allowed = c.events.allow(s.opts.now().UnixNano(), s.cfg.Limits.ClientEventsPerSecond)
-	}
-	if !allowed {
+	if !s.allowClientEvent(c, uid) {
 		s.st.clientEventsLimited.Add(1)
 		reject("Client event rejected due to rate limit")
 		return
@@ -436,4 +431,13 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		w.Notify(h)
 		s.emitWebhook(h)
 	}
+}
+
+// allowClientEvent asks the ClientEventLimiter option, or else the
+// connection's own bucket (Limits.ClientEventsPerSecond).
+func (s *Server) allowClientEvent(c *conn, uid string) bool {
+	if l := s.opts.clientEvents; l != nil {
+		return l.AllowClientEvent(c.id, uid)
+	}
+	return c.events.Allow(s.opts.now())
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
 // ClientEventLimiter decides whether a connection may send one more client event.
@@ -99,66 +100,42 @@ func WithMetrics(m Metrics) Option {
 	return func(o *options) { o.metrics = m }
 }
 
-// bucket is the built-in per-connection client event limiter: a token bucket holding
-// one second of events, refilled continuously.
-type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   int64 // unix nanos
-}
-
-func (b *bucket) allow(now int64, perSecond int) bool {
-	if perSecond < 0 {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.last == 0 {
-		b.tokens = float64(perSecond)
-	} else {
-		b.tokens += float64(now-b.last) / 1e9 * float64(perSecond)
-		if b.tokens > float64(perSecond) {
-			b.tokens = float64(perSecond)
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// ipLimiter is the built-in ConnectionLimiter: one token bucket per remote IP, dropped
-// by the sweeper once idle so memory follows the active addresses only.
+// ipLimiter is the built-in ConnectionLimiter: a ratelimit.Bucket per remote
+// IP with one second of burst, dropped by the sweeper once full again, so
+// memory follows the active addresses only.
 type ipLimiter struct {
 	perSecond int
 	now       func() time.Time
 	mu        sync.Mutex
-	buckets   map[string]*bucket
+	buckets   map[string]*ratelimit.Bucket
+}
+
+func newIPLimiter(perSecond int, now func() time.Time) *ipLimiter {
+	// Above one per nanosecond nothing is limited anyway, and a Bucket set
+	// past that admits everything and never reads as full, so never expires.
+	perSecond = min(perSecond, 1_000_000_000)
+	return &ipLimiter{perSecond: perSecond, now: now, buckets: make(map[string]*ratelimit.Bucket)}
 }
 
 func (l *ipLimiter) AllowConnection(ip string) bool {
 	l.mu.Lock()
 	b := l.buckets[ip]
 	if b == nil {
-		b = &bucket{}
+		b = new(ratelimit.Bucket)
+		b.Init(float64(l.perSecond), l.perSecond)
 		l.buckets[ip] = b
 	}
 	l.mu.Unlock()
-	return b.allow(l.now().UnixNano(), l.perSecond)
+	return b.Allow(l.now())
 }
 
-// expire forgets buckets untouched for longer than idle (they would be full again).
-func (l *ipLimiter) expire(now time.Time, idle time.Duration) {
-	cut := now.Add(-idle).UnixNano()
+// expire forgets the addresses whose buckets are full again at now: a new
+// bucket would be the same.
+func (l *ipLimiter) expire(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ip, b := range l.buckets {
-		b.mu.Lock()
-		last := b.last
-		b.mu.Unlock()
-		if last < cut {
+		if b.Tokens(now) >= l.perSecond {
 			delete(l.buckets, ip)
 		}
 	}
