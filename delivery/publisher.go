@@ -17,9 +17,10 @@ import (
 
 const instrumentationName = "github.com/milequest/pushercm/delivery"
 
-// DefaultMaxBatchEvents bounds one PublishBatch call. Drivers split further as their
-// upstream requires (Pusher: 10 events per request).
-const DefaultMaxBatchEvents = 1000
+// DefaultMaxBatchEvents bounds one PublishBatch call, and so one SendBatch request
+// (broadcast.proto: "up to 100 events"). Drivers split further as their upstream
+// requires (Pusher: 10 events per request).
+const DefaultMaxBatchEvents = 100
 
 // Publisher composes validation, idempotency and a Driver. It is what the gRPC
 // BroadcastService calls. It is safe for concurrent use.
@@ -47,7 +48,7 @@ func WithLimits(l protocol.Limits) PublisherOption {
 	return func(p *Publisher) { p.limits = l.WithDefaults() }
 }
 
-// WithMaxBatchEvents bounds the events of one PublishBatch (default 1000).
+// WithMaxBatchEvents bounds the events of one PublishBatch (default DefaultMaxBatchEvents).
 func WithMaxBatchEvents(n int) PublisherOption {
 	return func(p *Publisher) {
 		if n > 0 {

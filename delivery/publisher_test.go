@@ -223,6 +223,32 @@ func TestPublishBatchLimits(t *testing.T) {
 	}
 }
 
+// TestPublishBatchDefaultLimit: without WithMaxBatchEvents a batch may carry
+// DefaultMaxBatchEvents events, the SendBatch bound of broadcast.proto.
+func TestPublishBatchDefaultLimit(t *testing.T) {
+	if DefaultMaxBatchEvents != 100 {
+		t.Fatalf("DefaultMaxBatchEvents = %d, want 100 (SendBatchRequest carries up to 100 events)", DefaultMaxBatchEvents)
+	}
+	p := NewPublisher(newRecordingDriver())
+	full := make([]Event, DefaultMaxBatchEvents)
+	for i := range full {
+		full[i] = validEvent()
+		full[i].ID = fmt.Sprint("e", i)
+	}
+	results, err := p.PublishBatch(context.Background(), full)
+	if err != nil {
+		t.Fatalf("batch of %d: %v", len(full), err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("event %d: %v", i, r.Err)
+		}
+	}
+	if _, err := p.PublishBatch(context.Background(), append(full, validEvent())); !errors.Is(err, ErrInvalid) {
+		t.Errorf("batch of %d: err = %v, want ErrInvalid", len(full)+1, err)
+	}
+}
+
 func TestPublishConcurrentRepeatsDeliverOnce(t *testing.T) {
 	d := newRecordingDriver()
 	d.gate = make(chan struct{})
