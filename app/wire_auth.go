@@ -24,11 +24,8 @@ import (
 // write, rename and chmod) into one reload.
 const rulesReloadDebounce = 250 * time.Millisecond
 
-// authWiring holds what AuthService and the pusher-js auth endpoints need.
+// authWiring holds the state of channel-rule reloads.
 type authWiring struct {
-	svc  *authsvc.Service
-	http *httpauth.Handler
-
 	// reloadMu serialises rule reloads from the file watcher and SIGHUP's
 	// Reload, so two reloads never race to store different sets.
 	reloadMu sync.Mutex
@@ -58,7 +55,7 @@ func (a *App) wireAuth(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http.allowedOrigins: %w", err)
 	}
-	a.authw = &authWiring{svc: svc, http: h}
+	a.authw = &authWiring{}
 	pushercmv1.RegisterAuthServiceServer(a.grpc, &server.Auth{Authorizer: svc})
 	h.Register(func(pattern string, hh http.Handler) { a.handleRealtimeLimit(pattern, hh, h.MaxBodyBytes()) })
 

@@ -214,7 +214,7 @@ func TestPublishBatchOneBadEvent(t *testing.T) {
 }
 
 func TestPublishBatchLimits(t *testing.T) {
-	p := NewPublisher(newRecordingDriver(), WithMaxBatchEvents(2))
+	p := NewPublisher(newRecordingDriver(), withMaxBatchEvents(2))
 	for _, n := range []int{0, 3} {
 		_, err := p.PublishBatch(context.Background(), make([]Event, n))
 		if !errors.Is(err, ErrInvalid) {
@@ -223,7 +223,7 @@ func TestPublishBatchLimits(t *testing.T) {
 	}
 }
 
-// TestPublishBatchDefaultLimit: without WithMaxBatchEvents a batch may carry
+// TestPublishBatchDefaultLimit: without withMaxBatchEvents a batch may carry
 // DefaultMaxBatchEvents events, the SendBatch bound of broadcast.proto.
 func TestPublishBatchDefaultLimit(t *testing.T) {
 	if DefaultMaxBatchEvents != 100 {
@@ -368,7 +368,7 @@ func TestObserverSeesEveryEvent(t *testing.T) {
 	d := newRecordingDriver()
 	store, _ := NewMemoryStore(MemoryStoreConfig{})
 	obs := &countingObserver{}
-	p := NewPublisher(d, WithIdempotencyStore(store), WithObserver(obs))
+	p := NewPublisher(d, WithIdempotencyStore(store), withObserver(obs))
 	ctx := context.Background()
 	for range 2 { // the second is a duplicate, which is not an error
 		if _, err := p.Publish(ctx, validEvent()); err != nil {

@@ -433,7 +433,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 	}
 }
 
-// allowClientEvent asks the ClientEventLimiter option, or else the
+// allowClientEvent asks the clientEventLimiter hook (tests), or else the
 // connection's own bucket (Limits.ClientEventsPerSecond).
 func (s *Server) allowClientEvent(c *conn, uid string) bool {
 	if l := s.opts.clientEvents; l != nil {

@@ -71,9 +71,8 @@
 //     bytes are dropped unread until it is closed CloseGrace later, so an
 //     unauthenticated client holds at most about the largest route limit plus
 //     the head limit in memory. Counted in Stats.HTTPRequestsRefused.
-//   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
-//     Metrics) are small interfaces; nil means the built-in default, so the package
-//     works standalone.
+//   - Hooks (WebhookSink, Metrics) are small interfaces; nil means the built-in
+//     default, so the package works standalone.
 //   - Shutdown drains: publishes are refused (ErrClosed), clients are closed with 4200
 //     at Config.DrainRate per second so they do not stampede back, and the listener
 //     stops once they have read their close frames (or after CloseGrace), within the

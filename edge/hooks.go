@@ -9,27 +9,20 @@ import (
 	"github.com/milequest/pushercm/ratelimit"
 )
 
-// ClientEventLimiter decides whether a connection may send one more client event.
+// clientEventLimiter decides whether a connection may send one more client event.
 // Rejected events get pusher:error 4301 and the socket stays open. Implementations must
 // be safe for concurrent use and must not block.
-type ClientEventLimiter interface {
+type clientEventLimiter interface {
 	AllowClientEvent(socketID, userID string) bool
 }
 
-// ConnectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
+// connectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
 // connections per IP per second). remoteIP is the client's address key
 // (clientip.Client.Key: behind trusted proxies the forwarded address, IPv6 by its
 // /64). Refused sockets get 4100 (retry after back-off) and are counted as
 // RATE_LIMITED.
-type ConnectionLimiter interface {
+type connectionLimiter interface {
 	AllowConnection(remoteIP string) bool
-}
-
-// SubscriptionLimiter can refuse a subscription beyond Limits.MaxSubscriptionsPerConnection,
-// e.g. per user across connections. current is the connection's subscription count
-// before this one. Refusals answer pusher:subscription_error LimitReached/4301.
-type SubscriptionLimiter interface {
-	AllowSubscription(socketID, userID, channel string, current int) bool
 }
 
 // WebhookSink receives webhook events (channel_occupied/vacated, member_added/removed,
@@ -59,29 +52,23 @@ type WriteObserver interface {
 type Option func(*options)
 
 type options struct {
-	clientEvents  ClientEventLimiter
-	connections   ConnectionLimiter
-	subscriptions SubscriptionLimiter
-	webhooks      WebhookSink
-	httpLimiter   httpapi.Limiter
-	metrics       Metrics
-	now           func() time.Time
+	clientEvents clientEventLimiter
+	connections  connectionLimiter
+	webhooks     WebhookSink
+	httpLimiter  httpapi.Limiter
+	metrics      Metrics
+	now          func() time.Time
 }
 
-// WithClientEventLimiter replaces the built-in per-connection token bucket
+// withClientEventLimiter replaces the built-in per-connection token bucket
 // (Limits.ClientEventsPerSecond) with l.
-func WithClientEventLimiter(l ClientEventLimiter) Option {
+func withClientEventLimiter(l clientEventLimiter) Option {
 	return func(o *options) { o.clientEvents = l }
 }
 
-// WithConnectionLimiter refuses new connections l does not allow. Default: none.
-func WithConnectionLimiter(l ConnectionLimiter) Option {
+// withConnectionLimiter refuses new connections l does not allow. Default: none.
+func withConnectionLimiter(l connectionLimiter) Option {
 	return func(o *options) { o.connections = l }
-}
-
-// WithSubscriptionLimiter adds a subscription check after the per-connection limit.
-func WithSubscriptionLimiter(l SubscriptionLimiter) Option {
-	return func(o *options) { o.subscriptions = l }
 }
 
 // WithHTTPLimiter limits the Pusher HTTP API: refused requests are answered 429 with
@@ -100,7 +87,7 @@ func WithMetrics(m Metrics) Option {
 	return func(o *options) { o.metrics = m }
 }
 
-// ipLimiter is the built-in ConnectionLimiter: a ratelimit.Bucket per remote
+// ipLimiter is the built-in connectionLimiter: a ratelimit.Bucket per remote
 // IP with one second of burst, dropped by the sweeper once full again, so
 // memory follows the active addresses only.
 type ipLimiter struct {
