@@ -513,11 +513,8 @@ func (a *App) Reload(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("jwt.service keys: %w", err))
 	}
 	if a.cfg.File != "" {
-		fresh := config.Default()
-		if err := config.DecodeFile(a.cfg.File, &fresh); err != nil {
+		if err := a.reloadRulesFile(a.cfg.File, true); err != nil {
 			errs = append(errs, err)
-		} else if err := a.rules.Load(fresh.ChannelRules); err != nil {
-			errs = append(errs, fmt.Errorf("channelRules: %w", err))
 		}
 	}
 	err := errors.Join(errs...)

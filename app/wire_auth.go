@@ -24,11 +24,8 @@ import (
 // write, rename and chmod) into one reload.
 const rulesReloadDebounce = 250 * time.Millisecond
 
-// authWiring holds what AuthService and the pusher-js auth endpoints need.
+// authWiring holds the state of channel-rule reloads.
 type authWiring struct {
-	svc  *authsvc.Service
-	http *httpauth.Handler
-
 	// reloadMu serialises rule reloads from the file watcher and SIGHUP's
 	// Reload, so two reloads never race to store different sets.
 	reloadMu sync.Mutex
@@ -58,7 +55,7 @@ func (a *App) wireAuth(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("http.allowedOrigins: %w", err)
 	}
-	a.authw = &authWiring{svc: svc, http: h}
+	a.authw = &authWiring{}
 	pushercmv1.RegisterAuthServiceServer(a.grpc, &server.Auth{Authorizer: svc})
 	h.Register(func(pattern string, hh http.Handler) { a.handleRealtimeLimit(pattern, hh, h.MaxBodyBytes()) })
 
@@ -77,34 +74,34 @@ func (a *App) wireAuth(ctx context.Context) error {
 	return nil
 }
 
-// reloadRulesFile re-reads the config file and swaps in its channel rules
-// if the file changed since the last load. A bad file keeps the current
-// rules and is logged with the reason. The swap is atomic (authz.Rules), so
-// requests in flight finish on the old set and none is refused for it.
-func (a *App) reloadRulesFile(path string) {
+// reloadRulesFile re-reads the config file and swaps in its channel rules.
+// The file watcher passes force=false and skips a file whose content has
+// not changed since the last load (another file in the directory changed,
+// or the same content was written again); SIGHUP's Reload passes true. A bad
+// file keeps the current rules and is returned. The swap is atomic
+// (authz.Rules), so requests in flight finish on the old set and none is
+// refused for it.
+func (a *App) reloadRulesFile(path string, force bool) error {
 	w := a.authw
 	w.reloadMu.Lock()
 	defer w.reloadMu.Unlock()
 	b, err := os.ReadFile(path)
 	if err != nil {
-		a.log.Error("channel rules reload failed; keeping the current rules", "path", path, "error", err)
-		return
+		return fmt.Errorf("config file: %w", err)
 	}
 	sum := sha256.Sum256(b)
-	if sum == w.lastSum {
-		return // another file in the directory changed, or the same content was written again
+	if !force && sum == w.lastSum {
+		return nil
 	}
 	fresh := config.Default()
 	if err := config.Decode(bytes.NewReader(b), &fresh); err != nil {
-		a.log.Error("channel rules reload failed; keeping the current rules", "path", path, "error", err)
-		return
+		return fmt.Errorf("config file %s:\n%w", path, err)
 	}
 	if err := a.rules.Load(fresh.ChannelRules); err != nil {
-		a.log.Error("channel rules reload failed; keeping the current rules", "path", path, "error", fmt.Errorf("channelRules: %w", err))
-		return
+		return fmt.Errorf("channelRules: %w", err)
 	}
 	w.lastSum = sum
-	a.log.Info("channel rules reloaded", "path", path, "rules", a.rules.Names())
+	return nil
 }
 
 // watchRulesFile reloads the rules when the config file changes. It
@@ -149,7 +146,11 @@ func (a *App) watchRulesFile(path string) (func(context.Context) error, error) {
 				}
 				a.log.Warn("channel rules watcher error", "path", abs, "error", err)
 			case <-timer.C:
-				a.reloadRulesFile(abs)
+				if err := a.reloadRulesFile(abs, false); err != nil {
+					a.log.Error("channel rules reload failed; keeping the current rules", "path", abs, "error", err)
+				} else {
+					a.log.Info("channel rules reloaded", "path", abs, "rules", a.rules.Names())
+				}
 			}
 		}
 	}()

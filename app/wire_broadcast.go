@@ -13,19 +13,11 @@ import (
 	"github.com/milequest/pushercm/server"
 )
 
-// broadcastWiring holds what BroadcastService needs. Other subsystems read
-// driver (health, ConnectionService channel queries) and publisher.
+// broadcastWiring holds what later wire steps read of the broadcast wiring:
+// the driver (health, ConnectionService channel queries).
 type broadcastWiring struct {
 	// driver delivers: the embedded edge or Pusher's HTTP API.
 	driver delivery.Driver
-	// pusher is the pusher driver when cfg.Driver is "pusher" (nil otherwise),
-	// for its Stats and breaker state.
-	pusher *pusherdriver.Driver
-	// store remembers event ids for the idempotency window.
-	store *delivery.MemoryStore
-	// publisher composes validation, idempotency and the driver.
-	publisher *delivery.Publisher
-	service   *server.Broadcast
 }
 
 // wireBroadcast builds the delivery driver and publisher and registers
@@ -51,7 +43,7 @@ func (a *App) wireBroadcast(context.Context) error {
 			return fmt.Errorf("pusher driver: %w", err)
 		}
 		a.closers = append(a.closers, func(context.Context) error { return d.Close() })
-		w.driver, w.pusher = d, d
+		w.driver = d
 	default:
 		return fmt.Errorf("driver: %q is not a driver (embedded or pusher)", cfg.Driver)
 	}
@@ -60,16 +52,14 @@ func (a *App) wireBroadcast(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("idempotency: %w", err)
 	}
-	w.store = store
 	// The publisher validates with the same limits the edge enforces, so an
 	// event accepted over gRPC is never refused by the edge.
-	w.publisher = delivery.NewPublisher(w.driver,
+	publisher := delivery.NewPublisher(w.driver,
 		delivery.WithIdempotencyStore(store),
 		delivery.WithLimits(edgeConfig(cfg, a.log).Limits),
 		delivery.WithTracerProvider(a.tel.Tracer),
 	)
-	w.service = &server.Broadcast{Publisher: w.publisher, Log: a.log}
 	a.bcast = w
-	pushercmv1.RegisterBroadcastServiceServer(a.grpc, w.service)
+	pushercmv1.RegisterBroadcastServiceServer(a.grpc, &server.Broadcast{Publisher: publisher, Log: a.log})
 	return nil
 }

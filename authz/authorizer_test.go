@@ -87,7 +87,7 @@ func testPrincipal(claims map[string]any) *Principal {
 
 func newTestAuthorizer(t testing.TB, master []byte, logs *logBuffer) *Authorizer {
 	t.Helper()
-	cfg, err := ParseRules([]byte(testRulesYAML))
+	cfg, err := parseRules([]byte(testRulesYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +452,7 @@ rules:
   - name: unspecified
     pattern: private-any-{id}
 `
-	cfg, err := ParseRules([]byte(rulesYAML))
+	cfg, err := parseRules([]byte(rulesYAML))
 	if err != nil {
 		t.Fatal(err)
 	}

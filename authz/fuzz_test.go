@@ -42,7 +42,7 @@ func FuzzParseRules(f *testing.F) {
 	f.Add([]byte("builtins: false\n"))
 	p := testPrincipal(map[string]any{"sub": "u1", "teams": []any{"t1"}, "roles": []any{"admin"}})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseRules(data)
+		cfg, err := parseRules(data)
 		if err != nil {
 			return
 		}

@@ -78,9 +78,9 @@ func (p *Principal) InTeam(t string) bool {
 // missing principal never passes a scope check.
 func HasScope(p *Principal, scope string) bool { return p.HasScope(scope) }
 
-// RequireScope returns nil when p carries scope, ErrTokenMissing when p is nil
+// requireScope returns nil when p carries scope, ErrTokenMissing when p is nil
 // and a *DeniedError (ErrScopeMissing) otherwise.
-func RequireScope(p *Principal, scope string) error {
+func requireScope(p *Principal, scope string) error {
 	if p == nil {
 		return &TokenError{Kind: ErrTokenMissing}
 	}

@@ -1,18 +1,15 @@
 package authz
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
-	"go.yaml.in/yaml/v3"
 )
 
 // RulesConfig is the channel-rules section of the configuration:
@@ -96,39 +93,6 @@ func BuiltinRules() []Rule {
 	}
 }
 
-// ParseRules decodes a YAML rules document (the RulesConfig shape). Unknown
-// keys are an error naming the key.
-func ParseRules(data []byte) (RulesConfig, error) {
-	var cfg RulesConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, errEOF(err)) {
-		return RulesConfig{}, fmt.Errorf("rules: %w", err)
-	}
-	return cfg, nil
-}
-
-// errEOF lets an empty document mean "no rules" (builtins only).
-func errEOF(err error) error {
-	if err != nil && err.Error() == "EOF" {
-		return err
-	}
-	return errors.New("not EOF")
-}
-
-// LoadRulesFile reads and parses a rules file.
-func LoadRulesFile(path string) (RulesConfig, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return RulesConfig{}, fmt.Errorf("rules: %w", err)
-	}
-	cfg, err := ParseRules(data)
-	if err != nil {
-		return RulesConfig{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return cfg, nil
-}
-
 // compiledRule is a Rule ready for the hot path.
 type compiledRule struct {
 	name      string
@@ -184,15 +148,6 @@ func (r *Rules) Load(cfg RulesConfig) error {
 	}
 	r.cur.Store(set)
 	return nil
-}
-
-// LoadFile is Load(LoadRulesFile(path)).
-func (r *Rules) LoadFile(path string) error {
-	cfg, err := LoadRulesFile(path)
-	if err != nil {
-		return err
-	}
-	return r.Load(cfg)
 }
 
 // Names lists the active rules in evaluation order.

@@ -591,13 +591,13 @@ func TestCustomClaimNames(t *testing.T) {
 
 func TestRequireScope(t *testing.T) {
 	p := &Principal{Scopes: []string{"events:publish"}}
-	if err := RequireScope(p, "events:publish"); err != nil {
+	if err := requireScope(p, "events:publish"); err != nil {
 		t.Fatal(err)
 	}
-	if err := RequireScope(p, "connections:write"); !errors.Is(err, ErrScopeMissing) || !errors.Is(err, ErrPermissionDenied) {
+	if err := requireScope(p, "connections:write"); !errors.Is(err, ErrScopeMissing) || !errors.Is(err, ErrPermissionDenied) {
 		t.Fatalf("err = %v", err)
 	}
-	if err := RequireScope(nil, "events:publish"); !errors.Is(err, ErrUnauthenticated) {
+	if err := requireScope(nil, "events:publish"); !errors.Is(err, ErrUnauthenticated) {
 		t.Fatalf("nil principal: %v", err)
 	}
 	if HasScope(nil, "x") {

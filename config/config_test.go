@@ -274,7 +274,7 @@ channelRules:
 }
 
 func TestEnvNamesCoverDesign(t *testing.T) {
-	names := strings.Join(EnvNames(), " ")
+	names := strings.Join(envNames(), " ")
 	for _, want := range []string{
 		"PUSHER_APP_ID", "NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY", "PUSHER_SECRET", "PUSHER_CLUSTER", "PUSHER_HOST", "PUSHER_SCHEME",
 		"PUSHER_ENCRYPTION_MASTER_KEY_BASE64", "PUSHERCM_DRIVER", "PUSHERCM_GRPC_ADDR", "PUSHERCM_HTTP_ADDR", "PUSHERCM_OPS_ADDR",

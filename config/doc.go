@@ -2,7 +2,7 @@
 //
 // Settings come from four places, later ones winning: built-in defaults
 // (Default), a YAML file named by --config or PUSHERCM_CONFIG, environment
-// variables (the names of DESIGN.md §2, listed by EnvNames), and
+// variables (the names of DESIGN.md §2), and
 // command-line flags (RegisterFlags). Load guarantees that the returned
 // configuration passed Validate: unknown YAML keys, values of the wrong type
 // and invalid values all stop start-up with an error naming the key (by its

@@ -122,9 +122,9 @@ var settings = []setting{
 	{env: []string{"PUSHERCM_JWT_SERVICE_ALGORITHMS"}, set: list(func(c *Config) *[]string { return &c.JWT.Service.Algorithms })},
 }
 
-// EnvNames lists every environment variable Load reads, for documentation
+// envNames lists every environment variable Load reads, for documentation
 // and tests.
-func EnvNames() []string {
+func envNames() []string {
 	var out []string
 	for _, s := range settings {
 		out = append(out, s.env...)

@@ -27,7 +27,7 @@
 //
 // Entry points: Publisher (Publish, PublishBatch, SendToUser, SendToUserOnce) over a
 // Driver; MemoryStore as the single-node IdempotencyStore (package idempotencytest is
-// the conformance suite another store, e.g. Redis, must pass); Observer for metrics.
+// the conformance suite another store, e.g. Redis, must pass).
 //
 // This package imports no gRPC and no generated code.
 package delivery

@@ -118,8 +118,8 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 	}, nil
 }
 
-// SetClock replaces the clock (tests).
-func (s *MemoryStore) SetClock(now func() time.Time) {
+// setClock replaces the clock (tests).
+func (s *MemoryStore) setClock(now func() time.Time) {
 	s.mu.Lock()
 	s.now = now
 	s.mu.Unlock()

@@ -14,7 +14,7 @@ func TestMemoryStoreWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetClock(func() time.Time { return now })
+	s.setClock(func() time.Time { return now })
 	ctx := context.Background()
 	steps := []struct {
 		name    string
@@ -94,7 +94,7 @@ func TestMemoryStoreConfigValidate(t *testing.T) {
 func TestMemoryStoreReleaseThenReserveKeepsNewWindow(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s, _ := NewMemoryStore(MemoryStoreConfig{Window: time.Minute})
-	s.SetClock(func() time.Time { return now })
+	s.setClock(func() time.Time { return now })
 	ctx := context.Background()
 	if _, err := s.Reserve(ctx, "k"); err != nil {
 		t.Fatal(err)

@@ -17,9 +17,10 @@ import (
 
 const instrumentationName = "github.com/milequest/pushercm/delivery"
 
-// DefaultMaxBatchEvents bounds one PublishBatch call. Drivers split further as their
-// upstream requires (Pusher: 10 events per request).
-const DefaultMaxBatchEvents = 1000
+// DefaultMaxBatchEvents bounds one PublishBatch call, and so one SendBatch request
+// (broadcast.proto: "up to 100 events"). Drivers split further as their upstream
+// requires (Pusher: 10 events per request).
+const DefaultMaxBatchEvents = 100
 
 // Publisher composes validation, idempotency and a Driver. It is what the gRPC
 // BroadcastService calls. It is safe for concurrent use.
@@ -30,7 +31,7 @@ type Publisher struct {
 	maxBatch int
 	newID    func() string
 	tracer   trace.Tracer
-	obs      Observer
+	obs      observer
 }
 
 // PublisherOption configures a Publisher.
@@ -47,8 +48,8 @@ func WithLimits(l protocol.Limits) PublisherOption {
 	return func(p *Publisher) { p.limits = l.WithDefaults() }
 }
 
-// WithMaxBatchEvents bounds the events of one PublishBatch (default 1000).
-func WithMaxBatchEvents(n int) PublisherOption {
+// withMaxBatchEvents bounds the events of one PublishBatch (default DefaultMaxBatchEvents).
+func withMaxBatchEvents(n int) PublisherOption {
 	return func(p *Publisher) {
 		if n > 0 {
 			p.maxBatch = n
@@ -61,17 +62,17 @@ func WithIDGenerator(f func() string) PublisherOption {
 	return func(p *Publisher) { p.newID = f }
 }
 
-// Observer is told the outcome of every event, for metrics. It must be quick and safe
+// observer is told the outcome of every event, for metrics. It must be quick and safe
 // for concurrent use.
-type Observer interface {
+type observer interface {
 	// Published is called once per event (Publish, and each event of PublishBatch) with
 	// its outcome or error; d is the duration of the call that carried it (for a batch,
 	// the whole batch). Duplicates have Outcome.Duplicate set and no error.
 	Published(o Outcome, err error, d time.Duration)
 }
 
-// WithObserver sets an Observer (nil: none).
-func WithObserver(o Observer) PublisherOption {
+// withObserver sets an observer (nil: none).
+func withObserver(o observer) PublisherOption {
 	return func(p *Publisher) { p.obs = o }
 }
 
@@ -94,9 +95,6 @@ func NewPublisher(d Driver, opts ...PublisherOption) *Publisher {
 	}
 	return p
 }
-
-// Driver returns the underlying driver (for channel queries and health).
-func (p *Publisher) Driver() Driver { return p.driver }
 
 // NewEventID returns a random 128-bit id as 32 hex digits. It draws from math/rand/v2's
 // ChaCha8 generator (seeded by the runtime from the OS): ids must be unique, not secret,

@@ -214,12 +214,38 @@ func TestPublishBatchOneBadEvent(t *testing.T) {
 }
 
 func TestPublishBatchLimits(t *testing.T) {
-	p := NewPublisher(newRecordingDriver(), WithMaxBatchEvents(2))
+	p := NewPublisher(newRecordingDriver(), withMaxBatchEvents(2))
 	for _, n := range []int{0, 3} {
 		_, err := p.PublishBatch(context.Background(), make([]Event, n))
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("batch of %d: err = %v, want ErrInvalid", n, err)
 		}
+	}
+}
+
+// TestPublishBatchDefaultLimit: without withMaxBatchEvents a batch may carry
+// DefaultMaxBatchEvents events, the SendBatch bound of broadcast.proto.
+func TestPublishBatchDefaultLimit(t *testing.T) {
+	if DefaultMaxBatchEvents != 100 {
+		t.Fatalf("DefaultMaxBatchEvents = %d, want 100 (SendBatchRequest carries up to 100 events)", DefaultMaxBatchEvents)
+	}
+	p := NewPublisher(newRecordingDriver())
+	full := make([]Event, DefaultMaxBatchEvents)
+	for i := range full {
+		full[i] = validEvent()
+		full[i].ID = fmt.Sprint("e", i)
+	}
+	results, err := p.PublishBatch(context.Background(), full)
+	if err != nil {
+		t.Fatalf("batch of %d: %v", len(full), err)
+	}
+	for i, r := range results {
+		if r.Err != nil {
+			t.Fatalf("event %d: %v", i, r.Err)
+		}
+	}
+	if _, err := p.PublishBatch(context.Background(), append(full, validEvent())); !errors.Is(err, ErrInvalid) {
+		t.Errorf("batch of %d: err = %v, want ErrInvalid", len(full)+1, err)
 	}
 }
 
@@ -342,7 +368,7 @@ func TestObserverSeesEveryEvent(t *testing.T) {
 	d := newRecordingDriver()
 	store, _ := NewMemoryStore(MemoryStoreConfig{})
 	obs := &countingObserver{}
-	p := NewPublisher(d, WithIdempotencyStore(store), WithObserver(obs))
+	p := NewPublisher(d, WithIdempotencyStore(store), withObserver(obs))
 	ctx := context.Background()
 	for range 2 { // the second is a duplicate, which is not an error
 		if _, err := p.Publish(ctx, validEvent()); err != nil {

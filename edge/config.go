@@ -85,9 +85,9 @@ type Config struct {
 	DrainRate int
 	// HandshakeTimeout bounds the HTTP upgrade. Default 10 s.
 	HandshakeTimeout time.Duration
-	// ConnectionsPerIPPerSecond, when > 0, is the built-in per-IP limit on new sockets
-	// (a token bucket with one second of burst), used when no ConnectionLimiter option
-	// is given. Refused sockets get 4100. Default 0 = no limit.
+	// ConnectionsPerIPPerSecond, when > 0, limits new sockets per client address (a
+	// token bucket with one second of burst). Refused sockets get 4100. Default 0 = no
+	// limit.
 	ConnectionsPerIPPerSecond int
 	// MaxConnectionsPerIP bounds the open sockets of one client address (an
 	// IPv6 client counts with its /64), so that one address cannot take the

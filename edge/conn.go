@@ -14,6 +14,7 @@ import (
 
 	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
 // conn is one client socket. Fields after the hub comment are guarded by Server.mu;
@@ -43,7 +44,7 @@ type conn struct {
 	authorized      atomic.Bool // signed in or joined a private/presence channel
 	deadlineCleared atomic.Bool
 	closeCode       atomic.Int32
-	events          bucket
+	events          ratelimit.Bucket // Limits.ClientEventsPerSecond, one second of burst; set up in acceptWS
 
 	// outbound frames not yet handed to the event loop, guarded by pmu
 	fl            *flusher
@@ -407,13 +408,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client events are not permitted on channel " + name + " (the subscription grants subscribe only)")
 		return
 	}
-	var allowed bool
-	if l := s.opts.clientEvents; l != nil {
-		allowed = l.AllowClientEvent(c.id, uid)
-	} else {
-		allowed = c.events.allow(s.opts.now().UnixNano(), s.cfg.Limits.ClientEventsPerSecond)
-	}
-	if !allowed {
+	if !s.allowClientEvent(c, uid) {
 		s.st.clientEventsLimited.Add(1)
 		reject("Client event rejected due to rate limit")
 		return
@@ -437,4 +432,13 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		w.Notify(h)
 		s.emitWebhook(h)
 	}
+}
+
+// allowClientEvent asks the clientEventLimiter hook (tests), or else the
+// connection's own bucket (Limits.ClientEventsPerSecond).
+func (s *Server) allowClientEvent(c *conn, uid string) bool {
+	if l := s.opts.clientEvents; l != nil {
+		return l.AllowClientEvent(c.id, uid)
+	}
+	return c.events.Allow(s.opts.now())
 }

@@ -71,9 +71,8 @@
 //     bytes are dropped unread until it is closed CloseGrace later, so an
 //     unauthenticated client holds at most about the largest route limit plus
 //     the head limit in memory. Counted in Stats.HTTPRequestsRefused.
-//   - Hooks (ClientEventLimiter, ConnectionLimiter, SubscriptionLimiter, WebhookSink,
-//     Metrics) are small interfaces; nil means the built-in default, so the package
-//     works standalone.
+//   - Hooks (WebhookSink, Metrics) are small interfaces; nil means the built-in
+//     default, so the package works standalone.
 //   - Lifecycle and message events go to watchers (Watch, WatchMessages) through a
 //     lifecycle.Hub: a watcher that falls behind is cut off with ErrWatcherLagged
 //     (= lifecycle.ErrLagged) and never slows the edge; Shutdown ends them with

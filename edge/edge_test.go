@@ -438,7 +438,7 @@ func (denyAll) AllowConnection(string) bool          { return false }
 func TestHooks(t *testing.T) {
 	cfg := testConfig()
 	cfg.ClientEventsEnabled = true
-	s := startServer(t, cfg, WithClientEventLimiter(denyAll{}), WithConnectionLimiter(denyAll{}))
+	s := startServer(t, cfg, withClientEventLimiter(denyAll{}), withConnectionLimiter(denyAll{}))
 	c := dialRaw(t, s, "/app/"+testKey+"?protocol=7", nil, nil)
 	close(c.noRead)
 	if m := c.expect(protocol.EventError, ""); m.errCode() != protocol.CodeOverCapacity {

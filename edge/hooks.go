@@ -6,29 +6,23 @@ import (
 
 	"github.com/milequest/pushercm/edge/httpapi"
 	"github.com/milequest/pushercm/protocol"
+	"github.com/milequest/pushercm/ratelimit"
 )
 
-// ClientEventLimiter decides whether a connection may send one more client event.
+// clientEventLimiter decides whether a connection may send one more client event.
 // Rejected events get pusher:error 4301 and the socket stays open. Implementations must
 // be safe for concurrent use and must not block.
-type ClientEventLimiter interface {
+type clientEventLimiter interface {
 	AllowClientEvent(socketID, userID string) bool
 }
 
-// ConnectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
+// connectionLimiter decides whether a new WebSocket from remoteIP is accepted (e.g. new
 // connections per IP per second). remoteIP is the client's address key
 // (clientip.Client.Key: behind trusted proxies the forwarded address, IPv6 by its
 // /64). Refused sockets get 4100 (retry after back-off) and are counted as
 // RATE_LIMITED.
-type ConnectionLimiter interface {
+type connectionLimiter interface {
 	AllowConnection(remoteIP string) bool
-}
-
-// SubscriptionLimiter can refuse a subscription beyond Limits.MaxSubscriptionsPerConnection,
-// e.g. per user across connections. current is the connection's subscription count
-// before this one. Refusals answer pusher:subscription_error LimitReached/4301.
-type SubscriptionLimiter interface {
-	AllowSubscription(socketID, userID, channel string, current int) bool
 }
 
 // WebhookSink receives webhook events (channel_occupied/vacated, member_added/removed,
@@ -58,29 +52,23 @@ type WriteObserver interface {
 type Option func(*options)
 
 type options struct {
-	clientEvents  ClientEventLimiter
-	connections   ConnectionLimiter
-	subscriptions SubscriptionLimiter
-	webhooks      WebhookSink
-	httpLimiter   httpapi.Limiter
-	metrics       Metrics
-	now           func() time.Time
+	clientEvents clientEventLimiter
+	connections  connectionLimiter
+	webhooks     WebhookSink
+	httpLimiter  httpapi.Limiter
+	metrics      Metrics
+	now          func() time.Time
 }
 
-// WithClientEventLimiter replaces the built-in per-connection token bucket
+// withClientEventLimiter replaces the built-in per-connection token bucket
 // (Limits.ClientEventsPerSecond) with l.
-func WithClientEventLimiter(l ClientEventLimiter) Option {
+func withClientEventLimiter(l clientEventLimiter) Option {
 	return func(o *options) { o.clientEvents = l }
 }
 
-// WithConnectionLimiter refuses new connections l does not allow. Default: none.
-func WithConnectionLimiter(l ConnectionLimiter) Option {
+// withConnectionLimiter refuses new connections l does not allow. Default: none.
+func withConnectionLimiter(l connectionLimiter) Option {
 	return func(o *options) { o.connections = l }
-}
-
-// WithSubscriptionLimiter adds a subscription check after the per-connection limit.
-func WithSubscriptionLimiter(l SubscriptionLimiter) Option {
-	return func(o *options) { o.subscriptions = l }
 }
 
 // WithHTTPLimiter limits the Pusher HTTP API: refused requests are answered 429 with
@@ -99,66 +87,42 @@ func WithMetrics(m Metrics) Option {
 	return func(o *options) { o.metrics = m }
 }
 
-// bucket is the built-in per-connection client event limiter: a token bucket holding
-// one second of events, refilled continuously.
-type bucket struct {
-	mu     sync.Mutex
-	tokens float64
-	last   int64 // unix nanos
-}
-
-func (b *bucket) allow(now int64, perSecond int) bool {
-	if perSecond < 0 {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.last == 0 {
-		b.tokens = float64(perSecond)
-	} else {
-		b.tokens += float64(now-b.last) / 1e9 * float64(perSecond)
-		if b.tokens > float64(perSecond) {
-			b.tokens = float64(perSecond)
-		}
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// ipLimiter is the built-in ConnectionLimiter: one token bucket per remote IP, dropped
-// by the sweeper once idle so memory follows the active addresses only.
+// ipLimiter is the built-in connectionLimiter: a ratelimit.Bucket per remote
+// IP with one second of burst, dropped by the sweeper once full again, so
+// memory follows the active addresses only.
 type ipLimiter struct {
 	perSecond int
 	now       func() time.Time
 	mu        sync.Mutex
-	buckets   map[string]*bucket
+	buckets   map[string]*ratelimit.Bucket
+}
+
+func newIPLimiter(perSecond int, now func() time.Time) *ipLimiter {
+	// Above one per nanosecond nothing is limited anyway, and a Bucket set
+	// past that admits everything and never reads as full, so never expires.
+	perSecond = min(perSecond, 1_000_000_000)
+	return &ipLimiter{perSecond: perSecond, now: now, buckets: make(map[string]*ratelimit.Bucket)}
 }
 
 func (l *ipLimiter) AllowConnection(ip string) bool {
 	l.mu.Lock()
 	b := l.buckets[ip]
 	if b == nil {
-		b = &bucket{}
+		b = new(ratelimit.Bucket)
+		b.Init(float64(l.perSecond), l.perSecond)
 		l.buckets[ip] = b
 	}
 	l.mu.Unlock()
-	return b.allow(l.now().UnixNano(), l.perSecond)
+	return b.Allow(l.now())
 }
 
-// expire forgets buckets untouched for longer than idle (they would be full again).
-func (l *ipLimiter) expire(now time.Time, idle time.Duration) {
-	cut := now.Add(-idle).UnixNano()
+// expire forgets the addresses whose buckets are full again at now: a new
+// bucket would be the same.
+func (l *ipLimiter) expire(now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for ip, b := range l.buckets {
-		b.mu.Lock()
-		last := b.last
-		b.mu.Unlock()
-		if last < cut {
+		if b.Tokens(now) >= l.perSecond {
 			delete(l.buckets, ip)
 		}
 	}

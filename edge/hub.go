@@ -94,10 +94,6 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		s.mu.Unlock()
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
-	if l := s.opts.subscriptions; l != nil && !l.AllowSubscription(c.id, c.userID, ch.Name, len(c.subs)) {
-		s.mu.Unlock()
-		return &subError{ErrLimit, protocol.SubErrLimitReached, "Subscription rate limit reached", protocol.CodeClientEventRejected}
-	}
 	newUser := false
 	if member != nil {
 		var known bool

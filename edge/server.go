@@ -105,7 +105,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		o(&s.opts)
 	}
 	if s.opts.connections == nil && s.cfg.ConnectionsPerIPPerSecond > 0 {
-		s.ipLimit = &ipLimiter{perSecond: s.cfg.ConnectionsPerIPPerSecond, now: s.opts.now, buckets: make(map[string]*bucket)}
+		s.ipLimit = newIPLimiter(s.cfg.ConnectionsPerIPPerSecond, s.opts.now)
 		s.opts.connections = s.ipLimit
 	}
 	if wo, ok := s.opts.metrics.(WriteObserver); ok {
@@ -524,6 +524,9 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 		connectedAt: now.UnixNano(),
 		fl:          s.flushers[s.nextFl.Add(1)%uint64(len(s.flushers))],
 	}
+	if s.opts.clientEvents == nil {
+		c.events.Init(float64(s.cfg.Limits.ClientEventsPerSecond), s.cfg.Limits.ClientEventsPerSecond)
+	}
 	if nbc, ok := eventLoopConn(c.nc); ok {
 		if rc, err := nbc.SyscallConn(); err == nil && rc.Control(func(fd uintptr) { c.fd = int(fd) }) == nil {
 			c.nbc = nbc
@@ -652,7 +655,7 @@ func (s *Server) sweep() {
 		expired := s.cache.expiredFront(now)
 		s.mu.RUnlock()
 		if s.ipLimit != nil {
-			s.ipLimit.expire(now, 2*time.Second)
+			s.ipLimit.expire(now)
 		}
 		if expired {
 			s.mu.Lock()

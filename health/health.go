@@ -138,9 +138,6 @@ func (s *Server) Shutdown() {
 // before the gRPC server's graceful stop waits for them.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
-// ShuttingDown reports whether Shutdown was called.
-func (s *Server) ShuttingDown() bool { return s.shutdown.Load() }
-
 // Liveness answers /healthz: 200 while the process can serve HTTP at all.
 func (s *Server) Liveness() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

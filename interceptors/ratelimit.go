@@ -41,11 +41,11 @@ const anonymousPrincipal = "anonymous"
 // RateLimitOption configures the rate-limit interceptors.
 type RateLimitOption func(*rateLimiter)
 
-// WithRateLimitPrincipal tells the interceptor who the caller is. Default:
-// the subject of the principal the auth interceptor put in the context
-// (authz.FromContext). When it returns "", calls are limited as one
+// withRateLimitPrincipal tells the interceptor who the caller is (tests).
+// Default: the subject of the principal the auth interceptor put in the
+// context (authz.FromContext). When it returns "", calls are limited as one
 // "anonymous" principal.
-func WithRateLimitPrincipal(f func(ctx context.Context) string) RateLimitOption {
+func withRateLimitPrincipal(f func(ctx context.Context) string) RateLimitOption {
 	return func(r *rateLimiter) { r.principal = f }
 }
 
@@ -61,11 +61,6 @@ func WithRateLimitKeys(f func(ctx context.Context, fullMethod string, req any) [
 // key) and store failures (WARN). Default slog.Default().
 func WithRateLimitLogger(l *slog.Logger) RateLimitOption {
 	return func(r *rateLimiter) { r.log = l }
-}
-
-// WithRateLimitSkip exempts more methods. Health and reflection are always exempt.
-func WithRateLimitSkip(f func(fullMethod string) bool) RateLimitOption {
-	return func(r *rateLimiter) { r.skip = f }
 }
 
 // BroadcastUserIDs is a keys function for WithRateLimitKeys: the user_id of
@@ -93,7 +88,7 @@ func BroadcastUserIDs(_ context.Context, _ string, req any) []string {
 
 // MethodCounts counts rate-limit outcomes per gRPC method: the label set is
 // bounded by the service's methods. Share one between the unary and stream
-// interceptors with WithRateLimitMethodCounts and read it with Snapshot.
+// interceptors with withRateLimitMethodCounts and read it with Snapshot.
 type MethodCounts struct {
 	m sync.Map // full method -> *methodCount
 }
@@ -130,10 +125,10 @@ func (mc *MethodCounts) Snapshot() []MethodCount {
 	return out
 }
 
-// WithRateLimitMethodCounts counts every checked call's outcome per method
+// withRateLimitMethodCounts counts every checked call's outcome per method
 // (a refusal counts as limited; in dry-run, calls pass and count as allowed
 // here, while the limiters' own counters record the would-be refusals).
-func WithRateLimitMethodCounts(mc *MethodCounts) RateLimitOption {
+func withRateLimitMethodCounts(mc *MethodCounts) RateLimitOption {
 	return func(r *rateLimiter) { r.counts = mc }
 }
 
@@ -143,7 +138,6 @@ type rateLimiter struct {
 	principal func(context.Context) string
 	keys      func(ctx context.Context, fullMethod string, req any) []string
 	log       *slog.Logger
-	skip      func(string) bool
 }
 
 func newRateLimiter(set *ratelimit.Set, opts []RateLimitOption) *rateLimiter {
@@ -224,7 +218,7 @@ func subjectOf(ctx context.Context) string {
 }
 
 func (r *rateLimiter) exempt(fullMethod string) bool {
-	return Public(fullMethod) || (r.skip != nil && r.skip(fullMethod))
+	return Public(fullMethod)
 }
 
 // check runs every applicable limiter at one instant and returns the headers

@@ -63,12 +63,6 @@ type Channel struct {
 // IsPresence reports whether the channel tracks members.
 func (c Channel) IsPresence() bool { return c.Kind == KindPresence }
 
-// ClientEventsAllowed reports whether Pusher accepts client events on this channel:
-// private and presence only (encrypted channels are excluded, pusher-js refuses them too).
-func (c Channel) ClientEventsAllowed() bool {
-	return c.Kind == KindPrivate || c.Kind == KindPresence
-}
-
 // prefixes lists name prefixes, longest first, so that private-encrypted-cache- wins over
 // private-encrypted- and private-.
 var prefixes = []struct {

@@ -28,7 +28,6 @@
 //     bounded by the keys active within one expiry horizon (the window, or
 //     the bucket's refill time), plus at most one sweep interval; a sweep
 //     rebuilds a shard's table to its live size, so memory also shrinks.
-//     WithMaxKeys adds a hard cap at the cost of exactness for evicted keys.
 //   - The in-memory check does not allocate. The package starts no
 //     goroutines; MemoryStore.Run and Set.Run are for the owner to start.
 //   - Counters are kept per limiter name only, so their cardinality does not

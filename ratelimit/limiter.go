@@ -161,19 +161,13 @@ type Option func(*options)
 
 type options struct {
 	clock Clock
-	store func(name string) Store
 }
 
 // WithClock sets the time source (default SystemClock).
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
-// WithStore sets how each named limiter gets its Store (default: a fresh
-// MemoryStore per limiter). A shared store must keep the names apart, e.g. by
-// prefixing keys with the name.
-func WithStore(f func(name string) Store) Option { return func(o *options) { o.store = f } }
-
 func buildOptions(opts []Option) options {
-	o := options{clock: SystemClock{}, store: func(string) Store { return NewMemoryStore() }}
+	o := options{clock: SystemClock{}}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -187,7 +181,7 @@ func NewLimiter(name string, p Policy, opts ...Option) (*Limiter, error) {
 		return nil, fmt.Errorf("limiter %q: %w", name, err)
 	}
 	o := buildOptions(opts)
-	l := &Limiter{name: name, store: o.store(name), clock: o.clock, def: def, overrides: ov, seed: maphash.MakeSeed()}
+	l := &Limiter{name: name, store: NewMemoryStore(), clock: o.clock, def: def, overrides: ov, seed: maphash.MakeSeed()}
 	if l.mem, _ = l.store.(*MemoryStore); l.mem != nil {
 		l.shardCounts = make([]shardCount, len(l.mem.shards))
 	}

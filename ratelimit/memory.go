@@ -159,14 +159,14 @@ func WithSweepInterval(d time.Duration) MemoryOption {
 	return func(s *MemoryStore) { s.sweepEvery = max(int64(d), 1) }
 }
 
-// WithMaxKeys caps live keys (approximately: the cap is split evenly across
+// withMaxKeys caps live keys (approximately: the cap is split evenly across
 // shards). Zero, the default, means no cap: memory is then bounded by the
 // number of distinct keys seen within one expiry horizon (the window, or the
 // time the bucket needs to refill). When a full shard must admit a new key
 // and nothing has expired, the key closest to expiry among a few sampled is
 // forgotten, which lets that key start fresh: a cap trades exactness for a
 // hard memory bound.
-func WithMaxKeys(n int) MemoryOption {
+func withMaxKeys(n int) MemoryOption {
 	return func(s *MemoryStore) { s.maxPerShrd = n }
 }
 

@@ -237,7 +237,7 @@ func heapInUse() uint64 {
 }
 
 func TestMaxKeysCap(t *testing.T) {
-	s := NewMemoryStore(WithShards(4), WithMaxKeys(400))
+	s := NewMemoryStore(WithShards(4), withMaxKeys(400))
 	r := mustRule(t, DefaultLimits())
 	for i := range 10_000 {
 		take(t, s, "k"+strconv.Itoa(i), 1, t0, r)

@@ -18,9 +18,6 @@ import (
 	"github.com/milequest/pushercm/interceptors"
 )
 
-// DefaultMaxBatchEvents is the most events one SendBatch may carry.
-const DefaultMaxBatchEvents = 100
-
 // Publisher is what BroadcastService needs from delivery; *delivery.Publisher
 // implements it.
 type Publisher interface {
@@ -36,8 +33,6 @@ type Broadcast struct {
 	pushercmv1.UnimplementedBroadcastServiceServer
 
 	Publisher Publisher
-	// MaxBatchEvents bounds SendBatch; zero means DefaultMaxBatchEvents.
-	MaxBatchEvents int
 	// Log receives internal causes of failed batch items, which (unlike
 	// whole-call errors) never pass through the error interceptor's log.
 	// Nil means slog.Default().
@@ -82,10 +77,7 @@ func (b *Broadcast) SendEvent(ctx context.Context, req *pushercmv1.SendEventRequ
 // request order. Only whole-request problems fail the call.
 func (b *Broadcast) SendBatch(ctx context.Context, req *pushercmv1.SendBatchRequest) (*pushercmv1.SendBatchResponse, error) {
 	n := len(req.GetEvents())
-	limit := b.MaxBatchEvents
-	if limit <= 0 {
-		limit = DefaultMaxBatchEvents
-	}
+	const limit = delivery.DefaultMaxBatchEvents
 	switch {
 	case n == 0:
 		return nil, interceptors.InvalidField("events", "at least one event is required")

@@ -61,24 +61,21 @@ type options struct {
 // WithTracerProvider sets the tracer provider of the HTTP client spans (default global).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(o *options) { o.tp = tp } }
 
-// WithSleep replaces the backoff sleep (tests record the delays instead of waiting).
+// withSleep replaces the backoff sleep (tests record the delays instead of waiting).
 // It must return ctx.Err() when ctx ends first.
-func WithSleep(f func(ctx context.Context, d time.Duration) error) Option {
+func withSleep(f func(ctx context.Context, d time.Duration) error) Option {
 	return func(o *options) { o.sleep = f }
 }
 
-// WithBackOff replaces the retry delays: f returns a fresh policy for each
+// withBackOff replaces the retry delays: f returns a fresh policy for each
 // call's retries (tests use one without jitter).
-func WithBackOff(f func() backoff.BackOff) Option { return func(o *options) { o.backOff = f } }
+func withBackOff(f func() backoff.BackOff) Option { return func(o *options) { o.backOff = f } }
 
-// WithBreakerObserver is called on every breaker state change (for metrics and logs). It
+// withBreakerObserver is called on every breaker state change (for metrics and logs). It
 // runs under the breaker's lock: it must be quick and must not call the driver.
-func WithBreakerObserver(f func(from, to delivery.BreakerState)) Option {
+func withBreakerObserver(f func(from, to delivery.BreakerState)) Option {
 	return func(o *options) { o.onChange = f }
 }
-
-// WithRoundTripper replaces the pooled transport under otelhttp (tests).
-func WithRoundTripper(rt http.RoundTripper) Option { return func(o *options) { o.base = rt } }
 
 // New returns a driver for cfg.
 func New(cfg Config, opts ...Option) (*Driver, error) {

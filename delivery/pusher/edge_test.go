@@ -53,7 +53,7 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	d, err := New(cfg, WithSleep(e.sleeps.Sleep), WithBackOff(exactBackOff(cfg)))
+	d, err := New(cfg, withSleep(e.sleeps.Sleep), withBackOff(exactBackOff(cfg)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -338,9 +338,9 @@ func newEnv(t *testing.T, mutate func(*Config)) *env {
 		mutate(&cfg)
 	}
 	d, err := New(cfg,
-		WithSleep(e.sleeps.Sleep),
-		WithBackOff(exactBackOff(cfg)), // the upper bound of the jitter range: deterministic
-		WithBreakerObserver(func(from, to delivery.BreakerState) {
+		withSleep(e.sleeps.Sleep),
+		withBackOff(exactBackOff(cfg)), // the upper bound of the jitter range: deterministic
+		withBreakerObserver(func(from, to delivery.BreakerState) {
 			e.chMu.Lock()
 			e.changes = append(e.changes, string(from)+"->"+string(to))
 			e.chMu.Unlock()

@@ -20,7 +20,7 @@ func TestHTTPCallsAreChildSpans(t *testing.T) {
 	}()
 
 	e := newEnv(t, nil)
-	d, err := New(e.driver.cfg, WithTracerProvider(tp), WithSleep(e.sleeps.Sleep))
+	d, err := New(e.driver.cfg, WithTracerProvider(tp), withSleep(e.sleeps.Sleep))
 	if err != nil {
 		t.Fatal(err)
 	}
