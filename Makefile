@@ -7,10 +7,14 @@ LINT      := $(GO) tool -modfile=tools/go.mod golangci-lint
 BIN       := bin/pushercm
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/milequest/pushercm/app.Version=$(VERSION)
-# Benchmarks and soaks are never part of `make test`.
+# Benchmarks, fuzzing and soaks are never part of `make test` (the fuzz targets'
+# seed corpora run there as ordinary tests).
 BENCHTIME ?= 1s
+FUZZTIME ?= 10m
+FUZZPARALLEL ?= 1
+FUZZ ?= .
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fuzz fmt clean
 
 all: build
 
@@ -72,6 +76,11 @@ bench-auth:
 ## SendBatch (~2 minutes). See BENCHMARKS.md.
 bench-broadcast:
 	$(GO) run ./bench/cmd/grpcload -c 16 -flush-interval 5ms
+
+## fuzz: every fuzz target in the repo, one after another, FUZZTIME each (found by
+## tools/fuzz.sh; FUZZ=regexp picks targets). Stops at the first failing input.
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' GO=$(GO) tools/fuzz.sh
 
 clean:
 	rm -rf bin
