@@ -13,8 +13,10 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 10m
 FUZZPARALLEL ?= 1
 FUZZ ?= .
+SOAKTIME ?= 10m
+SOAKCONNS ?= 15000
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fuzz fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps bench bench-auth bench-broadcast fuzz soak fmt clean
 
 all: build
 
@@ -81,6 +83,11 @@ bench-broadcast:
 ## tools/fuzz.sh; FUZZ=regexp picks targets). Stops at the first failing input.
 fuzz:
 	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' GO=$(GO) tools/fuzz.sh
+
+## soak: SOAKCONNS WebSocket clients against a built pushercm on 127.0.0.1 with
+## fan-out and churn for SOAKTIME; fails on loss, RSS, goroutine or fd growth.
+soak: build
+	$(GO) run ./bench/cmd/soak -bin $(BIN) -duration $(SOAKTIME) -conns $(SOAKCONNS)
 
 clean:
 	rm -rf bin
