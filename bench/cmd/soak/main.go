@@ -593,48 +593,13 @@ func report(c config, base sample, samples []sample, mins []minute, recs []recor
 		} else {
 			leftEarly++
 		}
-		starts, ends := pl.start[r.Ch], pl.end[r.Ch]
-		lo, hi := int64(0), int64(0) // the sequence numbers this client had to get: lo..hi
-		for i := range starts {
-			seq := int64(i + 1)
-			if starts[i] <= r.Sub || ends[i] == 0 {
-				continue
-			}
-			if r.Leave != 0 && ends[i] >= r.Leave {
-				continue
-			}
-			if r.Dropped && ends[i] >= r.End {
-				continue
-			}
-			if lo == 0 {
-				lo = seq
-			}
-			hi = seq
-		}
+		lo, hi, miss := missing(r, pl.start[r.Ch], pl.end[r.Ch])
 		if r.Dropped {
 			dropped++
 		}
 		disorder += r.Disorder
-		if lo == 0 {
-			continue
-		}
-		expected += hi - lo + 1
-		var miss int64
-		switch {
-		case r.N == 0:
-			miss = hi - lo + 1
-		default:
-			// Received First..Last with no gap (checked by count) and in order.
-			gaps := (r.Last - r.First + 1) - (r.N - r.Disorder)
-			if gaps > 0 {
-				miss += gaps
-			}
-			if r.First > lo {
-				miss += min(r.First, hi+1) - lo
-			}
-			if r.Last < hi {
-				miss += hi - max(r.Last, lo-1)
-			}
+		if lo > 0 {
+			expected += hi - lo + 1
 		}
 		if miss > 0 {
 			lost += miss
@@ -723,6 +688,40 @@ func report(c config, base sample, samples []sample, mins []minute, recs []recor
 		fail("the server did not return to its figures before the clients came")
 	}
 	return ok
+}
+
+// missing returns the sequence numbers lo..hi a client had to receive (lo = 0 when
+// none) and how many it did not: events whose publish started after its subscription
+// succeeded and ended before it left, was closed or (for clients that stayed) before the
+// run ended. starts and ends are the channel's publish times, indexed by sequence - 1.
+func missing(r record, starts, ends []int64) (lo, hi, miss int64) {
+	for i := range starts {
+		seq := int64(i + 1)
+		if starts[i] <= r.Sub || ends[i] == 0 ||
+			r.Leave != 0 && ends[i] >= r.Leave || r.Dropped && ends[i] >= r.End {
+			continue
+		}
+		if lo == 0 {
+			lo = seq
+		}
+		hi = seq
+	}
+	if lo == 0 {
+		return 0, 0, 0
+	}
+	if r.N == 0 {
+		return lo, hi, hi - lo + 1
+	}
+	// Received First..Last in order with no gap (checked by count); a gap is loss
+	// wherever it falls, and so is any of lo..hi outside First..Last.
+	miss = max((r.Last-r.First+1)-(r.N-r.Disorder), 0)
+	if r.First > lo {
+		miss += min(r.First, hi+1) - lo
+	}
+	if r.Last < hi {
+		miss += hi - max(r.Last, lo-1)
+	}
+	return lo, hi, miss
 }
 
 func at(start time.Time, ns int64) string {
