@@ -14,13 +14,19 @@ BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 LDFLAGS   := -s -w -X github.com/milequest/pushercm/app.Version=$(VERSION) \
 	-X github.com/milequest/pushercm/app.Commit=$(COMMIT) \
 	-X github.com/milequest/pushercm/app.BuildDate=$(BUILD_DATE)
-# Benchmarks and soaks are never part of `make test`.
+# Benchmarks, fuzzing and soaks are never part of `make test` (the fuzz targets'
+# seed corpora run there as ordinary tests).
 BENCHTIME ?= 1s
+FUZZTIME ?= 10m
+FUZZPARALLEL ?= 1
+FUZZ ?= .
+SOAKTIME ?= 10m
+SOAKCONNS ?= 15000
 # Modules nested in this repository: `./...` stops at them, so vet and unit
 # run each one in its own directory (tools/ holds only pinned tools).
 NESTED    := gen client examples
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-capacity fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-capacity fuzz soak fmt clean
 
 all: build
 
@@ -143,6 +149,16 @@ bench-peers:
 ## limit is per process), then 100 events/s per process (~1.5 minutes).
 bench-capacity:
 	$(GO) run ./bench/cmd/peerload -capacity
+
+## fuzz: every fuzz target in the repo, one after another, FUZZTIME each (found by
+## tools/fuzz.sh; FUZZ=regexp picks targets). Stops at the first failing input.
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZPARALLEL=$(FUZZPARALLEL) FUZZ='$(FUZZ)' GO=$(GO) tools/fuzz.sh
+
+## soak: SOAKCONNS WebSocket clients against a built pushercm on 127.0.0.1 with
+## fan-out and churn for SOAKTIME; fails on loss, RSS, goroutine or fd growth.
+soak: build
+	$(GO) run ./bench/cmd/soak -bin $(BIN) -duration $(SOAKTIME) -conns $(SOAKCONNS)
 
 clean:
 	rm -rf bin

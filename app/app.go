@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -267,8 +266,8 @@ func newAuthz(cfg *config.Config, log *slog.Logger) (*authz.Verifier, *authz.Rul
 	}
 	var masterKey []byte
 	if cfg.Pusher.EncryptionMasterKeyBase64 != "" {
-		masterKey, err = base64.StdEncoding.DecodeString(cfg.Pusher.EncryptionMasterKeyBase64)
-		if err != nil || len(masterKey) != 32 {
+		masterKey, err = protocol.DecodeMasterKey(cfg.Pusher.EncryptionMasterKeyBase64)
+		if err != nil {
 			_ = verifier.Close()
 			return nil, nil, nil, errors.New("PUSHER_ENCRYPTION_MASTER_KEY_BASE64: must be base64 of 32 bytes")
 		}

@@ -59,20 +59,22 @@ func TestDecodeMessage(t *testing.T) {
 	}
 }
 
+// presenceDataCases also seed FuzzParsePresenceData.
+var presenceDataCases = []struct {
+	name, in, id, info string
+	wantErr            error
+}{
+	{"number id", `{"user_id":10,"user_info":{"name":"A"}}`, "10", `{"name":"A"}`, nil},
+	{"string id", `{"user_id":"u1"}`, "u1", "", nil},
+	{"null info", `{"user_id":"u1","user_info":null}`, "u1", "", nil},
+	{"missing id", `{"user_info":{}}`, "", "", ErrPresenceData},
+	{"empty id", `{"user_id":""}`, "", "", ErrPresenceData},
+	{"object id", `{"user_id":{}}`, "", "", ErrPresenceData},
+	{"not json", `x`, "", "", ErrPresenceData},
+}
+
 func TestParsePresenceData(t *testing.T) {
-	tests := []struct {
-		name, in, id, info string
-		wantErr            error
-	}{
-		{"number id", `{"user_id":10,"user_info":{"name":"A"}}`, "10", `{"name":"A"}`, nil},
-		{"string id", `{"user_id":"u1"}`, "u1", "", nil},
-		{"null info", `{"user_id":"u1","user_info":null}`, "u1", "", nil},
-		{"missing id", `{"user_info":{}}`, "", "", ErrPresenceData},
-		{"empty id", `{"user_id":""}`, "", "", ErrPresenceData},
-		{"object id", `{"user_id":{}}`, "", "", ErrPresenceData},
-		{"not json", `x`, "", "", ErrPresenceData},
-	}
-	for _, tc := range tests {
+	for _, tc := range presenceDataCases {
 		t.Run(tc.name, func(t *testing.T) {
 			pd, err := ParsePresenceData(tc.in)
 			if tc.wantErr != nil {
@@ -126,19 +128,21 @@ func TestEncodeFrames(t *testing.T) {
 	}
 }
 
+// watchlistCases also seed FuzzParseUserData and FuzzParseWatchlist.
+var watchlistCases = []struct {
+	name, in string
+	want     []string
+	wantErr  bool
+}{
+	{"absent", `{"id":"1"}`, []string{}, false},
+	{"strings", `{"id":"1","watchlist":["a","b","a"]}`, []string{"a", "b"}, false},
+	{"numbers", `{"id":"1","watchlist":[2,3]}`, []string{"2", "3"}, false},
+	{"mixed", `{"id":"1","watchlist":["x",4]}`, []string{"x", "4"}, false},
+	{"object", `{"id":"1","watchlist":[{}]}`, nil, true},
+}
+
 func TestParseWatchlist(t *testing.T) {
-	tests := []struct {
-		name, in string
-		want     []string
-		wantErr  bool
-	}{
-		{"absent", `{"id":"1"}`, []string{}, false},
-		{"strings", `{"id":"1","watchlist":["a","b","a"]}`, []string{"a", "b"}, false},
-		{"numbers", `{"id":"1","watchlist":[2,3]}`, []string{"2", "3"}, false},
-		{"mixed", `{"id":"1","watchlist":["x",4]}`, []string{"x", "4"}, false},
-		{"object", `{"id":"1","watchlist":[{}]}`, nil, true},
-	}
-	for _, tc := range tests {
+	for _, tc := range watchlistCases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseWatchlist(tc.in)
 			if tc.wantErr != (err != nil) {

@@ -22,6 +22,9 @@ type Target struct {
 	// Addr is host:port of the realtime listener.
 	Addr               string
 	AppID, Key, Secret string
+	// LocalIP, when set, is the source address of client sockets (any 127.x.y.z
+	// works on Linux loopback), to spread many clients over several addresses.
+	LocalIP string
 }
 
 // Client is one raw Pusher protocol connection.
@@ -35,6 +38,10 @@ type Client struct {
 // Dial connects and reads pusher:connection_established.
 func Dial(ctx context.Context, t Target) (*Client, error) {
 	d := ws.Dialer{Timeout: 30 * time.Second}
+	if t.LocalIP != "" {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(t.LocalIP)}}
+		d.NetDial = nd.DialContext
+	}
 	conn, br, _, err := d.Dial(ctx, "ws://"+t.Addr+"/app/"+t.Key+"?protocol=7&client=edgeload&version=1")
 	if err != nil {
 		return nil, err
@@ -119,6 +126,45 @@ func (c *Client) Subscribe(channel string) error {
 		}
 	}
 }
+
+// Unsubscribe sends pusher:unsubscribe (Pusher sends no answer).
+func (c *Client) Unsubscribe(channel string) error {
+	return c.write(ws.OpText, []byte(`{"event":"pusher:unsubscribe","data":{"channel":`+strconv.Quote(channel)+`}}`))
+}
+
+// ErrServerClosed is returned by Next when the server sent a close frame.
+var ErrServerClosed = errors.New("server closed the connection")
+
+// Next returns the payload of the next text frame other than pusher:ping (valid
+// until the next read), answering pings on the way, for clients read by their own
+// goroutine rather than by a Receiver.
+func (c *Client) Next() ([]byte, error) {
+	for {
+		op, p, err := c.read()
+		if err != nil {
+			return nil, err
+		}
+		switch op {
+		case ws.OpText:
+			if bytes.HasPrefix(p, []byte(`{"event":"pusher:ping"`)) {
+				if err := c.write(ws.OpText, []byte(`{"event":"pusher:pong","data":{}}`)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return p, nil
+		case ws.OpPing:
+			if err := c.write(ws.OpPong, p); err != nil {
+				return nil, err
+			}
+		case ws.OpClose:
+			return nil, fmt.Errorf("%w: %x", ErrServerClosed, p)
+		}
+	}
+}
+
+// SetReadDeadline bounds the next reads.
+func (c *Client) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
 
 // Close closes the socket.
 func (c *Client) Close() error { return c.conn.Close() }

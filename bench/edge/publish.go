@@ -25,6 +25,9 @@ func NewPublisher(t Target) *Publisher {
 	return &Publisher{t: t, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
+// Close drops the publisher's idle keep-alive connections.
+func (p *Publisher) Close() { p.http.CloseIdleConnections() }
+
 // Event is one event of a batch.
 type Event struct{ Channel, Name, Data string }
 

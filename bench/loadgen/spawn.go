@@ -12,13 +12,13 @@ import (
 
 // Server is a pushercm process started by Spawn.
 type Server struct {
-	GRPCAddr, HTTPAddr string
-	PID                int
-	cmd                *exec.Cmd
-	dir                string
+	GRPCAddr, HTTPAddr, OpsAddr string
+	PID                         int
+	cmd                         *exec.Cmd
+	dir                         string
 }
 
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)`)
+var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)(?: ops=(\S+))?`)
 
 // Spawn builds pushercm and runs `serve --dev` on free loopback ports with
 // the YAML configuration config, logging at INFO so that nothing is logged
@@ -34,6 +34,19 @@ func Spawn(config string) *Server {
 	if err := build.Run(); err != nil {
 		log.Fatalf("building pushercm: %v", err)
 	}
+	return start(dir, bin, config)
+}
+
+// SpawnBinary is Spawn with an already built pushercm binary.
+func SpawnBinary(bin, config string) *Server {
+	dir, err := os.MkdirTemp("", "pushercm-load-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	return start(dir, bin, config)
+}
+
+func start(dir, bin, config string) *Server {
 	conf := filepath.Join(dir, "pushercm.yaml")
 	if err := os.WriteFile(conf, []byte(config), 0o600); err != nil {
 		log.Fatal(err)
@@ -64,7 +77,7 @@ func Spawn(config string) *Server {
 	s := &Server{PID: cmd.Process.Pid, cmd: cmd, dir: dir}
 	select {
 	case m := <-found:
-		s.GRPCAddr, s.HTTPAddr = m[1], m[2]
+		s.GRPCAddr, s.HTTPAddr, s.OpsAddr = m[1], m[2], m[3]
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		log.Fatal("pushercm did not start within 60s")

@@ -1,11 +1,12 @@
 package pusher
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/milequest/pushercm/protocol"
 )
 
 // Config configures the pusher driver. Zero values take the documented defaults; the
@@ -154,8 +155,7 @@ func (c Config) Validate() error {
 		bad("host must be host or host:port without scheme or path, got %q", c.Host)
 	}
 	if c.EncryptionMasterKeyBase64 != "" {
-		k, err := base64.StdEncoding.DecodeString(c.EncryptionMasterKeyBase64)
-		if err != nil || len(k) != 32 {
+		if _, err := protocol.DecodeMasterKey(c.EncryptionMasterKeyBase64); err != nil {
 			bad("encryptionMasterKeyBase64 must be 32 bytes in base64")
 		}
 	}
