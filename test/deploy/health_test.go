@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os/exec"
 	"regexp"
@@ -48,13 +49,21 @@ func TestUnreadyServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, _, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
+	conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The socket holds its slot once the server said connection_established.
+	// That frame may have come with the upgrade answer, into Dial's buffer.
+	var rw io.ReadWriter = conn
+	if br != nil {
+		rw = struct {
+			io.Reader
+			io.Writer
+		}{io.MultiReader(br, conn), conn}
+	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if msg, err := wsutil.ReadServerText(conn); err != nil || !strings.Contains(string(msg), "pusher:connection_established") {
+	if msg, err := wsutil.ReadServerText(rw); err != nil || !strings.Contains(string(msg), "pusher:connection_established") {
 		t.Fatalf("first frame %q, %v; want pusher:connection_established", msg, err)
 	}
 	check(http.StatusServiceUnavailable, "2", 1)
