@@ -38,7 +38,7 @@ run: build
 	./$(BIN) serve --dev
 
 ## test: everything CI runs (the README's test command).
-test: vet buflint checkgenerate js-deps browser-deps promtool unit chart
+test: vet lint checkgenerate js-deps browser-deps promtool unit chart
 
 vet:
 	$(GO) vet ./...
@@ -91,7 +91,8 @@ checkgenerate:
 		git status --porcelain -- gen; git diff --stat -- gen; exit 1; \
 	fi
 
-## lint: golangci-lint and buf lint.
+## lint: golangci-lint (with depguard holding the import rules of DESIGN.md §4) and
+## buf lint, on the main module and the nested ones; part of `make test`.
 lint: buflint
 	$(LINT) run ./...
 	@for m in $(NESTED); do (cd $$m && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...) || exit 1; done
