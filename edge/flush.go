@@ -159,10 +159,18 @@ func (f *flusher) closeRing() {
 	}
 }
 
+// beforeFanOut, when set (tests only), runs in the first flusher before each of
+// its fan-outs of the outbox: blocking in it keeps publishes waiting there, so
+// tests can change membership while one is pending, deterministically.
+var beforeFanOut atomic.Pointer[func()]
+
 func (f *flusher) drain(batch *[]*conn) {
 	for {
 		f.pace()
 		if s := f.fans; s != nil {
+			if hook := beforeFanOut.Load(); hook != nil {
+				(*hook)()
+			}
 			s.mu.RLock()
 			s.fanOutLocked()
 			s.mu.RUnlock()

@@ -10,39 +10,54 @@ import (
 	"github.com/milequest/pushercm/protocol"
 )
 
-// outboxHeld is a flush interval long enough that a publish made just after a
-// round is still in the outbox while the test changes membership.
-const outboxHeld = 300 * time.Millisecond
-
-// startHeld starts a server whose outbox holds publishes for outboxHeld, and
-// waits until its first round (which an idle flusher starts at once) is past.
-func startHeld(t *testing.T) *Server {
+// holdOutbox stops the first flusher before its next fan-out of the outbox
+// until release is called (also at cleanup), so that what is published
+// meanwhile stays in the outbox: only a membership change (lockHub) fans it
+// out. It publishes tick to channel (c reads it) to wake the flusher, and
+// returns once the flusher waits.
+func holdOutbox(t *testing.T, s *Server, c *tclient, channel string) (release func()) {
 	t.Helper()
-	cfg := testConfig()
-	cfg.FlushInterval = outboxHeld
-	return startServer(t, cfg)
-}
-
-// heldPublish publishes one event right after a round has started, so that it
-// waits in the outbox for the next one. It reports whether the event was still
-// there afterwards (a slow machine may miss the window; callers then skip the
-// parts of the test that need it).
-func heldPublish(t *testing.T, s *Server, c *tclient, channel string, m Message) bool {
-	t.Helper()
-	// A publish to an idle flusher goes out at once and starts a round; the
-	// client reading it tells us the round has started.
+	gate, waiting := make(chan struct{}), make(chan struct{}, 1)
+	hook := func() {
+		select {
+		case waiting <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	beforeFanOut.Store(&hook)
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			beforeFanOut.Store(nil)
+			close(gate)
+		})
+	}
+	t.Cleanup(release)
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{channel}, Event: "tick", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
-	c.expect("tick", channel)
-	start := time.Now()
+	select {
+	case <-waiting:
+	case <-time.After(waitFor):
+		t.Fatal("the flusher did not reach its fan-out")
+	}
+	return release
+}
+
+// heldPublish publishes m while the flusher is held, and checks that it waits
+// in the outbox.
+func heldPublish(t *testing.T, s *Server, m Message) {
+	t.Helper()
 	if _, err := s.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	s.out.mu.Lock()
 	held := len(s.out.q) > 0
 	s.out.mu.Unlock()
-	return held && time.Since(start) < outboxHeld/3
+	if !held {
+		t.Fatal("the publish left the outbox while the flusher was held")
+	}
 }
 
 // TestOutboxKeepsPublishOrderAcrossChannelsAndUsers: publishes made one after
@@ -86,40 +101,50 @@ func TestOutboxKeepsPublishOrderAcrossChannelsAndUsers(t *testing.T) {
 // TestOutboxNewSubscriberGetsNoEarlierEvents: a socket that subscribes while
 // an earlier publish still waits in the outbox does not get it.
 func TestOutboxNewSubscriberGetsNoEarlierEvents(t *testing.T) {
-	s := startHeld(t)
+	s := startServer(t, testConfig())
 	a := connect(t, s)
 	a.subscribeOK("room", "")
 	b := connect(t, s)
-	if !heldPublish(t, s, a, "room", Message{Channels: []string{"room"}, Event: "before", Data: "{}"}) {
-		t.Skip("the publish left the outbox before the subscribe (machine too slow for the window)")
-	}
-	b.subscribeOK("room", "")
+	release := holdOutbox(t, s, a, "room")
+	heldPublish(t, s, Message{Channels: []string{"room"}, Event: "before", Data: "{}"})
+	// The held flusher may be the one that writes b's frames: wait for the hub
+	// to hold the subscription, then let the answer out.
+	b.subscribe("room", "", "")
+	eventually(t, "b subscribed", func() bool {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return len(s.channels["room"].subs) == 2
+	})
+	release()
+	b.expect(protocol.EventSubscriptionSucceeded, "room")
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"room"}, Event: "after", Data: "{}"}); err != nil {
 		t.Fatal(err)
 	}
+	a.expect("tick", "room")
+	a.expect("before", "room")
+	a.expect("after", "room")
 	if m := b.next(); m.Event != "after" {
 		t.Fatalf("new subscriber got %s first, want only events published after it joined", m.Event)
 	}
-	a.expect("before", "room")
-	a.expect("after", "room")
 }
 
 // TestOutboxLeavingSubscriberGetsEarlierEvents: a socket that unsubscribes
 // while a publish made before still waits in the outbox gets it, before
 // anything sent after it left.
 func TestOutboxLeavingSubscriberGetsEarlierEvents(t *testing.T) {
-	s := startHeld(t)
+	s := startServer(t, testConfig())
 	a := connect(t, s)
 	a.subscribeOK("room", "")
-	if !heldPublish(t, s, a, "room", Message{Channels: []string{"room"}, Event: "before", Data: "{}"}) {
-		t.Skip("the publish left the outbox before the unsubscribe (machine too slow for the window)")
-	}
+	release := holdOutbox(t, s, a, "room")
+	heldPublish(t, s, Message{Channels: []string{"room"}, Event: "before", Data: "{}"})
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "room"}})
 	eventually(t, "unsubscribed", func() bool {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return s.channels["room"] == nil
 	})
+	release()
+	a.expect("tick", "room")
 	a.expect("before", "room")
 }
 
