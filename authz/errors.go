@@ -104,6 +104,16 @@ func (e *DeniedError) Error() string {
 
 func (e *DeniedError) Unwrap() error { return e.Kind }
 
+// ErrorMetadata names the deciding rule, and the channel, for transports
+// (errcode.Described).
+func (e *DeniedError) ErrorMetadata() map[string]string {
+	md := map[string]string{"rule": e.Rule}
+	if e.Channel != "" {
+		md["channel"] = e.Channel
+	}
+	return md
+}
+
 // ArgumentError names the request field that is wrong, for
 // google.rpc.BadRequest field violations. errors.Is(err, ErrInvalidArgument)
 // holds.
@@ -114,5 +124,10 @@ type ArgumentError struct {
 
 func (e *ArgumentError) Error() string { return "invalid " + e.Field + ": " + e.Reason }
 func (e *ArgumentError) Unwrap() error { return ErrInvalidArgument }
+
+// FieldViolations names the field for transports (errcode.Fielded).
+func (e *ArgumentError) FieldViolations() []errcode.Violation {
+	return []errcode.Violation{{Field: e.Field, Description: e.Reason}}
+}
 
 func argErr(field, reason string) error { return &ArgumentError{Field: field, Reason: reason} }

@@ -57,6 +57,9 @@ func (e *UpstreamRateLimit) Error() string {
 	return fmt.Sprintf("%v (retry after %v)", e.Cause, e.RetryAfter)
 }
 
+// RetryDelay is the wait the upstream asked for (errcode.Delayed).
+func (e *UpstreamRateLimit) RetryDelay() time.Duration { return e.RetryAfter }
+
 // Unwrap returns ErrRateLimited and the cause.
 func (e *UpstreamRateLimit) Unwrap() []error { return []error{ErrRateLimited, e.Cause} }
 
@@ -85,6 +88,15 @@ func (e *ValidationError) Error() string {
 		b.WriteString(v.Description)
 	}
 	return b.String()
+}
+
+// FieldViolations lists the violations for transports (errcode.Fielded).
+func (e *ValidationError) FieldViolations() []errcode.Violation {
+	out := make([]errcode.Violation, len(e.Violations))
+	for i, v := range e.Violations {
+		out[i] = errcode.Violation(v)
+	}
+	return out
 }
 
 // Unwrap makes errors.Is(err, ErrInvalid) true for validation errors, and gives

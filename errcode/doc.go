@@ -14,6 +14,10 @@
 //     sentinel a domain package wrapped first decides the code;
 //   - an *Error with Public set is one whose chain may hold internal causes:
 //     transports send Public, never Error(), to the client;
+//   - details travel the same way: an error that names fields (Fielded), asks
+//     for a retry delay (Delayed) or adds ErrorInfo metadata (Described)
+//     implements the interface, and transports read it without importing
+//     the error's package;
 //   - sentinels keep their identity: errors.Is(err, edge.ErrNotFound) still
 //     tells edge.ErrNotFound from delivery.ErrNotFound, though both carry
 //     NotFound.

@@ -41,3 +41,27 @@ func TestOf(t *testing.T) {
 		t.Fatal("sentinels must keep their identity")
 	}
 }
+
+type fielded struct{ field string }
+
+func (f fielded) Error() string                        { return "bad " + f.field }
+func (f fielded) FieldViolations() []errcode.Violation { return []errcode.Violation{{Field: f.field}} }
+func (f fielded) ErrorMetadata() map[string]string {
+	return map[string]string{"field": f.field, "k": "inner"}
+}
+
+func TestDetails(t *testing.T) {
+	coded := &errcode.Error{Code: errcode.InvalidArgument, Message: "bad", Metadata: map[string]string{"k": "outer"}}
+	err := fmt.Errorf("%w: %w", coded, errors.Join(fielded{"a"}, fmt.Errorf("x: %w", fielded{"b"})))
+	v := errcode.Violations(err)
+	if len(v) != 2 || v[0].Field != "a" || v[1].Field != "b" {
+		t.Fatalf("Violations = %v, want fields a, b", v)
+	}
+	md := errcode.Metadata(err)
+	if md["k"] != "outer" || md["field"] != "a" {
+		t.Fatalf("Metadata = %v, want outer k and the first field", md)
+	}
+	if len(errcode.Violations(errors.New("plain"))) != 0 || len(errcode.Metadata(nil)) != 0 {
+		t.Fatal("no details expected")
+	}
+}

@@ -8,8 +8,8 @@
 // fields; internal causes and panic stacks are logged with the trace id and
 // never returned. A panic answers INTERNAL with ErrorInfo{reason: INTERNAL}.
 // Map reads only the errcode.Code an error carries (and its Public message,
-// Temporary flag and Metadata), in one switch: it compares codes, never
-// sentinels, so the edge stays out of the gRPC chain. Errors with no code,
+// Temporary flag and the errcode detail interfaces), in one switch: it
+// compares codes, never sentinels, and imports no domain package for them. Errors with no code,
 // and codes the switch does not list, are INTERNAL. Health and reflection need no token; every other method
 // needs a service token verified by Auth's verifier (the app gives it the
 // jwt.service trust, never the user-token keys, so a user token fails with

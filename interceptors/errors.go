@@ -14,8 +14,6 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/milequest/pushercm/authz"
-	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/telemetry"
 )
@@ -100,6 +98,11 @@ func InvalidField(field, description string) error {
 func (e *FieldError) Error() string { return e.Field + ": " + e.Description }
 func (e *FieldError) Unwrap() error { return ErrInvalidArgument }
 
+// FieldViolations names the field (errcode.Fielded).
+func (e *FieldError) FieldViolations() []errcode.Violation {
+	return []errcode.Violation{errcode.Violation(*e)}
+}
+
 // RateLimitError is a refused call with the exact retry hint; it maps to
 // RESOURCE_EXHAUSTED with RetryInfo and metadata retryAfterMs / resetTime.
 type RateLimitError struct {
@@ -145,7 +148,7 @@ func Map(err error) Mapped {
 			msg, internal = e.Public, true
 		}
 		reason := string(e.Code)
-		return Mapped{Status: withDetails(status.New(code, msg), err, e, reason), Reason: reason, Internal: internal}
+		return Mapped{Status: withDetails(status.New(code, msg), err, reason), Reason: reason, Internal: internal}
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -158,38 +161,25 @@ func Map(err error) Mapped {
 
 // internalCause answers a fixed message: err's text is for the logs only.
 func internalCause(code codes.Code, msg string, err error, reason string) Mapped {
-	e, _ := errcode.As(err)
-	return Mapped{Status: withDetails(status.New(code, msg), err, e, reason), Reason: reason, Internal: true}
+	return Mapped{Status: withDetails(status.New(code, msg), err, reason), Reason: reason, Internal: true}
 }
 
-func withDetails(st *status.Status, err error, coded *errcode.Error, reason string) *status.Status {
-	info := &errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: map[string]string{}}
+func withDetails(st *status.Status, err error, reason string) *status.Status {
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: errcode.Metadata(err)}
 	details := []protoadapt.MessageV1{}
-	if coded != nil {
-		for k, v := range coded.Metadata {
-			info.Metadata[k] = v
-		}
-	}
-
-	var denied *authz.DeniedError
-	if errors.As(err, &denied) {
-		info.Metadata["rule"] = denied.Rule
-		if denied.Channel != "" {
-			info.Metadata["channel"] = denied.Channel
-		}
-	}
-	var up *delivery.UpstreamRateLimit
-	if errors.As(err, &up) && up.RetryAfter > 0 {
-		info.Metadata["retryAfterMs"] = strconv.FormatInt(up.RetryAfter.Milliseconds(), 10)
-		info.Metadata["resetTime"] = time.Now().Add(up.RetryAfter).UTC().Format(time.RFC3339Nano)
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(up.RetryAfter)})
-	}
 	var rl *RateLimitError
-	if errors.As(err, &rl) {
+	var delayed errcode.Delayed
+	switch {
+	case errors.As(err, &rl):
 		info.Metadata["retryAfterMs"] = strconv.FormatInt(rl.RetryAfter.Milliseconds(), 10)
 		info.Metadata["resetTime"] = rl.ResetTime.UTC().Format(time.RFC3339Nano)
 		info.Metadata["limiter"] = rl.Limiter
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
+	case errors.As(err, &delayed) && delayed.RetryDelay() > 0:
+		d := delayed.RetryDelay()
+		info.Metadata["retryAfterMs"] = strconv.FormatInt(d.Milliseconds(), 10)
+		info.Metadata["resetTime"] = time.Now().Add(d).UTC().Format(time.RFC3339Nano)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
 	}
 	if fv := FieldViolations(err); len(fv) > 0 {
 		br := &errdetails.BadRequest{}
@@ -208,23 +198,12 @@ func withDetails(st *status.Status, err error, coded *errcode.Error, reason stri
 	return st
 }
 
-// FieldViolations collects the field violations an error carries, from any
-// of the domain error types that name fields.
+// FieldViolations collects the field violations an error carries, from
+// every error in its chain that names fields (errcode.Fielded).
 func FieldViolations(err error) []FieldError {
 	var out []FieldError
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		out = append(out, *fe)
-	}
-	var ve *delivery.ValidationError
-	if errors.As(err, &ve) {
-		for _, v := range ve.Violations {
-			out = append(out, FieldError{Field: v.Field, Description: v.Description})
-		}
-	}
-	var ae *authz.ArgumentError
-	if errors.As(err, &ae) {
-		out = append(out, FieldError{Field: ae.Field, Description: ae.Reason})
+	for _, v := range errcode.Violations(err) {
+		out = append(out, FieldError(v))
 	}
 	return out
 }
