@@ -1,11 +1,11 @@
 package authz
 
 import (
-	"errors"
+	"github.com/milequest/pushercm/errcode"
 )
 
 // Error kinds. Every error returned by this package matches exactly one of
-// these with errors.Is, so a transport maps them in one switch:
+// these with errors.Is and carries its errcode.Code, which transports map:
 //
 //	ErrUnauthenticated   -> UNAUTHENTICATED   / AUTHENTICATION_FAILED
 //	ErrPermissionDenied  -> PERMISSION_DENIED / AUTHORIZATION_FAILED
@@ -14,9 +14,9 @@ import (
 // Anything else (for example a JWKS endpoint that cannot be reached while
 // loading keys) is an internal or configuration error.
 var (
-	ErrUnauthenticated  = errors.New("unauthenticated")
-	ErrPermissionDenied = errors.New("permission denied")
-	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrUnauthenticated  = errcode.New(errcode.AuthenticationFailed, "unauthenticated")
+	ErrPermissionDenied = errcode.New(errcode.AuthorizationFailed, "permission denied")
+	ErrInvalidArgument  = errcode.New(errcode.InvalidArgument, "invalid argument")
 )
 
 // Token errors; all of them match ErrUnauthenticated. The messages never
@@ -104,6 +104,16 @@ func (e *DeniedError) Error() string {
 
 func (e *DeniedError) Unwrap() error { return e.Kind }
 
+// ErrorMetadata names the deciding rule, and the channel, for transports
+// (errcode.Described).
+func (e *DeniedError) ErrorMetadata() map[string]string {
+	md := map[string]string{"rule": e.Rule}
+	if e.Channel != "" {
+		md["channel"] = e.Channel
+	}
+	return md
+}
+
 // ArgumentError names the request field that is wrong, for
 // google.rpc.BadRequest field violations. errors.Is(err, ErrInvalidArgument)
 // holds.
@@ -115,41 +125,9 @@ type ArgumentError struct {
 func (e *ArgumentError) Error() string { return "invalid " + e.Field + ": " + e.Reason }
 func (e *ArgumentError) Unwrap() error { return ErrInvalidArgument }
 
+// FieldViolations names the field for transports (errcode.Fielded).
+func (e *ArgumentError) FieldViolations() []errcode.Violation {
+	return []errcode.Violation{{Field: e.Field, Description: e.Reason}}
+}
+
 func argErr(field, reason string) error { return &ArgumentError{Field: field, Reason: reason} }
-
-// Product error reasons (DESIGN.md §3) for this package's errors.
-const (
-	ReasonCodeAuthentication = "AUTHENTICATION_FAILED"
-	ReasonCodeAuthorization  = "AUTHORIZATION_FAILED"
-	ReasonCodeInvalid        = "INVALID_ARGUMENT"
-)
-
-// ReasonCode returns the product error reason for err, or "" when err is
-// not one of this package's kinds (an internal error).
-func ReasonCode(err error) string {
-	switch {
-	case errors.Is(err, ErrUnauthenticated):
-		return ReasonCodeAuthentication
-	case errors.Is(err, ErrPermissionDenied):
-		return ReasonCodeAuthorization
-	case errors.Is(err, ErrInvalidArgument):
-		return ReasonCodeInvalid
-	}
-	return ""
-}
-
-// HTTPStatus is the status a pusher-js auth endpoint answers for err: 401,
-// 403, 400, or 500 for anything else (whose cause must be logged, not sent).
-func HTTPStatus(err error) int {
-	switch {
-	case err == nil:
-		return 200
-	case errors.Is(err, ErrUnauthenticated):
-		return 401
-	case errors.Is(err, ErrPermissionDenied):
-		return 403
-	case errors.Is(err, ErrInvalidArgument):
-		return 400
-	}
-	return 500
-}

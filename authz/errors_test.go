@@ -4,37 +4,34 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/milequest/pushercm/errcode"
 )
 
-func TestErrorMapping(t *testing.T) {
+// TestErrorCodes: every error of this package carries the product code a
+// transport maps (httpauth's refuse test checks the HTTP statuses).
+func TestErrorCodes(t *testing.T) {
 	tests := []struct {
-		name   string
-		err    error
-		reason string
-		status int
+		name string
+		err  error
+		code errcode.Code
 	}{
-		{"missing token", &TokenError{Kind: ErrTokenMissing}, ReasonCodeAuthentication, 401},
-		{"expired", &TokenError{Kind: ErrTokenExpired}, ReasonCodeAuthentication, 401},
-		{"unknown key", &TokenError{Kind: ErrTokenUnknownKey, Detail: "kid"}, ReasonCodeAuthentication, 401},
-		{"wrapped token error", fmt.Errorf("auth: %w", &TokenError{Kind: ErrTokenAlgorithm}), ReasonCodeAuthentication, 401},
-		{"rule denied", &DeniedError{Kind: ErrRuleDenied, Rule: "r"}, ReasonCodeAuthorization, 403},
-		{"scope missing", &DeniedError{Kind: ErrScopeMissing}, ReasonCodeAuthorization, 403},
-		{"encryption unavailable", &DeniedError{Kind: ErrEncryptionUnavailable}, ReasonCodeAuthorization, 403},
-		{"bad argument", argErr("socket_id", "x"), ReasonCodeInvalid, 400},
-		{"internal", errors.New("boom"), "", 500},
+		{"missing token", &TokenError{Kind: ErrTokenMissing}, errcode.AuthenticationFailed},
+		{"expired", &TokenError{Kind: ErrTokenExpired}, errcode.AuthenticationFailed},
+		{"unknown key", &TokenError{Kind: ErrTokenUnknownKey, Detail: "kid"}, errcode.AuthenticationFailed},
+		{"wrapped token error", fmt.Errorf("auth: %w", &TokenError{Kind: ErrTokenAlgorithm}), errcode.AuthenticationFailed},
+		{"rule denied", &DeniedError{Kind: ErrRuleDenied, Rule: "r"}, errcode.AuthorizationFailed},
+		{"scope missing", &DeniedError{Kind: ErrScopeMissing}, errcode.AuthorizationFailed},
+		{"encryption unavailable", &DeniedError{Kind: ErrEncryptionUnavailable}, errcode.AuthorizationFailed},
+		{"bad argument", argErr("socket_id", "x"), errcode.InvalidArgument},
+		{"internal", errors.New("boom"), errcode.Internal},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ReasonCode(tc.err); got != tc.reason {
-				t.Errorf("ReasonCode = %q, want %q", got, tc.reason)
-			}
-			if got := HTTPStatus(tc.err); got != tc.status {
-				t.Errorf("HTTPStatus = %d, want %d", got, tc.status)
+			if got := errcode.Of(tc.err); got != tc.code {
+				t.Errorf("code = %q, want %q", got, tc.code)
 			}
 		})
-	}
-	if HTTPStatus(nil) != 200 {
-		t.Error("nil is not 200")
 	}
 	// Each error matches exactly one kind.
 	for _, k := range []error{ErrTokenMissing, ErrTokenInvalid, ErrTokenExpired, ErrTokenNotYetValid, ErrTokenIssuer, ErrTokenAudience, ErrTokenAlgorithm, ErrTokenSignature, ErrTokenUnknownKey, ErrScopeMissing, ErrRuleDenied, ErrEncryptionUnavailable} {

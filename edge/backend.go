@@ -2,8 +2,6 @@ package edge
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/milequest/pushercm/edge/httpapi"
@@ -12,32 +10,14 @@ import (
 // apiBackend adapts the in-process API to edge/httpapi.Backend.
 type apiBackend struct{ s *Server }
 
-// mapErr translates edge sentinels into httpapi ones. The edge error is kept as text
-// only: httpapi matches on its own sentinels and the chain holds exactly one of them.
-func mapErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, ErrLimit):
-		return fmt.Errorf("%w: %s", httpapi.ErrTooLarge, err.Error())
-	case errors.Is(err, ErrInvalid):
-		return fmt.Errorf("%w: %s", httpapi.ErrInvalid, err.Error())
-	case errors.Is(err, ErrNotFound):
-		return fmt.Errorf("%w: %s", httpapi.ErrNotFound, err.Error())
-	case errors.Is(err, ErrClosed):
-		return fmt.Errorf("%w: %s", httpapi.ErrUnavailable, err.Error())
-	}
-	return err
-}
-
 func (b apiBackend) Publish(ctx context.Context, m httpapi.Message) (int, error) {
 	n, err := b.s.Publish(ctx, Message(m))
-	return n, mapErr(err)
+	return n, err
 }
 
 func (b apiBackend) SendToUser(ctx context.Context, userID, event, data string) (int, error) {
 	n, err := b.s.SendToUser(ctx, userID, event, data)
-	return n, mapErr(err)
+	return n, err
 }
 
 func toAPIChannel(ci ChannelInfo, now time.Time) httpapi.ChannelInfo {
@@ -61,7 +41,7 @@ func (b apiBackend) Channels(prefix string) []httpapi.ChannelInfo {
 func (b apiBackend) Channel(name string) (httpapi.ChannelInfo, error) {
 	ci, err := b.s.Channel(name)
 	if err != nil {
-		return httpapi.ChannelInfo{}, mapErr(err)
+		return httpapi.ChannelInfo{}, err
 	}
 	return toAPIChannel(ci, b.s.opts.now()), nil
 }
@@ -69,7 +49,7 @@ func (b apiBackend) Channel(name string) (httpapi.ChannelInfo, error) {
 func (b apiBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
 	ms, err := b.s.PresenceMembers(channel)
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, err
 	}
 	out := make([]httpapi.Member, len(ms))
 	for i, m := range ms {

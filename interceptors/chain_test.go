@@ -245,4 +245,13 @@ func TestPanicBecomesInternal(t *testing.T) {
 			t.Fatalf("panic detail leaked to the client: %q", st.Message())
 		}
 	}
+	var info *errdetails.ErrorInfo
+	for _, d := range st.Details() {
+		if d, ok := d.(*errdetails.ErrorInfo); ok {
+			info = d
+		}
+	}
+	if info == nil || info.Reason != interceptors.ReasonInternal || info.Domain != interceptors.Domain {
+		t.Fatalf("ErrorInfo %v, want reason INTERNAL in domain pushercm", info)
+	}
 }

@@ -6,7 +6,11 @@
 // google.rpc.ErrorInfo (domain "pushercm", reason one of the Reason
 // constants), plus RetryInfo for rate limits and BadRequest for invalid
 // fields; internal causes and panic stacks are logged with the trace id and
-// never returned. Health and reflection need no token; every other method
+// never returned. A panic answers INTERNAL with ErrorInfo{reason: INTERNAL}.
+// Map reads only the errcode.Code an error carries (and its Public message,
+// Temporary flag and the errcode detail interfaces), in one switch: it
+// compares codes, never sentinels, and imports no domain package for them. Errors with no code,
+// and codes the switch does not list, are INTERNAL. Health and reflection need no token; every other method
 // needs a service token verified by Auth's verifier (the app gives it the
 // jwt.service trust, never the user-token keys, so a user token fails with
 // UNAUTHENTICATED whatever it claims) carrying the scope MethodScopes names

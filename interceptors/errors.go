@@ -14,82 +14,73 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/milequest/pushercm/authz"
-	"github.com/milequest/pushercm/delivery"
-	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/telemetry"
 )
 
 // Domain is the ErrorInfo domain of every pushercm error.
 const Domain = "pushercm"
 
-// Reasons are the product's error codes (ErrorInfo.reason), DESIGN.md §3.
+// Reasons are the product's error codes (ErrorInfo.reason), DESIGN.md §3;
+// the values are errcode's, named here for callers of this package.
 const (
-	ReasonAuthenticationFailed    = "AUTHENTICATION_FAILED"
-	ReasonAuthorizationFailed     = "AUTHORIZATION_FAILED"
-	ReasonConnectionPoolExhausted = "CONNECTION_POOL_EXHAUSTED"
-	ReasonConnectionFailed        = "CONNECTION_FAILED"
-	ReasonMessageDeliveryFailed   = "MESSAGE_DELIVERY_FAILED"
-	ReasonInvalidArgument         = "INVALID_ARGUMENT"
-	ReasonNotFound                = "NOT_FOUND"
+	ReasonAuthenticationFailed    = string(errcode.AuthenticationFailed)
+	ReasonAuthorizationFailed     = string(errcode.AuthorizationFailed)
+	ReasonConnectionPoolExhausted = string(errcode.ConnectionPoolExhausted)
+	ReasonConnectionFailed        = string(errcode.ConnectionFailed)
+	ReasonMessageDeliveryFailed   = string(errcode.MessageDeliveryFailed)
+	ReasonInvalidArgument         = string(errcode.InvalidArgument)
+	ReasonNotFound                = string(errcode.NotFound)
 	// Added beyond DESIGN.md's table.
-	ReasonLimitExceeded      = "LIMIT_EXCEEDED"      // a configured limit refused the operation
-	ReasonFailedPrecondition = "FAILED_PRECONDITION" // not possible in this state or on this driver
-	ReasonWatcherLagged      = "WATCHER_LAGGED"      // a watch stream fell behind and was cut off
-	ReasonInternal           = "INTERNAL"
+	ReasonLimitExceeded      = string(errcode.LimitExceeded)
+	ReasonFailedPrecondition = string(errcode.FailedPrecondition)
+	ReasonWatcherLagged      = string(errcode.WatcherLagged)
+	ReasonInternal           = string(errcode.Internal)
 )
 
-// mapping is one row of the error table.
-type mapping struct {
-	target error
-	code   codes.Code
-	reason string
-	// expose sends err.Error() to the client. Only for errors whose text is
-	// written for callers (validation, auth); upstream and internal causes
-	// get a fixed message and are logged instead.
-	expose  bool
-	message string // used when !expose
-}
-
-// errorTable maps domain errors to statuses, first match wins. Every domain
-// error a handler can return must be listed here: anything unlisted becomes
-// INTERNAL (and is logged), which is the safe default but loses the reason.
-var errorTable = []mapping{
-	{target: authz.ErrUnauthenticated, code: codes.Unauthenticated, reason: ReasonAuthenticationFailed, expose: true},
-	{target: authz.ErrPermissionDenied, code: codes.PermissionDenied, reason: ReasonAuthorizationFailed, expose: true},
-	{target: authz.ErrInvalidArgument, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
-	{target: ErrInvalidArgument, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
-	{target: ErrFailedPrecondition, code: codes.FailedPrecondition, reason: ReasonFailedPrecondition, expose: true},
-	{target: ErrRateLimited, code: codes.ResourceExhausted, reason: ReasonRateLimited, expose: true},
-	{target: delivery.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
-	{target: delivery.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
-	{target: delivery.ErrUnavailable, code: codes.Unavailable, reason: ReasonConnectionFailed, message: "upstream unavailable; retry later"},
-	// INTERNAL, not UNAVAILABLE: retry policies repeat UNAVAILABLE, and this event
-	// may have been delivered already.
-	{target: delivery.ErrRateLimited, code: codes.ResourceExhausted, reason: ReasonRateLimited, message: "upstream rate limit; retry later"},
-	{target: delivery.ErrOutcomeUnknown, code: codes.Internal, reason: ReasonMessageDeliveryFailed, message: "delivery outcome unknown: the event may have been delivered"},
-	{target: delivery.ErrDeliveryFailed, code: codes.Unavailable, reason: ReasonMessageDeliveryFailed, message: "message delivery failed after retries"},
-	{target: edge.ErrNotFound, code: codes.NotFound, reason: ReasonNotFound, expose: true},
-	{target: edge.ErrInvalid, code: codes.InvalidArgument, reason: ReasonInvalidArgument, expose: true},
-	{target: edge.ErrLimit, code: codes.FailedPrecondition, reason: ReasonLimitExceeded, expose: true},
-	{target: edge.ErrWatcherLagged, code: codes.ResourceExhausted, reason: ReasonWatcherLagged, expose: true},
-	{target: edge.ErrClosed, code: codes.Unavailable, reason: ReasonConnectionFailed, message: "server is shutting down"},
-	{target: ErrShuttingDown, code: codes.Unavailable, reason: ReasonConnectionFailed, expose: true},
-	{target: context.DeadlineExceeded, code: codes.DeadlineExceeded, reason: ReasonMessageDeliveryFailed, message: "deadline exceeded"},
-	{target: context.Canceled, code: codes.Canceled, reason: ReasonInternal, message: "request canceled"},
+// grpcCode is the one table from product codes to gRPC codes. Every
+// errcode.Code must be listed here: an unlisted one is answered as an
+// internal error (reason INTERNAL, message withheld), which is safe but
+// wrong for the client.
+func grpcCode(e *errcode.Error) (codes.Code, bool) {
+	switch e.Code {
+	case errcode.AuthenticationFailed:
+		return codes.Unauthenticated, true
+	case errcode.AuthorizationFailed:
+		return codes.PermissionDenied, true
+	case errcode.RateLimited, errcode.ConnectionPoolExhausted, errcode.WatcherLagged:
+		return codes.ResourceExhausted, true
+	case errcode.ConnectionFailed:
+		return codes.Unavailable, true
+	case errcode.MessageDeliveryFailed:
+		// INTERNAL, not UNAVAILABLE, unless a retry is safe: retry policies
+		// repeat UNAVAILABLE, and the event may have been delivered already.
+		if e.Temporary {
+			return codes.Unavailable, true
+		}
+		return codes.Internal, true
+	case errcode.InvalidArgument:
+		return codes.InvalidArgument, true
+	case errcode.NotFound:
+		return codes.NotFound, true
+	case errcode.LimitExceeded, errcode.FailedPrecondition:
+		return codes.FailedPrecondition, true
+	default:
+		return codes.Internal, false
+	}
 }
 
 // Errors for handlers of this service that have no domain error of their own.
 var (
 	// ErrInvalidArgument: a request field is wrong. Prefer FieldError, which
 	// names the field.
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = errcode.New(errcode.InvalidArgument, "invalid argument")
 	// ErrFailedPrecondition: the call cannot work in this state or on this
 	// driver (for example socket-level calls on the pusher driver).
-	ErrFailedPrecondition = errors.New("failed precondition")
+	ErrFailedPrecondition = errcode.New(errcode.FailedPrecondition, "failed precondition")
 	// ErrRateLimited: a rate limit refused the call. Use RateLimitError to
 	// carry the retry hint.
-	ErrRateLimited = errors.New("rate limited")
+	ErrRateLimited = errcode.New(errcode.RateLimited, "rate limited")
 )
 
 // FieldError is an invalid request field; it maps to INVALID_ARGUMENT with
@@ -106,6 +97,11 @@ func InvalidField(field, description string) error {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Description }
 func (e *FieldError) Unwrap() error { return ErrInvalidArgument }
+
+// FieldViolations names the field (errcode.Fielded).
+func (e *FieldError) FieldViolations() []errcode.Violation {
+	return []errcode.Violation{errcode.Violation(*e)}
+}
 
 // RateLimitError is a refused call with the exact retry hint; it maps to
 // RESOURCE_EXHAUSTED with RetryInfo and metadata retryAfterMs / resetTime.
@@ -130,8 +126,9 @@ type Mapped struct {
 	Internal bool
 }
 
-// Map turns err into the status a client sees. A status error passes
-// through unchanged. It never returns an error's internal cause.
+// Map turns err into the status a client sees, by the errcode.Code err
+// carries. A status error passes through unchanged. It never returns an
+// error's internal cause.
 func Map(err error) Mapped {
 	if err == nil {
 		return Mapped{Status: status.New(codes.OK, "")}
@@ -139,46 +136,50 @@ func Map(err error) Mapped {
 	if st, ok := status.FromError(err); ok {
 		return Mapped{Status: st, Reason: reasonOf(st)}
 	}
-	for _, m := range errorTable {
-		if !errors.Is(err, m.target) {
-			continue
+	if e, ok := errcode.As(err); ok {
+		code, known := grpcCode(e)
+		if !known {
+			return internalCause(codes.Internal, "internal error", err, ReasonInternal)
 		}
-		msg := m.message
-		if m.expose {
-			msg = err.Error()
+		// The message is written for callers unless the error says its
+		// chain holds internal causes.
+		msg, internal := err.Error(), false
+		if e.Public != "" {
+			msg, internal = e.Public, true
 		}
-		return Mapped{Status: withDetails(status.New(m.code, msg), err, m.reason), Reason: m.reason, Internal: !m.expose}
+		reason := string(e.Code)
+		return Mapped{Status: withDetails(status.New(code, msg), err, reason), Reason: reason, Internal: internal}
 	}
-	st := status.New(codes.Internal, "internal error")
-	return Mapped{Status: withDetails(st, err, ReasonInternal), Reason: ReasonInternal, Internal: true}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return internalCause(codes.DeadlineExceeded, "deadline exceeded", err, ReasonMessageDeliveryFailed)
+	case errors.Is(err, context.Canceled):
+		return internalCause(codes.Canceled, "request canceled", err, ReasonInternal)
+	}
+	return internalCause(codes.Internal, "internal error", err, ReasonInternal)
+}
+
+// internalCause answers a fixed message: err's text is for the logs only.
+func internalCause(code codes.Code, msg string, err error, reason string) Mapped {
+	return Mapped{Status: withDetails(status.New(code, msg), err, reason), Reason: reason, Internal: true}
 }
 
 func withDetails(st *status.Status, err error, reason string) *status.Status {
-	info := &errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: map[string]string{}}
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: Domain, Metadata: errcode.Metadata(err)}
 	details := []protoadapt.MessageV1{}
-
-	var denied *authz.DeniedError
-	if errors.As(err, &denied) {
-		info.Metadata["rule"] = denied.Rule
-		if denied.Channel != "" {
-			info.Metadata["channel"] = denied.Channel
-		}
-	}
-	if errors.Is(err, delivery.ErrOutcomeUnknown) {
-		info.Metadata["outcome"] = "unknown"
-	}
-	var up *delivery.UpstreamRateLimit
-	if errors.As(err, &up) && up.RetryAfter > 0 {
-		info.Metadata["retryAfterMs"] = strconv.FormatInt(up.RetryAfter.Milliseconds(), 10)
-		info.Metadata["resetTime"] = time.Now().Add(up.RetryAfter).UTC().Format(time.RFC3339Nano)
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(up.RetryAfter)})
-	}
 	var rl *RateLimitError
-	if errors.As(err, &rl) {
+	var delayed errcode.Delayed
+	switch {
+	case errors.As(err, &rl):
 		info.Metadata["retryAfterMs"] = strconv.FormatInt(rl.RetryAfter.Milliseconds(), 10)
 		info.Metadata["resetTime"] = rl.ResetTime.UTC().Format(time.RFC3339Nano)
 		info.Metadata["limiter"] = rl.Limiter
 		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(rl.RetryAfter)})
+	case errors.As(err, &delayed) && delayed.RetryDelay() > 0:
+		d := delayed.RetryDelay()
+		info.Metadata["retryAfterMs"] = strconv.FormatInt(d.Milliseconds(), 10)
+		info.Metadata["resetTime"] = time.Now().Add(d).UTC().Format(time.RFC3339Nano)
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(d)})
 	}
 	if fv := FieldViolations(err); len(fv) > 0 {
 		br := &errdetails.BadRequest{}
@@ -197,23 +198,12 @@ func withDetails(st *status.Status, err error, reason string) *status.Status {
 	return st
 }
 
-// FieldViolations collects the field violations an error carries, from any
-// of the domain error types that name fields.
+// FieldViolations collects the field violations an error carries, from
+// every error in its chain that names fields (errcode.Fielded).
 func FieldViolations(err error) []FieldError {
 	var out []FieldError
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		out = append(out, *fe)
-	}
-	var ve *delivery.ValidationError
-	if errors.As(err, &ve) {
-		for _, v := range ve.Violations {
-			out = append(out, FieldError{Field: v.Field, Description: v.Description})
-		}
-	}
-	var ae *authz.ArgumentError
-	if errors.As(err, &ae) {
-		out = append(out, FieldError{Field: ae.Field, Description: ae.Reason})
+	for _, v := range errcode.Violations(err) {
+		out = append(out, FieldError(v))
 	}
 	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/interceptors"
 )
 
@@ -129,4 +130,50 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// TestMapCodes is the table from every errcode.Code to its gRPC code: the
+// one switch transports share, listed here so a new code cannot be missed.
+func TestMapCodes(t *testing.T) {
+	tests := []struct {
+		err    *errcode.Error
+		code   codes.Code
+		public bool // the error text reaches the client
+	}{
+		{errcode.New(errcode.AuthenticationFailed, "a"), codes.Unauthenticated, true},
+		{errcode.New(errcode.AuthorizationFailed, "a"), codes.PermissionDenied, true},
+		{errcode.New(errcode.RateLimited, "a"), codes.ResourceExhausted, true},
+		{errcode.New(errcode.ConnectionPoolExhausted, "a"), codes.ResourceExhausted, true},
+		{&errcode.Error{Code: errcode.ConnectionFailed, Message: "a", Public: "retry", Temporary: true}, codes.Unavailable, false},
+		{&errcode.Error{Code: errcode.MessageDeliveryFailed, Message: "a", Public: "retry", Temporary: true}, codes.Unavailable, false},
+		{&errcode.Error{Code: errcode.MessageDeliveryFailed, Message: "a", Public: "unknown"}, codes.Internal, false},
+		{errcode.New(errcode.InvalidArgument, "a"), codes.InvalidArgument, true},
+		{errcode.New(errcode.NotFound, "a"), codes.NotFound, true},
+		{errcode.New(errcode.LimitExceeded, "a"), codes.FailedPrecondition, true},
+		{errcode.New(errcode.FailedPrecondition, "a"), codes.FailedPrecondition, true},
+		{errcode.New(errcode.WatcherLagged, "a"), codes.ResourceExhausted, true},
+		{errcode.New(errcode.Internal, "secret"), codes.Internal, false},
+		{errcode.New("UNLISTED", "secret"), codes.Internal, false},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.err.Code), func(t *testing.T) {
+			m := interceptors.Map(fmt.Errorf("op: %w", tt.err))
+			if m.Status.Code() != tt.code {
+				t.Fatalf("code %v, want %v", m.Status.Code(), tt.code)
+			}
+			reason := string(tt.err.Code)
+			if tt.err.Code == "UNLISTED" {
+				reason = interceptors.ReasonInternal
+			}
+			if m.Reason != reason {
+				t.Fatalf("reason %q, want %q", m.Reason, reason)
+			}
+			if got := m.Status.Message() == "op: "+tt.err.Message; got != tt.public {
+				t.Fatalf("message %q public=%v, want %v", m.Status.Message(), got, tt.public)
+			}
+			if m.Internal == tt.public {
+				t.Fatalf("Internal = %v", m.Internal)
+			}
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/errcode"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/ratelimit"
 )
@@ -32,7 +33,7 @@ const (
 )
 
 // ReasonRateLimited is the ErrorInfo reason of a rate-limit refusal.
-const ReasonRateLimited = "RATE_LIMITED"
+const ReasonRateLimited = string(errcode.RateLimited)
 
 // anonymousPrincipal keys callers without a principal, so that they share
 // one bucket instead of escaping the limit.

@@ -2,17 +2,18 @@ package interceptors
 
 import (
 	"context"
-	"errors"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/milequest/pushercm/errcode"
 )
 
 // ErrShuttingDown ends the streams a StreamStopper cuts and refuses streams
 // opened after it stopped. It maps to UNAVAILABLE, so clients retry on
 // another instance.
-var ErrShuttingDown = errors.New("server is shutting down")
+var ErrShuttingDown = &errcode.Error{Code: errcode.ConnectionFailed, Message: "server is shutting down", Temporary: true}
 
 // StreamStopper ends streaming calls when the server shuts down.
 //

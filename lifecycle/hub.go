@@ -1,13 +1,14 @@
 package lifecycle
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
+
+	"github.com/milequest/pushercm/errcode"
 )
 
 // ErrLagged ends a Watcher that did not keep up and was cut off.
-var ErrLagged = errors.New("watcher lagged behind and was closed")
+var ErrLagged = errcode.New(errcode.WatcherLagged, "watcher lagged behind and was closed")
 
 // DefaultBuffer is a watcher's buffer when Watch is given 0 or less.
 const DefaultBuffer = 256

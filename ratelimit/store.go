@@ -2,16 +2,17 @@ package ratelimit
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/milequest/pushercm/errcode"
 )
 
 // ErrExceedsCapacity is returned when n events could never be admitted at
 // once because n is larger than the burst or the window. Retrying does not help.
-var ErrExceedsCapacity = errors.New("ratelimit: request exceeds the limit's capacity")
+var ErrExceedsCapacity = errcode.New(errcode.InvalidArgument, "ratelimit: request exceeds the limit's capacity")
 
 // ErrInvalidCount is returned for n < 1.
-var ErrInvalidCount = errors.New("ratelimit: event count must be at least 1")
+var ErrInvalidCount = errcode.New(errcode.InvalidArgument, "ratelimit: event count must be at least 1")
 
 // Store keeps per-key limiter state. MemoryStore is the default; a shared
 // implementation (Redis, for the cluster mode) satisfies the same interface

@@ -13,6 +13,7 @@ import (
 
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/authz/authsvc"
+	"github.com/milequest/pushercm/errcode"
 )
 
 // Paths pusher-js calls by default.
@@ -21,13 +22,14 @@ const (
 	UserAuthPath    = "/pusher/user-auth"
 )
 
-// Reasons in refusal bodies: the product's error codes (DESIGN.md §3).
+// Reasons in refusal bodies: the product's error codes (DESIGN.md §3), and
+// one of this endpoint's own for the CORS check.
 const (
-	ReasonAuthenticationFailed = "AUTHENTICATION_FAILED"
-	ReasonAuthorizationFailed  = "AUTHORIZATION_FAILED"
-	ReasonInvalidArgument      = "INVALID_ARGUMENT"
+	ReasonAuthenticationFailed = string(errcode.AuthenticationFailed)
+	ReasonAuthorizationFailed  = string(errcode.AuthorizationFailed)
+	ReasonInvalidArgument      = string(errcode.InvalidArgument)
 	ReasonOriginNotAllowed     = "ORIGIN_NOT_ALLOWED"
-	ReasonInternal             = "INTERNAL"
+	ReasonInternal             = string(errcode.Internal)
 )
 
 // DefaultMaxBodyBytes bounds a request body: a socket id, a channel name
@@ -180,24 +182,24 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, needChannel bo
 	return token, f, true
 }
 
-// refuse answers an error from the form parser or the service.
+// refuse answers an error from the form parser or the service, by its code.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	var arg *authz.ArgumentError
-	switch {
-	case errors.As(err, &arg):
+	switch code := errcode.Of(err); {
+	case code == errcode.InvalidArgument && errors.As(err, &arg):
 		// ArgumentError messages name the field and the rule broken; they
 		// never quote the value.
 		writeError(w, http.StatusBadRequest, ReasonInvalidArgument, arg.Error(), arg.Field)
-	case errors.Is(err, authz.ErrUnauthenticated):
+	case code == errcode.AuthenticationFailed:
 		challenge := `Bearer realm="pushercm"`
 		if !errors.Is(err, authz.ErrTokenMissing) {
 			challenge += `, error="invalid_token"`
 		}
 		w.Header().Set("WWW-Authenticate", challenge)
 		writeError(w, http.StatusUnauthorized, ReasonAuthenticationFailed, tokenMessage(err), "")
-	case errors.Is(err, authz.ErrEncryptionUnavailable):
+	case code == errcode.AuthorizationFailed && errors.Is(err, authz.ErrEncryptionUnavailable):
 		writeError(w, http.StatusForbidden, ReasonAuthorizationFailed, "encrypted channels are not enabled on this server", "")
-	case errors.Is(err, authz.ErrPermissionDenied):
+	case code == errcode.AuthorizationFailed:
 		// The rule's name and reason stay server-side (logs, metrics):
 		// the browser learns only that it may not join.
 		writeError(w, http.StatusForbidden, ReasonAuthorizationFailed, "not allowed", "")

@@ -2,11 +2,11 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -170,7 +170,7 @@ func (d *Driver) Channel(_ context.Context, name string) (delivery.ChannelInfo, 
 		return delivery.ChannelInfo{Name: name}, nil
 	}
 	c, err := d.hub.Channel(name)
-	if errors.Is(err, edge.ErrNotFound) {
+	if errcode.Of(err) == errcode.NotFound {
 		return delivery.ChannelInfo{Name: name}, nil
 	}
 	if err != nil {
@@ -190,7 +190,7 @@ func (d *Driver) PresenceMembers(_ context.Context, channel string) ([]delivery.
 		return nil, fmt.Errorf("%w: %q is not a presence channel", delivery.ErrInvalid, channel)
 	}
 	list, err := d.hub.PresenceMembers(channel)
-	if errors.Is(err, edge.ErrNotFound) {
+	if errcode.Of(err) == errcode.NotFound {
 		return []delivery.Member{}, nil
 	}
 	if err != nil {
@@ -217,18 +217,19 @@ func channelInfo(c edge.ChannelInfo) delivery.ChannelInfo {
 	}
 }
 
-// mapError translates edge sentinels into delivery sentinels, keeping the edge error in
-// the chain.
+// mapError gives a hub error the delivery sentinel that the Driver contract asks for,
+// chosen by its errcode.Code and keeping the hub error in the chain for logs. A limit
+// refusing an event makes it an invalid request; an error without a code (a canceled
+// context, say) is a failed delivery.
 func mapError(op string, err error) error {
-	switch {
-	case errors.Is(err, edge.ErrInvalid), errors.Is(err, edge.ErrLimit):
-		return fmt.Errorf("%w: %s: %w", delivery.ErrInvalid, op, err)
-	case errors.Is(err, edge.ErrNotFound):
-		return fmt.Errorf("%w: %s: %w", delivery.ErrNotFound, op, err)
-	case errors.Is(err, edge.ErrClosed):
-		return fmt.Errorf("%w: %s: %w", delivery.ErrUnavailable, op, err)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, err)
+	sentinel := delivery.ErrDeliveryFailed
+	switch errcode.Of(err) {
+	case errcode.InvalidArgument, errcode.LimitExceeded:
+		sentinel = delivery.ErrInvalid
+	case errcode.NotFound:
+		sentinel = delivery.ErrNotFound
+	case errcode.ConnectionFailed:
+		sentinel = delivery.ErrUnavailable
 	}
-	return fmt.Errorf("%w: %s: %w", delivery.ErrDeliveryFailed, op, err)
+	return fmt.Errorf("%w: %s: %w", sentinel, op, err)
 }

@@ -3,13 +3,13 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"math"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -317,7 +317,7 @@ func (h *handler) channel(_ *http.Request, name string, params map[string]string
 	}
 	info, err := h.b.Channel(name)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
+		if errcode.Of(err) != errcode.NotFound {
 			return nil, h.backendError("channel", err)
 		}
 		info = ChannelInfo{Name: name}
@@ -354,7 +354,7 @@ func (h *handler) users(_ *http.Request, name string) (any, *apiError) {
 		return nil, errorf(http.StatusBadRequest, "users are only available for presence channels")
 	}
 	members, err := h.b.PresenceMembers(name)
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	if err != nil && errcode.Of(err) != errcode.NotFound {
 		return nil, h.backendError("users", err)
 	}
 	list := make([]user, 0, len(members))

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -46,9 +47,9 @@ type Member struct {
 }
 
 // Backend is what the HTTP API needs from the realtime server. The edge adapts its
-// in-process API to it. Errors should wrap one of this package's sentinels (ErrNotFound,
-// ErrInvalid, ErrTooLarge, ErrForbidden, ErrUnavailable) so that they map to the right
-// status; anything else answers 500.
+// in-process API to it. An error's errcode.Code chooses the status (the edge's own
+// errors carry one; a backend without its own may wrap this package's sentinels);
+// an error without a code answers 500.
 type Backend interface {
 	// Publish writes an event to the subscribers of every channel (none of which is a
 	// #server-to-user- channel), except ExcludeSocketID.
@@ -67,15 +68,16 @@ type Backend interface {
 	TerminateUser(userID string) (closed int)
 }
 
-// Errors a Backend returns (wrapped) to choose the HTTP status.
+// Errors a Backend may return (wrapped) to choose the HTTP status; any error with the
+// same errcode.Code does the same.
 var (
-	ErrNotFound    = errors.New("httpapi: not found")      // empty result (channel unoccupied)
-	ErrInvalid     = errors.New("httpapi: invalid")        // 400
-	ErrTooLarge    = errors.New("httpapi: too large")      // 413
-	ErrForbidden   = errors.New("httpapi: forbidden")      // 403
-	ErrUnavailable = errors.New("httpapi: unavailable")    // 503
-	ErrLimited     = errors.New("httpapi: rate limited")   // 429
-	errConfig      = errors.New("httpapi: invalid config") // New panics with it
+	ErrNotFound    = errcode.New(errcode.NotFound, "httpapi: not found")            // empty result (channel unoccupied)
+	ErrInvalid     = errcode.New(errcode.InvalidArgument, "httpapi: invalid")       // 400
+	ErrTooLarge    = errcode.New(errcode.LimitExceeded, "httpapi: too large")       // 413
+	ErrForbidden   = errcode.New(errcode.AuthorizationFailed, "httpapi: forbidden") // 403
+	ErrUnavailable = errcode.New(errcode.ConnectionFailed, "httpapi: unavailable")  // 503
+	ErrLimited     = errcode.New(errcode.RateLimited, "httpapi: rate limited")      // 429
+	errConfig      = errors.New("httpapi: invalid config")                          // New panics with it
 )
 
 // Op classifies a request for the Limiter.
@@ -221,22 +223,23 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	}{e.msg, e.status})
 }
 
-// backendError maps a Backend error to an answer.
+// backendError maps a Backend error to an answer by its code: the one table of this
+// API. A code not listed here answers 500.
 func (h *handler) backendError(op string, err error) *apiError {
-	switch {
-	case errors.Is(err, ErrInvalid):
+	switch errcode.Of(err) {
+	case errcode.InvalidArgument:
 		return errorf(http.StatusBadRequest, "%v", err)
-	case errors.Is(err, ErrTooLarge):
+	case errcode.LimitExceeded:
 		return errorf(http.StatusRequestEntityTooLarge, "%v", err)
-	case errors.Is(err, ErrForbidden):
+	case errcode.AuthorizationFailed:
 		return errorf(http.StatusForbidden, "%v", err)
-	case errors.Is(err, ErrLimited):
+	case errcode.RateLimited:
 		e := errorf(http.StatusTooManyRequests, "%v", err)
 		e.retryAfter = 1
 		return e
-	case errors.Is(err, ErrUnavailable):
+	case errcode.ConnectionFailed:
 		return errorf(http.StatusServiceUnavailable, "service unavailable")
-	case errors.Is(err, ErrNotFound):
+	case errcode.NotFound:
 		return errorf(http.StatusNotFound, "%v", err)
 	}
 	// Internal causes are logged, never sent.
