@@ -72,7 +72,7 @@ func (s Pushercm) Publisher(p *Proc) Publisher {
 // minted with the dev JWT secret, the event id left empty (the server makes
 // one per call, so no call is a duplicate).
 func (Pushercm) GRPC(p *Proc) *GRPCCall {
-	tok, err := authz.Mint([]byte(config.DevJWTSecret), authz.MintOptions{Subject: "peerload", Scopes: []string{"events:publish"}, TTL: time.Hour})
+	tok, err := authz.Mint([]byte(config.DevServiceSecret), authz.MintOptions{Subject: "peerload", Scopes: []string{"events:publish"}, TTL: time.Hour})
 	if err != nil {
 		panic(err) // a fixed secret and options: cannot fail
 	}

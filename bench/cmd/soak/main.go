@@ -139,7 +139,8 @@ func coordinator() {
 	fmt.Printf("# soak %s: conns=%d workers=%d channels=%d rate=%.0f ev/s churn=%.0f/s duration=%s warmup=%s nofile=%d NumCPU=%d go=%s\n",
 		time.Now().UTC().Format(time.RFC3339), c.conns, c.workers, c.channels, c.rate, c.churn, c.duration, c.warmup, lim, runtime.NumCPU(), runtime.Version())
 
-	conf := fmt.Sprintf("edge:\n  maxConnections: %d\n", 2*c.conns+1000)
+	// The clients come from a few loopback addresses: no per-address cap.
+	conf := fmt.Sprintf("edge:\n  maxConnections: %d\n  maxConnectionsPerIp: 0\n", 2*c.conns+1000)
 	var srv *loadgen.Server
 	if c.bin != "" {
 		srv = loadgen.SpawnBinary(c.bin, conf)
