@@ -91,5 +91,7 @@
 // pusher:subscription_error AuthError/401, LimitReached/4100 (presence full or too many
 // subscriptions), LimitReached/4301 (member info or user id too large),
 // LimitReached/4009 (channel name too long), InvalidChannel/4009. WebSocket close
-// codes: 1002 unmasked client frame, 1003 binary message, 1009 message too large.
+// codes: 1002 unmasked client frame (plain connections only: under Config.TLS the
+// check, which reads the raw stream, is not installed), 1003 binary message, 1009
+// message too large.
 package edge
