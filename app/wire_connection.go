@@ -107,7 +107,7 @@ func (a *App) wireConnection(context.Context) error {
 	}
 	pushercmv1.RegisterConnectionServiceServer(a.grpc, w.svc)
 
-	if err := metrics.Register(a.tel.Meter.Meter("github.com/milequest/pushercm/metrics"), a.obs, a.reading, errorReasons...); err != nil {
+	if err := metrics.Register(a.tel.Meter.Meter("github.com/milequest/pushercm/metrics"), a.tel.Registry, a.obs, a.reading, errorReasons...); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
 

@@ -6,8 +6,10 @@
 // the delivery latency from publish to socket write,
 // pushercm_delivery_latency_seconds) and every gRPC call (a grpc
 // stats.Handler: calls by code, failures by google.rpc.ErrorInfo reason).
-// Each costs a few atomic adds per event and one OpenTelemetry histogram
-// observation.
+// Each costs a few atomic adds per event and one histogram observation. The
+// two histograms are Prometheus histograms on the ops registry rather than
+// OpenTelemetry ones, because the OpenTelemetry exporter exports a histogram
+// only after its first value and dashboards need the series from the start.
 //
 // Everything else (connections, subscriptions, channels, webhooks, rate
 // limits, breaker state) is read when /metrics is scraped, through
@@ -16,8 +18,8 @@
 //
 // Guarantees: every instrument is named pushercm_*; labels have bounded
 // values (refusal reasons, limiter names, ErrorInfo reasons, gRPC codes in
-// upper snake case, CodeNames); labelled counters exist at zero from the
-// first scrape;
+// upper snake case, CodeNames); labelled counters and both histograms exist
+// at zero from the first scrape;
 // there are no per-channel, per-user or per-socket labels. Window turns the
 // cumulative counters into rates over a sliding evaluation window for
 // health (error rate, messages per second, average and p99 latency).

@@ -3,6 +3,8 @@ package metrics_test
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"testing"
 	"time"
 
@@ -147,7 +149,8 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	o := metrics.NewObserver()
-	if err := metrics.Register(mp.Meter("test"), o, func() metrics.Reading {
+	reg := prometheus.NewRegistry()
+	if err := metrics.Register(mp.Meter("test"), reg, o, func() metrics.Reading {
 		return metrics.Reading{
 			ConnectionsActive: 3, ConnectionsRefused: map[string]uint64{"CONNECTION_POOL_EXHAUSTED": 1},
 			RateLimited: map[string]uint64{"user": 2}, RateAllowed: map[string]uint64{"user": 7},
@@ -155,6 +158,23 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 		}
 	}, "NOT_FOUND", "RATE_LIMITED"); err != nil {
 		t.Fatal(err)
+	}
+	// The latency histograms are series from the start, at zero.
+	hists := func() map[string]*dto.Histogram {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*dto.Histogram{}
+		for _, mf := range mfs {
+			out[mf.GetName()] = mf.GetMetric()[0].GetHistogram()
+		}
+		return out
+	}
+	for _, name := range []string{"pushercm_publish_duration_seconds", "pushercm_delivery_latency_seconds"} {
+		if h := hists()[name]; h == nil || h.GetSampleCount() != 0 || len(h.GetBucket()) != len(metrics.LatencyBounds) {
+			t.Errorf("%s before any value: %v", name, h)
+		}
 	}
 	o.Published(5, time.Millisecond)
 	o.Written(3*time.Millisecond, 2)
@@ -173,7 +193,7 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	for _, name := range []string{
 		"pushercm_connections_active", "pushercm_connections", "pushercm_connections_refused", "pushercm_subscriptions",
 		"pushercm_channels_occupied", "pushercm_presence_members", "pushercm_messages_published", "pushercm_messages_delivered",
-		"pushercm_publish_duration", "pushercm_delivery_latency", "pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
+		"pushercm_client_events", "pushercm_slow_consumers_closed", "pushercm_stale_connections_closed",
 		"pushercm_webhooks_sent", "pushercm_webhooks_failed", "pushercm_webhooks_dropped", "pushercm_webhooks_backlog",
 		"pushercm_rate_limited", "pushercm_rate_limit_allowed", "pushercm_errors", "pushercm_rpcs", "pushercm_upstream_breaker_state", "pushercm_webhooks_received",
 	} {
@@ -187,12 +207,11 @@ func TestRegisterExportsEveryInstrument(t *testing.T) {
 	if s, ok := got["pushercm_messages_delivered"].(metricdata.Sum[int64]); !ok || s.DataPoints[0].Value != 5 {
 		t.Errorf("delivered %v", got["pushercm_messages_delivered"])
 	}
-	if h, ok := got["pushercm_publish_duration"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 1 {
-		t.Errorf("publish duration %v", got["pushercm_publish_duration"])
+	if h := hists()["pushercm_publish_duration_seconds"]; h.GetSampleCount() != 1 {
+		t.Errorf("publish duration %v", h)
 	}
-	if h, ok := got["pushercm_delivery_latency"].(metricdata.Histogram[float64]); !ok || h.DataPoints[0].Count != 2 ||
-		h.DataPoints[0].Sum < 0.042 || h.DataPoints[0].Sum > 0.044 {
-		t.Errorf("delivery latency %v", got["pushercm_delivery_latency"])
+	if h := hists()["pushercm_delivery_latency_seconds"]; h.GetSampleCount() != 2 || h.GetSampleSum() < 0.042 || h.GetSampleSum() > 0.044 {
+		t.Errorf("delivery latency %v", h)
 	}
 	// Every code is a series, named in upper snake case, zero or not.
 	rpcs := map[string]int64{}
@@ -234,7 +253,7 @@ func BenchmarkPublished(b *testing.B) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer func() { _ = mp.Shutdown(context.Background()) }()
 	o := metrics.NewObserver()
-	if err := metrics.Register(mp.Meter("bench"), o, func() metrics.Reading { return metrics.Reading{} }); err != nil {
+	if err := metrics.Register(mp.Meter("bench"), prometheus.NewRegistry(), o, func() metrics.Reading { return metrics.Reading{} }); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()

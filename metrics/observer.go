@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.opentelemetry.io/otel/metric"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
@@ -39,11 +39,14 @@ type Observer struct {
 	reasonsMu sync.Mutex
 	reasons   map[string]uint64
 
-	hist      atomic.Pointer[metric.Float64Histogram]
-	writeHist atomic.Pointer[metric.Float64Histogram]
+	hist      atomic.Pointer[histogram]
+	writeHist atomic.Pointer[histogram]
 	writes    atomic.Uint64
 	frames    atomic.Uint64
 }
+
+// histogram is an exported latency histogram (Register sets them).
+type histogram struct{ prometheus.Histogram }
 
 const len0 = 17 // len(LatencyBounds); a constant so the bucket array has a fixed size
 
@@ -67,7 +70,7 @@ func (o *Observer) Published(delivered int, elapsed time.Duration) {
 	i := sort.SearchFloat64s(LatencyBounds, sec) // first bound >= sec
 	o.latency[i].Add(1)
 	if h := o.hist.Load(); h != nil {
-		(*h).Record(context.Background(), sec)
+		h.Observe(sec)
 	}
 }
 
@@ -79,7 +82,7 @@ func (o *Observer) Written(wait time.Duration, frames int) {
 	o.writes.Add(1)
 	o.frames.Add(uint64(max(frames, 0)))
 	if h := o.writeHist.Load(); h != nil {
-		(*h).Record(context.Background(), wait.Seconds())
+		h.Observe(wait.Seconds())
 	}
 }
 

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -66,36 +67,37 @@ var CodeNames = [numCodes]string{
 	"UNAUTHENTICATED",
 }
 
-// Register creates every pushercm_* instrument on meter: the publish
-// duration and delivery latency histograms fed by o, and observable
+// Register creates every pushercm_* instrument: the publish duration and
+// delivery latency histograms fed by o on reg (Prometheus histograms, so that
+// their series exist, at zero, from the start; the OpenTelemetry exporter
+// exports a histogram only once it has a value), and on meter the observable
 // instruments that call read once per collection. read must be cheap and
 // safe for concurrent use. Every gRPC code, and each of reasons (the
 // ErrorInfo reasons calls can fail with), is exported at zero from the
 // start, so that dashboards and alerts see a series before the first
 // failure.
-func Register(meter metric.Meter, o *Observer, read func() Reading, reasons ...string) error {
+func Register(meter metric.Meter, reg prometheus.Registerer, o *Observer, read func() Reading, reasons ...string) error {
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
-	hist, err := meter.Float64Histogram("pushercm_publish_duration",
-		metric.WithUnit("s"),
-		metric.WithDescription("Duration of a publish call on the embedded server: validation, encoding the frame once and posting it for fan-out. Not the delivery latency (see pushercm_delivery_latency_seconds)."),
-		metric.WithExplicitBucketBoundaries(LatencyBounds...))
-	add(err)
-	if err == nil {
-		o.hist.Store(&hist)
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushercm_publish_duration_seconds",
+		Help:    "Duration of a publish call on the embedded server: validation, encoding the frame once and posting it for fan-out. Not the delivery latency (see pushercm_delivery_latency_seconds).",
+		Buckets: LatencyBounds,
+	})
+	writeHist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "pushercm_delivery_latency_seconds",
+		Help:    "Delivery latency from publish to socket write: for every socket write, how long the oldest frame it carried waited since its publish.",
+		Buckets: LatencyBounds,
+	})
+	for _, h := range []prometheus.Histogram{hist, writeHist} {
+		add(reg.Register(h))
 	}
-	writeHist, err := meter.Float64Histogram("pushercm_delivery_latency",
-		metric.WithUnit("s"),
-		metric.WithDescription("Delivery latency from publish to socket write: for every socket write, how long the oldest frame it carried waited since its publish."),
-		metric.WithExplicitBucketBoundaries(LatencyBounds...))
-	add(err)
-	if err == nil {
-		o.writeHist.Store(&writeHist)
-	}
+	o.hist.Store(&histogram{hist})
+	o.writeHist.Store(&histogram{writeHist})
 
 	gauge := func(name, desc string) metric.Int64ObservableGauge {
 		g, err := meter.Int64ObservableGauge(name, metric.WithDescription(desc))
@@ -138,7 +140,7 @@ func Register(meter metric.Meter, o *Observer, read func() Reading, reasons ...s
 	reasonKey := attribute.Key("reason")
 	limiterKey := attribute.Key("limiter")
 	codeKey := attribute.Key("code")
-	_, err = meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
+	_, err := meter.RegisterCallback(func(_ context.Context, ob metric.Observer) error {
 		r := read()
 		s := o.Snapshot(time.Time{})
 		ob.ObserveInt64(active, r.ConnectionsActive)
