@@ -468,7 +468,9 @@ func checkVersion(q map[string][]string) (int, string) {
 		return protocol.CodeInvalidVersion, "Invalid version string format"
 	}
 	if n < 5 || n > 7 {
-		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version " + v[0]
+		// The parsed number, not the client's string: padded with zeros it
+		// could make the message (and the close reason) as long as the URL.
+		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version " + strconv.Itoa(n)
 	}
 	return 0, ""
 }
