@@ -403,81 +403,16 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 	perChannel := int64(len(clients) / channels)
 	p := edgebench.NewPublisher(t)
 	ctx := context.Background()
-	var published atomic.Int64
-	var pubErr atomic.Value
 	writeReport(t) // reset the histogram: measure the publishing phase only
 	cpu0 := cpuTime(pid)
 	var self0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self0)
 	start := time.Now()
-	deadline := start.Add(d)
-	if rate > 0 {
-		// Each tick's batch is sent on its own goroutine so a slow request does not
-		// lower the offered rate; in-flight requests are bounded.
-		tick := time.NewTicker(10 * time.Millisecond)
-		sem := make(chan struct{}, 64)
-		var pw sync.WaitGroup
-		seq := 0
-		// Catch up on missed ticks (a starved ticker drops them) so the offered rate
-		// is the configured one: send whatever is due by now.
-		for now := range tick.C {
-			if now.After(deadline) {
-				break
-			}
-			due := int(float64(rate) * now.Sub(start).Seconds())
-			for seq < due {
-				nb := min(10, due-seq)
-				evs := make([]edgebench.Event, nb)
-				ts := edgebench.Now()
-				for j := range evs {
-					evs[j] = edgebench.Event{Channel: chName(seq), Name: "bench", Data: ts}
-					seq++
-				}
-				sem <- struct{}{}
-				pw.Add(1)
-				go func() {
-					defer func() { <-sem; pw.Done() }()
-					if err := p.Batch(ctx, evs); err != nil {
-						pubErr.Store(err)
-						return
-					}
-					published.Add(int64(len(evs)))
-				}()
-			}
-		}
-		tick.Stop()
-		pw.Wait()
-	} else {
-		// As fast as accepted, with at most window events outstanding per subscriber so
-		// the run measures throughput, not the slow-consumer cut-off.
-		const window = 50
-		var pw sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			pw.Add(1)
-			go func() {
-				defer pw.Done()
-				for time.Now().Before(deadline) {
-					if published.Load()*perChannel-received.Load() > window*perChannel {
-						time.Sleep(100 * time.Microsecond)
-						continue
-					}
-					ts := edgebench.Now()
-					evs := make([]edgebench.Event, 10)
-					for j := range evs {
-						evs[j] = edgebench.Event{Channel: chName(0), Name: "bench", Data: ts}
-					}
-					if err := p.Batch(ctx, evs); err != nil {
-						pubErr.Store(err)
-						return
-					}
-					published.Add(10)
-				}
-			}()
-		}
-		pw.Wait()
-	}
+	// As fast as accepted (rate 0), at most 50 events outstanding per subscriber.
+	published, pubErr := edgebench.Drive(ctx, start.Add(d), rate, chName,
+		func(published int64) bool { return published*perChannel-received.Load() > 50*perChannel }, p.Batch)
 	pubEnd := time.Now()
-	expected := published.Load() * perChannel
+	expected := published * perChannel
 	wait := time.Now().Add(15 * time.Second)
 	for received.Load() < expected && time.Now().Before(wait) {
 		time.Sleep(10 * time.Millisecond)
@@ -494,11 +429,11 @@ func runFan(t edgebench.Target, pid int, name string, channels, subs, rate int, 
 	recvSpan := time.Duration(lastRecv.Load() - start.UnixNano())
 	recv.Close()
 	p50, p99, mx, n := lat.Percentiles()
-	if e := pubErr.Load(); e != nil {
+	if e := pubErr; e != nil {
 		log.Printf("%s: publish error: %v", name, e)
 	}
 	fmt.Printf("%s: clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivery_rate=%.0f msg/s latency p50=%s p99=%s max=%s samples=%d rss=%.1fMiB server_cpu=%s (%.2f us/msg) tool_cpu=%s wall=%s; %s\n",
-		name, len(clients), float64(len(clients))/el.Seconds(), published.Load(), float64(published.Load())/pubEnd.Sub(start).Seconds(),
+		name, len(clients), float64(len(clients))/el.Seconds(), published, float64(published)/pubEnd.Sub(start).Seconds(),
 		expected, got, expected-got, dropped.Load(), float64(got)/recvSpan.Seconds(), p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, mib(rss(pid)),
 		serverCPU.Round(time.Millisecond), float64(serverCPU.Microseconds())/float64(max(got, 1)), toolCPU.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), wr)
 }

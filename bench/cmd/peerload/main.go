@@ -262,75 +262,12 @@ func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Dur
 	pub := p.Publisher(proc)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	var published atomic.Int64
-	var pubErr atomic.Value
 	cpu0, _ := edgebench.CPUTime(proc.PID)
 	start := time.Now()
-	deadline := start.Add(d)
-	if rate > 0 {
-		// Batches of up to 10 due events every 10 ms, each on its own
-		// goroutine (64 in flight at most) so that a slow request does not
-		// lower the offered rate; missed ticks are caught up.
-		tick := time.NewTicker(10 * time.Millisecond)
-		sem := make(chan struct{}, 64)
-		var pw sync.WaitGroup
-		seq := 0
-		for now := range tick.C {
-			if now.After(deadline) {
-				break
-			}
-			due := int(float64(rate) * now.Sub(start).Seconds())
-			for seq < due {
-				nb := min(10, due-seq)
-				evs := make([]edgebench.Event, nb)
-				ts := edgebench.Now()
-				for j := range evs {
-					evs[j] = edgebench.Event{Channel: chName(seq), Name: "bench", Data: ts}
-					seq++
-				}
-				sem <- struct{}{}
-				pw.Add(1)
-				go func() {
-					defer func() { <-sem; pw.Done() }()
-					if err := pub.Publish(ctx, evs); err != nil {
-						pubErr.CompareAndSwap(nil, err.Error())
-						return
-					}
-					published.Add(int64(len(evs)))
-				}()
-			}
-		}
-		tick.Stop()
-		pw.Wait()
-	} else {
-		const window = 50
-		var pw sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			pw.Add(1)
-			go func() {
-				defer pw.Done()
-				for time.Now().Before(deadline) && ctx.Err() == nil {
-					if published.Load()*perChannel-received.Load() > window*perChannel {
-						time.Sleep(100 * time.Microsecond)
-						continue
-					}
-					ts := edgebench.Now()
-					evs := make([]edgebench.Event, 10)
-					for j := range evs {
-						evs[j] = edgebench.Event{Channel: chName(0), Name: "bench", Data: ts}
-					}
-					if err := pub.Publish(ctx, evs); err != nil {
-						pubErr.CompareAndSwap(nil, err.Error())
-						return
-					}
-					published.Add(10)
-				}
-			}()
-		}
-		pw.Wait()
-	}
+	published, pubErr := edgebench.Drive(ctx, start.Add(d), rate, chName,
+		func(published int64) bool { return published*perChannel-received.Load() > 50*perChannel }, pub.Publish)
 	pubEnd := time.Now()
-	expected := published.Load() * perChannel
+	expected := published * perChannel
 	wait := time.Now().Add(10 * time.Second)
 	for received.Load() < expected && time.Now().Before(wait) {
 		time.Sleep(10 * time.Millisecond)
@@ -341,14 +278,14 @@ func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Dur
 	dropped := recv.Closed.Load()
 	recv.Close()
 	p50, p99, mx, n := lat.Percentiles()
-	evRate := float64(published.Load()) / pubEnd.Sub(start).Seconds()
+	evRate := float64(published) / pubEnd.Sub(start).Seconds()
 	deliv := float64(got) / span.Seconds()
 	cpuPerMsg := float64((cpu1 - cpu0).Microseconds()) / float64(max(got, 1))
 	line := fmt.Sprintf("clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivered=%.0f msg/s p50=%s p99=%s max=%s samples=%d server_cpu=%.2fus/msg",
-		len(conns), float64(len(conns))/el.Seconds(), published.Load(), evRate, expected, got, expected-got, dropped, deliv,
+		len(conns), float64(len(conns))/el.Seconds(), published, evRate, expected, got, expected-got, dropped, deliv,
 		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, cpuPerMsg)
-	if e, ok := pubErr.Load().(string); ok {
-		line += " publish_error=" + e
+	if e := pubErr; e != nil {
+		line += " publish_error=" + e.Error()
 	}
 	figs := map[string]float64{}
 	switch {
