@@ -54,6 +54,7 @@ type App struct {
 	rules      *authz.Rules
 	authorizer *authz.Authorizer
 	edge       *edge.Server    // nil on the pusher driver
+	cluster    *clusterNode    // nil without redis: one node
 	webhooks   *webhook.Sender // nil when no webhook URL is configured
 	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
@@ -170,11 +171,20 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			a.closers = append(a.closers, a.webhooks.Close)
 			opts = append(opts, edge.WithWebhookSink(a.webhooks))
 		}
+		if cfg.Redis.Enabled() {
+			a.cluster = newClusterNode(cfg.ClusterConfig(), a.log, a.nodeInfo)
+			opts = append(opts, edge.WithCluster(a.cluster))
+		}
 		ec := edgeConfig(cfg, a.log)
 		ec.TLS = edgeTLS(a.tls.http)
 		a.edge, err = edge.New(ec, opts...)
 		if err != nil {
 			return nil, err
+		}
+		if a.cluster != nil {
+			// Started by Start; runs after the edge drained (closers run in reverse), before
+			// the webhooks sender closes.
+			a.closers = append(a.closers, a.cluster.close)
 		}
 	}
 
@@ -420,6 +430,9 @@ func (a *App) Start() error {
 		}()
 	}
 	a.started = time.Now()
+	if a.cluster != nil {
+		a.cluster.start(a.edge)
+	}
 	go func() {
 		// Serve returns nil after GracefulStop or Stop, an error when the
 		// listener fails.

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/milequest/pushercm/authz"
+	"github.com/milequest/pushercm/cluster"
 	"github.com/milequest/pushercm/delivery"
 	pusherdriver "github.com/milequest/pushercm/delivery/pusher"
 	"github.com/milequest/pushercm/edge/clientip"
@@ -84,8 +85,11 @@ type Config struct {
 	Idempotency delivery.MemoryStoreConfig `yaml:"idempotency"`
 	// Edge configures the embedded realtime server.
 	Edge Edge `yaml:"edge"`
-	// Redis is the cluster store (later work); unused today.
+	// Redis is the shared engine of a cluster; unset means one node.
 	Redis Redis `yaml:"redis"`
+	// Cluster configures this node's part in a cluster (used only when
+	// Redis is set).
+	Cluster Cluster `yaml:"cluster"`
 	// Health holds the thresholds of the health verdict (GetHealthStatus,
 	// grpc.health.v1, /readyz); see health.Thresholds for each default.
 	Health health.Thresholds `yaml:"health"`
@@ -402,10 +406,55 @@ type Webhooks struct {
 	QueueSize int `yaml:"queueSize"`
 }
 
-// Redis configures the shared store of a cluster (later work).
+// Redis is the shared engine of a cluster (DESIGN §6). With neither URL nor
+// ClusterAddrs set the process is one node, exactly as without this section.
 type Redis struct {
-	// URL like redis://127.0.0.1:6379/0. PUSHERCM_REDIS_URL.
+	// URL is redis://[user:password@]host:port[/db], or rediss:// for TLS.
+	// PUSHERCM_REDIS_URL.
 	URL string `yaml:"url"`
+	// ClusterAddrs are the seed addresses (host:port) of a Redis Cluster;
+	// URL's credentials and TLS still apply, and channels use sharded
+	// pub/sub. PUSHERCM_REDIS_CLUSTER_ADDRS (comma separated).
+	ClusterAddrs []string `yaml:"clusterAddrs"`
+	// Prefix starts every key and pub/sub channel, so two apps or two
+	// environments on one Redis never see each other. Default "pushercm".
+	// PUSHERCM_REDIS_PREFIX.
+	Prefix string `yaml:"prefix"`
+}
+
+// Enabled is true when a Redis is configured: the node is part of a cluster.
+func (r Redis) Enabled() bool { return r.URL != "" || len(r.ClusterAddrs) > 0 }
+
+// Cluster is this node's part in a cluster.
+type Cluster struct {
+	// NodeID names this node; default the host name plus a random suffix,
+	// so a restarted process is a new node. PUSHERCM_CLUSTER_NODE_ID.
+	NodeID string `yaml:"nodeId"`
+	// Heartbeat is how often the node refreshes its registration. Default
+	// 2s. PUSHERCM_CLUSTER_HEARTBEAT.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	// NodeTTL is how long a node that stopped heartbeating still counts as
+	// alive; after it, its members, counts and connections are removed.
+	// Default 10s; at least twice Heartbeat. PUSHERCM_CLUSTER_NODE_TTL.
+	NodeTTL time.Duration `yaml:"nodeTtl"`
+	// MaxConnections caps the sockets of the whole cluster (0 = none); the
+	// node's own edge.maxConnections still applies.
+	// PUSHERCM_CLUSTER_MAX_CONNECTIONS.
+	MaxConnections int `yaml:"maxConnections"`
+	// HistorySize is how many of a channel's latest events Redis keeps so
+	// that a node that missed some (a reconnect, a burst it could not take)
+	// catches up. Default 1000.
+	HistorySize int `yaml:"historySize"`
+	// HistoryTTL is how long a channel's history outlives its last event.
+	// Default 5m.
+	HistoryTTL time.Duration `yaml:"historyTtl"`
+	// QueueSize bounds the events received from Redis and waiting for local
+	// delivery; past it they are caught up from the history. Default 65536.
+	QueueSize int `yaml:"queueSize"`
+	// RedisDown is the health verdict while Redis is unreachable: degraded
+	// (default: local sockets are served, publishes are refused) or
+	// unhealthy (load balancers stop routing to the node).
+	RedisDown string `yaml:"redisDown"`
 }
 
 // Default returns the configuration used when nothing is set.
@@ -646,6 +695,9 @@ func (c *Config) Validate() error {
 	if err := c.Health.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.validateCluster(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.validateTLS(); err != nil {
 		errs = append(errs, err)
 	}
@@ -818,4 +870,39 @@ func redactURL(s string) string {
 		u.User = url.UserPassword(u.User.Username(), Redacted)
 	}
 	return u.String()
+}
+
+// ClusterConfig is the shared engine's configuration from redis.* and
+// cluster.*, defaults filled (the zero Config when no Redis is set).
+func (c *Config) ClusterConfig() cluster.Config {
+	if !c.Redis.Enabled() {
+		return cluster.Config{}
+	}
+	return cluster.Config{
+		URL: c.Redis.URL, ClusterAddrs: c.Redis.ClusterAddrs, Prefix: c.Redis.Prefix,
+		NodeID: c.Cluster.NodeID, Heartbeat: c.Cluster.Heartbeat, NodeTTL: c.Cluster.NodeTTL,
+		HistorySize: c.Cluster.HistorySize, HistoryTTL: c.Cluster.HistoryTTL, QueueSize: c.Cluster.QueueSize,
+	}.WithDefaults()
+}
+
+// Cluster health verdicts while Redis is unreachable (cluster.redisDown).
+const (
+	RedisDownDegraded  = "degraded"
+	RedisDownUnhealthy = "unhealthy"
+)
+
+func (c *Config) validateCluster() error {
+	if c.Cluster.RedisDown != "" && c.Cluster.RedisDown != RedisDownDegraded && c.Cluster.RedisDown != RedisDownUnhealthy {
+		return fmt.Errorf("cluster.redisDown: %q is not degraded or unhealthy", c.Cluster.RedisDown)
+	}
+	if c.Cluster.MaxConnections < 0 {
+		return errors.New("cluster.maxConnections: must not be negative (0 = no cap)")
+	}
+	if !c.Redis.Enabled() {
+		return nil
+	}
+	if c.Driver != DriverEmbedded {
+		return fmt.Errorf("redis: cluster mode needs the embedded driver (driver is %q); hosted Pusher is already shared", c.Driver)
+	}
+	return c.ClusterConfig().Validate()
 }

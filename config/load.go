@@ -59,6 +59,17 @@ func duration(f func(c *Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
+func integer(f func(c *Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", v)
+		}
+		*f(c) = n
+		return nil
+	}
+}
+
 // settings is the table of environment variables and flags (DESIGN.md §2).
 // Precedence: flags > environment > file > defaults.
 var settings = []setting{
@@ -92,6 +103,12 @@ var settings = []setting{
 	{env: []string{"PUSHERCM_OPS_TLS_CERT_FILE"}, set: str(func(c *Config) *string { return &c.Ops.TLS.CertFile })},
 	{env: []string{"PUSHERCM_OPS_TLS_KEY_FILE"}, set: str(func(c *Config) *string { return &c.Ops.TLS.KeyFile })},
 	{env: []string{"PUSHERCM_REDIS_URL"}, set: str(func(c *Config) *string { return &c.Redis.URL })},
+	{env: []string{"PUSHERCM_REDIS_CLUSTER_ADDRS"}, set: list(func(c *Config) *[]string { return &c.Redis.ClusterAddrs })},
+	{env: []string{"PUSHERCM_REDIS_PREFIX"}, set: str(func(c *Config) *string { return &c.Redis.Prefix })},
+	{env: []string{"PUSHERCM_CLUSTER_NODE_ID"}, set: str(func(c *Config) *string { return &c.Cluster.NodeID })},
+	{env: []string{"PUSHERCM_CLUSTER_HEARTBEAT"}, set: duration(func(c *Config) *time.Duration { return &c.Cluster.Heartbeat })},
+	{env: []string{"PUSHERCM_CLUSTER_NODE_TTL"}, set: duration(func(c *Config) *time.Duration { return &c.Cluster.NodeTTL })},
+	{env: []string{"PUSHERCM_CLUSTER_MAX_CONNECTIONS"}, set: integer(func(c *Config) *int { return &c.Cluster.MaxConnections })},
 	{env: []string{"PUSHER_APP_ID"}, set: str(func(c *Config) *string { return &c.Pusher.AppID })},
 	{env: []string{"NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY"}, set: str(func(c *Config) *string { return &c.Pusher.Key })},
 	{env: []string{"PUSHER_SECRET"}, set: str(func(c *Config) *string { return &c.Pusher.Secret })},

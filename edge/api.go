@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -155,18 +156,19 @@ func (s *Server) Disconnect(socketID string, code int, reason string) error {
 }
 
 // TerminateUser closes every connection signed in as userID with 4009 and returns how
-// many were closed. Presence-only users are not affected (as Pusher).
-func (s *Server) TerminateUser(userID string) (closed int) {
-	s.mu.RLock()
-	list := make([]*conn, 0, len(s.users[userID]))
-	for c := range s.users[userID] {
-		list = append(list, c)
+// many were closed. Presence-only users are not affected (as Pusher). In a cluster
+// it reaches the user's sockets on every node, and the count is theirs when the
+// request was made; ErrUnavailable when the cluster did not take it.
+func (s *Server) TerminateUser(ctx context.Context, userID string) (closed int, err error) {
+	if cl := s.opts.cluster; cl != nil {
+		name := protocol.ServerToUserChannel(userID)
+		n, err := cl.Publish(ctx, name, envelope(opTerminate, "", nil), 0)
+		if err != nil {
+			return 0, fmt.Errorf("%w: terminate %s: %w", ErrUnavailable, userID, err)
+		}
+		return int(n), nil
 	}
-	s.mu.RUnlock()
-	for _, c := range list {
-		c.closeWithError(protocol.CodeUnauthorized, "You got disconnected by the app.")
-	}
-	return len(list)
+	return s.terminateLocal(userID), nil
 }
 
 // Subscribe joins a socket to a channel on the server's authority (no auth token). The
@@ -249,9 +251,23 @@ func (s *Server) channelInfoLocked(name string, chn *channel, now time.Time) Cha
 	return ci
 }
 
-// Channels lists occupied channels whose name starts with prefix, sorted by name.
-func (s *Server) Channels(prefix string) []ChannelInfo {
+// Channels lists occupied channels whose name starts with prefix, sorted by name
+// (in a cluster, the cluster's; ErrUnavailable without Redis).
+func (s *Server) Channels(ctx context.Context, prefix string) ([]ChannelInfo, error) {
 	now := s.opts.now()
+	if cl := s.opts.cluster; cl != nil {
+		list, err := cl.Channels(ctx, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("%w: channels: %w", ErrUnavailable, err)
+		}
+		out := make([]ChannelInfo, 0, len(list))
+		for _, cc := range list {
+			if !strings.HasPrefix(cc.Name, protocol.ServerToUserPrefix) && cc.Name != controlChannel {
+				out = append(out, s.clusterChannelInfo(ctx, cc, now))
+			}
+		}
+		return out, nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]ChannelInfo, 0, len(s.channels))
@@ -261,16 +277,24 @@ func (s *Server) Channels(prefix string) []ChannelInfo {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, nil
 }
 
 // Channel describes one channel. An unoccupied channel with a valid name is returned
 // with Occupied false (and its cache, if any); an invalid name is ErrInvalid.
-func (s *Server) Channel(name string) (ChannelInfo, error) {
+func (s *Server) Channel(ctx context.Context, name string) (ChannelInfo, error) {
 	if _, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength); err != nil {
 		return ChannelInfo{}, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 	}
 	now := s.opts.now()
+	if cl := s.opts.cluster; cl != nil {
+		counts, err := cl.Counts(ctx, []string{name})
+		if err != nil || len(counts) != 1 {
+			return ChannelInfo{}, fmt.Errorf("%w: channel %s: %w", ErrUnavailable, name, err)
+		}
+		counts[0].Name = name
+		return s.clusterChannelInfo(ctx, counts[0], now), nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.channelInfoLocked(name, s.channels[name], now), nil
@@ -284,13 +308,24 @@ type Member struct {
 
 // PresenceMembers lists the distinct users of a presence channel sorted by user id;
 // empty when unoccupied. ErrInvalid for non-presence channels.
-func (s *Server) PresenceMembers(channel string) ([]Member, error) {
+func (s *Server) PresenceMembers(ctx context.Context, channel string) ([]Member, error) {
 	ch, err := protocol.ParseChannel(channel, s.cfg.Limits.MaxChannelNameLength)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
 	}
 	if ch.Kind != protocol.KindPresence {
 		return nil, fmt.Errorf("%w: %q is not a presence channel", ErrInvalid, channel)
+	}
+	if cl := s.opts.cluster; cl != nil {
+		ms, err := cl.Members(ctx, channel)
+		if err != nil {
+			return nil, fmt.Errorf("%w: members of %s: %w", ErrUnavailable, channel, err)
+		}
+		out := make([]Member, len(ms))
+		for i, m := range ms {
+			out[i] = Member{UserID: m.UserID, UserInfo: json.RawMessage(m.UserInfo)}
+		}
+		return out, nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -106,7 +106,7 @@ func TestServerSideSubscribe(t *testing.T) {
 	if err := s.Subscribe(c.id, "presence-srv"); err != nil {
 		t.Fatal(err)
 	}
-	if ms, _ := s.PresenceMembers("presence-srv"); len(ms) != 1 || ms[0].UserID != c.id {
+	if ms, _ := s.PresenceMembers(context.Background(), "presence-srv"); len(ms) != 1 || ms[0].UserID != c.id {
 		t.Fatalf("members %+v", ms)
 	}
 	tests := []struct {
@@ -142,27 +142,27 @@ func TestChannelsAPI(t *testing.T) {
 	a.subscribeOK("presence-a", `{"user_id":"1"}`)
 	b.subscribeOK("presence-a", `{"user_id":"2","user_info":{"n":"B"}}`)
 	a.subscribeOK("public-b", "")
-	list := s.Channels("")
+	list, _ := s.Channels(context.Background(), "")
 	if len(list) != 2 || list[0].Name != "presence-a" || list[0].UserCount != 2 || list[0].SubscriptionCount != 2 || list[1].Name != "public-b" {
 		t.Fatalf("Channels = %+v", list)
 	}
-	if got := s.Channels("presence-"); len(got) != 1 {
+	if got, _ := s.Channels(context.Background(), "presence-"); len(got) != 1 {
 		t.Fatalf("prefix filter %+v", got)
 	}
-	ci, err := s.Channel("unused")
+	ci, err := s.Channel(context.Background(), "unused")
 	if err != nil || ci.Occupied {
 		t.Fatalf("unoccupied channel %+v %v", ci, err)
 	}
-	if _, err := s.Channel("bad name"); !errors.Is(err, ErrInvalid) {
+	if _, err := s.Channel(context.Background(), "bad name"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad name: %v", err)
 	}
-	if _, err := s.PresenceMembers("public-b"); !errors.Is(err, ErrInvalid) {
+	if _, err := s.PresenceMembers(context.Background(), "public-b"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("non-presence members: %v", err)
 	}
-	if ms, err := s.PresenceMembers("presence-empty"); err != nil || len(ms) != 0 {
+	if ms, err := s.PresenceMembers(context.Background(), "presence-empty"); err != nil || len(ms) != 0 {
 		t.Fatalf("empty presence %v %v", ms, err)
 	}
-	ms, _ := s.PresenceMembers("presence-a")
+	ms, _ := s.PresenceMembers(context.Background(), "presence-a")
 	if len(ms) != 2 || string(ms[1].UserInfo) != `{"n":"B"}` {
 		t.Fatalf("members %+v", ms)
 	}

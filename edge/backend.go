@@ -28,26 +28,29 @@ func toAPIChannel(ci ChannelInfo, now time.Time) httpapi.ChannelInfo {
 	return out
 }
 
-func (b apiBackend) Channels(prefix string) []httpapi.ChannelInfo {
+func (b apiBackend) Channels(ctx context.Context, prefix string) ([]httpapi.ChannelInfo, error) {
 	now := b.s.opts.now()
-	list := b.s.Channels(prefix)
+	list, err := b.s.Channels(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]httpapi.ChannelInfo, len(list))
 	for i, ci := range list {
 		out[i] = toAPIChannel(ci, now)
 	}
-	return out
+	return out, nil
 }
 
-func (b apiBackend) Channel(name string) (httpapi.ChannelInfo, error) {
-	ci, err := b.s.Channel(name)
+func (b apiBackend) Channel(ctx context.Context, name string) (httpapi.ChannelInfo, error) {
+	ci, err := b.s.Channel(ctx, name)
 	if err != nil {
 		return httpapi.ChannelInfo{}, err
 	}
 	return toAPIChannel(ci, b.s.opts.now()), nil
 }
 
-func (b apiBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
-	ms, err := b.s.PresenceMembers(channel)
+func (b apiBackend) PresenceMembers(ctx context.Context, channel string) ([]httpapi.Member, error) {
+	ms, err := b.s.PresenceMembers(ctx, channel)
 	if err != nil {
 		return nil, err
 	}
@@ -58,4 +61,6 @@ func (b apiBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
 	return out, nil
 }
 
-func (b apiBackend) TerminateUser(userID string) int { return b.s.TerminateUser(userID) }
+func (b apiBackend) TerminateUser(ctx context.Context, userID string) (int, error) {
+	return b.s.TerminateUser(ctx, userID)
+}

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -349,26 +350,34 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 	data = append(data, '}')
 	// Sent under the lock so signin_success precedes any watchlist event.
 	c.sendRaw(eventFrame(protocol.EventSigninSuccess, "", string(data), ""))
-	if c.userID == "" {
+	newSocket := c.userID == ""
+	if newSocket {
 		c.userID = u.UserID
 		set := s.users[u.UserID]
 		if set == nil {
 			set = make(map[*conn]struct{}, 1)
 			s.users[u.UserID] = set
-			s.notifyWatchersLocked(u.UserID, true)
+			if s.opts.cluster == nil {
+				s.notifyWatchersLocked(u.UserID, true)
+			}
 		}
 		set[c] = struct{}{}
 	}
 	c.userInfo = u.UserInfo
+	var watch []string
 	if wlErr == nil {
 		if len(wl) > protocol.MaxWatchlist {
 			wl = wl[:protocol.MaxWatchlist]
 			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
 		}
 		s.setWatchlistLocked(c, wl)
+		watch = wl
 	}
 	s.mu.Unlock()
 	c.authorized.Store(true)
+	if s.opts.cluster != nil && (newSocket || len(watch) > 0) {
+		s.signinCluster(c, u.UserID, newSocket, watch)
+	}
 }
 
 func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
@@ -413,16 +422,27 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client event rejected due to rate limit")
 		return
 	}
-	frame := eventFrame(m.Event, name, data, uid)
-	s.mu.RLock()
-	if chn := s.channels[name]; chn != nil {
-		for sub := range chn.subs {
-			if sub != c {
-				sub.sendRaw(frame)
+	if cl := s.opts.cluster; cl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		_, err := cl.Publish(ctx, name, envelope(opEvent, c.id, protocol.EncodeEvent(m.Event, name, data, uid)), 0)
+		cancel()
+		if err != nil {
+			s.clusterFailed("client event", name, err)
+			reject("Client event could not be delivered: the cluster is unavailable")
+			return
+		}
+	} else {
+		frame := eventFrame(m.Event, name, data, uid)
+		s.mu.RLock()
+		if chn := s.channels[name]; chn != nil {
+			for sub := range chn.subs {
+				if sub != c {
+					sub.sendRaw(frame)
+				}
 			}
 		}
+		s.mu.RUnlock()
 	}
-	s.mu.RUnlock()
 	s.st.clientEvents.Add(1)
 	if s.watchingMessages() {
 		s.emit(lifecycle.Event{Type: lifecycle.ClientEvent, Time: s.opts.now(), Channel: name, Name: m.Event, SocketID: c.id, UserID: uid})

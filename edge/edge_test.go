@@ -104,7 +104,7 @@ func TestPublicPublishAndExclude(t *testing.T) {
 	a.quiet("second")
 	// Unsubscribe stops delivery.
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "my-channel"}})
-	eventually(t, "unsubscribe", func() bool { ci, _ := s.Channel("my-channel"); return ci.SubscriptionCount == 1 })
+	eventually(t, "unsubscribe", func() bool { ci, _ := s.Channel(context.Background(), "my-channel"); return ci.SubscriptionCount == 1 })
 }
 
 func TestPublishValidation(t *testing.T) {
@@ -195,19 +195,19 @@ func TestPresenceSameUserTwice(t *testing.T) {
 		t.Fatalf("count %d after same user twice", n)
 	}
 	observer.quiet(protocol.EventMemberAdded)
-	ms, err := s.PresenceMembers(ch)
+	ms, err := s.PresenceMembers(context.Background(), ch)
 	if err != nil || len(ms) != 2 || ms[0].UserID != "7" || string(ms[0].UserInfo) != `{"name":"A"}` {
 		t.Fatalf("members %+v %v", ms, err)
 	}
 	_ = u1a.conn.Close()
-	eventually(t, "first connection gone", func() bool { ci, _ := s.Channel(ch); return ci.SubscriptionCount == 2 })
+	eventually(t, "first connection gone", func() bool { ci, _ := s.Channel(context.Background(), ch); return ci.SubscriptionCount == 2 })
 	observer.quiet(protocol.EventMemberRemoved)
 	_ = u1b.conn.Close()
 	removed := observer.expect(protocol.EventMemberRemoved, ch)
 	if removed.str() != `{"user_id":"7"}` {
 		t.Fatalf("member_removed %s", removed.str())
 	}
-	if ci, _ := s.Channel(ch); ci.UserCount != 1 {
+	if ci, _ := s.Channel(context.Background(), ch); ci.UserCount != 1 {
 		t.Fatalf("user count %d", ci.UserCount)
 	}
 }
@@ -274,7 +274,7 @@ func TestCacheChannels(t *testing.T) {
 				t.Fatalf("replay %+v", m)
 			}
 			b.quiet(protocol.EventCacheMiss)
-			if ci, _ := s.Channel(ch); ci.Cache == nil || ci.Cache.Data != "cached" {
+			if ci, _ := s.Channel(context.Background(), ch); ci.Cache == nil || ci.Cache.Data != "cached" {
 				t.Fatalf("channel cache %+v", ci.Cache)
 			}
 		})
@@ -288,7 +288,7 @@ func TestCacheTTL(t *testing.T) {
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"cache-t"}, Event: "ev", Data: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "cache expiry", func() bool { ci, _ := s.Channel("cache-t"); return ci.Cache == nil })
+	eventually(t, "cache expiry", func() bool { ci, _ := s.Channel(context.Background(), "cache-t"); return ci.Cache == nil })
 	c := connect(t, s)
 	c.subscribeOK("cache-t", "")
 	c.expect(protocol.EventCacheMiss, "cache-t")
@@ -495,7 +495,7 @@ func TestSigninSendToUserTerminate(t *testing.T) {
 	if n, err := s.Publish(context.Background(), Message{Channels: []string{"#server-to-user-7"}, Event: "via-publish", Data: "d"}); err != nil || n != 2 {
 		t.Fatalf("Publish to user = %d %v", n, err)
 	}
-	if got := s.TerminateUser("7"); got != 2 {
+	if got, _ := s.TerminateUser(context.Background(), "7"); got != 2 {
 		t.Fatalf("TerminateUser = %d", got)
 	}
 	for _, c := range []*tclient{a, b} {
@@ -920,7 +920,7 @@ func TestCacheChannelsBounded(t *testing.T) {
 	publish("cache-a") // rewritten: now b expires first
 	publish("cache-c")
 	for ch, want := range map[string]bool{"cache-a": true, "cache-b": false, "cache-c": true} {
-		if ci, _ := s.Channel(ch); (ci.Cache != nil) != want {
+		if ci, _ := s.Channel(context.Background(), ch); (ci.Cache != nil) != want {
 			t.Errorf("%s cached = %v, want %v", ch, ci.Cache != nil, want)
 		}
 	}

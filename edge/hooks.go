@@ -57,6 +57,7 @@ type options struct {
 	webhooks     WebhookSink
 	httpLimiter  httpapi.Limiter
 	metrics      Metrics
+	cluster      Cluster
 	now          func() time.Time
 }
 

@@ -43,9 +43,15 @@ func (e *subError) Unwrap() error { return e.base }
 type pending struct {
 	evs   []lifecycle.Event
 	hooks []protocol.WebhookEvent
+	// leaves are reported to the cluster (when there is one) afterwards.
+	leaves []clusterOp
 }
 
 func (s *Server) flush(p *pending) {
+	if len(p.leaves) > 0 {
+		s.clusterLeaves(p.leaves)
+		p.leaves = nil
+	}
 	for _, e := range p.evs {
 		s.emit(e)
 	}
@@ -72,6 +78,9 @@ func (s *Server) emitWebhook(h protocol.WebhookEvent) {
 // subscribe-only, so the socket's client events there are refused. Joining again
 // replaces the grant with the newer one.
 func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool) error {
+	if s.opts.cluster != nil && ch.Kind != protocol.KindServerToUser {
+		return s.subscribeCluster(c, ch, member, clientEvents)
+	}
 	now := s.opts.now()
 	var p pending
 	s.lockHub()
@@ -210,6 +219,19 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 	delete(chn.subs, c)
 	s.st.subscriptions.Add(-1)
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
+	if s.opts.cluster != nil && chn.info.Kind != protocol.KindServerToUser {
+		// The cluster decides member_removed and vacated (clusterLeave).
+		p.leaves = append(p.leaves, clusterOp{channel: name, uid: uid, socketID: c.id})
+		if m := chn.members[uid]; m != nil {
+			if m.conns--; m.conns <= 0 {
+				delete(chn.members, uid)
+			}
+		}
+		if len(chn.subs) == 0 {
+			delete(s.channels, name)
+		}
+		return
+	}
 	if m := chn.members[uid]; m != nil {
 		m.conns--
 		if m.conns <= 0 {
@@ -262,8 +284,13 @@ func (s *Server) removeLocked(c *conn, p *pending) bool {
 			delete(set, c)
 			if len(set) == 0 {
 				delete(s.users, c.userID)
-				s.notifyWatchersLocked(c.userID, false)
+				if s.opts.cluster == nil {
+					s.notifyWatchersLocked(c.userID, false)
+				}
 			}
+		}
+		if s.opts.cluster != nil {
+			p.leaves = append(p.leaves, clusterOp{channel: protocol.ServerToUserChannel(c.userID), uid: c.userID, socketID: c.id, user: true})
 		}
 	}
 	s.setWatchlistLocked(c, nil)
@@ -330,6 +357,17 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		}
 		chans[i] = ch
 	}
+	if s.opts.cluster != nil {
+		delivered, err = s.publishCluster(ctx, chans, m)
+		if err != nil {
+			return delivered, err
+		}
+		s.st.published.Add(1)
+		if mt := s.opts.metrics; mt != nil {
+			mt.Published(delivered, time.Since(start))
+		}
+		return delivered, nil
+	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
 	for _, ch := range chans {
 		if ch.Kind == protocol.KindServerToUser {
@@ -378,7 +416,14 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 	if err := s.validateEvent(event, data); err != nil {
 		return 0, err
 	}
-	delivered = s.sendToUser(userID, event, data, "")
+	if s.opts.cluster != nil {
+		ch := protocol.Channel{Name: protocol.ServerToUserChannel(userID), Kind: protocol.KindServerToUser, UserID: userID}
+		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
+			return delivered, err
+		}
+	} else {
+		delivered = s.sendToUser(userID, event, data, "")
+	}
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
 		mt.Published(delivered, time.Since(start))
@@ -399,7 +444,8 @@ func (s *Server) sendToUser(userID, event, data, exclude string) int {
 }
 
 // setWatchlistLocked replaces c's watchlist and sends the current status of the new one
-// (pusher_internal:watchlist_events).
+// (pusher_internal:watchlist_events); in a cluster the caller sends it
+// (sendWatchlist), after the lock.
 func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	for _, id := range c.watchlist {
 		if set := s.watching[id]; set != nil {
@@ -411,6 +457,17 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	}
 	c.watchlist = ids
 	if len(ids) == 0 {
+		return
+	}
+	if s.opts.cluster != nil {
+		for _, id := range ids {
+			set := s.watching[id]
+			if set == nil {
+				set = make(map[*conn]struct{}, 1)
+				s.watching[id] = set
+			}
+			set[c] = struct{}{}
+		}
 		return
 	}
 	var online, offline []string

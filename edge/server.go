@@ -74,6 +74,12 @@ type Server struct {
 	// events hands lifecycle and message events to watchers.
 	events lifecycle.Hub
 
+	// A node of a cluster (opts.cluster): the channels it listens to, the
+	// leaves being reported, and whether a cluster call failed (Dirty).
+	lis     listeners
+	clOps   sync.WaitGroup
+	clDirty atomic.Bool
+
 	st counters
 }
 
@@ -97,6 +103,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		users:      make(map[string]map[*conn]struct{}),
 		watching:   make(map[string]map[*conn]struct{}),
 	}
+	s.lis.m = make(map[string]*listener)
 	s.cache = newCacheStore(s.cfg.MaxCacheChannels)
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
 	s.ipConns = make(map[string]int)
@@ -260,6 +267,11 @@ func (s *Server) Start(addr string) error {
 	s.fanner.Store(s.flushers[0])
 	s.done.Add(1)
 	go s.sweep()
+	if s.opts.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		s.listen(ctx, controlChannel)
+		cancel()
+	}
 	s.cfg.Logger.Info("edge listening", "addr", s.Addr().String(), "app_id", cfg.AppID)
 	return nil
 }
@@ -333,6 +345,8 @@ wait:
 	wait.Stop()
 	close(s.flushStop)
 	s.flushDone.Wait()
+	// The drained sockets' leaves reach the cluster before Shutdown returns.
+	s.clOps.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = s.engine.Shutdown(sctx)

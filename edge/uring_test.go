@@ -39,7 +39,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		}
 	})
 	c.send(map[string]any{"event": protocol.EventSubscribe, "data": map[string]string{"channel": "order"}})
-	eventually(t, "subscribed", func() bool { ci, _ := s.Channel("order"); return ci.SubscriptionCount == 1 })
+	eventually(t, "subscribed", func() bool { ci, _ := s.Channel(context.Background(), "order"); return ci.SubscriptionCount == 1 })
 	// And a small send buffer on the server's side of the socket.
 	s.mu.Lock()
 	for _, sc := range s.conns {

@@ -60,7 +60,8 @@ type Sockets interface {
 	// Disconnect closes a socket with a close code and reason.
 	Disconnect(socketID string, code int, reason string) error
 	// TerminateUser closes every connection signed in as userID and says how many.
-	TerminateUser(userID string) int
+	// In a cluster it reaches every node; an error means it was not sent.
+	TerminateUser(ctx context.Context, userID string) (int, error)
 	// Subscribe joins a socket to a channel on the server's authority.
 	Subscribe(socketID, channel string) error
 	// Unsubscribe removes a socket from a channel.
@@ -279,7 +280,7 @@ func (c *Connection) DisconnectConnection(_ context.Context, req *pushercmv1.Dis
 }
 
 // TerminateUserConnections implements ConnectionService.TerminateUserConnections.
-func (c *Connection) TerminateUserConnections(_ context.Context, req *pushercmv1.TerminateUserConnectionsRequest) (*pushercmv1.TerminateUserConnectionsResponse, error) {
+func (c *Connection) TerminateUserConnections(ctx context.Context, req *pushercmv1.TerminateUserConnectionsRequest) (*pushercmv1.TerminateUserConnectionsResponse, error) {
 	e, err := c.socketsOrPrecondition()
 	if err != nil {
 		return nil, err
@@ -287,7 +288,11 @@ func (c *Connection) TerminateUserConnections(_ context.Context, req *pushercmv1
 	if req.GetUserId() == "" {
 		return nil, interceptors.InvalidField("user_id", "is required")
 	}
-	return &pushercmv1.TerminateUserConnectionsResponse{ClosedConnections: int32(e.TerminateUser(req.GetUserId()))}, nil
+	n, err := e.TerminateUser(ctx, req.GetUserId())
+	if err != nil {
+		return nil, err
+	}
+	return &pushercmv1.TerminateUserConnectionsResponse{ClosedConnections: int32(n)}, nil
 }
 
 func requireChannel(field, name string) error {

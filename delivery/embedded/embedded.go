@@ -21,9 +21,9 @@ type Hub interface {
 	Publish(ctx context.Context, m edge.Message) (delivered int, err error)
 	// SendToUser sends the event to every connection signed in as userID.
 	SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error)
-	Channels(prefix string) []edge.ChannelInfo
-	Channel(name string) (edge.ChannelInfo, error)
-	PresenceMembers(channel string) ([]edge.Member, error)
+	Channels(ctx context.Context, prefix string) ([]edge.ChannelInfo, error)
+	Channel(ctx context.Context, name string) (edge.ChannelInfo, error)
+	PresenceMembers(ctx context.Context, channel string) ([]edge.Member, error)
 }
 
 // Config configures the embedded driver (the edge has its own Config).
@@ -148,8 +148,11 @@ func (d *Driver) SendToUser(ctx context.Context, userID, name, data string) (del
 
 // Channels implements delivery.Driver. Per-user #server-to-user- channels are internal
 // plumbing and are not listed (delivery.Hidden).
-func (d *Driver) Channels(_ context.Context, prefix string) ([]delivery.ChannelInfo, error) {
-	list := d.hub.Channels(prefix)
+func (d *Driver) Channels(ctx context.Context, prefix string) ([]delivery.ChannelInfo, error) {
+	list, err := d.hub.Channels(ctx, prefix)
+	if err != nil {
+		return nil, mapError("channels", err)
+	}
 	out := make([]delivery.ChannelInfo, 0, len(list))
 	for _, c := range list {
 		if delivery.Hidden(c.Name) {
@@ -162,14 +165,14 @@ func (d *Driver) Channels(_ context.Context, prefix string) ([]delivery.ChannelI
 
 // Channel implements delivery.Driver. An unoccupied channel is Occupied false, not an
 // error, as in Pusher's HTTP API; so is a hidden #server-to-user- channel.
-func (d *Driver) Channel(_ context.Context, name string) (delivery.ChannelInfo, error) {
+func (d *Driver) Channel(ctx context.Context, name string) (delivery.ChannelInfo, error) {
 	if _, err := protocol.ParseChannel(name, 0); err != nil {
 		return delivery.ChannelInfo{}, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
 	}
 	if delivery.Hidden(name) {
 		return delivery.ChannelInfo{Name: name}, nil
 	}
-	c, err := d.hub.Channel(name)
+	c, err := d.hub.Channel(ctx, name)
 	if errcode.Of(err) == errcode.NotFound {
 		return delivery.ChannelInfo{Name: name}, nil
 	}
@@ -181,7 +184,7 @@ func (d *Driver) Channel(_ context.Context, name string) (delivery.ChannelInfo, 
 
 // PresenceMembers implements delivery.Driver. An empty presence channel has no members
 // (not an error); a non-presence channel is ErrInvalid.
-func (d *Driver) PresenceMembers(_ context.Context, channel string) ([]delivery.Member, error) {
+func (d *Driver) PresenceMembers(ctx context.Context, channel string) ([]delivery.Member, error) {
 	ch, err := protocol.ParseChannel(channel, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", delivery.ErrInvalid, err)
@@ -189,7 +192,7 @@ func (d *Driver) PresenceMembers(_ context.Context, channel string) ([]delivery.
 	if !ch.IsPresence() {
 		return nil, fmt.Errorf("%w: %q is not a presence channel", delivery.ErrInvalid, channel)
 	}
-	list, err := d.hub.PresenceMembers(channel)
+	list, err := d.hub.PresenceMembers(ctx, channel)
 	if errcode.Of(err) == errcode.NotFound {
 		return []delivery.Member{}, nil
 	}

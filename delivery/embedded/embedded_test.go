@@ -249,7 +249,7 @@ func TestServerToUserChannelsAreHidden(t *testing.T) {
 	c.SignIn("u9")
 	c.Subscribe("#server-to-user-u9", "")
 	c.Subscribe("team-1", "")
-	if ch, err := s.Channel("#server-to-user-u9"); err != nil || !ch.Occupied {
+	if ch, err := s.Channel(context.Background(), "#server-to-user-u9"); err != nil || !ch.Occupied {
 		t.Fatalf("the edge holds the subscription: %+v, %v", ch, err)
 	}
 
@@ -297,11 +297,11 @@ func (h fakeHub) Publish(context.Context, edge.Message) (int, error) { return 0,
 func (h fakeHub) SendToUser(context.Context, string, string, string) (int, error) {
 	return 0, h.err
 }
-func (h fakeHub) Channels(string) []edge.ChannelInfo { return nil }
-func (h fakeHub) Channel(string) (edge.ChannelInfo, error) {
+func (h fakeHub) Channels(context.Context, string) ([]edge.ChannelInfo, error) { return nil, nil }
+func (h fakeHub) Channel(context.Context, string) (edge.ChannelInfo, error) {
 	return edge.ChannelInfo{}, h.err
 }
-func (h fakeHub) PresenceMembers(string) ([]edge.Member, error) { return nil, h.err }
+func (h fakeHub) PresenceMembers(context.Context, string) ([]edge.Member, error) { return nil, h.err }
 
 func TestErrorMapping(t *testing.T) {
 	tests := []struct {

@@ -65,7 +65,7 @@ func (b *recordingBackend) SendToUser(_ context.Context, userID, event, data str
 	return 1, nil
 }
 
-func (b *recordingBackend) Channels(prefix string) []httpapi.ChannelInfo {
+func (b *recordingBackend) Channels(_ context.Context, prefix string) ([]httpapi.ChannelInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []httpapi.ChannelInfo
@@ -75,14 +75,14 @@ func (b *recordingBackend) Channels(prefix string) []httpapi.ChannelInfo {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return out, nil
 }
 
 func (b *recordingBackend) infoLocked(name string, n int) httpapi.ChannelInfo {
 	return httpapi.ChannelInfo{Name: name, Occupied: n > 0, SubscriptionCount: n, UserCount: len(b.members[name])}
 }
 
-func (b *recordingBackend) Channel(name string) (httpapi.ChannelInfo, error) {
+func (b *recordingBackend) Channel(_ context.Context, name string) (httpapi.ChannelInfo, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	n, ok := b.subs[name]
@@ -92,7 +92,7 @@ func (b *recordingBackend) Channel(name string) (httpapi.ChannelInfo, error) {
 	return b.infoLocked(name, n), nil
 }
 
-func (b *recordingBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
+func (b *recordingBackend) PresenceMembers(_ context.Context, channel string) ([]httpapi.Member, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	m, ok := b.members[channel]
@@ -102,7 +102,7 @@ func (b *recordingBackend) PresenceMembers(channel string) ([]httpapi.Member, er
 	return m, nil
 }
 
-func (b *recordingBackend) TerminateUser(string) int { return 0 }
+func (b *recordingBackend) TerminateUser(context.Context, string) (int, error) { return 0, nil }
 
 // deliveries counts how many times each (channel, event data) pair was published,
 // and each SendToUser ("user id/event/data").

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -179,9 +180,9 @@ func (h *handler) publish(r *http.Request, t *trigger) *apiError {
 }
 
 // countAttrs returns the attributes asked for about a channel after a trigger.
-func (h *handler) countAttrs(name string, a attrs) map[string]int {
+func (h *handler) countAttrs(ctx context.Context, name string, a attrs) map[string]int {
 	out := map[string]int{}
-	info, err := h.b.Channel(name)
+	info, err := h.b.Channel(ctx, name)
 	if err != nil { // unoccupied: counts are zero
 		info = ChannelInfo{Name: name}
 	}
@@ -216,7 +217,7 @@ func (h *handler) events(r *http.Request, body []byte) (any, *apiError) {
 	}
 	chans := make(map[string]map[string]int, len(t.channels))
 	for _, name := range t.channels {
-		chans[name] = h.countAttrs(name, t.info)
+		chans[name] = h.countAttrs(r.Context(), name, t.info)
 	}
 	return map[string]any{"channels": chans}, nil
 }
@@ -258,13 +259,13 @@ func (h *handler) batchEvents(r *http.Request, body []byte) (any, *apiError) {
 	for i, t := range ts {
 		out[i] = map[string]int{}
 		if t.info.any() && len(t.channels) > 0 {
-			out[i] = h.countAttrs(t.channels[0], t.info)
+			out[i] = h.countAttrs(r.Context(), t.channels[0], t.info)
 		}
 	}
 	return map[string]any{"batch": out}, nil
 }
 
-func (h *handler) channels(_ *http.Request, params map[string]string) (any, *apiError) {
+func (h *handler) channels(r *http.Request, params map[string]string) (any, *apiError) {
 	prefix := params["filter_by_prefix"]
 	a, aerr := parseAttrs(params["info"], attrUserCount, attrSubscriptionCount)
 	if aerr != nil {
@@ -274,7 +275,10 @@ func (h *handler) channels(_ *http.Request, params map[string]string) (any, *api
 	if a.userCount && !strings.HasPrefix(prefix, "presence-") {
 		return nil, errorf(http.StatusBadRequest, "info=user_count requires filter_by_prefix=presence-")
 	}
-	list := h.b.Channels(prefix)
+	list, err := h.b.Channels(r.Context(), prefix)
+	if err != nil {
+		return nil, h.backendError("channels", err)
+	}
 	out := make(map[string]map[string]int, len(list))
 	for _, c := range list {
 		if !c.Occupied || strings.HasPrefix(c.Name, "#") || !strings.HasPrefix(c.Name, prefix) {
@@ -300,7 +304,7 @@ func (h *handler) parseChannelName(name string) (protocol.Channel, *apiError) {
 	return ch, nil
 }
 
-func (h *handler) channel(_ *http.Request, name string, params map[string]string) (any, *apiError) {
+func (h *handler) channel(r *http.Request, name string, params map[string]string) (any, *apiError) {
 	ch, aerr := h.parseChannelName(name)
 	if aerr != nil {
 		return nil, aerr
@@ -315,7 +319,7 @@ func (h *handler) channel(_ *http.Request, name string, params map[string]string
 	if a.cache && !ch.Cache {
 		return nil, errorf(http.StatusBadRequest, "cache is only available for cache channels")
 	}
-	info, err := h.b.Channel(name)
+	info, err := h.b.Channel(r.Context(), name)
 	if err != nil {
 		if errcode.Of(err) != errcode.NotFound {
 			return nil, h.backendError("channel", err)
@@ -345,7 +349,7 @@ type user struct {
 	ID string `json:"id"`
 }
 
-func (h *handler) users(_ *http.Request, name string) (any, *apiError) {
+func (h *handler) users(r *http.Request, name string) (any, *apiError) {
 	ch, aerr := h.parseChannelName(name)
 	if aerr != nil {
 		return nil, aerr
@@ -353,7 +357,7 @@ func (h *handler) users(_ *http.Request, name string) (any, *apiError) {
 	if !ch.IsPresence() {
 		return nil, errorf(http.StatusBadRequest, "users are only available for presence channels")
 	}
-	members, err := h.b.PresenceMembers(name)
+	members, err := h.b.PresenceMembers(r.Context(), name)
 	if err != nil && errcode.Of(err) != errcode.NotFound {
 		return nil, h.backendError("users", err)
 	}
@@ -364,11 +368,13 @@ func (h *handler) users(_ *http.Request, name string) (any, *apiError) {
 	return map[string]any{"users": list}, nil
 }
 
-func (h *handler) terminate(_ *http.Request, userID string) (any, *apiError) {
+func (h *handler) terminate(r *http.Request, userID string) (any, *apiError) {
 	if userID == "" || len(userID) > h.limits.MaxUserIDLength {
 		return nil, errorf(http.StatusBadRequest, "invalid user id")
 	}
-	h.b.TerminateUser(userID)
+	if _, err := h.b.TerminateUser(r.Context(), userID); err != nil {
+		return nil, h.backendError("terminate", err)
+	}
 	return struct{}{}, nil
 }
 

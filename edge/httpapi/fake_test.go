@@ -61,7 +61,7 @@ func (f *fakeBackend) SendToUser(_ context.Context, userID, event, data string) 
 	return 1, nil
 }
 
-func (f *fakeBackend) Channels(prefix string) []httpapi.ChannelInfo {
+func (f *fakeBackend) Channels(_ context.Context, prefix string) ([]httpapi.ChannelInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []httpapi.ChannelInfo
@@ -71,10 +71,10 @@ func (f *fakeBackend) Channels(prefix string) []httpapi.ChannelInfo {
 		}
 	}
 	slices.SortFunc(out, func(a, b httpapi.ChannelInfo) int { return strings.Compare(a.Name, b.Name) })
-	return out
+	return out, nil
 }
 
-func (f *fakeBackend) Channel(name string) (httpapi.ChannelInfo, error) {
+func (f *fakeBackend) Channel(_ context.Context, name string) (httpapi.ChannelInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.channels[name]
@@ -84,7 +84,7 @@ func (f *fakeBackend) Channel(name string) (httpapi.ChannelInfo, error) {
 	return c, nil
 }
 
-func (f *fakeBackend) PresenceMembers(channel string) ([]httpapi.Member, error) {
+func (f *fakeBackend) PresenceMembers(_ context.Context, channel string) ([]httpapi.Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	m, ok := f.members[channel]
@@ -94,11 +94,11 @@ func (f *fakeBackend) PresenceMembers(channel string) ([]httpapi.Member, error) 
 	return m, nil
 }
 
-func (f *fakeBackend) TerminateUser(userID string) int {
+func (f *fakeBackend) TerminateUser(_ context.Context, userID string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.terminated = append(f.terminated, userID)
-	return 1
+	return 1, nil
 }
 
 func (f *fakeBackend) snapshot() (pub []httpapi.Message, sends []userSend, term []string) {

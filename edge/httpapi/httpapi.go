@@ -57,15 +57,15 @@ type Backend interface {
 	// SendToUser writes an event to every connection signed in as userID.
 	SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error)
 	// Channels lists occupied channels whose name starts with prefix, sorted by name.
-	Channels(prefix string) []ChannelInfo
+	Channels(ctx context.Context, prefix string) ([]ChannelInfo, error)
 	// Channel describes one channel; an unoccupied one may be returned with Occupied
 	// false or as ErrNotFound.
-	Channel(name string) (ChannelInfo, error)
+	Channel(ctx context.Context, name string) (ChannelInfo, error)
 	// PresenceMembers lists the distinct users of a presence channel; an empty channel
 	// may answer ErrNotFound.
-	PresenceMembers(channel string) ([]Member, error)
+	PresenceMembers(ctx context.Context, channel string) ([]Member, error)
 	// TerminateUser closes every connection signed in as userID.
-	TerminateUser(userID string) (closed int)
+	TerminateUser(ctx context.Context, userID string) (closed int, err error)
 }
 
 // Errors a Backend may return (wrapped) to choose the HTTP status; any error with the

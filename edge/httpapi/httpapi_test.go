@@ -452,7 +452,7 @@ func TestNewValidates(t *testing.T) {
 
 type panicBackend struct{ *fakeBackend }
 
-func (panicBackend) Channels(string) []httpapi.ChannelInfo { panic("boom") }
+func (panicBackend) Channels(context.Context, string) ([]httpapi.ChannelInfo, error) { panic("boom") }
 
 func TestBackendPanicAnswersJSON(t *testing.T) {
 	h := httpapi.New(httpapi.Config{AppID: appID, Key: key, Secret: secret, Now: func() time.Time { return fixedNow }}, panicBackend{newFake()})

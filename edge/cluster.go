@@ -1,0 +1,652 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/milequest/pushercm/errcode"
+	"github.com/milequest/pushercm/lifecycle"
+	"github.com/milequest/pushercm/protocol"
+)
+
+// Cluster is the engine several nodes share (package cluster, on Redis, wired
+// by the app). With none (the default) the hub is the whole server: fan-out,
+// presence, occupancy and users are this process's own, at in-memory speed.
+// With one, the hub keeps its local sockets and the Cluster carries:
+//   - fan-out: every publish (gRPC, HTTP API, client events, presence
+//     announcements) is one Cluster.Publish; each node listening to the
+//     channel gets it back through Server.Receive and encodes the frame once
+//     for its sockets;
+//   - occupancy and presence: each socket's subscribe and leave is counted in
+//     the Cluster, which reports the cluster-wide transitions (occupied,
+//     vacated, member added, removed) to exactly one node, which announces
+//     them;
+//   - users: a signed-in socket counts as a subscription of its
+//     #server-to-user-{id} channel, so SendToUser and terminate_connections
+//     reach the user's sockets on every node, and the channel's occupied and
+//     vacated transitions are the user's online and offline for watchlists.
+//
+// Implementations are safe for concurrent use. Errors that mean "Redis did not
+// answer" wrap ErrUnavailable; a presence join over the member limit wraps
+// ErrLimit.
+type Cluster interface {
+	// Publish hands payload to every node listening to channel (this one
+	// included), with cacheTTL > 0 keeping it as a cache channel's last
+	// event. It returns the channel's subscriptions across the cluster when
+	// the publication was made.
+	Publish(ctx context.Context, channel string, payload []byte, cacheTTL time.Duration) (subscriptions int64, err error)
+	// Cached is a cache channel's last payload, nil when none.
+	Cached(ctx context.Context, channel string) ([]byte, error)
+	// Listen makes the node receive channel's publications (Server.Receive)
+	// made after it returns; Unlisten stops it. Both are idempotent. A
+	// Listen that fails for want of Redis is made again when Redis is back.
+	Listen(ctx context.Context, channel string) error
+	Unlisten(ctx context.Context, channel string) error
+	// Subscribed and Unsubscribed count one socket of this node in or out of
+	// channel; occupied / vacated are the cluster-wide transitions.
+	Subscribed(ctx context.Context, channel string) (occupied bool, err error)
+	Unsubscribed(ctx context.Context, channel string) (vacated bool, err error)
+	// Join and Leave count one presence socket of userID; added / removed
+	// are the cluster-wide member transitions. maxMembers > 0 refuses a new
+	// member past it (ErrLimit).
+	Join(ctx context.Context, channel, userID string, info []byte, maxMembers int) (added bool, err error)
+	Leave(ctx context.Context, channel, userID string) (removed bool, err error)
+	// Members lists a presence channel's members across the cluster.
+	Members(ctx context.Context, channel string) ([]protocol.Member, error)
+	// Channels lists the occupied channels whose name starts with prefix;
+	// Counts gives the subscriptions and users of each named channel.
+	Channels(ctx context.Context, prefix string) ([]ChannelCount, error)
+	Counts(ctx context.Context, channels []string) ([]ChannelCount, error)
+}
+
+// ErrUnavailable: the cluster's engine (Redis) did not answer, so the
+// operation was not done. A publish refused with it was delivered to nobody.
+var ErrUnavailable = &errcode.Error{Code: errcode.ConnectionFailed, Message: "edge: cluster unavailable", Public: "the cluster's shared store is unreachable", Temporary: true}
+
+// ChannelCount is a channel's subscriptions and presence users across the
+// cluster.
+type ChannelCount struct {
+	Name          string
+	Subscriptions int64
+	Users         int64
+}
+
+// LocalChannel is what this node holds in one channel (Snapshot), so that the
+// Cluster can be told again after it lost it.
+type LocalChannel struct {
+	Name          string
+	Subscriptions int
+	Members       []LocalMember
+}
+
+// LocalMember is one presence user's sockets on this node.
+type LocalMember struct {
+	UserID  string
+	Sockets int
+	Info    []byte
+}
+
+// Cleanup is what a dead node left in one channel, as the Cluster reports it
+// to the node that cleaned it up (see NodeGone).
+type Cleanup struct {
+	Channel string
+	Vacated bool
+	Removed []string
+}
+
+// WithCluster makes the server one node of a cluster sharing c. Call
+// Server.Receive with every publication c hands back.
+func WithCluster(c Cluster) Option {
+	return func(o *options) { o.cluster = c }
+}
+
+// controlChannel carries what every node hears: users coming online and
+// going offline (watchlists). No Pusher channel can have this name.
+const controlChannel = "#cluster"
+
+// Payload operations, the first byte of a publication's payload. The rest is
+// an argument, a newline, and a body.
+const (
+	opEvent     = 'e' // argument: the socket to skip; body: the event's JSON frame
+	opTerminate = 't' // on a user's channel: close its sockets
+	opOnline    = 'o' // on controlChannel, argument: the user now online
+	opOffline   = 'f' // on controlChannel, argument: the user now offline
+)
+
+func envelope(op byte, arg string, body []byte) []byte {
+	b := make([]byte, 0, 2+len(arg)+len(body))
+	b = append(b, op)
+	b = append(b, arg...)
+	b = append(b, '\n')
+	return append(b, body...)
+}
+
+func openEnvelope(p []byte) (op byte, arg string, body []byte, ok bool) {
+	if len(p) < 2 {
+		return 0, "", nil, false
+	}
+	i := bytes.IndexByte(p[1:], '\n')
+	if i < 0 {
+		return 0, "", nil, false
+	}
+	return p[0], string(p[1 : 1+i]), p[2+i:], true
+}
+
+// clusterTimeout bounds each of a socket's cluster calls.
+const clusterTimeout = 5 * time.Second
+
+// listener counts the local reasons to listen to one channel.
+type listener struct {
+	refs  int
+	ready chan struct{} // closed when the Listen call returned
+	gone  chan struct{} // set when the last reference left: closed after Unlisten
+}
+
+type listeners struct {
+	mu sync.Mutex
+	m  map[string]*listener
+}
+
+// listen takes a reference on channel's subscription to the cluster and
+// returns once publications made from now on are received.
+func (s *Server) listen(ctx context.Context, channel string) {
+	for {
+		s.lis.mu.Lock()
+		l := s.lis.m[channel]
+		if l != nil && l.gone != nil {
+			g := l.gone
+			s.lis.mu.Unlock()
+			<-g
+			continue
+		}
+		if l != nil {
+			l.refs++
+			s.lis.mu.Unlock()
+			select {
+			case <-l.ready:
+			case <-ctx.Done():
+			}
+			return
+		}
+		l = &listener{refs: 1, ready: make(chan struct{})}
+		s.lis.m[channel] = l
+		s.lis.mu.Unlock()
+		if err := s.opts.cluster.Listen(ctx, channel); err != nil {
+			s.clusterFailed("listen", channel, err)
+		}
+		close(l.ready)
+		return
+	}
+}
+
+// unlisten drops a reference taken by listen.
+func (s *Server) unlisten(ctx context.Context, channel string) {
+	s.lis.mu.Lock()
+	l := s.lis.m[channel]
+	if l == nil || l.gone != nil {
+		s.lis.mu.Unlock()
+		return
+	}
+	if l.refs--; l.refs > 0 {
+		s.lis.mu.Unlock()
+		return
+	}
+	l.gone = make(chan struct{})
+	s.lis.mu.Unlock()
+	<-l.ready
+	if err := s.opts.cluster.Unlisten(ctx, channel); err != nil {
+		s.clusterFailed("unlisten", channel, err)
+	}
+	s.lis.mu.Lock()
+	delete(s.lis.m, channel)
+	s.lis.mu.Unlock()
+	close(l.gone)
+}
+
+// clusterFailed records a cluster call that did not happen: the node's
+// counts in the cluster may be off until Snapshot is written back (Dirty).
+func (s *Server) clusterFailed(what, channel string, err error) {
+	s.clDirty.Store(true)
+	s.cfg.Logger.Warn("cluster call failed; the node's state will be written back when Redis answers", "op", what, "channel", channel, "err", err)
+}
+
+// Dirty reports, and clears, whether a cluster call failed since the last
+// call: the caller then writes Snapshot back to the cluster.
+func (s *Server) Dirty() bool { return s.clDirty.Swap(false) }
+
+// Snapshot is everything this node holds: each channel's local
+// subscriptions and presence sockets, and each signed-in user's sockets (as
+// its #server-to-user- channel).
+func (s *Server) Snapshot() []LocalChannel {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]LocalChannel, 0, len(s.channels)+len(s.users))
+	for name, chn := range s.channels {
+		lc := LocalChannel{Name: name, Subscriptions: len(chn.subs)}
+		for id, m := range chn.members {
+			lc.Members = append(lc.Members, LocalMember{UserID: id, Sockets: m.conns, Info: m.info})
+		}
+		out = append(out, lc)
+	}
+	for id, set := range s.users {
+		out = append(out, LocalChannel{Name: protocol.ServerToUserChannel(id), Subscriptions: len(set)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// clusterOp is a socket's leave to report to the cluster after the hub lock
+// is released: a channel (with the presence user, if any), or its user's
+// channel when user is set.
+type clusterOp struct {
+	channel, uid, socketID string
+	user                   bool
+}
+
+// clusterLeaves reports ops to the cluster in the background, in order.
+func (s *Server) clusterLeaves(ops []clusterOp) {
+	s.clOps.Add(1)
+	go func() {
+		defer s.clOps.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		defer cancel()
+		for _, op := range ops {
+			s.clusterLeave(ctx, op)
+		}
+	}()
+}
+
+func (s *Server) clusterLeave(ctx context.Context, op clusterOp) {
+	cl := s.opts.cluster
+	now := s.opts.now()
+	if op.user {
+		vacated, err := cl.Unsubscribed(ctx, op.channel)
+		if err != nil {
+			s.clusterFailed("sign out", op.channel, err)
+		} else if vacated {
+			s.publishControl(ctx, opOffline, op.uid)
+		}
+		s.unlisten(ctx, op.channel)
+		return
+	}
+	var p pending
+	if op.uid != "" {
+		removed, err := cl.Leave(ctx, op.channel, op.uid)
+		if err != nil {
+			s.clusterFailed("leave", op.channel, err)
+		} else if removed {
+			s.announceRemoved(ctx, op.channel, op.uid, op.socketID, now, &p)
+		}
+	}
+	vacated, err := cl.Unsubscribed(ctx, op.channel)
+	if err != nil {
+		s.clusterFailed("unsubscribe", op.channel, err)
+	} else if vacated {
+		announceVacated(op.channel, now, &p)
+	}
+	s.unlisten(ctx, op.channel)
+	s.flush(&p)
+}
+
+func (s *Server) announceRemoved(ctx context.Context, channel, uid, socketID string, now time.Time, p *pending) {
+	frame := protocol.EncodeEvent(protocol.EventMemberRemoved, channel, protocol.MemberRemovedData(uid), "")
+	if _, err := s.opts.cluster.Publish(ctx, channel, envelope(opEvent, "", frame), 0); err != nil {
+		s.clusterFailed("member_removed", channel, err)
+	}
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberRemoved, Time: now, SocketID: socketID, UserID: uid, Channel: channel})
+	p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberRemoved, Channel: channel, UserID: uid})
+}
+
+func announceVacated(channel string, now time.Time, p *pending) {
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelVacated, Time: now, Channel: channel})
+	p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelVacated, Channel: channel})
+}
+
+func (s *Server) publishControl(ctx context.Context, op byte, uid string) {
+	if _, err := s.opts.cluster.Publish(ctx, controlChannel, envelope(op, uid, nil), 0); err != nil {
+		s.clusterFailed("watchlist", uid, err)
+	}
+}
+
+// NodeGone announces what a dead node left behind, as the Cluster reported
+// it to this node (the one that cleaned it up): member_removed to the
+// channel's subscribers and the webhooks, channel_vacated, and users gone
+// offline.
+func (s *Server) NodeGone(ctx context.Context, left []Cleanup) {
+	now := s.opts.now()
+	var p pending
+	for _, c := range left {
+		if uid, ok := strings.CutPrefix(c.Channel, protocol.ServerToUserPrefix); ok {
+			if c.Vacated {
+				s.publishControl(ctx, opOffline, uid)
+			}
+			continue
+		}
+		for _, uid := range c.Removed {
+			s.announceRemoved(ctx, c.Channel, uid, "", now, &p)
+		}
+		if c.Vacated {
+			announceVacated(c.Channel, now, &p)
+		}
+	}
+	s.flush(&p)
+}
+
+// Receive delivers one publication the Cluster handed back to this node's
+// sockets (for an event: the frame encoded once for all of them).
+func (s *Server) Receive(channel string, payload []byte) {
+	op, arg, body, ok := openEnvelope(payload)
+	if !ok {
+		return
+	}
+	switch op {
+	case opEvent:
+		frame := wsFrame(opText, body)
+		n := 0
+		s.mu.RLock()
+		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
+			n = s.postLocked(nil, uid, frame, arg)
+		} else if chn := s.channels[channel]; chn != nil {
+			n = s.postLocked(chn, "", frame, arg)
+		}
+		s.mu.RUnlock()
+		s.st.messagesOut.Add(uint64(n))
+	case opTerminate:
+		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
+			s.terminateLocal(uid)
+		}
+	case opOnline, opOffline:
+		s.mu.RLock()
+		s.notifyWatchersLocked(arg, op == opOnline)
+		s.mu.RUnlock()
+	}
+}
+
+// publishCluster is Publish through the cluster: one publication per channel,
+// delivered by Receive on every node listening to it.
+func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m Message) (int, error) {
+	delivered := 0
+	for _, ch := range chans {
+		name := ch.Name
+		frame := protocol.EncodeEvent(m.Event, name, m.Data, "")
+		var ttl time.Duration
+		if ch.Cache {
+			ttl = s.cfg.CacheTTL
+		}
+		n, err := s.opts.cluster.Publish(ctx, name, envelope(opEvent, m.ExcludeSocketID, frame), ttl)
+		if err != nil {
+			return delivered, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, name, err)
+		}
+		if m.ExcludeSocketID != "" && n > 0 && s.holds(m.ExcludeSocketID, name) {
+			n--
+		}
+		delivered += int(n)
+		if s.watchingMessages() {
+			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: name, UserID: ch.UserID, Name: m.Event, Delivered: int(n)})
+		}
+	}
+	return delivered, nil
+}
+
+// holds says whether this node's socket id is in channel (a user's channel:
+// signed in as that user).
+func (s *Server) holds(socketID, channel string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.conns[socketID]
+	if c == nil {
+		return false
+	}
+	if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
+		return c.userID == uid
+	}
+	_, in := c.subs[channel]
+	return in
+}
+
+// subscribeCluster is subscribe on a node of a cluster: the cluster's calls
+// (listen, join, count, members, cache) are made before the hub lock is
+// taken, then the socket joins the local channel.
+func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool) error {
+	cl := s.opts.cluster
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	now := s.opts.now()
+
+	s.mu.RLock()
+	removed := c.removed
+	_, again := c.subs[ch.Name]
+	nsubs := len(c.subs)
+	userSubs := 0
+	if s.cfg.MaxSubscriptionsPerUser > 0 && c.userID != "" {
+		userSubs = s.userSubscriptionsLocked(c.userID)
+	}
+	s.mu.RUnlock()
+	switch {
+	case removed:
+		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
+	case again:
+		members := s.clusterMembers(ctx, ch)
+		s.lockHub()
+		c.setClientEventsLocked(ch.Name, clientEvents)
+		s.mu.Unlock()
+		c.sendRaw(wsFrame(opText, succeededData(ch, members)))
+		return nil
+	case !protocol.Within(nsubs+1, s.cfg.Limits.MaxSubscriptionsPerConnection):
+		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
+	case s.cfg.MaxSubscriptionsPerUser > 0 && c.userID != "" && userSubs+1 > s.cfg.MaxSubscriptionsPerUser:
+		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
+	}
+
+	s.listen(ctx, ch.Name)
+	added := false
+	if member != nil {
+		var err error
+		added, err = cl.Join(ctx, ch.Name, member.UserID, member.UserInfo, s.cfg.Limits.MaxPresenceMembers)
+		if errors.Is(err, ErrLimit) {
+			s.unlisten(ctx, ch.Name)
+			return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
+		}
+		if err != nil {
+			s.clusterFailed("join", ch.Name, err)
+		}
+	}
+	occupied, err := cl.Subscribed(ctx, ch.Name)
+	if err != nil {
+		s.clusterFailed("subscribe", ch.Name, err)
+	}
+	members := s.clusterMembers(ctx, ch)
+	var cached []byte
+	cacheErr := error(nil)
+	if ch.Cache {
+		cached, cacheErr = cl.Cached(ctx, ch.Name)
+	}
+
+	var p pending
+	s.lockHub()
+	if _, again := c.subs[ch.Name]; c.removed || again {
+		// Closed, or the same subscription made twice at once: undo ours.
+		s.mu.Unlock()
+		op := clusterOp{channel: ch.Name, socketID: c.id}
+		if member != nil {
+			op.uid = member.UserID
+		}
+		s.clusterLeaves([]clusterOp{op})
+		if c.removed {
+			return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
+		}
+		return nil
+	}
+	chn := s.channels[ch.Name]
+	if chn == nil {
+		chn = &channel{info: ch, subs: make(map[*conn]struct{}, 1)}
+		if member != nil {
+			chn.members = make(map[string]*presenceMember, 1)
+		}
+		s.channels[ch.Name] = chn
+	}
+	uid := ""
+	if member != nil {
+		uid = member.UserID
+		m := chn.members[uid]
+		if m == nil {
+			m = &presenceMember{}
+			chn.members[uid] = m
+		}
+		m.info = member.UserInfo
+		m.conns++
+	}
+	chn.subs[c] = struct{}{}
+	if c.subs == nil {
+		c.subs = make(map[string]string, 1)
+	}
+	c.subs[ch.Name] = uid
+	c.setClientEventsLocked(ch.Name, clientEvents)
+	s.st.subscriptions.Add(1)
+	c.sendRaw(wsFrame(opText, succeededData(ch, members)))
+	if ch.Cache {
+		if _, _, body, ok := openEnvelope(cached); cacheErr == nil && ok {
+			c.sendRaw(wsFrame(opText, body))
+		} else {
+			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
+			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
+		}
+	}
+	s.mu.Unlock()
+
+	if occupied {
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
+	}
+	if added {
+		frame := protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), "")
+		if _, err := cl.Publish(ctx, ch.Name, envelope(opEvent, c.id, frame), 0); err != nil {
+			s.clusterFailed("member_added", ch.Name, err)
+		}
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberAdded, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name, UserInfo: member.UserInfo})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: uid})
+	}
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
+	s.flush(&p)
+	return nil
+}
+
+// clusterMembers lists a presence channel's members across the cluster (nil
+// for other kinds); without Redis, this node's own.
+func (s *Server) clusterMembers(ctx context.Context, ch protocol.Channel) []protocol.Member {
+	if ch.Kind != protocol.KindPresence {
+		return nil
+	}
+	ms, err := s.opts.cluster.Members(ctx, ch.Name)
+	if err == nil {
+		return ms
+	}
+	s.clusterFailed("members", ch.Name, err)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if chn := s.channels[ch.Name]; chn != nil {
+		for id, m := range chn.members {
+			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].UserID < ms[j].UserID })
+	return ms
+}
+
+// succeededData encodes subscription_succeeded for ch (with members for
+// presence).
+func succeededData(ch protocol.Channel, members []protocol.Member) []byte {
+	data := "{}"
+	if ch.Kind == protocol.KindPresence {
+		if members == nil {
+			members = []protocol.Member{}
+		}
+		data = protocol.PresenceSucceededData(members)
+	}
+	return protocol.EncodeEvent(protocol.EventSubscriptionSucceeded, ch.Name, data, "")
+}
+
+// signinCluster counts a socket's sign-in in the cluster (its user's
+// channel): the first socket of the user anywhere makes it online for every
+// node's watchers. It runs after the hub lock is released.
+func (s *Server) signinCluster(c *conn, uid string, first bool, watch []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if first {
+		name := protocol.ServerToUserChannel(uid)
+		s.listen(ctx, name)
+		occupied, err := s.opts.cluster.Subscribed(ctx, name)
+		if err != nil {
+			s.clusterFailed("sign in", name, err)
+		} else if occupied {
+			s.publishControl(ctx, opOnline, uid)
+		}
+	}
+	if watch != nil {
+		s.sendWatchlist(ctx, c, watch)
+	}
+}
+
+// sendWatchlist sends c the current status of ids, across the cluster.
+func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = protocol.ServerToUserChannel(id)
+	}
+	counts, err := s.opts.cluster.Counts(ctx, names)
+	var online, offline []string
+	for i, id := range ids {
+		on := false
+		if err == nil && i < len(counts) {
+			on = counts[i].Subscriptions > 0
+		} else {
+			s.mu.RLock()
+			on = len(s.users[id]) > 0
+			s.mu.RUnlock()
+		}
+		if on {
+			online = append(online, id)
+		} else {
+			offline = append(offline, id)
+		}
+	}
+	if err != nil {
+		s.clusterFailed("watchlist", "", err)
+	}
+	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
+}
+
+// terminateLocal closes this node's sockets signed in as userID.
+func (s *Server) terminateLocal(userID string) int {
+	s.mu.RLock()
+	list := make([]*conn, 0, len(s.users[userID]))
+	for c := range s.users[userID] {
+		list = append(list, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range list {
+		c.closeWithError(protocol.CodeUnauthorized, "You got disconnected by the app.")
+	}
+	return len(list)
+}
+
+// clusterChannelInfo turns a cluster count into a ChannelInfo.
+func (s *Server) clusterChannelInfo(ctx context.Context, cc ChannelCount, now time.Time) ChannelInfo {
+	ci := ChannelInfo{Name: cc.Name, Occupied: cc.Subscriptions > 0, SubscriptionCount: int(cc.Subscriptions), UserCount: int(cc.Users)}
+	if ch, err := protocol.ParseChannel(cc.Name, s.cfg.Limits.MaxChannelNameLength); err == nil && ch.Cache {
+		if p, err := s.opts.cluster.Cached(ctx, cc.Name); err == nil {
+			if _, _, body, ok := openEnvelope(p); ok {
+				if m, err := protocol.DecodeMessage(body); err == nil {
+					ci.Cache = &CachedEvent{Event: m.Event, Data: m.DataString(), ExpiresAt: now.Add(s.cfg.CacheTTL)}
+				}
+			}
+		}
+	}
+	return ci
+}
