@@ -34,6 +34,7 @@ import (
 
 	pusher "github.com/pusher/pusher-http-go/v5"
 
+	"github.com/milequest/pushercm/internal/redistest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -54,6 +55,24 @@ const (
 )
 
 func TestPusherJSInterop(t *testing.T) {
+	runSuite(t, func() []string { return serverEnv(t, 1) })
+}
+
+// TestPusherJSInteropCluster runs the same suite against three pushercm
+// processes sharing one Redis: each pusher-js client connects to the next
+// node in turn, the npm pusher SDK publishes through the last one, and every
+// node posts its webhooks to the one receiver. Every test then crosses nodes:
+// public, private, encrypted, presence and cache channels, client events,
+// sign-in, SendToUser, terminate_connections, the HTTP API's queries and the
+// webhooks' once-per-cluster transitions.
+func TestPusherJSInteropCluster(t *testing.T) {
+	if os.Getenv("PUSHERCM_TEST_WS_PORT") != "" {
+		t.Skip("a server from the environment is tested by TestPusherJSInterop")
+	}
+	runSuite(t, func() []string { return serverEnv(t, 3) })
+}
+
+func runSuite(t *testing.T, start func() []string) {
 	node := mustLookPath(t, "node")
 	npm := mustLookPath(t, "npm")
 	dir, err := os.Getwd() // go test runs in the package directory: test/js
@@ -62,7 +81,7 @@ func TestPusherJSInterop(t *testing.T) {
 	}
 	ensureNodeModules(t, npm, dir)
 
-	env := serverEnv(t)
+	env := start()
 
 	files, err := filepath.Glob(filepath.Join(dir, "tests", "*.test.js"))
 	if err != nil || len(files) == 0 {
@@ -166,11 +185,12 @@ func nodeModulesStale(dir string) string {
 	return ""
 }
 
-// serverEnv returns the PUSHERCM_TEST_* variables for node, starting the real
+// serverEnv returns the PUSHERCM_TEST_* variables for nodes, starting the real
 // pushercm binary (`serve --dev`, so client events and sign-in are on, with
 // webhooks posted to a receiver here and the test encryption master key) unless
-// a server is given in the environment.
-func serverEnv(t *testing.T) []string {
+// a server is given in the environment. nodes > 1 starts that many processes
+// sharing the Redis of these machines under a prefix of the test's own.
+func serverEnv(t *testing.T, nodes int) []string {
 	t.Helper()
 	if port := os.Getenv("PUSHERCM_TEST_WS_PORT"); port != "" {
 		t.Logf("using the server at %s:%s from the environment", envOr("PUSHERCM_TEST_WS_HOST", "127.0.0.1"), port)
@@ -188,9 +208,43 @@ func serverEnv(t *testing.T) []string {
 	if err := os.WriteFile(cfgFile, []byte(cfgYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var extra []string
+	if nodes > 1 {
+		extra = []string{
+			"PUSHERCM_REDIS_URL=redis://" + redistest.Addr(t),
+			"PUSHERCM_REDIS_PREFIX=" + redistest.Prefix(t),
+			"PUSHERCM_CLUSTER_HEARTBEAT=250ms",
+			"PUSHERCM_CLUSTER_NODE_TTL=1500ms",
+		}
+	}
+	var host string
+	ports := make([]string, nodes)
+	for i := range ports {
+		var port string
+		host, port = startNode(t, bin, cfgFile, extra)
+		ports[i] = port
+	}
+	return []string{
+		"PUSHERCM_TEST_WS_HOST=" + host,
+		"PUSHERCM_TEST_WS_PORT=" + ports[0],
+		"PUSHERCM_TEST_WS_PORTS=" + strings.Join(ports, ","),
+		"PUSHERCM_TEST_HTTP_PORT=" + ports[len(ports)-1],
+		"PUSHERCM_TEST_APP_ID=" + appID,
+		"PUSHERCM_TEST_KEY=" + appKey,
+		"PUSHERCM_TEST_SECRET=" + secret,
+		"PUSHERCM_TEST_ENCRYPTION_MASTER_KEY_BASE64=" + testMasterKey,
+		"PUSHERCM_TEST_WEBHOOK_LOG=" + hooks.URL + "/received",
+		"PUSHERCM_TEST_WEBHOOK_LEAVE_DELAY_MS=" + strconv.Itoa(int(webhookLeaveDelay/time.Millisecond)),
+	}
+}
+
+// startNode runs one pushercm process and returns its realtime host and
+// port; it is stopped with SIGTERM at cleanup.
+func startNode(t *testing.T, bin, cfgFile string, env []string) (host, port string) {
+	t.Helper()
 	cmd := exec.Command(bin, "serve", "--dev", "--config", cfgFile,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-	cmd.Env = append(cleanEnv(), "PUSHER_ENCRYPTION_MASTER_KEY_BASE64="+testMasterKey)
+	cmd.Env = append(append(cleanEnv(), "PUSHER_ENCRYPTION_MASTER_KEY_BASE64="+testMasterKey), env...)
 	var logs lockedBuffer
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -242,20 +296,21 @@ func serverEnv(t *testing.T) []string {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("pushercm did not start within 60s:\n%s", logs.String())
 	}
-	host, port, err := net.SplitHostPort(httpAddr)
-	if err != nil {
-		t.Fatal(err)
+	host, port, splitErr := net.SplitHostPort(httpAddr)
+	if splitErr != nil {
+		t.Fatal(splitErr)
 	}
-	return []string{
-		"PUSHERCM_TEST_WS_HOST=" + host,
-		"PUSHERCM_TEST_WS_PORT=" + port,
-		"PUSHERCM_TEST_APP_ID=" + appID,
-		"PUSHERCM_TEST_KEY=" + appKey,
-		"PUSHERCM_TEST_SECRET=" + secret,
-		"PUSHERCM_TEST_ENCRYPTION_MASTER_KEY_BASE64=" + testMasterKey,
-		"PUSHERCM_TEST_WEBHOOK_LOG=" + hooks.URL + "/received",
-		"PUSHERCM_TEST_WEBHOOK_LEAVE_DELAY_MS=" + strconv.Itoa(int(webhookLeaveDelay/time.Millisecond)),
+	if len(env) > 0 {
+		// A cluster node serves only once it reached Redis.
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(logs.String(), "connected to redis") {
+			if time.Now().After(deadline) {
+				t.Fatalf("pushercm did not reach Redis within 20s:\n%s", logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	return host, port
 }
 
 // servingLine is the log line that says the process is serving, with its

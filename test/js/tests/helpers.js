@@ -18,6 +18,8 @@ function required(name) {
 const cfg = {
   wsHost: process.env.PUSHERCM_TEST_WS_HOST || '127.0.0.1',
   wsPort: Number(required('PUSHERCM_TEST_WS_PORT')),
+  // Several nodes of one cluster: each client connects to the next in turn.
+  wsPorts: (process.env.PUSHERCM_TEST_WS_PORTS || required('PUSHERCM_TEST_WS_PORT')).split(',').map(Number),
   appId: required('PUSHERCM_TEST_APP_ID'),
   key: required('PUSHERCM_TEST_KEY'),
   secret: required('PUSHERCM_TEST_SECRET'),
@@ -58,12 +60,15 @@ function uniq(prefix) {
 //             (a grant without client-events), as /pusher/auth does for such rules
 //   key:      app key to connect with
 // Every client is disconnected by the test's after hook (track(t, ...)).
+let nextPort = 0;
+
 function client(t, opts = {}) {
   const signer = opts.signer || backend();
+  const wsPort = cfg.wsPorts[nextPort++ % cfg.wsPorts.length];
   const c = new PusherClient(opts.key || cfg.key, {
     cluster: 'mt1', // pusher-js 8 insists even with wsHost
     wsHost: cfg.wsHost,
-    wsPort: cfg.wsPort,
+    wsPort,
     forceTLS: false,
     enabledTransports: ['ws'],
     disableStats: true,
