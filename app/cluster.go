@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/milequest/pushercm/cluster"
@@ -35,6 +36,7 @@ type clusterNode struct {
 	reg     *cluster.Registry
 	pending map[string]struct{} // channels listened to before the broker existed
 	lastErr error
+	nodes   int // live nodes seen at the last heartbeat
 
 	stop context.CancelFunc
 	done chan struct{}
@@ -135,6 +137,11 @@ func (n *clusterNode) tick(ctx context.Context) {
 		n.setErr(err)
 	} else {
 		n.setErr(nil)
+	}
+	if list, err := reg.Nodes(cctx); err == nil {
+		n.mu.Lock()
+		n.nodes = len(list)
+		n.mu.Unlock()
 	}
 	dead, err := reg.Reap(cctx)
 	if err != nil {
@@ -388,4 +395,50 @@ func (n *clusterNode) Nodes(ctx context.Context) ([]cluster.NodeInfo, error) {
 		return nil, fmt.Errorf("%w: not connected yet", cluster.ErrUnavailable)
 	}
 	return reg.Nodes(ctx)
+}
+
+// stats are the node's cluster figures for metrics and health.
+type clusterStats struct {
+	Up                                         bool
+	Nodes                                      int
+	Errors, Reconnects, Refused, Dropped, Lost uint64
+}
+
+func (n *clusterNode) stats() clusterStats {
+	st := clusterStats{Up: n.Err() == nil, Errors: n.edge.ClusterFailures()}
+	n.mu.RLock()
+	broker := n.broker
+	st.Nodes = n.nodes
+	n.mu.RUnlock()
+	if broker != nil {
+		b := broker.Stats()
+		st.Errors += b.PublishErrors
+		st.Reconnects, st.Refused, st.Dropped, st.Lost = b.Reconnects, b.PublishErrors, b.Dropped, b.Lost
+	}
+	return st
+}
+
+// clusterCollectors are the cluster's metrics, read from the live figures
+// at scrape time.
+func (n *clusterNode) collectors() []prometheus.Collector {
+	gauge := func(name, help string, f func(clusterStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(n.stats()) })
+	}
+	counter := func(name, help string, f func(clusterStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(n.stats())) })
+	}
+	return []prometheus.Collector{
+		gauge("pushercm_cluster_redis_up", "1 while the node reaches Redis (commands and pub/sub), 0 otherwise.", func(s clusterStats) float64 {
+			if s.Up {
+				return 1
+			}
+			return 0
+		}),
+		gauge("pushercm_cluster_nodes", "Live nodes of the cluster seen at the last heartbeat, this one included.", func(s clusterStats) float64 { return float64(s.Nodes) }),
+		counter("pushercm_cluster_redis_errors_total", "Redis calls that failed: refused publishes and socket-side calls (subscribe, leave, join, sign-in).", func(s clusterStats) uint64 { return s.Errors }),
+		counter("pushercm_cluster_reconnects_total", "Times the pub/sub connection to Redis was made again after it broke.", func(s clusterStats) uint64 { return s.Reconnects }),
+		counter("pushercm_cluster_publish_refused_total", "Publishes refused because Redis did not confirm them (answered UNAVAILABLE / CONNECTION_FAILED; delivered to nobody).", func(s clusterStats) uint64 { return s.Refused }),
+		counter("pushercm_cluster_messages_dropped_total", "Messages from Redis that overflowed the node's queue (cluster.queueSize) and were caught up from the channel's history.", func(s clusterStats) uint64 { return s.Dropped }),
+		counter("pushercm_cluster_messages_lost_total", "Messages this node's subscribers missed because the channel's history (cluster.historySize) no longer held them.", func(s clusterStats) uint64 { return s.Lost }),
+	}
 }

@@ -49,6 +49,9 @@ func (a *App) registerStatusMetrics() error {
 			Help: "Configured maximum of WebSocket connections (edge.maxConnections); pool use is pushercm_connections_active / pushercm_connections_max.",
 		}, func() float64 { return limit }))
 	}
+	if a.cluster != nil {
+		cs = append(cs, a.cluster.collectors()...)
+	}
 	for _, c := range cs {
 		if err := a.tel.Registry.Register(c); err != nil {
 			return err

@@ -213,8 +213,13 @@ func (s *Server) unlisten(ctx context.Context, channel string) {
 // counts in the cluster may be off until Snapshot is written back (Dirty).
 func (s *Server) clusterFailed(what, channel string, err error) {
 	s.clDirty.Store(true)
+	s.clFails.Add(1)
 	s.cfg.Logger.Warn("cluster call failed; the node's state will be written back when Redis answers", "op", what, "channel", channel, "err", err)
 }
+
+// ClusterFailures counts the socket-side cluster calls (subscribe, leave,
+// join, sign-in, announcements) that Redis did not answer.
+func (s *Server) ClusterFailures() uint64 { return s.clFails.Load() }
 
 // Dirty reports, and clears, whether a cluster call failed since the last
 // call: the caller then writes Snapshot back to the cluster.
@@ -573,24 +578,20 @@ func succeededData(ch protocol.Channel, members []protocol.Member) []byte {
 }
 
 // signinCluster counts a socket's sign-in in the cluster (its user's
-// channel): the first socket of the user anywhere makes it online for every
-// node's watchers. It runs after the hub lock is released.
-func (s *Server) signinCluster(c *conn, uid string, first bool, watch []string) {
+// channel) and listens to that channel. online is true for the user's first
+// socket anywhere: the caller then tells every node's watchers. It runs
+// without the hub lock.
+func (s *Server) signinCluster(uid string) (online bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	if first {
-		name := protocol.ServerToUserChannel(uid)
-		s.listen(ctx, name)
-		occupied, err := s.opts.cluster.Subscribed(ctx, name)
-		if err != nil {
-			s.clusterFailed("sign in", name, err)
-		} else if occupied {
-			s.publishControl(ctx, opOnline, uid)
-		}
+	name := protocol.ServerToUserChannel(uid)
+	s.listen(ctx, name)
+	occupied, err := s.opts.cluster.Subscribed(ctx, name)
+	if err != nil {
+		s.clusterFailed("sign in", name, err)
+		return false
 	}
-	if watch != nil {
-		s.sendWatchlist(ctx, c, watch)
-	}
+	return occupied
 }
 
 // sendWatchlist sends c the current status of ids, across the cluster.

@@ -335,9 +335,29 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 		c.sendError(protocol.CodeUnauthorized, "User id is too long", "")
 		return
 	}
+	// In a cluster the socket is counted in its user's channel, and the node
+	// listens to it, before signin_success: a SendToUser after it reaches it.
+	counted, online := false, false
+	if s.opts.cluster != nil {
+		s.mu.RLock()
+		fresh := c.userID == "" && !c.removed
+		s.mu.RUnlock()
+		if fresh {
+			counted = true
+			online = s.signinCluster(u.UserID)
+		}
+	}
 	s.lockHub()
-	if c.removed {
+	if c.removed || (counted && c.userID != "") {
+		// Closed, or signed in twice at once: undo this count.
 		s.mu.Unlock()
+		if counted {
+			name := protocol.ServerToUserChannel(u.UserID)
+			s.clusterLeaves([]clusterOp{{channel: name, uid: u.UserID, socketID: c.id, user: true}})
+		}
+		if !c.removed && c.userID != u.UserID {
+			c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
+		}
 		return
 	}
 	if c.userID != "" && c.userID != u.UserID {
@@ -375,8 +395,15 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 	}
 	s.mu.Unlock()
 	c.authorized.Store(true)
-	if s.opts.cluster != nil && (newSocket || len(watch) > 0) {
-		s.signinCluster(c, u.UserID, newSocket, watch)
+	if s.opts.cluster != nil && (online || len(watch) > 0) {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		defer cancel()
+		if online {
+			s.publishControl(ctx, opOnline, u.UserID)
+		}
+		if len(watch) > 0 {
+			s.sendWatchlist(ctx, c, watch)
+		}
 	}
 }
 

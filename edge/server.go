@@ -79,6 +79,7 @@ type Server struct {
 	lis     listeners
 	clOps   sync.WaitGroup
 	clDirty atomic.Bool
+	clFails atomic.Uint64
 
 	st counters
 }

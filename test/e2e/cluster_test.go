@@ -3,8 +3,14 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -295,5 +301,75 @@ func TestClusterRedisRestart(t *testing.T) {
 	}
 	if m := a.Next(); m.Event != "after" {
 		t.Fatalf("after the restart the subscriber got %q, want after (and never during)", m.Event)
+	}
+}
+
+// TestClusterWebhooksOnce: a channel whose subscribers are spread over three
+// nodes sends exactly one channel_occupied and one channel_vacated, and a
+// presence user on two nodes one member_added and one member_removed.
+func TestClusterWebhooksOnce(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Events []struct{ Name, Channel string } `json:"events"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err == nil {
+			mu.Lock()
+			for _, e := range body.Events {
+				got[e.Name+" "+e.Channel]++
+			}
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(hooks.Close)
+	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
+	if err := os.WriteFile(cfg, []byte("edge:\n  webhooks:\n    urls: [\""+hooks.URL+"\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 3, "PUSHERCM_CONFIG="+cfg)
+
+	var clients []*pushertest.Client
+	for i, n := range nodes {
+		c := pushertest.Dial(t, n.HTTPAddr, "app-key", "app-secret")
+		c.Subscribe("spread", "")
+		if i > 0 {
+			c.Subscribe("presence-spread", "u")
+		}
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	want := map[string]int{
+		"channel_occupied spread": 1, "channel_vacated spread": 1,
+		"channel_occupied presence-spread": 1, "channel_vacated presence-spread": 1,
+		"member_added presence-spread": 1, "member_removed presence-spread": 1,
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		done := len(got) == len(want)
+		for k, n := range want {
+			done = done && got[k] == n
+		}
+		snapshot := fmt.Sprint(got)
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks %s, want each of %v once", snapshot, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Nothing more arrives (a second copy would come from another node).
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for k, n := range got {
+		if want[k] != n {
+			t.Fatalf("webhook %q sent %d times, want %d", k, n, want[k])
+		}
 	}
 }

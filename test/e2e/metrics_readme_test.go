@@ -20,6 +20,7 @@ import (
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/redistest"
 )
 
 // readmeMetrics reads the README's Metrics table: metric name -> labels.
@@ -86,7 +87,9 @@ func labelValues(f *dto.MetricFamily, name string) []string {
 // plots already exist at zero, with one casing of gRPC codes.
 func TestMetricsMatchTheREADME(t *testing.T) {
 	documented := readmeMetrics(t)
-	s := StartServer(t, nil)
+	// A cluster of one, so that the cluster's series are there too.
+	s := StartServer(t, []string{"PUSHERCM_REDIS_URL=redis://" + redistest.Addr(t), "PUSHERCM_REDIS_PREFIX=" + redistest.Prefix(t)})
+	waitLog(t, s, "connected to redis")
 
 	start := scrapeAddr(t, s.OpsAddr)
 	codes := labelValues(start["pushercm_rpcs_total"], "code")
