@@ -75,7 +75,7 @@ func (n *clusterNode) run(ctx context.Context) {
 		}
 		delay = min(delay*2, 5*time.Second)
 	}
-	t := time.NewTicker(n.cfg.Heartbeat)
+	t := time.NewTicker(n.cfg.ReapInterval())
 	defer t.Stop()
 	for {
 		select {

@@ -127,7 +127,7 @@ func (r *Registry) Beat(ctx context.Context) error {
 		return err
 	}
 	added, err := beatLua.Exec(ctx, r.client, []string{r.keys.nodes(), r.keys.node(r.cfg.NodeID)},
-		[]string{strconv.FormatInt(r.cfg.NodeTTL.Milliseconds(), 10), r.cfg.NodeID, string(b)}).AsInt64()
+		[]string{strconv.FormatInt(r.expiry().Milliseconds(), 10), r.cfg.NodeID, string(b)}).AsInt64()
 	r.mu.Lock()
 	r.lastErr = err
 	if err == nil {
@@ -151,6 +151,17 @@ func (r *Registry) Beat(ctx context.Context) error {
 	}
 	return nil
 }
+
+// expiry is how long a beat keeps the node registered: NodeTTL less half a
+// heartbeat, so that a reaper checking every half heartbeat (ReapInterval)
+// finds a dead node within NodeTTL of its last beat, while a live node has
+// NodeTTL - 1.5 heartbeats (at least half a heartbeat) of slack for a late
+// beat.
+func (r *Registry) expiry() time.Duration { return r.cfg.NodeTTL - r.cfg.Heartbeat/2 }
+
+// ReapInterval is how often the nodes should call Reap so that a dead node
+// is cleaned up within NodeTTL.
+func (c Config) ReapInterval() time.Duration { return c.WithDefaults().Heartbeat / 2 }
 
 // Err is the last heartbeat's error, nil when it reached Redis.
 func (r *Registry) Err() error {
@@ -187,7 +198,7 @@ func (r *Registry) Nodes(ctx context.Context) ([]NodeInfo, error) {
 			continue
 		}
 		n.ID = scores[i].Member
-		n.LastHeartbeat = time.UnixMilli(int64(scores[i].Score) - r.cfg.NodeTTL.Milliseconds()).UTC()
+		n.LastHeartbeat = time.UnixMilli(int64(scores[i].Score) - r.expiry().Milliseconds()).UTC()
 		out = append(out, n)
 	}
 	slices.SortFunc(out, func(a, b NodeInfo) int {

@@ -191,9 +191,11 @@ func TestClusterPresence(t *testing.T) {
 	if !strings.Contains(m.DataString(), `"u"`) {
 		t.Fatalf("member_removed %s", m.DataString())
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("member_removed after %s, want within the node TTL (1.5s) plus a heartbeat", d)
+	// Within cluster.nodeTtl (1.5 s) of the kill, plus delivery.
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Fatalf("member_removed %s after the kill, want within the node TTL (1.5s)", d)
 	}
+	t.Logf("member_removed %s after the SIGKILL (cluster.nodeTtl 1.5s)", time.Since(start))
 	users, err = sdk.GetChannelUsers(ch)
 	if err != nil || len(users.List) != 1 {
 		t.Fatalf("users after the kill %+v %v, want only w", users, err)
