@@ -82,6 +82,26 @@
 //     stops once they have read their close frames (or after CloseGrace), within the
 //     context given to Shutdown.
 //
+// # Cluster
+//
+// With WithCluster the server is one node of several sharing a Cluster (Redis,
+// wired by the app; see Cluster for the seam). Without one nothing changes: the
+// hub is the whole server and no call leaves the process. With one:
+//   - every publish is one Cluster.Publish; the node gets it back through
+//     Receive like every other node listening to the channel, and encodes the
+//     frame once for its sockets; Publish fails with ErrUnavailable (delivered
+//     to nobody) when the Cluster did not take it;
+//   - a socket's subscribe makes the Cluster calls (listen, count, join,
+//     members, cache) before subscription_succeeded, so every event published
+//     after it reaches the socket; its leave is reported after the hub lock,
+//     in the background, and Shutdown waits for those reports;
+//   - occupied / vacated, member added / removed and a user's online / offline
+//     are the Cluster's transitions, announced (frames, webhooks, lifecycle
+//     events) by the one node the Cluster reported them to; NodeGone announces
+//     what a dead node left;
+//   - a Cluster call that fails does not fail the socket: the hub keeps its own
+//     state and Dirty tells the app to write Snapshot back once Redis answers.
+//
 // Close and error codes used (PUSHER-PROTOCOL.md §1.6): 4001 unknown app key, 4004 over
 // Limits.MaxConnections or Config.MaxConnectionsPerIP, 4006/4007/4008 protocol version, 4009 origin refused, user
 // terminated (TerminateUser) or not signed in within UserAuthTimeout, 4100 slow
