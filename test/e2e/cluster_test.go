@@ -122,7 +122,7 @@ func TestClusterFanOut(t *testing.T) {
 	}
 
 	// exclude_socket_id across nodes.
-	if err := sdk.TriggerExclusive("orders", "skip", "x", a.SocketID); err != nil {
+	if _, err := sdk.TriggerWithParams("orders", "skip", "x", pusher.TriggerParams{SocketID: &a.SocketID}); err != nil {
 		t.Fatal(err)
 	}
 	if err := sdk.Trigger("orders", "after", "x"); err != nil {
@@ -183,9 +183,7 @@ func TestClusterPresence(t *testing.T) {
 	}
 
 	// SIGKILL the node holding u's last socket.
-	if err := nodes[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	nodes[2].Signal(t, syscall.SIGKILL)
 	start := time.Now()
 	m = watcher.Expect(protocol.EventMemberRemoved, ch)
 	if !strings.Contains(m.DataString(), `"u"`) {
