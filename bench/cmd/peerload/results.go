@@ -94,7 +94,10 @@ func (r *results) add(peer, _ string, figs map[string]float64, line string) {
 
 // table is the Markdown table: per figure and server, the range over the
 // rounds (min–max), "—" where the server has no such figure.
-func (r *results) table(peers []string) string {
+func (r *results) table(peers []string) string { return r.tableOf(peers, rows) }
+
+// tableOf is table with the given rows.
+func (r *results) tableOf(peers []string, rows []row) string {
 	var b strings.Builder
 	b.WriteString("| figure (same run, same client code) |")
 	for _, p := range peers {
@@ -126,8 +129,8 @@ func (r *results) table(peers []string) string {
 			if rw.format(hi) != c {
 				c += "–" + rw.format(hi)
 			}
-			if rw.fig == figLoss {
-				c = thousands(sumOf(vs))
+			if rw.fig == figLoss || sumRows[rw.fig] {
+				c = rw.format(sumOf(vs))
 			}
 			c += rw.unit
 			if rw.rate != "" {
@@ -154,7 +157,7 @@ func (r *results) table(peers []string) string {
 // every round.
 func (r *results) ratio(a, b, fig string) string {
 	va, vb := r.vals[a][fig], r.vals[b][fig]
-	if fig == figLoss || len(va) == 0 || len(va) != len(vb) {
+	if fig == figLoss || sumRows[fig] || len(va) == 0 || len(va) != len(vb) {
 		return "—"
 	}
 	var rs []float64
@@ -181,8 +184,16 @@ func sumOf(vs []float64) float64 {
 
 // appendSection appends a dated section to path; nothing before it changes.
 func appendSection(path string, started time.Time, machine string, notes []string, table string, lines []string) error {
+	return appendSectionTitled(path, "Peers: run of "+started.Format("2006-01-02 15:04")+" UTC (make bench-peers)", machine, notes, table, lines)
+}
+
+// appendSectionTitled is appendSection under its own heading, with the
+// command that ran it.
+func appendSectionTitled(path, title, machine string, notes []string, table string, lines []string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Peers: run of %s UTC (make bench-peers)\n\n", started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "\n## %s\n\n", title)
+	// os.Args[0] is a temporary binary under go run.
+	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(append([]string{"go run ./bench/cmd/peerload"}, os.Args[1:]...), " "))
 	fmt.Fprintf(&b, "Machine: %s (the load average at the start; the machine is shared, so only the\nratios within this run count). Each cell is the range (min–max) over %d round(s), each run\non a freshly started server, the servers' runs interleaved.\n", machine, *rounds)
 	for _, n := range notes {
 		if n = strings.TrimSpace(n); n != "" {
