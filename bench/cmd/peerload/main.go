@@ -51,7 +51,7 @@ func main() {
 		capConns       = flag.Int("capacity-conns", 19000, "connections per process of -capacity")
 		capRate        = flag.Int("capacity-rate", 100, "events/s of -capacity, spread over 100 channels per process")
 		clusterMode    = flag.Bool("cluster", false, "run the cluster comparison instead (issue 15; see the package comment)")
-		clusterScs     = flag.String("cluster-scenarios", "a,b", "runs of -cluster, in order")
+		clusterScs     = flag.String("cluster-scenarios", "a,b,burst1000", "runs of -cluster, in order")
 		redisAddr      = flag.String("redis", "", "Redis of -cluster (host:port); default: a redis-server of the run's own")
 		redisBin       = flag.String("redis-server", "redis-server", "redis-server command of -cluster when -redis is not set")
 		baseline       = flag.String("baseline-pushercm", "", "-cluster: also run this pushercm binary (built before cluster mode) on one node")
