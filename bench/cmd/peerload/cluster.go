@@ -18,6 +18,9 @@ import (
 // server on one Redis, subscribers on node 0, events published through node
 // 2's HTTP API, so every delivery crosses Redis; the same scenarios on one
 // node without Redis as the baseline.
+// The deployments the verdicts compare.
+const pcName, cfName = "pushercm ×3 (Redis)", "Centrifugo ×3 (Redis)"
+
 const (
 	scClusterA = "a" // 1 channel x 2000 subscribers at 100 events/s
 	scClusterB = "b" // 1 channel x 1000 subscribers, as fast as accepted, unthrottled
@@ -133,7 +136,17 @@ func runClusterMode(deps []deployment, rc *peers.Redis, own bool, scs []string, 
 	for i, d := range deps {
 		names[i] = d.name
 	}
-	table := res.tableOf(names, clusterRows)
+	// The ratios that matter: pushercm's cluster against Centrifugo's, and
+	// against its own single node; the single node against the build
+	// before cluster mode.
+	var ratios [][2]string
+	has := func(n string) bool { return slices.Contains(names, n) }
+	for _, rt := range [][2]string{{pcName, cfName}, {pcName, "pushercm ×1"}, {"pushercm ×1", "pushercm ×1, before cluster"}} {
+		if has(rt[0]) && has(rt[1]) {
+			ratios = append(ratios, rt)
+		}
+	}
+	table := res.tableOf(names, clusterRows, ratios)
 	verdicts := clusterVerdicts(res, names)
 	fmt.Print("\n" + table + "\n" + verdicts)
 	if write == "" {
@@ -267,7 +280,6 @@ func nodeMetrics(p *peers.Proc) string {
 // against issue 15's targets, round by round ("not measured" where one of
 // them has no figure).
 func clusterVerdicts(res *results, names []string) string {
-	const pcName, cfName = "pushercm ×3 (Redis)", "Centrifugo ×3 (Redis)"
 	pc, cf := res.vals[pcName], res.vals[cfName]
 	var b strings.Builder
 	b.WriteString("| issue 15 target | figures (" + pcName + " / " + cfName + ") | verdict |\n|---|---|---|\n")
@@ -356,7 +368,7 @@ func clusterVerdicts(res *results, names []string) string {
 func clusterDeployments(pcm peers.Pushercm, cent *peers.Centrifugo, redisAddr string, baseline string) []deployment {
 	const n = 3
 	deps := []deployment{{
-		name: "pushercm ×3 (Redis)", peer: pcm, nodes: n,
+		name: pcName, peer: pcm, nodes: n,
 		start: func(i int, prefix string) (*peers.Proc, error) {
 			node := pcm
 			node.Env = []string{"PUSHERCM_REDIS_URL=redis://" + redisAddr, "PUSHERCM_REDIS_PREFIX=" + prefix,
@@ -366,7 +378,7 @@ func clusterDeployments(pcm peers.Pushercm, cent *peers.Centrifugo, redisAddr st
 	}}
 	if cent != nil {
 		deps = append(deps, deployment{
-			name: "Centrifugo ×3 (Redis)", peer: *cent, nodes: n,
+			name: cfName, peer: *cent, nodes: n,
 			start: func(_ int, prefix string) (*peers.Proc, error) {
 				node := *cent
 				node.RedisAddr, node.RedisPrefix = redisAddr, prefix

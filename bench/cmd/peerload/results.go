@@ -94,20 +94,26 @@ func (r *results) add(peer, _ string, figs map[string]float64, line string) {
 
 // table is the Markdown table: per figure and server, the range over the
 // rounds (min–max), "—" where the server has no such figure.
-func (r *results) table(peers []string) string { return r.tableOf(peers, rows) }
+func (r *results) table(peers []string) string {
+	var ratios [][2]string
+	for _, p := range peers[1:] {
+		ratios = append(ratios, [2]string{peers[0], p})
+	}
+	return r.tableOf(peers, rows, ratios)
+}
 
-// tableOf is table with the given rows.
-func (r *results) tableOf(peers []string, rows []row) string {
+// tableOf is table with the given rows and ratio columns (a ÷ b).
+func (r *results) tableOf(peers []string, rows []row, ratios [][2]string) string {
 	var b strings.Builder
 	b.WriteString("| figure (same run, same client code) |")
 	for _, p := range peers {
 		b.WriteString(" " + p + " |")
 	}
-	for _, p := range peers[1:] {
-		b.WriteString(" " + peers[0] + " ÷ " + p + ", per round |")
+	for _, rt := range ratios {
+		b.WriteString(" " + rt[0] + " ÷ " + rt[1] + ", per round |")
 	}
 	b.WriteString("\n|---|")
-	for range 2*len(peers) - 1 {
+	for range len(peers) + len(ratios) {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
@@ -143,8 +149,8 @@ func (r *results) tableOf(peers []string, rows []row) string {
 		if !any && rw.fig == figLoss {
 			cells = slices.Repeat([]string{"0"}, len(peers))
 		}
-		for _, p := range peers[1:] {
-			cells = append(cells, r.ratio(peers[0], p, rw.fig))
+		for _, rt := range ratios {
+			cells = append(cells, r.ratio(rt[0], rt[1], rw.fig))
 		}
 		b.WriteString("| " + rw.fig + " | " + strings.Join(cells, " | ") + " |\n")
 	}
