@@ -199,7 +199,14 @@ func appendSectionTitled(path, title, machine string, notes []string, table stri
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## %s\n\n", title)
 	// os.Args[0] is a temporary binary under go run.
-	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(append([]string{"go run ./bench/cmd/peerload"}, os.Args[1:]...), " "))
+	args := []string{"go run ./bench/cmd/peerload"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " ()'\"") {
+			a = strconv.Quote(a)
+		}
+		args = append(args, a)
+	}
+	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(args, " "))
 	fmt.Fprintf(&b, "Machine: %s (the load average at the start; the machine is shared, so only the\nratios within this run count). Each cell is the range (min–max) over %d round(s), each run\non a freshly started server, the servers' runs interleaved.\n", machine, *rounds)
 	for _, n := range notes {
 		if n = strings.TrimSpace(n); n != "" {
