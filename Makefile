@@ -26,7 +26,7 @@ SOAKCONNS ?= 15000
 # run each one in its own directory (tools/ holds only pinned tools).
 NESTED    := gen client examples
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-capacity fuzz soak fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-cluster bench-capacity fuzz soak fmt clean
 
 all: build
 
@@ -144,6 +144,24 @@ bench-peers:
 	fi; \
 	echo "$$notes"; \
 	$(GO) run ./bench/cmd/peerload -centrifugo $(PEERS_BIN)/centrifugo -write BENCHMARKS.md -notes "$$notes" $(PEERLOAD_FLAGS)
+
+## bench-cluster: issue 15's comparison: pushercm and Centrifugo $(CENTRIFUGO_VERSION) each as 3 nodes
+## on a redis-server of the run's own (subscribers on node 0, publishes through node 2),
+## then each on one node, and pushercm built from BASELINE_REF (before cluster mode) on one
+## node (~8 minutes after the installs). Appends a dated section to BENCHMARKS.md.
+BASELINE_REF ?= 1cc497c
+
+bench-cluster:
+	@mkdir -p $(PEERS_BIN); \
+	if ! [ -x $(PEERS_BIN)/centrifugo ] || [ "$$(cat $(PEERS_BIN)/centrifugo.version 2>/dev/null)" != "$(CENTRIFUGO_VERSION)" ]; then \
+		GOBIN=$(PEERS_BIN) GOFLAGS= $(GO) install github.com/centrifugal/centrifugo/v6@$(CENTRIFUGO_VERSION) && echo $(CENTRIFUGO_VERSION) > $(PEERS_BIN)/centrifugo.version; \
+	fi; \
+	base=$$(mktemp -d); bflag=""; notes="pushercm ×1, before cluster left out: $(BASELINE_REF) did not build."; \
+	if git archive $(BASELINE_REF) | tar -x -C $$base && (cd $$base && $(GO) build -o $(PEERS_BIN)/pushercm-before ./cmd/pushercm); then \
+		bflag="-baseline-pushercm $(PEERS_BIN)/pushercm-before"; \
+		notes="pushercm ×1, before cluster: built from $(BASELINE_REF) ($$(git log -1 --format=%s $(BASELINE_REF) | cut -c1-72))."; \
+	fi; rm -rf $$base; \
+	$(GO) run ./bench/cmd/peerload -cluster -centrifugo $(PEERS_BIN)/centrifugo $$bflag -write BENCHMARKS.md -notes "$$notes" $(PEERLOAD_FLAGS)
 
 ## bench-capacity: the capacity model's check in BENCHMARKS.md: 3 pushercm processes x 19k
 ## subscribers, each process's subscribers held by its own client process (the open-file

@@ -34,10 +34,21 @@ const centrifugoAPIKey = "bench-api-key"
 // APIs each checking the API key on every call.
 type Centrifugo struct {
 	Bin, Config string
+	// RedisAddr, when set (host:port), replaces the memory engine with the
+	// Redis engine there, every key and channel under RedisPrefix: nodes
+	// started with the same two are one cluster.
+	RedisAddr, RedisPrefix string
+	// Label, when set, is the Name.
+	Label string
 }
 
 // Name implements Peer.
-func (Centrifugo) Name() string { return "Centrifugo " + CentrifugoVersion }
+func (c Centrifugo) Name() string {
+	if c.Label != "" {
+		return c.Label
+	}
+	return "Centrifugo " + CentrifugoVersion
+}
 
 // Start implements Peer.
 func (c Centrifugo) Start() (*Proc, error) {
@@ -63,6 +74,13 @@ func (c Centrifugo) Start() (*Proc, error) {
 	}
 	section("http_server")["port"] = ports[0]
 	section("grpc_api")["port"] = ports[1]
+	if c.RedisAddr != "" {
+		// Centrifugo v6: engine.type and engine.redis (configtypes.Engine,
+		// RedisEngine: address is a list of redis:// URLs, one per shard).
+		conf["engine"] = map[string]any{"type": "redis", "redis": map[string]any{
+			"address": []string{"redis://" + c.RedisAddr}, "prefix": c.RedisPrefix,
+		}}
+	}
 	dir, err := os.MkdirTemp("", "peerload-centrifugo-")
 	if err != nil {
 		return nil, err

@@ -19,6 +19,8 @@ type Proc struct {
 	// WSAddr serves the subscribers, APIAddr the HTTP publish API (the same
 	// listener for pushercm and soketi), GRPCAddr the gRPC API ("" for none).
 	WSAddr, APIAddr, GRPCAddr string
+	// OpsAddr serves pushercm's /metrics ("" for the other servers).
+	OpsAddr string
 
 	cmd  *exec.Cmd
 	done chan struct{}

@@ -26,12 +26,22 @@ type Pushercm struct {
 	// HTTPAddr, when set, is the realtime listener's address instead of a
 	// free port (the gRPC and ops listeners still take free ports).
 	HTTPAddr string
+	// Env is added to this process's environment (PUSHERCM_REDIS_URL and
+	// the other cluster settings of a node).
+	Env []string
+	// Label, when set, is the Name (to tell builds or modes apart).
+	Label string
 }
 
 // Name implements Peer.
-func (Pushercm) Name() string { return "pushercm" }
+func (s Pushercm) Name() string {
+	if s.Label != "" {
+		return s.Label
+	}
+	return "pushercm"
+}
 
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)`)
+var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+)(?: ops=(\S+))?`)
 
 // Start implements Peer. Logging is at WARN so that nothing is logged per call.
 func (s Pushercm) Start() (*Proc, error) {
@@ -41,12 +51,12 @@ func (s Pushercm) Start() (*Proc, error) {
 	}
 	cmd := exec.Command(s.Bin, "serve", "--dev", "--config", s.Config, "--grpc-addr", "127.0.0.1:0",
 		"--http-addr", httpAddr, "--ops-addr", "127.0.0.1:0", "--log-level", "INFO")
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), s.Env...)
 	p, m, err := startPiped("pushercm", cmd, "", servingLine)
 	if err != nil {
 		return nil, err
 	}
-	p.GRPCAddr, p.WSAddr, p.APIAddr = m[1], m[2], m[2]
+	p.GRPCAddr, p.WSAddr, p.APIAddr, p.OpsAddr = m[1], m[2], m[2], m[3]
 	return p, nil
 }
 

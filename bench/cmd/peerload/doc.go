@@ -32,6 +32,29 @@
 // understands each server's framing; latency is the publisher's clock in the
 // event data against the receiver's.
 //
+// With -cluster, it instead compares clusters (issue 15): pushercm and
+// Centrifugo each as three processes on one Redis (a redis-server of the
+// run's own unless -redis names one, so that INFO commandstats counts their
+// commands only; every run under a fresh key prefix), with the subscribers on
+// node 0 and the events published through node 2's HTTP API, so that every
+// delivery crosses Redis; then each on one node without Redis, and the
+// -baseline-pushercm binary (pushercm built before cluster mode) on one node.
+// Runs (-cluster-scenarios):
+//
+//   - a: 1 channel x 2000 subscribers at 100 events/s: loss and p50/p99;
+//   - b: 1 channel x 1000 subscribers, batches of 10 from 4 publishers as
+//     fast as the publishing node accepts, never paused for the subscribers:
+//     events/s accepted, messages/s delivered, loss, p99, subscribers the
+//     server closed;
+//   - burst1000: b paused while the subscribers are 50 events behind, as in
+//     the peer table.
+//
+// For a and b it reads INFO commandstats before and after the publishing:
+// Redis commands (those run inside scripts included), PUBLISH and script
+// calls per accepted event. It scrapes pushercm's /metrics on every node
+// after each run (published, delivered, slow consumers, cluster counters),
+// and sets the figures against issue 15's targets in a second table.
+//
 // With -capacity, it instead checks the capacity model of BENCHMARKS.md:
 // -capacity-procs pushercm processes each hold -capacity-conns connections
 // opened by as many child processes of this tool (the open-file limit is per

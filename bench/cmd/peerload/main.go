@@ -50,6 +50,11 @@ func main() {
 		capProcs       = flag.Int("capacity-procs", 3, "pushercm processes of -capacity")
 		capConns       = flag.Int("capacity-conns", 19000, "connections per process of -capacity")
 		capRate        = flag.Int("capacity-rate", 100, "events/s of -capacity, spread over 100 channels per process")
+		clusterMode    = flag.Bool("cluster", false, "run the cluster comparison instead (issue 15; see the package comment)")
+		clusterScs     = flag.String("cluster-scenarios", "a,b,burst1000", "runs of -cluster, in order")
+		redisAddr      = flag.String("redis", "", "Redis of -cluster (host:port); default: a redis-server of the run's own")
+		redisBin       = flag.String("redis-server", "redis-server", "redis-server command of -cluster when -redis is not set")
+		baseline       = flag.String("baseline-pushercm", "", "-cluster: also run this pushercm binary (built before cluster mode) on one node")
 	)
 	flag.Parse()
 	lim, err := edgebench.RaiseNoFile()
@@ -74,6 +79,21 @@ func main() {
 	pcm := peers.Pushercm{Bin: *pushercmBin, Config: *pushercmConf}
 	if *capacity {
 		runCapacity(pcm, *capProcs, *capConns, *capRate)
+		return
+	}
+	if *clusterMode {
+		var cent *peers.Centrifugo
+		if _, err := os.Stat(*centrifugoBin); err == nil {
+			cent = &peers.Centrifugo{Bin: *centrifugoBin, Config: *centrifugoConf}
+		} else {
+			*notes += `\nCentrifugo left out: ` + *centrifugoBin + " is missing."
+		}
+		rp, rc := startClusterRedis(*redisBin, *redisAddr)
+		runClusterMode(clusterDeployments(pcm, cent, rc.Addr, *baseline), rc, rp != nil, strings.Split(*clusterScs, ","), *write, *notes)
+		rc.Close()
+		if rp != nil {
+			rp.Stop()
+		}
 		return
 	}
 	list := []peers.Peer{pcm}
@@ -240,32 +260,101 @@ func newReceiver(p peers.Peer, lat *edgebench.Latencies) (*edgebench.Receiver, e
 // runFan: channels x subs subscribers; rate events/s over the channels
 // round-robin, or as fast as accepted (rate 0) on channel 0.
 func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Duration) (string, map[string]float64, error) {
-	chName := func(i int) string { return "fan-" + strconv.Itoa(i%channels) }
-	conns, el, err := connectMany(p, proc, channels*subs, chName)
+	r, err := runFanOn(fanSetup{p: p, sub: proc, pub: proc, cpu: []int{proc.PID}, throttle: true}, channels, subs, rate, d)
 	if err != nil {
 		return "", nil, err
 	}
+	figs := map[string]float64{}
+	switch {
+	case rate == 0:
+		figs[figBurst], figs[figCPUMsg] = r.deliv, r.cpuPerMsg
+	case channels == 1:
+		figs[figFan2000], figs[figFan2000Rate] = r.p99.Seconds()*1000, r.evRate
+	default:
+		figs[figFan100], figs[figFan100Rate] = r.p99.Seconds()*1000, r.evRate
+	}
+	if r.got < r.expected {
+		figs[figLoss] = float64(r.expected - r.got)
+	}
+	return r.line, figs, nil
+}
+
+// fanSetup is where a fan-out run connects, publishes and measures.
+type fanSetup struct {
+	p        peers.Peer
+	sub, pub *peers.Proc // the subscribers' server and the publishers'
+	cpu      []int       // the servers whose CPU time is counted
+	// throttle pauses the as-fast-as-accepted publishers while the
+	// subscribers are more than 50 events behind; without it they publish
+	// as fast as the server accepts, whatever the subscribers receive.
+	throttle bool
+	// redis, when set, is the shared Redis whose INFO commandstats is taken
+	// before and after the publishing.
+	redis *peers.Redis
+}
+
+type fanResult struct {
+	line                     string
+	published, expected, got int64
+	dropped                  int64
+	evRate, deliv, cpuPerMsg float64
+	p50, p99, max            time.Duration
+	// cmdsPerPub is Redis' commands (all clients, INFO left out) per
+	// accepted event, and pubsPerPub its PUBLISH and SPUBLISH alone; -1
+	// without a Redis.
+	cmdsPerPub, pubsPerPub float64
+	// scriptsPerPub is the script calls (EVALSHA, EVAL, FCALL) per accepted
+	// event: the commands run inside a script count in cmdsPerPub too.
+	scriptsPerPub float64
+}
+
+func cpuOf(pids []int) time.Duration {
+	var t time.Duration
+	for _, pid := range pids {
+		c, _ := edgebench.CPUTime(pid)
+		t += c
+	}
+	return t
+}
+
+func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult, error) {
+	r := fanResult{cmdsPerPub: -1, pubsPerPub: -1, scriptsPerPub: -1}
+	chName := func(i int) string { return "fan-" + strconv.Itoa(i%channels) }
+	conns, el, err := connectMany(s.p, s.sub, channels*subs, chName)
+	if err != nil {
+		return r, err
+	}
 	lat := &edgebench.Latencies{}
-	recv, err := newReceiver(p, lat)
+	recv, err := newReceiver(s.p, lat)
 	if err != nil {
 		closeAll(conns)
-		return "", nil, err
+		return r, err
 	}
 	for i, c := range conns {
 		if err := recv.AddConn(i, c); err != nil {
 			recv.Close()
-			return "", nil, err
+			return r, err
 		}
 	}
 	received, lastRecv := &recv.Received, &recv.LastRecv
 	perChannel := int64(subs)
-	pub := p.Publisher(proc)
+	pub := s.p.Publisher(s.pub)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	cpu0, _ := edgebench.CPUTime(proc.PID)
+	behind := func(published int64) bool { return published*perChannel-received.Load() > 50*perChannel }
+	if !s.throttle {
+		behind = func(int64) bool { return false }
+	}
+	var stats0 map[string]int64
+	if s.redis != nil {
+		if stats0, err = s.redis.CommandStats(); err != nil {
+			recv.Close()
+			return r, fmt.Errorf("redis INFO commandstats: %w", err)
+		}
+	}
+	cpu0 := cpuOf(s.cpu)
 	start := time.Now()
-	published, pubErr := edgebench.Drive(ctx, start.Add(d), rate, chName,
-		func(published int64) bool { return published*perChannel-received.Load() > 50*perChannel }, pub.Publish)
+	published, pubErr := edgebench.Drive(ctx, start.Add(d), rate, chName, behind, pub.Publish)
 	pubEnd := time.Now()
 	expected := published * perChannel
 	wait := time.Now().Add(10 * time.Second)
@@ -273,7 +362,45 @@ func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Dur
 		time.Sleep(10 * time.Millisecond)
 	}
 	got := received.Load()
-	cpu1, _ := edgebench.CPUTime(proc.PID)
+	cpu1 := cpuOf(s.cpu)
+	cmdLine := ""
+	if s.redis != nil {
+		stats1, err := s.redis.CommandStats()
+		if err != nil {
+			recv.Close()
+			return r, fmt.Errorf("redis INFO commandstats: %w", err)
+		}
+		var all, pubs, scripts int64
+		type kv struct {
+			k string
+			v int64
+		}
+		var top []kv
+		for k, v := range stats1 {
+			dv := v - stats0[k]
+			if dv == 0 {
+				continue
+			}
+			all += dv
+			switch k {
+			case "publish", "spublish":
+				pubs += dv
+			case "evalsha", "eval", "evalsha_ro", "eval_ro", "fcall", "fcall_ro":
+				scripts += dv
+			}
+			top = append(top, kv{k, dv})
+		}
+		slices.SortFunc(top, func(a, b kv) int { return int(b.v - a.v) })
+		var parts []string
+		for _, t := range top[:min(len(top), 5)] {
+			parts = append(parts, fmt.Sprintf("%s:%d", t.k, t.v))
+		}
+		r.cmdsPerPub = float64(all) / float64(max(published, 1))
+		r.pubsPerPub = float64(pubs) / float64(max(published, 1))
+		r.scriptsPerPub = float64(scripts) / float64(max(published, 1))
+		cmdLine = fmt.Sprintf(" redis_cmds=%d (%.2f/event, PUBLISH %.2f/event, script calls %.2f/event; top %s)",
+			all, r.cmdsPerPub, r.pubsPerPub, r.scriptsPerPub, strings.Join(parts, " "))
+	}
 	span := time.Duration(lastRecv.Load() - start.UnixNano())
 	dropped := recv.Closed.Load()
 	recv.Close()
@@ -284,22 +411,13 @@ func runFan(p peers.Peer, proc *peers.Proc, channels, subs, rate int, d time.Dur
 	line := fmt.Sprintf("clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivered=%.0f msg/s p50=%s p99=%s max=%s samples=%d server_cpu=%.2fus/msg",
 		len(conns), float64(len(conns))/el.Seconds(), published, evRate, expected, got, expected-got, dropped, deliv,
 		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, cpuPerMsg)
+	line += cmdLine
 	if e := pubErr; e != nil {
 		line += " publish_error=" + e.Error()
 	}
-	figs := map[string]float64{}
-	switch {
-	case rate == 0:
-		figs[figBurst], figs[figCPUMsg] = deliv, cpuPerMsg
-	case channels == 1:
-		figs[figFan2000], figs[figFan2000Rate] = p99.Seconds()*1000, evRate
-	default:
-		figs[figFan100], figs[figFan100Rate] = p99.Seconds()*1000, evRate
-	}
-	if got < expected {
-		figs[figLoss] = float64(expected - got)
-	}
-	return line, figs, nil
+	r.line, r.published, r.expected, r.got, r.dropped = line, published, expected, got, int64(dropped)
+	r.evRate, r.deliv, r.cpuPerMsg, r.p50, r.p99, r.max = evRate, deliv, cpuPerMsg, p50, p99, mx
+	return r, nil
 }
 
 // runCalls measures the publish call (gRPC or HTTP) with subs subscribers on

@@ -95,16 +95,25 @@ func (r *results) add(peer, _ string, figs map[string]float64, line string) {
 // table is the Markdown table: per figure and server, the range over the
 // rounds (min–max), "—" where the server has no such figure.
 func (r *results) table(peers []string) string {
+	var ratios [][2]string
+	for _, p := range peers[1:] {
+		ratios = append(ratios, [2]string{peers[0], p})
+	}
+	return r.tableOf(peers, rows, ratios)
+}
+
+// tableOf is table with the given rows and ratio columns (a ÷ b).
+func (r *results) tableOf(peers []string, rows []row, ratios [][2]string) string {
 	var b strings.Builder
 	b.WriteString("| figure (same run, same client code) |")
 	for _, p := range peers {
 		b.WriteString(" " + p + " |")
 	}
-	for _, p := range peers[1:] {
-		b.WriteString(" " + peers[0] + " ÷ " + p + ", per round |")
+	for _, rt := range ratios {
+		b.WriteString(" " + rt[0] + " ÷ " + rt[1] + ", per round |")
 	}
 	b.WriteString("\n|---|")
-	for range 2*len(peers) - 1 {
+	for range len(peers) + len(ratios) {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
@@ -126,8 +135,8 @@ func (r *results) table(peers []string) string {
 			if rw.format(hi) != c {
 				c += "–" + rw.format(hi)
 			}
-			if rw.fig == figLoss {
-				c = thousands(sumOf(vs))
+			if rw.fig == figLoss || sumRows[rw.fig] {
+				c = rw.format(sumOf(vs))
 			}
 			c += rw.unit
 			if rw.rate != "" {
@@ -140,8 +149,8 @@ func (r *results) table(peers []string) string {
 		if !any && rw.fig == figLoss {
 			cells = slices.Repeat([]string{"0"}, len(peers))
 		}
-		for _, p := range peers[1:] {
-			cells = append(cells, r.ratio(peers[0], p, rw.fig))
+		for _, rt := range ratios {
+			cells = append(cells, r.ratio(rt[0], rt[1], rw.fig))
 		}
 		b.WriteString("| " + rw.fig + " | " + strings.Join(cells, " | ") + " |\n")
 	}
@@ -154,7 +163,7 @@ func (r *results) table(peers []string) string {
 // every round.
 func (r *results) ratio(a, b, fig string) string {
 	va, vb := r.vals[a][fig], r.vals[b][fig]
-	if fig == figLoss || len(va) == 0 || len(va) != len(vb) {
+	if fig == figLoss || sumRows[fig] || len(va) == 0 || len(va) != len(vb) {
 		return "—"
 	}
 	var rs []float64
@@ -181,8 +190,23 @@ func sumOf(vs []float64) float64 {
 
 // appendSection appends a dated section to path; nothing before it changes.
 func appendSection(path string, started time.Time, machine string, notes []string, table string, lines []string) error {
+	return appendSectionTitled(path, "Peers: run of "+started.Format("2006-01-02 15:04")+" UTC (make bench-peers)", machine, notes, table, lines)
+}
+
+// appendSectionTitled is appendSection under its own heading, with the
+// command that ran it.
+func appendSectionTitled(path, title, machine string, notes []string, table string, lines []string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n## Peers: run of %s UTC (make bench-peers)\n\n", started.Format("2006-01-02 15:04"))
+	fmt.Fprintf(&b, "\n## %s\n\n", title)
+	// os.Args[0] is a temporary binary under go run.
+	args := []string{"go run ./bench/cmd/peerload"}
+	for _, a := range os.Args[1:] {
+		if strings.ContainsAny(a, " ()'\"") {
+			a = strconv.Quote(a)
+		}
+		args = append(args, a)
+	}
+	fmt.Fprintf(&b, "Command: `%s`\n\n", strings.Join(args, " "))
 	fmt.Fprintf(&b, "Machine: %s (the load average at the start; the machine is shared, so only the\nratios within this run count). Each cell is the range (min–max) over %d round(s), each run\non a freshly started server, the servers' runs interleaved.\n", machine, *rounds)
 	for _, n := range notes {
 		if n = strings.TrimSpace(n); n != "" {
