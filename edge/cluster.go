@@ -362,6 +362,9 @@ func (s *Server) Receive(channel string, payload []byte) {
 		}
 		s.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
+		if d, ok := s.opts.metrics.(DeliveryObserver); ok && n > 0 {
+			d.Delivered(n)
+		}
 	case opTerminate:
 		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
 			s.terminateLocal(uid)
@@ -397,6 +400,19 @@ func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m
 		}
 	}
 	return delivered, nil
+}
+
+// publishedCluster reports a cluster publish to the metrics: its deliveries
+// are counted where the sockets are (Receive), when the metrics can.
+func (s *Server) publishedCluster(delivered int, start time.Time) {
+	mt := s.opts.metrics
+	if mt == nil {
+		return
+	}
+	if _, ok := mt.(DeliveryObserver); ok {
+		delivered = 0
+	}
+	mt.Published(delivered, time.Since(start))
 }
 
 // holds says whether this node's socket id is in channel (a user's channel:

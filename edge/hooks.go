@@ -41,6 +41,14 @@ type Metrics interface {
 	Published(delivered int, elapsed time.Duration)
 }
 
+// DeliveryObserver is optional: in a cluster, when the Metrics value also
+// implements it, Publish reports Published(0, elapsed) on the publishing node
+// and every node reports Delivered with the sockets it queued a received
+// event for, so that each node counts its own deliveries.
+type DeliveryObserver interface {
+	Delivered(n int)
+}
+
 // WriteObserver is optional: when the Metrics value also implements it, every socket
 // write reports how long its oldest frame waited since it was queued (the publish to
 // socket-write latency) and how many frames the write carried (coalescing).

@@ -363,9 +363,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 			return delivered, err
 		}
 		s.st.published.Add(1)
-		if mt := s.opts.metrics; mt != nil {
-			mt.Published(delivered, time.Since(start))
-		}
+		s.publishedCluster(delivered, start)
 		return delivered, nil
 	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
@@ -421,9 +419,11 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
 			return delivered, err
 		}
-	} else {
-		delivered = s.sendToUser(userID, event, data, "")
+		s.st.published.Add(1)
+		s.publishedCluster(delivered, start)
+		return delivered, nil
 	}
+	delivered = s.sendToUser(userID, event, data, "")
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
 		mt.Published(delivered, time.Since(start))

@@ -74,6 +74,10 @@ func (o *Observer) Published(delivered int, elapsed time.Duration) {
 	}
 }
 
+// Delivered implements edge.DeliveryObserver: in a cluster, the sockets this
+// node queued a received event for.
+func (o *Observer) Delivered(n int) { o.delivered.Add(uint64(max(n, 0))) }
+
 // Written implements edge.WriteObserver: one call per socket write, with how
 // long the oldest frame it carried waited since its publish queued it, and
 // how many frames the write coalesced. This is the publish-to-socket-write
