@@ -243,6 +243,13 @@ func (n *clusterNode) parts() (engineParts, error) {
 	return engineParts{n.broker, n.state}, nil
 }
 
+// redisClient is the dialed client, nil before the first dial succeeded.
+func (n *clusterNode) redisClient() rueidis.Client {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.client
+}
+
 // nodeInfo is what this node says of itself in the registry.
 func (a *App) nodeInfo() cluster.NodeInfo {
 	return cluster.NodeInfo{

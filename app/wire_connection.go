@@ -183,6 +183,12 @@ func (a *App) reading() metrics.Reading {
 			r.RateAllowed[c.Limiter] = c.Allowed
 		}
 	}
+	if len(a.rateStores) > 0 {
+		r.RateFallbacks = make(map[string]uint64, len(a.rateStores))
+		for name, s := range a.rateStores {
+			r.RateFallbacks[name] = s.fallbacks()
+		}
+	}
 	if w.driver != nil {
 		r.Breaker = string(w.driver.Health().Breaker)
 	}
@@ -218,6 +224,7 @@ func (a *App) evaluateHealth(context.Context) health.Report {
 		Driver:            a.cfg.Driver,
 		BreakerState:      r.Breaker,
 		WebhookBacklog:    r.WebhookBacklog,
+		RateLimitFallback: a.rateStores.fallingBack(),
 	}
 	for _, n := range r.ConnectionsRefused {
 		f.ConnectionsRefused += int64(n)
