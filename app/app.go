@@ -178,7 +178,8 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 			a.cluster = newClusterNode(cfg.ClusterConfig(), a.log, a.nodeInfo)
 			opts = append(opts, edge.WithCluster(a.cluster))
 			if m := cfg.Cluster.MaxConnections; m > 0 {
-				opts = append(opts, edge.WithConnectionPool(&clusterConnections{node: a.cluster, max: m}))
+				a.cluster.conns = &clusterConnections{node: a.cluster, max: m}
+				opts = append(opts, edge.WithConnectionPool(a.cluster.conns))
 			}
 		}
 		ec := edgeConfig(cfg, a.log)

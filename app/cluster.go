@@ -26,7 +26,8 @@ type clusterNode struct {
 	log  *slog.Logger
 	info func() cluster.NodeInfo
 
-	edge *edge.Server // set before run starts
+	edge  *edge.Server        // set before run starts
+	conns *clusterConnections // cluster.maxConnections; nil without a cap
 
 	mu      sync.RWMutex
 	client  rueidis.Client // nil until dialed
@@ -180,6 +181,12 @@ func (n *clusterNode) restore(ctx context.Context) error {
 	if err := st.state.Restore(ctx, chans); err != nil {
 		n.setErr(err)
 		return err
+	}
+	if n.conns != nil {
+		if err := n.conns.restore(ctx, st.state, int(n.edge.Stats().ConnectionsActive)); err != nil {
+			n.setErr(err)
+			return err
+		}
 	}
 	return nil
 }

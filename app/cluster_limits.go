@@ -220,3 +220,11 @@ func (c *clusterConnections) ReleaseConnection() {
 		}
 	}()
 }
+
+// restore writes back the node's units after Redis lost them or the node was
+// cleaned as dead while it ran: one per open socket (sockets admitted while
+// Redis was down are counted again from here on).
+func (c *clusterConnections) restore(ctx context.Context, state *cluster.State, open int) error {
+	c.held.Store(int64(open))
+	return state.RestoreCounter(ctx, connectionsCounter, open)
+}
