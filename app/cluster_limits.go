@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/milequest/pushercm/cluster"
 	"github.com/milequest/pushercm/ratelimit"
@@ -215,7 +218,9 @@ func (c *clusterConnections) ReleaseConnection() {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := p.state.Release(ctx, connectionsCounter); err != nil {
+		// After the node closed its client (shutdown) CleanNode has released
+		// everything anyway.
+		if err := p.state.Release(ctx, connectionsCounter); err != nil && !errors.Is(err, rueidis.ErrClosing) {
 			c.node.log.Warn("releasing a cluster connection slot failed", "err", err)
 		}
 	}()
