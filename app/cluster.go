@@ -245,7 +245,7 @@ func (n *clusterNode) parts() (engineParts, error) {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if n.broker == nil {
-		return engineParts{}, fmt.Errorf("%w: %v", cluster.ErrUnavailable, n.lastErr)
+		return engineParts{}, fmt.Errorf("%w: %w", cluster.ErrUnavailable, n.lastErr)
 	}
 	return engineParts{n.broker, n.state}, nil
 }

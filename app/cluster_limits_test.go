@@ -65,8 +65,10 @@ func TestClusterRateStoreFallsBackUntilDialed(t *testing.T) {
 	addr := redistest.Addr(t)
 	r := rule(t, 2)
 	early := newClusterRateStore(testNode(t, addr, redistest.Prefix(t), "n0", false), "user")
-	if !take(t, early, "u", r) || !take(t, early, "u", r) || take(t, early, "u", r) {
-		t.Fatal("before the dial the node's own bucket of 2 does not decide")
+	for i, want := range []bool{true, true, false} {
+		if got := take(t, early, "u", r); got != want {
+			t.Fatalf("before the dial, event %d admitted %v, want %v (the node's own bucket of 2)", i+1, got, want)
+		}
 	}
 	if early.fallbacks() != 3 || !early.degraded() {
 		t.Fatalf("fallbacks %d degraded %v, want 3 and true", early.fallbacks(), early.degraded())
@@ -125,8 +127,10 @@ func TestClusterIdempotencyAdapter(t *testing.T) {
 func TestClusterConnectionsPool(t *testing.T) {
 	addr := redistest.Addr(t)
 	down := &clusterConnections{node: testNode(t, addr, redistest.Prefix(t), "n0", false), max: 1}
-	if !down.AcquireConnection() || !down.AcquireConnection() {
-		t.Fatal("before the dial the pool refuses sockets (the node's own cap decides)")
+	for i := range 2 {
+		if !down.AcquireConnection() {
+			t.Fatalf("before the dial the pool refused socket %d (the node's own cap decides)", i+1)
+		}
 	}
 	down.ReleaseConnection() // holds no unit: nothing to give back
 
