@@ -17,7 +17,9 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
@@ -27,7 +29,8 @@ import (
 )
 
 // userLimitConfig limits each user to a burst of 10 events refilled at one
-// per second, so the 11th event within a second is refused.
+// per 10 s: the 11th event within a second is refused, even on a machine so
+// loaded that the calls take several seconds.
 const userLimitConfig = `rateLimit:
   limiters:
     principal:
@@ -35,7 +38,7 @@ const userLimitConfig = `rateLimit:
       burstLimit: 2000
       messagesPerMinute: 60000
     user:
-      messagesPerSecond: 1
+      messagesPerSecond: 0.1
       burstLimit: 10
 `
 
@@ -63,12 +66,15 @@ func reason(err error) string {
 func TestClusterUserRateLimit(t *testing.T) {
 	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 3, "PUSHERCM_CONFIG="+configFile(t, userLimitConfig))
 	send := make([]func(user string) error, len(nodes))
+	headers := make([]metadata.MD, len(nodes)) // of each node's last call
 	for i, n := range nodes {
 		conn, ctx := serviceClient(t, n, "events:publish")
 		bc := pushercmv1.NewBroadcastServiceClient(conn)
 		send[i] = func(user string) error {
+			var md metadata.MD
 			_, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
-				Channels: []string{"feed"}, Name: "e", UserId: user, Payload: &pushercmv1.Event_Data{Data: "{}"}}})
+				Channels: []string{"feed"}, Name: "e", UserId: user, Payload: &pushercmv1.Event_Data{Data: "{}"}}}, grpc.Header(&md))
+			headers[i] = md
 			return err
 		}
 		if err := send[i]("warm-up"); err != nil { // dials the connection
@@ -93,6 +99,10 @@ func TestClusterUserRateLimit(t *testing.T) {
 		}
 		if retry == nil || retry.GetRetryDelay().AsDuration() <= 0 {
 			t.Fatalf("refusal through node %d without a positive RetryInfo: %v", i, status.Convert(err).Details())
+		}
+		// The user's bucket of 10, empty, whichever node answers.
+		if h := headers[i]; strings.Join(h.Get("x-ratelimit-limit"), ",") != "10" || strings.Join(h.Get("x-ratelimit-remaining"), ",") != "0" {
+			t.Fatalf("refusal through node %d: headers %v, want x-ratelimit-limit 10, remaining 0", i, h)
 		}
 	}
 	// Another user is not affected.
