@@ -43,6 +43,7 @@ type Server struct {
 	GRPCAddr, HTTPAddr, OpsAddr string
 	cmd                         *exec.Cmd
 	done                        chan error
+	exited                      chan struct{} // closed once cmd.Wait returned
 	mu                          sync.Mutex
 	log                         strings.Builder
 	stdout                      strings.Builder
@@ -69,7 +70,7 @@ func StartServer(t *testing.T, env []string, args ...string) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cmd: cmd, done: make(chan error, 1)}
+	s := &Server{cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
 	ready := make(chan [3]string, 1)
 	var pipes sync.WaitGroup
 	pipes.Add(2)
@@ -103,11 +104,16 @@ func StartServer(t *testing.T, env []string, args ...string) *Server {
 	go func() {
 		pipes.Wait()
 		s.done <- cmd.Wait()
+		close(s.exited)
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		// Not cmd.ProcessState: Wait writes it on another goroutine when the
+		// process exits on its own (a test's SIGKILL).
+		select {
+		case <-s.exited:
+		default:
 			_ = cmd.Process.Kill()
-			<-s.done //nolint:errcheck // wait for exit; killed just above, so the error is expected (and "_ =" trips S1005)
+			<-s.exited
 		}
 		if t.Failed() {
 			t.Logf("pushercm log:\n%s", s.Log())
