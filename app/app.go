@@ -59,6 +59,9 @@ type App struct {
 	realtime   *http.Server    // the realtime listener on the pusher driver
 	health     *health.Server
 	limits     *ratelimit.Set // the gRPC rate limiters (principal, user, method)
+	// rateStores are the limiters' Redis stores (rateLimit.store: redis in
+	// a cluster); nil otherwise.
+	rateStores clusterRateStores
 
 	// serviceVerifier checks gRPC callers' tokens with jwt.service, a trust
 	// of its own; verifier (user tokens) serves channel auth and sign-in.
@@ -174,6 +177,10 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 		if cfg.Redis.Enabled() {
 			a.cluster = newClusterNode(cfg.ClusterConfig(), a.log, a.nodeInfo)
 			opts = append(opts, edge.WithCluster(a.cluster))
+			if m := cfg.Cluster.MaxConnections; m > 0 {
+				a.cluster.conns = &clusterConnections{node: a.cluster, max: m}
+				opts = append(opts, edge.WithConnectionPool(a.cluster.conns))
+			}
 		}
 		ec := edgeConfig(cfg, a.log)
 		ec.TLS = edgeTLS(a.tls.http)
@@ -190,7 +197,12 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 
 	a.rtMux = http.NewServeMux()
 
-	if a.limits, err = ratelimit.NewSet(cfg.RateLimit); err != nil {
+	var rlOpts []ratelimit.Option
+	if a.cluster != nil && cfg.RateLimitStore() == ratelimit.StoreRedis {
+		a.rateStores = clusterRateStores{}
+		rlOpts = append(rlOpts, a.rateStores.option(a.cluster))
+	}
+	if a.limits, err = ratelimit.NewSet(cfg.RateLimit, rlOpts...); err != nil {
 		return nil, fmt.Errorf("rateLimit: %w", err)
 	}
 	sweepCtx, stopSweep := context.WithCancel(context.Background())

@@ -27,7 +27,8 @@ type clusterNode struct {
 	log  *slog.Logger
 	info func() cluster.NodeInfo
 
-	edge *edge.Server // set before run starts
+	edge  *edge.Server        // set before run starts
+	conns *clusterConnections // cluster.maxConnections; nil without a cap
 
 	mu      sync.RWMutex
 	client  rueidis.Client // nil until dialed
@@ -188,6 +189,12 @@ func (n *clusterNode) restore(ctx context.Context) error {
 		n.setErr(err)
 		return err
 	}
+	if n.conns != nil {
+		if err := n.conns.restore(ctx, st.state, int(n.edge.Stats().ConnectionsActive)); err != nil {
+			n.setErr(err)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -248,6 +255,13 @@ func (n *clusterNode) parts() (engineParts, error) {
 		return engineParts{}, fmt.Errorf("%w: %w", cluster.ErrUnavailable, n.lastErr)
 	}
 	return engineParts{n.broker, n.state}, nil
+}
+
+// redisClient is the dialed client, nil before the first dial succeeded.
+func (n *clusterNode) redisClient() rueidis.Client {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.client
 }
 
 // nodeInfo is what this node says of itself in the registry.

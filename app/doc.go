@@ -23,4 +23,12 @@
 // miss the next streaming service; one interceptor
 // (interceptors.StreamStopper) ends exactly the streams, whatever their
 // service, and unary calls still finish.
+//
+// Cluster mode (redis.url): clusterNode dials Redis in the background; until
+// it has, and whenever Redis does not answer, the gRPC rate limiters decide
+// with the node's own buckets (clusterRateStore; health and
+// pushercm_rate_limit_fallbacks_total say so), idempotency reservations fail
+// (clusterIdempotency: the publish is refused, never doubled) and
+// cluster.maxConnections admits under the node's own cap
+// (clusterConnections).
 package app

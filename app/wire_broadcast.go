@@ -48,9 +48,16 @@ func (a *App) wireBroadcast(context.Context) error {
 		return fmt.Errorf("driver: %q is not a driver (embedded or pusher)", cfg.Driver)
 	}
 
-	store, err := delivery.NewMemoryStore(cfg.Idempotency)
+	var store delivery.IdempotencyStore
+	mem, err := delivery.NewMemoryStore(cfg.Idempotency)
 	if err != nil {
 		return fmt.Errorf("idempotency: %w", err)
+	}
+	store = mem
+	if a.cluster != nil {
+		// Ids are reserved cluster-wide, so a retry through any node is a
+		// duplicate; without Redis the publish is refused, never doubled.
+		store = &clusterIdempotency{node: a.cluster, window: cfg.Idempotency.WithDefaults().Window}
 	}
 	// The publisher validates with the same limits the edge enforces, so an
 	// event accepted over gRPC is never refused by the edge.

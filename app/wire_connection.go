@@ -178,9 +178,17 @@ func (a *App) reading() metrics.Reading {
 		r.WebhooksSent, r.WebhooksFailed, r.WebhooksDropped, r.WebhookBacklog = ws.Sent, ws.Failed, ws.Dropped, ws.Queued
 	}
 	if w.limits != nil {
+		// Fallbacks are exported for every limiter (0 without a Redis
+		// store), so dashboards find the series on any node.
+		r.RateFallbacks = map[string]uint64{}
 		for _, c := range w.limits.Snapshot() {
 			r.RateLimited[c.Limiter] = c.Limited
 			r.RateAllowed[c.Limiter] = c.Allowed
+			if s := a.rateStores[c.Limiter]; s != nil {
+				r.RateFallbacks[c.Limiter] = s.fallbacks()
+			} else {
+				r.RateFallbacks[c.Limiter] = 0
+			}
 		}
 	}
 	if w.driver != nil {
@@ -218,6 +226,7 @@ func (a *App) evaluateHealth(context.Context) health.Report {
 		Driver:            a.cfg.Driver,
 		BreakerState:      r.Breaker,
 		WebhookBacklog:    r.WebhookBacklog,
+		RateLimitFallback: a.rateStores.fallingBack(),
 	}
 	for _, n := range r.ConnectionsRefused {
 		f.ConnectionsRefused += int64(n)

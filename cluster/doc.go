@@ -62,6 +62,12 @@
 // any node inside the window is a duplicate. It has no fallback: without Redis a
 // reservation fails and the publish is refused, never delivered twice.
 //
+// State.Acquire / Release keep capped counters for the cluster (the
+// "connections" of cluster.maxConnections): one script call, no call to other
+// nodes. Units are kept per node, so a dead node's are released by CleanNode,
+// and a node that Redis forgot (a restart without persistence, or cleaned as
+// dead while it ran) writes its own back with RestoreCounter.
+//
 // # Keys
 //
 // Every key and topic starts with Config.Prefix, so two apps or environments on

@@ -460,3 +460,30 @@ func (s *State) Release(ctx context.Context, counter string) error {
 func (s *State) Count(ctx context.Context, counter string) (int64, error) {
 	return s.Subscriptions(ctx, counterPrefix+counter)
 }
+
+// setCounterLua: KEYS occupancy; ARGV node field, units. Sets this node's units
+// and recomputes the total from every node's fields.
+var setCounterLua = rueidis.NewLuaScript(`
+if tonumber(ARGV[2]) > 0 then redis.call("HSET", KEYS[1], ARGV[1], ARGV[2]) else redis.call("HDEL", KEYS[1], ARGV[1]) end
+local total = 0
+local occ = redis.call("HGETALL", KEYS[1])
+for i = 1, #occ, 2 do
+  if occ[i] ~= "` + totalField + `" then total = total + tonumber(occ[i + 1]) end
+end
+if total > 0 then redis.call("HSET", KEYS[1], "` + totalField + `", total) else redis.call("DEL", KEYS[1]) end
+return total`)
+
+// RestoreCounter sets this node's units of counter to n, after Redis lost them
+// (a restart without persistence) or after the node was taken for dead and
+// cleaned while it still ran. Like Restore, it is what the node holds, not a
+// transition.
+func (s *State) RestoreCounter(ctx context.Context, counter string, n int) error {
+	name := counterPrefix + counter
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build()).Error(); err != nil {
+		return fmt.Errorf("%w: restore %s: %w", ErrUnavailable, counter, err)
+	}
+	if err := setCounterLua.Exec(ctx, s.client, []string{s.keys.occupancy(name)}, []string{nodeField(s.node), strconv.Itoa(n)}).Error(); err != nil {
+		return fmt.Errorf("%w: restore %s: %w", ErrUnavailable, counter, err)
+	}
+	return nil
+}

@@ -321,3 +321,42 @@ func TestCountersCapTheClusterAndDeadNodesGiveBack(t *testing.T) {
 		t.Fatalf("counters listed as channels: %+v", got)
 	}
 }
+
+// A node cleaned as dead while it still ran (or a Redis that lost its data)
+// writes its units back: the cap counts them again.
+func TestRestoreCounterPutsBackANodesUnits(t *testing.T) {
+	_, s := states(t)
+	ctx := context.Background()
+	for range 2 {
+		must(s[0].Acquire(ctx, "connections", 3))
+	}
+	must(s[1].Acquire(ctx, "connections", 3))
+	must(s[0].CleanNode(ctx, "n0"))
+	if n := must(s[1].Count(ctx, "connections")); n != 1 {
+		t.Fatalf("after n0's clean-up %d counted, want 1", n)
+	}
+	if err := s[0].RestoreCounter(ctx, "connections", 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := must(s[1].Count(ctx, "connections")); n != 3 {
+		t.Fatalf("after n0 restored 2 units %d counted, want 3", n)
+	}
+	if must(s[2].Acquire(ctx, "connections", 3)) {
+		t.Fatal("the cap admitted a unit over restored units")
+	}
+	// Restoring twice sets, it does not add; zero removes the node's units.
+	if err := s[0].RestoreCounter(ctx, "connections", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s[1].RestoreCounter(ctx, "connections", 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := must(s[2].Count(ctx, "connections")); n != 2 {
+		t.Fatalf("%d counted, want n0's 2", n)
+	}
+	// A restored node that dies is cleaned like any other.
+	must(s[2].CleanNode(ctx, "n0"))
+	if n := must(s[2].Count(ctx, "connections")); n != 0 {
+		t.Fatalf("%d counted after n0's clean-up, want 0", n)
+	}
+}

@@ -885,6 +885,18 @@ func (c *Config) ClusterConfig() cluster.Config {
 	}.WithDefaults()
 }
 
+// RateLimitStore is where the gRPC rate limits keep their buckets:
+// rateLimit.store, else redis when a Redis is configured, else memory.
+func (c *Config) RateLimitStore() string {
+	if c.RateLimit.Store != "" {
+		return c.RateLimit.Store
+	}
+	if c.Redis.Enabled() {
+		return ratelimit.StoreRedis
+	}
+	return ratelimit.StoreMemory
+}
+
 // Cluster health verdicts while Redis is unreachable (cluster.redisDown).
 const (
 	RedisDownDegraded  = "degraded"
@@ -899,6 +911,9 @@ func (c *Config) validateCluster() error {
 		return errors.New("cluster.maxConnections: must not be negative (0 = no cap)")
 	}
 	if !c.Redis.Enabled() {
+		if c.RateLimit.Store == ratelimit.StoreRedis {
+			return errors.New("rateLimit.store: redis needs redis.url (or redis.clusterAddrs)")
+		}
 		return nil
 	}
 	if c.Driver != DriverEmbedded {

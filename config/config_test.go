@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/milequest/pushercm/ratelimit"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -437,5 +439,40 @@ func TestEffectiveRedactsAndRoundTrips(t *testing.T) {
 	}
 	if l.Pusher.Secret != appSecret {
 		t.Fatal("Effective changed the loaded configuration")
+	}
+}
+
+// rateLimit.store (PUSHERCM_RATE_LIMIT_STORE) defaults to redis when a Redis
+// is configured; redis without one is refused before anything starts.
+func TestRateLimitStore(t *testing.T) {
+	load := func(kv ...string) (*Loaded, error) {
+		env := map[string]string{"PUSHERCM_DEV": "true"}
+		for i := 0; i < len(kv); i += 2 {
+			env[kv[i]] = kv[i+1]
+		}
+		return Load(Source{LookupEnv: envOf(env)})
+	}
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"no redis", nil, ratelimit.StoreMemory},
+		{"redis", []string{"PUSHERCM_REDIS_URL", "redis://127.0.0.1:6379"}, ratelimit.StoreRedis},
+		{"redis, memory chosen", []string{"PUSHERCM_REDIS_URL", "redis://127.0.0.1:6379", "PUSHERCM_RATE_LIMIT_STORE", "memory"}, ratelimit.StoreMemory},
+	} {
+		c, err := load(tt.env...)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := c.RateLimitStore(); got != tt.want {
+			t.Errorf("%s: store %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	if _, err := load("PUSHERCM_RATE_LIMIT_STORE", "redis"); err == nil || !strings.Contains(err.Error(), "rateLimit.store") {
+		t.Fatalf("store redis without redis.url: %v, want a rateLimit.store error", err)
+	}
+	if _, err := load("PUSHERCM_RATE_LIMIT_STORE", "disk"); err == nil || !strings.Contains(err.Error(), "rateLimit") {
+		t.Fatalf("store disk: %v, want a rateLimit error", err)
 	}
 }

@@ -51,7 +51,8 @@
 //     (pusher:signin) get #server-to-user-{id} events on every socket, and watchlist
 //     online/offline events on their first/last socket.
 //   - Connection-level refusals (unknown key 4001, protocol version 4006/4007/4008,
-//     origin 4009, connection quota 4004, open sockets per client address over
+//     origin 4009, connection quota 4004 (this server's, or a ConnectionPool shared
+//     beyond it such as a cluster's), open sockets per client address over
 //     Config.MaxConnectionsPerIP 4004, new sockets per address per second 4100) are
 //     sent as pusher:error and then as the close code, and counted in
 //     Stats.ConnectionsRefused by reason.

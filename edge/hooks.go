@@ -25,6 +25,19 @@ type connectionLimiter interface {
 	AllowConnection(remoteIP string) bool
 }
 
+// ConnectionPool is a connection cap shared beyond this server: the cluster's
+// cluster.maxConnections. AcquireConnection is asked once per socket that
+// passed the server's own caps (Limits.MaxConnections, MaxConnectionsPerIP),
+// on the upgrade's goroutine, so it may take one network round trip; false
+// refuses the socket with 4004 and counts it as CONNECTION_POOL_EXHAUSTED,
+// like the server's own cap. ReleaseConnection is called once for every
+// acquired socket when it is removed, possibly on the event loop: it must not
+// block.
+type ConnectionPool interface {
+	AcquireConnection() bool
+	ReleaseConnection()
+}
+
 // WebhookSink receives webhook events (channel_occupied/vacated, member_added/removed,
 // client_event, cache_miss) as they happen. *webhook.Sender satisfies it. Notify must
 // not block: it is called on the connection's event-loop goroutine.
@@ -66,6 +79,7 @@ type options struct {
 	httpLimiter  httpapi.Limiter
 	metrics      Metrics
 	cluster      Cluster
+	pool         ConnectionPool
 	now          func() time.Time
 }
 
@@ -78,6 +92,12 @@ func withClientEventLimiter(l clientEventLimiter) Option {
 // withConnectionLimiter refuses new connections l does not allow. Default: none.
 func withConnectionLimiter(l connectionLimiter) Option {
 	return func(o *options) { o.connections = l }
+}
+
+// WithConnectionPool caps connections with p as well as with the server's own
+// limits (see ConnectionPool). Default: none.
+func WithConnectionPool(p ConnectionPool) Option {
+	return func(o *options) { o.pool = p }
 }
 
 // WithHTTPLimiter limits the Pusher HTTP API: refused requests are answered 429 with

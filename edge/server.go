@@ -431,11 +431,23 @@ func (s *Server) reserve(key string) (code int, reason, msg string) {
 		s.ipConns[key]++
 		s.ipMu.Unlock()
 	}
+	if p := s.opts.pool; p != nil && !p.AcquireConnection() {
+		s.releaseLocal(key)
+		return protocol.CodeOverQuota, RefusedPoolExhausted, "Application is over connection quota"
+	}
 	return 0, "", ""
 }
 
 // release gives back what reserve took.
 func (s *Server) release(key string) {
+	if p := s.opts.pool; p != nil {
+		p.ReleaseConnection()
+	}
+	s.releaseLocal(key)
+}
+
+// releaseLocal gives back the server's own slots.
+func (s *Server) releaseLocal(key string) {
 	s.active.Add(-1)
 	if s.cfg.MaxConnectionsPerIP > 0 {
 		s.ipMu.Lock()

@@ -154,6 +154,11 @@ type Figures struct {
 	Driver         string
 	BreakerState   string
 	WebhookBacklog int64
+
+	// RateLimitFallback names the rate limiters whose last check was decided
+	// by this node's own limits because their shared store (Redis) did not
+	// answer: each node then admits up to the limit on its own. Empty: none.
+	RateLimitFallback []string
 }
 
 // Evaluate applies t to f. Every crossed threshold adds a reason; the
@@ -196,6 +201,9 @@ func Evaluate(t Thresholds, f Figures) Report {
 			s = Unhealthy
 		}
 		mark(s, "upstream circuit breaker is open")
+	}
+	if len(f.RateLimitFallback) > 0 {
+		mark(Degraded, "rate limits %s fall back to this node's own: their Redis store does not answer", strings.Join(f.RateLimitFallback, ", "))
 	}
 	switch {
 	case t.WebhookBacklogUnhealthy > 0 && f.WebhookBacklog >= t.WebhookBacklogUnhealthy:

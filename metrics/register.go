@@ -36,6 +36,10 @@ type Reading struct {
 	RateLimited map[string]uint64
 	// RateAllowed counts admissions by limiter name.
 	RateAllowed map[string]uint64
+	// RateFallbacks counts, by limiter name, the checks of a limiter with a
+	// shared (Redis) store that this node's own limits decided because the
+	// store did not answer.
+	RateFallbacks map[string]uint64
 
 	// Breaker is the upstream circuit breaker state: "", "closed", "half-open", "open".
 	Breaker string
@@ -127,12 +131,13 @@ func Register(meter metric.Meter, reg prometheus.Registerer, o *Observer, read f
 		whBacklog   = gauge("pushercm_webhooks_backlog", "Webhook events waiting to be sent.")
 		limited     = counter("pushercm_rate_limited", "Requests refused by rate limits, by limiter.")
 		allowed     = counter("pushercm_rate_limit_allowed", "Requests a rate limit checked and admitted, by limiter.")
+		fallbacks   = counter("pushercm_rate_limit_fallbacks", "Rate-limit checks decided by this node's own limits because Redis did not answer, by limiter.")
 		rpcErrors   = counter("pushercm_errors", "Failed gRPC calls, by ErrorInfo reason.")
 		rpcs        = counter("pushercm_rpcs", "Finished gRPC calls, by status code.")
 		breaker     = gauge("pushercm_upstream_breaker_state", "Upstream circuit breaker: 0 closed, 1 half-open, 2 open.")
 		whReceived  = counter("pushercm_webhooks_received", "Pusher webhooks received on /pusher/webhooks, by outcome.")
 		observables = []metric.Observable{active, total, refused, subs, channels, members, published, delivered,
-			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, rpcErrors, rpcs, breaker, whReceived}
+			client, slow, stale, whSent, whFailed, whDropped, whBacklog, limited, allowed, fallbacks, rpcErrors, rpcs, breaker, whReceived}
 	)
 	if len(errs) > 0 {
 		return errors.Join(errs...)
@@ -165,6 +170,9 @@ func Register(meter metric.Meter, reg prometheus.Registerer, o *Observer, read f
 		}
 		for name, n := range r.RateAllowed {
 			ob.ObserveInt64(allowed, int64(n), metric.WithAttributes(limiterKey.String(name)))
+		}
+		for name, n := range r.RateFallbacks {
+			ob.ObserveInt64(fallbacks, int64(n), metric.WithAttributes(limiterKey.String(name)))
 		}
 		for _, reason := range reasons {
 			if _, seen := s.ErrorsByReason[reason]; !seen {

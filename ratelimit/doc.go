@@ -39,6 +39,11 @@
 // carried in the Set and tells the gRPC interceptors whether admitted calls
 // carry x-ratelimit-limit, -remaining and -reset.
 //
+// Stores. Each limiter keeps its buckets in a MemoryStore unless WithStore
+// names another ratelimit.Store for it (the cluster's Redis store, for
+// Config.Store "redis"); the package itself only ever builds memory stores
+// and knows nothing of Redis.
+//
 // Time comes from a Clock (SystemClock in production, ManualClock in tests).
 // State is kept in wall-clock nanoseconds (so ResetTime and a shared store
 // mean the same instant everywhere); a backwards step of the system clock

@@ -45,10 +45,22 @@ type Config struct {
 	// server and client together (see BENCHMARKS.md); a deployment whose
 	// callers never read them can turn them off.
 	Headers *bool `yaml:"headers"`
+	// Store is where the buckets live: StoreMemory (this process) or
+	// StoreRedis (shared by every node of a cluster, so a limit holds for the
+	// cluster). Empty means redis when a Redis is configured, else memory.
+	// The package itself only keeps memory stores; the service wires the
+	// Redis one (WithStore).
+	Store string `yaml:"store"`
 	// Limiters by name (LimiterPrincipal, LimiterUser, LimiterMethod, ...). A
 	// name absent here has no limiter: Set.Limiter returns nil, which admits all.
 	Limiters map[string]Policy `yaml:"limiters"`
 }
+
+// Values of Config.Store.
+const (
+	StoreMemory = "memory"
+	StoreRedis  = "redis"
+)
 
 // DefaultConfig limits each user to the package defaults (10/s, 600/min,
 // burst 50) and each calling service to a hundred times that: a service
@@ -71,6 +83,9 @@ func DefaultConfig() Config {
 
 // Validate checks every policy and override after defaults are filled in.
 func (c Config) Validate() error {
+	if c.Store != "" && c.Store != StoreMemory && c.Store != StoreRedis {
+		return fmt.Errorf("%w: store must be %s or %s, got %q", ErrInvalidLimits, StoreMemory, StoreRedis, c.Store)
+	}
 	for _, name := range sortedKeys(c.Limiters) {
 		if name == "" {
 			return fmt.Errorf("%w: empty limiter name", ErrInvalidLimits)
@@ -161,10 +176,18 @@ type Option func(*options)
 
 type options struct {
 	clock Clock
+	store func(limiter string) Store
 }
 
 // WithClock sets the time source (default SystemClock).
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithStore gives each limiter the store f returns for its name instead of
+// its own MemoryStore (a nil result keeps the MemoryStore). A store with a
+// Sweep(time.Time) int method is swept by Set.Run.
+func WithStore(f func(limiter string) Store) Option {
+	return func(o *options) { o.store = f }
+}
 
 func buildOptions(opts []Option) options {
 	o := options{clock: SystemClock{}}
@@ -181,7 +204,14 @@ func NewLimiter(name string, p Policy, opts ...Option) (*Limiter, error) {
 		return nil, fmt.Errorf("limiter %q: %w", name, err)
 	}
 	o := buildOptions(opts)
-	l := &Limiter{name: name, store: NewMemoryStore(), clock: o.clock, def: def, overrides: ov, seed: maphash.MakeSeed()}
+	var store Store
+	if o.store != nil {
+		store = o.store(name)
+	}
+	if store == nil {
+		store = NewMemoryStore()
+	}
+	l := &Limiter{name: name, store: store, clock: o.clock, def: def, overrides: ov, seed: maphash.MakeSeed()}
 	if l.mem, _ = l.store.(*MemoryStore); l.mem != nil {
 		l.shardCounts = make([]shardCount, len(l.mem.shards))
 	}

@@ -461,3 +461,46 @@ func TestLimiterOverridesAndCounters(t *testing.T) {
 		t.Errorf("after refill: %+v", d)
 	}
 }
+
+// countingStore is a Store that counts the takes it got.
+type countingStore struct {
+	*MemoryStore
+	takes int
+}
+
+func (s *countingStore) Take(ctx context.Context, key string, n int, now time.Time, r *Rule) (Decision, error) {
+	s.takes++
+	return s.MemoryStore.Take(ctx, key, n, now, r)
+}
+
+// WithStore gives each limiter the store named for it; nil keeps memory.
+func TestWithStore(t *testing.T) {
+	stores := map[string]*countingStore{}
+	cfg := DefaultConfig()
+	set, err := NewSet(cfg, WithStore(func(name string) Store {
+		if name == LimiterMethod {
+			return nil
+		}
+		s := &countingStore{MemoryStore: NewMemoryStore()}
+		stores[name] = s
+		return s
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := set.Limiter(LimiterUser).Allow(context.Background(), "u"); err != nil {
+		t.Fatal(err)
+	}
+	if stores[LimiterUser].takes != 1 || set.Limiter(LimiterUser).Store() != Store(stores[LimiterUser]) {
+		t.Fatalf("the user limiter did not use its store (%d takes)", stores[LimiterUser].takes)
+	}
+	if _, ok := set.Limiter(LimiterMethod).Store().(*MemoryStore); !ok {
+		t.Fatal("a nil store did not keep the MemoryStore")
+	}
+	if c := set.Limiter(LimiterUser).Counters(); c.Allowed != 1 {
+		t.Fatalf("counters %+v, want one admission", c)
+	}
+	if err := (Config{Store: "disk"}).Validate(); !errors.Is(err, ErrInvalidLimits) {
+		t.Fatalf("store disk: %v", err)
+	}
+}
