@@ -448,7 +448,7 @@ func (s *Server) admit(r *http.Request, clientKey string) (code int, reason, msg
 	if code, msg := checkVersion(r.URL.Query()); code != 0 {
 		return code, RefusedVersion, msg
 	}
-	if !s.originAllowed(r.Header.Get("Origin")) {
+	if !protocol.OriginAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		return protocol.CodeUnauthorized, RefusedOrigin, "Origin not allowed"
 	}
 	if l := s.opts.connections; l != nil && !l.AllowConnection(clientKey) {
@@ -473,27 +473,6 @@ func checkVersion(q map[string][]string) (int, string) {
 		return protocol.CodeUnsupportedProtocol, "Unsupported protocol version " + strconv.Itoa(n)
 	}
 	return 0, ""
-}
-
-func (s *Server) originAllowed(origin string) bool {
-	if len(s.cfg.AllowedOrigins) == 0 || origin == "" {
-		return true
-	}
-	for _, a := range s.cfg.AllowedOrigins {
-		switch {
-		case a == "*", strings.EqualFold(a, origin):
-			return true
-		case strings.HasPrefix(a, "*."):
-			host := origin
-			if i := strings.Index(host, "://"); i >= 0 {
-				host = host[i+3:]
-			}
-			if strings.HasSuffix(strings.ToLower(host), strings.ToLower(a[1:])) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // truncate bounds strings kept per socket so a client cannot inflate memory.
