@@ -603,22 +603,14 @@ func (s *Server) onClose(ws *websocket.Conn, err error) {
 	s.removeConn(c, code, reason)
 }
 
-// sweep pings silent clients, closes dead ones, expires cache entries and enforces
-// UserAuthTimeout. One goroutine for all sockets.
+// sweep pings silent clients, closes dead ones, expires cache entries and
+// per-address limits, and enforces UserAuthTimeout: one goroutine for all
+// sockets, one pass every sweepInterval.
 func (s *Server) sweep() {
 	defer s.done.Done()
-	interval := min(s.cfg.ActivityTimeout, s.cfg.PongTimeout) / 4
-	if s.cfg.UserAuthTimeout > 0 {
-		interval = min(interval, s.cfg.UserAuthTimeout/4)
-	}
-	interval = min(interval, s.cfg.HandshakeTimeout/4)
-	interval = max(interval, 20*time.Millisecond)
-	interval = min(interval, 5*time.Second)
-	t := time.NewTicker(interval)
+	t := time.NewTicker(s.sweepInterval())
 	defer t.Stop()
 	var list []*conn
-	ping := eventFrame(protocol.EventPing, "", "{}", "")
-	wsPing := wsFrame(opPing, nil)
 	for {
 		select {
 		case <-s.stop:
@@ -626,53 +618,117 @@ func (s *Server) sweep() {
 		case <-t.C:
 		}
 		now := s.opts.now()
-		nowNs := now.UnixNano()
-		clear(list) // do not keep closed sockets reachable from last round
-		list = list[:0]
-		s.mu.RLock()
-		for _, c := range s.conns {
-			list = append(list, c)
-		}
-		expired := s.cache.expiredFront(now)
-		s.mu.RUnlock()
-		if s.ipLimit != nil {
-			s.ipLimit.expire(now)
-		}
-		if expired {
-			s.mu.Lock()
-			s.cache.expire(now)
-			s.mu.Unlock()
-		}
+		list = s.snapshotConns(list)
+		s.expireAddrLimits(now)
+		s.expireCache(now)
 		for _, c := range list {
-			if c.closing.Load() {
-				continue
-			}
-			c.trimPending()
-			if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
-				// nbio arms the HTTP keep-alive read deadline on the accept goroutine,
-				// which can run after the upgrade cleared it; clear it again once.
-				_ = c.ws.SetReadDeadline(time.Time{})
-				c.deadlineCleared.Store(true)
-			}
-			if p := c.pingSent.Load(); p != 0 {
-				if nowNs-p > int64(s.cfg.PongTimeout) {
-					s.st.staleClosed.Add(1)
-					c.closeWithError(protocol.CodePongTimeout, "Pong reply not received in time")
-				}
-				continue
-			}
-			if nowNs-c.lastActivity.Load() > int64(s.cfg.ActivityTimeout) {
-				c.pingSent.Store(nowNs)
-				if c.usesWSPing.Load() {
-					c.sendRaw(wsPing)
-				} else {
-					c.sendRaw(ping)
-				}
-				continue
-			}
-			if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
-				c.closeWithError(protocol.CodeUnauthorized, "Connection not authorized within timeout")
-			}
+			s.sweepConn(c, now.UnixNano())
 		}
+	}
+}
+
+// sweepInterval is a quarter of the shortest timeout the sweeper enforces, so
+// each is enforced within a quarter of its length, between 20 ms and 5 s.
+func (s *Server) sweepInterval() time.Duration {
+	interval := min(s.cfg.ActivityTimeout, s.cfg.PongTimeout) / 4
+	if s.cfg.UserAuthTimeout > 0 {
+		interval = min(interval, s.cfg.UserAuthTimeout/4)
+	}
+	interval = min(interval, s.cfg.HandshakeTimeout/4)
+	interval = max(interval, 20*time.Millisecond)
+	return min(interval, 5*time.Second)
+}
+
+// snapshotConns refills list with the open sockets, so a pass does not hold
+// the hub's lock while it sends.
+func (s *Server) snapshotConns(list []*conn) []*conn {
+	clear(list) // do not keep closed sockets reachable from last round
+	list = list[:0]
+	s.mu.RLock()
+	for _, c := range s.conns {
+		list = append(list, c)
+	}
+	s.mu.RUnlock()
+	return list
+}
+
+// expireAddrLimits drops the per-address connection slots that are full again.
+func (s *Server) expireAddrLimits(now time.Time) {
+	if s.ipLimit != nil {
+		s.ipLimit.expire(now)
+	}
+}
+
+// expireCache drops expired cache-channel entries, taking the write lock only
+// when there is one.
+func (s *Server) expireCache(now time.Time) {
+	s.mu.RLock()
+	expired := s.cache.expiredFront(now)
+	s.mu.RUnlock()
+	if expired {
+		s.mu.Lock()
+		s.cache.expire(now)
+		s.mu.Unlock()
+	}
+}
+
+// Frames the sweeper sends to a silent client, shared by every socket.
+var (
+	pingFrame   = eventFrame(protocol.EventPing, "", "{}", "")
+	wsPingFrame = wsFrame(opPing, nil)
+)
+
+// sweepConn is one socket's part of a pass: at most one of closing it for a
+// late pong, pinging it when silent, or closing it for not signing in.
+func (s *Server) sweepConn(c *conn, nowNs int64) {
+	if c.closing.Load() {
+		return
+	}
+	c.trimPending()
+	s.clearKeepAlive(c, nowNs)
+	if p := c.pingSent.Load(); p != 0 {
+		s.closeIfPongLate(c, p, nowNs)
+		return
+	}
+	if nowNs-c.lastActivity.Load() > int64(s.cfg.ActivityTimeout) {
+		s.ping(c, nowNs)
+		return
+	}
+	s.closeIfNotAuthorized(c, nowNs)
+}
+
+// clearKeepAlive clears the HTTP keep-alive read deadline once more, 200 ms
+// after the upgrade: nbio arms it on the accept goroutine, which can run after
+// the upgrade cleared it.
+func (s *Server) clearKeepAlive(c *conn, nowNs int64) {
+	if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
+		_ = c.ws.SetReadDeadline(time.Time{})
+		c.deadlineCleared.Store(true)
+	}
+}
+
+// closeIfPongLate closes c when its ping, sent at pingSent, is unanswered after
+// PongTimeout.
+func (s *Server) closeIfPongLate(c *conn, pingSent, nowNs int64) {
+	if nowNs-pingSent > int64(s.cfg.PongTimeout) {
+		s.st.staleClosed.Add(1)
+		c.closeWithError(protocol.CodePongTimeout, "Pong reply not received in time")
+	}
+}
+
+// ping asks a silent client for a sign of life, in the form it pings with.
+func (s *Server) ping(c *conn, nowNs int64) {
+	c.pingSent.Store(nowNs)
+	if c.usesWSPing.Load() {
+		c.sendRaw(wsPingFrame)
+	} else {
+		c.sendRaw(pingFrame)
+	}
+}
+
+// closeIfNotAuthorized enforces UserAuthTimeout.
+func (s *Server) closeIfNotAuthorized(c *conn, nowNs int64) {
+	if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
+		c.closeWithError(protocol.CodeUnauthorized, "Connection not authorized within timeout")
 	}
 }
