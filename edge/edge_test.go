@@ -799,6 +799,8 @@ func TestIdleSocketsSurviveHandshakeDeadline(t *testing.T) {
 		c.subscribeOK("quiet", "")
 		cs = append(cs, c)
 	}
+	// Not a condition to poll: the point is that the deadline nbio arms on the
+	// real clock passes (three times over) while the sockets stay silent.
 	time.Sleep(3 * cfg.HandshakeTimeout)
 	if n, err := s.Publish(context.Background(), Message{Channels: []string{"quiet"}, Event: "still-here", Data: "x"}); err != nil || n != len(cs) {
 		t.Fatalf("delivered %d of %d: %v", n, len(cs), err)

@@ -169,6 +169,8 @@ func TestPublishRateLimitPerUser(t *testing.T) {
 			t.Fatalf("health limited: %v", err)
 		}
 	}
+	// Not a condition to poll: the point is that a retry after exactly the
+	// advertised delay (real time, as clients wait it) is accepted.
 	time.Sleep(retry.RetryDelay.AsDuration())
 	if err := send("walker-1"); err != nil {
 		t.Fatalf("retry after RetryInfo's delay still refused: %v", err)
