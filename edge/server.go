@@ -497,7 +497,6 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c := &conn{
 		s:           s,
 		ws:          ws,
-		nc:          ws.UnderlayerConn(),
 		id:          protocol.NewSocketID(),
 		remoteAddr:  addr,
 		clientKey:   key,
@@ -508,11 +507,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	if s.opts.clientEvents == nil {
 		c.events.Init(float64(s.cfg.Limits.ClientEventsPerSecond), s.cfg.Limits.ClientEventsPerSecond)
 	}
-	if nbc, ok := eventLoopConn(c.nc); ok {
-		if rc, err := nbc.SyscallConn(); err == nil && rc.Control(func(fd uintptr) { c.fd = int(fd) }) == nil {
-			c.nbc = nbc
-		}
-	}
+	c.sock.attach(ws.UnderlayerConn())
 	c.lastActivity.Store(now.UnixNano())
 	s.open.Add(1)
 	ws.SetSession(c)
@@ -523,15 +518,6 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
 	s.emit(lifecycle.Event{Type: lifecycle.Connected, Time: now, SocketID: c.id})
 	return true
-}
-
-// eventLoopConn finds the event loop's conn under an upgraded socket.
-func eventLoopConn(nc net.Conn) (*nbio.Conn, bool) {
-	if hc, ok := nc.(*nbhttp.Conn); ok {
-		nc = hc.Conn
-	}
-	nbc, ok := nc.(*nbio.Conn)
-	return nbc, ok
 }
 
 func (s *Server) activityTimeoutSeconds() int {
@@ -547,10 +533,7 @@ func (s *Server) onWritten(nc *nbio.Conn, _ []byte, n int) {
 	if ws, ok := nc.Session().(*websocket.Conn); ok {
 		if c, ok := ws.Session().(*conn); ok {
 			c.queued.Add(-int64(n))
-			if v := c.loopBytes.Add(-int64(n)); v < 0 {
-				// Bytes we did not count (the echo of a client's close frame).
-				c.loopBytes.CompareAndSwap(v, 0)
-			}
+			c.sock.loopWritten(n)
 		}
 	}
 }
@@ -572,9 +555,9 @@ func (s *Server) onCloseFrame(ws *websocket.Conn, code int, _ string) {
 		if !c.closeSent.Swap(true) {
 			// Written directly: nbio closes the socket as soon as this returns.
 			if code == 1005 {
-				_, _ = c.nc.Write(wsFrame(opClose, nil))
+				c.sock.write(wsFrame(opClose, nil))
 			} else {
-				_, _ = c.nc.Write(closeFrame(code, ""))
+				c.sock.write(closeFrame(code, ""))
 			}
 		}
 		return

@@ -44,7 +44,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 	// And a small send buffer on the server's side of the socket.
 	s.mu.Lock()
 	for _, sc := range s.conns {
-		if err := syscall.SetsockoptInt(sc.fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096); err != nil {
+		if err := syscall.SetsockoptInt(sc.sock.fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,7 +86,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		sc = x
 	}
 	s.mu.Unlock()
-	pushertest.Eventually(t, "loop drained", func() bool { return sc.loopBytes.Load() == 0 })
+	pushertest.Eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
 	before := s.flushers[0].ringSent.Load()
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: "last"}); err != nil {
 		t.Fatal(err)
