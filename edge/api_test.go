@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -243,7 +242,7 @@ func TestWebhookSink(t *testing.T) {
 	_ = b.conn.Close()
 	_ = a.conn.Close()
 	want := "channel_occupied member_added member_added client_event channel_occupied cache_miss"
-	pushertest.Eventually(t, "webhooks", func() bool { return len(sink.names()) >= 10 })
+	eventually(t, "webhooks", func() bool { return len(sink.names()) >= 10 })
 	got := strings.Join(sink.names()[:6], " ")
 	if got != want {
 		t.Fatalf("webhooks %q, want %q", got, want)
@@ -346,7 +345,7 @@ func TestMetricsHooks(t *testing.T) {
 	}
 	a.expect("e", "m")
 	b.expect("e", "m")
-	pushertest.Eventually(t, "write observations", func() bool {
+	eventually(t, "write observations", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.frames >= before+2

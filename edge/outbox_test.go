@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -111,7 +110,7 @@ func TestOutboxNewSubscriberGetsNoEarlierEvents(t *testing.T) {
 	// The held flusher may be the one that writes b's frames: wait for the hub
 	// to hold the subscription, then let the answer out.
 	b.subscribe("room", "", "")
-	pushertest.Eventually(t, "b subscribed", func() bool {
+	eventually(t, "b subscribed", func() bool {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return len(s.channels["room"].subs) == 2
@@ -139,7 +138,7 @@ func TestOutboxLeavingSubscriberGetsEarlierEvents(t *testing.T) {
 	release := holdOutbox(t, s, a, "room")
 	heldPublish(t, s, Message{Channels: []string{"room"}, Event: "before", Data: "{}"})
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "room"}})
-	pushertest.Eventually(t, "unsubscribed", func() bool {
+	eventually(t, "unsubscribed", func() bool {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		return s.channels["room"] == nil

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -40,7 +39,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		}
 	})
 	c.send(map[string]any{"event": protocol.EventSubscribe, "data": map[string]string{"channel": "order"}})
-	pushertest.Eventually(t, "subscribed", func() bool { ci, _ := s.Channel("order"); return ci.SubscriptionCount == 1 })
+	eventually(t, "subscribed", func() bool { ci, _ := s.Channel("order"); return ci.SubscriptionCount == 1 })
 	// And a small send buffer on the server's side of the socket.
 	s.mu.Lock()
 	for _, sc := range s.conns {
@@ -61,7 +60,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	pushertest.Eventually(t, "a short send", func() bool { return s.flushers[0].ringShort.Load() > 0 })
+	eventually(t, "a short send", func() bool { return s.flushers[0].ringShort.Load() > 0 })
 	reading = true
 	close(c.noRead)
 	c.expect(protocol.EventConnectionEstablished, "")
@@ -86,14 +85,14 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		sc = x
 	}
 	s.mu.Unlock()
-	pushertest.Eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
+	eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
 	before := s.flushers[0].ringSent.Load()
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: "last"}); err != nil {
 		t.Fatal(err)
 	}
 	c.expect("e", "order")
 	// (Counted after the send completes, which may be after the client reads it.)
-	pushertest.Eventually(t, "the socket back on io_uring sends", func() bool { return s.flushers[0].ringSent.Load() > before })
+	eventually(t, "the socket back on io_uring sends", func() bool { return s.flushers[0].ringSent.Load() > before })
 }
 
 // TestWriteWithoutIOUring: with io_uring off, fan-out still reaches everyone.
@@ -153,7 +152,7 @@ func TestFlushIntervalCoalesces(t *testing.T) {
 			c.subscribeOK("burst", "")
 			// connection_established and subscription_succeeded are counted
 			// after their sends complete, which may be after the client read them.
-			pushertest.Eventually(t, "handshake frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == 2 })
+			eventually(t, "handshake frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == 2 })
 			// Not a condition to poll: the flusher paces rounds on the real clock,
 			// and the burst below must find a round due at once, so one interval
 			// passes first.
@@ -175,7 +174,7 @@ func TestFlushIntervalCoalesces(t *testing.T) {
 					c.expect("e", "burst")
 				}
 			}
-			pushertest.Eventually(t, "all frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == n })
+			eventually(t, "all frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == n })
 			wc.mu.Lock()
 			defer wc.mu.Unlock()
 			if tc.interval > 0 {
