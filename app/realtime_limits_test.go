@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -20,6 +18,7 @@ import (
 	"github.com/milequest/pushercm/authz/httpauth"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/pushertest/apptest"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -83,33 +82,10 @@ func TestTrustedProxiesAndPerIPLimit(t *testing.T) {
 		c.HTTP.TrustedProxies = []string{"127.0.0.1"}
 		c.Edge.MaxConnectionsPerIP = 1
 	})
-	dial := func(xff string) protocol.Message {
+	dial := func(xff string) pushertest.Frame {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		d := ws.Dialer{Timeout: 10 * time.Second, Header: ws.HandshakeHeaderHTTP(http.Header{"X-Forwarded-For": {xff}})}
-		conn, br, _, err := d.Dial(ctx, "ws://"+a.HTTPAddr()+"/app/"+a.Config.Pusher.Key+"?protocol=7")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		var r io.Reader = conn
-		if br != nil {
-			r = io.MultiReader(br, conn)
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		data, err := wsutil.ReadServerText(struct {
-			io.Reader
-			io.Writer
-		}{r, conn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := protocol.DecodeMessage(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
+		c := pushertest.Open(t, a.HTTPAddr(), a.Config.Pusher.Key, "", pushertest.Options{Header: http.Header{"X-Forwarded-For": {xff}}})
+		return c.Next()
 	}
 	first := dial("198.51.100.1")
 	if first.Event != protocol.EventConnectionEstablished {

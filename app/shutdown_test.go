@@ -27,8 +27,8 @@ import (
 // events in order, the protocol errors, and the close code (0: the
 // connection ended without a close frame).
 type closed struct {
-	events []protocol.Message
-	errors []protocol.Message
+	events []pushertest.Frame
+	errors []pushertest.Frame
 	code   int
 	// errorAfter is how many events had arrived when the first pusher:error did.
 	errorAfter int

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -282,11 +284,11 @@ func TestPublishConcurrentRepeatsDeliverOnce(t *testing.T) {
 	}
 	// Wait until exactly one caller is inside the driver, holding it there while all the
 	// others answer; then let it finish.
-	deadline := time.Now().Add(10 * time.Second)
-	for dups.Load() < n-1 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	close(d.gate)
+	var opened sync.Once
+	openGate := func() { opened.Do(func() { close(d.gate) }) }
+	t.Cleanup(func() { openGate(); wg.Wait() }) // a failed wait must not leave callers blocked
+	pushertest.Eventually(t, "every other caller answered as a duplicate", func() bool { return dups.Load() >= n-1 })
+	openGate()
 	wg.Wait()
 	if ok.Load() != 1 || dups.Load() != n-1 || d.count("evt-1") != 1 || d.calls.Load() != 1 {
 		t.Fatalf("ok=%d dups=%d deliveries=%d calls=%d", ok.Load(), dups.Load(), d.count("evt-1"), d.calls.Load())

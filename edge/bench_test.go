@@ -102,7 +102,7 @@ func benchSubscribers(b *testing.B, n int, fl *flusher) (*Server, []*conn) {
 	ch, _ := protocol.ParseChannel("bench", 0)
 	conns := make([]*conn, 0, n)
 	for range n {
-		c := &conn{s: s, fl: fl, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
+		c := &conn{s: s, fl: fl, sock: sockWriter{nc: discardConn{}}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
 		s.conns[c.id] = c
 		if err := s.subscribe(c, ch, nil, true); err != nil {
 			b.Fatal(err)

@@ -34,7 +34,8 @@ type Config struct {
 
 	// AllowedOrigins, when not empty, is the list of accepted Origin headers: exact
 	// values ("https://app.example.com"), "*" for any, or "*.example.com" style
-	// suffixes. Requests without an Origin header (non-browser clients) are accepted.
+	// suffixes (protocol.OriginAllowed). Requests without an Origin header
+	// (non-browser clients) are accepted.
 	// Refused sockets get 4009. Empty = any origin.
 	AllowedOrigins []string
 

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 
 	"github.com/milequest/pushercm/lifecycle"
@@ -24,9 +22,7 @@ import (
 type conn struct {
 	s           *Server
 	ws          *websocket.Conn
-	nc          net.Conn
-	nbc         *nbio.Conn // nc as the event loop's conn; nil when it is not one (no io_uring sends)
-	fd          int        // nbc's descriptor, valid while nbc is open
+	sock        sockWriter // every byte written to the socket goes through it
 	id          string
 	remoteAddr  string // the client's address as shown (see clientip.Client.Addr)
 	clientKey   string // its per-IP limit key
@@ -36,7 +32,6 @@ type conn struct {
 	lastActivity    atomic.Int64 // unix nanos of the last inbound frame
 	pingSent        atomic.Int64 // unix nanos of an unanswered server ping, 0 if none
 	queued          atomic.Int64 // bytes queued for the socket and not yet in the kernel
-	loopBytes       atomic.Int64 // bytes handed to the event loop's Write not yet reported written
 	msgsIn          atomic.Uint64
 	msgsOut         atomic.Uint64
 	closing         atomic.Bool

@@ -547,7 +547,7 @@ func TestActivityTimeout(t *testing.T) {
 	cfg.PongTimeout = 2 * time.Second // room for the answering client on a loaded machine
 	s := startServer(t, cfg)
 	alive := connect(t, s)
-	alive.answerP = true
+	alive.AnswerPings(true)
 	dead := connect(t, s)
 	dead.expect(protocol.EventPing, "")
 	if m := dead.expect(protocol.EventError, ""); m.errCode() != protocol.CodePongTimeout {
@@ -641,9 +641,7 @@ func TestMalformedFrames(t *testing.T) {
 	s := startServer(t, testConfig())
 	c := connect(t, s)
 	for _, raw := range []string{"nope", "[]", `{"data":1}`, `{"event":"pusher:subscribe","data":{}}`, `{"event":"pusher:subscribe","data":"not json"}`} {
-		c.wmu.Lock()
-		_ = ws.WriteFrame(c.conn, ws.MaskFrame(ws.NewTextFrame([]byte(raw))))
-		c.wmu.Unlock()
+		_ = c.WriteRaw(func(conn net.Conn) error { return ws.WriteFrame(conn, ws.MaskFrame(ws.NewTextFrame([]byte(raw)))) })
 		if m := c.expect(protocol.EventError, ""); m.errCode() != 0 {
 			t.Fatalf("%s: code %d", raw, m.errCode())
 		}
@@ -800,6 +798,8 @@ func TestIdleSocketsSurviveHandshakeDeadline(t *testing.T) {
 		c.subscribeOK("quiet", "")
 		cs = append(cs, c)
 	}
+	// Not a condition to poll: the point is that the deadline nbio arms on the
+	// real clock passes (three times over) while the sockets stay silent.
 	time.Sleep(3 * cfg.HandshakeTimeout)
 	if n, err := s.Publish(context.Background(), Message{Channels: []string{"quiet"}, Event: "still-here", Data: "x"}); err != nil || n != len(cs) {
 		t.Fatalf("delivered %d of %d: %v", n, len(cs), err)

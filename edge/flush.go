@@ -1,15 +1,12 @@
 package edge
 
 import (
-	"errors"
 	"log/slog"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/lesismal/nbio"
 
 	"github.com/milequest/pushercm/protocol"
 )
@@ -23,12 +20,9 @@ import (
 //
 // With an io_uring (Linux, unless disabled) a flusher hands up to ringEntries
 // sockets' writes to the kernel in one io_uring_enter instead of one write(2)
-// each. Such a direct send bypasses the event loop's write buffer, so it is only
-// used while that buffer is empty: the socket's nbio lock is held across the
-// send (nbio closes the descriptor only after marking the conn closed under that
-// lock, so the descriptor cannot be reused under us), and a send the kernel takes
-// only in part hands the rest to the event loop, after which the socket is
-// written through the loop until the loop has written it all.
+// each. Which socket may take the ring, and what happens to a send the kernel
+// takes only in part or refuses, is the socket's writer's to decide (see
+// sockWriter); the flusher batches and submits.
 type flusher struct {
 	mu      sync.Mutex
 	dirty   []*conn
@@ -55,10 +49,10 @@ type flusher struct {
 	fans *Server
 }
 
-// ringSend is one socket's write in an io_uring batch.
+// ringSend is one socket's write in an io_uring batch; the socket is claimed
+// (sockWriter.claim) until the batch is submitted.
 type ringSend struct {
 	c      *conn
-	nbc    *nbio.Conn
 	frames [][]byte
 	since  int64
 	buf    []byte
@@ -184,11 +178,7 @@ func (f *flusher) drain(batch *[]*conn) {
 			return
 		}
 		for i, c := range b {
-			if f.ring != nil {
-				f.queueRing(c)
-			} else {
-				f.scratch = c.flush(f.scratch)
-			}
+			f.write(c)
 			b[i] = nil
 			if i%ringEntries == ringEntries-1 {
 				f.submitRing()
@@ -215,34 +205,24 @@ func (f *flusher) pace() {
 	f.lastRound = now
 }
 
-// queueRing takes c's pending frames into the current io_uring batch, or writes
-// them through the event loop when c's loop buffer is not empty.
-func (f *flusher) queueRing(c *conn) {
-	nbc := c.nbc
-	if nbc == nil {
-		f.scratch = c.flush(f.scratch)
-		return
-	}
+// write sends c's pending frames the way its writer says: into the current
+// io_uring batch, or through the event loop.
+func (f *flusher) write(c *conn) {
 	p, since := c.takePending()
 	if len(p) == 0 {
 		return
 	}
-	nbc.Lock()
-	if closed, _ := nbc.IsClosed(); closed {
-		nbc.Unlock()
+	switch c.sock.claim(f.ring != nil) {
+	case routeClosed:
 		c.recycle(p)
-		return
-	}
-	if c.loopBytes.Load() > 0 {
-		// The loop still holds bytes of ours: queue behind them.
-		nbc.Unlock()
+	case routeLoop:
 		f.scratch = c.writeFrames(p, since, f.scratch)
 		c.recycle(p)
-		return
-	}
-	f.sends = append(f.sends, ringSend{c: c, nbc: nbc, frames: p, since: since})
-	if len(f.sends) == ringEntries {
-		f.submitRing()
+	case routeRing:
+		f.sends = append(f.sends, ringSend{c: c, frames: p, since: since})
+		if len(f.sends) == ringEntries {
+			f.submitRing()
+		}
 	}
 }
 
@@ -294,7 +274,7 @@ func (f *flusher) submitRing() {
 		s.buf = arena[start:len(arena):len(arena)]
 	}
 	for i := range sends {
-		f.ring.prepSend(sends[i].c.fd, sends[i].buf, uint64(i))
+		f.ring.prepSend(sends[i].c.sock.fd, sends[i].buf, uint64(i))
 	}
 	logger := sends[0].c.s.cfg.Logger
 	taken, err := f.ring.submit(func(ud uint64, res int32) {
@@ -304,7 +284,7 @@ func (f *flusher) submitRing() {
 	})
 	for i := range sends {
 		sends[i].taken = uint32(i) < taken
-		sends[i].nbc.Unlock()
+		sends[i].c.sock.release()
 	}
 	if err != nil {
 		// The ring is unusable: drop it (requests it did not start die with
@@ -343,56 +323,24 @@ func sameFrames(a, b [][]byte) bool {
 	return true
 }
 
+// settle applies the kernel's answer for one socket of the batch and counts it.
 func (f *flusher) settle(s *ringSend) {
 	c := s.c
-	switch {
-	case !s.done && s.taken:
-		// The kernel took the send but its result was lost with the ring:
-		// writing the buffer again could put its bytes on the wire twice.
-		_ = s.nbc.CloseWithError(errRingLost)
-	case !s.done:
-		c.writeBuf(s.buf)
-	case int(s.res) == len(s.buf):
+	outcome, sent := c.sock.settle(s.buf, s.res, s.done, s.taken)
+	c.queued.Add(-int64(sent))
+	switch outcome {
+	case ringSentAll:
 		f.ringSent.Add(1)
-		c.queued.Add(-int64(s.res))
-	case s.res >= 0 || s.res == -int32(syscall.EAGAIN):
-		// The socket buffer is full: the event loop writes the rest when the
-		// client reads, and this socket goes through the loop until it has.
-		sent := max(int(s.res), 0)
+	case ringSentPart:
 		f.ringSent.Add(1)
 		f.ringShort.Add(1)
-		c.queued.Add(-int64(sent))
-		c.writeBuf(s.buf[sent:])
-	case socketFault(syscall.Errno(-s.res)):
-		_ = s.nbc.CloseWithError(syscall.Errno(-s.res))
-	default:
-		// The kernel refused the send itself and sent nothing: the socket is
-		// fine, the ring is not.
+	case ringRefused:
 		f.ringFault = syscall.Errno(-s.res)
-		c.writeBuf(s.buf)
 	}
 	if o := c.s.writeObs; o != nil {
 		o.Written(time.Duration(time.Now().UnixNano()-s.since), len(s.frames))
 	}
 	c.recycle(s.frames)
-}
-
-// errRingLost closes a socket whose io_uring send had no reported result.
-var errRingLost = errors.New("edge: io_uring send result lost")
-
-// socketFault reports whether a failed send is the socket's fault (the peer or
-// the network went away), which closes the socket. Any other error (-EINVAL and
-// -EOPNOTSUPP from a kernel without the operation, -ENOMEM, -ENOBUFS...) means
-// the kernel did not take the send at all, so the bytes can still go through
-// the event loop.
-func socketFault(e syscall.Errno) bool {
-	switch e {
-	case syscall.EPIPE, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.ENOTCONN,
-		syscall.ESHUTDOWN, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
-		syscall.ENETDOWN, syscall.EHOSTDOWN, syscall.EBADF, syscall.ENOTSOCK:
-		return true
-	}
-	return false
 }
 
 // enqueueFinal queues the close frame; nothing is queued after it.
@@ -501,27 +449,18 @@ func (c *conn) writeFrames(p [][]byte, since int64, scratch []byte) []byte {
 		defer func() { o.Written(time.Duration(time.Now().UnixNano()-since), len(p)) }()
 	}
 	if len(p) == 1 {
-		c.writeBuf(p[0])
+		c.sock.write(p[0])
 		return scratch
 	}
 	scratch = scratch[:0]
 	for _, f := range p {
 		scratch = append(scratch, f...)
 	}
-	c.writeBuf(scratch)
+	c.sock.write(scratch)
 	if cap(scratch) > 1<<20 {
 		scratch = nil // do not keep a huge buffer after a burst
 	}
 	return scratch
-}
-
-// writeBuf writes b through the event loop, which copies what the kernel does not
-// take at once. loopBytes counts it until the loop reports it written (onWritten).
-func (c *conn) writeBuf(b []byte) {
-	c.loopBytes.Add(int64(len(b)))
-	if n, err := c.nc.Write(b); err != nil && n <= 0 {
-		c.loopBytes.Add(-int64(len(b)))
-	}
 }
 
 // trimPending drops the spare list and an empty pending list of more than a few

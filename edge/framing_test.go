@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"net"
 	"testing"
 
 	"github.com/gobwas/ws"
@@ -33,9 +34,7 @@ func TestClientFraming(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := connect(t, s)
-			c.wmu.Lock()
-			err := tc.write(c)
-			c.wmu.Unlock()
+			err := c.WriteRaw(func(net.Conn) error { return tc.write(c) })
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,9 +47,9 @@ func TestClientFraming(t *testing.T) {
 	c := connect(t, s)
 	for _, n := range []int{10, 200, 70000} {
 		pad := bytes.Repeat([]byte(" "), n)
-		c.wmu.Lock()
-		err := wsutil.WriteClientText(c.conn, append(append([]byte(`{"event":"pusher:ping","data":{}`), pad...), '}'))
-		c.wmu.Unlock()
+		err := c.WriteRaw(func(conn net.Conn) error {
+			return wsutil.WriteClientText(conn, append(append([]byte(`{"event":"pusher:ping","data":{}`), pad...), '}'))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,9 +96,7 @@ func TestLargeMessageWithinReadLimit(t *testing.T) {
 	s := startServer(t, cfg)
 	c := connect(t, s)
 	big := append(append([]byte(`{"event":"pusher:ping","data":{}`), bytes.Repeat([]byte(" "), 3<<19)...), '}')
-	c.wmu.Lock()
-	err := wsutil.WriteClientText(c.conn, big)
-	c.wmu.Unlock()
+	err := c.WriteRaw(func(conn net.Conn) error { return wsutil.WriteClientText(conn, big) })
 	if err != nil {
 		t.Fatal(err)
 	}

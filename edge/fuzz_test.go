@@ -38,7 +38,7 @@ func FuzzInboundFrame(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := &conn{s: s, nc: discardConn{}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
+		c := &conn{s: s, sock: sockWriter{nc: discardConn{}}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
 		s.mu.Lock()
 		s.conns[c.id] = c
 		s.mu.Unlock()

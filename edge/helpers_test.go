@@ -3,18 +3,15 @@ package edge
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
 	"net"
-	"strings"
-	"sync"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"go.uber.org/goleak"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -27,7 +24,7 @@ func TestMain(m *testing.M) {
 const (
 	testKey    = "app-key"
 	testSecret = "app-secret"
-	waitFor    = 10 * time.Second
+	waitFor    = pushertest.Wait
 )
 
 func testConfig() Config {
@@ -82,84 +79,28 @@ func (m msg) errCode() int {
 	return d.Status
 }
 
+// tclient is the edge tests' view of a pushertest.Client: frames as msg, and
+// expect that skips (rather than refuses) other frames. Pings are handed to
+// the test and left unanswered unless it calls AnswerPings.
 type tclient struct {
-	t       *testing.T
-	conn    net.Conn
-	wmu     sync.Mutex
-	msgs    chan msg
-	done    chan struct{}
-	code    ws.StatusCode
-	id      string
-	noRead  chan struct{} // closed to let the reader start (slow consumer tests)
-	answerP bool          // answer pusher:ping automatically
-}
-
-type lockedRW struct {
-	io.Reader
-	c *tclient
-}
-
-func (l lockedRW) Write(p []byte) (int, error) {
-	l.c.wmu.Lock()
-	defer l.c.wmu.Unlock()
-	return l.c.conn.Write(p)
+	*pushertest.Client
+	t      *testing.T
+	conn   net.Conn
+	id     string
+	noRead chan struct{} // closed to let the reader start (slow consumer tests)
 }
 
 func dialRaw(t *testing.T, s *Server, path string, hdr map[string]string, netDial func(ctx context.Context, n, a string) (net.Conn, error)) *tclient {
 	t.Helper()
-	d := ws.Dialer{Timeout: waitFor, NetDial: netDial}
-	if len(hdr) > 0 {
-		h := make(ws.HandshakeHeaderHTTP)
-		for k, v := range hdr {
-			h[k] = []string{v}
-		}
-		d.Header = h
+	h := make(http.Header)
+	for k, v := range hdr {
+		h.Set(k, v)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	conn, br, _, err := d.Dial(ctx, "ws://"+s.Addr().String()+path)
-	if err != nil {
-		t.Fatalf("dial %s: %v", path, err)
-	}
-	c := &tclient{t: t, conn: conn, msgs: make(chan msg, 4096), done: make(chan struct{}), noRead: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	rw := lockedRW{Reader: r, c: c}
-	go func() {
-		defer close(c.done)
-		<-c.noRead
-		for {
-			data, _, err := wsutil.ReadServerData(rw)
-			if err != nil {
-				var ce wsutil.ClosedError
-				if errors.As(err, &ce) {
-					c.code = ce.Code
-				}
-				close(c.msgs)
-				return
-			}
-			var m msg
-			if err := json.Unmarshal(data, &m); err != nil {
-				t.Errorf("server sent non-JSON frame %q", data)
-				continue
-			}
-			m.hasData = strings.Contains(string(data), `"data":`)
-			if c.answerP && m.Event == protocol.EventPing {
-				// Best effort: the test may be closing the socket meanwhile.
-				c.wmu.Lock()
-				_ = wsutil.WriteClientText(c.conn, []byte(`{"event":"pusher:pong","data":{}}`))
-				c.wmu.Unlock()
-			}
-			c.msgs <- m
-		}
-	}()
-	t.Cleanup(func() {
-		_ = conn.Close()
-		<-c.done
+	noRead := make(chan struct{})
+	pc := pushertest.Open(t, s.Addr().String(), testKey, testSecret, pushertest.Options{
+		Path: path, Header: h, NetDial: netDial, Hold: noRead, KeepPings: true, NoPong: true,
 	})
-	return c
+	return &tclient{Client: pc, t: t, conn: pc.Conn(), noRead: noRead}
 }
 
 // connect dials and reads connection_established.
@@ -185,31 +126,12 @@ func connect(t *testing.T, s *Server) *tclient {
 	return c
 }
 
-func (c *tclient) send(v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if err := wsutil.WriteClientText(c.conn, b); err != nil && !errors.Is(err, net.ErrClosed) {
-		// A closed conn is the test's own cleanup racing an automatic pong.
-		c.t.Errorf("write: %v", err)
-	}
-}
+func (c *tclient) send(v any) { c.SendJSON(v) }
 
 func (c *tclient) next() msg {
 	c.t.Helper()
-	select {
-	case m, ok := <-c.msgs:
-		if !ok {
-			c.t.Fatalf("socket closed (code %d) while waiting for a frame", c.code)
-		}
-		return m
-	case <-time.After(waitFor):
-		c.t.Fatal("timed out waiting for a frame")
-	}
-	return msg{}
+	f := c.Next()
+	return msg{Event: f.Event, Channel: f.Channel, Data: f.Data, UserID: f.UserID, hasData: f.Data != nil}
 }
 
 // expect skips frames until one with event (and channel, when not empty) arrives.
@@ -238,15 +160,19 @@ func (c *tclient) quiet(event string) {
 	}
 }
 
+// waitClose reads until the server ends the connection and returns its close
+// code (0 when it sent no close frame).
 func (c *tclient) waitClose() ws.StatusCode {
 	c.t.Helper()
+	deadline := time.After(pushertest.Wait)
 	for {
 		select {
-		case _, ok := <-c.msgs:
+		case _, ok := <-c.Frames():
 			if !ok {
-				return c.code
+				ce, _ := c.CloseFrame()
+				return ce.Code
 			}
-		case <-time.After(waitFor):
+		case <-deadline:
 			c.t.Fatal("timed out waiting for close")
 		}
 	}
@@ -271,15 +197,11 @@ func (c *tclient) subscribeOK(channel, channelData string) msg {
 	return c.expect(protocol.EventSubscriptionSucceeded, channel)
 }
 
+// eventually is pushertest.Eventually under the short name edge's tests have
+// always used.
 func eventually(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	pushertest.Eventually(t, what, ok)
 }
 
 // withClock replaces the server clock (rate-limit buckets, activity, cache expiry).

@@ -475,7 +475,7 @@ func (s *Server) admit(r *http.Request, clientKey string) (code int, reason, msg
 	if code, msg := checkVersion(r.URL.Query()); code != 0 {
 		return code, RefusedVersion, msg
 	}
-	if !s.originAllowed(r.Header.Get("Origin")) {
+	if !protocol.OriginAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		return protocol.CodeUnauthorized, RefusedOrigin, "Origin not allowed"
 	}
 	if l := s.opts.connections; l != nil && !l.AllowConnection(clientKey) {
@@ -502,27 +502,6 @@ func checkVersion(q map[string][]string) (int, string) {
 	return 0, ""
 }
 
-func (s *Server) originAllowed(origin string) bool {
-	if len(s.cfg.AllowedOrigins) == 0 || origin == "" {
-		return true
-	}
-	for _, a := range s.cfg.AllowedOrigins {
-		switch {
-		case a == "*", strings.EqualFold(a, origin):
-			return true
-		case strings.HasPrefix(a, "*."):
-			host := origin
-			if i := strings.Index(host, "://"); i >= 0 {
-				host = host[i+3:]
-			}
-			if strings.HasSuffix(strings.ToLower(host), strings.ToLower(a[1:])) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // truncate bounds strings kept per socket so a client cannot inflate memory.
 func truncate(s string, n int) string {
 	if len(s) > n {
@@ -545,7 +524,6 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c := &conn{
 		s:           s,
 		ws:          ws,
-		nc:          ws.UnderlayerConn(),
 		id:          protocol.NewSocketID(),
 		remoteAddr:  addr,
 		clientKey:   key,
@@ -556,11 +534,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	if s.opts.clientEvents == nil {
 		c.events.Init(float64(s.cfg.Limits.ClientEventsPerSecond), s.cfg.Limits.ClientEventsPerSecond)
 	}
-	if nbc, ok := eventLoopConn(c.nc); ok {
-		if rc, err := nbc.SyscallConn(); err == nil && rc.Control(func(fd uintptr) { c.fd = int(fd) }) == nil {
-			c.nbc = nbc
-		}
-	}
+	c.sock.attach(ws.UnderlayerConn())
 	c.lastActivity.Store(now.UnixNano())
 	s.open.Add(1)
 	ws.SetSession(c)
@@ -571,15 +545,6 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
 	s.emit(lifecycle.Event{Type: lifecycle.Connected, Time: now, SocketID: c.id})
 	return true
-}
-
-// eventLoopConn finds the event loop's conn under an upgraded socket.
-func eventLoopConn(nc net.Conn) (*nbio.Conn, bool) {
-	if hc, ok := nc.(*nbhttp.Conn); ok {
-		nc = hc.Conn
-	}
-	nbc, ok := nc.(*nbio.Conn)
-	return nbc, ok
 }
 
 func (s *Server) activityTimeoutSeconds() int {
@@ -595,10 +560,7 @@ func (s *Server) onWritten(nc *nbio.Conn, _ []byte, n int) {
 	if ws, ok := nc.Session().(*websocket.Conn); ok {
 		if c, ok := ws.Session().(*conn); ok {
 			c.queued.Add(-int64(n))
-			if v := c.loopBytes.Add(-int64(n)); v < 0 {
-				// Bytes we did not count (the echo of a client's close frame).
-				c.loopBytes.CompareAndSwap(v, 0)
-			}
+			c.sock.loopWritten(n)
 		}
 	}
 }
@@ -620,9 +582,9 @@ func (s *Server) onCloseFrame(ws *websocket.Conn, code int, _ string) {
 		if !c.closeSent.Swap(true) {
 			// Written directly: nbio closes the socket as soon as this returns.
 			if code == 1005 {
-				_, _ = c.nc.Write(wsFrame(opClose, nil))
+				c.sock.write(wsFrame(opClose, nil))
 			} else {
-				_, _ = c.nc.Write(closeFrame(code, ""))
+				c.sock.write(closeFrame(code, ""))
 			}
 		}
 		return
@@ -651,22 +613,14 @@ func (s *Server) onClose(ws *websocket.Conn, err error) {
 	s.removeConn(c, code, reason)
 }
 
-// sweep pings silent clients, closes dead ones, expires cache entries and enforces
-// UserAuthTimeout. One goroutine for all sockets.
+// sweep pings silent clients, closes dead ones, expires cache entries and
+// per-address limits, and enforces UserAuthTimeout: one goroutine for all
+// sockets, one pass every sweepInterval.
 func (s *Server) sweep() {
 	defer s.done.Done()
-	interval := min(s.cfg.ActivityTimeout, s.cfg.PongTimeout) / 4
-	if s.cfg.UserAuthTimeout > 0 {
-		interval = min(interval, s.cfg.UserAuthTimeout/4)
-	}
-	interval = min(interval, s.cfg.HandshakeTimeout/4)
-	interval = max(interval, 20*time.Millisecond)
-	interval = min(interval, 5*time.Second)
-	t := time.NewTicker(interval)
+	t := time.NewTicker(s.sweepInterval())
 	defer t.Stop()
 	var list []*conn
-	ping := eventFrame(protocol.EventPing, "", "{}", "")
-	wsPing := wsFrame(opPing, nil)
 	for {
 		select {
 		case <-s.stop:
@@ -674,53 +628,117 @@ func (s *Server) sweep() {
 		case <-t.C:
 		}
 		now := s.opts.now()
-		nowNs := now.UnixNano()
-		clear(list) // do not keep closed sockets reachable from last round
-		list = list[:0]
-		s.mu.RLock()
-		for _, c := range s.conns {
-			list = append(list, c)
-		}
-		expired := s.cache.expiredFront(now)
-		s.mu.RUnlock()
-		if s.ipLimit != nil {
-			s.ipLimit.expire(now)
-		}
-		if expired {
-			s.mu.Lock()
-			s.cache.expire(now)
-			s.mu.Unlock()
-		}
+		list = s.snapshotConns(list)
+		s.expireAddrLimits(now)
+		s.expireCache(now)
 		for _, c := range list {
-			if c.closing.Load() {
-				continue
-			}
-			c.trimPending()
-			if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
-				// nbio arms the HTTP keep-alive read deadline on the accept goroutine,
-				// which can run after the upgrade cleared it; clear it again once.
-				_ = c.ws.SetReadDeadline(time.Time{})
-				c.deadlineCleared.Store(true)
-			}
-			if p := c.pingSent.Load(); p != 0 {
-				if nowNs-p > int64(s.cfg.PongTimeout) {
-					s.st.staleClosed.Add(1)
-					c.closeWithError(protocol.CodePongTimeout, "Pong reply not received in time")
-				}
-				continue
-			}
-			if nowNs-c.lastActivity.Load() > int64(s.cfg.ActivityTimeout) {
-				c.pingSent.Store(nowNs)
-				if c.usesWSPing.Load() {
-					c.sendRaw(wsPing)
-				} else {
-					c.sendRaw(ping)
-				}
-				continue
-			}
-			if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
-				c.closeWithError(protocol.CodeUnauthorized, "Connection not authorized within timeout")
-			}
+			s.sweepConn(c, now.UnixNano())
 		}
+	}
+}
+
+// sweepInterval is a quarter of the shortest timeout the sweeper enforces, so
+// each is enforced within a quarter of its length, between 20 ms and 5 s.
+func (s *Server) sweepInterval() time.Duration {
+	interval := min(s.cfg.ActivityTimeout, s.cfg.PongTimeout) / 4
+	if s.cfg.UserAuthTimeout > 0 {
+		interval = min(interval, s.cfg.UserAuthTimeout/4)
+	}
+	interval = min(interval, s.cfg.HandshakeTimeout/4)
+	interval = max(interval, 20*time.Millisecond)
+	return min(interval, 5*time.Second)
+}
+
+// snapshotConns refills list with the open sockets, so a pass does not hold
+// the hub's lock while it sends.
+func (s *Server) snapshotConns(list []*conn) []*conn {
+	clear(list) // do not keep closed sockets reachable from last round
+	list = list[:0]
+	s.mu.RLock()
+	for _, c := range s.conns {
+		list = append(list, c)
+	}
+	s.mu.RUnlock()
+	return list
+}
+
+// expireAddrLimits drops the per-address connection slots that are full again.
+func (s *Server) expireAddrLimits(now time.Time) {
+	if s.ipLimit != nil {
+		s.ipLimit.expire(now)
+	}
+}
+
+// expireCache drops expired cache-channel entries, taking the write lock only
+// when there is one.
+func (s *Server) expireCache(now time.Time) {
+	s.mu.RLock()
+	expired := s.cache.expiredFront(now)
+	s.mu.RUnlock()
+	if expired {
+		s.mu.Lock()
+		s.cache.expire(now)
+		s.mu.Unlock()
+	}
+}
+
+// Frames the sweeper sends to a silent client, shared by every socket.
+var (
+	pingFrame   = eventFrame(protocol.EventPing, "", "{}", "")
+	wsPingFrame = wsFrame(opPing, nil)
+)
+
+// sweepConn is one socket's part of a pass: at most one of closing it for a
+// late pong, pinging it when silent, or closing it for not signing in.
+func (s *Server) sweepConn(c *conn, nowNs int64) {
+	if c.closing.Load() {
+		return
+	}
+	c.trimPending()
+	s.clearKeepAlive(c, nowNs)
+	if p := c.pingSent.Load(); p != 0 {
+		s.closeIfPongLate(c, p, nowNs)
+		return
+	}
+	if nowNs-c.lastActivity.Load() > int64(s.cfg.ActivityTimeout) {
+		s.ping(c, nowNs)
+		return
+	}
+	s.closeIfNotAuthorized(c, nowNs)
+}
+
+// clearKeepAlive clears the HTTP keep-alive read deadline once more, 200 ms
+// after the upgrade: nbio arms it on the accept goroutine, which can run after
+// the upgrade cleared it.
+func (s *Server) clearKeepAlive(c *conn, nowNs int64) {
+	if !c.deadlineCleared.Load() && nowNs-c.connectedAt > int64(200*time.Millisecond) && c.ws != nil {
+		_ = c.ws.SetReadDeadline(time.Time{})
+		c.deadlineCleared.Store(true)
+	}
+}
+
+// closeIfPongLate closes c when its ping, sent at pingSent, is unanswered after
+// PongTimeout.
+func (s *Server) closeIfPongLate(c *conn, pingSent, nowNs int64) {
+	if nowNs-pingSent > int64(s.cfg.PongTimeout) {
+		s.st.staleClosed.Add(1)
+		c.closeWithError(protocol.CodePongTimeout, "Pong reply not received in time")
+	}
+}
+
+// ping asks a silent client for a sign of life, in the form it pings with.
+func (s *Server) ping(c *conn, nowNs int64) {
+	c.pingSent.Store(nowNs)
+	if c.usesWSPing.Load() {
+		c.sendRaw(wsPingFrame)
+	} else {
+		c.sendRaw(pingFrame)
+	}
+}
+
+// closeIfNotAuthorized enforces UserAuthTimeout.
+func (s *Server) closeIfNotAuthorized(c *conn, nowNs int64) {
+	if s.cfg.UserAuthTimeout > 0 && !c.authorized.Load() && nowNs-c.connectedAt > int64(s.cfg.UserAuthTimeout) {
+		c.closeWithError(protocol.CodeUnauthorized, "Connection not authorized within timeout")
 	}
 }

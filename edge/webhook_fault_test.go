@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/milequest/pushercm/edge/webhook"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -35,13 +37,7 @@ func (c *countingSink) Notify(e protocol.WebhookEvent) {
 // after it answered the socket, so a client's frame can come first.
 func (c *countingSink) waitCount(t *testing.T, n int64, what string) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for c.n.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d webhook events, want %s", c.n.Load(), what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	pushertest.Eventually(t, what+" webhook events", func() bool { return c.n.Load() >= n })
 	if got := c.n.Load(); got != n {
 		t.Fatalf("%d webhook events, want %s", got, what)
 	}
@@ -195,15 +191,12 @@ func TestWebhookReceiverFaults(t *testing.T) {
 
 func waitWebhookStats(t *testing.T, s *webhook.Sender, what string, ok func(webhook.Stats) bool) webhook.Stats {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		st := s.Stats()
-		if ok(st) {
-			return st
+	var st webhook.Stats
+	pushertest.Eventually(t, what, func() error {
+		if st = s.Stats(); !ok(st) {
+			return fmt.Errorf("stats %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; stats %+v", what, st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }

@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // recordSink keeps every record as "LEVEL msg" plus key=value lines.
@@ -117,17 +118,15 @@ func TestLoggingMatchesMiddleware(t *testing.T) {
 		scancel()
 		_, _ = w.Recv()
 		// The server logs the stream after the client saw it end.
-		var recs [][]string
-		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-			recs = append(recs, sink.take()...)
-			want := 4
-			if level > slog.LevelDebug {
-				want = 2
-			}
-			if len(recs) >= want {
-				break
-			}
+		want := 4
+		if level > slog.LevelDebug {
+			want = 2
 		}
+		var recs [][]string
+		pushertest.Eventually(t, fmt.Sprintf("%d log records", want), func() bool {
+			recs = append(recs, sink.take()...)
+			return len(recs) >= want
+		})
 		return recs
 	}
 	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {

@@ -14,6 +14,8 @@
 //     error (ErrAuthMissing, ErrAuthVersion, ErrAuthKey, ErrAuthTimestamp, ErrBodyMD5,
 //     ErrSignature) usable with errors.Is;
 //   - socket ids match \d+\.\d+ and are unique within the process;
+//   - one origin policy (OriginAllowed) serves the WebSocket upgrade and the auth
+//     endpoints' CORS check, so the two cannot disagree;
 //   - frames are encoded the way pusher-js expects (data as a JSON string) and decoded
 //     leniently (data as an object or as a string holding JSON).
 //

@@ -2,10 +2,13 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // TestRunSweepsAndStops: the owner-started sweepers delete expired keys and
@@ -33,13 +36,12 @@ func TestRunSweepsAndStops(t *testing.T) {
 	done := make(chan struct{}, 2)
 	go func() { set.Run(ctx, time.Millisecond); done <- struct{}{} }()
 	go func() { mem.Run(ctx, clock, time.Millisecond); done <- struct{}{} }()
-	deadline := time.Now().Add(30 * time.Second)
-	for mem.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("sweepers left %d expired keys", mem.Len())
+	pushertest.Eventually(t, "the sweepers to drop every expired key", func() error {
+		if n := mem.Len(); n != 0 {
+			return fmt.Errorf("%d keys left", n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	cancel()
 	for range 2 {
 		select {

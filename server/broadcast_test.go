@@ -671,17 +671,13 @@ func bcBenchSubscribers(b *testing.B, e *bcEnv, n int, channel string) {
 		go func() { _, _ = io.Copy(io.Discard, r) }()
 	}
 	// Subscriptions are asynchronous; wait until the edge counts them all.
-	deadline := time.Now().Add(bcWait)
-	for {
+	pushertest.Eventually(b, "every subscriber counted", func() error {
 		r, err := e.bc.SendEvent(e.ctx, &pushercmv1.SendEventRequest{Event: bcEvent([]string{channel}, "probe", "")})
-		if err == nil && r.GetDeliveredTo() == int64(n) {
-			return
+		if err == nil && r.GetDeliveredTo() != int64(n) {
+			err = fmt.Errorf("a probe reached %d of %d", r.GetDeliveredTo(), n)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("subscribers not ready: %v %v", r, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // BenchmarkSendEvent measures SendEvent over TCP through the whole

@@ -18,8 +18,8 @@
 //   - Responses are never cached (Cache-Control: no-store): they carry
 //     signatures bound to one connection.
 //   - CORS: a request with an Origin header must come from an allowed origin
-//     (Config.AllowedOrigins, same syntax as the WebSocket check: exact,
-//     "*", or "*.example.com"); others get 403. Credentials are never
+//     (Config.AllowedOrigins, judged by protocol.OriginAllowed, the check the
+//     WebSocket upgrade uses: exact, "*", or "*.example.com"); others get 403. Credentials are never
 //     allowed (the token travels in a header, never in a cookie), so an
 //     empty list means any origin, answered with "*". Preflights allow POST
 //     with the Authorization and Content-Type headers and whatever other

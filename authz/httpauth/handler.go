@@ -14,6 +14,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/authz/authsvc"
 	"github.com/milequest/pushercm/errcode"
+	"github.com/milequest/pushercm/protocol"
 )
 
 // Paths pusher-js calls by default.
@@ -45,7 +46,8 @@ type Service interface {
 // Config configures the endpoints.
 type Config struct {
 	// AllowedOrigins for CORS: exact origins ("https://app.example.com"),
-	// "*", or "*.example.com" suffixes. Empty: any origin.
+	// "*", or "*.example.com" suffixes, as protocol.OriginAllowed reads them.
+	// Empty: any origin.
 	AllowedOrigins []string
 	// MaxBodyBytes bounds a request body. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -257,7 +259,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 		}
 		return true
 	}
-	if !h.originAllowed(origin) {
+	if !protocol.OriginAllowed(h.cfg.AllowedOrigins, origin) {
 		writeError(w, http.StatusForbidden, ReasonOriginNotAllowed, "origin not allowed", "")
 		return false
 	}
@@ -295,28 +297,6 @@ func (h *Handler) anyOrigin() bool {
 	for _, o := range h.cfg.AllowedOrigins {
 		if o == "*" {
 			return true
-		}
-	}
-	return false
-}
-
-// originAllowed uses the WebSocket check's syntax (edge.Config.AllowedOrigins).
-func (h *Handler) originAllowed(origin string) bool {
-	if h.anyOrigin() {
-		return true
-	}
-	for _, a := range h.cfg.AllowedOrigins {
-		switch {
-		case strings.EqualFold(a, origin):
-			return true
-		case strings.HasPrefix(a, "*."):
-			host := origin
-			if i := strings.Index(host, "://"); i >= 0 {
-				host = host[i+3:]
-			}
-			if strings.HasSuffix(strings.ToLower(host), strings.ToLower(a[1:])) {
-				return true
-			}
 		}
 	}
 	return false

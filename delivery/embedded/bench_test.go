@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/edgetest"
 )
 
 // BenchmarkEmbeddedPublish measures one Publisher.Publish call on the embedded driver
@@ -27,7 +27,7 @@ func BenchmarkEmbeddedPublish(b *testing.B) {
 			p := newPublisher(b, s)
 			clients := make([]*pushertest.Client, subs)
 			for i := range clients {
-				c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c := pushertest.Dial(b, s.Addr().String(), edgetest.Key, edgetest.Secret)
 				c.Subscribe("team-1", "")
 				c.Discard()
 				clients[i] = c
@@ -48,14 +48,13 @@ func BenchmarkEmbeddedPublish(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			deadline := time.Now().Add(30 * time.Second)
 			for _, c := range clients {
-				for c.Discarded() < int64(n) {
-					if time.Now().After(deadline) {
-						b.Fatalf("a subscriber received %d of %d frames", c.Discarded(), n)
+				pushertest.Eventually(b, "every frame at every subscriber", func() error {
+					if got := c.Discarded(); got < int64(n) {
+						return fmt.Errorf("a subscriber received %d of %d frames", got, n)
 					}
-					time.Sleep(time.Millisecond)
-				}
+					return nil
+				})
 			}
 		})
 	}
@@ -69,7 +68,7 @@ func BenchmarkEdgePublishDirect(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			s := startBenchEdge(b)
 			for i := 0; i < subs; i++ {
-				c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
+				c := pushertest.Dial(b, s.Addr().String(), edgetest.Key, edgetest.Secret)
 				c.Subscribe("team-1", "")
 				c.Discard()
 			}
@@ -90,7 +89,7 @@ func BenchmarkEmbeddedPublishBatch100(b *testing.B) {
 	s := startBenchEdge(b)
 	p := newPublisher(b, s)
 	for i := 0; i < 10; i++ {
-		c := pushertest.Dial(b, s.Addr().String(), appKey, appSecret)
+		c := pushertest.Dial(b, s.Addr().String(), edgetest.Key, edgetest.Secret)
 		c.Subscribe("team-1", "")
 		c.Discard()
 	}
@@ -109,8 +108,7 @@ func BenchmarkEmbeddedPublishBatch100(b *testing.B) {
 }
 
 func startBenchEdge(b *testing.B) *edge.Server {
-	cfg := testEdgeConfig()
+	cfg := edgetest.Config()
 	cfg.WriteQueueBytes = 256 << 20
-	s, _ := startEdgeConfig(b, cfg)
-	return s
+	return edgetest.Start(b, cfg).Server
 }

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/edgetest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -27,50 +26,7 @@ func TestMain(m *testing.M) {
 	)
 }
 
-const (
-	appKey    = "app-key"
-	appSecret = "app-secret"
-)
-
 var _ Hub = (*edge.Server)(nil)
-
-func startEdge(t testing.TB) *edge.Server {
-	s, _ := startEdgeWithStop(t)
-	return s
-}
-
-func testEdgeConfig() edge.Config {
-	return edge.Config{AppID: "app-id", Key: appKey, Secret: appSecret, UserAuthEnabled: true, CloseGrace: 300 * time.Millisecond}
-}
-
-// startEdgeWithStop also returns an idempotent shutdown for tests that stop the edge
-// themselves.
-func startEdgeWithStop(t testing.TB) (*edge.Server, func() error) {
-	return startEdgeConfig(t, testEdgeConfig())
-}
-
-func startEdgeConfig(t testing.TB, cfg edge.Config) (*edge.Server, func() error) {
-	t.Helper()
-	s, err := edge.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	var stopErr error
-	stop := func() error {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			stopErr = s.Shutdown(ctx)
-		})
-		return stopErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return s, stop
-}
 
 func newPublisher(t testing.TB, s *edge.Server) *delivery.Publisher {
 	t.Helper()
@@ -86,11 +42,11 @@ func newPublisher(t testing.TB, s *edge.Server) *delivery.Publisher {
 }
 
 func dial(t *testing.T, s *edge.Server) *pushertest.Client {
-	return pushertest.Dial(t, s.Addr().String(), appKey, appSecret)
+	return pushertest.Dial(t, s.Addr().String(), edgetest.Key, edgetest.Secret)
 }
 
 func TestPublishReachesSubscribersOnce(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	p := newPublisher(t, s)
 	ctx := context.Background()
 	a, b := dial(t, s), dial(t, s)
@@ -134,7 +90,7 @@ func TestPublishReachesSubscribersOnce(t *testing.T) {
 }
 
 func TestPublishExcludesSocket(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	p := newPublisher(t, s)
 	a, b := dial(t, s), dial(t, s)
 	a.Subscribe("team-1", "")
@@ -151,7 +107,7 @@ func TestPublishExcludesSocket(t *testing.T) {
 }
 
 func TestSendToUser(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	p := newPublisher(t, s)
 	c1, c2, other := dial(t, s), dial(t, s), dial(t, s)
 	c1.SignIn("u7")
@@ -173,7 +129,7 @@ func TestSendToUser(t *testing.T) {
 }
 
 func TestPublishBatch(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	p := newPublisher(t, s)
 	a := dial(t, s)
 	a.Subscribe("team-1", "")
@@ -197,7 +153,7 @@ func TestPublishBatch(t *testing.T) {
 }
 
 func TestQueries(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	d, _ := New(Config{}, s)
 	ctx := context.Background()
 	a, b, c := dial(t, s), dial(t, s), dial(t, s)
@@ -242,7 +198,7 @@ func TestQueries(t *testing.T) {
 // TestServerToUserChannelsAreHidden: a signed-in socket may subscribe to
 // its own #server-to-user- channel, but channel reads never show it.
 func TestServerToUserChannelsAreHidden(t *testing.T) {
-	s := startEdge(t)
+	s := edgetest.Start(t, edgetest.Config()).Server
 	d, _ := New(Config{}, s)
 	ctx := context.Background()
 	c := dial(t, s)
@@ -279,9 +235,9 @@ func names(cs []delivery.ChannelInfo) []string {
 }
 
 func TestShutdownIsUnavailable(t *testing.T) {
-	s, stop := startEdgeWithStop(t)
-	d, _ := New(Config{}, s)
-	if err := stop(); err != nil {
+	e := edgetest.Start(t, edgetest.Config())
+	d, _ := New(Config{}, e.Server)
+	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	_, err := d.Publish(context.Background(), delivery.Event{Channels: []string{"team-1"}, Name: "n", Data: "{}"})

@@ -12,6 +12,7 @@ import (
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/edgetest"
 )
 
 // edgeEnv is a second pushercm's edge (real WebSocket server and HTTP API on
@@ -26,21 +27,12 @@ type edgeEnv struct {
 
 func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 	t.Helper()
-	s, err := edge.New(edge.Config{AppID: testAppID, Key: testKey, Secret: testSecret, UserAuthEnabled: true, CloseGrace: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	cfg := edgetest.Config()
+	cfg.AppID, cfg.Key, cfg.Secret = testAppID, testKey, testSecret
+	s := edgetest.Start(t, cfg).Server
 	e := &edgeEnv{edge: s, sleeps: &sleepRecorder{}}
 	e.proxy = newFaultProxy(t, "http://"+s.Addr().String())
-	cfg := Config{
+	dcfg := Config{
 		AppID: testAppID, Key: testKey, Secret: testSecret,
 		Host: e.proxy.host(), Scheme: "http",
 		RequestTimeout:          10 * time.Second,
@@ -51,9 +43,9 @@ func newEdgeEnv(t *testing.T, mutate func(*Config)) *edgeEnv {
 		BreakerOpenTimeout:      30 * time.Second,
 	}
 	if mutate != nil {
-		mutate(&cfg)
+		mutate(&dcfg)
 	}
-	d, err := New(cfg, withSleep(e.sleeps.Sleep), withBackOff(exactBackOff(cfg)))
+	d, err := New(dcfg, withSleep(e.sleeps.Sleep), withBackOff(exactBackOff(dcfg)))
 	if err != nil {
 		t.Fatal(err)
 	}

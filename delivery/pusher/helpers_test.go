@@ -3,6 +3,7 @@ package pusher
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/edge/httpapi"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 const (
@@ -262,13 +264,12 @@ func (p *faultProxy) reset(w http.ResponseWriter) {
 // gobreaker reads the clock itself) and it lets a probe through.
 func waitHalfOpen(t *testing.T, d *Driver) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for d.Health().Breaker != delivery.BreakerHalfOpen {
-		if time.Now().After(deadline) {
-			t.Fatalf("breaker not half-open: %+v", d.Health())
+	pushertest.Eventually(t, "the breaker to let a probe through", func() error {
+		if h := d.Health(); h.Breaker != delivery.BreakerHalfOpen {
+			return fmt.Errorf("breaker not half-open: %+v", h)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // exactBackOff is cfg's retry policy without jitter: every delay is the

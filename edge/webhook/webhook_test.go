@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/milequest/pushercm/edge/webhook"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -125,17 +127,14 @@ func closeSender(t *testing.T, s *webhook.Sender) {
 
 func waitStats(t *testing.T, s *webhook.Sender, what string, ok func(webhook.Stats) bool) webhook.Stats {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		st := s.Stats()
-		if ok(st) {
-			return st
+	var st webhook.Stats
+	pushertest.Eventually(t, what, func() error {
+		if st = s.Stats(); !ok(st) {
+			return fmt.Errorf("stats %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; stats %+v", what, st)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 func TestSignatureVector(t *testing.T) {

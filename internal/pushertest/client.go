@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,35 +34,49 @@ type Client struct {
 	// failing on an unexpected application event (for tests that do not assert
 	// on the order of unrelated traffic).
 	SkipOther bool
-	frames    chan protocol.Message
+	keepPings bool
+	frames    chan Frame
 	closed    chan wsutil.ClosedError // the server's close frame, if any
+	closing   chan struct{}           // closed by Close, so a held reader can end
+	closeOnce sync.Once
 	done      chan struct{}
 	wmu       sync.Mutex
 	discard   atomic.Bool
 	dropped   atomic.Int64
+	noPong    atomic.Bool
+}
+
+// Frame is one frame from the server: the protocol message and the user_id
+// the server adds to client events on presence channels.
+type Frame struct {
+	protocol.Message
+	UserID string
+}
+
+// Options adjust Open, for tests of the handshake and of odd or slow clients.
+// The zero value is what Dial uses.
+type Options struct {
+	// Path is the request path and query. Default
+	// "/app/{key}?protocol=7&client=pushertest&version=1".
+	Path string
+	// Header is sent with the upgrade request (Origin, X-Forwarded-For...).
+	Header http.Header
+	// NetDial replaces the TCP dial (for a small receive buffer, a proxy...).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Hold, when not nil, keeps the reader from reading until it is closed:
+	// the server sees a client that does not read (slow-consumer tests).
+	Hold <-chan struct{}
+	// KeepPings hands pusher:ping frames to the test as well as answering them.
+	KeepPings bool
+	// NoPong leaves pusher:ping unanswered (see AnswerPings).
+	NoPong bool
 }
 
 // Dial connects to the edge at addr as app key, with secret used to sign
 // subscriptions and sign-ins, and waits for connection_established.
 func Dial(t testing.TB, addr, key, secret string) *Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Wait)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: Wait}.Dial(ctx, "ws://"+addr+"/app/"+key+"?protocol=7&client=pushertest&version=1")
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	c := &Client{t: t, conn: conn, key: key, secret: secret, frames: make(chan protocol.Message, 1<<14),
-		closed: make(chan wsutil.ClosedError, 1), done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	go c.read(struct {
-		io.Reader
-		io.Writer
-	}{r, writerFunc(c.write)})
-	t.Cleanup(c.Close)
+	c := Open(t, addr, key, secret, Options{})
 	m := c.Next()
 	if m.Event != protocol.EventConnectionEstablished {
 		t.Fatalf("first frame %q, want connection_established", m.Event)
@@ -76,6 +91,43 @@ func Dial(t testing.TB, addr, key, secret string) *Client {
 	return c
 }
 
+// Open upgrades a WebSocket to the edge at addr as o says and starts the
+// reader, without waiting for any frame: the first one is the test's to read
+// (connection_established, or the pusher:error of a refused socket).
+func Open(t testing.TB, addr, key, secret string, o Options) *Client {
+	t.Helper()
+	path := o.Path
+	if path == "" {
+		path = "/app/" + key + "?protocol=7&client=pushertest&version=1"
+	}
+	d := ws.Dialer{Timeout: Wait, NetDial: o.NetDial}
+	if len(o.Header) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(o.Header)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Wait)
+	defer cancel()
+	conn, br, _, err := d.Dial(ctx, "ws://"+addr+path)
+	if err != nil {
+		t.Fatalf("dial %s: %v", path, err)
+	}
+	c := &Client{t: t, conn: conn, key: key, secret: secret, keepPings: o.KeepPings, frames: make(chan Frame, 1<<14),
+		closed: make(chan wsutil.ClosedError, 1), closing: make(chan struct{}), done: make(chan struct{})}
+	c.noPong.Store(o.NoPong)
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	go c.read(o.Hold, struct {
+		io.Reader
+		io.Writer
+	}{r, writerFunc(c.write)})
+	t.Cleanup(c.Close)
+	return c
+}
+
+// AnswerPings turns the automatic pusher:pong on or off (Options.NoPong).
+func (c *Client) AnswerPings(on bool) { c.noPong.Store(!on) }
+
 // Discard makes the client count application frames instead of queueing them
 // (benchmarks: the reader keeps up, so the edge never sees a slow consumer).
 func (c *Client) Discard() { c.discard.Store(true) }
@@ -88,7 +140,7 @@ func (c *Client) Conn() net.Conn { return c.conn }
 
 // Frames is the queue of received frames (pings excluded), closed when the
 // connection ends; for tests that wait on several outcomes at once.
-func (c *Client) Frames() <-chan protocol.Message { return c.frames }
+func (c *Client) Frames() <-chan Frame { return c.frames }
 
 type writerFunc func([]byte) (int, error)
 
@@ -101,9 +153,16 @@ func (c *Client) write(p []byte) (int, error) {
 	return c.conn.Write(p)
 }
 
-func (c *Client) read(rw io.ReadWriter) {
+func (c *Client) read(hold <-chan struct{}, rw io.ReadWriter) {
 	defer close(c.done)
 	defer close(c.frames)
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-c.closing:
+			return
+		}
+	}
 	for {
 		data, _, err := wsutil.ReadServerData(rw)
 		if err != nil {
@@ -122,16 +181,25 @@ func (c *Client) read(rw io.ReadWriter) {
 			c.t.Errorf("server sent a bad frame %q: %v", data, err)
 			continue
 		}
-		if m.Event == protocol.EventPing {
-			c.Send(protocol.EventPong, "", map[string]any{})
-			continue
+		var f struct {
+			UserID string `json:"user_id"`
 		}
-		c.frames <- m
+		_ = json.Unmarshal(data, &f)
+		if m.Event == protocol.EventPing {
+			if !c.noPong.Load() {
+				c.Send(protocol.EventPong, "", map[string]any{})
+			}
+			if !c.keepPings {
+				continue
+			}
+		}
+		c.frames <- Frame{Message: m, UserID: f.UserID}
 	}
 }
 
 // Close closes the connection and waits for the reader.
 func (c *Client) Close() {
+	c.closeOnce.Do(func() { close(c.closing) })
 	_ = c.conn.Close()
 	<-c.done
 }
@@ -143,7 +211,13 @@ func (c *Client) Send(event, channel string, data any) {
 	if channel != "" {
 		m["channel"] = channel
 	}
-	b, err := json.Marshal(m)
+	c.SendJSON(m)
+}
+
+// SendJSON writes v as one text frame, whatever its shape (tests of malformed
+// frames).
+func (c *Client) SendJSON(v any) {
+	b, err := json.Marshal(v)
 	if err != nil {
 		c.t.Error(err)
 		return
@@ -155,8 +229,17 @@ func (c *Client) Send(event, channel string, data any) {
 	}
 }
 
+// WriteRaw runs write on the connection, serialized with Send and the
+// automatic pongs: for tests that write frames by hand (masked or not,
+// binary, control frames).
+func (c *Client) WriteRaw(write func(conn net.Conn) error) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return write(c.conn)
+}
+
 // Next returns the next frame, failing the test after Wait.
-func (c *Client) Next() protocol.Message {
+func (c *Client) Next() Frame {
 	c.t.Helper()
 	select {
 	case m, ok := <-c.frames:
@@ -167,14 +250,14 @@ func (c *Client) Next() protocol.Message {
 	case <-time.After(Wait):
 		c.t.Fatal("no frame within the wait")
 	}
-	return protocol.Message{}
+	return Frame{}
 }
 
 // Expect returns the next frame for (event, channel), skipping protocol-internal
 // frames (pusher: and pusher_internal: events other than the one expected). Any
 // other application event before it fails the test, unless SkipOther is set:
 // this is how tests prove that nothing was delivered twice or out of order.
-func (c *Client) Expect(event, channel string) protocol.Message {
+func (c *Client) Expect(event, channel string) Frame {
 	c.t.Helper()
 	deadline := time.After(Wait)
 	for {

@@ -2,6 +2,7 @@ package pushertest
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -49,3 +50,45 @@ func Mint(t testing.TB, secret string, o authz.MintOptions) string {
 	}
 	return tok
 }
+
+// Condition is what Eventually polls: a func() bool, or a func() error that
+// returns nil once the condition holds (its last error is shown on failure).
+type Condition interface {
+	func() bool | func() error
+}
+
+// Eventually polls cond until it holds, failing the test with what after Wait.
+// It is the one way tests wait for a condition they cannot be told about: a
+// fixed sleep is either too short on a loaded machine or too long on an idle
+// one.
+func Eventually[C Condition](t testing.TB, what string, cond C) {
+	t.Helper()
+	var check func() error
+	switch f := any(cond).(type) {
+	case func() bool:
+		check = func() error {
+			if f() {
+				return nil
+			}
+			return errNotYet
+		}
+	case func() error:
+		check = f
+	}
+	deadline := time.Now().Add(Wait)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			if errors.Is(err, errNotYet) {
+				t.Fatalf("timed out after %v waiting for %s", Wait, what)
+			}
+			t.Fatalf("timed out after %v waiting for %s: %v", Wait, what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var errNotYet = errors.New("not yet")

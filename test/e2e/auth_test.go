@@ -200,16 +200,6 @@ func TestRulesReload(t *testing.T) {
 		code, _ := authPost(t, a, "/pusher/auth", vip, url.Values{"socket_id": {"1.2"}, "channel_name": {channel}}, nil)
 		return code
 	}
-	eventually := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(authWait)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 
 	// Load in the background for the whole test: every answer must be 200
 	// (the user's own channel is allowed by every rule set used here).
@@ -250,10 +240,10 @@ func TestRulesReload(t *testing.T) {
 		t.Fatalf("before the rule: %d, want 403", got)
 	}
 	write(loungeRule)
-	eventually("the lounge rule to load from the changed file", func() bool { return status("private-lounge-1") == http.StatusOK })
+	pushertest.Eventually(t, "the lounge rule to load from the changed file", func() bool { return status("private-lounge-1") == http.StatusOK })
 
 	write(noRules + "channelRules:\n  rules:\n    - name: broken\n      pattern: private-x-*\n      expression: \"roles.(\"\n")
-	eventually("the bad file to be refused", func() bool { return strings.Contains(logs.String(), "channel rules reload failed") })
+	pushertest.Eventually(t, "the bad file to be refused", func() bool { return strings.Contains(logs.String(), "channel rules reload failed") })
 	if got := status("private-lounge-1"); got != http.StatusOK {
 		t.Fatalf("after a bad file: %d, want the previous rules (200)", got)
 	}
@@ -313,16 +303,6 @@ func TestRulesReloadBinary(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode
 	}
-	eventually := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(authWait)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	if got := status(); got != http.StatusForbidden {
 		t.Fatalf("before: %d, want 403", got)
 	}
@@ -331,13 +311,13 @@ func TestRulesReloadBinary(t *testing.T) {
 	if err := os.WriteFile(file, []byte(lounge), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually("the watcher to load the lounge rule", func() bool { return status() == http.StatusOK })
+	pushertest.Eventually(t, "the watcher to load the lounge rule", func() bool { return status() == http.StatusOK })
 
 	// A bad file is refused and the rules stay.
 	if err := os.WriteFile(file, []byte("channelRules:\n  rules:\n    - name: broken\n      pattern: \"private-{\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually("the bad file to be refused", func() bool { return strings.Contains(s.Log(), "channel rules reload failed") })
+	pushertest.Eventually(t, "the bad file to be refused", func() bool { return strings.Contains(s.Log(), "channel rules reload failed") })
 	if got := status(); got != http.StatusOK {
 		t.Fatalf("after a bad file: %d, want 200 (previous rules)", got)
 	}
@@ -348,7 +328,7 @@ func TestRulesReloadBinary(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually("SIGHUP's reload to fail on the bad file", func() bool { return strings.Contains(s.Log(), "reload failed; keeping the previous state") })
+	pushertest.Eventually(t, "SIGHUP's reload to fail on the bad file", func() bool { return strings.Contains(s.Log(), "reload failed; keeping the previous state") })
 	if got := status(); got != http.StatusOK {
 		t.Fatalf("after SIGHUP with a bad file: %d, want 200", got)
 	}

@@ -44,6 +44,7 @@ import (
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/pushertest/apptest"
+	"github.com/milequest/pushercm/internal/pushertest/edgetest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -118,22 +119,6 @@ func (p *inproc) dial(t *testing.T) *pushertest.Client {
 	c := p.app.Dial(t)
 	c.SkipOther = true
 	return c
-}
-
-// eventually polls f until it returns nil or the wait passes.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func listAll(t *testing.T, p *inproc, req *pushercmv1.ListConnectionsRequest) []*pushercmv1.Connection {
@@ -245,7 +230,7 @@ func TestConnectionServiceRPCs(t *testing.T) {
 			}
 		}
 		extra.Close()
-		eventually(t, "extra connection gone", func() error {
+		pushertest.Eventually(t, "extra connection gone", func() error {
 			if n := len(listAll(t, p, &pushercmv1.ListConnectionsRequest{})); n != 3 {
 				return fmt.Errorf("%d connections", n)
 			}
@@ -443,7 +428,7 @@ func TestConnectionServiceRPCs(t *testing.T) {
 				t.Fatalf("alice closed with %d, want 4009", ce.Code)
 			}
 		}
-		eventually(t, "only bob left", func() error {
+		pushertest.Eventually(t, "only bob left", func() error {
 			got := socketIDs(listAll(t, p, &pushercmv1.ListConnectionsRequest{}))
 			if !slices.Equal(got, []string{bob.SocketID}) {
 				return fmt.Errorf("connections %v", got)
@@ -671,7 +656,7 @@ func TestHealthTransitions(t *testing.T) {
 	expect := func(want pushercmv1.HealthStatus, serving healthpb.HealthCheckResponse_ServingStatus, ready int, keep func()) *pushercmv1.GetHealthStatusResponse {
 		t.Helper()
 		var last *pushercmv1.GetHealthStatusResponse
-		eventually(t, "health "+want.String(), func() error {
+		pushertest.Eventually(t, "health "+want.String(), func() error {
 			if keep != nil {
 				keep()
 			}
@@ -811,7 +796,7 @@ func TestMetricsPage(t *testing.T) {
 		"pushercm_webhooks_received_total":        {dto.MetricType_COUNTER, false},
 	}
 	var after map[string]*dto.MetricFamily
-	eventually(t, "metrics moved", func() error {
+	pushertest.Eventually(t, "metrics moved", func() error {
 		after = scrape(t, p)
 		for name, w := range wants {
 			f := after[name]
@@ -924,7 +909,7 @@ func TestTraceContextFromMetadata(t *testing.T) {
 	}
 	sub.Expect("traced", "trace-room")
 
-	eventually(t, "a log line with the caller's trace id", func() error {
+	pushertest.Eventually(t, "a log line with the caller's trace id", func() error {
 		for _, line := range strings.Split(p.logs.String(), "\n") {
 			if strings.Contains(line, "SendEvent") && strings.Contains(line, "trace_id="+traceID) {
 				return nil
@@ -1108,19 +1093,7 @@ func TestConnectionChurnReleasesMemory(t *testing.T) {
 	start := func(cfg edge.Config) *edge.Server {
 		t.Helper()
 		cfg.AppID, cfg.Key, cfg.Secret = "churn", "churn-key", "churn-secret"
-		srv, err := edge.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := srv.Start("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-		})
-		return srv
+		return edgetest.Start(t, cfg).Server
 	}
 	srv := start(edge.Config{Limits: protocol.Limits{MaxConnections: total}})
 	// A second edge with a one-second heartbeat for the stale connections
@@ -1159,7 +1132,7 @@ func TestConnectionChurnReleasesMemory(t *testing.T) {
 	}
 	waitActive := func(s *edge.Server, want int64) {
 		t.Helper()
-		eventually(t, fmt.Sprintf("%d active connections", want), func() error {
+		pushertest.Eventually(t, fmt.Sprintf("%d active connections", want), func() error {
 			if got := s.Stats().ConnectionsActive; got != want {
 				return fmt.Errorf("%d active", got)
 			}

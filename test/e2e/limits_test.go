@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	pusher "github.com/pusher/pusher-http-go/v5"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -79,35 +78,15 @@ func TestNewConnectionsPerIP(t *testing.T) {
 	p := startApp(t, func(c *config.Config) { c.Edge.ConnectionsPerIPPerSecond = 2 })
 	refused := 0
 	for i := 0; i < 8; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		conn, br, _, err := ws.Dialer{Timeout: wait}.Dial(ctx, "ws://"+p.app.HTTPAddr()+"/app/"+p.cfg.Pusher.Key+"?protocol=7")
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var r io.Reader = conn
-		if br != nil {
-			r = io.MultiReader(br, conn)
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(wait))
-		data, err := wsutil.ReadServerText(struct {
-			io.Reader
-			io.Writer
-		}{r, conn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := protocol.DecodeMessage(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := pushertest.Open(t, p.app.HTTPAddr(), p.cfg.Pusher.Key, "", pushertest.Options{})
+		m := c.Next()
 		if m.Event == protocol.EventError {
 			if !strings.Contains(string(m.Data), "4100") {
 				t.Fatalf("refusal %s, want 4100", m.Data)
 			}
 			refused++
 		}
-		_ = conn.Close()
+		c.Close()
 	}
 	if refused == 0 || refused == 8 {
 		t.Fatalf("%d of 8 rapid connections refused at 2/s", refused)
@@ -169,6 +148,8 @@ func TestPublishRateLimitPerUser(t *testing.T) {
 			t.Fatalf("health limited: %v", err)
 		}
 	}
+	// Not a condition to poll: the point is that a retry after exactly the
+	// advertised delay (real time, as clients wait it) is accepted.
 	time.Sleep(retry.RetryDelay.AsDuration())
 	if err := send("walker-1"); err != nil {
 		t.Fatalf("retry after RetryInfo's delay still refused: %v", err)

@@ -130,7 +130,7 @@ func TestMetricsMatchTheREADME(t *testing.T) {
 	}
 
 	var fams map[string]*dto.MetricFamily
-	eventually(t, "every documented metric on /metrics", func() error {
+	pushertest.Eventually(t, "every documented metric on /metrics", func() error {
 		fams = scrapeAddr(t, s.OpsAddr)
 		var missing []string
 		for name := range documented {

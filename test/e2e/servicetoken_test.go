@@ -53,7 +53,7 @@ func TestServiceTokenTrust(t *testing.T) {
 func TestDevServiceTokens(t *testing.T) {
 	s := StartServer(t, nil)
 	var banner []string
-	eventually(t, "the dev banner's service token", func() error {
+	pushertest.Eventually(t, "the dev banner's service token", func() error {
 		if banner = regexp.MustCompile(`export TOKEN=(\S+)`).FindStringSubmatch(s.Stdout()); banner == nil {
 			return fmt.Errorf("stdout so far:\n%s", s.Stdout())
 		}
