@@ -189,6 +189,12 @@ func (n *clusterNode) restore(ctx context.Context) error {
 		n.setErr(err)
 		return err
 	}
+	for uid, units := range n.edge.UserSubscriptions() {
+		if err := st.state.RestoreCounter(ctx, edge.UserSubscriptionsCounter(uid), units); err != nil {
+			n.setErr(err)
+			return err
+		}
+	}
 	if n.conns != nil {
 		if err := n.conns.restore(ctx, st.state, int(n.edge.Stats().ConnectionsActive)); err != nil {
 			n.setErr(err)
@@ -398,6 +404,22 @@ func (n *clusterNode) Counts(ctx context.Context, channels []string) ([]edge.Cha
 		out[i] = edge.ChannelCount(c)
 	}
 	return out, nil
+}
+
+func (n *clusterNode) Acquire(ctx context.Context, counter string, limit int) (bool, error) {
+	p, err := n.parts()
+	if err != nil {
+		return false, err
+	}
+	return p.state.Acquire(ctx, counter, limit)
+}
+
+func (n *clusterNode) Release(ctx context.Context, counter string) error {
+	p, err := n.parts()
+	if err != nil {
+		return err
+	}
+	return p.state.Release(ctx, counter)
 }
 
 // Nodes lists the cluster's live nodes.

@@ -63,7 +63,15 @@ type Cluster interface {
 	// Counts gives the subscriptions and users of each named channel.
 	Channels(ctx context.Context, prefix string) ([]ChannelCount, error)
 	Counts(ctx context.Context, channels []string) ([]ChannelCount, error)
+	// Acquire counts one unit of counter for this node unless the cluster's
+	// total is already limit; Release gives one back. They hold the
+	// per-user subscription limit for the cluster.
+	Acquire(ctx context.Context, counter string, limit int) (bool, error)
+	Release(ctx context.Context, counter string) error
 }
+
+// UserSubscriptionsCounter names a user's cluster-wide subscription count.
+func UserSubscriptionsCounter(userID string) string { return "subs:" + userID }
 
 // ErrUnavailable: the cluster's engine (Redis) did not answer, so the
 // operation was not done. A publish refused with it was delivered to nobody.
@@ -225,6 +233,21 @@ func (s *Server) ClusterFailures() uint64 { return s.clFails.Load() }
 // call: the caller then writes Snapshot back to the cluster.
 func (s *Server) Dirty() bool { return s.clDirty.Swap(false) }
 
+// UserSubscriptions is, per user, the subscriptions of this node's sockets
+// that hold a unit of the user's cluster-wide count, so that the counts can
+// be written back after Redis lost them.
+func (s *Server) UserSubscriptions() map[string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[string]int{}
+	for _, c := range s.conns {
+		if len(c.counted) > 0 {
+			out[c.userID] += len(c.counted)
+		}
+	}
+	return out
+}
+
 // Snapshot is everything this node holds: each channel's local
 // subscriptions and presence sockets, and each signed-in user's sockets (as
 // its #server-to-user- channel).
@@ -252,6 +275,8 @@ func (s *Server) Snapshot() []LocalChannel {
 type clusterOp struct {
 	channel, uid, socketID string
 	user                   bool
+	// counted: release a unit of counted's subscription count.
+	counted string
 }
 
 // clusterLeaves reports ops to the cluster in the background, in order.
@@ -270,6 +295,11 @@ func (s *Server) clusterLeaves(ops []clusterOp) {
 func (s *Server) clusterLeave(ctx context.Context, op clusterOp) {
 	cl := s.opts.cluster
 	now := s.opts.now()
+	if op.counted != "" {
+		if err := cl.Release(ctx, UserSubscriptionsCounter(op.counted)); err != nil {
+			s.clusterFailed("release", op.channel, err)
+		}
+	}
 	if op.user {
 		vacated, err := cl.Unsubscribed(ctx, op.channel)
 		if err != nil {
@@ -465,6 +495,21 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
 
+	// The per-user subscription limit holds for the cluster: a unit of the
+	// user's count, unless Redis does not answer (the local check above
+	// then stands alone).
+	counted := ""
+	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" {
+		ok, err := cl.Acquire(ctx, UserSubscriptionsCounter(c.userID), max)
+		switch {
+		case err != nil:
+			s.clusterFailed("subscriptions per user", ch.Name, err)
+		case !ok:
+			return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
+		default:
+			counted = c.userID
+		}
+	}
 	s.listen(ctx, ch.Name)
 	added := false
 	if member != nil {
@@ -472,6 +517,11 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		added, err = cl.Join(ctx, ch.Name, member.UserID, member.UserInfo, s.cfg.Limits.MaxPresenceMembers)
 		if errors.Is(err, ErrLimit) {
 			s.unlisten(ctx, ch.Name)
+			if counted != "" {
+				if err := cl.Release(ctx, UserSubscriptionsCounter(counted)); err != nil {
+					s.clusterFailed("release", ch.Name, err)
+				}
+			}
 			return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
 		}
 		if err != nil {
@@ -494,7 +544,7 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	if _, again := c.subs[ch.Name]; c.removed || again {
 		// Closed, or the same subscription made twice at once: undo ours.
 		s.mu.Unlock()
-		op := clusterOp{channel: ch.Name, socketID: c.id}
+		op := clusterOp{channel: ch.Name, socketID: c.id, counted: counted}
 		if member != nil {
 			op.uid = member.UserID
 		}
@@ -528,6 +578,12 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		c.subs = make(map[string]string, 1)
 	}
 	c.subs[ch.Name] = uid
+	if counted != "" {
+		if c.counted == nil {
+			c.counted = make(map[string]struct{}, 1)
+		}
+		c.counted[ch.Name] = struct{}{}
+	}
 	c.setClientEventsLocked(ch.Name, clientEvents)
 	s.st.subscriptions.Add(1)
 	c.sendRaw(wsFrame(opText, succeededData(ch, members)))

@@ -62,6 +62,10 @@ type conn struct {
 	// subscribeOnly holds the channels of subs whose auth token did not grant
 	// client events (protocol.SubscribeOnlyTag); guarded by Server.mu.
 	subscribeOnly map[string]struct{}
+	// counted are the channels whose subscription holds a unit of the
+	// user's cluster-wide subscription count (edge.subscriptionsPerUser in
+	// a cluster); nil otherwise. Guarded by Server.mu.
+	counted map[string]struct{}
 }
 
 func (c *conn) touch() {

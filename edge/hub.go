@@ -221,7 +221,12 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
 	if s.opts.cluster != nil && chn.info.Kind != protocol.KindServerToUser {
 		// The cluster decides member_removed and vacated (clusterLeave).
-		p.leaves = append(p.leaves, clusterOp{channel: name, uid: uid, socketID: c.id})
+		op := clusterOp{channel: name, uid: uid, socketID: c.id}
+		if _, ok := c.counted[name]; ok {
+			delete(c.counted, name)
+			op.counted = c.userID
+		}
+		p.leaves = append(p.leaves, op)
 		if m := chn.members[uid]; m != nil {
 			if m.conns--; m.conns <= 0 {
 				delete(chn.members, uid)
