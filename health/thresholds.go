@@ -154,6 +154,13 @@ type Figures struct {
 	Driver         string
 	BreakerState   string
 	WebhookBacklog int64
+
+	// RedisConfigured is true in cluster mode; RedisError then says why
+	// Redis is unusable (empty while it is fine), and RedisDown is the
+	// verdict that gives (cluster.redisDown; Degraded when zero).
+	RedisConfigured bool
+	RedisError      string
+	RedisDown       Status
 }
 
 // Evaluate applies t to f. Every crossed threshold adds a reason; the
@@ -196,6 +203,13 @@ func Evaluate(t Thresholds, f Figures) Report {
 			s = Unhealthy
 		}
 		mark(s, "upstream circuit breaker is open")
+	}
+	if f.RedisConfigured && f.RedisError != "" {
+		s := f.RedisDown
+		if s < Degraded {
+			s = Degraded
+		}
+		mark(s, "redis unreachable: %s", f.RedisError)
 	}
 	switch {
 	case t.WebhookBacklogUnhealthy > 0 && f.WebhookBacklog >= t.WebhookBacklogUnhealthy:
