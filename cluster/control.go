@@ -67,9 +67,11 @@ type ControlHandler func(ctx context.Context, op string, body []byte) ([]byte, e
 // Why a list and not a reply pub/sub channel: a list keeps a reply that
 // arrives before the asker waits for it, so there is no subscribe-before-ask
 // race and no per-request SUBSCRIBE; the list expires with the request.
-// Requests recovered from the Broker's history (after a reconnect) or past
-// their deadline are dropped: their asker has given up, and an operation such
-// as a disconnect must not run late.
+// Requests past their deadline (one caught up from the Broker's history after
+// a long reconnect) are dropped: their asker has given up, and an operation
+// such as a disconnect must not run late. A request caught up in time is
+// served: the Broker also recovers a channel's first publications when the
+// channel's history starts after a node subscribed.
 type Control struct {
 	client  rueidis.Client
 	keys    keyspace
@@ -126,8 +128,8 @@ func (c *Control) Ask(ctx context.Context, nodes []string, op string, body []byt
 		}
 		// BLPOP's own timeout ends the wait on the server; ctx is the backstop.
 		kv, err := c.client.Do(ctx, c.client.B().Blpop().Key(key).Timeout(left.Seconds()).Build()).AsStrSlice()
-		if rueidis.IsRedisNil(err) || ctx.Err() != nil {
-			break
+		if rueidis.IsRedisNil(err) || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+			break // rueidis may see the deadline a moment before ctx says so
 		}
 		if err != nil {
 			return out, fmt.Errorf("%w: waiting for %s replies: %w", ErrUnavailable, op, err)
@@ -156,7 +158,7 @@ func (c *Control) Ask(ctx context.Context, nodes []string, op string, body []byt
 // answered in its own goroutine (Receive never blocks the Broker).
 func (c *Control) Receive(m Message) {
 	var req Request
-	if m.Recovered || json.Unmarshal(m.Payload, &req) != nil || !slices.Contains(req.To, c.self) {
+	if json.Unmarshal(m.Payload, &req) != nil || !slices.Contains(req.To, c.self) {
 		return
 	}
 	deadline := time.UnixMilli(req.Deadline)
