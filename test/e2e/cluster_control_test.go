@@ -94,8 +94,11 @@ func TestClusterConnectionControl(t *testing.T) {
 		t.Fatalf("a closed with %v, want 4100", code)
 	}
 	tr, err := cs.TerminateUserConnections(ctx, &pushercmv1.TerminateUserConnectionsRequest{UserId: "7"})
-	if err != nil || tr.GetClosedConnections() != 1 {
-		t.Fatalf("TerminateUserConnections: %v %v, want 1", tr, err)
+	// closed_connections is the edge's cluster-wide count of the user's
+	// sockets (TestClusterUsers holds it); here what matters is that the
+	// socket on node 1 is closed.
+	if err != nil || tr.GetClosedConnections() < 1 {
+		t.Fatalf("TerminateUserConnections: %v %v, want b's socket closed", tr, err)
 	}
 	if code := b.CloseCode(); code.Code != protocol.CodeUnauthorized {
 		t.Fatalf("b closed with %v, want %d", code, protocol.CodeUnauthorized)
@@ -224,8 +227,10 @@ func TestClusterNodes(t *testing.T) {
 		t.Fatalf("GetMetrics of node 2: %v %v, want its 0 connections", m, err)
 	}
 
-	if err := nodes[2].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	nodes[2].Signal(t, syscall.SIGKILL)
+	// Reaped here, so that the harness's cleanup does not race the exit.
+	if _, err := nodes[2].Wait(ctx); err == nil {
+		t.Fatal("the killed node exited cleanly")
 	}
 	start := time.Now()
 	for len(listed()) != 2 {
