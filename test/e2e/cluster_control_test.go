@@ -146,6 +146,28 @@ func TestClusterWatch(t *testing.T) {
 		}
 		delete(want, e.GetSocketId())
 	}
+
+	// Message events too, when asked for: a publish through node 1 shows on
+	// node 0's watcher, tagged with node 1.
+	pub, err := pushercmv1.NewConnectionServiceClient(conn).WatchConnectionEvents(ctx, &pushercmv1.WatchConnectionEventsRequest{
+		Types: []pushercmv1.ConnectionEventType{pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Header(); err != nil {
+		t.Fatal(err)
+	}
+	if err := sdkFor(nodes[1]).Trigger("watched", "news", "1"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := pub.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.GetEvent(); e.GetEventName() != "news" || e.GetNodeId() != prefix+"-n1" {
+		t.Fatalf("published event %v, want news from node 1", e)
+	}
 }
 
 // waitNodes waits until s lists n live nodes.
