@@ -92,11 +92,27 @@ func (p *controlPlane) receive(m cluster.Message) (ok bool) {
 	return true
 }
 
+// unavailable gives a failure to reach Redis or a silent node the code of
+// the edge's: UNAVAILABLE / CONNECTION_FAILED, not INTERNAL.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errcode.As(err); !ok && (errors.Is(err, cluster.ErrUnavailable) || errors.Is(err, cluster.ErrNoAnswer)) {
+		return fmt.Errorf("%w: %w", edge.ErrUnavailable, err)
+	}
+	return err
+}
+
 // others are the live nodes but this one.
 func (p *controlPlane) others(ctx context.Context) ([]string, error) {
+	if err := p.node.Err(); err != nil {
+		// Known down: answer now rather than wait out the call's timeout.
+		return nil, unavailable(fmt.Errorf("%w: %w", cluster.ErrUnavailable, err))
+	}
 	nodes, err := p.node.Nodes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	var ids []string
 	for _, n := range nodes {
@@ -110,13 +126,14 @@ func (p *controlPlane) others(ctx context.Context) ([]string, error) {
 func (p *controlPlane) ask(ctx context.Context, nodes []string, op string, body any, enough func(cluster.Reply) bool) ([]cluster.Reply, error) {
 	c := p.node.control()
 	if c == nil {
-		return nil, fmt.Errorf("%w: not connected yet", cluster.ErrUnavailable)
+		return nil, unavailable(fmt.Errorf("%w: not connected yet", cluster.ErrUnavailable))
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
-	return c.Ask(ctx, nodes, op, b, enough)
+	replies, err := c.Ask(ctx, nodes, op, b, enough)
+	return replies, unavailable(err)
 }
 
 // askOthers asks every other live node.
@@ -210,7 +227,7 @@ func (p *controlPlane) onHolder(op string, so socketOp, local func() error) ([]b
 		}
 	}
 	if err != nil && !errors.Is(err, cluster.ErrNoAnswer) {
-		return nil, err
+		return nil, err // Redis unreachable: nobody could be asked
 	}
 	return nil, fmt.Errorf("%w: socket %q", edge.ErrNotFound, so.SocketID)
 }
@@ -290,7 +307,7 @@ func (p *controlPlane) Self() string { return p.self }
 func (p *controlPlane) Nodes(ctx context.Context) ([]server.NodeInfo, error) {
 	nodes, err := p.node.Nodes(ctx)
 	if err != nil {
-		return nil, err
+		return nil, unavailable(err)
 	}
 	out := make([]server.NodeInfo, len(nodes))
 	for i, n := range nodes {
@@ -315,7 +332,7 @@ func (p *controlPlane) Remote(ctx context.Context, node, op string, resp proto.M
 	}
 	nodes, err := p.node.Nodes(ctx)
 	if err != nil {
-		return err
+		return unavailable(err)
 	}
 	if !slices.ContainsFunc(nodes, func(n cluster.NodeInfo) bool { return n.ID == node }) {
 		return fmt.Errorf("%w: no live node %q", interceptors.ErrNotFound, node)

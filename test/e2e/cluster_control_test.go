@@ -307,6 +307,10 @@ func TestClusterHealthRedisDown(t *testing.T) {
 		if !h.GetRedis().GetConfigured() || h.GetRedis().GetUp() || h.GetRedis().GetError() == "" || len(h.GetReasons()) == 0 {
 			t.Fatalf("health with Redis down: %v, want redis down with its error and a reason", h)
 		}
+		// A socket this node does not hold cannot be looked for elsewhere.
+		if _, err := cs.GetConnection(ctx, &pushercmv1.GetConnectionRequest{SocketId: "1.2"}); status.Code(err) != codes.Unavailable {
+			t.Fatalf("GetConnection with Redis down: %v, want UNAVAILABLE", err)
+		}
 		resp, err := http.Get("http://" + tc.s.OpsAddr + "/readyz")
 		if err != nil {
 			t.Fatal(err)
