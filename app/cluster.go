@@ -37,15 +37,28 @@ type clusterNode struct {
 	reg     *cluster.Registry
 	pending map[string]struct{} // channels listened to before the broker existed
 	lastErr error
-	nodes   int // live nodes seen at the last heartbeat
+	nodes   int              // live nodes seen at the last heartbeat
+	ctl     *cluster.Control // nil until dialed
+
+	// plane answers and asks the other nodes' ConnectionService calls.
+	plane *controlPlane
 
 	stop context.CancelFunc
 	done chan struct{}
 }
 
 func newClusterNode(cfg cluster.Config, log *slog.Logger, info func() cluster.NodeInfo) *clusterNode {
-	return &clusterNode{cfg: cfg, log: log.With("component", "cluster", "node", cfg.NodeID), info: info,
+	n := &clusterNode{cfg: cfg, log: log.With("component", "cluster", "node", cfg.NodeID), info: info,
 		pending: map[string]struct{}{}, lastErr: errors.New("not connected yet"), done: make(chan struct{})}
+	n.plane = newControlPlane(n)
+	return n
+}
+
+// control is the node's cluster.Control, nil until Redis was dialed.
+func (n *clusterNode) control() *cluster.Control {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ctl
 }
 
 // start dials Redis (retrying with backoff until it answers) and runs the
@@ -90,10 +103,18 @@ func (n *clusterNode) run(ctx context.Context) {
 
 // connected builds the engine on a dialed client.
 func (n *clusterNode) connected(client rueidis.Client) {
-	broker := cluster.NewBroker(client, n.cfg, func(m cluster.Message) { n.edge.Receive(m.Channel, m.Payload) })
+	broker := cluster.NewBroker(client, n.cfg, func(m cluster.Message) {
+		if !n.plane.receive(m) {
+			n.edge.Receive(m.Channel, m.Payload)
+		}
+	})
 	state := cluster.NewState(client, n.cfg)
+	ctl := cluster.NewControl(client, n.cfg, func(ctx context.Context, payload []byte) error {
+		_, err := broker.Publish(ctx, cluster.ControlChannel, payload, cluster.PublishOptions{})
+		return err
+	}, n.plane.handle)
 	n.mu.Lock()
-	n.client, n.broker, n.state = client, broker, state
+	n.client, n.broker, n.state, n.ctl = client, broker, state, ctl
 	pending := n.pending
 	n.pending = nil
 	n.lastErr = nil
@@ -104,6 +125,9 @@ func (n *clusterNode) connected(client rueidis.Client) {
 		// Kept by the broker when it fails, and made on reconnect.
 		_ = broker.Subscribe(ctx, ch)
 	}
+	// Before registering: once other nodes see this one, they may ask it.
+	_ = broker.Subscribe(ctx, cluster.ControlChannel)
+	_ = broker.Subscribe(ctx, eventsChannel)
 	if err := n.restore(ctx); err != nil {
 		n.log.Warn("writing back the node's state failed; retrying", "err", err)
 	}
@@ -134,6 +158,7 @@ func (n *clusterNode) tick(ctx context.Context) {
 	if reg == nil {
 		return
 	}
+	go n.plane.renewWatches(ctx)
 	if err := reg.Err(); err != nil {
 		n.setErr(err)
 	} else {

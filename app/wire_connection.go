@@ -3,11 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/delivery/webhookin"
 	"github.com/milequest/pushercm/edge/webhook"
@@ -98,7 +100,14 @@ func (a *App) wireConnection(context.Context) error {
 		// No Stopping: the stream stopper ends WatchConnectionEvents with
 		// every other stream at shutdown.
 	}
+	w.svc.Node = a.serverNode
 	switch {
+	case a.edge != nil && a.cluster != nil:
+		p := a.cluster.plane
+		p.local, p.svc = edgeSockets{a.edge}, w.svc
+		w.svc.Sockets = clusterSockets{edgeSockets{a.edge}, p}
+		w.svc.Watch = p.watch
+		w.svc.Cluster = p
 	case a.edge != nil:
 		w.svc.Sockets = edgeSockets{a.edge}
 		w.svc.Watch = watchFunc(a.edge)
@@ -120,6 +129,21 @@ func (a *App) wireConnection(context.Context) error {
 		return nil
 	})
 	return nil
+}
+
+// serverNode describes this node for ListNodes and GetHealthStatus when it
+// runs alone (no Redis).
+func (a *App) serverNode() server.NodeInfo {
+	n := server.NodeInfo{Version: Version, GRPCAddr: a.GRPCAddr(), HTTPAddr: a.HTTPAddr(), OpsAddr: a.OpsAddr(), StartedAt: a.started}
+	if a.cluster != nil {
+		n.ID = a.cluster.cfg.NodeID
+	} else if h, err := os.Hostname(); err == nil {
+		n.ID = h
+	}
+	if a.edge != nil {
+		n.Connections = a.edge.Stats().ConnectionsActive
+	}
+	return n
 }
 
 // refreshHealth samples the counters into the window and re-evaluates
@@ -237,6 +261,15 @@ func (a *App) evaluateHealth(context.Context) health.Report {
 	if a.edge != nil && a.cfg.Edge.MaxConnections > 0 {
 		f.ConnectionsMax = int64(a.cfg.Edge.MaxConnections)
 		f.Utilization = float64(f.ConnectionsActive) / float64(f.ConnectionsMax)
+	}
+	if a.cluster != nil {
+		f.RedisConfigured = true
+		if err := a.cluster.Err(); err != nil {
+			f.RedisError = err.Error()
+		}
+		if a.cfg.Cluster.RedisDown == config.RedisDownUnhealthy {
+			f.RedisDown = health.Unhealthy
+		}
 	}
 	rep := health.Evaluate(w.thresholds, f)
 	rep.Figures = &f

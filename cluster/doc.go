@@ -49,6 +49,19 @@
 //     claimed it (Registry.Reap, State.CleanNode, Registry.Bury), which is handed
 //     the transitions to announce; cleaning twice announces nothing twice.
 //
+// # Control
+//
+// Control is request/response between nodes with nothing but Redis between
+// them: a request is published once on ControlChannel through the Broker,
+// naming the nodes that must answer, and each answers with RPUSH on the
+// request's own list, which the asker drains with BLPOP until every node
+// answered, one answer settles it, or its deadline. A list rather than a reply
+// channel: a reply that comes before the asker waits is kept, with no
+// SUBSCRIBE per request. A node that does not answer (dead, not yet reaped)
+// costs the asker its deadline and is named in the ErrNoAnswer error.
+// Requests past their deadline are dropped, so nothing runs late after a
+// reconnect.
+//
 // # Limits and idempotency
 //
 // RateStore is a ratelimit.Store whose buckets every node shares: one script

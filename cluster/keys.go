@@ -75,3 +75,6 @@ func (k keyspace) rate(limiter, key string) string { return k.prefix + ":rl:" + 
 
 // idempotency is one reserved event id.
 func (k keyspace) idempotency(id string) string { return k.prefix + ":id:" + id }
+
+// reply is a Control request's reply list, expiring with the request.
+func (k keyspace) reply(id string) string { return k.prefix + ":{ctl}:reply:" + id }

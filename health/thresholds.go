@@ -159,6 +159,13 @@ type Figures struct {
 	// by this node's own limits because their shared store (Redis) did not
 	// answer: each node then admits up to the limit on its own. Empty: none.
 	RateLimitFallback []string
+
+	// RedisConfigured is true in cluster mode; RedisError then says why
+	// Redis is unusable (empty while it is fine), and RedisDown is the
+	// verdict that gives (cluster.redisDown; Degraded when zero).
+	RedisConfigured bool
+	RedisError      string
+	RedisDown       Status
 }
 
 // Evaluate applies t to f. Every crossed threshold adds a reason; the
@@ -204,6 +211,13 @@ func Evaluate(t Thresholds, f Figures) Report {
 	}
 	if len(f.RateLimitFallback) > 0 {
 		mark(Degraded, "rate limits %s fall back to this node's own: their Redis store does not answer", strings.Join(f.RateLimitFallback, ", "))
+	}
+	if f.RedisConfigured && f.RedisError != "" {
+		s := f.RedisDown
+		if s < Degraded {
+			s = Degraded
+		}
+		mark(s, "redis unreachable: %s", f.RedisError)
 	}
 	switch {
 	case t.WebhookBacklogUnhealthy > 0 && f.WebhookBacklog >= t.WebhookBacklogUnhealthy:

@@ -39,6 +39,7 @@ var MethodScopes = map[string]string{
 	pushercmv1.ConnectionService_GetHealthStatus_FullMethodName:          ScopeConnectionsRead,
 	pushercmv1.ConnectionService_GetMetrics_FullMethodName:               ScopeConnectionsRead,
 	pushercmv1.ConnectionService_WatchConnectionEvents_FullMethodName:    ScopeConnectionsRead,
+	pushercmv1.ConnectionService_ListNodes_FullMethodName:                ScopeConnectionsRead,
 	pushercmv1.ConnectionService_DisconnectConnection_FullMethodName:     ScopeConnectionsWrite,
 	pushercmv1.ConnectionService_TerminateUserConnections_FullMethodName: ScopeConnectionsWrite,
 	pushercmv1.ConnectionService_Subscribe_FullMethodName:                ScopeConnectionsWrite,

@@ -81,6 +81,9 @@ var (
 	// ErrRateLimited: a rate limit refused the call. Use RateLimitError to
 	// carry the retry hint.
 	ErrRateLimited = errcode.New(errcode.RateLimited, "rate limited")
+	// ErrNotFound: the request names something that does not exist (a
+	// cluster node that is not alive).
+	ErrNotFound = errcode.New(errcode.NotFound, "not found")
 )
 
 // FieldError is an invalid request field; it maps to INVALID_ARGUMENT with

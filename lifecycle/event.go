@@ -76,4 +76,7 @@ type Event struct {
 	UserInfo  json.RawMessage
 	Name      string
 	Delivered int
+	// Node is the cluster node the event happened on; empty on one node.
+	// Sources leave it empty; the cluster wiring tags the events it merges.
+	Node string
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,6 +35,8 @@ const (
 	MaxCloseReasonBytes = 123
 	// DefaultWatchBuffer is the per-watcher event buffer.
 	DefaultWatchBuffer = 1024
+	// healthNodesTimeout bounds GetHealthStatus's look at the node registry.
+	healthNodesTimeout = time.Second
 )
 
 // ChannelState answers every channel and presence read of
@@ -95,6 +99,37 @@ type ConnectionInfo struct {
 	MessagesIn, MessagesOut uint64
 }
 
+// NodeInfo describes one node of a cluster (or the only node).
+type NodeInfo struct {
+	ID, Version                 string
+	GRPCAddr, HTTPAddr, OpsAddr string
+	Connections                 int64
+	StartedAt, LastHeartbeat    time.Time
+}
+
+// RedisStatus is a node's view of the cluster's Redis.
+type RedisStatus struct {
+	Up bool
+	// Err says why Redis is not usable, empty when it is.
+	Err string
+}
+
+// Cluster is what ConnectionService knows of the other nodes (nil on one
+// node). Socket-level calls reach them through Sockets; these are the reads
+// that name a node.
+type Cluster interface {
+	// Self is this node's id.
+	Self() string
+	// Nodes lists the live nodes, sorted by id.
+	Nodes(ctx context.Context) ([]NodeInfo, error)
+	// Redis is this node's view of Redis.
+	Redis() RedisStatus
+	// Remote runs op ("metrics": LocalMetrics, "health": LocalHealth) on
+	// the node named and fills resp with its answer. NOT_FOUND for a node
+	// that is not alive.
+	Remote(ctx context.Context, node, op string, resp proto.Message) error
+}
+
 // EventWatcher is a lifecycle event subscription; *lifecycle.Watcher
 // implements it.
 type EventWatcher interface {
@@ -132,6 +167,10 @@ type Connection struct {
 	DriverName string
 	// Started is when the process started (for uptime).
 	Started func() time.Time
+	// Cluster reaches the other nodes; nil on one node.
+	Cluster Cluster
+	// Node describes this node for ListNodes without a cluster.
+	Node func() NodeInfo
 	// Stopping, when closed, ends every WatchConnectionEvents stream with
 	// UNAVAILABLE, so that a graceful stop does not wait for streams that
 	// never end on their own.
@@ -467,8 +506,40 @@ func (c *Connection) GetRateLimitStatus(ctx context.Context, req *pushercmv1.Get
 	return resp, nil
 }
 
-// GetHealthStatus implements ConnectionService.GetHealthStatus.
-func (c *Connection) GetHealthStatus(ctx context.Context, _ *pushercmv1.GetHealthStatusRequest) (*pushercmv1.GetHealthStatusResponse, error) {
+// remoteNode says whether id names another node than this one (and there is
+// a cluster to reach it through).
+func (c *Connection) remoteNode(id string) (bool, error) {
+	if id == "" {
+		return false, nil
+	}
+	if c.Cluster == nil {
+		if c.Node != nil && c.Node().ID == id {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: no node %q: this node runs alone (no Redis)", interceptors.ErrNotFound, id)
+	}
+	return id != c.Cluster.Self(), nil
+}
+
+// GetHealthStatus implements ConnectionService.GetHealthStatus: the verdict
+// of the node named (default this one), with Redis and the nodes it sees.
+func (c *Connection) GetHealthStatus(ctx context.Context, req *pushercmv1.GetHealthStatusRequest) (*pushercmv1.GetHealthStatusResponse, error) {
+	remote, err := c.remoteNode(req.GetNodeId())
+	if err != nil {
+		return nil, err
+	}
+	if remote {
+		resp := &pushercmv1.GetHealthStatusResponse{}
+		if err := c.Cluster.Remote(ctx, req.GetNodeId(), "health", resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	}
+	return c.LocalHealth(ctx), nil
+}
+
+// LocalHealth is this node's GetHealthStatus answer.
+func (c *Connection) LocalHealth(ctx context.Context) *pushercmv1.GetHealthStatusResponse {
 	var rep health.Report
 	if c.Health != nil {
 		rep = c.Health(ctx)
@@ -505,6 +576,58 @@ func (c *Connection) GetHealthStatus(ctx context.Context, _ *pushercmv1.GetHealt
 			resp.Driver = f.Driver
 		}
 	}
+	if c.Cluster != nil {
+		resp.NodeId = c.Cluster.Self()
+		rs := c.Cluster.Redis()
+		resp.Redis = &pushercmv1.RedisStatus{Configured: true, Up: rs.Up, Error: rs.Err}
+		// Nodes seen: none while Redis is down, which the redis field says.
+		// Bounded: a health call must answer while Redis does not.
+		nctx, cancel := context.WithTimeout(ctx, healthNodesTimeout)
+		nodes, _ := c.Cluster.Nodes(nctx)
+		cancel()
+		for _, n := range nodes {
+			resp.Nodes = append(resp.Nodes, nodePB(n))
+		}
+	} else if c.Node != nil {
+		resp.NodeId = c.Node().ID
+		resp.Nodes = []*pushercmv1.Node{nodePB(c.Node())}
+	}
+	return resp
+}
+
+func nodePB(n NodeInfo) *pushercmv1.Node {
+	pb := &pushercmv1.Node{
+		Id: n.ID, Version: n.Version, GrpcAddr: n.GRPCAddr, HttpAddr: n.HTTPAddr, OpsAddr: n.OpsAddr,
+		Connections: n.Connections,
+	}
+	if !n.StartedAt.IsZero() {
+		pb.StartedAt = timestamppb.New(n.StartedAt)
+	}
+	if !n.LastHeartbeat.IsZero() {
+		pb.LastHeartbeatAt = timestamppb.New(n.LastHeartbeat)
+	}
+	return pb
+}
+
+// ListNodes implements ConnectionService.ListNodes.
+func (c *Connection) ListNodes(ctx context.Context, _ *pushercmv1.ListNodesRequest) (*pushercmv1.ListNodesResponse, error) {
+	resp := &pushercmv1.ListNodesResponse{}
+	if c.Cluster == nil {
+		if c.Node != nil {
+			n := c.Node()
+			resp.Self = n.ID
+			resp.Nodes = []*pushercmv1.Node{nodePB(n)}
+		}
+		return resp, nil
+	}
+	resp.Self = c.Cluster.Self()
+	nodes, err := c.Cluster.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		resp.Nodes = append(resp.Nodes, nodePB(n))
+	}
 	return resp, nil
 }
 
@@ -520,8 +643,88 @@ func healthStatusPB(s health.Status) pushercmv1.HealthStatus {
 	return pushercmv1.HealthStatus_HEALTH_STATUS_UNSPECIFIED
 }
 
-// GetMetrics implements ConnectionService.GetMetrics.
-func (c *Connection) GetMetrics(context.Context, *pushercmv1.GetMetricsRequest) (*pushercmv1.GetMetricsResponse, error) {
+// GetMetrics implements ConnectionService.GetMetrics: one node's counters,
+// or (no node_id) the sum over the live nodes.
+func (c *Connection) GetMetrics(ctx context.Context, req *pushercmv1.GetMetricsRequest) (*pushercmv1.GetMetricsResponse, error) {
+	remote, err := c.remoteNode(req.GetNodeId())
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case remote:
+		resp := &pushercmv1.GetMetricsResponse{}
+		if err := c.Cluster.Remote(ctx, req.GetNodeId(), "metrics", resp); err != nil {
+			return nil, err
+		}
+		return resp, nil
+	case req.GetNodeId() != "" || c.Cluster == nil:
+		return c.LocalMetrics(ctx), nil
+	}
+	return c.clusterMetrics(ctx)
+}
+
+// clusterMetrics sums every live node's counters. Occupied channels and
+// presence members are not sums (a channel with subscribers on two nodes is
+// one channel): they come from the cluster's shared state.
+func (c *Connection) clusterMetrics(ctx context.Context) (*pushercmv1.GetMetricsResponse, error) {
+	nodes, err := c.Cluster.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sum := c.LocalMetrics(ctx)
+	sum.NodeId = ""
+	self := c.Cluster.Self()
+	parts := make([]*pushercmv1.GetMetricsResponse, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		if n.ID == self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i] = &pushercmv1.GetMetricsResponse{}
+			errs[i] = c.Cluster.Remote(ctx, n.ID, "metrics", parts[i])
+		}()
+	}
+	wg.Wait()
+	for i, p := range parts {
+		if p == nil {
+			continue
+		}
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		sum.Nodes++
+		sum.ActiveConnections += p.GetActiveConnections()
+		sum.TotalConnections += p.GetTotalConnections()
+		for k, v := range p.GetRefusedConnections() {
+			sum.RefusedConnections[k] += v
+		}
+		sum.Subscriptions += p.GetSubscriptions()
+		sum.MessagesPublished += p.GetMessagesPublished()
+		sum.MessagesDelivered += p.GetMessagesDelivered()
+		sum.ClientEvents += p.GetClientEvents()
+		sum.SlowConsumersClosed += p.GetSlowConsumersClosed()
+		sum.WebhooksSent += p.GetWebhooksSent()
+		sum.WebhooksFailed += p.GetWebhooksFailed()
+		sum.WebhooksDropped += p.GetWebhooksDropped()
+		sum.RateLimited += p.GetRateLimited()
+	}
+	if st, err := c.state(); err == nil {
+		if list, err := st.Channels(ctx, ""); err == nil {
+			sum.OccupiedChannels, sum.PresenceMembers = int64(len(list)), 0
+			for _, ch := range list {
+				sum.PresenceMembers += int64(ch.UserCount)
+			}
+		}
+	}
+	return sum, nil
+}
+
+// LocalMetrics is this node's GetMetrics answer.
+func (c *Connection) LocalMetrics(context.Context) *pushercmv1.GetMetricsResponse {
 	var r metrics.Reading
 	if c.Metrics != nil {
 		r = c.Metrics()
@@ -548,7 +751,14 @@ func (c *Connection) GetMetrics(context.Context, *pushercmv1.GetMetricsRequest) 
 	for _, v := range r.RateLimited {
 		resp.RateLimited += int64(v)
 	}
-	return resp, nil
+	resp.Nodes = 1
+	switch {
+	case c.Cluster != nil:
+		resp.NodeId = c.Cluster.Self()
+	case c.Node != nil:
+		resp.NodeId = c.Node().ID
+	}
+	return resp
 }
 
 // WatchConnectionEvents implements ConnectionService.WatchConnectionEvents.
@@ -670,6 +880,7 @@ func (c *Connection) eventPB(e lifecycle.Event) *pushercmv1.ConnectionEvent {
 		Reason:      e.Reason,
 		EventName:   e.Name,
 		DeliveredTo: int32(e.Delivered),
+		NodeId:      e.Node,
 	}
 	if e.Type == lifecycle.MemberAdded {
 		// The event carries user_info as the member joined; the member may

@@ -64,6 +64,7 @@ func init() {
 		unary[pushercmv1.GetRateLimitStatusRequest, pushercmv1.GetRateLimitStatusResponse](pushercmv1.ConnectionService_GetRateLimitStatus_FullMethodName),
 		unary[pushercmv1.GetHealthStatusRequest, pushercmv1.GetHealthStatusResponse](pushercmv1.ConnectionService_GetHealthStatus_FullMethodName),
 		unary[pushercmv1.GetMetricsRequest, pushercmv1.GetMetricsResponse](pushercmv1.ConnectionService_GetMetrics_FullMethodName),
+		unary[pushercmv1.ListNodesRequest, pushercmv1.ListNodesResponse](pushercmv1.ConnectionService_ListNodes_FullMethodName),
 		unary[pushercmv1.SendEventRequest, pushercmv1.SendEventResponse](pushercmv1.BroadcastService_SendEvent_FullMethodName),
 		{
 			full:         pushercmv1.ConnectionService_WatchConnectionEvents_FullMethodName,

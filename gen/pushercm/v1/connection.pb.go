@@ -1534,9 +1534,13 @@ func (x *GetRateLimitStatusResponse) GetBuckets() []*RateLimitBucket {
 	return nil
 }
 
-// GetHealthStatusRequest is empty.
+// GetHealthStatusRequest names the node to evaluate.
 type GetHealthStatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node (ListNodes) whose verdict to return; empty means the node
+	// answering the call. Health is a per-node verdict (what a load balancer
+	// acts on), so there is no cluster-wide one.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1569,6 +1573,13 @@ func (x *GetHealthStatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetHealthStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetHealthStatusRequest) Descriptor() ([]byte, []int) {
 	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetHealthStatusRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 // ConnectionFigures are the connection side of health.
@@ -1803,7 +1814,13 @@ type GetHealthStatusResponse struct {
 	// When this verdict was computed.
 	CheckedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
 	// Time since the process started.
-	Uptime        *durationpb.Duration `protobuf:"bytes,10,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	Uptime *durationpb.Duration `protobuf:"bytes,10,opt,name=uptime,proto3" json:"uptime,omitempty"`
+	// The node this verdict is about (its cluster.nodeId); empty without Redis.
+	NodeId string `protobuf:"bytes,11,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Redis as this node sees it; unset without Redis.
+	Redis *RedisStatus `protobuf:"bytes,12,opt,name=redis,proto3" json:"redis,omitempty"`
+	// The live nodes this node sees in the registry (itself included).
+	Nodes         []*Node `protobuf:"bytes,13,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1908,16 +1925,306 @@ func (x *GetHealthStatusResponse) GetUptime() *durationpb.Duration {
 	return nil
 }
 
-// GetMetricsRequest is empty.
-type GetMetricsRequest struct {
+func (x *GetHealthStatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetHealthStatusResponse) GetRedis() *RedisStatus {
+	if x != nil {
+		return x.Redis
+	}
+	return nil
+}
+
+func (x *GetHealthStatusResponse) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+// RedisStatus is a node's view of the cluster's Redis.
+type RedisStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when redis.url is set (cluster mode).
+	Configured bool `protobuf:"varint,1,opt,name=configured,proto3" json:"configured,omitempty"`
+	// True while the node reaches Redis (commands and pub/sub).
+	Up bool `protobuf:"varint,2,opt,name=up,proto3" json:"up,omitempty"`
+	// Why Redis is not usable, when it is not.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedisStatus) Reset() {
+	*x = RedisStatus{}
+	mi := &file_pushercm_v1_connection_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedisStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedisStatus) ProtoMessage() {}
+
+func (x *RedisStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_pushercm_v1_connection_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedisStatus.ProtoReflect.Descriptor instead.
+func (*RedisStatus) Descriptor() ([]byte, []int) {
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RedisStatus) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
+func (x *RedisStatus) GetUp() bool {
+	if x != nil {
+		return x.Up
+	}
+	return false
+}
+
+func (x *RedisStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// Node is one live pushercm process of a cluster.
+type Node struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node id (cluster.nodeId).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The pushercm version it runs.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Its gRPC listener.
+	GrpcAddr string `protobuf:"bytes,3,opt,name=grpc_addr,json=grpcAddr,proto3" json:"grpc_addr,omitempty"`
+	// Its realtime HTTP listener (WebSocket, Pusher HTTP API).
+	HttpAddr string `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	// Its ops listener (/metrics, /healthz, /readyz).
+	OpsAddr string `protobuf:"bytes,5,opt,name=ops_addr,json=opsAddr,proto3" json:"ops_addr,omitempty"`
+	// Its live connections at its last heartbeat.
+	Connections int64 `protobuf:"varint,6,opt,name=connections,proto3" json:"connections,omitempty"`
+	// When it started.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// Its last heartbeat, on Redis' clock.
+	LastHeartbeatAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_heartbeat_at,json=lastHeartbeatAt,proto3" json:"last_heartbeat_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Node) Reset() {
+	*x = Node{}
+	mi := &file_pushercm_v1_connection_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Node) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Node) ProtoMessage() {}
+
+func (x *Node) ProtoReflect() protoreflect.Message {
+	mi := &file_pushercm_v1_connection_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Node.ProtoReflect.Descriptor instead.
+func (*Node) Descriptor() ([]byte, []int) {
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *Node) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Node) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Node) GetGrpcAddr() string {
+	if x != nil {
+		return x.GrpcAddr
+	}
+	return ""
+}
+
+func (x *Node) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
+func (x *Node) GetOpsAddr() string {
+	if x != nil {
+		return x.OpsAddr
+	}
+	return ""
+}
+
+func (x *Node) GetConnections() int64 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+func (x *Node) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Node) GetLastHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastHeartbeatAt
+	}
+	return nil
+}
+
+// ListNodesRequest is empty.
+type ListNodesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesRequest) Reset() {
+	*x = ListNodesRequest{}
+	mi := &file_pushercm_v1_connection_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesRequest) ProtoMessage() {}
+
+func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushercm_v1_connection_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
+func (*ListNodesRequest) Descriptor() ([]byte, []int) {
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{31}
+}
+
+// ListNodesResponse lists the live nodes.
+type ListNodesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The nodes, sorted by id.
+	Nodes []*Node `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// The node that answered.
+	Self          string `protobuf:"bytes,2,opt,name=self,proto3" json:"self,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNodesResponse) Reset() {
+	*x = ListNodesResponse{}
+	mi := &file_pushercm_v1_connection_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNodesResponse) ProtoMessage() {}
+
+func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushercm_v1_connection_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
+func (*ListNodesResponse) Descriptor() ([]byte, []int) {
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListNodesResponse) GetNodes() []*Node {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *ListNodesResponse) GetSelf() string {
+	if x != nil {
+		return x.Self
+	}
+	return ""
+}
+
+// GetMetricsRequest names the node to read.
+type GetMetricsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node (ListNodes) to read; empty means the whole cluster: every
+	// counter summed over the live nodes (the answering node alone without
+	// Redis).
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetMetricsRequest) Reset() {
 	*x = GetMetricsRequest{}
-	mi := &file_pushercm_v1_connection_proto_msgTypes[29]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2236,7 @@ func (x *GetMetricsRequest) String() string {
 func (*GetMetricsRequest) ProtoMessage() {}
 
 func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushercm_v1_connection_proto_msgTypes[29]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2249,14 @@ func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetricsRequest.ProtoReflect.Descriptor instead.
 func (*GetMetricsRequest) Descriptor() ([]byte, []int) {
-	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{29}
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetMetricsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
 }
 
 // GetMetricsResponse is a snapshot of the connection metrics.
@@ -1977,14 +2291,18 @@ type GetMetricsResponse struct {
 	// Requests refused by rate limits since start.
 	RateLimited int64 `protobuf:"varint,14,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
 	// When the snapshot was taken.
-	TakenAt       *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
+	TakenAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=taken_at,json=takenAt,proto3" json:"taken_at,omitempty"`
+	// The node read; empty when the figures are summed over the cluster.
+	NodeId string `protobuf:"bytes,16,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// How many nodes the figures cover.
+	Nodes         int32 `protobuf:"varint,17,opt,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetMetricsResponse) Reset() {
 	*x = GetMetricsResponse{}
-	mi := &file_pushercm_v1_connection_proto_msgTypes[30]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2314,7 @@ func (x *GetMetricsResponse) String() string {
 func (*GetMetricsResponse) ProtoMessage() {}
 
 func (x *GetMetricsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushercm_v1_connection_proto_msgTypes[30]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2327,7 @@ func (x *GetMetricsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMetricsResponse.ProtoReflect.Descriptor instead.
 func (*GetMetricsResponse) Descriptor() ([]byte, []int) {
-	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{30}
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetMetricsResponse) GetActiveConnections() int64 {
@@ -2117,6 +2435,20 @@ func (x *GetMetricsResponse) GetTakenAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetMetricsResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *GetMetricsResponse) GetNodes() int32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
 // WatchConnectionEventsRequest filters the stream. Empty fields match all.
 type WatchConnectionEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2137,7 +2469,7 @@ type WatchConnectionEventsRequest struct {
 
 func (x *WatchConnectionEventsRequest) Reset() {
 	*x = WatchConnectionEventsRequest{}
-	mi := &file_pushercm_v1_connection_proto_msgTypes[31]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2149,7 +2481,7 @@ func (x *WatchConnectionEventsRequest) String() string {
 func (*WatchConnectionEventsRequest) ProtoMessage() {}
 
 func (x *WatchConnectionEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushercm_v1_connection_proto_msgTypes[31]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2162,7 +2494,7 @@ func (x *WatchConnectionEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchConnectionEventsRequest) Descriptor() ([]byte, []int) {
-	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{31}
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *WatchConnectionEventsRequest) GetTypes() []ConnectionEventType {
@@ -2215,14 +2547,16 @@ type ConnectionEvent struct {
 	// The event's name (published, client event) or the webhook's name.
 	EventName string `protobuf:"bytes,9,opt,name=event_name,json=eventName,proto3" json:"event_name,omitempty"`
 	// Sockets a published event was queued for on this channel.
-	DeliveredTo   int32 `protobuf:"varint,10,opt,name=delivered_to,json=deliveredTo,proto3" json:"delivered_to,omitempty"`
+	DeliveredTo int32 `protobuf:"varint,10,opt,name=delivered_to,json=deliveredTo,proto3" json:"delivered_to,omitempty"`
+	// The node the event happened on (cluster.nodeId); empty without Redis.
+	NodeId        string `protobuf:"bytes,11,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConnectionEvent) Reset() {
 	*x = ConnectionEvent{}
-	mi := &file_pushercm_v1_connection_proto_msgTypes[32]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2568,7 @@ func (x *ConnectionEvent) String() string {
 func (*ConnectionEvent) ProtoMessage() {}
 
 func (x *ConnectionEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pushercm_v1_connection_proto_msgTypes[32]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2581,7 @@ func (x *ConnectionEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionEvent.ProtoReflect.Descriptor instead.
 func (*ConnectionEvent) Descriptor() ([]byte, []int) {
-	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{32}
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ConnectionEvent) GetType() ConnectionEventType {
@@ -2320,6 +2654,13 @@ func (x *ConnectionEvent) GetDeliveredTo() int32 {
 	return 0
 }
 
+func (x *ConnectionEvent) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 // WatchConnectionEventsResponse carries one event.
 type WatchConnectionEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2331,7 +2672,7 @@ type WatchConnectionEventsResponse struct {
 
 func (x *WatchConnectionEventsResponse) Reset() {
 	*x = WatchConnectionEventsResponse{}
-	mi := &file_pushercm_v1_connection_proto_msgTypes[33]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2684,7 @@ func (x *WatchConnectionEventsResponse) String() string {
 func (*WatchConnectionEventsResponse) ProtoMessage() {}
 
 func (x *WatchConnectionEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushercm_v1_connection_proto_msgTypes[33]
+	mi := &file_pushercm_v1_connection_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2697,7 @@ func (x *WatchConnectionEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchConnectionEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchConnectionEventsResponse) Descriptor() ([]byte, []int) {
-	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{33}
+	return file_pushercm_v1_connection_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchConnectionEventsResponse) GetEvent() *ConnectionEvent {
@@ -2456,8 +2797,9 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x13messages_per_minute\x18\a \x01(\x05R\x11messagesPerMinute\"m\n" +
 	"\x1aGetRateLimitStatusResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x126\n" +
-	"\abuckets\x18\x02 \x03(\v2\x1c.pushercm.v1.RateLimitBucketR\abuckets\"\x18\n" +
-	"\x16GetHealthStatusRequest\"\x8f\x01\n" +
+	"\abuckets\x18\x02 \x03(\v2\x1c.pushercm.v1.RateLimitBucketR\abuckets\"1\n" +
+	"\x16GetHealthStatusRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x8f\x01\n" +
 	"\x11ConnectionFigures\x12\x16\n" +
 	"\x06active\x18\x01 \x01(\x03R\x06active\x12\x14\n" +
 	"\x05total\x18\x02 \x01(\x03R\x05total\x12\x10\n" +
@@ -2476,7 +2818,7 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\tby_reason\x18\x03 \x03(\v2'.pushercm.v1.ErrorFigures.ByReasonEntryR\bbyReason\x1a;\n" +
 	"\rByReasonEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf2\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe4\x04\n" +
 	"\x17GetHealthStatusResponse\x121\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.pushercm.v1.HealthStatusR\x06status\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12@\n" +
@@ -2489,8 +2831,32 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\n" +
 	"checked_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x121\n" +
 	"\x06uptime\x18\n" +
-	" \x01(\v2\x19.google.protobuf.DurationR\x06uptime\"\x13\n" +
-	"\x11GetMetricsRequest\"\xa9\x06\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12\x17\n" +
+	"\anode_id\x18\v \x01(\tR\x06nodeId\x12.\n" +
+	"\x05redis\x18\f \x01(\v2\x18.pushercm.v1.RedisStatusR\x05redis\x12'\n" +
+	"\x05nodes\x18\r \x03(\v2\x11.pushercm.v1.NodeR\x05nodes\"S\n" +
+	"\vRedisStatus\x12\x1e\n" +
+	"\n" +
+	"configured\x18\x01 \x01(\bR\n" +
+	"configured\x12\x0e\n" +
+	"\x02up\x18\x02 \x01(\bR\x02up\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\xaa\x02\n" +
+	"\x04Node\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1b\n" +
+	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x1b\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12\x19\n" +
+	"\bops_addr\x18\x05 \x01(\tR\aopsAddr\x12 \n" +
+	"\vconnections\x18\x06 \x01(\x03R\vconnections\x129\n" +
+	"\n" +
+	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12F\n" +
+	"\x11last_heartbeat_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x0flastHeartbeatAt\"\x12\n" +
+	"\x10ListNodesRequest\"P\n" +
+	"\x11ListNodesResponse\x12'\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x11.pushercm.v1.NodeR\x05nodes\x12\x12\n" +
+	"\x04self\x18\x02 \x01(\tR\x04self\",\n" +
+	"\x11GetMetricsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xd8\x06\n" +
 	"\x12GetMetricsResponse\x12-\n" +
 	"\x12active_connections\x18\x01 \x01(\x03R\x11activeConnections\x12+\n" +
 	"\x11total_connections\x18\x02 \x01(\x03R\x10totalConnections\x12h\n" +
@@ -2507,7 +2873,9 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x0fwebhooks_failed\x18\f \x01(\x03R\x0ewebhooksFailed\x12)\n" +
 	"\x10webhooks_dropped\x18\r \x01(\x03R\x0fwebhooksDropped\x12!\n" +
 	"\frate_limited\x18\x0e \x01(\x03R\vrateLimited\x125\n" +
-	"\btaken_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x1aE\n" +
+	"\btaken_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\atakenAt\x12\x17\n" +
+	"\anode_id\x18\x10 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05nodes\x18\x11 \x01(\x05R\x05nodes\x1aE\n" +
 	"\x17RefusedConnectionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xb3\x01\n" +
@@ -2515,7 +2883,7 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x05types\x18\x01 \x03(\x0e2 .pushercm.v1.ConnectionEventTypeR\x05types\x12%\n" +
 	"\x0echannel_prefix\x18\x02 \x01(\tR\rchannelPrefix\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tsocket_id\x18\x04 \x01(\tR\bsocketId\"\xeb\x02\n" +
+	"\tsocket_id\x18\x04 \x01(\tR\bsocketId\"\x84\x03\n" +
 	"\x0fConnectionEvent\x124\n" +
 	"\x04type\x18\x01 \x01(\x0e2 .pushercm.v1.ConnectionEventTypeR\x04type\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1b\n" +
@@ -2528,7 +2896,8 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\n" +
 	"event_name\x18\t \x01(\tR\teventName\x12!\n" +
 	"\fdelivered_to\x18\n" +
-	" \x01(\x05R\vdeliveredTo\"S\n" +
+	" \x01(\x05R\vdeliveredTo\x12\x17\n" +
+	"\anode_id\x18\v \x01(\tR\x06nodeId\"S\n" +
 	"\x1dWatchConnectionEventsResponse\x122\n" +
 	"\x05event\x18\x01 \x01(\v2\x1c.pushercm.v1.ConnectionEventR\x05event*\x81\x01\n" +
 	"\fHealthStatus\x12\x1d\n" +
@@ -2549,7 +2918,8 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x1fCONNECTION_EVENT_TYPE_PUBLISHED\x10\t\x12&\n" +
 	"\"CONNECTION_EVENT_TYPE_CLIENT_EVENT\x10\n" +
 	"\x12!\n" +
-	"\x1dCONNECTION_EVENT_TYPE_WEBHOOK\x10\v2\xe1\t\n" +
+	"\x1dCONNECTION_EVENT_TYPE_WEBHOOK\x10\v2\xad\n" +
+	"\n" +
 	"\x11ConnectionService\x12\\\n" +
 	"\x0fListConnections\x12#.pushercm.v1.ListConnectionsRequest\x1a$.pushercm.v1.ListConnectionsResponse\x12V\n" +
 	"\rGetConnection\x12!.pushercm.v1.GetConnectionRequest\x1a\".pushercm.v1.GetConnectionResponse\x12k\n" +
@@ -2565,7 +2935,8 @@ const file_pushercm_v1_connection_proto_rawDesc = "" +
 	"\x0fGetHealthStatus\x12#.pushercm.v1.GetHealthStatusRequest\x1a$.pushercm.v1.GetHealthStatusResponse\x12M\n" +
 	"\n" +
 	"GetMetrics\x12\x1e.pushercm.v1.GetMetricsRequest\x1a\x1f.pushercm.v1.GetMetricsResponse\x12p\n" +
-	"\x15WatchConnectionEvents\x12).pushercm.v1.WatchConnectionEventsRequest\x1a*.pushercm.v1.WatchConnectionEventsResponse0\x01B\xa9\x01\n" +
+	"\x15WatchConnectionEvents\x12).pushercm.v1.WatchConnectionEventsRequest\x1a*.pushercm.v1.WatchConnectionEventsResponse0\x01\x12J\n" +
+	"\tListNodes\x12\x1d.pushercm.v1.ListNodesRequest\x1a\x1e.pushercm.v1.ListNodesResponseB\xa9\x01\n" +
 	"\x0fcom.pushercm.v1B\x0fConnectionProtoP\x01Z8github.com/milequest/pushercm/gen/pushercm/v1;pushercmv1\xa2\x02\x03PXX\xaa\x02\vPushercm.V1\xca\x02\vPushercm\\V1\xe2\x02\x17Pushercm\\V1\\GPBMetadata\xea\x02\fPushercm::V1b\x06proto3"
 
 var (
@@ -2581,7 +2952,7 @@ func file_pushercm_v1_connection_proto_rawDescGZIP() []byte {
 }
 
 var file_pushercm_v1_connection_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushercm_v1_connection_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_pushercm_v1_connection_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_pushercm_v1_connection_proto_goTypes = []any{
 	(HealthStatus)(0),                        // 0: pushercm.v1.HealthStatus
 	(ConnectionEventType)(0),                 // 1: pushercm.v1.ConnectionEventType
@@ -2614,77 +2985,88 @@ var file_pushercm_v1_connection_proto_goTypes = []any{
 	(*PerformanceFigures)(nil),               // 28: pushercm.v1.PerformanceFigures
 	(*ErrorFigures)(nil),                     // 29: pushercm.v1.ErrorFigures
 	(*GetHealthStatusResponse)(nil),          // 30: pushercm.v1.GetHealthStatusResponse
-	(*GetMetricsRequest)(nil),                // 31: pushercm.v1.GetMetricsRequest
-	(*GetMetricsResponse)(nil),               // 32: pushercm.v1.GetMetricsResponse
-	(*WatchConnectionEventsRequest)(nil),     // 33: pushercm.v1.WatchConnectionEventsRequest
-	(*ConnectionEvent)(nil),                  // 34: pushercm.v1.ConnectionEvent
-	(*WatchConnectionEventsResponse)(nil),    // 35: pushercm.v1.WatchConnectionEventsResponse
-	nil,                                      // 36: pushercm.v1.ErrorFigures.ByReasonEntry
-	nil,                                      // 37: pushercm.v1.GetMetricsResponse.RefusedConnectionsEntry
-	(*timestamppb.Timestamp)(nil),            // 38: google.protobuf.Timestamp
-	(*structpb.Value)(nil),                   // 39: google.protobuf.Value
-	(*durationpb.Duration)(nil),              // 40: google.protobuf.Duration
-	(*structpb.Struct)(nil),                  // 41: google.protobuf.Struct
+	(*RedisStatus)(nil),                      // 31: pushercm.v1.RedisStatus
+	(*Node)(nil),                             // 32: pushercm.v1.Node
+	(*ListNodesRequest)(nil),                 // 33: pushercm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),                // 34: pushercm.v1.ListNodesResponse
+	(*GetMetricsRequest)(nil),                // 35: pushercm.v1.GetMetricsRequest
+	(*GetMetricsResponse)(nil),               // 36: pushercm.v1.GetMetricsResponse
+	(*WatchConnectionEventsRequest)(nil),     // 37: pushercm.v1.WatchConnectionEventsRequest
+	(*ConnectionEvent)(nil),                  // 38: pushercm.v1.ConnectionEvent
+	(*WatchConnectionEventsResponse)(nil),    // 39: pushercm.v1.WatchConnectionEventsResponse
+	nil,                                      // 40: pushercm.v1.ErrorFigures.ByReasonEntry
+	nil,                                      // 41: pushercm.v1.GetMetricsResponse.RefusedConnectionsEntry
+	(*timestamppb.Timestamp)(nil),            // 42: google.protobuf.Timestamp
+	(*structpb.Value)(nil),                   // 43: google.protobuf.Value
+	(*durationpb.Duration)(nil),              // 44: google.protobuf.Duration
+	(*structpb.Struct)(nil),                  // 45: google.protobuf.Struct
 }
 var file_pushercm_v1_connection_proto_depIdxs = []int32{
-	38, // 0: pushercm.v1.Connection.connected_at:type_name -> google.protobuf.Timestamp
-	38, // 1: pushercm.v1.Connection.last_activity_at:type_name -> google.protobuf.Timestamp
+	42, // 0: pushercm.v1.Connection.connected_at:type_name -> google.protobuf.Timestamp
+	42, // 1: pushercm.v1.Connection.last_activity_at:type_name -> google.protobuf.Timestamp
 	2,  // 2: pushercm.v1.ListConnectionsResponse.connections:type_name -> pushercm.v1.Connection
 	2,  // 3: pushercm.v1.GetConnectionResponse.connection:type_name -> pushercm.v1.Connection
 	15, // 4: pushercm.v1.ListChannelsResponse.channels:type_name -> pushercm.v1.Channel
 	15, // 5: pushercm.v1.GetChannelResponse.channel:type_name -> pushercm.v1.Channel
-	39, // 6: pushercm.v1.PresenceMember.user_info:type_name -> google.protobuf.Value
+	43, // 6: pushercm.v1.PresenceMember.user_info:type_name -> google.protobuf.Value
 	21, // 7: pushercm.v1.ListPresenceMembersResponse.members:type_name -> pushercm.v1.PresenceMember
-	38, // 8: pushercm.v1.RateLimitBucket.reset_time:type_name -> google.protobuf.Timestamp
-	40, // 9: pushercm.v1.RateLimitBucket.retry_after:type_name -> google.protobuf.Duration
+	42, // 8: pushercm.v1.RateLimitBucket.reset_time:type_name -> google.protobuf.Timestamp
+	44, // 9: pushercm.v1.RateLimitBucket.retry_after:type_name -> google.protobuf.Duration
 	24, // 10: pushercm.v1.GetRateLimitStatusResponse.buckets:type_name -> pushercm.v1.RateLimitBucket
-	40, // 11: pushercm.v1.PerformanceFigures.average_latency:type_name -> google.protobuf.Duration
-	40, // 12: pushercm.v1.PerformanceFigures.p99_latency:type_name -> google.protobuf.Duration
-	36, // 13: pushercm.v1.ErrorFigures.by_reason:type_name -> pushercm.v1.ErrorFigures.ByReasonEntry
+	44, // 11: pushercm.v1.PerformanceFigures.average_latency:type_name -> google.protobuf.Duration
+	44, // 12: pushercm.v1.PerformanceFigures.p99_latency:type_name -> google.protobuf.Duration
+	40, // 13: pushercm.v1.ErrorFigures.by_reason:type_name -> pushercm.v1.ErrorFigures.ByReasonEntry
 	0,  // 14: pushercm.v1.GetHealthStatusResponse.status:type_name -> pushercm.v1.HealthStatus
 	27, // 15: pushercm.v1.GetHealthStatusResponse.connections:type_name -> pushercm.v1.ConnectionFigures
 	28, // 16: pushercm.v1.GetHealthStatusResponse.performance:type_name -> pushercm.v1.PerformanceFigures
 	29, // 17: pushercm.v1.GetHealthStatusResponse.errors:type_name -> pushercm.v1.ErrorFigures
-	38, // 18: pushercm.v1.GetHealthStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	40, // 19: pushercm.v1.GetHealthStatusResponse.uptime:type_name -> google.protobuf.Duration
-	37, // 20: pushercm.v1.GetMetricsResponse.refused_connections:type_name -> pushercm.v1.GetMetricsResponse.RefusedConnectionsEntry
-	38, // 21: pushercm.v1.GetMetricsResponse.taken_at:type_name -> google.protobuf.Timestamp
-	1,  // 22: pushercm.v1.WatchConnectionEventsRequest.types:type_name -> pushercm.v1.ConnectionEventType
-	1,  // 23: pushercm.v1.ConnectionEvent.type:type_name -> pushercm.v1.ConnectionEventType
-	38, // 24: pushercm.v1.ConnectionEvent.time:type_name -> google.protobuf.Timestamp
-	41, // 25: pushercm.v1.ConnectionEvent.user_info:type_name -> google.protobuf.Struct
-	34, // 26: pushercm.v1.WatchConnectionEventsResponse.event:type_name -> pushercm.v1.ConnectionEvent
-	3,  // 27: pushercm.v1.ConnectionService.ListConnections:input_type -> pushercm.v1.ListConnectionsRequest
-	5,  // 28: pushercm.v1.ConnectionService.GetConnection:input_type -> pushercm.v1.GetConnectionRequest
-	7,  // 29: pushercm.v1.ConnectionService.DisconnectConnection:input_type -> pushercm.v1.DisconnectConnectionRequest
-	9,  // 30: pushercm.v1.ConnectionService.TerminateUserConnections:input_type -> pushercm.v1.TerminateUserConnectionsRequest
-	11, // 31: pushercm.v1.ConnectionService.Subscribe:input_type -> pushercm.v1.SubscribeRequest
-	13, // 32: pushercm.v1.ConnectionService.Unsubscribe:input_type -> pushercm.v1.UnsubscribeRequest
-	16, // 33: pushercm.v1.ConnectionService.ListChannels:input_type -> pushercm.v1.ListChannelsRequest
-	18, // 34: pushercm.v1.ConnectionService.GetChannel:input_type -> pushercm.v1.GetChannelRequest
-	20, // 35: pushercm.v1.ConnectionService.ListPresenceMembers:input_type -> pushercm.v1.ListPresenceMembersRequest
-	23, // 36: pushercm.v1.ConnectionService.GetRateLimitStatus:input_type -> pushercm.v1.GetRateLimitStatusRequest
-	26, // 37: pushercm.v1.ConnectionService.GetHealthStatus:input_type -> pushercm.v1.GetHealthStatusRequest
-	31, // 38: pushercm.v1.ConnectionService.GetMetrics:input_type -> pushercm.v1.GetMetricsRequest
-	33, // 39: pushercm.v1.ConnectionService.WatchConnectionEvents:input_type -> pushercm.v1.WatchConnectionEventsRequest
-	4,  // 40: pushercm.v1.ConnectionService.ListConnections:output_type -> pushercm.v1.ListConnectionsResponse
-	6,  // 41: pushercm.v1.ConnectionService.GetConnection:output_type -> pushercm.v1.GetConnectionResponse
-	8,  // 42: pushercm.v1.ConnectionService.DisconnectConnection:output_type -> pushercm.v1.DisconnectConnectionResponse
-	10, // 43: pushercm.v1.ConnectionService.TerminateUserConnections:output_type -> pushercm.v1.TerminateUserConnectionsResponse
-	12, // 44: pushercm.v1.ConnectionService.Subscribe:output_type -> pushercm.v1.SubscribeResponse
-	14, // 45: pushercm.v1.ConnectionService.Unsubscribe:output_type -> pushercm.v1.UnsubscribeResponse
-	17, // 46: pushercm.v1.ConnectionService.ListChannels:output_type -> pushercm.v1.ListChannelsResponse
-	19, // 47: pushercm.v1.ConnectionService.GetChannel:output_type -> pushercm.v1.GetChannelResponse
-	22, // 48: pushercm.v1.ConnectionService.ListPresenceMembers:output_type -> pushercm.v1.ListPresenceMembersResponse
-	25, // 49: pushercm.v1.ConnectionService.GetRateLimitStatus:output_type -> pushercm.v1.GetRateLimitStatusResponse
-	30, // 50: pushercm.v1.ConnectionService.GetHealthStatus:output_type -> pushercm.v1.GetHealthStatusResponse
-	32, // 51: pushercm.v1.ConnectionService.GetMetrics:output_type -> pushercm.v1.GetMetricsResponse
-	35, // 52: pushercm.v1.ConnectionService.WatchConnectionEvents:output_type -> pushercm.v1.WatchConnectionEventsResponse
-	40, // [40:53] is the sub-list for method output_type
-	27, // [27:40] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	42, // 18: pushercm.v1.GetHealthStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	44, // 19: pushercm.v1.GetHealthStatusResponse.uptime:type_name -> google.protobuf.Duration
+	31, // 20: pushercm.v1.GetHealthStatusResponse.redis:type_name -> pushercm.v1.RedisStatus
+	32, // 21: pushercm.v1.GetHealthStatusResponse.nodes:type_name -> pushercm.v1.Node
+	42, // 22: pushercm.v1.Node.started_at:type_name -> google.protobuf.Timestamp
+	42, // 23: pushercm.v1.Node.last_heartbeat_at:type_name -> google.protobuf.Timestamp
+	32, // 24: pushercm.v1.ListNodesResponse.nodes:type_name -> pushercm.v1.Node
+	41, // 25: pushercm.v1.GetMetricsResponse.refused_connections:type_name -> pushercm.v1.GetMetricsResponse.RefusedConnectionsEntry
+	42, // 26: pushercm.v1.GetMetricsResponse.taken_at:type_name -> google.protobuf.Timestamp
+	1,  // 27: pushercm.v1.WatchConnectionEventsRequest.types:type_name -> pushercm.v1.ConnectionEventType
+	1,  // 28: pushercm.v1.ConnectionEvent.type:type_name -> pushercm.v1.ConnectionEventType
+	42, // 29: pushercm.v1.ConnectionEvent.time:type_name -> google.protobuf.Timestamp
+	45, // 30: pushercm.v1.ConnectionEvent.user_info:type_name -> google.protobuf.Struct
+	38, // 31: pushercm.v1.WatchConnectionEventsResponse.event:type_name -> pushercm.v1.ConnectionEvent
+	3,  // 32: pushercm.v1.ConnectionService.ListConnections:input_type -> pushercm.v1.ListConnectionsRequest
+	5,  // 33: pushercm.v1.ConnectionService.GetConnection:input_type -> pushercm.v1.GetConnectionRequest
+	7,  // 34: pushercm.v1.ConnectionService.DisconnectConnection:input_type -> pushercm.v1.DisconnectConnectionRequest
+	9,  // 35: pushercm.v1.ConnectionService.TerminateUserConnections:input_type -> pushercm.v1.TerminateUserConnectionsRequest
+	11, // 36: pushercm.v1.ConnectionService.Subscribe:input_type -> pushercm.v1.SubscribeRequest
+	13, // 37: pushercm.v1.ConnectionService.Unsubscribe:input_type -> pushercm.v1.UnsubscribeRequest
+	16, // 38: pushercm.v1.ConnectionService.ListChannels:input_type -> pushercm.v1.ListChannelsRequest
+	18, // 39: pushercm.v1.ConnectionService.GetChannel:input_type -> pushercm.v1.GetChannelRequest
+	20, // 40: pushercm.v1.ConnectionService.ListPresenceMembers:input_type -> pushercm.v1.ListPresenceMembersRequest
+	23, // 41: pushercm.v1.ConnectionService.GetRateLimitStatus:input_type -> pushercm.v1.GetRateLimitStatusRequest
+	26, // 42: pushercm.v1.ConnectionService.GetHealthStatus:input_type -> pushercm.v1.GetHealthStatusRequest
+	35, // 43: pushercm.v1.ConnectionService.GetMetrics:input_type -> pushercm.v1.GetMetricsRequest
+	37, // 44: pushercm.v1.ConnectionService.WatchConnectionEvents:input_type -> pushercm.v1.WatchConnectionEventsRequest
+	33, // 45: pushercm.v1.ConnectionService.ListNodes:input_type -> pushercm.v1.ListNodesRequest
+	4,  // 46: pushercm.v1.ConnectionService.ListConnections:output_type -> pushercm.v1.ListConnectionsResponse
+	6,  // 47: pushercm.v1.ConnectionService.GetConnection:output_type -> pushercm.v1.GetConnectionResponse
+	8,  // 48: pushercm.v1.ConnectionService.DisconnectConnection:output_type -> pushercm.v1.DisconnectConnectionResponse
+	10, // 49: pushercm.v1.ConnectionService.TerminateUserConnections:output_type -> pushercm.v1.TerminateUserConnectionsResponse
+	12, // 50: pushercm.v1.ConnectionService.Subscribe:output_type -> pushercm.v1.SubscribeResponse
+	14, // 51: pushercm.v1.ConnectionService.Unsubscribe:output_type -> pushercm.v1.UnsubscribeResponse
+	17, // 52: pushercm.v1.ConnectionService.ListChannels:output_type -> pushercm.v1.ListChannelsResponse
+	19, // 53: pushercm.v1.ConnectionService.GetChannel:output_type -> pushercm.v1.GetChannelResponse
+	22, // 54: pushercm.v1.ConnectionService.ListPresenceMembers:output_type -> pushercm.v1.ListPresenceMembersResponse
+	25, // 55: pushercm.v1.ConnectionService.GetRateLimitStatus:output_type -> pushercm.v1.GetRateLimitStatusResponse
+	30, // 56: pushercm.v1.ConnectionService.GetHealthStatus:output_type -> pushercm.v1.GetHealthStatusResponse
+	36, // 57: pushercm.v1.ConnectionService.GetMetrics:output_type -> pushercm.v1.GetMetricsResponse
+	39, // 58: pushercm.v1.ConnectionService.WatchConnectionEvents:output_type -> pushercm.v1.WatchConnectionEventsResponse
+	34, // 59: pushercm.v1.ConnectionService.ListNodes:output_type -> pushercm.v1.ListNodesResponse
+	46, // [46:60] is the sub-list for method output_type
+	32, // [32:46] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_pushercm_v1_connection_proto_init() }
@@ -2698,7 +3080,7 @@ func file_pushercm_v1_connection_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushercm_v1_connection_proto_rawDesc), len(file_pushercm_v1_connection_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

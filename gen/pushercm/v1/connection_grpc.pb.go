@@ -32,6 +32,7 @@ const (
 	ConnectionService_GetHealthStatus_FullMethodName          = "/pushercm.v1.ConnectionService/GetHealthStatus"
 	ConnectionService_GetMetrics_FullMethodName               = "/pushercm.v1.ConnectionService/GetMetrics"
 	ConnectionService_WatchConnectionEvents_FullMethodName    = "/pushercm.v1.ConnectionService/WatchConnectionEvents"
+	ConnectionService_ListNodes_FullMethodName                = "/pushercm.v1.ConnectionService/ListNodes"
 )
 
 // ConnectionServiceClient is the client API for ConnectionService service.
@@ -41,6 +42,13 @@ const (
 // ConnectionService shows and steers the realtime side: connections,
 // channels, presence, rate limits and health. Reads need the
 // `connections:read` scope, changes `connections:write`.
+//
+// In a cluster (several nodes sharing Redis) any node answers any call:
+// socket-level calls reach the node that holds the socket through Redis,
+// ListConnections and WatchConnectionEvents cover every node, channel and
+// presence reads answer for the whole cluster. GetHealthStatus answers for
+// the node asked (node_id, default the answering node); GetMetrics for one
+// node or, without node_id, the sum over the live nodes.
 //
 // On the embedded driver every call is answered from live state. On the
 // pusher driver channel and presence queries go to Pusher's HTTP API and
@@ -81,6 +89,9 @@ type ConnectionServiceClient interface {
 	// watcher has a bounded buffer; a watcher that falls behind is cut off
 	// with RESOURCE_EXHAUSTED rather than slowing the server down.
 	WatchConnectionEvents(ctx context.Context, in *WatchConnectionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConnectionEventsResponse], error)
+	// ListNodes lists the live nodes of the cluster, sorted by id. Without
+	// Redis (one node) it lists the answering node only.
+	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
 }
 
 type connectionServiceClient struct {
@@ -230,6 +241,16 @@ func (c *connectionServiceClient) WatchConnectionEvents(ctx context.Context, in 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConnectionService_WatchConnectionEventsClient = grpc.ServerStreamingClient[WatchConnectionEventsResponse]
 
+func (c *connectionServiceClient) ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNodesResponse)
+	err := c.cc.Invoke(ctx, ConnectionService_ListNodes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectionServiceServer is the server API for ConnectionService service.
 // All implementations must embed UnimplementedConnectionServiceServer
 // for forward compatibility.
@@ -237,6 +258,13 @@ type ConnectionService_WatchConnectionEventsClient = grpc.ServerStreamingClient[
 // ConnectionService shows and steers the realtime side: connections,
 // channels, presence, rate limits and health. Reads need the
 // `connections:read` scope, changes `connections:write`.
+//
+// In a cluster (several nodes sharing Redis) any node answers any call:
+// socket-level calls reach the node that holds the socket through Redis,
+// ListConnections and WatchConnectionEvents cover every node, channel and
+// presence reads answer for the whole cluster. GetHealthStatus answers for
+// the node asked (node_id, default the answering node); GetMetrics for one
+// node or, without node_id, the sum over the live nodes.
 //
 // On the embedded driver every call is answered from live state. On the
 // pusher driver channel and presence queries go to Pusher's HTTP API and
@@ -277,6 +305,9 @@ type ConnectionServiceServer interface {
 	// watcher has a bounded buffer; a watcher that falls behind is cut off
 	// with RESOURCE_EXHAUSTED rather than slowing the server down.
 	WatchConnectionEvents(*WatchConnectionEventsRequest, grpc.ServerStreamingServer[WatchConnectionEventsResponse]) error
+	// ListNodes lists the live nodes of the cluster, sorted by id. Without
+	// Redis (one node) it lists the answering node only.
+	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
 	mustEmbedUnimplementedConnectionServiceServer()
 }
 
@@ -325,6 +356,9 @@ func (UnimplementedConnectionServiceServer) GetMetrics(context.Context, *GetMetr
 }
 func (UnimplementedConnectionServiceServer) WatchConnectionEvents(*WatchConnectionEventsRequest, grpc.ServerStreamingServer[WatchConnectionEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchConnectionEvents not implemented")
+}
+func (UnimplementedConnectionServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
 }
 func (UnimplementedConnectionServiceServer) mustEmbedUnimplementedConnectionServiceServer() {}
 func (UnimplementedConnectionServiceServer) testEmbeddedByValue()                           {}
@@ -574,6 +608,24 @@ func _ConnectionService_WatchConnectionEvents_Handler(srv interface{}, stream gr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConnectionService_WatchConnectionEventsServer = grpc.ServerStreamingServer[WatchConnectionEventsResponse]
 
+func _ConnectionService_ListNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNodesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectionServiceServer).ListNodes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConnectionService_ListNodes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectionServiceServer).ListNodes(ctx, req.(*ListNodesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConnectionService_ServiceDesc is the grpc.ServiceDesc for ConnectionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -628,6 +680,10 @@ var ConnectionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetMetrics",
 			Handler:    _ConnectionService_GetMetrics_Handler,
+		},
+		{
+			MethodName: "ListNodes",
+			Handler:    _ConnectionService_ListNodes_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
