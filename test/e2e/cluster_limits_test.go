@@ -320,3 +320,30 @@ func hasReason(reasons []string, sub string) bool {
 	}
 	return false
 }
+
+// TestClusterSubscriptionsPerUser: edge.subscriptionsPerUser counts a
+// signed-in user's subscriptions on every node.
+func TestClusterSubscriptionsPerUser(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
+	if err := os.WriteFile(cfg, []byte("edge:\n  subscriptionsPerUser: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 2, "PUSHERCM_CONFIG="+cfg)
+	a := pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret")
+	b := pushertest.Dial(t, nodes[1].HTTPAddr, "app-key", "app-secret")
+	a.SignIn("7")
+	b.SignIn("7")
+	a.Subscribe("one", "")
+	b.Subscribe("two", "")
+	b.SubscribeAsync("three", "")
+	if m := b.Expect(protocol.EventSubscriptionError, "three"); !strings.Contains(m.DataString(), "Too many subscriptions for this user") {
+		t.Fatalf("third subscription across two nodes: %s, want the per-user limit", m.DataString())
+	}
+	// A subscription given back on one node frees a place on the other.
+	a.Send(protocol.EventUnsubscribe, "", map[string]string{"channel": "one"})
+	pushertest.Eventually(t, "the freed place is usable on the other node", func() bool {
+		b.SubscribeAsync("three", "")
+		m := b.Next()
+		return m.Event == protocol.EventSubscriptionSucceeded
+	})
+}
