@@ -20,7 +20,9 @@ type Config struct {
 	// rediss:// for TLS. PUSHERCM_REDIS_URL.
 	URL string `yaml:"url"`
 	// ClusterAddrs, when set, are the seed addresses of a Redis Cluster (URL's
-	// credentials and TLS still apply); channels then use sharded pub/sub.
+	// credentials and TLS still apply). Channels' keys spread over its
+	// masters by slot; publications use PUBLISH, which the Redis Cluster
+	// forwards to every master (not sharded pub/sub, yet).
 	ClusterAddrs []string `yaml:"clusterAddrs"`
 	// Prefix starts every key and pub/sub channel, so two apps or two
 	// environments on one Redis never see each other. Default "pushercm".

@@ -4,9 +4,11 @@
 //
 // The client is rueidis: it pipelines concurrent commands on shared connections
 // automatically (what makes one script call per publish cheap under load, and
-// what Centrifugo's Redis engine uses for the same reason), speaks RESP3, Redis
-// Cluster and sharded pub/sub, and gives pub/sub its own dedicated connection
-// with hooks that report when it breaks.
+// what Centrifugo's Redis engine uses for the same reason), speaks RESP3 and
+// Redis Cluster (redis.clusterAddrs: channels' keys spread over the masters by
+// slot; publications use PUBLISH, which the cluster forwards to every master —
+// sharded pub/sub, SPUBLISH to one shard, is not used yet), and gives pub/sub
+// its own dedicated connection with hooks that report when it breaks.
 //
 // # Broker
 //

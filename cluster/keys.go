@@ -2,7 +2,9 @@ package cluster
 
 // keyspace names every Redis key and pub/sub channel under the prefix. A
 // channel's keys share the hash tag {name}, so a script that touches them runs on
-// one Redis Cluster slot, and its sharded pub/sub channel lives there too.
+// one Redis Cluster slot. Its pub/sub topic carries the same tag, ready for
+// sharded pub/sub; today it is published with PUBLISH, which a Redis Cluster
+// forwards to every master.
 // Pusher channel names cannot hold braces, so the tag is always the whole name.
 type keyspace struct{ prefix string }
 

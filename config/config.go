@@ -413,8 +413,10 @@ type Redis struct {
 	// PUSHERCM_REDIS_URL.
 	URL string `yaml:"url"`
 	// ClusterAddrs are the seed addresses (host:port) of a Redis Cluster;
-	// URL's credentials and TLS still apply, and channels use sharded
-	// pub/sub. PUSHERCM_REDIS_CLUSTER_ADDRS (comma separated).
+	// URL's credentials and TLS still apply. Channels' keys spread over
+	// its masters; publications use PUBLISH, which the Redis Cluster
+	// forwards to every master. PUSHERCM_REDIS_CLUSTER_ADDRS (comma
+	// separated).
 	ClusterAddrs []string `yaml:"clusterAddrs"`
 	// Prefix starts every key and pub/sub channel, so two apps or two
 	// environments on one Redis never see each other. Default "pushercm".

@@ -145,11 +145,12 @@ func start(dir string) (*Server, error) {
 	return nil, lastErr
 }
 
-func run(port int, dir string) (*exec.Cmd, error) {
-	cmd := exec.Command("redis-server",
+func run(port int, dir string, extra ...string) (*exec.Cmd, error) {
+	args := append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--logfile", filepath.Join(dir, "redis.log"))
+		"--logfile", filepath.Join(dir, "redis.log")}, extra...)
+	cmd := exec.Command("redis-server", args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -301,4 +302,59 @@ func readReply(r *bufio.Reader) (any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("redistest: unknown reply type %q", kind)
+}
+
+// StartCluster runs a Redis Cluster of its own for the test: three masters
+// (no replicas) on free loopback ports, all 16384 slots assigned, stopped at
+// cleanup. It returns the seed addresses.
+func StartCluster(t testing.TB) []string {
+	t.Helper()
+	if err := ensureInstalled(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	var addrs []string
+	for i := 0; len(addrs) < 3; i++ {
+		if i > 50 {
+			t.Fatal("redistest: no free port pair for a cluster node")
+		}
+		port, err := freePort()
+		// The cluster bus listens on port+10000.
+		if err != nil || port > 55000 || !portFree(port+10000) {
+			continue
+		}
+		dir := t.TempDir()
+		cmd, err := run(port, dir, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+		if err != nil {
+			continue
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	}
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, a := range addrs {
+		for {
+			v, err := Do(a, "CLUSTER", "INFO")
+			if s, ok := v.(string); err == nil && ok && strings.Contains(s, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: cluster node %s not ready: %v %v", a, v, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return addrs
+}
+
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	_ = l.Close()
+	return true
 }

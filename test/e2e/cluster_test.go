@@ -30,14 +30,19 @@ import (
 	"github.com/milequest/pushercm/protocol"
 )
 
-// startCluster runs n pushercm processes sharing one Redis under prefix,
+// startCluster runs n pushercm processes sharing one Redis under prefix
+// (redisAddr with commas: the seed addresses of a Redis Cluster),
 // with a short heartbeat so that dead nodes go within a couple of seconds.
 func startCluster(t *testing.T, redisAddr, prefix string, n int, env ...string) []*Server {
 	t.Helper()
 	nodes := make([]*Server, n)
+	redis := "PUSHERCM_REDIS_URL=redis://" + redisAddr
+	if strings.Contains(redisAddr, ",") { // the seeds of a Redis Cluster
+		redis = "PUSHERCM_REDIS_CLUSTER_ADDRS=" + redisAddr
+	}
 	for i := range nodes {
 		e := append([]string{
-			"PUSHERCM_REDIS_URL=redis://" + redisAddr,
+			redis,
 			"PUSHERCM_REDIS_PREFIX=" + prefix,
 			"PUSHERCM_CLUSTER_NODE_ID=" + prefix + "-n" + string(rune('0'+i)),
 			"PUSHERCM_CLUSTER_HEARTBEAT=250ms",
@@ -438,4 +443,59 @@ func TestClusterRedisAbsentAtStart(t *testing.T) {
 	}
 	// The subscription made before Redis answered was made in Redis too.
 	sub.Expect("x", "late")
+}
+
+// TestClusterOnRedisCluster: the nodes work the same on a Redis Cluster
+// (redis.clusterAddrs), whose three masters each hold part of the channels'
+// keys: fan-out through another node, presence, users.
+func TestClusterOnRedisCluster(t *testing.T) {
+	seeds := redistest.StartCluster(t)
+	nodes := startCluster(t, strings.Join(seeds, ","), redistest.Prefix(t), 3)
+	var subs []*pushertest.Client
+	for i := range 2 {
+		c := pushertest.Dial(t, nodes[i].HTTPAddr, "app-key", "app-secret")
+		c.SignIn("u" + fmt.Sprint(i))
+		subs = append(subs, c)
+	}
+	// Enough channels to spread over the three masters' slots.
+	var chans []string
+	for i := range 12 {
+		chans = append(chans, fmt.Sprintf("presence-rc-%d", i))
+	}
+	for _, ch := range chans {
+		for i, c := range subs {
+			c.SubscribeAsync(ch, "u"+fmt.Sprint(i))
+			c.Expect(protocol.EventSubscriptionSucceeded, ch)
+		}
+	}
+	sdk := sdkFor(nodes[2])
+	for _, ch := range chans {
+		users, err := sdk.GetChannelUsers(ch)
+		if err != nil || len(users.List) != 2 {
+			t.Fatalf("users of %s through node 2: %+v %v, want u0 and u1", ch, users, err)
+		}
+		if err := sdk.Trigger(ch, "ping", ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Order holds per channel, not across channels on different shards.
+	for i, c := range subs {
+		got := map[string]bool{}
+		for len(got) < len(chans) {
+			m := c.Next()
+			if m.Event == protocol.EventMemberAdded {
+				continue // the other user joining, depending on timing
+			}
+			if m.Event != "ping" || got[m.Channel] {
+				t.Fatalf("subscriber %d got %s on %s, want one ping per channel", i, m.Event, m.Channel)
+			}
+			got[m.Channel] = true
+		}
+	}
+	conn, ctx := serviceClient(t, nodes[2], "events:publish")
+	r, err := pushercmv1.NewBroadcastServiceClient(conn).SendToUser(ctx, &pushercmv1.SendToUserRequest{UserId: "u1", Name: "hi", Payload: &pushercmv1.SendToUserRequest_Data{Data: "{}"}})
+	if err != nil || r.GetDeliveredTo() != 1 {
+		t.Fatalf("SendToUser on a Redis Cluster: %v %v", r, err)
+	}
+	subs[1].Expect("hi", protocol.ServerToUserChannel("u1"))
 }
