@@ -527,6 +527,16 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		if err != nil {
 			s.clusterFailed("join", ch.Name, err)
 		}
+		if added {
+			// Announced before this socket's members are read and its
+			// subscription_succeeded sent: a socket that subscribes after
+			// that has the member in its list and does not get member_added
+			// for it too.
+			frame := protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), "")
+			if _, err := cl.Publish(ctx, ch.Name, envelope(opEvent, c.id, frame), 0); err != nil {
+				s.clusterFailed("member_added", ch.Name, err)
+			}
+		}
 	}
 	occupied, err := cl.Subscribed(ctx, ch.Name)
 	if err != nil {
@@ -602,10 +612,6 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
 	}
 	if added {
-		frame := protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), "")
-		if _, err := cl.Publish(ctx, ch.Name, envelope(opEvent, c.id, frame), 0); err != nil {
-			s.clusterFailed("member_added", ch.Name, err)
-		}
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberAdded, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name, UserInfo: member.UserInfo})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: uid})
 	}
