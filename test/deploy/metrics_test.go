@@ -182,6 +182,16 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	for _, n := range missing {
 		t.Errorf("%s is named by %v but not exported by pushercm", n, names[n])
 	}
+	// Label values the expressions match the code label against are values
+	// pushercm exports (every code is a series from the start), so a
+	// matcher spelled differently (Internal for INTERNAL) cannot hide.
+	scrape := get(t, "http://"+s.ops+"/metrics")
+	for _, code := range matchedCodes(t) {
+		if !strings.Contains(scrape, `pushercm_rpcs_total{code="`+code+`"`) {
+			t.Errorf("the dashboard or the rules match code %q, which pushercm_rpcs_total never has", code)
+		}
+	}
+
 	// The node is in the cluster it reports: Redis up and, from its first
 	// heartbeat on, itself the one live node.
 	var lines []string
@@ -201,6 +211,35 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling the scrape, not waiting a fixed time
 	}
+}
+
+var codeMatcher = regexp.MustCompile(`code=~?\\?"([A-Za-z_|]+)\\?"`)
+
+// matchedCodes returns the values the dashboards and the rules match the
+// code label against (code="X", code=~"X|Y").
+func matchedCodes(t *testing.T) []string {
+	t.Helper()
+	root := repoRoot(t)
+	files, _ := filepath.Glob(filepath.Join(root, "deploy", "grafana", "*.json"))
+	files = append(files, filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))
+	var codes []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range codeMatcher.FindAllStringSubmatch(string(b), -1) {
+			for _, c := range strings.Split(m[1], "|") {
+				if !slices.Contains(codes, c) {
+					codes = append(codes, c)
+				}
+			}
+		}
+	}
+	if len(codes) == 0 {
+		t.Fatal("no code matcher found in the dashboards and rules")
+	}
+	return codes
 }
 
 // waitLog waits until pushercm has logged a line holding want.
