@@ -234,8 +234,12 @@ func TestChartDefaults(t *testing.T) {
 	if e := envVar(c, "PUSHERCM_SHUTDOWN_DELAY"); e == nil || e.Value != "5s" {
 		t.Errorf("PUSHERCM_SHUTDOWN_DELAY %+v", e)
 	}
-	if envVar(c, "PUSHERCM_REDIS_URL") != nil {
-		t.Error("PUSHERCM_REDIS_URL set without cluster mode")
+	if envVar(c, "PUSHERCM_REDIS_URL") != nil || envVar(c, "PUSHERCM_CLUSTER_NODE_ID") != nil {
+		t.Error("PUSHERCM_REDIS_URL or PUSHERCM_CLUSTER_NODE_ID set without cluster mode")
+	}
+	// One pod: without Redis, embedded pods do not share their sockets.
+	if n := r.deployments[0].Spec.Replicas; n == nil || *n != 1 {
+		t.Errorf("replicas %v, want 1 without cluster mode", n)
 	}
 	if len(r.secrets) != 1 || len(r.serviceMonitors) != 0 {
 		t.Errorf("%d Secrets, %d ServiceMonitors; want 1 and 0", len(r.secrets), len(r.serviceMonitors))
@@ -256,11 +260,66 @@ func TestChartClusterMode(t *testing.T) {
 	if p := envVar(c, "PUSHERCM_REDIS_PREFIX"); p == nil || p.Value != "mq" {
 		t.Errorf("PUSHERCM_REDIS_PREFIX %+v", p)
 	}
-	if len(r.secrets) != 1 || r.secrets[0].StringData["redis-url"] != "redis://redis-master:6379/0" || r.secrets[0].StringData["PUSHER_SECRET"] != "an-app-secret-of-the-deployment" || r.secrets[0].StringData["PUSHERCM_JWT_SERVICE_SECRET"] == "" {
+	checkNodeID(t, c)
+	cfg := r.configMaps[0].Data["pushercm.yaml"]
+	for _, want := range []string{"heartbeat: 1s", "nodeTtl: 6s", "maxConnections: 50000", "redisDown: unhealthy"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("pushercm.yaml lacks cluster setting %q:\n%s", want, cfg)
+		}
+	}
+	if strings.Contains(cfg, "a-redis-password") {
+		t.Errorf("the Redis password is in the ConfigMap:\n%s", cfg)
+	}
+	if len(r.secrets) != 1 || r.secrets[0].StringData["redis-url"] != "redis://:a-redis-password@redis-master:6379/0" || r.secrets[0].StringData["PUSHER_SECRET"] != "an-app-secret-of-the-deployment" || r.secrets[0].StringData["PUSHERCM_JWT_SERVICE_SECRET"] == "" {
 		t.Errorf("secret %+v", r.secrets)
 	}
 	if !strings.Contains(r.configMaps[0].Data["pushercm.yaml"], "maxConnections: 20000") {
 		t.Errorf("values.config not merged into pushercm.yaml:\n%s", r.configMaps[0].Data["pushercm.yaml"])
+	}
+}
+
+// checkNodeID: in cluster mode each pod is a node named after the pod, from
+// the downward API.
+func checkNodeID(t *testing.T, c corev1.Container) {
+	t.Helper()
+	e := envVar(c, "PUSHERCM_CLUSTER_NODE_ID")
+	if e == nil || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+		t.Errorf("PUSHERCM_CLUSTER_NODE_ID %+v: want the pod name (fieldRef metadata.name)", e)
+	}
+}
+
+// TestChartRedisClusterAddrs: a Redis Cluster given by seed addresses alone
+// (no URL, so no PUSHERCM_REDIS_URL and no Secret key for it).
+func TestChartRedisClusterAddrs(t *testing.T) {
+	r := render(t, "redis-cluster.yaml")
+	checkCommon(t, r, corev1.URISchemeHTTP)
+	c := r.container(t)
+	if e := envVar(c, "PUSHERCM_REDIS_URL"); e != nil {
+		t.Errorf("PUSHERCM_REDIS_URL %+v without redis.url", e)
+	}
+	if e := envVar(c, "PUSHERCM_REDIS_PREFIX"); e != nil {
+		t.Errorf("PUSHERCM_REDIS_PREFIX %+v with an empty prefix (pushercm's default applies)", e)
+	}
+	checkNodeID(t, c)
+	cfg := r.configMaps[0].Data["pushercm.yaml"]
+	if !strings.Contains(cfg, "clusterAddrs:\n  - redis-0.redis:6379\n") {
+		t.Errorf("pushercm.yaml lacks redis.clusterAddrs:\n%s", cfg)
+	}
+	if strings.Contains(cfg, "\ncluster:") {
+		t.Errorf("pushercm.yaml sets cluster.* though no cluster value is set:\n%s", cfg)
+	}
+}
+
+// TestChartPusherDriverReplicas: with the pusher driver Pusher is shared, so
+// several replicas need no Redis.
+func TestChartPusherDriverReplicas(t *testing.T) {
+	r := render(t, "pusher-replicas.yaml")
+	checkCommon(t, r, corev1.URISchemeHTTP)
+	if n := *r.deployments[0].Spec.Replicas; n != 3 {
+		t.Errorf("replicas %d", n)
+	}
+	if e := envVar(r.container(t), "PUSHERCM_CLUSTER_NODE_ID"); e != nil {
+		t.Errorf("PUSHERCM_CLUSTER_NODE_ID %+v without cluster mode", e)
 	}
 }
 
@@ -313,9 +372,13 @@ func TestChartTLSAndServiceMonitor(t *testing.T) {
 // with a message, instead of producing a pod that crashes.
 func TestChartRefusesBadValues(t *testing.T) {
 	for name, set := range map[string][]string{
-		"bad duration":       {"shutdownTimeout=soon"},
-		"redis without url":  {"redis.enabled=true"},
-		"tls without secret": {"tls.http.enabled=true"},
+		"bad duration":      {"shutdownTimeout=soon"},
+		"redis without url": {"redis.enabled=true"},
+		// Separate servers that answer OK to publishes they deliver to
+		// their own sockets only.
+		"replicas without redis":   {"replicaCount=2"},
+		"redis with pusher driver": {"driver=pusher", "redis.enabled=true", "redis.url=redis://redis:6379"},
+		"tls without secret":       {"tls.http.enabled=true"},
 	} {
 		args := []string{"template", "pm", "pushercm"}
 		for _, s := range set {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,13 @@ type manifest struct {
 						Name      string `yaml:"name"`
 						Value     string `yaml:"value"`
 						ValueFrom *struct {
-							SecretKeyRef struct {
+							SecretKeyRef *struct {
 								Name string `yaml:"name"`
 								Key  string `yaml:"key"`
 							} `yaml:"secretKeyRef"`
+							FieldRef *struct {
+								FieldPath string `yaml:"fieldPath"`
+							} `yaml:"fieldRef"`
 						} `yaml:"valueFrom"`
 					} `yaml:"env"`
 					EnvFrom []struct {
@@ -64,8 +68,12 @@ func TestChartConfigLoads(t *testing.T) {
 		"cluster mode": {"-f", "helm/testdata/cluster.yaml"},
 		"tls": {"-f", "helm/testdata/cluster.yaml", "--set", "tls.grpc.enabled=true", "--set", "tls.grpc.secretName=g",
 			"--set", "tls.grpc.clientAuth=true", "--set", "tls.http.enabled=true", "--set", "tls.http.secretName=h",
-			"--set", "tls.ops.enabled=true", "--set", "tls.ops.secretName=o", "--set", "driver=pusher"},
+			"--set", "tls.ops.enabled=true", "--set", "tls.ops.secretName=o"},
+		"redis cluster addrs": {"-f", "helm/testdata/cluster.yaml", "--set", "redis.url=",
+			"--set", "redis.clusterAddrs={redis-0.redis:6379,redis-1.redis:6379}", "--set", "redis.prefix="},
+		"pusher driver replicas": {"-f", "helm/testdata/pusher-replicas.yaml"},
 	}
+	const podName = "pm-pushercm-5d8f7c9b4-x2k9q"
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -113,7 +121,19 @@ func TestChartConfigLoads(t *testing.T) {
 				}
 			}
 			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+					// The downward API, as the kubelet would fill it.
+					v, ok := map[string]string{"metadata.name": podName, "metadata.namespace": "default"}[e.ValueFrom.FieldRef.FieldPath]
+					if !ok {
+						t.Fatalf("%s refers to field %s, which this test does not fill", e.Name, e.ValueFrom.FieldRef.FieldPath)
+					}
+					env[e.Name] = v
+					continue
+				}
 				if e.ValueFrom != nil {
+					if e.ValueFrom.SecretKeyRef == nil {
+						t.Fatalf("%s: valueFrom of an unknown kind", e.Name)
+					}
 					ref := e.ValueFrom.SecretKeyRef
 					v, ok := secrets[ref.Name][ref.Key]
 					if !ok {
@@ -142,8 +162,27 @@ func TestChartConfigLoads(t *testing.T) {
 			if name == "tls" && (!l.GRPC.TLS.Enabled() || l.GRPC.TLS.ClientCAFile == "" || !l.HTTP.TLS.Enabled() || !l.Ops.TLS.Enabled()) {
 				t.Errorf("TLS not configured: %+v %+v %+v", l.GRPC.TLS, l.HTTP.TLS, l.Ops.TLS)
 			}
-			if name == "cluster mode" && l.Redis.URL != "redis://redis-master:6379/0" {
-				t.Errorf("redis.url %q", l.Redis.URL)
+			switch name {
+			case "cluster mode", "tls":
+				// Every cluster value of cluster.yaml arrives: the URL (with
+				// its password) from the Secret, the prefix from the
+				// environment, the node id from the pod name, cluster.* from
+				// pushercm.yaml.
+				if l.Redis.URL != "redis://:a-redis-password@redis-master:6379/0" || l.Redis.Prefix != "mq" {
+					t.Errorf("redis %+v", l.Redis)
+				}
+				if c := l.Cluster; c.NodeID != podName || c.Heartbeat != time.Second || c.NodeTTL != 6*time.Second ||
+					c.MaxConnections != 50000 || c.RedisDown != config.RedisDownUnhealthy {
+					t.Errorf("cluster %+v", c)
+				}
+			case "redis cluster addrs":
+				if l.Redis.URL != "" || !slices.Equal(l.Redis.ClusterAddrs, []string{"redis-0.redis:6379", "redis-1.redis:6379"}) || l.Cluster.NodeID != podName {
+					t.Errorf("redis %+v, cluster %+v", l.Redis, l.Cluster)
+				}
+			default:
+				if l.Redis.Enabled() || l.Cluster.NodeID != "" {
+					t.Errorf("cluster mode without redis.enabled: redis %+v, cluster %+v", l.Redis, l.Cluster)
+				}
 			}
 		})
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/redistest"
 )
 
 var metricName = regexp.MustCompile(`\bpushercm_[a-zA-Z0-9_]+`)
@@ -106,11 +107,18 @@ func walk(doc any, key string, f func(string)) {
 // the traffic that creates every series (a subscriber, a publish, a refused
 // call) and checks that each metric the dashboard and the alert rules name
 // is among them, so that no panel or alert watches a series that never
-// exists.
+// exists. pushercm runs in cluster mode, on a real Redis (redistest: the
+// machine's 127.0.0.1:6379, or one it starts), since the pushercm_cluster_*
+// series the Cluster / Redis row and the Redis alerts read exist only there.
 func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	names := namedMetrics(t)
-	s := startServer(t, exec.Command(staticBinary(t), "serve", "--dev",
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"))
+	redisAddr, prefix := redistest.Addr(t), redistest.Prefix(t)
+	cmd := exec.Command(staticBinary(t), "serve", "--dev",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	cmd.Env = append(cleanEnv(), "PUSHERCM_REDIS_URL=redis://"+redisAddr, "PUSHERCM_REDIS_PREFIX="+prefix,
+		"PUSHERCM_CLUSTER_NODE_ID=metrics-check")
+	s := startServer(t, cmd)
+	waitLog(t, s, `msg="connected to redis"`)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -173,6 +181,79 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	slices.Sort(missing)
 	for _, n := range missing {
 		t.Errorf("%s is named by %v but not exported by pushercm", n, names[n])
+	}
+	// Label values the expressions match the code label against are values
+	// pushercm exports (every code is a series from the start), so a
+	// matcher spelled differently (Internal for INTERNAL) cannot hide.
+	scrape := get(t, "http://"+s.ops+"/metrics")
+	for _, code := range matchedCodes(t) {
+		if !strings.Contains(scrape, `pushercm_rpcs_total{code="`+code+`"`) {
+			t.Errorf("the dashboard or the rules match code %q, which pushercm_rpcs_total never has", code)
+		}
+	}
+
+	// The node is in the cluster it reports: Redis up and, from its first
+	// heartbeat on, itself the one live node.
+	var lines []string
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		lines = strings.Split(get(t, "http://"+s.ops+"/metrics"), "\n")
+		if slices.Contains(lines, "pushercm_cluster_redis_up 1") && slices.Contains(lines, "pushercm_cluster_nodes 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			var cluster []string
+			for _, l := range lines {
+				if strings.HasPrefix(l, "pushercm_cluster_") {
+					cluster = append(cluster, l)
+				}
+			}
+			t.Fatalf("want pushercm_cluster_redis_up 1 and pushercm_cluster_nodes 1; /metrics has:\n%s", strings.Join(cluster, "\n"))
+		}
+		time.Sleep(100 * time.Millisecond) // polling the scrape, not waiting a fixed time
+	}
+}
+
+var codeMatcher = regexp.MustCompile(`code=~?\\?"([A-Za-z_|]+)\\?"`)
+
+// matchedCodes returns the values the dashboards and the rules match the
+// code label against (code="X", code=~"X|Y").
+func matchedCodes(t *testing.T) []string {
+	t.Helper()
+	root := repoRoot(t)
+	files, _ := filepath.Glob(filepath.Join(root, "deploy", "grafana", "*.json"))
+	files = append(files, filepath.Join(root, "deploy", "prometheus", "alerts.yaml"))
+	var codes []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range codeMatcher.FindAllStringSubmatch(string(b), -1) {
+			for _, c := range strings.Split(m[1], "|") {
+				if !slices.Contains(codes, c) {
+					codes = append(codes, c)
+				}
+			}
+		}
+	}
+	if len(codes) == 0 {
+		t.Fatal("no code matcher found in the dashboards and rules")
+	}
+	return codes
+}
+
+// waitLog waits until pushercm has logged a line holding want.
+func waitLog(t *testing.T, s *server, want string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !strings.Contains(s.logText(), want) {
+		select {
+		case <-tick.C: // polling the log, not waiting a fixed time
+		case <-deadline:
+			t.Fatalf("pushercm did not log %s within 30s:\n%s", want, s.logText())
+		}
 	}
 }
 

@@ -77,5 +77,16 @@ pushercm.seconds turns a Go duration of the forms 15s, 2m, 1m30s, 500ms or
 {{- if .Values.tls.ops.enabled }}
 {{- $_ := set $base.ops "tls" (dict "certFile" "/etc/pushercm/tls/ops/tls.crt" "keyFile" "/etc/pushercm/tls/ops/tls.key") }}
 {{- end }}
+{{- if .Values.redis.enabled }}
+{{- with .Values.redis.clusterAddrs }}
+{{- $_ := set $base "redis" (dict "clusterAddrs" .) }}
+{{- end }}
+{{- $c := dict }}
+{{- with .Values.cluster.heartbeat }}{{ $_ := set $c "heartbeat" . }}{{ end }}
+{{- with .Values.cluster.nodeTtl }}{{ $_ := set $c "nodeTtl" . }}{{ end }}
+{{- with .Values.cluster.maxConnections }}{{ $_ := set $c "maxConnections" (int .) }}{{ end }}
+{{- with .Values.cluster.redisDown }}{{ $_ := set $c "redisDown" . }}{{ end }}
+{{- if $c }}{{ $_ := set $base "cluster" $c }}{{ end }}
+{{- end }}
 {{- toYaml (mustMergeOverwrite $base (deepCopy .Values.config)) }}
 {{- end }}
