@@ -86,7 +86,9 @@ func startNodes(t *testing.T, redisAddr, prefix string, n int) []*node {
 	}
 	nodes := make([]*node, n)
 	for i := range nodes {
-		nd := &node{id: fmt.Sprintf("%s-n%d", prefix, i)}
+		// Every key and pub/sub topic starts with the prefix, so short
+		// node ids cannot meet another test's.
+		nd := &node{id: fmt.Sprintf("node-%c", 'a'+i)}
 		cmd := exec.Command(bin, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
 		cmd.Env = append(env,
 			"PUSHERCM_REDIS_URL=redis://"+redisAddr,

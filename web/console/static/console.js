@@ -271,6 +271,7 @@
     var labels = document.querySelectorAll('.scope-label');
     Array.prototype.forEach.call(labels, function (el) {
       text(el, !cluster.on ? '' : scope ? '(node ' + scope + ')' : '(cluster-wide)');
+      el.parentNode.title = el.parentNode.textContent; // a narrow label is cut short
     });
     if (!cluster.on) { return; }
     var conns = list.reduce(function (n, x) { return n + Number(x.connections || 0); }, 0);
