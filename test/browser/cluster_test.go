@@ -48,7 +48,7 @@ func buildBinary(t *testing.T) string {
 		binary.path = filepath.Join(binary.dir, "pushercm")
 		out, err := exec.Command("go", "build", "-o", binary.path, "github.com/milequest/pushercm/cmd/pushercm").CombinedOutput()
 		if err != nil {
-			binary.err = fmt.Errorf("building pushercm: %v\n%s", err, out)
+			binary.err = fmt.Errorf("building pushercm: %w\n%s", err, out)
 		}
 	})
 	if binary.err != nil {
