@@ -65,7 +65,7 @@ browser-deps:
 ## screenshots: rewrite the README's screenshots (docs/screenshots/) with the
 ## browser test that also checks the pages.
 screenshots: js-deps browser-deps
-	PUSHERCM_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run TestDemoAndConsole ./test/browser/
+	PUSHERCM_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'TestDemoAndConsole|TestConsoleCluster' ./test/browser/
 
 ## chart: helm lint, helm template and strict schema checks of the Helm chart,
 ## in the deploy/ module that pins helm and the Kubernetes API types.

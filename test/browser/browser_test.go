@@ -334,6 +334,10 @@ func TestDemoAndConsole(t *testing.T) {
 		eval[bool](t, ops, `document.getElementById('token').value = `+js(opsToken)+`, document.getElementById('token-form').requestSubmit(), true`)
 		wait(t, ops, "the dashboard", `!document.getElementById('dash').hidden`)
 		wait(t, ops, "two connections", `document.getElementById('stat-connections').textContent === '2'`)
+		// One node without Redis: no nodes panel, no cluster labels.
+		if !eval[bool](t, ops, `document.getElementById('nodes-card').hidden && document.body.dataset.cluster === '' && document.querySelector('.scope-label').textContent === ''`) {
+			t.Fatal("a single node shows the cluster's nodes panel")
+		}
 		for name, ctx := range map[string]context.Context{"ana": ana, "ben": ben} {
 			id := socketID(t, ctx)
 			wait(t, ops, name+"'s socket in the table", `document.querySelector('#connections tr[data-socket=`+js(id)+`][data-user=`+js(name)+`]') !== null`)

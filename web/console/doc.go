@@ -19,7 +19,13 @@
 //   - The charts' latency figures are read from /metrics through one
 //     mapping of histogram names in console.js.
 //
-// Cluster mode is not built: the page shows one node, and the figures are
-// the node's. The page keeps its figures per node so that a node list can
-// be added when the service answers for several.
+// In cluster mode (Redis set, or ListNodes answering with more than one
+// node) the page adds a Nodes panel from ListNodes, marking the node that
+// serves it, and a selector for the figures: the whole cluster
+// (GetMetrics without node_id, labelled cluster-wide; the health verdict is
+// then this node's, since health is per node) or one node (its node_id to
+// GetMetrics and GetHealthStatus). The page keeps a history per choice.
+// The channel, connection and event lists cover every node (the service
+// answers them for the cluster), and each logged event shows its node. The
+// latency charts read this node's /metrics only and say so.
 package console

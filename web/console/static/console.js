@@ -26,9 +26,18 @@
   var pollTimer = null;
   var watchAbort = null;
   var selectedChannel = '';
-  // Figures are kept per node; a single node ("local") until cluster mode
-  // answers for several.
-  var nodes = { local: { series: {}, last: null, hists: {} } };
+  // Figures are kept per scope: '' is the whole cluster (or the one node
+  // without Redis), otherwise a node id (ListNodes). The latency figures
+  // come from this node's /metrics, so they have a scope of their own.
+  var figures = {};
+  var latency = { series: {}, hists: {} };
+  var scope = '';
+  // cluster is what the last ListNodes said.
+  var cluster = { on: false, self: '', nodes: [] };
+
+  function fig(key) {
+    return figures[key] || (figures[key] = { series: {}, last: null, hists: {}, text: {} });
+  }
 
   function text(el, s) { el.textContent = s; }
 
@@ -72,6 +81,10 @@
     var s = node.series[key] || (node.series[key] = []);
     s.push(v);
     if (s.length > HISTORY) { s.shift(); }
+    draw(key, s);
+  }
+
+  function draw(key, s) {
     var svg = $('chart-' + key);
     if (!svg) { return; }
     var vals = s.map(function (x) { return x == null ? 0 : x; });
@@ -237,40 +250,137 @@
     $(id).appendChild(tr);
   }
 
+  // --- nodes ------------------------------------------------------------------
+
+  function ago(ts, now) {
+    if (!ts) { return ''; }
+    var s = Math.max(0, (now - new Date(ts).getTime()) / 1000);
+    return s < 60 ? s.toFixed(1) + ' s ago' : Math.round(s / 60) + ' min ago';
+  }
+
+  // renderNodes shows the cluster's nodes; the panel is there when more
+  // than one node answers or the node is in cluster mode (Redis set).
+  function renderNodes(list, self, redisConfigured) {
+    cluster.on = list.length > 1 || !!redisConfigured;
+    cluster.self = self;
+    cluster.nodes = list;
+    document.body.dataset.cluster = cluster.on ? '1' : '';
+    text($('node-name'), self || 'this process');
+    text($('node-mode'), cluster.on ? '· cluster of ' + list.length + ' node' + (list.length === 1 ? '' : 's') : '(single node)');
+    $('nodes-card').hidden = !cluster.on;
+    var labels = document.querySelectorAll('.scope-label');
+    Array.prototype.forEach.call(labels, function (el) {
+      text(el, !cluster.on ? '' : scope ? '(node ' + scope + ')' : '(cluster-wide)');
+      el.parentNode.title = el.parentNode.textContent; // a narrow label is cut short
+    });
+    if (!cluster.on) { return; }
+    var conns = list.reduce(function (n, x) { return n + Number(x.connections || 0); }, 0);
+    text($('nodes-summary'), list.length + ' live; ' + conns + ' connection' + (conns === 1 ? '' : 's') + ' at their last heartbeats');
+    var sel = $('scope');
+    var want = [''].concat(list.map(function (n) { return n.id; }));
+    var have = Array.prototype.map.call(sel.options, function (o) { return o.value; });
+    if (want.join('\n') !== have.join('\n')) {
+      sel.replaceChildren();
+      want.forEach(function (id) {
+        var o = document.createElement('option');
+        o.value = id;
+        o.textContent = id === '' ? 'the whole cluster' : 'node ' + id + (id === self ? ' (this one)' : '');
+        sel.appendChild(o);
+      });
+    }
+    sel.value = scope;
+    var now = Date.now();
+    var tb = $('nodes');
+    tb.replaceChildren();
+    list.forEach(function (n) {
+      var tr = document.createElement('tr');
+      tr.dataset.node = n.id;
+      tr.dataset.self = n.id === self ? '1' : '';
+      tr.dataset.selected = n.id === scope ? '1' : '';
+      tr.innerHTML = '<td><code></code></td><td></td><td></td><td class="num conns"></td><td></td><td class="num beat"></td>';
+      text(tr.children[0].firstChild, n.id);
+      if (n.id === self) {
+        var b = document.createElement('span');
+        b.className = 'self';
+        b.textContent = 'serves this console';
+        tr.children[0].appendChild(b);
+      }
+      [['gRPC', n.grpcAddr], ['HTTP', n.httpAddr], ['ops', n.opsAddr]].forEach(function (a) {
+        if (!a[1]) { return; }
+        var span = document.createElement('span');
+        span.className = 'addr muted';
+        span.textContent = a[0] + ' ' + a[1];
+        tr.children[1].appendChild(span);
+      });
+      text(tr.children[2], n.version || '—');
+      text(tr.children[3], String(n.connections || 0));
+      text(tr.children[4], n.startedAt ? new Date(n.startedAt).toLocaleTimeString() : '—');
+      text(tr.children[5], n.lastHeartbeatAt ? new Date(n.lastHeartbeatAt).toLocaleTimeString() + ' (' + ago(n.lastHeartbeatAt, now) + ')' : '—');
+      tb.appendChild(tr);
+    });
+  }
+
+  // setScope shows the figures of the whole cluster ('') or of one node,
+  // with the history kept for it while this page has been open.
+  function setScope(id) {
+    scope = id;
+    var f = fig(scope);
+    ['connections', 'channels', 'mps'].forEach(function (key) {
+      draw(key, f.series[key] || []);
+      text($('stat-' + key), f.text[key] || '—');
+    });
+    renderNodes(cluster.nodes, cluster.self, cluster.on);
+    poll();
+  }
+
+  function stat(node, key, v, shown) {
+    node.text[key] = shown;
+    text($('stat-' + key), shown);
+    push(node, key, v);
+  }
+
   async function poll() {
-    var node = nodes.local;
     try {
+      var ln = await call('ConnectionService/ListNodes');
+      var list = ln.nodes || [];
+      // A node that left: back to the whole cluster.
+      if (scope && !list.some(function (n) { return n.id === scope; })) {
+        scope = '';
+      }
+      var asked = scope;
+      var node = fig(asked);
       var r = await Promise.all([
-        call('ConnectionService/GetHealthStatus'),
-        call('ConnectionService/GetMetrics'),
+        call('ConnectionService/GetHealthStatus', { nodeId: asked }),
+        call('ConnectionService/GetMetrics', { nodeId: asked }),
         call('ConnectionService/ListChannels', { pageSize: 200 }),
         call('ConnectionService/ListConnections', { pageSize: 200 })
       ]);
+      if (asked !== scope) { return; } // the operator chose another scope meanwhile
       show($('poll-error'), '');
+      renderNodes(list, ln.self || '', r[0].redis && r[0].redis.configured);
       renderHealth(r[0]);
+      text($('health-node'), r[0].nodeId || cluster.self);
       var m = r[1];
       var now = Date.now();
       var active = Number(m.activeConnections);
-      text($('stat-connections'), String(active));
-      push(node, 'connections', active);
+      stat(node, 'connections', active, String(active));
       var channels = Number(m.occupiedChannels);
-      text($('stat-channels'), String(channels));
-      push(node, 'channels', channels);
+      stat(node, 'channels', channels, String(channels));
       var delivered = Number(m.messagesDelivered);
       if (node.last) {
         var mps = Math.max(0, (delivered - node.last.delivered) / ((now - node.last.at) / 1000));
-        text($('stat-mps'), mps.toFixed(mps < 10 ? 1 : 0));
-        push(node, 'mps', mps);
+        stat(node, 'mps', mps, mps.toFixed(mps < 10 ? 1 : 0));
       }
       node.last = { at: now, delivered: delivered };
       node.samples = (node.samples || 0) + 1;
       document.body.dataset.samples = String(node.samples);
+      document.body.dataset.scope = asked;
       renderChannels(r[2].channels || []);
       renderConnections(r[3].connections || []);
       moreNote('channels', r[2].nextPageToken, 4);
       moreNote('connections', r[3].nextPageToken, 4);
       if (selectedChannel) { loadMembers(); }
-      await pollLatency(node);
+      await pollLatency(latency);
     } catch (e) {
       show($('poll-error'), describe(e));
       if (e instanceof ApiError && (e.code === 'UNAUTHENTICATED')) { logout(describe(e)); }
@@ -292,6 +402,7 @@
     li.dataset.type = type;
     li.dataset.channel = e.channel || '';
     if (e.eventName) { li.dataset.event = e.eventName; }
+    if (e.nodeId) { li.dataset.node = e.nodeId; }
     var parts = [];
     if (e.channel) { parts.push('channel=' + e.channel); }
     if (e.eventName) { parts.push('event=' + e.eventName); }
@@ -300,10 +411,13 @@
     if (e.userId) { parts.push('user=' + e.userId); }
     if (e.code) { parts.push('code=' + e.code); }
     if (e.reason) { parts.push('reason=' + e.reason); }
-    li.innerHTML = '<span class="t"></span> <span class="k"></span> <span class="d"></span>';
+    li.innerHTML = '<span class="t"></span> <span class="n"></span> <span class="k"></span> <span class="d"></span>';
     text(li.children[0], new Date(e.time || Date.now()).toLocaleTimeString());
-    text(li.children[1], type.replace('_', ' '));
-    text(li.children[2], parts.join(' '));
+    // The node the event happened on (cluster mode only).
+    text(li.children[1], e.nodeId || '');
+    if (e.nodeId) { li.children[1].title = 'node ' + e.nodeId; }
+    text(li.children[2], type.replace('_', ' '));
+    text(li.children[3], parts.join(' '));
     applyFilter(li);
     var log = $('event-log');
     log.insertBefore(li, log.firstChild);
@@ -433,6 +547,7 @@
   });
   $('token-clear').addEventListener('click', function () { $('token').value = ''; logout(''); });
   $('terminate-form').addEventListener('submit', terminate);
+  $('scope').addEventListener('change', function () { setScope($('scope').value); });
   $('send-form').addEventListener('submit', send);
   $('event-filter').addEventListener('input', function () {
     Array.prototype.forEach.call($('event-log').children, applyFilter);
