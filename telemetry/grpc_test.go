@@ -133,7 +133,7 @@ func (e *endWaiter) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 func spanView(s tracetest.SpanStub) string {
 	var attrs []string
 	for _, kv := range s.Attributes {
-		attrs = append(attrs, string(kv.Key)+"="+kv.Value.Emit())
+		attrs = append(attrs, string(kv.Key)+"="+kv.Value.String())
 	}
 	sort.Strings(attrs)
 	parent := "root"
@@ -175,7 +175,7 @@ func metricView(t *testing.T, rm metricdata.ResourceMetrics) []string {
 			for _, p := range h.DataPoints {
 				var attrs []string
 				for _, kv := range p.Attributes.ToSlice() {
-					attrs = append(attrs, string(kv.Key)+"="+kv.Value.Emit())
+					attrs = append(attrs, string(kv.Key)+"="+kv.Value.String())
 				}
 				out = append(out, fmt.Sprintf("%s temporality=%s bounds=%v [%s] count=%d",
 					head, h.Temporality, p.Bounds, strings.Join(attrs, ","), p.Count))
