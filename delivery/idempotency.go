@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -73,15 +74,22 @@ func (c MemoryStoreConfig) Validate() error {
 // in a FIFO ring and expired ones are swept from its front on every call (amortised
 // O(1)), with no background goroutine to stop. A released key is only dropped from the
 // index; its ring slot becomes a tombstone that the sweep skips, and the ring is
-// compacted when tombstones outnumber live entries. The ring holds values, not pointers,
-// so a full store costs the garbage collector little.
+// compacted when tombstones outnumber live entries.
+//
+// Keys are stored as 128-bit hashes (two maphash values with process-random seeds), not
+// as strings: the index and the ring then hold no pointers, so the garbage collector
+// never scans them and the callers' id strings are not kept alive for the window. Two
+// distinct ids collide (and the second would be answered as a duplicate) with
+// probability about n²/2¹²⁹ for n live keys: 10⁻²⁸ at a million keys; the seeds are
+// never exposed, so callers cannot aim at a collision.
 type MemoryStore struct {
 	window  time.Duration
 	maxKeys int
 	now     func() time.Time
+	seeds   [2]maphash.Seed
 
 	mu      sync.Mutex
-	index   map[string]uint64 // key → sequence number of its live ring entry
+	index   map[memKey]uint64 // key → sequence number of its live ring entry
 	ring    []memEntry        // circular FIFO, oldest at head
 	head    int
 	size    int
@@ -90,8 +98,15 @@ type MemoryStore struct {
 	expired uint64
 }
 
+// memKey is a key's 128-bit hash (see MemoryStore).
+type memKey [2]uint64
+
+func (s *MemoryStore) hash(key string) memKey {
+	return memKey{maphash.String(s.seeds[0], key), maphash.String(s.seeds[1], key)}
+}
+
 type memEntry struct {
-	key     string
+	key     memKey
 	seq     uint64
 	expires int64 // unix nanoseconds
 }
@@ -113,7 +128,8 @@ func NewMemoryStore(cfg MemoryStoreConfig) (*MemoryStore, error) {
 		window:  cfg.Window,
 		maxKeys: cfg.MaxKeys,
 		now:     time.Now,
-		index:   make(map[string]uint64),
+		seeds:   [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+		index:   make(map[memKey]uint64),
 		ring:    make([]memEntry, 64),
 	}, nil
 }
@@ -126,7 +142,8 @@ func (s *MemoryStore) setClock(now func() time.Time) {
 }
 
 // Reserve implements IdempotencyStore.
-func (s *MemoryStore) Reserve(_ context.Context, key string) (bool, error) {
+func (s *MemoryStore) Reserve(_ context.Context, id string) (bool, error) {
+	key := s.hash(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now().UnixNano()
@@ -146,7 +163,8 @@ func (s *MemoryStore) Reserve(_ context.Context, key string) (bool, error) {
 }
 
 // Release implements IdempotencyStore.
-func (s *MemoryStore) Release(_ context.Context, key string) error {
+func (s *MemoryStore) Release(_ context.Context, id string) error {
+	key := s.hash(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.index, key)
@@ -182,7 +200,7 @@ func (s *MemoryStore) sweepLocked(now int64) {
 // tombstone of a released key).
 func (s *MemoryStore) popLocked() bool {
 	e := s.ring[s.head]
-	s.ring[s.head] = memEntry{} // drop the key string for the GC
+	s.ring[s.head] = memEntry{}
 	s.head = (s.head + 1) % len(s.ring)
 	s.size--
 	if seq, ok := s.index[e.key]; ok && seq == e.seq {

@@ -10,7 +10,7 @@ import (
 // mapping, service auth, rate limit, the stream stopper (streams only),
 // recovery (last, so a panic anywhere in a handler becomes INTERNAL and
 // still passes through error mapping and logging). Tracing is a stats
-// handler (otelgrpc) outside the chain.
+// handler (telemetry.NewServerHandler) outside the chain.
 type Chain struct {
 	Log    *slog.Logger
 	Errors *ErrorMapper

@@ -173,13 +173,12 @@ func UnaryRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.UnaryServe
 		if r.exempt(info.FullMethod) {
 			return handler(ctx, req)
 		}
-		hdr, err := r.check(ctx, info.FullMethod, req)
+		d, send, err := r.check(ctx, info.FullMethod, req)
 		if r.counts != nil {
 			r.counts.add(info.FullMethod, err != nil)
 		}
-		if hdr != nil {
-			// A failure to set headers only loses advice; the call goes on.
-			_ = grpc.SetHeader(ctx, hdr)
+		if send {
+			setUnaryHeaders(ctx, d)
 		}
 		if err != nil {
 			return nil, err
@@ -197,12 +196,12 @@ func StreamRateLimit(set *ratelimit.Set, opts ...RateLimitOption) grpc.StreamSer
 		if r.exempt(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		hdr, err := r.check(ss.Context(), info.FullMethod, nil)
+		d, send, err := r.check(ss.Context(), info.FullMethod, nil)
 		if r.counts != nil {
 			r.counts.add(info.FullMethod, err != nil)
 		}
-		if hdr != nil {
-			_ = ss.SetHeader(hdr)
+		if send {
+			_ = ss.SetHeader(decisionHeaders(d))
 		}
 		if err != nil {
 			return err
@@ -222,9 +221,9 @@ func (r *rateLimiter) exempt(fullMethod string) bool {
 	return Public(fullMethod)
 }
 
-// check runs every applicable limiter at one instant and returns the headers
-// to send and the refusal, if any.
-func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (metadata.MD, error) {
+// check runs every applicable limiter at one instant and returns the
+// decision to send as headers (when send is true) and the refusal, if any.
+func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (d ratelimit.Decision, send bool, err error) {
 	c := checker{r: r, ctx: ctx, method: fullMethod, now: r.set.Clock().Now()}
 	if r.keys != nil {
 		keys := r.keys(ctx, fullMethod, req)
@@ -233,7 +232,8 @@ func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (me
 				continue
 			}
 			if err := c.take(ratelimit.LimiterUser, k, countOf(keys[i:], k)); err != nil {
-				return refusedHeaders(err), err
+				d, send := refusedDecision(err)
+				return d, send, err
 			}
 		}
 	}
@@ -242,15 +242,17 @@ func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (me
 		principal = anonymousPrincipal
 	}
 	if err := c.take(ratelimit.LimiterPrincipal, principal, 1); err != nil {
-		return refusedHeaders(err), err
+		d, send := refusedDecision(err)
+		return d, send, err
 	}
 	if err := c.take(ratelimit.LimiterMethod, fullMethod, 1); err != nil {
-		return refusedHeaders(err), err
+		d, send := refusedDecision(err)
+		return d, send, err
 	}
 	if !c.have || !r.set.Headers() {
-		return nil, nil
+		return ratelimit.Decision{}, false, nil
 	}
-	return decisionHeaders(c.tightest), nil
+	return c.tightest, true, nil
 }
 
 // checker is one call's pass over the limiters.
@@ -316,11 +318,8 @@ func countOf(keys []string, k string) int {
 	return n
 }
 
-func decisionHeaders(d ratelimit.Decision) metadata.MD {
-	// Every admitted call sends these, so they are built with three
-	// allocations besides the map: the three numbers share one string, and
-	// the three one-value slices one array. Keys are already lower case, so
-	// the MD is built directly.
+// headerValues formats the three header values; they share one string.
+func headerValues(d ratelimit.Decision) (limit, remaining, reset string) {
 	var buf [3 * 20]byte // three int64s in decimal
 	b := strconv.AppendInt(buf[:0], int64(d.Limit), 10)
 	limitEnd := len(b)
@@ -328,7 +327,15 @@ func decisionHeaders(d ratelimit.Decision) metadata.MD {
 	remainingEnd := len(b)
 	b = strconv.AppendInt(b, ceilUnix(d.ResetTime), 10)
 	s := string(b)
-	vals := []string{s[:limitEnd], s[limitEnd:remainingEnd], s[remainingEnd:]}
+	return s[:limitEnd], s[limitEnd:remainingEnd], s[remainingEnd:]
+}
+
+// decisionHeaders returns the headers of d in a map of their own.
+func decisionHeaders(d ratelimit.Decision) metadata.MD {
+	// Keys are already lower case, so the MD is built directly; the three
+	// one-value slices share one array.
+	limit, remaining, reset := headerValues(d)
+	vals := []string{limit, remaining, reset}
 	return metadata.MD{
 		HeaderRateLimitLimit:     vals[0:1:1],
 		HeaderRateLimitRemaining: vals[1:2:2],
@@ -336,14 +343,45 @@ func decisionHeaders(d ratelimit.Decision) metadata.MD {
 	}
 }
 
-// refusedHeaders carries the refusal's decision into headers too, for
+// headerBlock is a reusable x-ratelimit-* header map whose three values
+// point into vals, so that filling it costs three stores and no map work.
+type headerBlock struct {
+	md   metadata.MD
+	vals [3]string
+}
+
+var headerBlocks = sync.Pool{New: func() any {
+	h := &headerBlock{}
+	h.md = metadata.MD{
+		HeaderRateLimitLimit:     h.vals[0:1:1],
+		HeaderRateLimitRemaining: h.vals[1:2:2],
+		HeaderRateLimitReset:     h.vals[2:3:3],
+	}
+	return h
+}}
+
+// setUnaryHeaders sets d's headers on a unary call. Every admitted call
+// sends them, so the map comes from a pool: grpc-go's server transport
+// merges what SetHeader gets into the stream's own map (metadata.Join copies
+// the keys and the value slices), so the block is free again as soon as
+// SetHeader returns. TestRateLimitHeadersConcurrentCalls checks that over a
+// real server. A failure to set headers only loses advice; the call goes on.
+func setUnaryHeaders(ctx context.Context, d ratelimit.Decision) {
+	h := headerBlocks.Get().(*headerBlock)
+	h.vals[0], h.vals[1], h.vals[2] = headerValues(d)
+	_ = grpc.SetHeader(ctx, h.md)
+	h.vals = [3]string{}
+	headerBlocks.Put(h)
+}
+
+// refusedDecision carries the refusal's decision into headers too, for
 // clients that read headers rather than status details.
-func refusedHeaders(err error) metadata.MD {
+func refusedDecision(err error) (ratelimit.Decision, bool) {
 	var rl *limitedError
 	if errors.As(err, &rl) {
-		return decisionHeaders(rl.d)
+		return rl.d, true
 	}
-	return nil
+	return ratelimit.Decision{}, false
 }
 
 func ceilUnix(t time.Time) int64 {

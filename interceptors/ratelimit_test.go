@@ -524,3 +524,54 @@ func (*headerSink) Method() string               { return pingMethod }
 func (*headerSink) SetHeader(metadata.MD) error  { return nil }
 func (*headerSink) SendHeader(metadata.MD) error { return nil }
 func (*headerSink) SetTrailer(metadata.MD) error { return nil }
+
+// TestRateLimitHeadersConcurrentCalls: admitted unary calls send their
+// headers from a reused map (setUnaryHeaders), which is only right while
+// grpc-go's transport copies what SetHeader gets. Over a real server, calls
+// in parallel must each see their own decision: with the clock stopped, one
+// principal's remaining count falls by one per call, so every call's
+// x-ratelimit-remaining is different.
+func TestRateLimitHeadersConcurrentCalls(t *testing.T) {
+	f := newFixture(t, userLimits(10))
+	const callers, calls = 8, 60
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				hdr, err := f.ping(t, "svc")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				limit, remaining, reset := hdr.Get(interceptors.HeaderRateLimitLimit), hdr.Get(interceptors.HeaderRateLimitRemaining), hdr.Get(interceptors.HeaderRateLimitReset)
+				if len(limit) != 1 || len(remaining) != 1 || len(reset) != 1 {
+					t.Errorf("headers %v", hdr)
+					return
+				}
+				mu.Lock()
+				seen["limit="+limit[0]+" reset="+reset[0]]++
+				seen[remaining[0]]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	var fixed []string
+	for k, n := range seen {
+		if strings.HasPrefix(k, "limit=") {
+			fixed = append(fixed, k)
+			if n != callers*calls {
+				t.Errorf("%s on %d calls, want all %d", k, n, callers*calls)
+			}
+		} else if n != 1 {
+			t.Errorf("x-ratelimit-remaining %s sent to %d calls", k, n)
+		}
+	}
+	if len(fixed) != 1 || len(seen) != 1+callers*calls {
+		t.Fatalf("%d distinct limit/reset pairs (%v) and %d remaining values, want 1 and %d", len(fixed), fixed, len(seen)-len(fixed), callers*calls)
+	}
+}

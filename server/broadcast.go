@@ -39,7 +39,8 @@ type Broadcast struct {
 	Log *slog.Logger
 }
 
-// Span attribute keys set on the RPC's span (the otelgrpc server span).
+// Span attribute keys set on the RPC's span (the server span of the gRPC
+// stats handler, telemetry.NewServerHandler).
 const (
 	attrChannels  = "pushercm.channels.count"
 	attrEventSize = "pushercm.event.size"

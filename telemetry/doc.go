@@ -5,4 +5,8 @@
 // OTEL_EXPORTER_OTLP_PROTOCOL work as elsewhere), and a meter
 // provider exported in the Prometheus text format on the ops listener's
 // /metrics. Unset OTEL_* variables mean no exporter, never an error.
+//
+// NewServerHandler is the gRPC server's tracing and metrics stats handler:
+// otelgrpc's spans and rpc.server.call.duration, with the per-method work done
+// once per method instead of once per call.
 package telemetry
