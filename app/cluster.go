@@ -128,7 +128,12 @@ func (n *clusterNode) connected(client rueidis.Client) {
 	// Before registering: once other nodes see this one, they may ask it.
 	_ = broker.Subscribe(ctx, cluster.ControlChannel)
 	_ = broker.Subscribe(ctx, eventsChannel)
+	// The calls that failed before Redis answered are covered by this
+	// restore: clear the edge's mark first, so that the next tick does not
+	// write the state back again, racing the sockets accepted meanwhile.
+	n.edge.Dirty()
 	if err := n.restore(ctx); err != nil {
+		n.edge.MarkDirty()
 		n.log.Warn("writing back the node's state failed; retrying", "err", err)
 	}
 	reg := cluster.NewRegistry(client, n.cfg, n.info, func() error {

@@ -229,6 +229,9 @@ func (s *Server) clusterFailed(what, channel string, err error) {
 // join, sign-in, announcements) that Redis did not answer.
 func (s *Server) ClusterFailures() uint64 { return s.clFails.Load() }
 
+// MarkDirty asks for Snapshot to be written back (Dirty reports it).
+func (s *Server) MarkDirty() { s.clDirty.Store(true) }
+
 // Dirty reports, and clears, whether a cluster call failed since the last
 // call: the caller then writes Snapshot back to the cluster.
 func (s *Server) Dirty() bool { return s.clDirty.Swap(false) }
