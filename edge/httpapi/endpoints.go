@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/milequest/pushercm/errcode"
 	"github.com/milequest/pushercm/protocol"
@@ -143,7 +144,14 @@ func decodeData(raw json.RawMessage) (string, *apiError) {
 	if err := json.Compact(&buf, raw); err != nil {
 		return "", errorf(http.StatusBadRequest, "invalid data")
 	}
-	return buf.String(), nil
+	// encoding/json lets invalid UTF-8 through inside strings; the string
+	// form above turns it into U+FFFD, and so does this, so that the data
+	// is the same whichever form it came in, and valid UTF-8 on the socket.
+	out := buf.String()
+	if !utf8.ValidString(out) {
+		out = strings.ToValidUTF8(out, "\uFFFD")
+	}
+	return out, nil
 }
 
 func truncate(s string) string {
