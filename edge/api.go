@@ -48,18 +48,18 @@ func (s *Server) Connections(f ConnectionFilter) (list []ConnectionInfo, next st
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
 	var ids []string
 	if f.Channel != "" {
-		if chn := s.channels[f.Channel]; chn != nil {
+		if chn := s.hub.channels[f.Channel]; chn != nil {
 			for c := range chn.subs {
 				ids = append(ids, c.id)
 			}
 		}
 	} else {
-		ids = make([]string, 0, len(s.conns))
-		for id := range s.conns {
+		ids = make([]string, 0, len(s.hub.conns))
+		for id := range s.hub.conns {
 			ids = append(ids, id)
 		}
 	}
@@ -69,7 +69,7 @@ func (s *Server) Connections(f ConnectionFilter) (list []ConnectionInfo, next st
 		i++
 	}
 	for ; i < len(ids); i++ {
-		c := s.conns[ids[i]]
+		c := s.hub.conns[ids[i]]
 		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
 			continue
 		}
@@ -115,9 +115,9 @@ func (c *conn) infoLocked() ConnectionInfo {
 
 // Connection describes one socket, or ErrNotFound.
 func (s *Server) Connection(socketID string) (ConnectionInfo, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.conns[socketID]
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	c := s.hub.conns[socketID]
 	if c == nil {
 		return ConnectionInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
@@ -125,9 +125,9 @@ func (s *Server) Connection(socketID string) (ConnectionInfo, error) {
 }
 
 func (s *Server) conn(socketID string) (*conn, error) {
-	s.mu.RLock()
-	c := s.conns[socketID]
-	s.mu.RUnlock()
+	s.hub.mu.RLock()
+	c := s.hub.conns[socketID]
+	s.hub.mu.RUnlock()
 	if c == nil {
 		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
@@ -184,9 +184,9 @@ func (s *Server) Subscribe(socketID, channel string) error {
 		return err
 	}
 	var member *protocol.Member
-	s.mu.RLock()
+	s.hub.mu.RLock()
 	uid, info := c.userID, c.userInfo
-	s.mu.RUnlock()
+	s.hub.mu.RUnlock()
 	switch ch.Kind {
 	case protocol.KindPresence:
 		if uid == "" {
@@ -238,14 +238,14 @@ type ChannelInfo struct {
 	Cache *CachedEvent
 }
 
-func (s *Server) channelInfoLocked(name string, chn *channel, now time.Time) ChannelInfo {
+func (h *hub) channelInfoLocked(name string, chn *channel, now time.Time) ChannelInfo {
 	ci := ChannelInfo{Name: name}
 	if chn != nil {
 		ci.Occupied = true
 		ci.SubscriptionCount = len(chn.subs)
 		ci.UserCount = len(chn.members)
 	}
-	if e, ok := s.cache.get(name); ok && now.Before(e.expires) {
+	if e, ok := h.cache.get(name); ok && now.Before(e.expires) {
 		ci.Cache = &CachedEvent{Event: e.event, Data: e.data, ExpiresAt: e.expires}
 	}
 	return ci
@@ -268,12 +268,12 @@ func (s *Server) Channels(ctx context.Context, prefix string) ([]ChannelInfo, er
 		}
 		return out, nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]ChannelInfo, 0, len(s.channels))
-	for name, chn := range s.channels {
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	out := make([]ChannelInfo, 0, len(s.hub.channels))
+	for name, chn := range s.hub.channels {
 		if strings.HasPrefix(name, prefix) {
-			out = append(out, s.channelInfoLocked(name, chn, now))
+			out = append(out, s.hub.channelInfoLocked(name, chn, now))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -295,9 +295,9 @@ func (s *Server) Channel(ctx context.Context, name string) (ChannelInfo, error) 
 		counts[0].Name = name
 		return s.clusterChannelInfo(ctx, counts[0], now), nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.channelInfoLocked(name, s.channels[name], now), nil
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	return s.hub.channelInfoLocked(name, s.hub.channels[name], now), nil
 }
 
 // Member is one distinct user of a presence channel.
@@ -327,9 +327,9 @@ func (s *Server) PresenceMembers(ctx context.Context, channel string) ([]Member,
 		}
 		return out, nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	chn := s.channels[channel]
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	chn := s.hub.channels[channel]
 	if chn == nil {
 		return []Member{}, nil
 	}

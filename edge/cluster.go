@@ -237,10 +237,10 @@ func (s *Server) Dirty() bool { return s.clDirty.Swap(false) }
 // that hold a unit of the user's cluster-wide count, so that the counts can
 // be written back after Redis lost them.
 func (s *Server) UserSubscriptions() map[string]int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
 	out := map[string]int{}
-	for _, c := range s.conns {
+	for _, c := range s.hub.conns {
 		if len(c.counted) > 0 {
 			out[c.userID] += len(c.counted)
 		}
@@ -252,17 +252,17 @@ func (s *Server) UserSubscriptions() map[string]int {
 // subscriptions and presence sockets, and each signed-in user's sockets (as
 // its #server-to-user- channel).
 func (s *Server) Snapshot() []LocalChannel {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]LocalChannel, 0, len(s.channels)+len(s.users))
-	for name, chn := range s.channels {
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	out := make([]LocalChannel, 0, len(s.hub.channels)+len(s.hub.users))
+	for name, chn := range s.hub.channels {
 		lc := LocalChannel{Name: name, Subscriptions: len(chn.subs)}
 		for id, m := range chn.members {
 			lc.Members = append(lc.Members, LocalMember{UserID: id, Sockets: m.conns, Info: m.info})
 		}
 		out = append(out, lc)
 	}
-	for id, set := range s.users {
+	for id, set := range s.hub.users {
 		out = append(out, LocalChannel{Name: protocol.ServerToUserChannel(id), Subscriptions: len(set)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -384,13 +384,13 @@ func (s *Server) Receive(channel string, payload []byte) {
 	case opEvent:
 		frame := wsFrame(opText, body)
 		n := 0
-		s.mu.RLock()
+		s.hub.mu.RLock()
 		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
-			n = s.postLocked(nil, uid, frame, arg)
-		} else if chn := s.channels[channel]; chn != nil {
-			n = s.postLocked(chn, "", frame, arg)
+			n = s.hub.postLocked(nil, uid, frame, arg)
+		} else if chn := s.hub.channels[channel]; chn != nil {
+			n = s.hub.postLocked(chn, "", frame, arg)
 		}
-		s.mu.RUnlock()
+		s.hub.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
 		if d, ok := s.opts.metrics.(DeliveryObserver); ok && n > 0 {
 			d.Delivered(n)
@@ -400,9 +400,9 @@ func (s *Server) Receive(channel string, payload []byte) {
 			s.terminateLocal(uid)
 		}
 	case opOnline, opOffline:
-		s.mu.RLock()
-		s.notifyWatchersLocked(arg, op == opOnline)
-		s.mu.RUnlock()
+		s.hub.mu.RLock()
+		s.hub.notifyWatchersLocked(arg, op == opOnline)
+		s.hub.mu.RUnlock()
 	}
 }
 
@@ -448,9 +448,9 @@ func (s *Server) publishedCluster(delivered int, start time.Time) {
 // holds says whether this node's socket id is in channel (a user's channel:
 // signed in as that user).
 func (s *Server) holds(socketID, channel string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.conns[socketID]
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	c := s.hub.conns[socketID]
 	if c == nil {
 		return false
 	}
@@ -470,23 +470,23 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	defer cancel()
 	now := s.opts.now()
 
-	s.mu.RLock()
+	s.hub.mu.RLock()
 	removed := c.removed
 	_, again := c.subs[ch.Name]
 	nsubs := len(c.subs)
 	userSubs := 0
 	if s.cfg.MaxSubscriptionsPerUser > 0 && c.userID != "" {
-		userSubs = s.userSubscriptionsLocked(c.userID)
+		userSubs = s.hub.userSubscriptionsLocked(c.userID)
 	}
-	s.mu.RUnlock()
+	s.hub.mu.RUnlock()
 	switch {
 	case removed:
 		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 	case again:
 		members := s.clusterMembers(ctx, ch)
-		s.lockHub()
+		s.hub.lock()
 		c.setClientEventsLocked(ch.Name, clientEvents)
-		s.mu.Unlock()
+		s.hub.mu.Unlock()
 		c.sendRaw(wsFrame(opText, succeededData(ch, members)))
 		return nil
 	case !protocol.Within(nsubs+1, s.cfg.Limits.MaxSubscriptionsPerConnection):
@@ -540,10 +540,10 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	}
 
 	var p pending
-	s.lockHub()
+	s.hub.lock()
 	if _, again := c.subs[ch.Name]; c.removed || again {
 		// Closed, or the same subscription made twice at once: undo ours.
-		s.mu.Unlock()
+		s.hub.mu.Unlock()
 		op := clusterOp{channel: ch.Name, socketID: c.id, counted: counted}
 		if member != nil {
 			op.uid = member.UserID
@@ -554,13 +554,13 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		}
 		return nil
 	}
-	chn := s.channels[ch.Name]
+	chn := s.hub.channels[ch.Name]
 	if chn == nil {
 		chn = &channel{info: ch, subs: make(map[*conn]struct{}, 1)}
 		if member != nil {
 			chn.members = make(map[string]*presenceMember, 1)
 		}
-		s.channels[ch.Name] = chn
+		s.hub.channels[ch.Name] = chn
 	}
 	uid := ""
 	if member != nil {
@@ -585,7 +585,7 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		c.counted[ch.Name] = struct{}{}
 	}
 	c.setClientEventsLocked(ch.Name, clientEvents)
-	s.st.subscriptions.Add(1)
+	s.hub.subscriptions.Add(1)
 	c.sendRaw(wsFrame(opText, succeededData(ch, members)))
 	if ch.Cache {
 		if _, _, body, ok := openEnvelope(cached); cacheErr == nil && ok {
@@ -595,7 +595,7 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
 		}
 	}
-	s.mu.Unlock()
+	s.hub.mu.Unlock()
 
 	if occupied {
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
@@ -625,9 +625,9 @@ func (s *Server) clusterMembers(ctx context.Context, ch protocol.Channel) []prot
 		return ms
 	}
 	s.clusterFailed("members", ch.Name, err)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if chn := s.channels[ch.Name]; chn != nil {
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	if chn := s.hub.channels[ch.Name]; chn != nil {
 		for id, m := range chn.members {
 			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
 		}
@@ -679,9 +679,9 @@ func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
 		if err == nil && i < len(counts) {
 			on = counts[i].Subscriptions > 0
 		} else {
-			s.mu.RLock()
-			on = len(s.users[id]) > 0
-			s.mu.RUnlock()
+			s.hub.mu.RLock()
+			on = len(s.hub.users[id]) > 0
+			s.hub.mu.RUnlock()
 		}
 		if on {
 			online = append(online, id)
@@ -697,12 +697,12 @@ func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
 
 // terminateLocal closes this node's sockets signed in as userID.
 func (s *Server) terminateLocal(userID string) int {
-	s.mu.RLock()
-	list := make([]*conn, 0, len(s.users[userID]))
-	for c := range s.users[userID] {
+	s.hub.mu.RLock()
+	list := make([]*conn, 0, len(s.hub.users[userID]))
+	for c := range s.hub.users[userID] {
 		list = append(list, c)
 	}
-	s.mu.RUnlock()
+	s.hub.mu.RUnlock()
 	for _, c := range list {
 		c.closeWithError(protocol.CodeUnauthorized, "You got disconnected by the app.")
 	}

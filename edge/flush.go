@@ -165,9 +165,9 @@ func (f *flusher) drain(batch *[]*conn) {
 			if hook := beforeFanOut.Load(); hook != nil {
 				(*hook)()
 			}
-			s.mu.RLock()
-			s.fanOutLocked()
-			s.mu.RUnlock()
+			s.hub.mu.RLock()
+			s.hub.fanOutLocked()
+			s.hub.mu.RUnlock()
 		}
 		f.mu.Lock()
 		b := f.dirty

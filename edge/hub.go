@@ -4,11 +4,55 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
+
+// hub is the edge's membership state: the sockets, the occupied channels,
+// the signed-in users, the watchlists, the cache channels' last events, and
+// every conn's subscriptions and sign-in, all under mu. Nothing done under mu
+// blocks: socket writes are queued (event loop), and the cluster's Redis
+// calls and the webhook and lifecycle dispatch run outside it, between two of
+// the hub's critical sections. Methods named ...Locked are called with mu
+// held; lock takes it for a change of membership (see outbox).
+type hub struct {
+	mu       sync.RWMutex
+	conns    map[string]*conn
+	channels map[string]*channel
+	users    map[string]map[*conn]struct{}
+	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
+	cache    *cacheStore
+	out      outbox
+	// fanner is the flusher that fans the outbox out, set once the flushers
+	// run; nil means publishes queue on each socket themselves.
+	fanner atomic.Pointer[flusher]
+	// subscriptions counts the sockets' subscriptions, for Stats.
+	subscriptions atomic.Int64
+
+	// Set by init, read-only after.
+	limits         protocol.Limits
+	maxSubsPerUser int  // Config.MaxSubscriptionsPerUser
+	clustered      bool // a node of a cluster: the cluster decides presence and vacated
+	stamp          bool // outbox entries carry their post time (a WriteObserver)
+	now            func() time.Time
+}
+
+func (h *hub) init(cfg Config, clustered, stamp bool, now func() time.Time) {
+	h.conns = make(map[string]*conn)
+	h.channels = make(map[string]*channel)
+	h.users = make(map[string]map[*conn]struct{})
+	h.watching = make(map[string]map[*conn]struct{})
+	h.cache = newCacheStore(cfg.MaxCacheChannels)
+	h.limits = cfg.Limits
+	h.maxSubsPerUser = cfg.MaxSubscriptionsPerUser
+	h.clustered = clustered
+	h.stamp = stamp
+	h.now = now
+}
 
 // channel is an occupied channel. It exists while it has subscribers.
 type channel struct {
@@ -38,7 +82,7 @@ type subError struct {
 func (e *subError) Error() string { return e.msg }
 func (e *subError) Unwrap() error { return e.base }
 
-// pending collects lifecycle events and webhooks produced under Server.mu, dispatched
+// pending collects lifecycle events and webhooks produced under hub.mu, dispatched
 // after it is released.
 type pending struct {
 	evs   []lifecycle.Event
@@ -83,24 +127,24 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	now := s.opts.now()
 	var p pending
-	s.lockHub()
+	s.hub.lock()
 	if c.removed {
-		s.mu.Unlock()
+		s.hub.mu.Unlock()
 		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 	}
-	chn := s.channels[ch.Name]
+	chn := s.hub.channels[ch.Name]
 	if _, again := c.subs[ch.Name]; again {
 		c.setClientEventsLocked(ch.Name, clientEvents)
-		c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
-		s.mu.Unlock()
+		c.sendRaw(wsFrame(opText, s.hub.succeededLocked(chn)))
+		s.hub.mu.Unlock()
 		return nil
 	}
 	if !protocol.Within(len(c.subs)+1, s.cfg.Limits.MaxSubscriptionsPerConnection) {
-		s.mu.Unlock()
+		s.hub.mu.Unlock()
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
 	}
-	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" && s.userSubscriptionsLocked(c.userID)+1 > max {
-		s.mu.Unlock()
+	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" && s.hub.userSubscriptionsLocked(c.userID)+1 > max {
+		s.hub.mu.Unlock()
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
 	newUser := false
@@ -115,7 +159,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 				n += len(chn.members)
 			}
 			if !protocol.Within(n, s.cfg.Limits.MaxPresenceMembers) {
-				s.mu.Unlock()
+				s.hub.mu.Unlock()
 				return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
 			}
 			newUser = true
@@ -127,7 +171,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		if member != nil {
 			chn.members = make(map[string]*presenceMember, 1)
 		}
-		s.channels[ch.Name] = chn
+		s.hub.channels[ch.Name] = chn
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
 	}
@@ -152,24 +196,24 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	c.subs[ch.Name] = uid
 	c.setClientEventsLocked(ch.Name, clientEvents)
-	s.st.subscriptions.Add(1)
-	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
+	s.hub.subscriptions.Add(1)
+	c.sendRaw(wsFrame(opText, s.hub.succeededLocked(chn)))
 	if ch.Cache {
-		if e, ok := s.cache.get(ch.Name); ok && now.Before(e.expires) {
+		if e, ok := s.hub.cache.get(ch.Name); ok && now.Before(e.expires) {
 			c.sendRaw(eventFrame(e.event, ch.Name, e.data, ""))
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
 		}
 	}
-	s.mu.Unlock()
+	s.hub.mu.Unlock()
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
 	s.flush(&p)
 	return nil
 }
 
 // succeededLocked encodes subscription_succeeded for chn (presence data for presence).
-func (s *Server) succeededLocked(chn *channel) []byte {
+func (h *hub) succeededLocked(chn *channel) []byte {
 	data := "{}"
 	if chn.info.Kind == protocol.KindPresence {
 		ms := make([]protocol.Member, 0, len(chn.members))
@@ -186,18 +230,18 @@ func (s *Server) succeededLocked(chn *channel) []byte {
 // no reply to pusher:unsubscribe).
 func (s *Server) unsubscribe(c *conn, name string) bool {
 	var p pending
-	s.lockHub()
+	s.hub.lock()
 	uid, ok := c.subs[name]
 	if ok {
-		s.leaveLocked(c, name, uid, s.opts.now(), &p)
+		s.hub.leaveLocked(c, name, uid, s.opts.now(), &p)
 	}
-	s.mu.Unlock()
+	s.hub.mu.Unlock()
 	s.flush(&p)
 	return ok
 }
 
 // setClientEventsLocked records whether c's subscription to name may send client
-// events. Server.mu must be held for writing.
+// events. hub.mu must be held for writing.
 func (c *conn) setClientEventsLocked(name string, allowed bool) {
 	if allowed {
 		delete(c.subscribeOnly, name)
@@ -209,17 +253,17 @@ func (c *conn) setClientEventsLocked(name string, allowed bool) {
 	c.subscribeOnly[name] = struct{}{}
 }
 
-func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
+func (h *hub) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
 	delete(c.subs, name)
 	delete(c.subscribeOnly, name)
-	chn := s.channels[name]
+	chn := h.channels[name]
 	if chn == nil {
 		return
 	}
 	delete(chn.subs, c)
-	s.st.subscriptions.Add(-1)
+	h.subscriptions.Add(-1)
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
-	if s.opts.cluster != nil && chn.info.Kind != protocol.KindServerToUser {
+	if h.clustered && chn.info.Kind != protocol.KindServerToUser {
 		// The cluster decides member_removed and vacated (clusterLeave).
 		op := clusterOp{channel: name, uid: uid, socketID: c.id}
 		if _, ok := c.counted[name]; ok {
@@ -233,7 +277,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 			}
 		}
 		if len(chn.subs) == 0 {
-			delete(s.channels, name)
+			delete(h.channels, name)
 		}
 		return
 	}
@@ -250,7 +294,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 		}
 	}
 	if len(chn.subs) == 0 {
-		delete(s.channels, name)
+		delete(h.channels, name)
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelVacated, Time: now, Channel: name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelVacated, Channel: name})
 	}
@@ -259,46 +303,46 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 // removeConn takes c out of the hub (implicit unsubscribe of every channel). Idempotent.
 func (s *Server) removeConn(c *conn, code int, reason string) {
 	var p pending
-	s.lockHub()
-	removed := s.removeLocked(c, &p)
-	s.mu.Unlock()
+	s.hub.lock()
+	removed := s.hub.removeLocked(c, &p)
+	s.hub.mu.Unlock()
 	if removed {
 		s.afterRemove(c, code, reason, &p)
 	}
 }
 
-// removeLocked is removeConn's part under the hub lock (taken with lockHub); it
+// removeLocked is removeConn's part under the hub lock (taken with lock); it
 // reports false when c was already removed. afterRemove finishes it unlocked.
-func (s *Server) removeLocked(c *conn, p *pending) bool {
+func (h *hub) removeLocked(c *conn, p *pending) bool {
 	if c.removed {
 		return false
 	}
-	now := s.opts.now()
+	now := h.now()
 	c.removed = true
-	delete(s.conns, c.id)
+	delete(h.conns, c.id)
 	names := make([]string, 0, len(c.subs))
 	for name := range c.subs {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		s.leaveLocked(c, name, c.subs[name], now, p)
+		h.leaveLocked(c, name, c.subs[name], now, p)
 	}
 	if c.userID != "" {
-		if set := s.users[c.userID]; set != nil {
+		if set := h.users[c.userID]; set != nil {
 			delete(set, c)
 			if len(set) == 0 {
-				delete(s.users, c.userID)
-				if s.opts.cluster == nil {
-					s.notifyWatchersLocked(c.userID, false)
+				delete(h.users, c.userID)
+				if !h.clustered {
+					h.notifyWatchersLocked(c.userID, false)
 				}
 			}
 		}
-		if s.opts.cluster != nil {
+		if h.clustered {
 			p.leaves = append(p.leaves, clusterOp{channel: protocol.ServerToUserChannel(c.userID), uid: c.userID, socketID: c.id, user: true})
 		}
 	}
-	s.setWatchlistLocked(c, nil)
+	h.setWatchlistLocked(c, nil)
 	return true
 }
 
@@ -379,16 +423,16 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		}
 		frame := eventFrame(m.Event, ch.Name, m.Data, "")
 		if ch.Cache {
-			s.mu.Lock()
-			s.cache.put(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
-			s.mu.Unlock()
+			s.hub.mu.Lock()
+			s.hub.cache.put(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
+			s.hub.mu.Unlock()
 		}
 		n := 0
-		s.mu.RLock()
-		if chn := s.channels[ch.Name]; chn != nil {
-			n = s.postLocked(chn, "", frame, m.ExcludeSocketID)
+		s.hub.mu.RLock()
+		if chn := s.hub.channels[ch.Name]; chn != nil {
+			n = s.hub.postLocked(chn, "", frame, m.ExcludeSocketID)
 		}
-		s.mu.RUnlock()
+		s.hub.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
 		delivered += n
 		if s.watchingMessages() {
@@ -438,9 +482,9 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 
 func (s *Server) sendToUser(userID, event, data, exclude string) int {
 	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
-	s.mu.RLock()
-	n := s.postLocked(nil, userID, frame, exclude)
-	s.mu.RUnlock()
+	s.hub.mu.RLock()
+	n := s.hub.postLocked(nil, userID, frame, exclude)
+	s.hub.mu.RUnlock()
 	s.st.messagesOut.Add(uint64(n))
 	if s.watchingMessages() {
 		s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
@@ -451,12 +495,12 @@ func (s *Server) sendToUser(userID, event, data, exclude string) int {
 // setWatchlistLocked replaces c's watchlist and sends the current status of the new one
 // (pusher_internal:watchlist_events); in a cluster the caller sends it
 // (sendWatchlist), after the lock.
-func (s *Server) setWatchlistLocked(c *conn, ids []string) {
+func (h *hub) setWatchlistLocked(c *conn, ids []string) {
 	for _, id := range c.watchlist {
-		if set := s.watching[id]; set != nil {
+		if set := h.watching[id]; set != nil {
 			delete(set, c)
 			if len(set) == 0 {
-				delete(s.watching, id)
+				delete(h.watching, id)
 			}
 		}
 	}
@@ -464,12 +508,12 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
-	if s.opts.cluster != nil {
+	if h.clustered {
 		for _, id := range ids {
-			set := s.watching[id]
+			set := h.watching[id]
 			if set == nil {
 				set = make(map[*conn]struct{}, 1)
-				s.watching[id] = set
+				h.watching[id] = set
 			}
 			set[c] = struct{}{}
 		}
@@ -477,13 +521,13 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	}
 	var online, offline []string
 	for _, id := range ids {
-		set := s.watching[id]
+		set := h.watching[id]
 		if set == nil {
 			set = make(map[*conn]struct{}, 1)
-			s.watching[id] = set
+			h.watching[id] = set
 		}
 		set[c] = struct{}{}
-		if len(s.users[id]) > 0 {
+		if len(h.users[id]) > 0 {
 			online = append(online, id)
 		} else {
 			offline = append(offline, id)
@@ -494,8 +538,8 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 
 // notifyWatchersLocked tells the sockets watching userID that it came online (first
 // signed-in socket) or went offline (last one left).
-func (s *Server) notifyWatchersLocked(userID string, online bool) {
-	set := s.watching[userID]
+func (h *hub) notifyWatchersLocked(userID string, online bool) {
+	set := h.watching[userID]
 	if len(set) == 0 {
 		return
 	}
@@ -513,10 +557,10 @@ func (s *Server) notifyWatchersLocked(userID string, online bool) {
 }
 
 // userSubscriptionsLocked counts the subscriptions of every socket signed in as uid.
-// The caller holds s.mu. A user has few sockets, so this is a short walk.
-func (s *Server) userSubscriptionsLocked(uid string) int {
+// The caller holds h.mu. A user has few sockets, so this is a short walk.
+func (h *hub) userSubscriptionsLocked(uid string) int {
 	n := 0
-	for c := range s.users[uid] {
+	for c := range h.users[uid] {
 		n += len(c.subs)
 	}
 	return n

@@ -55,7 +55,7 @@ func (s *Server) Stats() Stats {
 		ConnectionsTotal:    s.st.connectionsTotal.Load(),
 		MaxConnections:      s.cfg.Limits.MaxConnections,
 		ConnectionsRefused:  make(map[string]uint64, len(s.st.refused)),
-		Subscriptions:       s.st.subscriptions.Load(),
+		Subscriptions:       s.hub.subscriptions.Load(),
 		MessagesIn:          s.st.messagesIn.Load(),
 		MessagesOut:         s.st.messagesOut.Load(),
 		Published:           s.st.published.Load(),
@@ -68,15 +68,15 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.st.refused {
 		st.ConnectionsRefused[k] = v.Load()
 	}
-	s.mu.RLock()
-	st.ConnectionsActive = int64(len(s.conns))
-	st.Channels = len(s.channels)
-	for _, chn := range s.channels {
+	s.hub.mu.RLock()
+	st.ConnectionsActive = int64(len(s.hub.conns))
+	st.Channels = len(s.hub.channels)
+	for _, chn := range s.hub.channels {
 		st.PresenceMembers += len(chn.members)
 	}
-	st.SignedInUsers = len(s.users)
-	st.CacheEntries = s.cache.len()
-	st.CacheEvicted = s.cache.evicted
-	s.mu.RUnlock()
+	st.SignedInUsers = len(s.hub.users)
+	st.CacheEntries = s.hub.cache.len()
+	st.CacheEvicted = s.hub.cache.evicted
+	s.hub.mu.RUnlock()
 	return st
 }
