@@ -48,37 +48,7 @@ func (s *Server) Connections(f ConnectionFilter) (list []ConnectionInfo, next st
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	var ids []string
-	if f.Channel != "" {
-		if chn := s.hub.channels[f.Channel]; chn != nil {
-			for c := range chn.subs {
-				ids = append(ids, c.id)
-			}
-		}
-	} else {
-		ids = make([]string, 0, len(s.hub.conns))
-		for id := range s.hub.conns {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	i := sort.SearchStrings(ids, f.After)
-	if f.After != "" && i < len(ids) && ids[i] == f.After {
-		i++
-	}
-	for ; i < len(ids); i++ {
-		c := s.hub.conns[ids[i]]
-		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
-			continue
-		}
-		if len(list) == limit {
-			return list, list[len(list)-1].SocketID
-		}
-		list = append(list, c.infoLocked())
-	}
-	return list, ""
+	return s.hub.connections(f, limit)
 }
 
 func (c *conn) hasUserLocked(uid string) bool {
@@ -115,19 +85,15 @@ func (c *conn) infoLocked() ConnectionInfo {
 
 // Connection describes one socket, or ErrNotFound.
 func (s *Server) Connection(socketID string) (ConnectionInfo, error) {
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	c := s.hub.conns[socketID]
-	if c == nil {
+	info, ok := s.hub.connectionInfo(socketID)
+	if !ok {
 		return ConnectionInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
-	return c.infoLocked(), nil
+	return info, nil
 }
 
 func (s *Server) conn(socketID string) (*conn, error) {
-	s.hub.mu.RLock()
-	c := s.hub.conns[socketID]
-	s.hub.mu.RUnlock()
+	c := s.hub.conn(socketID)
 	if c == nil {
 		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
@@ -184,9 +150,7 @@ func (s *Server) Subscribe(socketID, channel string) error {
 		return err
 	}
 	var member *protocol.Member
-	s.hub.mu.RLock()
-	uid, info := c.userID, c.userInfo
-	s.hub.mu.RUnlock()
+	uid, info := s.hub.user(c)
 	switch ch.Kind {
 	case protocol.KindPresence:
 		if uid == "" {
@@ -268,16 +232,7 @@ func (s *Server) Channels(ctx context.Context, prefix string) ([]ChannelInfo, er
 		}
 		return out, nil
 	}
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	out := make([]ChannelInfo, 0, len(s.hub.channels))
-	for name, chn := range s.hub.channels {
-		if strings.HasPrefix(name, prefix) {
-			out = append(out, s.hub.channelInfoLocked(name, chn, now))
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return s.hub.channelInfos(prefix, now), nil
 }
 
 // Channel describes one channel. An unoccupied channel with a valid name is returned
@@ -295,9 +250,7 @@ func (s *Server) Channel(ctx context.Context, name string) (ChannelInfo, error) 
 		counts[0].Name = name
 		return s.clusterChannelInfo(ctx, counts[0], now), nil
 	}
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	return s.hub.channelInfoLocked(name, s.hub.channels[name], now), nil
+	return s.hub.channelInfo(name, now), nil
 }
 
 // Member is one distinct user of a presence channel.
@@ -327,16 +280,5 @@ func (s *Server) PresenceMembers(ctx context.Context, channel string) ([]Member,
 		}
 		return out, nil
 	}
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	chn := s.hub.channels[channel]
-	if chn == nil {
-		return []Member{}, nil
-	}
-	out := make([]Member, 0, len(chn.members))
-	for id, m := range chn.members {
-		out = append(out, Member{UserID: id, UserInfo: json.RawMessage(m.info)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
-	return out, nil
+	return s.hub.members(channel), nil
 }

@@ -134,13 +134,10 @@ func (c *conn) close(code int, reason string, notify, async bool) {
 		return
 	}
 	var p pending
-	s.hub.lock()
-	if !c.closing.CompareAndSwap(false, true) {
-		s.hub.mu.Unlock()
+	closed, removed := s.hub.removeClosing(c, &p)
+	if !closed {
 		return
 	}
-	removed := s.hub.removeLocked(c, &p)
-	s.hub.mu.Unlock()
 	c.queueClose(code, reason, notify)
 	if removed {
 		s.afterRemove(c, code, reason, &p)
@@ -257,9 +254,7 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 		cd := string(d.ChannelData)
 		if cd == "" {
 			// A signed-in connection may join presence without channel_data (§3.2).
-			s.hub.mu.RLock()
-			uid, info := c.userID, c.userInfo
-			s.hub.mu.RUnlock()
+			uid, info := s.hub.user(c)
 			if uid == "" {
 				c.sendSubError(ch.Name, protocol.SubErrAuth, "channel_data is required for presence channels", 401)
 				return
@@ -290,9 +285,7 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 		}
 		member = &protocol.Member{UserID: pd.UserID, UserInfo: pd.UserInfo}
 	case protocol.KindServerToUser:
-		s.hub.mu.RLock()
-		uid := c.userID
-		s.hub.mu.RUnlock()
+		uid, _ := s.hub.user(c)
 		if uid == "" || uid != ch.UserID {
 			c.sendSubError(ch.Name, protocol.SubErrAuth, "Sign in as this user to subscribe to its channel", 401)
 			return
@@ -338,61 +331,26 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 	// listens to it, before signin_success: a SendToUser after it reaches it.
 	counted, online := false, false
 	if s.opts.cluster != nil {
-		s.hub.mu.RLock()
-		fresh := c.userID == "" && !c.removed
-		s.hub.mu.RUnlock()
-		if fresh {
+		if s.hub.signedOut(c) {
 			counted = true
 			online = s.signinCluster(u.UserID)
 		}
 	}
-	s.hub.lock()
-	if c.removed || (counted && c.userID != "") {
-		// Closed, or signed in twice at once: undo this count.
-		s.hub.mu.Unlock()
+	wl, wlErr := protocol.ParseWatchlist(ud)
+	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
+	data = append(data, '}')
+	watch, ok, conflict := s.hub.signin(c, u.UserID, u.UserInfo, eventFrame(protocol.EventSigninSuccess, "", string(data), ""), wl, wlErr == nil, counted)
+	if !ok {
 		if counted {
+			// Closed, or signed in twice at once: undo this count.
 			name := protocol.ServerToUserChannel(u.UserID)
 			s.clusterLeaves([]clusterOp{{channel: name, uid: u.UserID, socketID: c.id, user: true}})
 		}
-		if !c.removed && c.userID != u.UserID {
+		if conflict {
 			c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
 		}
 		return
 	}
-	if c.userID != "" && c.userID != u.UserID {
-		s.hub.mu.Unlock()
-		c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
-		return
-	}
-	wl, wlErr := protocol.ParseWatchlist(ud)
-	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
-	data = append(data, '}')
-	// Sent under the lock so signin_success precedes any watchlist event.
-	c.sendRaw(eventFrame(protocol.EventSigninSuccess, "", string(data), ""))
-	newSocket := c.userID == ""
-	if newSocket {
-		c.userID = u.UserID
-		set := s.hub.users[u.UserID]
-		if set == nil {
-			set = make(map[*conn]struct{}, 1)
-			s.hub.users[u.UserID] = set
-			if s.opts.cluster == nil {
-				s.hub.notifyWatchersLocked(u.UserID, true)
-			}
-		}
-		set[c] = struct{}{}
-	}
-	c.userInfo = u.UserInfo
-	var watch []string
-	if wlErr == nil {
-		if len(wl) > protocol.MaxWatchlist {
-			wl = wl[:protocol.MaxWatchlist]
-			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
-		}
-		s.hub.setWatchlistLocked(c, wl)
-		watch = wl
-	}
-	s.hub.mu.Unlock()
 	c.authorized.Store(true)
 	if s.opts.cluster != nil && (online || len(watch) > 0) {
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
@@ -431,10 +389,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client event payload is too large")
 		return
 	}
-	s.hub.mu.RLock()
-	uid, subscribed := c.subs[name]
-	_, subscribeOnly := c.subscribeOnly[name]
-	s.hub.mu.RUnlock()
+	uid, subscribed, subscribeOnly := s.hub.subscription(c, name)
 	if !subscribed {
 		reject("Cannot broadcast client event (connection not subscribed to channel " + name + ")")
 		return
@@ -459,15 +414,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		}
 	} else {
 		frame := eventFrame(m.Event, name, data, uid)
-		s.hub.mu.RLock()
-		if chn := s.hub.channels[name]; chn != nil {
-			for sub := range chn.subs {
-				if sub != c {
-					sub.sendRaw(frame)
-				}
-			}
-		}
-		s.hub.mu.RUnlock()
+		s.hub.sendOthers(name, frame, c)
 	}
 	s.st.clientEvents.Add(1)
 	if s.watchingMessages() {

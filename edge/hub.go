@@ -1,9 +1,10 @@
 package edge
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,81 +72,26 @@ type cachedEvent struct {
 	expires     time.Time
 }
 
-// subError is a subscription refusal with the pusher:subscription_error fields.
-type subError struct {
-	base   error
-	typ    string
-	msg    string
-	status int
-}
-
-func (e *subError) Error() string { return e.msg }
-func (e *subError) Unwrap() error { return e.base }
-
-// pending collects lifecycle events and webhooks produced under hub.mu, dispatched
-// after it is released.
-type pending struct {
-	evs   []lifecycle.Event
-	hooks []protocol.WebhookEvent
-	// leaves are reported to the cluster (when there is one) afterwards.
-	leaves []clusterOp
-}
-
-func (s *Server) flush(p *pending) {
-	if len(p.leaves) > 0 {
-		s.clusterLeaves(p.leaves)
-		p.leaves = nil
-	}
-	for _, e := range p.evs {
-		s.emit(e)
-	}
-	if w := s.opts.webhooks; w != nil {
-		for _, h := range p.hooks {
-			w.Notify(h)
-			s.emitWebhook(h)
-		}
-	}
-}
-
-// emitWebhook tells message watchers that a webhook was queued.
-func (s *Server) emitWebhook(h protocol.WebhookEvent) {
-	if s.watchingMessages() {
-		s.emit(lifecycle.Event{Type: lifecycle.Webhook, Time: s.opts.now(), Name: h.Name, Channel: h.Channel, SocketID: h.SocketID, UserID: h.UserID})
-	}
-}
-
-// subscribe joins c to ch; member is the presence identity (nil for other kinds). It
-// sends subscription_succeeded, member_added to the others, and the cache replay or
-// miss. Joining twice is idempotent and answers success again.
-//
-// clientEvents is what the subscription's auth grants; false records the channel as
-// subscribe-only, so the socket's client events there are refused. Joining again
-// replaces the grant with the newer one.
-func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool) error {
-	if s.opts.cluster != nil && ch.Kind != protocol.KindServerToUser {
-		return s.subscribeCluster(c, ch, member, clientEvents)
-	}
-	now := s.opts.now()
-	var p pending
-	s.hub.lock()
+// join is subscribe's part in the hub on a single node (the cluster's is
+// joinCluster). joined is false when c was in ch already: success is
+// answered again and nothing is reported.
+func (h *hub) join(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool, now time.Time, p *pending) (joined bool, err error) {
+	h.lock()
+	defer h.mu.Unlock()
 	if c.removed {
-		s.hub.mu.Unlock()
-		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
+		return false, fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 	}
-	chn := s.hub.channels[ch.Name]
+	chn := h.channels[ch.Name]
 	if _, again := c.subs[ch.Name]; again {
 		c.setClientEventsLocked(ch.Name, clientEvents)
-		c.sendRaw(wsFrame(opText, s.hub.succeededLocked(chn)))
-		s.hub.mu.Unlock()
-		return nil
+		c.sendRaw(wsFrame(opText, h.succeededLocked(chn)))
+		return false, nil
 	}
-	if !protocol.Within(len(c.subs)+1, s.cfg.Limits.MaxSubscriptionsPerConnection) {
-		s.hub.mu.Unlock()
-		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
+	if !protocol.Within(len(c.subs)+1, h.limits.MaxSubscriptionsPerConnection) {
+		return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
 	}
-	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" && s.hub.userSubscriptionsLocked(c.userID)+1 > max {
-		s.hub.mu.Unlock()
-		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
+	if max := h.maxSubsPerUser; max > 0 && c.userID != "" && h.userSubscriptionsLocked(c.userID)+1 > max {
+		return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
 	newUser := false
 	if member != nil {
@@ -158,9 +104,8 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 			if chn != nil {
 				n += len(chn.members)
 			}
-			if !protocol.Within(n, s.cfg.Limits.MaxPresenceMembers) {
-				s.hub.mu.Unlock()
-				return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
+			if !protocol.Within(n, h.limits.MaxPresenceMembers) {
+				return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
 			}
 			newUser = true
 		}
@@ -171,7 +116,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		if member != nil {
 			chn.members = make(map[string]*presenceMember, 1)
 		}
-		s.hub.channels[ch.Name] = chn
+		h.channels[ch.Name] = chn
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
 	}
@@ -196,20 +141,17 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	c.subs[ch.Name] = uid
 	c.setClientEventsLocked(ch.Name, clientEvents)
-	s.hub.subscriptions.Add(1)
-	c.sendRaw(wsFrame(opText, s.hub.succeededLocked(chn)))
+	h.subscriptions.Add(1)
+	c.sendRaw(wsFrame(opText, h.succeededLocked(chn)))
 	if ch.Cache {
-		if e, ok := s.hub.cache.get(ch.Name); ok && now.Before(e.expires) {
+		if e, ok := h.cache.get(ch.Name); ok && now.Before(e.expires) {
 			c.sendRaw(eventFrame(e.event, ch.Name, e.data, ""))
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
 		}
 	}
-	s.hub.mu.Unlock()
-	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
-	s.flush(&p)
-	return nil
+	return true, nil
 }
 
 // succeededLocked encodes subscription_succeeded for chn (presence data for presence).
@@ -226,18 +168,82 @@ func (h *hub) succeededLocked(chn *channel) []byte {
 	return protocol.EncodeEvent(protocol.EventSubscriptionSucceeded, chn.info.Name, data, "")
 }
 
-// unsubscribe removes c from channel name; unknown channels are ignored (Pusher sends
-// no reply to pusher:unsubscribe).
-func (s *Server) unsubscribe(c *conn, name string) bool {
-	var p pending
-	s.hub.lock()
+// leave takes c out of channel name, if it is in it.
+func (h *hub) leave(c *conn, name string, p *pending) bool {
+	h.lock()
+	defer h.mu.Unlock()
 	uid, ok := c.subs[name]
 	if ok {
-		s.hub.leaveLocked(c, name, uid, s.opts.now(), &p)
+		h.leaveLocked(c, name, uid, h.now(), p)
 	}
-	s.hub.mu.Unlock()
-	s.flush(&p)
 	return ok
+}
+
+// signedOut says whether c is open and not signed in.
+func (h *hub) signedOut(c *conn) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return c.userID == "" && !c.removed
+}
+
+// signin is handleSignin's part in the hub: c is signed in as userID and
+// sent success, under the lock so that it precedes any watchlist event;
+// with setWatchlist, wl (at most protocol.MaxWatchlist of it) becomes its
+// watchlist, returned as watch. ok is false when c is closed, was counted
+// in the cluster (counted) and signed in twice at once, or is signed in as
+// another user (conflict: the caller tells the client).
+func (h *hub) signin(c *conn, userID string, userInfo json.RawMessage, success []byte, wl []string, setWatchlist, counted bool) (watch []string, ok, conflict bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	if c.removed || (counted && c.userID != "") {
+		return nil, false, !c.removed && c.userID != userID
+	}
+	if c.userID != "" && c.userID != userID {
+		return nil, false, true
+	}
+	c.sendRaw(success)
+	if c.userID == "" {
+		c.userID = userID
+		set := h.users[userID]
+		if set == nil {
+			set = make(map[*conn]struct{}, 1)
+			h.users[userID] = set
+			if !h.clustered {
+				h.notifyWatchersLocked(userID, true)
+			}
+		}
+		set[c] = struct{}{}
+	}
+	c.userInfo = userInfo
+	if setWatchlist {
+		if len(wl) > protocol.MaxWatchlist {
+			wl = wl[:protocol.MaxWatchlist]
+			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
+		}
+		h.setWatchlistLocked(c, wl)
+		watch = wl
+	}
+	return watch, true, false
+}
+
+// subscriptionState is what subscribeCluster checks before its cluster
+// calls: whether c is closing or in channel name already, its number of
+// subscriptions and, with a per-user limit, its user's.
+func (h *hub) subscriptionState(c *conn, name string) (removed, again bool, nsubs, userSubs int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, again = c.subs[name]
+	if h.maxSubsPerUser > 0 && c.userID != "" {
+		userSubs = h.userSubscriptionsLocked(c.userID)
+	}
+	return c.removed, again, len(c.subs), userSubs
+}
+
+// setClientEvents is setClientEventsLocked, for a subscription made again.
+func (h *hub) setClientEvents(c *conn, name string, allowed bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	c.setClientEventsLocked(name, allowed)
 }
 
 // setClientEventsLocked records whether c's subscription to name may send client
@@ -300,15 +306,22 @@ func (h *hub) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) 
 	}
 }
 
-// removeConn takes c out of the hub (implicit unsubscribe of every channel). Idempotent.
-func (s *Server) removeConn(c *conn, code int, reason string) {
-	var p pending
-	s.hub.lock()
-	removed := s.hub.removeLocked(c, &p)
-	s.hub.mu.Unlock()
-	if removed {
-		s.afterRemove(c, code, reason, &p)
+// remove is removeConn's part in the hub: see removeLocked.
+func (h *hub) remove(c *conn, p *pending) bool {
+	h.lock()
+	defer h.mu.Unlock()
+	return h.removeLocked(c, p)
+}
+
+// removeClosing marks c closing and takes it out of the hub, unless it was
+// closing already (closed false). removed is removeLocked's answer.
+func (h *hub) removeClosing(c *conn, p *pending) (closed, removed bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	if !c.closing.CompareAndSwap(false, true) {
+		return false, false
 	}
+	return true, h.removeLocked(c, p)
 }
 
 // removeLocked is removeConn's part under the hub lock (taken with lock); it
@@ -344,152 +357,6 @@ func (h *hub) removeLocked(c *conn, p *pending) bool {
 	}
 	h.setWatchlistLocked(c, nil)
 	return true
-}
-
-// afterRemove releases c's slot and reports its removal (removeLocked's pending
-// events, then Disconnected).
-func (s *Server) afterRemove(c *conn, code int, reason string, p *pending) {
-	s.release(c.clientKey)
-	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Disconnected, Time: s.opts.now(), SocketID: c.id, UserID: c.userID, Code: code, Reason: reason})
-	s.flush(p)
-}
-
-// Message is one publish: Event with Data to every subscriber of Channels except the
-// socket ExcludeSocketID. Channels named #server-to-user-{id} go to that user's
-// signed-in connections.
-type Message struct {
-	Channels        []string
-	Event           string
-	Data            string
-	ExcludeSocketID string
-}
-
-func (s *Server) validateEvent(event, data string) error {
-	if event == "" {
-		return fmt.Errorf("%w: event name is empty", ErrInvalid)
-	}
-	if len(event) > s.cfg.Limits.MaxEventNameLength {
-		return fmt.Errorf("%w: event name longer than %d", ErrLimit, s.cfg.Limits.MaxEventNameLength)
-	}
-	if len(data) > s.cfg.Limits.MaxPayloadBytes {
-		return fmt.Errorf("%w: data is %d bytes, over %d", ErrLimit, len(data), s.cfg.Limits.MaxPayloadBytes)
-	}
-	return nil
-}
-
-// Publish sends m to every subscriber of its channels and returns how many sockets
-// it is queued for: the subscribers at the time of the call, less the excluded
-// socket (one closed before its write, as a slow consumer or by its client, is still
-// counted). The frame is encoded once per channel; cache channels remember it.
-func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if s.draining.Load() {
-		return 0, ErrClosed
-	}
-	if err := s.validateEvent(m.Event, m.Data); err != nil {
-		return 0, err
-	}
-	if len(m.Channels) == 0 {
-		return 0, fmt.Errorf("%w: no channels", ErrInvalid)
-	}
-	if len(m.Channels) > s.cfg.Limits.MaxChannelsPerTrigger {
-		return 0, fmt.Errorf("%w: %d channels, over %d", ErrLimit, len(m.Channels), s.cfg.Limits.MaxChannelsPerTrigger)
-	}
-	chans := make([]protocol.Channel, len(m.Channels))
-	for i, name := range m.Channels {
-		ch, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
-		}
-		chans[i] = ch
-	}
-	if s.opts.cluster != nil {
-		delivered, err = s.publishCluster(ctx, chans, m)
-		if err != nil {
-			return delivered, err
-		}
-		s.st.published.Add(1)
-		s.publishedCluster(delivered, start)
-		return delivered, nil
-	}
-	expires := s.opts.now().Add(s.cfg.CacheTTL)
-	for _, ch := range chans {
-		if ch.Kind == protocol.KindServerToUser {
-			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
-			continue
-		}
-		frame := eventFrame(m.Event, ch.Name, m.Data, "")
-		if ch.Cache {
-			s.hub.mu.Lock()
-			s.hub.cache.put(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
-			s.hub.mu.Unlock()
-		}
-		n := 0
-		s.hub.mu.RLock()
-		if chn := s.hub.channels[ch.Name]; chn != nil {
-			n = s.hub.postLocked(chn, "", frame, m.ExcludeSocketID)
-		}
-		s.hub.mu.RUnlock()
-		s.st.messagesOut.Add(uint64(n))
-		delivered += n
-		if s.watchingMessages() {
-			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: ch.Name, Name: m.Event, Delivered: n})
-		}
-	}
-	s.st.published.Add(1)
-	if mt := s.opts.metrics; mt != nil {
-		mt.Published(delivered, time.Since(start))
-	}
-	return delivered, nil
-}
-
-// SendToUser sends event to every connection signed in as userID, on the channel
-// #server-to-user-{userID}, whether or not it subscribed to it (as Pusher does), and
-// returns how many it is queued for (counted as Publish counts).
-func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if s.draining.Load() {
-		return 0, ErrClosed
-	}
-	if userID == "" || len(userID) > s.cfg.Limits.MaxUserIDLength {
-		return 0, fmt.Errorf("%w: user id must be 1 to %d characters", ErrInvalid, s.cfg.Limits.MaxUserIDLength)
-	}
-	if err := s.validateEvent(event, data); err != nil {
-		return 0, err
-	}
-	if s.opts.cluster != nil {
-		ch := protocol.Channel{Name: protocol.ServerToUserChannel(userID), Kind: protocol.KindServerToUser, UserID: userID}
-		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
-			return delivered, err
-		}
-		s.st.published.Add(1)
-		s.publishedCluster(delivered, start)
-		return delivered, nil
-	}
-	delivered = s.sendToUser(userID, event, data, "")
-	s.st.published.Add(1)
-	if mt := s.opts.metrics; mt != nil {
-		mt.Published(delivered, time.Since(start))
-	}
-	return delivered, nil
-}
-
-func (s *Server) sendToUser(userID, event, data, exclude string) int {
-	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
-	s.hub.mu.RLock()
-	n := s.hub.postLocked(nil, userID, frame, exclude)
-	s.hub.mu.RUnlock()
-	s.st.messagesOut.Add(uint64(n))
-	if s.watchingMessages() {
-		s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
-	}
-	return n
 }
 
 // setWatchlistLocked replaces c's watchlist and sends the current status of the new one
@@ -536,6 +403,20 @@ func (h *hub) setWatchlistLocked(c *conn, ids []string) {
 	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
 }
 
+// putCache remembers e as the last event of cache channel name.
+func (h *hub) putCache(name string, e cachedEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache.put(name, e)
+}
+
+// notifyWatchers is notifyWatchersLocked for a cluster's announcement.
+func (h *hub) notifyWatchers(userID string, online bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.notifyWatchersLocked(userID, online)
+}
+
 // notifyWatchersLocked tells the sockets watching userID that it came online (first
 // signed-in socket) or went offline (last one left).
 func (h *hub) notifyWatchersLocked(userID string, online bool) {
@@ -564,4 +445,264 @@ func (h *hub) userSubscriptionsLocked(uid string) int {
 		n += len(c.subs)
 	}
 	return n
+}
+
+// connections is Connections' page of at most limit sockets.
+func (h *hub) connections(f ConnectionFilter, limit int) (list []ConnectionInfo, next string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var ids []string
+	if f.Channel != "" {
+		if chn := h.channels[f.Channel]; chn != nil {
+			for c := range chn.subs {
+				ids = append(ids, c.id)
+			}
+		}
+	} else {
+		ids = make([]string, 0, len(h.conns))
+		for id := range h.conns {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	i := sort.SearchStrings(ids, f.After)
+	if f.After != "" && i < len(ids) && ids[i] == f.After {
+		i++
+	}
+	for ; i < len(ids); i++ {
+		c := h.conns[ids[i]]
+		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
+			continue
+		}
+		if len(list) == limit {
+			return list, list[len(list)-1].SocketID
+		}
+		list = append(list, c.infoLocked())
+	}
+	return list, ""
+}
+
+// connectionInfo describes socket socketID, if the hub has it.
+func (h *hub) connectionInfo(socketID string) (ConnectionInfo, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c := h.conns[socketID]
+	if c == nil {
+		return ConnectionInfo{}, false
+	}
+	return c.infoLocked(), true
+}
+
+// conn is socket socketID, nil when the hub does not have it.
+func (h *hub) conn(socketID string) *conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.conns[socketID]
+}
+
+// user is c's signed-in user id and info ("" and nil when not signed in).
+func (h *hub) user(c *conn) (string, json.RawMessage) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return c.userID, c.userInfo
+}
+
+// channelInfos describes the occupied channels whose name starts with
+// prefix, sorted by name.
+func (h *hub) channelInfos(prefix string, now time.Time) []ChannelInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]ChannelInfo, 0, len(h.channels))
+	for name, chn := range h.channels {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, h.channelInfoLocked(name, chn, now))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// channelInfo describes channel name, occupied or not.
+func (h *hub) channelInfo(name string, now time.Time) ChannelInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.channelInfoLocked(name, h.channels[name], now)
+}
+
+// members lists the distinct users of presence channel name, sorted by
+// user id; empty when it is not occupied.
+func (h *hub) members(name string) []Member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	chn := h.channels[name]
+	if chn == nil {
+		return []Member{}
+	}
+	out := make([]Member, 0, len(chn.members))
+	for id, m := range chn.members {
+		out = append(out, Member{UserID: id, UserInfo: json.RawMessage(m.info)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out
+}
+
+// userSubscriptions is UserSubscriptions.
+func (h *hub) userSubscriptions() map[string]int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := map[string]int{}
+	for _, c := range h.conns {
+		if len(c.counted) > 0 {
+			out[c.userID] += len(c.counted)
+		}
+	}
+	return out
+}
+
+// snapshot is Snapshot.
+func (h *hub) snapshot() []LocalChannel {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]LocalChannel, 0, len(h.channels)+len(h.users))
+	for name, chn := range h.channels {
+		lc := LocalChannel{Name: name, Subscriptions: len(chn.subs)}
+		for id, m := range chn.members {
+			lc.Members = append(lc.Members, LocalMember{UserID: id, Sockets: m.conns, Info: m.info})
+		}
+		out = append(out, lc)
+	}
+	for id, set := range h.users {
+		out = append(out, LocalChannel{Name: protocol.ServerToUserChannel(id), Subscriptions: len(set)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// holds is Server.holds.
+func (h *hub) holds(socketID, channel string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c := h.conns[socketID]
+	if c == nil {
+		return false
+	}
+	if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
+		return c.userID == uid
+	}
+	_, in := c.subs[channel]
+	return in
+}
+
+// localMembers appends this node's members of presence channel name to ms,
+// sorted by user id.
+func (h *hub) localMembers(name string, ms []protocol.Member) []protocol.Member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		for id, m := range chn.members {
+			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].UserID < ms[j].UserID })
+	return ms
+}
+
+// online says whether a socket here is signed in as userID.
+func (h *hub) online(userID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[userID]) > 0
+}
+
+// userConns lists the sockets signed in as userID.
+func (h *hub) userConns(userID string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	list := make([]*conn, 0, len(h.users[userID]))
+	for c := range h.users[userID] {
+		list = append(list, c)
+	}
+	return list
+}
+
+// subscription is c's subscription to channel name: the presence user id
+// it joined as, whether it is subscribed, and whether only to listen.
+func (h *hub) subscription(c *conn, name string) (uid string, subscribed, subscribeOnly bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	uid, subscribed = c.subs[name]
+	_, subscribeOnly = c.subscribeOnly[name]
+	return uid, subscribed, subscribeOnly
+}
+
+// sendOthers sends frame to the subscribers of channel name but from (a
+// client event, written at once rather than through the outbox).
+func (h *hub) sendOthers(name string, frame []byte, from *conn) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		for sub := range chn.subs {
+			if sub != from {
+				sub.sendRaw(frame)
+			}
+		}
+	}
+}
+
+// openConns is Server.openConns.
+func (h *hub) openConns() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	list := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		if !c.closing.Load() {
+			list = append(list, c)
+		}
+	}
+	return list
+}
+
+// add puts a new socket in the hub.
+func (h *hub) add(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c.id] = c
+}
+
+// snapshotConns is Server.snapshotConns.
+func (h *hub) snapshotConns(list []*conn) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		list = append(list, c)
+	}
+	return list
+}
+
+// cacheExpired says whether the cache holds an expired entry.
+func (h *hub) cacheExpired(now time.Time) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.cache.expiredFront(now)
+}
+
+// expireCache drops the cache's expired entries.
+func (h *hub) expireCache(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache.expire(now)
+}
+
+// counts fills in st's figures of the hub.
+func (h *hub) counts(st *Stats) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	st.ConnectionsActive = int64(len(h.conns))
+	st.Channels = len(h.channels)
+	for _, chn := range h.channels {
+		st.PresenceMembers += len(chn.members)
+	}
+	st.SignedInUsers = len(h.users)
+	st.CacheEntries = h.cache.len()
+	st.CacheEvicted = h.cache.evicted
 }

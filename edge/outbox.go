@@ -99,6 +99,32 @@ func (h *hub) postLocked(chn *channel, userID string, frame []byte, exclude stri
 	return n
 }
 
+// postChannel publishes frame to the subscribers of channel name but exclude
+// (see postLocked); none when it is not occupied.
+func (h *hub) postChannel(name string, frame []byte, exclude string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		return h.postLocked(chn, "", frame, exclude)
+	}
+	return 0
+}
+
+// postUser publishes frame to the sockets signed in as userID but exclude.
+func (h *hub) postUser(userID string, frame []byte, exclude string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.postLocked(nil, userID, frame, exclude)
+}
+
+// fanOut is fanOutLocked under the read lock, for the first flusher: the
+// read lock keeps membership still while publishes go on.
+func (h *hub) fanOut() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.fanOutLocked()
+}
+
 // queueOnAll queues frame on every socket of subs but exclude and returns how
 // many took it.
 func queueOnAll(subs map[*conn]struct{}, frame []byte, exclude string) int {

@@ -343,15 +343,7 @@ wait:
 
 // openConns lists the sockets in the hub that are not closing.
 func (s *Server) openConns() []*conn {
-	s.hub.mu.RLock()
-	defer s.hub.mu.RUnlock()
-	list := make([]*conn, 0, len(s.hub.conns))
-	for _, c := range s.hub.conns {
-		if !c.closing.Load() {
-			list = append(list, c)
-		}
-	}
-	return list
+	return s.hub.openConns()
 }
 
 // refusal reasons in Stats.ConnectionsRefused (DESIGN.md error reasons where one fits).
@@ -524,9 +516,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c.lastActivity.Store(now.UnixNano())
 	s.open.Add(1)
 	ws.SetSession(c)
-	s.hub.mu.Lock()
-	s.hub.conns[c.id] = c
-	s.hub.mu.Unlock()
+	s.hub.add(c)
 	s.st.connectionsTotal.Add(1)
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
 	s.emit(lifecycle.Event{Type: lifecycle.Connected, Time: now, SocketID: c.id})
@@ -640,12 +630,7 @@ func (s *Server) sweepInterval() time.Duration {
 func (s *Server) snapshotConns(list []*conn) []*conn {
 	clear(list) // do not keep closed sockets reachable from last round
 	list = list[:0]
-	s.hub.mu.RLock()
-	for _, c := range s.hub.conns {
-		list = append(list, c)
-	}
-	s.hub.mu.RUnlock()
-	return list
+	return s.hub.snapshotConns(list)
 }
 
 // expireAddrLimits drops the per-address connection slots that are full again.
@@ -658,13 +643,8 @@ func (s *Server) expireAddrLimits(now time.Time) {
 // expireCache drops expired cache-channel entries, taking the write lock only
 // when there is one.
 func (s *Server) expireCache(now time.Time) {
-	s.hub.mu.RLock()
-	expired := s.hub.cache.expiredFront(now)
-	s.hub.mu.RUnlock()
-	if expired {
-		s.hub.mu.Lock()
-		s.hub.cache.expire(now)
-		s.hub.mu.Unlock()
+	if s.hub.cacheExpired(now) {
+		s.hub.expireCache(now)
 	}
 }
 

@@ -5,7 +5,6 @@ import "sync/atomic"
 type counters struct {
 	connectionsTotal    atomic.Uint64
 	refused             map[string]*atomic.Uint64 // fixed keys, built in New
-	subscriptions       atomic.Int64
 	messagesIn          atomic.Uint64
 	messagesOut         atomic.Uint64
 	published           atomic.Uint64
@@ -68,15 +67,6 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.st.refused {
 		st.ConnectionsRefused[k] = v.Load()
 	}
-	s.hub.mu.RLock()
-	st.ConnectionsActive = int64(len(s.hub.conns))
-	st.Channels = len(s.hub.channels)
-	for _, chn := range s.hub.channels {
-		st.PresenceMembers += len(chn.members)
-	}
-	st.SignedInUsers = len(s.hub.users)
-	st.CacheEntries = s.hub.cache.len()
-	st.CacheEvicted = s.hub.cache.evicted
-	s.hub.mu.RUnlock()
+	s.hub.counts(&st)
 	return st
 }
