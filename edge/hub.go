@@ -18,8 +18,10 @@ import (
 // every conn's subscriptions and sign-in, all under mu. Nothing done under mu
 // blocks: socket writes are queued (event loop), and the cluster's Redis
 // calls and the webhook and lifecycle dispatch run outside it, between two of
-// the hub's critical sections. Methods named ...Locked are called with mu
-// held; lock takes it for a change of membership (see outbox).
+// the hub's critical sections. Each method that is not named ...Locked
+// takes mu once and releases it with defer, and outside tests nothing but
+// the hub's methods touches mu; the ...Locked ones are their parts, called with mu
+// held. lock takes it for a change of membership (see outbox).
 type hub struct {
 	mu       sync.RWMutex
 	conns    map[string]*conn
@@ -42,6 +44,7 @@ type hub struct {
 	now            func() time.Time
 }
 
+// init makes the hub empty, for a server of cfg.
 func (h *hub) init(cfg Config, clustered, stamp bool, now func() time.Time) {
 	h.conns = make(map[string]*conn)
 	h.channels = make(map[string]*channel)

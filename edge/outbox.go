@@ -137,7 +137,7 @@ func queueOnAll(subs map[*conn]struct{}, frame []byte, exclude string) int {
 	return n
 }
 
-// hub.lock takes h.mu for a change of membership (subscribe, unsubscribe,
+// lock takes h.mu for a change of membership (subscribe, unsubscribe,
 // sign-in, removal), after fanning out what the outbox holds.
 func (h *hub) lock() {
 	h.mu.Lock()
