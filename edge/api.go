@@ -48,37 +48,7 @@ func (s *Server) Connections(f ConnectionFilter) (list []ConnectionInfo, next st
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var ids []string
-	if f.Channel != "" {
-		if chn := s.channels[f.Channel]; chn != nil {
-			for c := range chn.subs {
-				ids = append(ids, c.id)
-			}
-		}
-	} else {
-		ids = make([]string, 0, len(s.conns))
-		for id := range s.conns {
-			ids = append(ids, id)
-		}
-	}
-	sort.Strings(ids)
-	i := sort.SearchStrings(ids, f.After)
-	if f.After != "" && i < len(ids) && ids[i] == f.After {
-		i++
-	}
-	for ; i < len(ids); i++ {
-		c := s.conns[ids[i]]
-		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
-			continue
-		}
-		if len(list) == limit {
-			return list, list[len(list)-1].SocketID
-		}
-		list = append(list, c.infoLocked())
-	}
-	return list, ""
+	return s.hub.connections(f, limit)
 }
 
 func (c *conn) hasUserLocked(uid string) bool {
@@ -115,19 +85,15 @@ func (c *conn) infoLocked() ConnectionInfo {
 
 // Connection describes one socket, or ErrNotFound.
 func (s *Server) Connection(socketID string) (ConnectionInfo, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.conns[socketID]
-	if c == nil {
+	info, ok := s.hub.connectionInfo(socketID)
+	if !ok {
 		return ConnectionInfo{}, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
-	return c.infoLocked(), nil
+	return info, nil
 }
 
 func (s *Server) conn(socketID string) (*conn, error) {
-	s.mu.RLock()
-	c := s.conns[socketID]
-	s.mu.RUnlock()
+	c := s.hub.conn(socketID)
 	if c == nil {
 		return nil, fmt.Errorf("%w: socket %q", ErrNotFound, socketID)
 	}
@@ -184,9 +150,7 @@ func (s *Server) Subscribe(socketID, channel string) error {
 		return err
 	}
 	var member *protocol.Member
-	s.mu.RLock()
-	uid, info := c.userID, c.userInfo
-	s.mu.RUnlock()
+	uid, info := s.hub.user(c)
 	switch ch.Kind {
 	case protocol.KindPresence:
 		if uid == "" {
@@ -238,14 +202,14 @@ type ChannelInfo struct {
 	Cache *CachedEvent
 }
 
-func (s *Server) channelInfoLocked(name string, chn *channel, now time.Time) ChannelInfo {
+func (h *hub) channelInfoLocked(name string, chn *channel, now time.Time) ChannelInfo {
 	ci := ChannelInfo{Name: name}
 	if chn != nil {
 		ci.Occupied = true
 		ci.SubscriptionCount = len(chn.subs)
 		ci.UserCount = len(chn.members)
 	}
-	if e, ok := s.cache.get(name); ok && now.Before(e.expires) {
+	if e, ok := h.cache.get(name); ok && now.Before(e.expires) {
 		ci.Cache = &CachedEvent{Event: e.event, Data: e.data, ExpiresAt: e.expires}
 	}
 	return ci
@@ -268,16 +232,7 @@ func (s *Server) Channels(ctx context.Context, prefix string) ([]ChannelInfo, er
 		}
 		return out, nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]ChannelInfo, 0, len(s.channels))
-	for name, chn := range s.channels {
-		if strings.HasPrefix(name, prefix) {
-			out = append(out, s.channelInfoLocked(name, chn, now))
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return s.hub.channelInfos(prefix, now), nil
 }
 
 // Channel describes one channel. An unoccupied channel with a valid name is returned
@@ -295,9 +250,7 @@ func (s *Server) Channel(ctx context.Context, name string) (ChannelInfo, error) 
 		counts[0].Name = name
 		return s.clusterChannelInfo(ctx, counts[0], now), nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.channelInfoLocked(name, s.channels[name], now), nil
+	return s.hub.channelInfo(name, now), nil
 }
 
 // Member is one distinct user of a presence channel.
@@ -327,16 +280,5 @@ func (s *Server) PresenceMembers(ctx context.Context, channel string) ([]Member,
 		}
 		return out, nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	chn := s.channels[channel]
-	if chn == nil {
-		return []Member{}, nil
-	}
-	out := make([]Member, 0, len(chn.members))
-	for id, m := range chn.members {
-		out = append(out, Member{UserID: id, UserInfo: json.RawMessage(m.info)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
-	return out, nil
+	return s.hub.members(channel), nil
 }

@@ -43,7 +43,7 @@ func BenchmarkPublishOutbox(b *testing.B) {
 				// benchmark fans it out and empties the sockets itself.
 				f := newFlushers(0, false, testConfig().Logger)[0]
 				s, conns := benchSubscribers(b, n, f)
-				s.fanner.Store(f)
+				s.hub.fanner.Store(f)
 				take := func() {
 					f.mu.Lock()
 					f.dirty = f.dirty[:0]
@@ -56,9 +56,9 @@ func BenchmarkPublishOutbox(b *testing.B) {
 				}
 				take()
 				benchPublish(b, s, n, run, func() {
-					s.mu.RLock()
-					s.fanOutLocked()
-					s.mu.RUnlock()
+					s.hub.mu.RLock()
+					s.hub.fanOutLocked()
+					s.hub.mu.RUnlock()
 				}, take)
 			})
 		}
@@ -103,7 +103,7 @@ func benchSubscribers(b *testing.B, n int, fl *flusher) (*Server, []*conn) {
 	conns := make([]*conn, 0, n)
 	for range n {
 		c := &conn{s: s, fl: fl, sock: sockWriter{nc: discardConn{}}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
-		s.conns[c.id] = c
+		s.hub.conns[c.id] = c
 		if err := s.subscribe(c, ch, nil, true); err != nil {
 			b.Fatal(err)
 		}

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// cacheStore holds the last event of each cache channel, guarded by Server.mu.
+// cacheStore holds the last event of each cache channel, guarded by hub.mu.
 // Every entry lives CacheTTL from its last write, so the order of writes is
 // the order of expiry: the front of the list expires first, and is what the
 // sweeper drops and what a full store evicts.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -240,36 +239,14 @@ func (s *Server) Dirty() bool { return s.clDirty.Swap(false) }
 // that hold a unit of the user's cluster-wide count, so that the counts can
 // be written back after Redis lost them.
 func (s *Server) UserSubscriptions() map[string]int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := map[string]int{}
-	for _, c := range s.conns {
-		if len(c.counted) > 0 {
-			out[c.userID] += len(c.counted)
-		}
-	}
-	return out
+	return s.hub.userSubscriptions()
 }
 
 // Snapshot is everything this node holds: each channel's local
 // subscriptions and presence sockets, and each signed-in user's sockets (as
 // its #server-to-user- channel).
 func (s *Server) Snapshot() []LocalChannel {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]LocalChannel, 0, len(s.channels)+len(s.users))
-	for name, chn := range s.channels {
-		lc := LocalChannel{Name: name, Subscriptions: len(chn.subs)}
-		for id, m := range chn.members {
-			lc.Members = append(lc.Members, LocalMember{UserID: id, Sockets: m.conns, Info: m.info})
-		}
-		out = append(out, lc)
-	}
-	for id, set := range s.users {
-		out = append(out, LocalChannel{Name: protocol.ServerToUserChannel(id), Subscriptions: len(set)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	return s.hub.snapshot()
 }
 
 // clusterOp is a socket's leave to report to the cluster after the hub lock
@@ -386,14 +363,12 @@ func (s *Server) Receive(channel string, payload []byte) {
 	switch op {
 	case opEvent:
 		frame := wsFrame(opText, body)
-		n := 0
-		s.mu.RLock()
+		var n int
 		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
-			n = s.postLocked(nil, uid, frame, arg)
-		} else if chn := s.channels[channel]; chn != nil {
-			n = s.postLocked(chn, "", frame, arg)
+			n = s.hub.postUser(uid, frame, arg)
+		} else {
+			n = s.hub.postChannel(channel, frame, arg)
 		}
-		s.mu.RUnlock()
 		s.st.messagesOut.Add(uint64(n))
 		if d, ok := s.opts.metrics.(DeliveryObserver); ok && n > 0 {
 			d.Delivered(n)
@@ -403,9 +378,7 @@ func (s *Server) Receive(channel string, payload []byte) {
 			s.terminateLocal(uid)
 		}
 	case opOnline, opOffline:
-		s.mu.RLock()
-		s.notifyWatchersLocked(arg, op == opOnline)
-		s.mu.RUnlock()
+		s.hub.notifyWatchers(arg, op == opOnline)
 	}
 }
 
@@ -451,17 +424,7 @@ func (s *Server) publishedCluster(delivered int, start time.Time) {
 // holds says whether this node's socket id is in channel (a user's channel:
 // signed in as that user).
 func (s *Server) holds(socketID, channel string) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	c := s.conns[socketID]
-	if c == nil {
-		return false
-	}
-	if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
-		return c.userID == uid
-	}
-	_, in := c.subs[channel]
-	return in
+	return s.hub.holds(socketID, channel)
 }
 
 // subscribeCluster is subscribe on a node of a cluster: the cluster's calls
@@ -473,23 +436,13 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	defer cancel()
 	now := s.opts.now()
 
-	s.mu.RLock()
-	removed := c.removed
-	_, again := c.subs[ch.Name]
-	nsubs := len(c.subs)
-	userSubs := 0
-	if s.cfg.MaxSubscriptionsPerUser > 0 && c.userID != "" {
-		userSubs = s.userSubscriptionsLocked(c.userID)
-	}
-	s.mu.RUnlock()
+	removed, again, nsubs, userSubs := s.hub.subscriptionState(c, ch.Name)
 	switch {
 	case removed:
 		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 	case again:
 		members := s.clusterMembers(ctx, ch)
-		s.lockHub()
-		c.setClientEventsLocked(ch.Name, clientEvents)
-		s.mu.Unlock()
+		s.hub.setClientEvents(c, ch.Name, clientEvents)
 		c.sendRaw(wsFrame(opText, succeededData(ch, members)))
 		return nil
 	case !protocol.Within(nsubs+1, s.cfg.Limits.MaxSubscriptionsPerConnection):
@@ -552,28 +505,62 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		cached, cacheErr = cl.Cached(ctx, ch.Name)
 	}
 
+	var replay []byte // the cached event, nil for a cache miss
+	if ch.Cache {
+		if _, _, body, ok := openEnvelope(cached); cacheErr == nil && ok {
+			replay = wsFrame(opText, body)
+		}
+	}
 	var p pending
-	s.lockHub()
-	if _, again := c.subs[ch.Name]; c.removed || again {
+	joined, closing := s.hub.joinCluster(c, ch, member, clientEvents, counted, wsFrame(opText, succeededData(ch, members)), replay, &p)
+	if !joined {
 		// Closed, or the same subscription made twice at once: undo ours.
-		s.mu.Unlock()
 		op := clusterOp{channel: ch.Name, socketID: c.id, counted: counted}
 		if member != nil {
 			op.uid = member.UserID
 		}
 		s.clusterLeaves([]clusterOp{op})
-		if c.removed {
+		if closing {
 			return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 		}
 		return nil
 	}
-	chn := s.channels[ch.Name]
+	uid := ""
+	if member != nil {
+		uid = member.UserID
+	}
+	if occupied {
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
+	}
+	if added {
+		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberAdded, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name, UserInfo: member.UserInfo})
+		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: uid})
+	}
+	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
+	s.flush(&p)
+	return nil
+}
+
+// joinCluster is subscribeCluster's part in the hub, after the cluster's
+// calls: c joins the local channel, holding a unit of counted's subscription
+// count when counted is set, and is sent succeeded, then replay or a cache
+// miss (on a cache channel). joined is false when c closed meanwhile
+// (closing) or the same subscription was made twice at once: the caller
+// undoes its cluster calls.
+func (h *hub) joinCluster(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool, counted string, succeeded, replay []byte, p *pending) (joined, closing bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	if _, again := c.subs[ch.Name]; c.removed || again {
+		return false, c.removed
+	}
+	chn := h.channels[ch.Name]
 	if chn == nil {
 		chn = &channel{info: ch, subs: make(map[*conn]struct{}, 1)}
 		if member != nil {
 			chn.members = make(map[string]*presenceMember, 1)
 		}
-		s.channels[ch.Name] = chn
+		h.channels[ch.Name] = chn
 	}
 	uid := ""
 	if member != nil {
@@ -598,29 +585,17 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		c.counted[ch.Name] = struct{}{}
 	}
 	c.setClientEventsLocked(ch.Name, clientEvents)
-	s.st.subscriptions.Add(1)
-	c.sendRaw(wsFrame(opText, succeededData(ch, members)))
+	h.subscriptions.Add(1)
+	c.sendRaw(succeeded)
 	if ch.Cache {
-		if _, _, body, ok := openEnvelope(cached); cacheErr == nil && ok {
-			c.sendRaw(wsFrame(opText, body))
+		if replay != nil {
+			c.sendRaw(replay)
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
 		}
 	}
-	s.mu.Unlock()
-
-	if occupied {
-		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
-		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
-	}
-	if added {
-		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberAdded, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name, UserInfo: member.UserInfo})
-		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberAdded, Channel: ch.Name, UserID: uid})
-	}
-	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
-	s.flush(&p)
-	return nil
+	return true, false
 }
 
 // clusterMembers lists a presence channel's members across the cluster (nil
@@ -634,15 +609,7 @@ func (s *Server) clusterMembers(ctx context.Context, ch protocol.Channel) []prot
 		return ms
 	}
 	s.clusterFailed("members", ch.Name, err)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if chn := s.channels[ch.Name]; chn != nil {
-		for id, m := range chn.members {
-			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
-		}
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].UserID < ms[j].UserID })
-	return ms
+	return s.hub.localMembers(ch.Name, ms)
 }
 
 // succeededData encodes subscription_succeeded for ch (with members for
@@ -688,9 +655,7 @@ func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
 		if err == nil && i < len(counts) {
 			on = counts[i].Subscriptions > 0
 		} else {
-			s.mu.RLock()
-			on = len(s.users[id]) > 0
-			s.mu.RUnlock()
+			on = s.hub.online(id)
 		}
 		if on {
 			online = append(online, id)
@@ -706,12 +671,7 @@ func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
 
 // terminateLocal closes this node's sockets signed in as userID.
 func (s *Server) terminateLocal(userID string) int {
-	s.mu.RLock()
-	list := make([]*conn, 0, len(s.users[userID]))
-	for c := range s.users[userID] {
-		list = append(list, c)
-	}
-	s.mu.RUnlock()
+	list := s.hub.userConns(userID)
 	for _, c := range list {
 		c.closeWithError(protocol.CodeUnauthorized, "You got disconnected by the app.")
 	}

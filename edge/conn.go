@@ -16,7 +16,7 @@ import (
 	"github.com/milequest/pushercm/ratelimit"
 )
 
-// conn is one client socket. Fields after the hub comment are guarded by Server.mu;
+// conn is one client socket. Fields after the hub comment are guarded by hub.mu;
 // the rest are set once or atomic. Inbound frames of one socket are handled in order on
 // the event loop's executor for that socket.
 type conn struct {
@@ -52,7 +52,7 @@ type conn struct {
 	scheduled     bool
 	pendingClosed bool // the close frame is queued; nothing may follow it
 
-	// hub state, guarded by Server.mu
+	// hub state, guarded by hub.mu
 	subs      map[string]string // channel -> presence user id ("" for other kinds)
 	userID    string            // signed-in user
 	userInfo  json.RawMessage
@@ -60,11 +60,11 @@ type conn struct {
 	removed   bool
 
 	// subscribeOnly holds the channels of subs whose auth token did not grant
-	// client events (protocol.SubscribeOnlyTag); guarded by Server.mu.
+	// client events (protocol.SubscribeOnlyTag); guarded by hub.mu.
 	subscribeOnly map[string]struct{}
 	// counted are the channels whose subscription holds a unit of the
 	// user's cluster-wide subscription count (edge.subscriptionsPerUser in
-	// a cluster); nil otherwise. Guarded by Server.mu.
+	// a cluster); nil otherwise. Guarded by hub.mu.
 	counted map[string]struct{}
 }
 
@@ -101,12 +101,12 @@ func (c *conn) sendSubError(channel, typ, msg string, status int) {
 
 // closeWith closes the socket with code. Everything already queued for it goes out
 // first, including every publish that counted it and still waits in the outbox
-// (lockHub fans those out), then the close frame, which bypasses the queue limit (it
+// (hub.lock fans those out), then the close frame, which bypasses the queue limit (it
 // is the last frame). The socket leaves the hub in the same critical section, so no
 // later publish counts it, and presence and counts do not wait for the client. The
 // TCP connection is cut after CloseGrace unless the client answers first.
 //
-// async is for callers that may hold Server.mu (a slow consumer found during a
+// async is for callers that may hold hub.mu (a slow consumer found during a
 // fan-out): the socket is marked closing at once, so nothing more is queued (what
 // overflowed its queue cannot be delivered anyway), and leaves the hub on a new
 // goroutine.
@@ -134,13 +134,10 @@ func (c *conn) close(code int, reason string, notify, async bool) {
 		return
 	}
 	var p pending
-	s.lockHub()
-	if !c.closing.CompareAndSwap(false, true) {
-		s.mu.Unlock()
+	closed, removed := s.hub.removeClosing(c, &p)
+	if !closed {
 		return
 	}
-	removed := s.removeLocked(c, &p)
-	s.mu.Unlock()
 	c.queueClose(code, reason, notify)
 	if removed {
 		s.afterRemove(c, code, reason, &p)
@@ -257,9 +254,7 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 		cd := string(d.ChannelData)
 		if cd == "" {
 			// A signed-in connection may join presence without channel_data (§3.2).
-			s.mu.RLock()
-			uid, info := c.userID, c.userInfo
-			s.mu.RUnlock()
+			uid, info := s.hub.user(c)
 			if uid == "" {
 				c.sendSubError(ch.Name, protocol.SubErrAuth, "channel_data is required for presence channels", 401)
 				return
@@ -290,9 +285,7 @@ func (s *Server) handleSubscribe(c *conn, m protocol.Message) {
 		}
 		member = &protocol.Member{UserID: pd.UserID, UserInfo: pd.UserInfo}
 	case protocol.KindServerToUser:
-		s.mu.RLock()
-		uid := c.userID
-		s.mu.RUnlock()
+		uid, _ := s.hub.user(c)
 		if uid == "" || uid != ch.UserID {
 			c.sendSubError(ch.Name, protocol.SubErrAuth, "Sign in as this user to subscribe to its channel", 401)
 			return
@@ -338,61 +331,26 @@ func (s *Server) handleSignin(c *conn, m protocol.Message) {
 	// listens to it, before signin_success: a SendToUser after it reaches it.
 	counted, online := false, false
 	if s.opts.cluster != nil {
-		s.mu.RLock()
-		fresh := c.userID == "" && !c.removed
-		s.mu.RUnlock()
-		if fresh {
+		if s.hub.signedOut(c) {
 			counted = true
 			online = s.signinCluster(u.UserID)
 		}
 	}
-	s.lockHub()
-	if c.removed || (counted && c.userID != "") {
-		// Closed, or signed in twice at once: undo this count.
-		s.mu.Unlock()
+	wl, wlErr := protocol.ParseWatchlist(ud)
+	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
+	data = append(data, '}')
+	watch, ok, conflict := s.hub.signin(c, u.UserID, u.UserInfo, eventFrame(protocol.EventSigninSuccess, "", string(data), ""), wl, wlErr == nil, counted)
+	if !ok {
 		if counted {
+			// Closed, or signed in twice at once: undo this count.
 			name := protocol.ServerToUserChannel(u.UserID)
 			s.clusterLeaves([]clusterOp{{channel: name, uid: u.UserID, socketID: c.id, user: true}})
 		}
-		if !c.removed && c.userID != u.UserID {
+		if conflict {
 			c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
 		}
 		return
 	}
-	if c.userID != "" && c.userID != u.UserID {
-		s.mu.Unlock()
-		c.sendError(protocol.CodeUnauthorized, "Connection is already signed in as a different user", "")
-		return
-	}
-	wl, wlErr := protocol.ParseWatchlist(ud)
-	data := append([]byte(`{"user_data":`), protocol.AppendJSONString(nil, ud)...)
-	data = append(data, '}')
-	// Sent under the lock so signin_success precedes any watchlist event.
-	c.sendRaw(eventFrame(protocol.EventSigninSuccess, "", string(data), ""))
-	newSocket := c.userID == ""
-	if newSocket {
-		c.userID = u.UserID
-		set := s.users[u.UserID]
-		if set == nil {
-			set = make(map[*conn]struct{}, 1)
-			s.users[u.UserID] = set
-			if s.opts.cluster == nil {
-				s.notifyWatchersLocked(u.UserID, true)
-			}
-		}
-		set[c] = struct{}{}
-	}
-	c.userInfo = u.UserInfo
-	var watch []string
-	if wlErr == nil {
-		if len(wl) > protocol.MaxWatchlist {
-			wl = wl[:protocol.MaxWatchlist]
-			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
-		}
-		s.setWatchlistLocked(c, wl)
-		watch = wl
-	}
-	s.mu.Unlock()
 	c.authorized.Store(true)
 	if s.opts.cluster != nil && (online || len(watch) > 0) {
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
@@ -431,10 +389,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		reject("Client event payload is too large")
 		return
 	}
-	s.mu.RLock()
-	uid, subscribed := c.subs[name]
-	_, subscribeOnly := c.subscribeOnly[name]
-	s.mu.RUnlock()
+	uid, subscribed, subscribeOnly := s.hub.subscription(c, name)
 	if !subscribed {
 		reject("Cannot broadcast client event (connection not subscribed to channel " + name + ")")
 		return
@@ -459,15 +414,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		}
 	} else {
 		frame := eventFrame(m.Event, name, data, uid)
-		s.mu.RLock()
-		if chn := s.channels[name]; chn != nil {
-			for sub := range chn.subs {
-				if sub != c {
-					sub.sendRaw(frame)
-				}
-			}
-		}
-		s.mu.RUnlock()
+		s.hub.sendOthers(name, frame, c)
 	}
 	s.st.clientEvents.Add(1)
 	if s.watchingMessages() {

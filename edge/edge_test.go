@@ -779,10 +779,10 @@ func TestNoLeakAfterClose(t *testing.T) {
 	if s.active.Load() != 0 {
 		t.Fatalf("admitted count %d", s.active.Load())
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if len(s.watching) != 0 || len(s.users) != 0 {
-		t.Fatalf("watching %d users %d", len(s.watching), len(s.users))
+	s.hub.mu.RLock()
+	defer s.hub.mu.RUnlock()
+	if len(s.hub.watching) != 0 || len(s.hub.users) != 0 {
+		t.Fatalf("watching %d users %d", len(s.hub.watching), len(s.hub.users))
 	}
 }
 

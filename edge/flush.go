@@ -165,9 +165,7 @@ func (f *flusher) drain(batch *[]*conn) {
 			if hook := beforeFanOut.Load(); hook != nil {
 				(*hook)()
 			}
-			s.mu.RLock()
-			s.fanOutLocked()
-			s.mu.RUnlock()
+			s.hub.fanOut()
 		}
 		f.mu.Lock()
 		b := f.dirty

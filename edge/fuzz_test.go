@@ -39,17 +39,17 @@ func FuzzInboundFrame(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := &conn{s: s, sock: sockWriter{nc: discardConn{}}, id: protocol.NewSocketID(), connectedAt: time.Now().UnixNano()}
-		s.mu.Lock()
-		s.conns[c.id] = c
-		s.mu.Unlock()
+		s.hub.mu.Lock()
+		s.hub.conns[c.id] = c
+		s.hub.mu.Unlock()
 		s.active.Add(1)
 		s.handleFrame(c, data)
 		s.handleFrame(c, data)
 		s.removeConn(c, 1000, "")
 		st := s.Stats()
-		s.mu.RLock()
-		watching := len(s.watching)
-		s.mu.RUnlock()
+		s.hub.mu.RLock()
+		watching := len(s.hub.watching)
+		s.hub.mu.RUnlock()
 		if st.ConnectionsActive != 0 || st.Channels != 0 || st.Subscriptions != 0 || st.SignedInUsers != 0 || watching != 0 {
 			t.Fatalf("hub not empty after close: %+v", st)
 		}

@@ -1,14 +1,62 @@
 package edge
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
+
+// hub is the edge's membership state: the sockets, the occupied channels,
+// the signed-in users, the watchlists, the cache channels' last events, and
+// every conn's subscriptions and sign-in, all under mu. Nothing done under mu
+// blocks: socket writes are queued (event loop), and the cluster's Redis
+// calls and the webhook and lifecycle dispatch run outside it, between two of
+// the hub's critical sections. Each method that is not named ...Locked
+// takes mu once and releases it with defer, and outside tests nothing but
+// the hub's methods touches mu; the ...Locked ones are their parts, called with mu
+// held. lock takes it for a change of membership (see outbox).
+type hub struct {
+	mu       sync.RWMutex
+	conns    map[string]*conn
+	channels map[string]*channel
+	users    map[string]map[*conn]struct{}
+	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
+	cache    *cacheStore
+	out      outbox
+	// fanner is the flusher that fans the outbox out, set once the flushers
+	// run; nil means publishes queue on each socket themselves.
+	fanner atomic.Pointer[flusher]
+	// subscriptions counts the sockets' subscriptions, for Stats.
+	subscriptions atomic.Int64
+
+	// Set by init, read-only after.
+	limits         protocol.Limits
+	maxSubsPerUser int  // Config.MaxSubscriptionsPerUser
+	clustered      bool // a node of a cluster: the cluster decides presence and vacated
+	stamp          bool // outbox entries carry their post time (a WriteObserver)
+	now            func() time.Time
+}
+
+// init makes the hub empty, for a server of cfg.
+func (h *hub) init(cfg Config, clustered, stamp bool, now func() time.Time) {
+	h.conns = make(map[string]*conn)
+	h.channels = make(map[string]*channel)
+	h.users = make(map[string]map[*conn]struct{})
+	h.watching = make(map[string]map[*conn]struct{})
+	h.cache = newCacheStore(cfg.MaxCacheChannels)
+	h.limits = cfg.Limits
+	h.maxSubsPerUser = cfg.MaxSubscriptionsPerUser
+	h.clustered = clustered
+	h.stamp = stamp
+	h.now = now
+}
 
 // channel is an occupied channel. It exists while it has subscribers.
 type channel struct {
@@ -27,81 +75,26 @@ type cachedEvent struct {
 	expires     time.Time
 }
 
-// subError is a subscription refusal with the pusher:subscription_error fields.
-type subError struct {
-	base   error
-	typ    string
-	msg    string
-	status int
-}
-
-func (e *subError) Error() string { return e.msg }
-func (e *subError) Unwrap() error { return e.base }
-
-// pending collects lifecycle events and webhooks produced under Server.mu, dispatched
-// after it is released.
-type pending struct {
-	evs   []lifecycle.Event
-	hooks []protocol.WebhookEvent
-	// leaves are reported to the cluster (when there is one) afterwards.
-	leaves []clusterOp
-}
-
-func (s *Server) flush(p *pending) {
-	if len(p.leaves) > 0 {
-		s.clusterLeaves(p.leaves)
-		p.leaves = nil
-	}
-	for _, e := range p.evs {
-		s.emit(e)
-	}
-	if w := s.opts.webhooks; w != nil {
-		for _, h := range p.hooks {
-			w.Notify(h)
-			s.emitWebhook(h)
-		}
-	}
-}
-
-// emitWebhook tells message watchers that a webhook was queued.
-func (s *Server) emitWebhook(h protocol.WebhookEvent) {
-	if s.watchingMessages() {
-		s.emit(lifecycle.Event{Type: lifecycle.Webhook, Time: s.opts.now(), Name: h.Name, Channel: h.Channel, SocketID: h.SocketID, UserID: h.UserID})
-	}
-}
-
-// subscribe joins c to ch; member is the presence identity (nil for other kinds). It
-// sends subscription_succeeded, member_added to the others, and the cache replay or
-// miss. Joining twice is idempotent and answers success again.
-//
-// clientEvents is what the subscription's auth grants; false records the channel as
-// subscribe-only, so the socket's client events there are refused. Joining again
-// replaces the grant with the newer one.
-func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool) error {
-	if s.opts.cluster != nil && ch.Kind != protocol.KindServerToUser {
-		return s.subscribeCluster(c, ch, member, clientEvents)
-	}
-	now := s.opts.now()
-	var p pending
-	s.lockHub()
+// join is subscribe's part in the hub on a single node (the cluster's is
+// joinCluster). joined is false when c was in ch already: success is
+// answered again and nothing is reported.
+func (h *hub) join(c *conn, ch protocol.Channel, member *protocol.Member, clientEvents bool, now time.Time, p *pending) (joined bool, err error) {
+	h.lock()
+	defer h.mu.Unlock()
 	if c.removed {
-		s.mu.Unlock()
-		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
+		return false, fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
 	}
-	chn := s.channels[ch.Name]
+	chn := h.channels[ch.Name]
 	if _, again := c.subs[ch.Name]; again {
 		c.setClientEventsLocked(ch.Name, clientEvents)
-		c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
-		s.mu.Unlock()
-		return nil
+		c.sendRaw(wsFrame(opText, h.succeededLocked(chn)))
+		return false, nil
 	}
-	if !protocol.Within(len(c.subs)+1, s.cfg.Limits.MaxSubscriptionsPerConnection) {
-		s.mu.Unlock()
-		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
+	if !protocol.Within(len(c.subs)+1, h.limits.MaxSubscriptionsPerConnection) {
+		return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
 	}
-	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" && s.userSubscriptionsLocked(c.userID)+1 > max {
-		s.mu.Unlock()
-		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
+	if max := h.maxSubsPerUser; max > 0 && c.userID != "" && h.userSubscriptionsLocked(c.userID)+1 > max {
+		return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
 	newUser := false
 	if member != nil {
@@ -114,9 +107,8 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 			if chn != nil {
 				n += len(chn.members)
 			}
-			if !protocol.Within(n, s.cfg.Limits.MaxPresenceMembers) {
-				s.mu.Unlock()
-				return &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
+			if !protocol.Within(n, h.limits.MaxPresenceMembers) {
+				return false, &subError{ErrLimit, protocol.SubErrLimitReached, "Presence channel is full", protocol.CodeOverCapacity}
 			}
 			newUser = true
 		}
@@ -127,7 +119,7 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 		if member != nil {
 			chn.members = make(map[string]*presenceMember, 1)
 		}
-		s.channels[ch.Name] = chn
+		h.channels[ch.Name] = chn
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelOccupied, Time: now, Channel: ch.Name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelOccupied, Channel: ch.Name})
 	}
@@ -152,24 +144,21 @@ func (s *Server) subscribe(c *conn, ch protocol.Channel, member *protocol.Member
 	}
 	c.subs[ch.Name] = uid
 	c.setClientEventsLocked(ch.Name, clientEvents)
-	s.st.subscriptions.Add(1)
-	c.sendRaw(wsFrame(opText, s.succeededLocked(chn)))
+	h.subscriptions.Add(1)
+	c.sendRaw(wsFrame(opText, h.succeededLocked(chn)))
 	if ch.Cache {
-		if e, ok := s.cache.get(ch.Name); ok && now.Before(e.expires) {
+		if e, ok := h.cache.get(ch.Name); ok && now.Before(e.expires) {
 			c.sendRaw(eventFrame(e.event, ch.Name, e.data, ""))
 		} else {
 			c.sendRaw(wsFrame(opText, protocol.EncodeNoData(protocol.EventCacheMiss, ch.Name)))
 			p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookCacheMiss, Channel: ch.Name})
 		}
 	}
-	s.mu.Unlock()
-	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Subscribed, Time: now, SocketID: c.id, UserID: uid, Channel: ch.Name})
-	s.flush(&p)
-	return nil
+	return true, nil
 }
 
 // succeededLocked encodes subscription_succeeded for chn (presence data for presence).
-func (s *Server) succeededLocked(chn *channel) []byte {
+func (h *hub) succeededLocked(chn *channel) []byte {
 	data := "{}"
 	if chn.info.Kind == protocol.KindPresence {
 		ms := make([]protocol.Member, 0, len(chn.members))
@@ -182,22 +171,86 @@ func (s *Server) succeededLocked(chn *channel) []byte {
 	return protocol.EncodeEvent(protocol.EventSubscriptionSucceeded, chn.info.Name, data, "")
 }
 
-// unsubscribe removes c from channel name; unknown channels are ignored (Pusher sends
-// no reply to pusher:unsubscribe).
-func (s *Server) unsubscribe(c *conn, name string) bool {
-	var p pending
-	s.lockHub()
+// leave takes c out of channel name, if it is in it.
+func (h *hub) leave(c *conn, name string, p *pending) bool {
+	h.lock()
+	defer h.mu.Unlock()
 	uid, ok := c.subs[name]
 	if ok {
-		s.leaveLocked(c, name, uid, s.opts.now(), &p)
+		h.leaveLocked(c, name, uid, h.now(), p)
 	}
-	s.mu.Unlock()
-	s.flush(&p)
 	return ok
 }
 
+// signedOut says whether c is open and not signed in.
+func (h *hub) signedOut(c *conn) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return c.userID == "" && !c.removed
+}
+
+// signin is handleSignin's part in the hub: c is signed in as userID and
+// sent success, under the lock so that it precedes any watchlist event;
+// with setWatchlist, wl (at most protocol.MaxWatchlist of it) becomes its
+// watchlist, returned as watch. ok is false when c is closed, was counted
+// in the cluster (counted) and signed in twice at once, or is signed in as
+// another user (conflict: the caller tells the client).
+func (h *hub) signin(c *conn, userID string, userInfo json.RawMessage, success []byte, wl []string, setWatchlist, counted bool) (watch []string, ok, conflict bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	if c.removed || (counted && c.userID != "") {
+		return nil, false, !c.removed && c.userID != userID
+	}
+	if c.userID != "" && c.userID != userID {
+		return nil, false, true
+	}
+	c.sendRaw(success)
+	if c.userID == "" {
+		c.userID = userID
+		set := h.users[userID]
+		if set == nil {
+			set = make(map[*conn]struct{}, 1)
+			h.users[userID] = set
+			if !h.clustered {
+				h.notifyWatchersLocked(userID, true)
+			}
+		}
+		set[c] = struct{}{}
+	}
+	c.userInfo = userInfo
+	if setWatchlist {
+		if len(wl) > protocol.MaxWatchlist {
+			wl = wl[:protocol.MaxWatchlist]
+			c.sendError(protocol.CodeWatchlistLimit, "Watchlist limit exceeded: only the first 100 ids are watched", "")
+		}
+		h.setWatchlistLocked(c, wl)
+		watch = wl
+	}
+	return watch, true, false
+}
+
+// subscriptionState is what subscribeCluster checks before its cluster
+// calls: whether c is closing or in channel name already, its number of
+// subscriptions and, with a per-user limit, its user's.
+func (h *hub) subscriptionState(c *conn, name string) (removed, again bool, nsubs, userSubs int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	_, again = c.subs[name]
+	if h.maxSubsPerUser > 0 && c.userID != "" {
+		userSubs = h.userSubscriptionsLocked(c.userID)
+	}
+	return c.removed, again, len(c.subs), userSubs
+}
+
+// setClientEvents is setClientEventsLocked, for a subscription made again.
+func (h *hub) setClientEvents(c *conn, name string, allowed bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	c.setClientEventsLocked(name, allowed)
+}
+
 // setClientEventsLocked records whether c's subscription to name may send client
-// events. Server.mu must be held for writing.
+// events. hub.mu must be held for writing.
 func (c *conn) setClientEventsLocked(name string, allowed bool) {
 	if allowed {
 		delete(c.subscribeOnly, name)
@@ -209,17 +262,17 @@ func (c *conn) setClientEventsLocked(name string, allowed bool) {
 	c.subscribeOnly[name] = struct{}{}
 }
 
-func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
+func (h *hub) leaveLocked(c *conn, name, uid string, now time.Time, p *pending) {
 	delete(c.subs, name)
 	delete(c.subscribeOnly, name)
-	chn := s.channels[name]
+	chn := h.channels[name]
 	if chn == nil {
 		return
 	}
 	delete(chn.subs, c)
-	s.st.subscriptions.Add(-1)
+	h.subscriptions.Add(-1)
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Unsubscribed, Time: now, SocketID: c.id, UserID: uid, Channel: name})
-	if s.opts.cluster != nil && chn.info.Kind != protocol.KindServerToUser {
+	if h.clustered && chn.info.Kind != protocol.KindServerToUser {
 		// The cluster decides member_removed and vacated (clusterLeave).
 		op := clusterOp{channel: name, uid: uid, socketID: c.id}
 		if _, ok := c.counted[name]; ok {
@@ -233,7 +286,7 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 			}
 		}
 		if len(chn.subs) == 0 {
-			delete(s.channels, name)
+			delete(h.channels, name)
 		}
 		return
 	}
@@ -250,213 +303,74 @@ func (s *Server) leaveLocked(c *conn, name, uid string, now time.Time, p *pendin
 		}
 	}
 	if len(chn.subs) == 0 {
-		delete(s.channels, name)
+		delete(h.channels, name)
 		p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.ChannelVacated, Time: now, Channel: name})
 		p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookChannelVacated, Channel: name})
 	}
 }
 
-// removeConn takes c out of the hub (implicit unsubscribe of every channel). Idempotent.
-func (s *Server) removeConn(c *conn, code int, reason string) {
-	var p pending
-	s.lockHub()
-	removed := s.removeLocked(c, &p)
-	s.mu.Unlock()
-	if removed {
-		s.afterRemove(c, code, reason, &p)
-	}
+// remove is removeConn's part in the hub: see removeLocked.
+func (h *hub) remove(c *conn, p *pending) bool {
+	h.lock()
+	defer h.mu.Unlock()
+	return h.removeLocked(c, p)
 }
 
-// removeLocked is removeConn's part under the hub lock (taken with lockHub); it
+// removeClosing marks c closing and takes it out of the hub, unless it was
+// closing already (closed false). removed is removeLocked's answer.
+func (h *hub) removeClosing(c *conn, p *pending) (closed, removed bool) {
+	h.lock()
+	defer h.mu.Unlock()
+	if !c.closing.CompareAndSwap(false, true) {
+		return false, false
+	}
+	return true, h.removeLocked(c, p)
+}
+
+// removeLocked is removeConn's part under the hub lock (taken with lock); it
 // reports false when c was already removed. afterRemove finishes it unlocked.
-func (s *Server) removeLocked(c *conn, p *pending) bool {
+func (h *hub) removeLocked(c *conn, p *pending) bool {
 	if c.removed {
 		return false
 	}
-	now := s.opts.now()
+	now := h.now()
 	c.removed = true
-	delete(s.conns, c.id)
+	delete(h.conns, c.id)
 	names := make([]string, 0, len(c.subs))
 	for name := range c.subs {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		s.leaveLocked(c, name, c.subs[name], now, p)
+		h.leaveLocked(c, name, c.subs[name], now, p)
 	}
 	if c.userID != "" {
-		if set := s.users[c.userID]; set != nil {
+		if set := h.users[c.userID]; set != nil {
 			delete(set, c)
 			if len(set) == 0 {
-				delete(s.users, c.userID)
-				if s.opts.cluster == nil {
-					s.notifyWatchersLocked(c.userID, false)
+				delete(h.users, c.userID)
+				if !h.clustered {
+					h.notifyWatchersLocked(c.userID, false)
 				}
 			}
 		}
-		if s.opts.cluster != nil {
+		if h.clustered {
 			p.leaves = append(p.leaves, clusterOp{channel: protocol.ServerToUserChannel(c.userID), uid: c.userID, socketID: c.id, user: true})
 		}
 	}
-	s.setWatchlistLocked(c, nil)
+	h.setWatchlistLocked(c, nil)
 	return true
-}
-
-// afterRemove releases c's slot and reports its removal (removeLocked's pending
-// events, then Disconnected).
-func (s *Server) afterRemove(c *conn, code int, reason string, p *pending) {
-	s.release(c.clientKey)
-	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.Disconnected, Time: s.opts.now(), SocketID: c.id, UserID: c.userID, Code: code, Reason: reason})
-	s.flush(p)
-}
-
-// Message is one publish: Event with Data to every subscriber of Channels except the
-// socket ExcludeSocketID. Channels named #server-to-user-{id} go to that user's
-// signed-in connections.
-type Message struct {
-	Channels        []string
-	Event           string
-	Data            string
-	ExcludeSocketID string
-}
-
-func (s *Server) validateEvent(event, data string) error {
-	if event == "" {
-		return fmt.Errorf("%w: event name is empty", ErrInvalid)
-	}
-	if len(event) > s.cfg.Limits.MaxEventNameLength {
-		return fmt.Errorf("%w: event name longer than %d", ErrLimit, s.cfg.Limits.MaxEventNameLength)
-	}
-	if len(data) > s.cfg.Limits.MaxPayloadBytes {
-		return fmt.Errorf("%w: data is %d bytes, over %d", ErrLimit, len(data), s.cfg.Limits.MaxPayloadBytes)
-	}
-	return nil
-}
-
-// Publish sends m to every subscriber of its channels and returns how many sockets
-// it is queued for: the subscribers at the time of the call, less the excluded
-// socket (one closed before its write, as a slow consumer or by its client, is still
-// counted). The frame is encoded once per channel; cache channels remember it.
-func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if s.draining.Load() {
-		return 0, ErrClosed
-	}
-	if err := s.validateEvent(m.Event, m.Data); err != nil {
-		return 0, err
-	}
-	if len(m.Channels) == 0 {
-		return 0, fmt.Errorf("%w: no channels", ErrInvalid)
-	}
-	if len(m.Channels) > s.cfg.Limits.MaxChannelsPerTrigger {
-		return 0, fmt.Errorf("%w: %d channels, over %d", ErrLimit, len(m.Channels), s.cfg.Limits.MaxChannelsPerTrigger)
-	}
-	chans := make([]protocol.Channel, len(m.Channels))
-	for i, name := range m.Channels {
-		ch, err := protocol.ParseChannel(name, s.cfg.Limits.MaxChannelNameLength)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, err.Error())
-		}
-		chans[i] = ch
-	}
-	if s.opts.cluster != nil {
-		delivered, err = s.publishCluster(ctx, chans, m)
-		if err != nil {
-			return delivered, err
-		}
-		s.st.published.Add(1)
-		s.publishedCluster(delivered, start)
-		return delivered, nil
-	}
-	expires := s.opts.now().Add(s.cfg.CacheTTL)
-	for _, ch := range chans {
-		if ch.Kind == protocol.KindServerToUser {
-			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
-			continue
-		}
-		frame := eventFrame(m.Event, ch.Name, m.Data, "")
-		if ch.Cache {
-			s.mu.Lock()
-			s.cache.put(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
-			s.mu.Unlock()
-		}
-		n := 0
-		s.mu.RLock()
-		if chn := s.channels[ch.Name]; chn != nil {
-			n = s.postLocked(chn, "", frame, m.ExcludeSocketID)
-		}
-		s.mu.RUnlock()
-		s.st.messagesOut.Add(uint64(n))
-		delivered += n
-		if s.watchingMessages() {
-			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: ch.Name, Name: m.Event, Delivered: n})
-		}
-	}
-	s.st.published.Add(1)
-	if mt := s.opts.metrics; mt != nil {
-		mt.Published(delivered, time.Since(start))
-	}
-	return delivered, nil
-}
-
-// SendToUser sends event to every connection signed in as userID, on the channel
-// #server-to-user-{userID}, whether or not it subscribed to it (as Pusher does), and
-// returns how many it is queued for (counted as Publish counts).
-func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (delivered int, err error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if s.draining.Load() {
-		return 0, ErrClosed
-	}
-	if userID == "" || len(userID) > s.cfg.Limits.MaxUserIDLength {
-		return 0, fmt.Errorf("%w: user id must be 1 to %d characters", ErrInvalid, s.cfg.Limits.MaxUserIDLength)
-	}
-	if err := s.validateEvent(event, data); err != nil {
-		return 0, err
-	}
-	if s.opts.cluster != nil {
-		ch := protocol.Channel{Name: protocol.ServerToUserChannel(userID), Kind: protocol.KindServerToUser, UserID: userID}
-		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
-			return delivered, err
-		}
-		s.st.published.Add(1)
-		s.publishedCluster(delivered, start)
-		return delivered, nil
-	}
-	delivered = s.sendToUser(userID, event, data, "")
-	s.st.published.Add(1)
-	if mt := s.opts.metrics; mt != nil {
-		mt.Published(delivered, time.Since(start))
-	}
-	return delivered, nil
-}
-
-func (s *Server) sendToUser(userID, event, data, exclude string) int {
-	frame := eventFrame(event, protocol.ServerToUserChannel(userID), data, "")
-	s.mu.RLock()
-	n := s.postLocked(nil, userID, frame, exclude)
-	s.mu.RUnlock()
-	s.st.messagesOut.Add(uint64(n))
-	if s.watchingMessages() {
-		s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: protocol.ServerToUserChannel(userID), UserID: userID, Name: event, Delivered: n})
-	}
-	return n
 }
 
 // setWatchlistLocked replaces c's watchlist and sends the current status of the new one
 // (pusher_internal:watchlist_events); in a cluster the caller sends it
 // (sendWatchlist), after the lock.
-func (s *Server) setWatchlistLocked(c *conn, ids []string) {
+func (h *hub) setWatchlistLocked(c *conn, ids []string) {
 	for _, id := range c.watchlist {
-		if set := s.watching[id]; set != nil {
+		if set := h.watching[id]; set != nil {
 			delete(set, c)
 			if len(set) == 0 {
-				delete(s.watching, id)
+				delete(h.watching, id)
 			}
 		}
 	}
@@ -464,12 +378,12 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
-	if s.opts.cluster != nil {
+	if h.clustered {
 		for _, id := range ids {
-			set := s.watching[id]
+			set := h.watching[id]
 			if set == nil {
 				set = make(map[*conn]struct{}, 1)
-				s.watching[id] = set
+				h.watching[id] = set
 			}
 			set[c] = struct{}{}
 		}
@@ -477,13 +391,13 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	}
 	var online, offline []string
 	for _, id := range ids {
-		set := s.watching[id]
+		set := h.watching[id]
 		if set == nil {
 			set = make(map[*conn]struct{}, 1)
-			s.watching[id] = set
+			h.watching[id] = set
 		}
 		set[c] = struct{}{}
-		if len(s.users[id]) > 0 {
+		if len(h.users[id]) > 0 {
 			online = append(online, id)
 		} else {
 			offline = append(offline, id)
@@ -492,10 +406,24 @@ func (s *Server) setWatchlistLocked(c *conn, ids []string) {
 	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
 }
 
+// putCache remembers e as the last event of cache channel name.
+func (h *hub) putCache(name string, e cachedEvent) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache.put(name, e)
+}
+
+// notifyWatchers is notifyWatchersLocked for a cluster's announcement.
+func (h *hub) notifyWatchers(userID string, online bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.notifyWatchersLocked(userID, online)
+}
+
 // notifyWatchersLocked tells the sockets watching userID that it came online (first
 // signed-in socket) or went offline (last one left).
-func (s *Server) notifyWatchersLocked(userID string, online bool) {
-	set := s.watching[userID]
+func (h *hub) notifyWatchersLocked(userID string, online bool) {
+	set := h.watching[userID]
 	if len(set) == 0 {
 		return
 	}
@@ -513,11 +441,271 @@ func (s *Server) notifyWatchersLocked(userID string, online bool) {
 }
 
 // userSubscriptionsLocked counts the subscriptions of every socket signed in as uid.
-// The caller holds s.mu. A user has few sockets, so this is a short walk.
-func (s *Server) userSubscriptionsLocked(uid string) int {
+// The caller holds h.mu. A user has few sockets, so this is a short walk.
+func (h *hub) userSubscriptionsLocked(uid string) int {
 	n := 0
-	for c := range s.users[uid] {
+	for c := range h.users[uid] {
 		n += len(c.subs)
 	}
 	return n
+}
+
+// connections is Connections' page of at most limit sockets.
+func (h *hub) connections(f ConnectionFilter, limit int) (list []ConnectionInfo, next string) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	var ids []string
+	if f.Channel != "" {
+		if chn := h.channels[f.Channel]; chn != nil {
+			for c := range chn.subs {
+				ids = append(ids, c.id)
+			}
+		}
+	} else {
+		ids = make([]string, 0, len(h.conns))
+		for id := range h.conns {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	i := sort.SearchStrings(ids, f.After)
+	if f.After != "" && i < len(ids) && ids[i] == f.After {
+		i++
+	}
+	for ; i < len(ids); i++ {
+		c := h.conns[ids[i]]
+		if c == nil || (f.UserID != "" && !c.hasUserLocked(f.UserID)) {
+			continue
+		}
+		if len(list) == limit {
+			return list, list[len(list)-1].SocketID
+		}
+		list = append(list, c.infoLocked())
+	}
+	return list, ""
+}
+
+// connectionInfo describes socket socketID, if the hub has it.
+func (h *hub) connectionInfo(socketID string) (ConnectionInfo, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c := h.conns[socketID]
+	if c == nil {
+		return ConnectionInfo{}, false
+	}
+	return c.infoLocked(), true
+}
+
+// conn is socket socketID, nil when the hub does not have it.
+func (h *hub) conn(socketID string) *conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.conns[socketID]
+}
+
+// user is c's signed-in user id and info ("" and nil when not signed in).
+func (h *hub) user(c *conn) (string, json.RawMessage) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return c.userID, c.userInfo
+}
+
+// channelInfos describes the occupied channels whose name starts with
+// prefix, sorted by name.
+func (h *hub) channelInfos(prefix string, now time.Time) []ChannelInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]ChannelInfo, 0, len(h.channels))
+	for name, chn := range h.channels {
+		if strings.HasPrefix(name, prefix) {
+			out = append(out, h.channelInfoLocked(name, chn, now))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// channelInfo describes channel name, occupied or not.
+func (h *hub) channelInfo(name string, now time.Time) ChannelInfo {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.channelInfoLocked(name, h.channels[name], now)
+}
+
+// members lists the distinct users of presence channel name, sorted by
+// user id; empty when it is not occupied.
+func (h *hub) members(name string) []Member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	chn := h.channels[name]
+	if chn == nil {
+		return []Member{}
+	}
+	out := make([]Member, 0, len(chn.members))
+	for id, m := range chn.members {
+		out = append(out, Member{UserID: id, UserInfo: json.RawMessage(m.info)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UserID < out[j].UserID })
+	return out
+}
+
+// userSubscriptions is UserSubscriptions.
+func (h *hub) userSubscriptions() map[string]int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := map[string]int{}
+	for _, c := range h.conns {
+		if len(c.counted) > 0 {
+			out[c.userID] += len(c.counted)
+		}
+	}
+	return out
+}
+
+// snapshot is Snapshot.
+func (h *hub) snapshot() []LocalChannel {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]LocalChannel, 0, len(h.channels)+len(h.users))
+	for name, chn := range h.channels {
+		lc := LocalChannel{Name: name, Subscriptions: len(chn.subs)}
+		for id, m := range chn.members {
+			lc.Members = append(lc.Members, LocalMember{UserID: id, Sockets: m.conns, Info: m.info})
+		}
+		out = append(out, lc)
+	}
+	for id, set := range h.users {
+		out = append(out, LocalChannel{Name: protocol.ServerToUserChannel(id), Subscriptions: len(set)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// holds is Server.holds.
+func (h *hub) holds(socketID, channel string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c := h.conns[socketID]
+	if c == nil {
+		return false
+	}
+	if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
+		return c.userID == uid
+	}
+	_, in := c.subs[channel]
+	return in
+}
+
+// localMembers appends this node's members of presence channel name to ms,
+// sorted by user id.
+func (h *hub) localMembers(name string, ms []protocol.Member) []protocol.Member {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		for id, m := range chn.members {
+			ms = append(ms, protocol.Member{UserID: id, UserInfo: m.info})
+		}
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].UserID < ms[j].UserID })
+	return ms
+}
+
+// online says whether a socket here is signed in as userID.
+func (h *hub) online(userID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[userID]) > 0
+}
+
+// userConns lists the sockets signed in as userID.
+func (h *hub) userConns(userID string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	list := make([]*conn, 0, len(h.users[userID]))
+	for c := range h.users[userID] {
+		list = append(list, c)
+	}
+	return list
+}
+
+// subscription is c's subscription to channel name: the presence user id
+// it joined as, whether it is subscribed, and whether only to listen.
+func (h *hub) subscription(c *conn, name string) (uid string, subscribed, subscribeOnly bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	uid, subscribed = c.subs[name]
+	_, subscribeOnly = c.subscribeOnly[name]
+	return uid, subscribed, subscribeOnly
+}
+
+// sendOthers sends frame to the subscribers of channel name but from (a
+// client event, written at once rather than through the outbox).
+func (h *hub) sendOthers(name string, frame []byte, from *conn) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		for sub := range chn.subs {
+			if sub != from {
+				sub.sendRaw(frame)
+			}
+		}
+	}
+}
+
+// openConns is Server.openConns.
+func (h *hub) openConns() []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	list := make([]*conn, 0, len(h.conns))
+	for _, c := range h.conns {
+		if !c.closing.Load() {
+			list = append(list, c)
+		}
+	}
+	return list
+}
+
+// add puts a new socket in the hub.
+func (h *hub) add(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c.id] = c
+}
+
+// snapshotConns is Server.snapshotConns.
+func (h *hub) snapshotConns(list []*conn) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		list = append(list, c)
+	}
+	return list
+}
+
+// cacheExpired says whether the cache holds an expired entry.
+func (h *hub) cacheExpired(now time.Time) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.cache.expiredFront(now)
+}
+
+// expireCache drops the cache's expired entries.
+func (h *hub) expireCache(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache.expire(now)
+}
+
+// counts fills in st's figures of the hub.
+func (h *hub) counts(st *Stats) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	st.ConnectionsActive = int64(len(h.conns))
+	st.Channels = len(h.channels)
+	for _, chn := range h.channels {
+		st.PresenceMembers += len(chn.members)
+	}
+	st.SignedInUsers = len(h.users)
+	st.CacheEntries = h.cache.len()
+	st.CacheEvicted = h.cache.evicted
 }

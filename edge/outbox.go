@@ -23,7 +23,7 @@ import (
 //
 // Membership: an entry is for the subscribers a channel (or a user's signed-in
 // sockets) had when it was posted. Every change of membership takes the hub's
-// write lock through lockHub, which first fans out whatever the outbox holds, so
+// write lock through hub.lock, which first fans out whatever the outbox holds, so
 // a new subscriber never gets earlier events and a leaving one still gets the
 // events published before it left, as when publishing queued them directly.
 type outbox struct {
@@ -32,7 +32,7 @@ type outbox struct {
 	spare []outEntry // an emptied queue for the next swap
 
 	// frames and sched are fanOutLocked's scratch: only one fan-out runs at a
-	// time (the first flusher under Server.mu's read lock, or lockHub under its
+	// time (the first flusher under hub.mu's read lock, or hub.lock under its
 	// write lock).
 	frames [][]byte
 	sched  []*conn
@@ -53,30 +53,30 @@ type outEntry struct {
 
 // recipientsLocked is the sockets a publish to chn (or, with chn nil, to
 // userID) goes to: the channel's subscribers or the user's signed-in sockets.
-// The caller holds s.mu.
-func (s *Server) recipientsLocked(chn *channel, userID string) map[*conn]struct{} {
+// The caller holds h.mu.
+func (h *hub) recipientsLocked(chn *channel, userID string) map[*conn]struct{} {
 	if chn != nil {
 		return chn.subs
 	}
-	return s.users[userID]
+	return h.users[userID]
 }
 
 // postLocked publishes frame to the recipients of chn or userID (see
 // recipientsLocked) but exclude and returns the number of sockets it is for.
-// The caller holds s.mu (read or write). Before the flushers run (tests drive
+// The caller holds h.mu (read or write). Before the flushers run (tests drive
 // the hub directly) the frame is queued on each socket at once.
-func (s *Server) postLocked(chn *channel, userID string, frame []byte, exclude string) int {
-	subs := s.recipientsLocked(chn, userID)
+func (h *hub) postLocked(chn *channel, userID string, frame []byte, exclude string) int {
+	subs := h.recipientsLocked(chn, userID)
 	if len(subs) == 0 {
 		return 0
 	}
-	f := s.fanner.Load()
+	f := h.fanner.Load()
 	if f == nil {
 		return queueOnAll(subs, frame, exclude)
 	}
 	n := len(subs)
 	if exclude != "" {
-		if c := s.conns[exclude]; c != nil {
+		if c := h.conns[exclude]; c != nil {
 			if _, in := subs[c]; in {
 				n--
 			}
@@ -86,17 +86,43 @@ func (s *Server) postLocked(chn *channel, userID string, frame []byte, exclude s
 		return 0
 	}
 	e := outEntry{chn: chn, userID: userID, frame: frame, exclude: exclude}
-	if s.writeObs != nil {
+	if h.stamp {
 		e.since = time.Now().UnixNano()
 	}
-	s.out.mu.Lock()
-	s.out.q = append(s.out.q, e)
-	first := len(s.out.q) == 1
-	s.out.mu.Unlock()
+	h.out.mu.Lock()
+	h.out.q = append(h.out.q, e)
+	first := len(h.out.q) == 1
+	h.out.mu.Unlock()
 	if first {
 		f.poke()
 	}
 	return n
+}
+
+// postChannel publishes frame to the subscribers of channel name but exclude
+// (see postLocked); none when it is not occupied.
+func (h *hub) postChannel(name string, frame []byte, exclude string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if chn := h.channels[name]; chn != nil {
+		return h.postLocked(chn, "", frame, exclude)
+	}
+	return 0
+}
+
+// postUser publishes frame to the sockets signed in as userID but exclude.
+func (h *hub) postUser(userID string, frame []byte, exclude string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.postLocked(nil, userID, frame, exclude)
+}
+
+// fanOut is fanOutLocked under the read lock, for the first flusher: the
+// read lock keeps membership still while publishes go on.
+func (h *hub) fanOut() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	h.fanOutLocked()
 }
 
 // queueOnAll queues frame on every socket of subs but exclude and returns how
@@ -111,18 +137,18 @@ func queueOnAll(subs map[*conn]struct{}, frame []byte, exclude string) int {
 	return n
 }
 
-// lockHub takes s.mu for a change of membership (subscribe, unsubscribe,
+// lock takes h.mu for a change of membership (subscribe, unsubscribe,
 // sign-in, removal), after fanning out what the outbox holds.
-func (s *Server) lockHub() {
-	s.mu.Lock()
-	s.fanOutLocked()
+func (h *hub) lock() {
+	h.mu.Lock()
+	h.fanOutLocked()
 }
 
 // fanOutLocked queues every entry of the outbox on its sockets. The caller
-// holds s.mu, so membership cannot change meanwhile; publishes may go on adding
+// holds h.mu, so membership cannot change meanwhile; publishes may go on adding
 // to a fresh queue.
-func (s *Server) fanOutLocked() {
-	o := &s.out
+func (h *hub) fanOutLocked() {
+	o := &h.out
 	o.mu.Lock()
 	q := o.q
 	if len(q) == 0 {
@@ -140,7 +166,7 @@ func (s *Server) fanOutLocked() {
 				j++
 			}
 		}
-		subs := s.recipientsLocked(e.chn, e.userID)
+		subs := h.recipientsLocked(e.chn, e.userID)
 		frames, size := o.frames[:0], int64(0)
 		for k := i; k < j; k++ {
 			frames = append(frames, q[k].frame)

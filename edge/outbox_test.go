@@ -12,7 +12,7 @@ import (
 
 // holdOutbox stops the first flusher before its next fan-out of the outbox
 // until release is called (also at cleanup), so that what is published
-// meanwhile stays in the outbox: only a membership change (lockHub) fans it
+// meanwhile stays in the outbox: only a membership change (hub.lock) fans it
 // out. It publishes tick to channel (c reads it) to wake the flusher, and
 // returns once the flusher waits.
 func holdOutbox(t *testing.T, s *Server, c *tclient, channel string) (release func()) {
@@ -52,9 +52,9 @@ func heldPublish(t *testing.T, s *Server, m Message) {
 	if _, err := s.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	s.out.mu.Lock()
-	held := len(s.out.q) > 0
-	s.out.mu.Unlock()
+	s.hub.out.mu.Lock()
+	held := len(s.hub.out.q) > 0
+	s.hub.out.mu.Unlock()
 	if !held {
 		t.Fatal("the publish left the outbox while the flusher was held")
 	}
@@ -111,9 +111,9 @@ func TestOutboxNewSubscriberGetsNoEarlierEvents(t *testing.T) {
 	// to hold the subscription, then let the answer out.
 	b.subscribe("room", "", "")
 	eventually(t, "b subscribed", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return len(s.channels["room"].subs) == 2
+		s.hub.mu.RLock()
+		defer s.hub.mu.RUnlock()
+		return len(s.hub.channels["room"].subs) == 2
 	})
 	release()
 	b.expect(protocol.EventSubscriptionSucceeded, "room")
@@ -139,9 +139,9 @@ func TestOutboxLeavingSubscriberGetsEarlierEvents(t *testing.T) {
 	heldPublish(t, s, Message{Channels: []string{"room"}, Event: "before", Data: "{}"})
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "room"}})
 	eventually(t, "unsubscribed", func() bool {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return s.channels["room"] == nil
+		s.hub.mu.RLock()
+		defer s.hub.mu.RUnlock()
+		return s.hub.channels["room"] == nil
 	})
 	release()
 	a.expect("tick", "room")

@@ -43,14 +43,8 @@ type Server struct {
 	flushStop chan struct{}
 	flushDone sync.WaitGroup
 
-	// mu guards the hub: conns, channels, users, cache and every conn's subscription
-	// and sign-in state. Socket writes done under it never block (event loop).
-	mu       sync.RWMutex
-	conns    map[string]*conn
-	channels map[string]*channel
-	users    map[string]map[*conn]struct{}
-	watching map[string]map[*conn]struct{} // user id -> sockets with it on their watchlist
-	cache    *cacheStore
+	// hub is the sockets, channels, users, watchlists and cache, under its own lock.
+	hub hub
 
 	active  atomic.Int64 // sockets admitted (reserved before upgrade)
 	open    atomic.Int64 // accepted sockets whose TCP connection is not closed yet
@@ -63,10 +57,6 @@ type Server struct {
 
 	flushers []*flusher
 	nextFl   atomic.Uint64
-	// fanner is the flusher that fans the outbox out, set once the flushers
-	// run; nil means publishes queue on each socket themselves.
-	fanner atomic.Pointer[flusher]
-	out    outbox
 
 	writeObs WriteObserver // opts.metrics, when it implements WriteObserver
 	ipLimit  *ipLimiter    // built-in per-IP limiter, nil when off or replaced
@@ -99,13 +89,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		mux:        http.NewServeMux(),
 		bodyLimits: make(map[string]int64),
 		stop:       make(chan struct{}),
-		conns:      make(map[string]*conn),
-		channels:   make(map[string]*channel),
-		users:      make(map[string]map[*conn]struct{}),
-		watching:   make(map[string]map[*conn]struct{}),
 	}
 	s.lis.m = make(map[string]*listener)
-	s.cache = newCacheStore(s.cfg.MaxCacheChannels)
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
 	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now
@@ -119,6 +104,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if wo, ok := s.opts.metrics.(WriteObserver); ok {
 		s.writeObs = wo
 	}
+	s.hub.init(s.cfg, s.opts.cluster != nil, s.writeObs != nil, s.opts.now)
 	s.st.refused = make(map[string]*atomic.Uint64)
 	for _, r := range refusalReasons {
 		s.st.refused[r] = new(atomic.Uint64)
@@ -265,7 +251,7 @@ func (s *Server) Start(addr string) error {
 			f.run(s.flushStop)
 		}()
 	}
-	s.fanner.Store(s.flushers[0])
+	s.hub.fanner.Store(s.flushers[0])
 	s.done.Add(1)
 	go s.sweep()
 	if s.opts.cluster != nil {
@@ -357,15 +343,7 @@ wait:
 
 // openConns lists the sockets in the hub that are not closing.
 func (s *Server) openConns() []*conn {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	list := make([]*conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		if !c.closing.Load() {
-			list = append(list, c)
-		}
-	}
-	return list
+	return s.hub.openConns()
 }
 
 // refusal reasons in Stats.ConnectionsRefused (DESIGN.md error reasons where one fits).
@@ -538,9 +516,7 @@ func (s *Server) acceptWS(w http.ResponseWriter, r *http.Request, addr, key stri
 	c.lastActivity.Store(now.UnixNano())
 	s.open.Add(1)
 	ws.SetSession(c)
-	s.mu.Lock()
-	s.conns[c.id] = c
-	s.mu.Unlock()
+	s.hub.add(c)
 	s.st.connectionsTotal.Add(1)
 	c.sendRaw(wsFrame(opText, protocol.EncodeConnectionEstablished(c.id, s.activityTimeoutSeconds())))
 	s.emit(lifecycle.Event{Type: lifecycle.Connected, Time: now, SocketID: c.id})
@@ -654,12 +630,7 @@ func (s *Server) sweepInterval() time.Duration {
 func (s *Server) snapshotConns(list []*conn) []*conn {
 	clear(list) // do not keep closed sockets reachable from last round
 	list = list[:0]
-	s.mu.RLock()
-	for _, c := range s.conns {
-		list = append(list, c)
-	}
-	s.mu.RUnlock()
-	return list
+	return s.hub.snapshotConns(list)
 }
 
 // expireAddrLimits drops the per-address connection slots that are full again.
@@ -672,13 +643,8 @@ func (s *Server) expireAddrLimits(now time.Time) {
 // expireCache drops expired cache-channel entries, taking the write lock only
 // when there is one.
 func (s *Server) expireCache(now time.Time) {
-	s.mu.RLock()
-	expired := s.cache.expiredFront(now)
-	s.mu.RUnlock()
-	if expired {
-		s.mu.Lock()
-		s.cache.expire(now)
-		s.mu.Unlock()
+	if s.hub.cacheExpired(now) {
+		s.hub.expireCache(now)
 	}
 }
 

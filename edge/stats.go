@@ -5,7 +5,6 @@ import "sync/atomic"
 type counters struct {
 	connectionsTotal    atomic.Uint64
 	refused             map[string]*atomic.Uint64 // fixed keys, built in New
-	subscriptions       atomic.Int64
 	messagesIn          atomic.Uint64
 	messagesOut         atomic.Uint64
 	published           atomic.Uint64
@@ -55,7 +54,7 @@ func (s *Server) Stats() Stats {
 		ConnectionsTotal:    s.st.connectionsTotal.Load(),
 		MaxConnections:      s.cfg.Limits.MaxConnections,
 		ConnectionsRefused:  make(map[string]uint64, len(s.st.refused)),
-		Subscriptions:       s.st.subscriptions.Load(),
+		Subscriptions:       s.hub.subscriptions.Load(),
 		MessagesIn:          s.st.messagesIn.Load(),
 		MessagesOut:         s.st.messagesOut.Load(),
 		Published:           s.st.published.Load(),
@@ -68,15 +67,6 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.st.refused {
 		st.ConnectionsRefused[k] = v.Load()
 	}
-	s.mu.RLock()
-	st.ConnectionsActive = int64(len(s.conns))
-	st.Channels = len(s.channels)
-	for _, chn := range s.channels {
-		st.PresenceMembers += len(chn.members)
-	}
-	st.SignedInUsers = len(s.users)
-	st.CacheEntries = s.cache.len()
-	st.CacheEvicted = s.cache.evicted
-	s.mu.RUnlock()
+	s.hub.counts(&st)
 	return st
 }

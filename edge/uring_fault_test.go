@@ -60,12 +60,12 @@ func TestIOUringRefusedSendFallsBack(t *testing.T) {
 	if len(rings) == 0 {
 		return
 	}
-	s.mu.RLock()
+	s.hub.mu.RLock()
 	var fl *flusher
-	for _, sc := range s.conns {
+	for _, sc := range s.hub.conns {
 		fl = sc.fl
 	}
-	s.mu.RUnlock()
+	s.hub.mu.RUnlock()
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	if fl.ring != nil {

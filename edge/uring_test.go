@@ -41,13 +41,13 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 	c.send(map[string]any{"event": protocol.EventSubscribe, "data": map[string]string{"channel": "order"}})
 	eventually(t, "subscribed", func() bool { ci, _ := s.Channel(context.Background(), "order"); return ci.SubscriptionCount == 1 })
 	// And a small send buffer on the server's side of the socket.
-	s.mu.Lock()
-	for _, sc := range s.conns {
+	s.hub.mu.Lock()
+	for _, sc := range s.hub.conns {
 		if err := syscall.SetsockoptInt(sc.sock.fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, 4096); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.mu.Unlock()
+	s.hub.mu.Unlock()
 
 	const n = 1500
 	pad := strings.Repeat("x", 1000)
@@ -80,11 +80,11 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 	}
 	// Once the loop has written everything, the socket goes back to io_uring.
 	var sc *conn
-	s.mu.Lock()
-	for _, x := range s.conns {
+	s.hub.mu.Lock()
+	for _, x := range s.hub.conns {
 		sc = x
 	}
-	s.mu.Unlock()
+	s.hub.mu.Unlock()
 	eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
 	before := s.flushers[0].ringSent.Load()
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: "last"}); err != nil {
