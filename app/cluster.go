@@ -409,15 +409,7 @@ func (n *clusterNode) Channels(ctx context.Context, prefix string) ([]edge.Chann
 	if err != nil {
 		return nil, err
 	}
-	list, err := p.state.Channels(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]edge.ChannelCount, len(list))
-	for i, c := range list {
-		out[i] = edge.ChannelCount(c)
-	}
-	return out, nil
+	return edgeCounts(p.state.Channels(ctx, prefix))
 }
 
 func (n *clusterNode) Counts(ctx context.Context, channels []string) ([]edge.ChannelCount, error) {
@@ -425,7 +417,11 @@ func (n *clusterNode) Counts(ctx context.Context, channels []string) ([]edge.Cha
 	if err != nil {
 		return nil, err
 	}
-	list, err := p.state.Counts(ctx, channels)
+	return edgeCounts(p.state.Counts(ctx, channels))
+}
+
+// edgeCounts converts the cluster's channel counts to the edge's.
+func edgeCounts(list []cluster.ChannelCount, err error) ([]edge.ChannelCount, error) {
 	if err != nil {
 		return nil, err
 	}
