@@ -436,7 +436,9 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	defer cancel()
 	now := s.opts.now()
 
-	removed, again, nsubs, userSubs := s.hub.subscriptionState(c, ch.Name)
+	// signedIn is the socket's user as the hub holds it (c.userID is the
+	// hub's to read).
+	removed, again, nsubs, userSubs, signedIn := s.hub.subscriptionState(c, ch.Name)
 	switch {
 	case removed:
 		return fmt.Errorf("%w: socket %s is closing", ErrNotFound, c.id)
@@ -447,7 +449,7 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 		return nil
 	case !protocol.Within(nsubs+1, s.cfg.Limits.MaxSubscriptionsPerConnection):
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions on this connection", protocol.CodeOverCapacity}
-	case s.cfg.MaxSubscriptionsPerUser > 0 && c.userID != "" && userSubs+1 > s.cfg.MaxSubscriptionsPerUser:
+	case s.cfg.MaxSubscriptionsPerUser > 0 && signedIn != "" && userSubs+1 > s.cfg.MaxSubscriptionsPerUser:
 		return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 	}
 
@@ -455,15 +457,15 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	// user's count, unless Redis does not answer (the local check above
 	// then stands alone).
 	counted := ""
-	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && c.userID != "" {
-		ok, err := cl.Acquire(ctx, UserSubscriptionsCounter(c.userID), max)
+	if max := s.cfg.MaxSubscriptionsPerUser; max > 0 && signedIn != "" {
+		ok, err := cl.Acquire(ctx, UserSubscriptionsCounter(signedIn), max)
 		switch {
 		case err != nil:
 			s.clusterFailed("subscriptions per user", ch.Name, err)
 		case !ok:
 			return &subError{ErrLimit, protocol.SubErrLimitReached, "Too many subscriptions for this user", protocol.CodeOverCapacity}
 		default:
-			counted = c.userID
+			counted = signedIn
 		}
 	}
 	s.listen(ctx, ch.Name)

@@ -232,14 +232,14 @@ func (h *hub) signin(c *conn, userID string, userInfo json.RawMessage, success [
 // subscriptionState is what subscribeCluster checks before its cluster
 // calls: whether c is closing or in channel name already, its number of
 // subscriptions and, with a per-user limit, its user's.
-func (h *hub) subscriptionState(c *conn, name string) (removed, again bool, nsubs, userSubs int) {
+func (h *hub) subscriptionState(c *conn, name string) (removed, again bool, nsubs, userSubs int, uid string) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	_, again = c.subs[name]
 	if h.maxSubsPerUser > 0 && c.userID != "" {
 		userSubs = h.userSubscriptionsLocked(c.userID)
 	}
-	return c.removed, again, len(c.subs), userSubs
+	return c.removed, again, len(c.subs), userSubs, c.userID
 }
 
 // setClientEvents is setClientEventsLocked, for a subscription made again.
