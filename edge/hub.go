@@ -378,17 +378,6 @@ func (h *hub) setWatchlistLocked(c *conn, ids []string) {
 	if len(ids) == 0 {
 		return
 	}
-	if h.clustered {
-		for _, id := range ids {
-			set := h.watching[id]
-			if set == nil {
-				set = make(map[*conn]struct{}, 1)
-				h.watching[id] = set
-			}
-			set[c] = struct{}{}
-		}
-		return
-	}
 	var online, offline []string
 	for _, id := range ids {
 		set := h.watching[id]
@@ -402,6 +391,9 @@ func (h *hub) setWatchlistLocked(c *conn, ids []string) {
 		} else {
 			offline = append(offline, id)
 		}
+	}
+	if h.clustered {
+		return // who is online is the cluster's to say
 	}
 	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
 }
