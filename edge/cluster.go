@@ -185,7 +185,7 @@ func (s *Server) listen(ctx context.Context, channel string) {
 		s.lis.m[channel] = l
 		s.lis.mu.Unlock()
 		if err := s.opts.cluster.Listen(ctx, channel); err != nil {
-			s.clusterFailed("listen", channel, err)
+			s.clusterMissed("listen", channel, err)
 		}
 		close(l.ready)
 		return
@@ -208,7 +208,7 @@ func (s *Server) unlisten(ctx context.Context, channel string) {
 	s.lis.mu.Unlock()
 	<-l.ready
 	if err := s.opts.cluster.Unlisten(ctx, channel); err != nil {
-		s.clusterFailed("unlisten", channel, err)
+		s.clusterMissed("unlisten", channel, err)
 	}
 	s.lis.mu.Lock()
 	delete(s.lis.m, channel)
@@ -216,12 +216,21 @@ func (s *Server) unlisten(ctx context.Context, channel string) {
 	close(l.gone)
 }
 
-// clusterFailed records a cluster call that did not happen: the node's
-// counts in the cluster may be off until Snapshot is written back (Dirty).
+// clusterFailed records a call that should have changed the node's counts
+// in the cluster and did not: they may be off until Snapshot is written back
+// (Dirty).
 func (s *Server) clusterFailed(what, channel string, err error) {
 	s.clDirty.Store(true)
 	s.clFails.Add(1)
 	s.cfg.Logger.Warn("cluster call failed; the node's state will be written back when Redis answers", "op", what, "channel", channel, "err", err)
+}
+
+// clusterMissed records a cluster call that changes no counts (a read, an
+// announcement, a listen the broker makes again by itself): counted and
+// logged, nothing to write back.
+func (s *Server) clusterMissed(what, channel string, err error) {
+	s.clFails.Add(1)
+	s.cfg.Logger.Warn("cluster call failed", "op", what, "channel", channel, "err", err)
 }
 
 // ClusterFailures counts the socket-side cluster calls (subscribe, leave,
@@ -312,7 +321,7 @@ func (s *Server) clusterLeave(ctx context.Context, op clusterOp) {
 func (s *Server) announceRemoved(ctx context.Context, channel, uid, socketID string, now time.Time, p *pending) {
 	frame := protocol.EncodeEvent(protocol.EventMemberRemoved, channel, protocol.MemberRemovedData(uid), "")
 	if _, err := s.opts.cluster.Publish(ctx, channel, envelope(opEvent, "", frame), 0); err != nil {
-		s.clusterFailed("member_removed", channel, err)
+		s.clusterMissed("member_removed", channel, err)
 	}
 	p.evs = append(p.evs, lifecycle.Event{Type: lifecycle.MemberRemoved, Time: now, SocketID: socketID, UserID: uid, Channel: channel})
 	p.hooks = append(p.hooks, protocol.WebhookEvent{Name: protocol.WebhookMemberRemoved, Channel: channel, UserID: uid})
@@ -325,7 +334,7 @@ func announceVacated(channel string, now time.Time, p *pending) {
 
 func (s *Server) publishControl(ctx context.Context, op byte, uid string) {
 	if _, err := s.opts.cluster.Publish(ctx, controlChannel, envelope(op, uid, nil), 0); err != nil {
-		s.clusterFailed("watchlist", uid, err)
+		s.clusterMissed("watchlist", uid, err)
 	}
 }
 
@@ -492,7 +501,7 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 			// for it too.
 			frame := protocol.EncodeEvent(protocol.EventMemberAdded, ch.Name, protocol.MemberAddedData(*member), "")
 			if _, err := cl.Publish(ctx, ch.Name, envelope(opEvent, c.id, frame), 0); err != nil {
-				s.clusterFailed("member_added", ch.Name, err)
+				s.clusterMissed("member_added", ch.Name, err)
 			}
 		}
 	}
@@ -610,7 +619,7 @@ func (s *Server) clusterMembers(ctx context.Context, ch protocol.Channel) []prot
 	if err == nil {
 		return ms
 	}
-	s.clusterFailed("members", ch.Name, err)
+	s.clusterMissed("members", ch.Name, err)
 	return s.hub.localMembers(ch.Name, ms)
 }
 
@@ -666,7 +675,7 @@ func (s *Server) sendWatchlist(ctx context.Context, c *conn, ids []string) {
 		}
 	}
 	if err != nil {
-		s.clusterFailed("watchlist", "", err)
+		s.clusterMissed("watchlist", "", err)
 	}
 	c.sendRaw(eventFrame(protocol.EventWatchlist, "", protocol.WatchlistData(online, offline), ""))
 }

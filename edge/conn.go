@@ -408,7 +408,7 @@ func (s *Server) handleClientEvent(c *conn, m protocol.Message) {
 		_, err := cl.Publish(ctx, name, envelope(opEvent, c.id, protocol.EncodeEvent(m.Event, name, data, uid)), 0)
 		cancel()
 		if err != nil {
-			s.clusterFailed("client event", name, err)
+			s.clusterMissed("client event", name, err)
 			reject("Client event could not be delivered: the cluster is unavailable")
 			return
 		}
