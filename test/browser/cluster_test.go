@@ -1,13 +1,11 @@
 package browser_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -57,20 +56,10 @@ func buildBinary(t *testing.T) string {
 	return binary.path
 }
 
-// node is a running pushercm process.
+// node is a running pushercm process of the cluster.
 type node struct {
 	id, grpc, http, ops string
-	mu                  sync.Mutex
-	log                 strings.Builder
 }
-
-func (n *node) Log() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.log.String()
-}
-
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+) ops=(\S+)`)
 
 // startNodes runs n `pushercm serve --dev` processes on loopback ports,
 // sharing the Redis at redisAddr under prefix, with the console on and a
@@ -85,71 +74,23 @@ func startNodes(t *testing.T, redisAddr, prefix string, n int) []*node {
 		}
 	}
 	nodes := make([]*node, n)
+	procs := make([]*proctest.Process, n)
 	for i := range nodes {
 		// Every key and pub/sub topic starts with the prefix, so short
 		// node ids cannot meet another test's.
-		nd := &node{id: fmt.Sprintf("node-%c", 'a'+i)}
-		cmd := exec.Command(bin, "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-		cmd.Env = append(env,
+		id := fmt.Sprintf("node-%c", 'a'+i)
+		procs[i] = proctest.Start(t, bin, append(env[:len(env):len(env)],
 			"PUSHERCM_REDIS_URL=redis://"+redisAddr,
 			"PUSHERCM_REDIS_PREFIX="+prefix,
-			"PUSHERCM_CLUSTER_NODE_ID="+nd.id,
+			"PUSHERCM_CLUSTER_NODE_ID="+id,
 			"PUSHERCM_CLUSTER_HEARTBEAT=250ms",
 			"PUSHERCM_CLUSTER_NODE_TTL=1500ms",
 			"PUSHERCM_OPS_CONSOLE=true",
-		)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		ready := make(chan []string, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				line := sc.Text()
-				nd.mu.Lock()
-				nd.log.WriteString(line + "\n")
-				nd.mu.Unlock()
-				if m := servingLine.FindStringSubmatch(line); m != nil {
-					select {
-					case ready <- m[1:]:
-					default:
-					}
-				}
-			}
-			_ = cmd.Wait()
-			close(exited)
-		}()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-exited
-			if t.Failed() {
-				t.Logf("node %s log:\n%s", nd.id, nd.Log())
-			}
-		})
-		select {
-		case a := <-ready:
-			nd.grpc, nd.http, nd.ops = a[0], a[1], a[2]
-		case <-exited:
-			t.Fatalf("node %s exited before serving:\n%s", nd.id, nd.Log())
-		case <-time.After(60 * time.Second):
-			t.Fatalf("node %s did not start within 60s:\n%s", nd.id, nd.Log())
-		}
-		nodes[i] = nd
+		), "serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+		nodes[i] = &node{id: id, grpc: procs[i].GRPCAddr, http: procs[i].HTTPAddr, ops: procs[i].OpsAddr}
 	}
-	for _, nd := range nodes {
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(nd.Log(), "connected to redis") {
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s did not reach redis:\n%s", nd.id, nd.Log())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+	for _, p := range procs {
+		p.WaitLog(t, "connected to redis", 20*time.Second)
 	}
 	return nodes
 }

@@ -51,20 +51,9 @@ func startCluster(t *testing.T, redisAddr, prefix string, n int, env ...string) 
 		nodes[i] = StartServer(t, e)
 	}
 	for _, s := range nodes {
-		waitLog(t, s, "connected to redis")
+		s.WaitLog(t, "connected to redis", 20*time.Second)
 	}
 	return nodes
-}
-
-func waitLog(t *testing.T, s *Server, what string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(s.Log(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log:\n%s", what, s.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func sdkFor(s *Server) *pusher.Client {
@@ -437,7 +426,7 @@ func TestClusterRedisAbsentAtStart(t *testing.T) {
 	if err := rs.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, s, "connected to redis")
+	s.WaitLog(t, "connected to redis", 20*time.Second)
 	if _, err := bc.SendEvent(ctx, ev); err != nil {
 		t.Fatalf("publish once Redis answers: %v", err)
 	}

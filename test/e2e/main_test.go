@@ -3,18 +3,16 @@
 package e2e_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 )
 
 // binary is the pushercm binary built once by TestMain.
@@ -40,16 +38,9 @@ func TestMain(m *testing.M) {
 
 // Server is a running pushercm process.
 type Server struct {
-	GRPCAddr, HTTPAddr, OpsAddr string
-	cmd                         *exec.Cmd
-	done                        chan error
-	exited                      chan struct{} // closed once cmd.Wait returned
-	mu                          sync.Mutex
-	log                         strings.Builder
-	stdout                      strings.Builder
+	*proctest.Process
+	cmd *exec.Cmd
 }
-
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+) ops=(\S+)`)
 
 // StartServer runs `pushercm serve --dev` on 127.0.0.1:0 listeners, plus
 // extra arguments, with extra environment variables ("K=V"), and waits
@@ -57,90 +48,8 @@ var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(
 func StartServer(t *testing.T, env []string, args ...string) *Server {
 	t.Helper()
 	argv := append([]string{"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"}, args...)
-	cmd := exec.Command(binary, argv...)
-	cmd.Env = append(cleanEnv(), env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
-	ready := make(chan [3]string, 1)
-	var pipes sync.WaitGroup
-	pipes.Add(2)
-	go func() {
-		defer pipes.Done()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.log.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case ready <- [3]string{m[1], m[2], m[3]}:
-				default:
-				}
-			}
-		}
-	}()
-	go func() {
-		defer pipes.Done()
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.stdout.WriteString(sc.Text() + "\n")
-			s.mu.Unlock()
-		}
-	}()
-	go func() {
-		pipes.Wait()
-		err := cmd.Wait()
-		close(s.exited)
-		s.done <- err
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.exited: // stopped by the test (SIGTERM, SIGKILL)
-		default:
-			_ = cmd.Process.Kill()
-			<-s.exited
-		}
-		if t.Failed() {
-			t.Logf("pushercm log:\n%s", s.Log())
-		}
-	})
-	select {
-	case a := <-ready:
-		s.GRPCAddr, s.HTTPAddr, s.OpsAddr = a[0], a[1], a[2]
-	case err := <-s.done:
-		t.Fatalf("pushercm exited before serving: %v\n%s", err, s.Log())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("pushercm did not start within 60s\n%s", s.Log())
-	}
-	return s
-}
-
-// Log is what the process logged so far.
-func (s *Server) Log() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// Stdout is what the process printed on stdout so far.
-func (s *Server) Stdout() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stdout.String()
+	p := proctest.Start(t, binary, append(cleanEnv(), env...), argv...)
+	return &Server{Process: p, cmd: p.Cmd}
 }
 
 // Signal sends sig to the process.
@@ -154,8 +63,8 @@ func (s *Server) Signal(t *testing.T, sig syscall.Signal) {
 // Wait waits for the process to exit, at most d.
 func (s *Server) Wait(ctx context.Context) (exitCode int, err error) {
 	select {
-	case err := <-s.done:
-		return s.cmd.ProcessState.ExitCode(), err
+	case <-s.Exited():
+		return s.cmd.ProcessState.ExitCode(), s.Err()
 	case <-ctx.Done():
 		return -1, ctx.Err()
 	}

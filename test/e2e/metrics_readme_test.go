@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -89,7 +90,7 @@ func TestMetricsMatchTheREADME(t *testing.T) {
 	documented := readmeMetrics(t)
 	// A cluster of one, so that the cluster's series are there too.
 	s := StartServer(t, []string{"PUSHERCM_REDIS_URL=redis://" + redistest.Addr(t), "PUSHERCM_REDIS_PREFIX=" + redistest.Prefix(t)})
-	waitLog(t, s, "connected to redis")
+	s.WaitLog(t, "connected to redis", 20*time.Second)
 
 	start := scrapeAddr(t, s.OpsAddr)
 	codes := labelValues(start["pushercm_rpcs_total"], "code")
