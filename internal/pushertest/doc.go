@@ -6,7 +6,8 @@
 // It imports only protocol and authz, so the internal tests of edge, delivery
 // and its drivers can use it without an import cycle; the edge starter
 // (subpackage edgetest) and the app starter (subpackage apptest) import what
-// they start, so they live apart. Nothing outside _test.go files may import
+// they start, so they live apart; the starter of the built binary is
+// subpackage proctest. Nothing outside _test.go files may import
 // any of them.
 //
 // Guarantees: every wait is bounded by Wait and fails the test instead of
