@@ -339,8 +339,11 @@ func StartCluster(t testing.TB) []string {
 	pushertest.EventuallyWithin(t, 20*time.Second, "redistest: every cluster node ready", func() error {
 		for _, a := range addrs {
 			v, err := Do(a, "CLUSTER", "INFO")
-			if s, ok := v.(string); err != nil || !ok || !strings.Contains(s, "cluster_state:ok") {
-				return fmt.Errorf("cluster node %s not ready: %v %v", a, v, err)
+			if err != nil {
+				return fmt.Errorf("cluster node %s: %w", a, err)
+			}
+			if s, ok := v.(string); !ok || !strings.Contains(s, "cluster_state:ok") {
+				return fmt.Errorf("cluster node %s not ready: %v", a, v)
 			}
 		}
 		return nil
