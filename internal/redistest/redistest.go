@@ -144,7 +144,10 @@ func (s *Server) RefuseWrites() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("redis-server on %s still answers PING with %v after a failed snapshot", s.Addr, err)
+			if err == nil {
+				return fmt.Errorf("redis-server on %s still answers PING after a failed snapshot", s.Addr)
+			}
+			return fmt.Errorf("redis-server on %s: PING after a failed snapshot: %w, want MISCONF", s.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
