@@ -464,6 +464,7 @@ type clusterStats struct {
 	Up                                         bool
 	Nodes                                      int
 	Errors, Reconnects, Refused, Dropped, Lost uint64
+	Replaced                                   uint64
 }
 
 func (n *clusterNode) stats() clusterStats {
@@ -476,6 +477,7 @@ func (n *clusterNode) stats() clusterStats {
 		b := broker.Stats()
 		st.Errors += b.PublishErrors
 		st.Reconnects, st.Refused, st.Dropped, st.Lost = b.Reconnects, b.PublishErrors, b.Dropped, b.Lost
+		st.Replaced = b.Recycles
 	}
 	return st
 }
@@ -499,6 +501,7 @@ func (n *clusterNode) collectors() []prometheus.Collector {
 		gauge("pushercm_cluster_nodes", "Live nodes of the cluster seen at the last heartbeat, this one included.", func(s clusterStats) float64 { return float64(s.Nodes) }),
 		counter("pushercm_cluster_redis_errors_total", "Redis calls that failed: refused publishes and socket-side calls (subscribe, leave, join, sign-in).", func(s clusterStats) uint64 { return s.Errors }),
 		counter("pushercm_cluster_reconnects_total", "Times the pub/sub connection to Redis was made again after it broke.", func(s clusterStats) uint64 { return s.Reconnects }),
+		counter("pushercm_cluster_pubsub_replaced_total", "Times the pub/sub connection was replaced to shed the channels no local socket watches any more (the node never sends UNSUBSCRIBE).", func(s clusterStats) uint64 { return s.Replaced }),
 		counter("pushercm_cluster_publish_refused_total", "Publishes refused because Redis did not confirm them (answered UNAVAILABLE / CONNECTION_FAILED; delivered to nobody).", func(s clusterStats) uint64 { return s.Refused }),
 		counter("pushercm_cluster_messages_dropped_total", "Messages from Redis that overflowed the node's queue (cluster.queueSize) and were caught up from the channel's history.", func(s clusterStats) uint64 { return s.Dropped }),
 		counter("pushercm_cluster_messages_lost_total", "Messages this node's subscribers missed because the channel's history (cluster.historySize) no longer held them.", func(s clusterStats) uint64 { return s.Lost }),

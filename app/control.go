@@ -397,6 +397,24 @@ func (p *controlPlane) runForwarder(f *forwarder) {
 		}
 		return false
 	}
+	// missed is set while events were lost on the way out (the local
+	// watcher lagged, or Redis refused a publish); the next forwarded item
+	// then first tells the watchers so.
+	missed := false
+	send := func(e forwardedEvent) bool {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+		_, err = p.node.Publish(ctx, eventsChannel, b, 0)
+		cancel()
+		if err != nil {
+			p.node.log.Debug("forwarding an event failed", "err", err)
+			return false
+		}
+		return true
+	}
 	for {
 		select {
 		case <-t.C:
@@ -405,47 +423,60 @@ func (p *controlPlane) runForwarder(f *forwarder) {
 			}
 		case e, ok := <-f.w.C():
 			if !ok {
-				// Lagged or shut down: the next renewal starts a new one.
+				// Lagged or shut down: the next renewal starts a new one. The
+				// watchers elsewhere are told they missed events.
 				p.mu.Lock()
 				if p.fwd == f {
 					p.fwd = nil
 				}
 				p.mu.Unlock()
+				if errors.Is(f.w.Err(), lifecycle.ErrLagged) {
+					send(forwardedEvent{Event: lifecycle.Event{Node: p.self}, Missed: true})
+				}
 				return
 			}
 			if done() {
 				return
 			}
-			e.Node = p.self
-			b, err := json.Marshal(e)
-			if err != nil {
-				continue
+			if missed {
+				missed = !send(forwardedEvent{Event: lifecycle.Event{Node: p.self}, Missed: true})
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
-			_, err = p.node.Publish(ctx, eventsChannel, b, 0)
-			cancel()
-			if err != nil {
-				p.node.log.Debug("forwarding an event failed", "err", err)
+			e.Node = p.self
+			if !send(forwardedEvent{Event: e}) {
+				missed = true
 			}
 		}
 	}
 }
 
+// forwardedEvent is an event on eventsChannel. Missed marks none: it says the
+// node lost some of its events on the way, so every watcher ends lagged
+// rather than go on with a silent gap.
+type forwardedEvent struct {
+	lifecycle.Event
+	Missed bool `json:",omitempty"`
+}
+
 // remoteEvent hands another node's event to this node's watchers.
 func (p *controlPlane) remoteEvent(payload []byte) {
-	var e lifecycle.Event
-	if json.Unmarshal(payload, &e) != nil || e.Node == p.self {
+	var f forwardedEvent
+	if json.Unmarshal(payload, &f) != nil || f.Node == p.self {
 		return
 	}
+	e := f.Event
 	p.mu.Lock()
 	ws := make([]*clusterWatcher, 0, len(p.watchers))
 	for w := range p.watchers {
-		if !e.Type.IsMessage() || w.messages {
+		if f.Missed || !e.Type.IsMessage() || w.messages {
 			ws = append(ws, w)
 		}
 	}
 	p.mu.Unlock()
 	for _, w := range ws {
+		if f.Missed {
+			w.end(lifecycle.ErrLagged, false)
+			continue
+		}
 		w.deliver(e) // may end w, which takes p.mu
 	}
 }

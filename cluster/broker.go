@@ -47,9 +47,13 @@ type BrokerStats struct {
 	// local subscriber received.
 	Dropped, Lost uint64
 	Reconnects    uint64
-	Up            bool
-	LastError     string
-	Subscribed    int
+	// Recycles counts pub/sub connections replaced to shed stale subscriptions
+	// (see Unsubscribe); Stale is how many the current one holds.
+	Recycles   uint64
+	Stale      int
+	Up         bool
+	LastError  string
+	Subscribed int
 }
 
 // Broker fans publications out through Redis: one script call per publish
@@ -70,6 +74,11 @@ type Broker struct {
 	mu   sync.Mutex
 	subs map[string]*subState
 	conn rueidis.DedicatedClient // nil while disconnected
+	// stale counts channels unsubscribed locally that conn still receives: the
+	// broker never sends UNSUBSCRIBE (see Unsubscribe) and replaces conn once
+	// they are many (recycle).
+	stale   int
+	recycle chan struct{}
 
 	queue chan item
 	dirty struct {
@@ -77,9 +86,9 @@ type Broker struct {
 		set map[string]struct{}
 	}
 
-	published, publishErrors, received, recovered, dropped, lost, reconnects atomic.Uint64
-	up                                                                       atomic.Bool
-	lastErr                                                                  atomic.Value // string
+	published, publishErrors, received, recovered, dropped, lost, reconnects, recycles atomic.Uint64
+	up                                                                                 atomic.Bool
+	lastErr                                                                            atomic.Value // string
 
 	stop context.CancelFunc
 	done sync.WaitGroup
@@ -114,6 +123,7 @@ func NewBroker(client rueidis.Client, cfg Config, handler Handler) *Broker {
 		publish: rueidis.NewLuaScript(publishScript),
 		epoch:   hex.EncodeToString(e[:]),
 		subs:    map[string]*subState{},
+		recycle: make(chan struct{}, 1),
 		queue:   make(chan item, cfg.QueueSize),
 	}
 	b.dirty.set = map[string]struct{}{}
@@ -233,6 +243,11 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 		b.mu.Unlock()
 		if conn != nil {
 			err = conn.Do(ctx, conn.B().Subscribe().Channel(b.keys.topic(channel)).Build()).Error()
+			if err != nil && b.current() != conn {
+				// The connection was replaced meanwhile; its successor
+				// subscribed every channel in subs, this one included.
+				err = nil
+			}
 		}
 	}
 	if err != nil {
@@ -242,24 +257,50 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	return nil
 }
 
-// Unsubscribe stops receiving channel.
-func (b *Broker) Unsubscribe(ctx context.Context, channel string) error {
+// Unsubscribe stops receiving channel: the handler gets none of its messages
+// from now on. It never fails.
+//
+// No UNSUBSCRIBE is sent. rueidis follows every UNSUBSCRIBE with a PING, and a
+// Redis that refuses the PING with an error it does not expect (MISCONF, when
+// Redis cannot persist and stop-writes-on-bgsave-error is on) makes its reader
+// panic, which would end the process. So the pub/sub connection keeps receiving
+// the channel, the worker drops its messages, and once such stale channels are
+// many (a quarter of the live ones, at least staleMin) or have lingered for
+// staleAge, the run loop subscribes the live channels on a fresh connection
+// before closing the old one (make before break: nothing is missed, and what
+// both deliver is deduplicated by sequence).
+func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	if _, ok := b.subs[channel]; !ok {
-		b.mu.Unlock()
 		return nil
 	}
 	delete(b.subs, channel)
-	conn := b.conn
-	b.mu.Unlock()
-	if conn == nil {
+	if b.conn == nil {
 		return nil
 	}
-	if err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.keys.topic(channel)).Build()).Error(); err != nil {
-		b.setErr(err)
-		return fmt.Errorf("%w: unsubscribe %s: %w", ErrUnavailable, channel, err)
+	b.stale++
+	if b.stale >= max(staleMin, len(b.subs)/4) {
+		select {
+		case b.recycle <- struct{}{}:
+		default:
+		}
 	}
 	return nil
+}
+
+const (
+	// staleMin and staleAge bound the stale subscriptions a connection keeps
+	// before it is replaced (see Unsubscribe).
+	staleMin = 256
+	staleAge = time.Minute
+)
+
+// current is the pub/sub connection in use, nil while disconnected.
+func (b *Broker) current() rueidis.DedicatedClient {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.conn
 }
 
 // head reads a channel's history epoch and last sequence ("" and 0 when it has
@@ -281,12 +322,13 @@ func (b *Broker) head(ctx context.Context, channel string) (string, uint64, erro
 // Stats reads the counters.
 func (b *Broker) Stats() BrokerStats {
 	b.mu.Lock()
-	n := len(b.subs)
+	n, stale := len(b.subs), b.stale
 	b.mu.Unlock()
 	return BrokerStats{
 		Published: b.published.Load(), PublishErrors: b.publishErrors.Load(),
 		Received: b.received.Load(), Recovered: b.recovered.Load(),
 		Dropped: b.dropped.Load(), Lost: b.lost.Load(), Reconnects: b.reconnects.Load(),
+		Recycles: b.recycles.Load(), Stale: stale,
 		Up: b.up.Load(), LastError: b.lastErr.Load().(string), Subscribed: n,
 	}
 }
@@ -294,17 +336,24 @@ func (b *Broker) Stats() BrokerStats {
 func (b *Broker) setErr(err error) { b.lastErr.Store(err.Error()) }
 
 // run keeps one dedicated pub/sub connection subscribed to every channel in
-// subs, reconnecting with backoff.
+// subs, reconnecting with backoff, and replaces it when it holds many stale
+// subscriptions (see Unsubscribe).
+//
+// A connection is only ever closed, never handed back to rueidis' pool: the
+// pool would clean it with UNSUBSCRIBE, which Unsubscribe explains the danger
+// of.
 func (b *Broker) run(ctx context.Context) {
 	defer b.done.Done()
 	backoff := 50 * time.Millisecond
 	first := true
+	tick := time.NewTicker(staleAge)
+	defer tick.Stop()
 	for ctx.Err() == nil {
 		if !first {
 			b.reconnects.Add(1)
 		}
 		first = false
-		wait, err := b.connect(ctx)
+		wait, err := b.connect(ctx, true)
 		if err != nil {
 			b.setErr(err)
 			select {
@@ -317,11 +366,25 @@ func (b *Broker) run(ctx context.Context) {
 		}
 		backoff = 50 * time.Millisecond
 		b.up.Store(true)
-		select {
-		case <-ctx.Done():
-		case err := <-wait:
-			if err != nil {
-				b.setErr(err)
+	serve:
+		for {
+			select {
+			case <-ctx.Done():
+				break serve
+			case err := <-wait:
+				if err != nil {
+					b.setErr(err)
+				}
+				break serve
+			case <-tick.C:
+				b.mu.Lock()
+				stale := b.stale
+				b.mu.Unlock()
+				if stale > 0 {
+					wait = b.replace(ctx, wait)
+				}
+			case <-b.recycle:
+				wait = b.replace(ctx, wait)
 			}
 		}
 		b.up.Store(false)
@@ -335,14 +398,39 @@ func (b *Broker) run(ctx context.Context) {
 	}
 }
 
-// connect dedicates a connection, subscribes every channel and asks the worker
-// to catch each one up to the history's head.
-func (b *Broker) connect(ctx context.Context) (<-chan error, error) {
-	conn, cancel := b.client.Dedicate()
+// replace subscribes the live channels on a new connection, then drains and
+// closes the old one. Until then both deliver; the worker drops by sequence
+// what it already has. On failure the old connection stays, and wait with it.
+func (b *Broker) replace(ctx context.Context, wait <-chan error) <-chan error {
+	old := b.current()
+	next, err := b.connect(ctx, false)
+	if err != nil {
+		b.setErr(err)
+		return wait
+	}
+	b.recycles.Add(1)
+	if old != nil {
+		// Redis answers in order: once the old connection's PING is answered,
+		// everything it was sent before the new connection subscribed has been
+		// read. The answer may be an error (MISCONF refuses PING); it still
+		// marks the point.
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = old.Do(pctx, old.B().Ping().Build()).Error()
+		cancel()
+		old.Close()
+	}
+	return next
+}
+
+// connect dedicates a connection, subscribes every channel and makes it the
+// broker's. With catchUp it asks the worker to catch each channel up to its
+// history's head (after a reconnect: what was published while disconnected).
+func (b *Broker) connect(ctx context.Context, catchUp bool) (<-chan error, error) {
+	conn, _ := b.client.Dedicate()
 	wait := conn.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.receive})
 	// Ping first: Dedicate does not dial until the first command.
 	if err := conn.Do(ctx, conn.B().Ping().Build()).Error(); err != nil {
-		cancel()
+		conn.Close()
 		return nil, err
 	}
 	done := map[string]bool{}
@@ -355,8 +443,14 @@ func (b *Broker) connect(ctx context.Context) (<-chan error, error) {
 			}
 		}
 		if len(want) == 0 {
-			// Channels unsubscribed meanwhile may stay subscribed on Redis until
-			// the next reconnect; the worker drops their messages.
+			// Channels unsubscribed meanwhile stay subscribed on Redis; the
+			// worker drops their messages.
+			b.stale = 0
+			for ch := range done {
+				if _, ok := b.subs[ch]; !ok {
+					b.stale++
+				}
+			}
 			b.conn = conn
 			b.mu.Unlock()
 			return wait, nil
@@ -369,12 +463,14 @@ func (b *Broker) connect(ctx context.Context) (<-chan error, error) {
 				topics[i] = b.keys.topic(ch)
 			}
 			if err := conn.Do(ctx, conn.B().Subscribe().Channel(topics...).Build()).Error(); err != nil {
-				cancel()
+				conn.Close()
 				return nil, err
 			}
 			for _, ch := range want[:n] {
 				done[ch] = true
-				b.enqueueSync(ch)
+				if catchUp {
+					b.enqueueSync(ch)
+				}
 			}
 			want = want[n:]
 		}

@@ -26,6 +26,16 @@
 //     caught up, with no call from the caller;
 //   - messages published before Subscribe returned a baseline are not delivered.
 //
+// The broker never sends UNSUBSCRIBE, and never hands its pub/sub connection
+// back to rueidis' pool (which would send it): rueidis follows an UNSUBSCRIBE
+// with a PING, and a Redis that refuses that PING (MISCONF, a failed snapshot
+// with stop-writes-on-bgsave-error on) makes rueidis' reader panic, ending the
+// process. Unsubscribe therefore only stops the handler; the connection keeps
+// receiving the channel until it is replaced, once stale channels are a quarter
+// of the live ones (at least 256) or have lingered a minute. The replacement
+// subscribes the live channels first and closes the old connection after a
+// PING that marks everything sent to it as read, so nothing is missed.
+//
 // Publish returns an error wrapping ErrUnavailable whenever Redis did not confirm
 // the publication: a caller reports it refused, never accepted and dropped.
 //

@@ -121,6 +121,46 @@ func (s *Server) Restart() error {
 	return nil
 }
 
+// RefuseWrites puts the server in the state Redis calls MISCONF: a snapshot
+// failed while stop-writes-on-bgsave-error is on, so it refuses every write and
+// PING, and answers the rest. The snapshot fails because its file name is taken
+// by a directory. AllowWrites lifts it.
+func (s *Server) RefuseWrites() error {
+	if err := os.Mkdir(filepath.Join(s.dir, "dump.rdb"), 0o755); err != nil && !os.IsExist(err) {
+		return err
+	}
+	for _, cmd := range [][]string{
+		{"CONFIG", "SET", "stop-writes-on-bgsave-error", "yes"},
+		{"CONFIG", "SET", "save", "3600 1"},
+		{"SET", "redistest:refuse-writes", "1"},
+		{"BGSAVE"},
+	} {
+		if _, err := Do(s.Addr, cmd...); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(cmd, " "), err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := Do(s.Addr, "PING")
+		if err != nil && strings.HasPrefix(err.Error(), "MISCONF") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				return fmt.Errorf("redis-server on %s still answers PING after a failed snapshot", s.Addr)
+			}
+			return fmt.Errorf("redis-server on %s: PING after a failed snapshot: %w, want MISCONF", s.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// AllowWrites ends RefuseWrites: writes and PING are answered again.
+func (s *Server) AllowWrites() error {
+	_, err := Do(s.Addr, "CONFIG", "SET", "stop-writes-on-bgsave-error", "no")
+	return err
+}
+
 func start(dir string) (*Server, error) {
 	if dir == "" {
 		var err error

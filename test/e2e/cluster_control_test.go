@@ -2,12 +2,14 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -327,4 +329,102 @@ func TestSingleNodeListNodes(t *testing.T) {
 	if err != nil || len(r.GetNodes()) != 1 || r.GetNodes()[0].GetGrpcAddr() != s.GRPCAddr || r.GetNodes()[0].GetId() != r.GetSelf() {
 		t.Fatalf("ListNodes on one node: %v %v, want the node itself", r, err)
 	}
+}
+
+// TestClusterWatchNeverSkipsSilently: a node forwards its events to the
+// watchers on other nodes through Redis. Flooded faster than it can forward,
+// it drops some; the watchers must then end with WATCHER_LAGGED, never go on
+// with a gap: a watcher either gets every event or is told it missed some.
+func TestClusterWatchNeverSkipsSilently(t *testing.T) {
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 2, "PUSHERCM_CONFIG="+configFile(t, "rateLimit:\n  dryRun: true\n"))
+	waitNodes(t, nodes[0], 2)
+	conn, ctx := serviceClient(t, nodes[0], "connections:read")
+	stream, err := pushercmv1.NewConnectionServiceClient(conn).WatchConnectionEvents(ctx, &pushercmv1.WatchConnectionEventsRequest{
+		Types: []pushercmv1.ConnectionEventType{pushercmv1.ConnectionEventType_CONNECTION_EVENT_TYPE_PUBLISHED},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Header(); err != nil {
+		t.Fatal(err)
+	}
+	type recv struct {
+		m   *pushercmv1.WatchConnectionEventsResponse
+		err error
+	}
+	events := make(chan recv, 1024)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			events <- recv{m, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	next := func(d time.Duration) (*pushercmv1.WatchConnectionEventsResponse, error) {
+		select {
+		case r := <-events:
+			return r.m, r.err
+		case <-time.After(d):
+			return nil, errors.New("no event within " + d.String())
+		}
+	}
+	// Node 1 forwards from the first renewal on: wait until one of its events
+	// arrives.
+	pconn, pctx := serviceClient(t, nodes[1], "events:publish")
+	bc := pushercmv1.NewBroadcastServiceClient(pconn)
+	pushertest.Eventually(t, "node 1 forwarding", func() error {
+		if _, err := bc.SendEvent(pctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+			Channels: []string{"probe"}, Name: "probe", Payload: &pushercmv1.Event_Data{Data: "1"}}}); err != nil {
+			return err
+		}
+		m, err := next(200 * time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if m.GetEvent().GetNodeId() == "" {
+			return errors.New("untagged event")
+		}
+		return nil
+	})
+
+	// 20 000 events in batches of 100 from 8 callers: far more than a
+	// forwarder's buffer (4096) in less time than it takes to forward them.
+	const callers, batches, per = 8, 25, 100
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				req := &pushercmv1.SendBatchRequest{}
+				for i := range per {
+					req.Events = append(req.Events, &pushercmv1.Event{Channels: []string{"flood"}, Name: "f",
+						Payload: &pushercmv1.Event_Data{Data: fmt.Sprint(c, "-", b, "-", i)}})
+				}
+				if _, err := bc.SendBatch(pctx, req); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	total := callers * batches * per
+	got := 0
+	for got < total {
+		m, err := next(15 * time.Second)
+		if status.Code(err) == codes.ResourceExhausted && reasonOf(err) == "WATCHER_LAGGED" {
+			t.Logf("the watcher ended lagged after %d of %d events", got, total)
+			return
+		}
+		if err != nil {
+			t.Fatalf("after %d of %d events the stream gave %v, want the rest or WATCHER_LAGGED", got, total, err)
+		}
+		if m.GetEvent().GetEventName() == "f" {
+			got++
+		}
+	}
+	t.Logf("the watcher got all %d events", total)
 }

@@ -3,7 +3,9 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -483,4 +485,106 @@ func TestClusterOnRedisCluster(t *testing.T) {
 		t.Fatalf("SendToUser on a Redis Cluster: %v %v", r, err)
 	}
 	subs[1].Expect("hi", protocol.ServerToUserChannel("u1"))
+}
+
+// TestClusterRedisRefusingWrites: a Redis that cannot persist refuses writes
+// and PING (MISCONF). The nodes stay up while sockets come and go, refuse
+// publishes with UNAVAILABLE / CONNECTION_FAILED, say why on /readyz, a node
+// started meanwhile waits for Redis, and once Redis accepts writes again
+// delivery resumes on every node with no restart.
+func TestClusterRedisRefusingWrites(t *testing.T) {
+	rs := redistest.Start(t)
+	prefix := redistest.Prefix(t)
+	nodes := startCluster(t, rs.Addr, prefix, 2)
+	subs := []*pushertest.Client{
+		pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret"),
+		pushertest.Dial(t, nodes[1].HTTPAddr, "app-key", "app-secret"),
+	}
+	for _, c := range subs {
+		c.Subscribe("feed", "")
+		c.Subscribe("other", "")
+	}
+	conn, ctx := serviceClient(t, nodes[1], "events:publish")
+	bc := pushercmv1.NewBroadcastServiceClient(conn)
+	send := func(ch, data string) error {
+		_, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+			Channels: []string{ch}, Name: "n", Payload: &pushercmv1.Event_Data{Data: data}}})
+		return err
+	}
+	if err := send("feed", "before"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range subs {
+		if m := c.Expect("n", "feed"); m.DataString() != "before" {
+			t.Fatalf("got %s, want before", m.DataString())
+		}
+	}
+
+	if err := rs.RefuseWrites(); err != nil {
+		t.Fatal(err)
+	}
+	// Sockets come and go: channels are left, vacated and taken.
+	for _, c := range subs {
+		c.Send("pusher:unsubscribe", "", map[string]string{"channel": "other"})
+	}
+	gone := pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret")
+	gone.SubscribeAsync("brief", "")
+	gone.Close()
+	late := StartServer(t, []string{"PUSHERCM_REDIS_URL=redis://" + rs.Addr, "PUSHERCM_REDIS_PREFIX=" + prefix})
+	pushertest.Eventually(t, "publishes refused", func() error {
+		err := send("feed", "during")
+		if err == nil {
+			return errors.New("a publish was accepted while Redis refuses writes")
+		}
+		if status.Code(err) != codes.Unavailable || reasonOf(err) != "CONNECTION_FAILED" {
+			t.Fatalf("publish while Redis refuses writes: %v, want UNAVAILABLE / CONNECTION_FAILED", err)
+		}
+		return nil
+	})
+	for _, s := range append(nodes, late) {
+		pushertest.Eventually(t, "/readyz naming MISCONF", func() error {
+			resp, err := http.Get("http://" + s.OpsAddr + "/readyz")
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if !strings.Contains(string(body), "MISCONF") || !strings.Contains(string(body), "degraded") {
+				return fmt.Errorf("/readyz: %s", body)
+			}
+			return nil
+		})
+	}
+	// Every process is still running.
+	for i, s := range append(nodes, late) {
+		select {
+		case <-s.Exited():
+			t.Fatalf("node %d exited while Redis refused writes: %v\n%s", i, s.Err(), s.Log())
+		default:
+		}
+	}
+
+	if err := rs.AllowWrites(); err != nil {
+		t.Fatal(err)
+	}
+	late.WaitLog(t, "connected to redis", 20*time.Second)
+	pushertest.Eventually(t, "publishes accepted again", func() error { return send("feed", "after") })
+	for i, c := range subs {
+		for m := c.Next(); m.DataString() != "after"; m = c.Next() {
+			if m.Event == "n" && m.DataString() != "during" {
+				t.Fatalf("node %d's subscriber got %s %s, want after", i, m.Channel, m.DataString())
+			}
+		}
+	}
+	if err := send("other", "left"); err != nil {
+		t.Fatal(err)
+	}
+	if err := send("feed", "last"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range subs {
+		if m := c.Expect("n", "feed"); m.DataString() != "last" {
+			t.Fatalf("node %d's subscriber got %s, want last (nothing on the channel it left)", i, m.DataString())
+		}
+	}
 }

@@ -1,0 +1,170 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/redistest"
+)
+
+// A Redis that refuses writes (MISCONF) also refuses PING. rueidis panics in its
+// reader when the PING it sends after an UNSUBSCRIBE is refused so, and that
+// panic ends the process: the broker must never send one, neither itself nor by
+// handing a subscribed connection back to rueidis' pool. Run in-process, this
+// test dies with the panic if it does.
+func TestBrokerSurvivesRedisRefusingWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Prefix: "p"}
+	var rec recorder
+	sub := startBroker(t, newClient(t, srv.Addr), cfg, &rec)
+	pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	ctx := context.Background()
+	for _, ch := range []string{"a", "b", "c"} {
+		if err := sub.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if err := srv.RefuseWrites(); err != nil {
+		t.Fatal(err)
+	}
+	// Unsubscribing, replacing the pub/sub connection and closing brokers all
+	// happen while Redis refuses PING.
+	if err := sub.Unsubscribe(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	sub.mu.Lock()
+	stale := sub.stale
+	sub.mu.Unlock()
+	if stale != 1 {
+		t.Fatalf("stale = %d after one unsubscribe, want 1", stale)
+	}
+	if err := sub.Subscribe(ctx, "d"); err != nil {
+		t.Logf("subscribe while Redis refuses writes: %v", err)
+	}
+	sub.recycle <- struct{}{}
+	if _, err := pub.Publish(ctx, "a", []byte("refused"), PublishOptions{}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("publish while Redis refuses writes: %v, want ErrUnavailable", err)
+	}
+	// A broker started now cannot connect (its PING is refused) and retries.
+	late := NewBroker(newClient(t, srv.Addr), cfg, (&recorder{}).handle)
+	pushertest.Eventually(t, "the late broker's refused PING", func() bool { return late.Stats().LastError != "" })
+	if late.Stats().Up {
+		t.Fatal("a broker came up on a Redis refusing PING")
+	}
+	short := NewBroker(newClient(t, srv.Addr), cfg, (&recorder{}).handle)
+	if err := short.Subscribe(ctx, "a"); err != nil {
+		t.Logf("subscribe on a Redis refusing writes: %v", err)
+	}
+	_ = short.Unsubscribe(ctx, "a")
+	short.Close()
+	// Give rueidis' readers time to see every reply: a panic would end the test
+	// binary here.
+	time.Sleep(300 * time.Millisecond)
+
+	if err := srv.AllowWrites(); err != nil {
+		t.Fatal(err)
+	}
+	pushertest.Eventually(t, "the late broker up", func() bool { return late.Stats().Up })
+	late.Close()
+	pushertest.Eventually(t, "publishes accepted again", func() bool {
+		_, err := pub.Publish(ctx, "a", []byte("after"), PublishOptions{})
+		return err == nil
+	})
+	pushertest.Eventually(t, "delivery after writes are allowed", func() bool {
+		for _, m := range rec.snapshot() {
+			if string(m.Payload) == "after" {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := pub.Publish(ctx, "b", []byte("to b"), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "c", []byte("to c"), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pushertest.Eventually(t, "c delivered", func() bool {
+		got := rec.snapshot()
+		return len(got) > 0 && got[len(got)-1].Channel == "c"
+	})
+	for _, m := range rec.snapshot() {
+		if m.Channel == "b" {
+			t.Fatalf("got %q on b after unsubscribing it", m.Payload)
+		}
+	}
+}
+
+// Unsubscribed channels stay subscribed on Redis until the pub/sub connection
+// is replaced; replacing it while a channel is published continuously loses
+// and duplicates nothing.
+func TestBrokerReplacesConnectionWithStaleSubscriptions(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	var rec recorder
+	sub := startBroker(t, newClient(t, addr), Config{Prefix: prefix, HistorySize: 1}, &rec)
+	pub := startBroker(t, newClient(t, addr), Config{Prefix: prefix, HistorySize: 1}, &recorder{})
+	ctx := context.Background()
+	if err := sub.Subscribe(ctx, "live"); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	published := make(chan []string)
+	go func() {
+		var sent []string
+		defer func() { published <- sent }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			p := fmt.Sprint(i)
+			if _, err := pub.Publish(ctx, "live", []byte(p), PublishOptions{}); err != nil {
+				t.Error(err)
+				return
+			}
+			sent = append(sent, p)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for i := range staleMin {
+		ch := fmt.Sprint("gone-", i)
+		if err := sub.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Unsubscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pushertest.Eventually(t, "the connection replaced", func() bool { return sub.Stats().Recycles == 1 })
+	if s := sub.Stats(); s.Stale != 0 || s.Subscribed != 1 || !s.Up {
+		t.Fatalf("stats after the replacement %+v: want up, 1 channel, none stale", s)
+	}
+	time.Sleep(50 * time.Millisecond) // publishing goes on over the new connection
+	close(stop)
+	want := <-published
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= len(want) })
+	// With a history of one message, a gap could not be filled: every message
+	// came live, over one connection or the other, exactly once.
+	checkPayloads(t, rec.snapshot(), want)
+	if s := sub.Stats(); s.Lost != 0 {
+		t.Fatalf("stats %+v: want nothing lost", s)
+	}
+	// A message to an unsubscribed channel reaches no handler.
+	if _, err := pub.Publish(ctx, "gone-0", []byte("x"), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, "live", []byte("last"), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pushertest.Eventually(t, "last", func() bool { return len(rec.snapshot()) == len(want)+1 })
+	if got := rec.snapshot(); got[len(got)-1].Channel != "live" {
+		t.Fatalf("last message on %q, want live", got[len(got)-1].Channel)
+	}
+}
