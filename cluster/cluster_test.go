@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -47,23 +48,11 @@ func (r *recorder) snapshot() []Message {
 	return append([]Message(nil), r.msgs...)
 }
 
-// waitFor polls cond until it holds or 10s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func startBroker(t *testing.T, c rueidis.Client, cfg Config, r *recorder) *Broker {
 	t.Helper()
 	b := NewBroker(c, cfg, r.handle)
 	t.Cleanup(b.Close)
-	waitFor(t, "broker up", func() bool { return b.Stats().Up })
+	pushertest.Eventually(t, "broker up", func() bool { return b.Stats().Up })
 	return b
 }
 
@@ -114,7 +103,7 @@ func TestPublishReachesEverySubscribedNodeInOrder(t *testing.T) {
 		}
 	}
 	for i := range 2 {
-		waitFor(t, "delivery", func() bool { return len(recs[i].snapshot()) == len(want) })
+		pushertest.Eventually(t, "delivery", func() bool { return len(recs[i].snapshot()) == len(want) })
 		checkPayloads(t, recs[i].snapshot(), want)
 	}
 	if n := len(recs[2].snapshot()); n != 0 {
@@ -143,7 +132,7 @@ func TestPublishedBeforeSubscribeIsNotDelivered(t *testing.T) {
 	if _, err := pub.Publish(ctx, "c", []byte("new"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "new message", func() bool { return len(rec.snapshot()) >= 1 })
+	pushertest.Eventually(t, "new message", func() bool { return len(rec.snapshot()) >= 1 })
 	checkPayloads(t, rec.snapshot(), []string{"new"})
 	if got := rec.snapshot()[0].Seq; got != 3 {
 		t.Fatalf("seq = %d, want 3", got)
@@ -167,14 +156,14 @@ func TestPrefixesNeverCross(t *testing.T) {
 	if _, err := b.Publish(ctx, "shared-name", []byte("for-b"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "both", func() bool { return len(recA.snapshot()) == 1 && len(recB.snapshot()) == 1 })
+	pushertest.Eventually(t, "both", func() bool { return len(recA.snapshot()) == 1 && len(recB.snapshot()) == 1 })
 	// One more round trip on each, so a stray cross message would have arrived.
 	for _, br := range []*Broker{a, b} {
 		if _, err := br.Publish(ctx, "shared-name", []byte("end"), PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "end", func() bool { return len(recA.snapshot()) == 2 && len(recB.snapshot()) == 2 })
+	pushertest.Eventually(t, "end", func() bool { return len(recA.snapshot()) == 2 && len(recB.snapshot()) == 2 })
 	checkPayloads(t, recA.snapshot(), []string{"for-a", "end"})
 	checkPayloads(t, recB.snapshot(), []string{"for-b", "end"})
 }
@@ -204,7 +193,7 @@ func TestQueueOverflowIsCaughtUpFromHistory(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
 	got := rec.snapshot()
 	for i, m := range got {
 		if m.Seq != uint64(i+1) {
@@ -234,7 +223,7 @@ func TestHistoryTooShortCountsLost(t *testing.T) {
 		}
 	}
 	// The last message is always still in the history, so it is delivered.
-	waitFor(t, "the last message", func() bool {
+	pushertest.Eventually(t, "the last message", func() bool {
 		got := rec.snapshot()
 		return len(got) > 0 && got[len(got)-1].Seq == n
 	})
@@ -265,10 +254,10 @@ func TestRedisRestartRefusesThenResumes(t *testing.T) {
 	if _, err := pub.Publish(ctx, "c", []byte("before"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "before", func() bool { return len(rec.snapshot()) == 1 })
+	pushertest.Eventually(t, "before", func() bool { return len(rec.snapshot()) == 1 })
 
 	srv.Stop()
-	waitFor(t, "subscriber sees the loss", func() bool { return !sub.Stats().Up })
+	pushertest.Eventually(t, "subscriber sees the loss", func() bool { return !sub.Stats().Up })
 	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	_, err := pub.Publish(pctx, "c", []byte("during"), PublishOptions{})
 	cancel()
@@ -279,13 +268,13 @@ func TestRedisRestartRefusesThenResumes(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "subscriber back", func() bool { return sub.Stats().Up })
+	pushertest.Eventually(t, "subscriber back", func() bool { return sub.Stats().Up })
 	// The restarted Redis is empty: a new history epoch starts at 1.
-	waitFor(t, "publish after the restart", func() bool {
+	pushertest.Eventually(t, "publish after the restart", func() bool {
 		_, err := pub.Publish(ctx, "c", []byte("after"), PublishOptions{})
 		return err == nil
 	})
-	waitFor(t, "after", func() bool { return len(rec.snapshot()) == 2 })
+	pushertest.Eventually(t, "after", func() bool { return len(rec.snapshot()) == 2 })
 	// Sequence numbers restart with the new history: compare payloads only.
 	if got := rec.snapshot(); string(got[0].Payload) != "before" || string(got[1].Payload) != "after" || got[1].Seq != 1 {
 		t.Fatalf("got %+v, want before then after (seq 1 of a new history)", got)
@@ -323,7 +312,7 @@ func TestLostPubSubConnectionCatchesUp(t *testing.T) {
 	if !killed {
 		t.Fatal("no kill")
 	}
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) == len(want) })
 	checkPayloads(t, rec.snapshot(), want)
 	if s := sub.Stats(); s.Reconnects == 0 || s.Lost != 0 {
 		t.Fatalf("stats %+v: want a reconnect and nothing lost", s)
@@ -347,7 +336,7 @@ func TestCommandsPerPublishDoNotGrowWithSubscribers(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := range recs {
-			waitFor(t, "warm", func() bool { return len(recs[i].snapshot()) == 1 })
+			pushertest.Eventually(t, "warm", func() bool { return len(recs[i].snapshot()) == 1 })
 		}
 		if _, err := redistest.Do(srv.Addr, "CONFIG", "RESETSTAT"); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -34,7 +35,7 @@ func TestRegistryListsGoodbyesAndReapsTheDeadOnce(t *testing.T) {
 	a, b, c := reg("node-a", 1), reg("node-b", 2), reg("node-c", 3)
 	t.Cleanup(func() { _ = b.Close(ctx) })
 
-	waitFor(t, "three nodes", func() bool {
+	pushertest.Eventually(t, "three nodes", func() bool {
 		n, err := a.Nodes(ctx)
 		return err == nil && slices.Equal(ids(n), []string{"node-a", "node-b", "node-c"})
 	})
@@ -58,7 +59,7 @@ func TestRegistryListsGoodbyesAndReapsTheDeadOnce(t *testing.T) {
 	c.stop()
 	<-c.done
 	died := time.Now()
-	waitFor(t, "node-c expired", func() bool {
+	pushertest.Eventually(t, "node-c expired", func() bool {
 		n, err := b.Nodes(ctx)
 		return err == nil && slices.Equal(ids(n), []string{"node-b"})
 	})
@@ -67,7 +68,7 @@ func TestRegistryListsGoodbyesAndReapsTheDeadOnce(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var reaped []string
-	waitFor(t, "node-c reaped", func() bool {
+	pushertest.Eventually(t, "node-c reaped", func() bool {
 		var wg sync.WaitGroup
 		for range 2 {
 			wg.Add(1)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/milequest/pushercm/delivery"
 	"github.com/milequest/pushercm/delivery/idempotencytest"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
 	"github.com/milequest/pushercm/ratelimit"
 )
@@ -141,7 +142,7 @@ func TestRateStoreFallsBackToTheNodesOwnLimits(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "Redis again", func() bool {
+	pushertest.Eventually(t, "Redis again", func() bool {
 		_, err := rs.Take(ctx, "carol", 1, time.Now(), r)
 		return err == nil && !rs.Stats().Degraded
 	})
@@ -163,7 +164,7 @@ func TestIdempotencyStore(t *testing.T) {
 		if ok := must(b.Reserve(ctx, "evt-1")); ok {
 			t.Fatal("another node reserved the same id")
 		}
-		waitFor(t, "window end", func() bool { return must(b.Reserve(ctx, "evt-1")) })
+		pushertest.Eventually(t, "window end", func() bool { return must(b.Reserve(ctx, "evt-1")) })
 	})
 	t.Run("unreachable Redis is an error, never a reservation", func(t *testing.T) {
 		srv := redistest.Start(t)

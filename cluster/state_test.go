@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -152,7 +153,7 @@ func TestDeadNodeIsCleanedOnceByItsClaimer(t *testing.T) {
 	<-r2.done
 	var claimer *Registry
 	var dead []string
-	waitFor(t, "n2 reaped", func() bool {
+	pushertest.Eventually(t, "n2 reaped", func() bool {
 		for _, r := range []*Registry{r0, r1} {
 			if got := must(r.Reap(ctx)); len(got) > 0 {
 				claimer, dead = r, append(dead, got...)
@@ -227,7 +228,7 @@ func TestRestoreAfterRedisLostEverything(t *testing.T) {
 			return nil
 		})
 		t.Cleanup(func() { _ = r.Close(ctx) })
-		waitFor(t, "registered", func() bool {
+		pushertest.Eventually(t, "registered", func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			return r.lastErr == nil && r.beats > 0
@@ -283,7 +284,7 @@ func TestPublishReceiptCountsTheClusterAndCachesTheLastEvent(t *testing.T) {
 	if got := must(b.Cached(ctx, "other")); got != nil {
 		t.Fatalf("cached %q for a channel never published", got)
 	}
-	waitFor(t, "cache expiry", func() bool { return must(b.Cached(ctx, "cache-feed")) == nil })
+	pushertest.Eventually(t, "cache expiry", func() bool { return must(b.Cached(ctx, "cache-feed")) == nil })
 	if r := must(b.Publish(ctx, "nobody", []byte("x"), PublishOptions{})); r.Subscriptions != 0 {
 		t.Fatalf("receipt %+v for a channel with no subscriptions", r)
 	}

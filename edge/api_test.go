@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/lifecycle"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -242,7 +243,7 @@ func TestWebhookSink(t *testing.T) {
 	_ = b.conn.Close()
 	_ = a.conn.Close()
 	want := "channel_occupied member_added member_added client_event channel_occupied cache_miss"
-	eventually(t, "webhooks", func() bool { return len(sink.names()) >= 10 })
+	pushertest.Eventually(t, "webhooks", func() bool { return len(sink.names()) >= 10 })
 	got := strings.Join(sink.names()[:6], " ")
 	if got != want {
 		t.Fatalf("webhooks %q, want %q", got, want)
@@ -345,7 +346,7 @@ func TestMetricsHooks(t *testing.T) {
 	}
 	a.expect("e", "m")
 	b.expect("e", "m")
-	eventually(t, "write observations", func() bool {
+	pushertest.Eventually(t, "write observations", func() bool {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.frames >= before+2

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -104,7 +105,7 @@ func TestPublicPublishAndExclude(t *testing.T) {
 	a.quiet("second")
 	// Unsubscribe stops delivery.
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "my-channel"}})
-	eventually(t, "unsubscribe", func() bool { ci, _ := s.Channel(context.Background(), "my-channel"); return ci.SubscriptionCount == 1 })
+	pushertest.Eventually(t, "unsubscribe", func() bool { ci, _ := s.Channel(context.Background(), "my-channel"); return ci.SubscriptionCount == 1 })
 }
 
 func TestPublishValidation(t *testing.T) {
@@ -200,7 +201,7 @@ func TestPresenceSameUserTwice(t *testing.T) {
 		t.Fatalf("members %+v %v", ms, err)
 	}
 	_ = u1a.conn.Close()
-	eventually(t, "first connection gone", func() bool { ci, _ := s.Channel(context.Background(), ch); return ci.SubscriptionCount == 2 })
+	pushertest.Eventually(t, "first connection gone", func() bool { ci, _ := s.Channel(context.Background(), ch); return ci.SubscriptionCount == 2 })
 	observer.quiet(protocol.EventMemberRemoved)
 	_ = u1b.conn.Close()
 	removed := observer.expect(protocol.EventMemberRemoved, ch)
@@ -288,7 +289,7 @@ func TestCacheTTL(t *testing.T) {
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"cache-t"}, Event: "ev", Data: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "cache expiry", func() bool { ci, _ := s.Channel(context.Background(), "cache-t"); return ci.Cache == nil })
+	pushertest.Eventually(t, "cache expiry", func() bool { ci, _ := s.Channel(context.Background(), "cache-t"); return ci.Cache == nil })
 	c := connect(t, s)
 	c.subscribeOK("cache-t", "")
 	c.expect(protocol.EventCacheMiss, "cache-t")
@@ -584,7 +585,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	fast := connect(t, s)
 	fast.subscribeOK("firehose", "")
 	slow := dialRaw(t, s, "/app/"+testKey+"?protocol=7", nil, smallRecvBuf)
-	eventually(t, "slow socket registered", func() bool { return s.Stats().ConnectionsActive == 2 })
+	pushertest.Eventually(t, "slow socket registered", func() bool { return s.Stats().ConnectionsActive == 2 })
 	var slowID string
 	for _, ci := range func() []ConnectionInfo { l, _ := s.Connections(ConnectionFilter{}); return l }() {
 		if ci.SocketID != fast.id {
@@ -769,7 +770,7 @@ func TestNoLeakAfterClose(t *testing.T) {
 		}
 		_ = c.conn.Close()
 	}
-	eventually(t, "hub empty", func() bool {
+	pushertest.Eventually(t, "hub empty", func() bool {
 		st := s.Stats()
 		return st.ConnectionsActive == 0 && st.Channels == 0 && st.Subscriptions == 0 && st.PresenceMembers == 0 && st.SignedInUsers == 0
 	})
@@ -848,7 +849,7 @@ func TestWatchlist(t *testing.T) {
 	b2 := connect(t, s)
 	signin(t, b2, `{"id":"b"}`)
 	_ = b1.conn.Close()
-	eventually(t, "b1 gone", func() bool { return s.Stats().ConnectionsActive == 3 })
+	pushertest.Eventually(t, "b1 gone", func() bool { return s.Stats().ConnectionsActive == 3 })
 	a.quiet(protocol.EventWatchlist)
 	_ = b2.conn.Close()
 	if ev := watchlistEvents(t, a.expect(protocol.EventWatchlist, "")); fmt.Sprint(ev["offline"]) != "[b]" {

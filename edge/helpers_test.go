@@ -197,13 +197,6 @@ func (c *tclient) subscribeOK(channel, channelData string) msg {
 	return c.expect(protocol.EventSubscriptionSucceeded, channel)
 }
 
-// eventually is pushertest.Eventually under the short name edge's tests have
-// always used.
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	pushertest.Eventually(t, what, ok)
-}
-
 // withClock replaces the server clock (rate-limit buckets, activity, cache expiry).
 func withClock(now func() time.Time) Option {
 	return func(o *options) { o.now = now }

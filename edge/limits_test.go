@@ -12,6 +12,7 @@ import (
 	pusher "github.com/pusher/pusher-http-go/v5"
 
 	"github.com/milequest/pushercm/edge/httpapi"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -38,7 +39,7 @@ func TestSubscriptionsPerUser(t *testing.T) {
 	a.expect(protocol.EventPong, "")
 	// Leaving frees room.
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "a1"}})
-	eventually(t, "unsubscribe", func() bool { ci, _ := s.Connection(a.id); return len(ci.Channels) == 1 })
+	pushertest.Eventually(t, "unsubscribe", func() bool { ci, _ := s.Connection(a.id); return len(ci.Channels) == 1 })
 	b.subscribeOK("b2", "")
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -110,7 +111,7 @@ func TestOutboxNewSubscriberGetsNoEarlierEvents(t *testing.T) {
 	// The held flusher may be the one that writes b's frames: wait for the hub
 	// to hold the subscription, then let the answer out.
 	b.subscribe("room", "", "")
-	eventually(t, "b subscribed", func() bool {
+	pushertest.Eventually(t, "b subscribed", func() bool {
 		s.hub.mu.RLock()
 		defer s.hub.mu.RUnlock()
 		return len(s.hub.channels["room"].subs) == 2
@@ -138,7 +139,7 @@ func TestOutboxLeavingSubscriberGetsEarlierEvents(t *testing.T) {
 	release := holdOutbox(t, s, a, "room")
 	heldPublish(t, s, Message{Channels: []string{"room"}, Event: "before", Data: "{}"})
 	a.send(map[string]any{"event": protocol.EventUnsubscribe, "data": map[string]any{"channel": "room"}})
-	eventually(t, "unsubscribed", func() bool {
+	pushertest.Eventually(t, "unsubscribed", func() bool {
 		s.hub.mu.RLock()
 		defer s.hub.mu.RUnlock()
 		return s.hub.channels["room"] == nil

@@ -3,6 +3,7 @@ package edge
 import (
 	"testing"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -44,7 +45,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		t.Fatalf("counted as pool exhaustion too: %d", got)
 	}
 	_ = a.conn.Close()
-	eventually(t, "the slot is freed", func() bool { return s.Stats().ConnectionsActive == 1 })
+	pushertest.Eventually(t, "the slot is freed", func() bool { return s.Stats().ConnectionsActive == 1 })
 	connect(t, s)
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -39,7 +40,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		}
 	})
 	c.send(map[string]any{"event": protocol.EventSubscribe, "data": map[string]string{"channel": "order"}})
-	eventually(t, "subscribed", func() bool { ci, _ := s.Channel(context.Background(), "order"); return ci.SubscriptionCount == 1 })
+	pushertest.Eventually(t, "subscribed", func() bool { ci, _ := s.Channel(context.Background(), "order"); return ci.SubscriptionCount == 1 })
 	// And a small send buffer on the server's side of the socket.
 	s.hub.mu.Lock()
 	for _, sc := range s.hub.conns {
@@ -60,7 +61,7 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	eventually(t, "a short send", func() bool { return s.flushers[0].ringShort.Load() > 0 })
+	pushertest.Eventually(t, "a short send", func() bool { return s.flushers[0].ringShort.Load() > 0 })
 	reading = true
 	close(c.noRead)
 	c.expect(protocol.EventConnectionEstablished, "")
@@ -85,14 +86,14 @@ func TestIOUringShortSendsKeepOrder(t *testing.T) {
 		sc = x
 	}
 	s.hub.mu.Unlock()
-	eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
+	pushertest.Eventually(t, "loop drained", func() bool { return sc.sock.loopBytes.Load() == 0 })
 	before := s.flushers[0].ringSent.Load()
 	if _, err := s.Publish(context.Background(), Message{Channels: []string{"order"}, Event: "e", Data: "last"}); err != nil {
 		t.Fatal(err)
 	}
 	c.expect("e", "order")
 	// (Counted after the send completes, which may be after the client reads it.)
-	eventually(t, "the socket back on io_uring sends", func() bool { return s.flushers[0].ringSent.Load() > before })
+	pushertest.Eventually(t, "the socket back on io_uring sends", func() bool { return s.flushers[0].ringSent.Load() > before })
 }
 
 // TestWriteWithoutIOUring: with io_uring off, fan-out still reaches everyone.
@@ -152,7 +153,7 @@ func TestFlushIntervalCoalesces(t *testing.T) {
 			c.subscribeOK("burst", "")
 			// connection_established and subscription_succeeded are counted
 			// after their sends complete, which may be after the client read them.
-			eventually(t, "handshake frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == 2 })
+			pushertest.Eventually(t, "handshake frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == 2 })
 			// Not a condition to poll: the flusher paces rounds on the real clock,
 			// and the burst below must find a round due at once, so one interval
 			// passes first.
@@ -174,7 +175,7 @@ func TestFlushIntervalCoalesces(t *testing.T) {
 					c.expect("e", "burst")
 				}
 			}
-			eventually(t, "all frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == n })
+			pushertest.Eventually(t, "all frames counted", func() bool { wc.mu.Lock(); defer wc.mu.Unlock(); return wc.frames == n })
 			wc.mu.Lock()
 			defer wc.mu.Unlock()
 			if tc.interval > 0 {

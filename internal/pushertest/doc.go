@@ -1,7 +1,8 @@
 // Package pushertest is test support only: the one Pusher-protocol client over a
 // real WebSocket for tests in any package of this module (edge, delivery,
 // server, end-to-end), the one Eventually for conditions a test cannot be told
-// about, a concurrency-safe log buffer and token minting.
+// about (EventuallyWithin where the bound itself is asserted), a
+// concurrency-safe log buffer and token minting.
 //
 // It imports only protocol and authz, so the internal tests of edge, delivery
 // and its drivers can use it without an import cycle; the edge starter

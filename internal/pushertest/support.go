@@ -63,6 +63,13 @@ type Condition interface {
 // one.
 func Eventually[C Condition](t testing.TB, what string, cond C) {
 	t.Helper()
+	EventuallyWithin(t, Wait, what, cond)
+}
+
+// EventuallyWithin is Eventually bounded by d instead of Wait, for a test
+// whose bound is what it asserts ("released within 10 s").
+func EventuallyWithin[C Condition](t testing.TB, d time.Duration, what string, cond C) {
+	t.Helper()
 	var check func() error
 	switch f := any(cond).(type) {
 	case func() bool:
@@ -75,7 +82,7 @@ func Eventually[C Condition](t testing.TB, what string, cond C) {
 	case func() error:
 		check = f
 	}
-	deadline := time.Now().Add(Wait)
+	deadline := time.Now().Add(d)
 	for {
 		err := check()
 		if err == nil {
@@ -83,9 +90,9 @@ func Eventually[C Condition](t testing.TB, what string, cond C) {
 		}
 		if time.Now().After(deadline) {
 			if errors.Is(err, errNotYet) {
-				t.Fatalf("timed out after %v waiting for %s", Wait, what)
+				t.Fatalf("timed out after %v waiting for %s", d, what)
 			}
-			t.Fatalf("timed out after %v waiting for %s: %v", Wait, what, err)
+			t.Fatalf("timed out after %v waiting for %s: %v", d, what, err)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

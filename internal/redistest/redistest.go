@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // DefaultAddr is where these machines run Redis.
@@ -374,19 +376,18 @@ func StartCluster(t testing.TB) []string {
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for _, a := range addrs {
-		for {
+	pushertest.EventuallyWithin(t, 20*time.Second, "redistest: every cluster node ready", func() error {
+		for _, a := range addrs {
 			v, err := Do(a, "CLUSTER", "INFO")
-			if s, ok := v.(string); err == nil && ok && strings.Contains(s, "cluster_state:ok") {
-				break
+			if err != nil {
+				return fmt.Errorf("cluster node %s: %w", a, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("redistest: cluster node %s not ready: %v %v", a, v, err)
+			if s, ok := v.(string); !ok || !strings.Contains(s, "cluster_state:ok") {
+				return fmt.Errorf("cluster node %s not ready: %v", a, v)
 			}
-			time.Sleep(50 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 	return addrs
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
@@ -109,19 +110,15 @@ func TestConsoleCluster(t *testing.T) {
 	}
 	// Every node is in the registry before the page looks.
 	api := newGRPC(t, nodes[2].grpc, tok)
-	deadline := time.Now().Add(waitFor)
-	for {
+	pushertest.EventuallyWithin(t, waitFor, "every node listed", func() error {
 		ctx, cancel := context.WithTimeout(api.ctx, waitFor)
+		defer cancel()
 		r, err := api.conn.ListNodes(ctx, &pushercmv1.ListNodesRequest{})
-		cancel()
-		if err == nil && len(r.GetNodes()) == len(nodes) {
-			break
+		if err == nil && len(r.GetNodes()) != len(nodes) {
+			err = fmt.Errorf("ListNodes: %v", r.GetNodes())
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ListNodes: %v, %v", r.GetNodes(), err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 
 	browser := newBrowser(t)
 	ops := tab(t, browser)

@@ -4,9 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"io"
-	"net"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,6 +22,8 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -115,35 +113,18 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 	redisAddr, prefix := redistest.Addr(t), redistest.Prefix(t)
 	cmd := exec.Command(staticBinary(t), "serve", "--dev",
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-	cmd.Env = append(cleanEnv(), "PUSHERCM_REDIS_URL=redis://"+redisAddr, "PUSHERCM_REDIS_PREFIX="+prefix,
+	cmd.Env = append(proctest.CleanEnv(), "PUSHERCM_REDIS_URL=redis://"+redisAddr, "PUSHERCM_REDIS_PREFIX="+prefix,
 		"PUSHERCM_CLUSTER_NODE_ID=metrics-check")
-	s := startServer(t, cmd)
-	waitLog(t, s, `msg="connected to redis"`)
+	s := proctest.StartCmd(t, cmd)
+	s.WaitLog(t, `msg="connected to redis"`, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	// A subscriber, so the publish is written to a socket.
-	conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close() }()
-	var rd io.Reader = conn
-	if br != nil {
-		rd = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{rd, conn}
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
-	waitFrame(t, rw, "pusher:connection_established")
-	if err := wsutil.WriteClientText(conn, []byte(`{"event":"pusher:subscribe","data":{"channel":"metrics-check"}}`)); err != nil {
-		t.Fatal(err)
-	}
-	waitFrame(t, rw, "pusher_internal:subscription_succeeded")
+	c := pushertest.Dial(t, s.HTTPAddr, config.DevAppKey, config.DevAppSecret)
+	c.Subscribe("metrics-check", "")
 
-	gc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gc, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,34 +139,30 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 		Channels: []string{"metrics-check"}, Name: "tick", Payload: &pushercmv1.Event_Data{Data: "{}"}}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFrame(t, rw, "tick")
+	c.Expect("tick", "metrics-check")
 	// A refused call, for the error series.
 	if _, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{}); err == nil {
 		t.Fatal("a call without a token succeeded")
 	}
 
-	var missing []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		exported := exportedNames(get(t, "http://"+s.ops+"/metrics"))
-		missing = missing[:0]
+	pushertest.EventuallyWithin(t, 10*time.Second, "every metric named exported", func() error {
+		exported := exportedNames(get(t, "http://"+s.OpsAddr+"/metrics"))
+		var missing []string
 		for n := range names {
 			if !exported[n] {
-				missing = append(missing, n)
+				missing = append(missing, fmt.Sprintf("%s (named by %v)", n, names[n]))
 			}
 		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			return fmt.Errorf("not exported by pushercm: %s", strings.Join(missing, ", "))
 		}
-		time.Sleep(100 * time.Millisecond) // polling the scrape, not waiting a fixed time
-	}
-	slices.Sort(missing)
-	for _, n := range missing {
-		t.Errorf("%s is named by %v but not exported by pushercm", n, names[n])
-	}
+		return nil
+	})
 	// Label values the expressions match the code label against are values
 	// pushercm exports (every code is a series from the start), so a
 	// matcher spelled differently (Internal for INTERNAL) cannot hide.
-	scrape := get(t, "http://"+s.ops+"/metrics")
+	scrape := get(t, "http://"+s.OpsAddr+"/metrics")
 	for _, code := range matchedCodes(t) {
 		if !strings.Contains(scrape, `pushercm_rpcs_total{code="`+code+`"`) {
 			t.Errorf("the dashboard or the rules match code %q, which pushercm_rpcs_total never has", code)
@@ -194,23 +171,19 @@ func TestDashboardAndAlertMetricsAreExported(t *testing.T) {
 
 	// The node is in the cluster it reports: Redis up and, from its first
 	// heartbeat on, itself the one live node.
-	var lines []string
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		lines = strings.Split(get(t, "http://"+s.ops+"/metrics"), "\n")
+	pushertest.EventuallyWithin(t, 15*time.Second, "pushercm_cluster_redis_up 1 and pushercm_cluster_nodes 1", func() error {
+		lines := strings.Split(get(t, "http://"+s.OpsAddr+"/metrics"), "\n")
 		if slices.Contains(lines, "pushercm_cluster_redis_up 1") && slices.Contains(lines, "pushercm_cluster_nodes 1") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			var cluster []string
-			for _, l := range lines {
-				if strings.HasPrefix(l, "pushercm_cluster_") {
-					cluster = append(cluster, l)
-				}
+		var cluster []string
+		for _, l := range lines {
+			if strings.HasPrefix(l, "pushercm_cluster_") {
+				cluster = append(cluster, l)
 			}
-			t.Fatalf("want pushercm_cluster_redis_up 1 and pushercm_cluster_nodes 1; /metrics has:\n%s", strings.Join(cluster, "\n"))
 		}
-		time.Sleep(100 * time.Millisecond) // polling the scrape, not waiting a fixed time
-	}
+		return fmt.Errorf("/metrics has:\n%s", strings.Join(cluster, "\n"))
+	})
 }
 
 var codeMatcher = regexp.MustCompile(`code=~?\\?"([A-Za-z_|]+)\\?"`)
@@ -242,21 +215,6 @@ func matchedCodes(t *testing.T) []string {
 	return codes
 }
 
-// waitLog waits until pushercm has logged a line holding want.
-func waitLog(t *testing.T, s *server, want string) {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !strings.Contains(s.logText(), want) {
-		select {
-		case <-tick.C: // polling the log, not waiting a fixed time
-		case <-deadline:
-			t.Fatalf("pushercm did not log %s within 30s:\n%s", want, s.logText())
-		}
-	}
-}
-
 // exportedNames reads the series names of a Prometheus text exposition.
 func exportedNames(text string) map[string]bool {
 	out := map[string]bool{}
@@ -272,25 +230,4 @@ func exportedNames(text string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// waitFrame reads server frames until one whose event is name.
-func waitFrame(t *testing.T, rw io.ReadWriter, name string) {
-	t.Helper()
-	for {
-		data, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("no %s frame in time", name)
-			}
-			t.Fatalf("waiting for %s: %v", name, err)
-		}
-		var m struct {
-			Event string `json:"event"`
-		}
-		if json.Unmarshal(data, &m) == nil && m.Event == name {
-			return
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bufio"
 	"context"
 	"debug/elf"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 )
 
 // Values the test passes to `make build`, so it can find them again.
@@ -120,11 +121,12 @@ func TestServesFromEmptyRoot(t *testing.T) {
 		t.Fatalf("root holds %v (%v), want only the binary", entries, err)
 	}
 
-	srv := startServer(t, exec.Command("/pushercm", "serve", "--dev",
-		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"),
-		func(c *exec.Cmd) { c.SysProcAttr = &syscall.SysProcAttr{Chroot: root}; c.Dir = "/" })
+	cmd := exec.Command("/pushercm", "serve", "--dev",
+		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
+	cmd.Env, cmd.SysProcAttr, cmd.Dir = proctest.CleanEnv(), &syscall.SysProcAttr{Chroot: root}, "/"
+	srv := proctest.StartCmd(t, cmd)
 
-	resp, err := http.Get("http://" + srv.ops + "/readyz")
+	resp, err := http.Get("http://" + srv.OpsAddr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func TestServesFromEmptyRoot(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz: %d", resp.StatusCode)
 	}
-	metrics := get(t, "http://"+srv.ops+"/metrics")
+	metrics := get(t, "http://"+srv.OpsAddr+"/metrics")
 	info := regexp.MustCompile(`(?m)^pushercm_build_info\{([^}]*)\} 1$`).FindStringSubmatch(metrics)
 	if info == nil {
 		t.Fatalf("no pushercm_build_info series in /metrics")
@@ -144,15 +146,17 @@ func TestServesFromEmptyRoot(t *testing.T) {
 	}
 
 	// Against the running server: by flag, and by the server's own variable.
-	if code, out := healthcheck(t, bin, nil, "--addr", srv.ops); code != 0 {
-		t.Fatalf("healthcheck --addr %s: exit %d\n%s", srv.ops, code, out)
+	if code, out := healthcheck(t, bin, nil, "--addr", srv.OpsAddr); code != 0 {
+		t.Fatalf("healthcheck --addr %s: exit %d\n%s", srv.OpsAddr, code, out)
 	}
-	if code, out := healthcheck(t, bin, []string{"PUSHERCM_OPS_ADDR=" + srv.ops}); code != 0 {
+	if code, out := healthcheck(t, bin, []string{"PUSHERCM_OPS_ADDR=" + srv.OpsAddr}); code != 0 {
 		t.Fatalf("healthcheck with PUSHERCM_OPS_ADDR: exit %d\n%s", code, out)
 	}
 
-	srv.stop(t)
-	if code, out := healthcheck(t, bin, nil, "--addr", srv.ops); code != 1 {
+	if err := srv.Stop(30 * time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, srv.Log())
+	}
+	if code, out := healthcheck(t, bin, nil, "--addr", srv.OpsAddr); code != 1 {
 		t.Fatalf("healthcheck against a stopped server: exit %d, want 1\n%s", code, out)
 	}
 }
@@ -162,7 +166,7 @@ func healthcheck(t *testing.T, bin string, env []string, args ...string) (int, s
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"healthcheck", "--timeout", "5s"}, args...)...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(proctest.CleanEnv(), env...)
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	switch {
@@ -173,97 +177,6 @@ func healthcheck(t *testing.T, bin string, env []string, args ...string) (int, s
 	}
 	t.Fatalf("healthcheck: %v", err)
 	return -1, ""
-}
-
-// server is a pushercm process started by a test.
-type server struct {
-	grpc, http, ops string
-	cmd             *exec.Cmd
-	done            chan error
-	mu              sync.Mutex
-	log             strings.Builder
-}
-
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* grpc=(\S+) http=(\S+) ops=(\S+)`)
-
-// startServer starts cmd (adjusted by each of adjust) with a clean
-// environment plus env, and waits for the log line that says it serves.
-// It is killed at cleanup if still running.
-func startServer(t *testing.T, cmd *exec.Cmd, adjust ...func(*exec.Cmd)) *server {
-	t.Helper()
-	if cmd.Env == nil {
-		cmd.Env = cleanEnv()
-	}
-	for _, f := range adjust {
-		f(cmd)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, done: make(chan error, 1)}
-	ready := make(chan []string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.log.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case ready <- m[1:]:
-				default:
-				}
-			}
-		}
-		s.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-s.done //nolint:errcheck // killed just above: the exit error is expected
-		}
-		if t.Failed() {
-			t.Logf("pushercm log:\n%s", s.logText())
-		}
-	})
-	select {
-	case m := <-ready:
-		s.grpc, s.http, s.ops = m[0], m[1], m[2]
-	case err := <-s.done:
-		t.Fatalf("pushercm exited before serving: %v\n%s", err, s.logText())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("pushercm did not serve within 60s:\n%s", s.logText())
-	}
-	return s
-}
-
-func (s *server) logText() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-// stop sends SIGTERM and waits for a clean exit.
-func (s *server) stop(t *testing.T) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Fatalf("pushercm exit: %v\n%s", err, s.logText())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("pushercm did not stop within 30s")
-	}
 }
 
 func get(t *testing.T, url string) string {
@@ -292,17 +205,4 @@ func copyFile(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o755); err != nil { //nolint:gosec // an executable
 		t.Fatal(err)
 	}
-}
-
-// cleanEnv is the environment without pushercm, Pusher and OTEL settings,
-// so a developer's shell cannot change what the tests see.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PUSHERCM_") || strings.HasPrefix(kv, "PUSHER_") || strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") || strings.HasPrefix(kv, "OTEL_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }

@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,13 +19,16 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/testcerts"
+	"github.com/milequest/pushercm/protocol"
 )
 
 // tlsServer runs the static binary with TLS on all three listeners (mTLS on
 // gRPC), certificates checked on every handshake, from files in dir.
 type tlsServer struct {
-	*server
+	*proctest.Process
 	dir      string
 	ca       *testcerts.CA
 	bin      string
@@ -51,13 +51,13 @@ ops: {tls: {reloadInterval: 0s}, console: true}
 `))
 	cmd := exec.Command(bin, "serve", "--dev", "--config", cfgFile,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-	cmd.Env = append(cleanEnv(),
+	cmd.Env = append(proctest.CleanEnv(),
 		"PUSHERCM_GRPC_TLS_CERT_FILE="+certFile, "PUSHERCM_GRPC_TLS_KEY_FILE="+keyFile,
 		"PUSHERCM_GRPC_TLS_CLIENT_CA_FILE="+caFile,
 		"PUSHERCM_HTTP_TLS_CERT_FILE="+certFile, "PUSHERCM_HTTP_TLS_KEY_FILE="+keyFile,
 		"PUSHERCM_OPS_TLS_CERT_FILE="+certFile, "PUSHERCM_OPS_TLS_KEY_FILE="+keyFile,
 	)
-	return &tlsServer{server: startServer(t, cmd), dir: dir, ca: ca, bin: bin, certFile: caFile}
+	return &tlsServer{Process: proctest.StartCmd(t, cmd), dir: dir, ca: ca, bin: bin, certFile: caFile}
 }
 
 // servedCN completes a TLS handshake with addr and returns the common name
@@ -96,14 +96,14 @@ func TestTLSEveryListener(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, "go", "tool", "grpcurl", "-cacert", s.certFile,
-			"-cert", clientCert, "-key", clientKeyFile, s.grpc, "list")
+			"-cert", clientCert, "-key", clientKeyFile, s.GRPCAddr, "list")
 		cmd.Dir = repoRoot(t)
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "pushercm.v1.BroadcastService") {
 			t.Fatalf("grpcurl list: %v\n%s", err, out)
 		}
 		cmd = exec.CommandContext(ctx, "go", "tool", "grpcurl", "-cacert", s.certFile,
-			"-cert", clientCert, "-key", clientKeyFile, s.grpc, "grpc.health.v1.Health/Check")
+			"-cert", clientCert, "-key", clientKeyFile, s.GRPCAddr, "grpc.health.v1.Health/Check")
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "SERVING") {
 			t.Fatalf("grpcurl health: %v\n%s", err, out)
@@ -113,7 +113,7 @@ func TestTLSEveryListener(t *testing.T) {
 	t.Run("mTLS refuses a client without a certificate", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool()})))
+		conn, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca.Pool()})))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +122,7 @@ func TestTLSEveryListener(t *testing.T) {
 			t.Fatal("a client without a certificate got an answer")
 		}
 		// The same client with a certificate of the CA is served.
-		withCert, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(
+		withCert, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(
 			&tls.Config{RootCAs: s.ca.Pool(), Certificates: []tls.Certificate{pair}})))
 		if err != nil {
 			t.Fatal(err)
@@ -137,7 +137,7 @@ func TestTLSEveryListener(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		intruder, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(
+		intruder, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(
 			&tls.Config{RootCAs: s.ca.Pool(), Certificates: []tls.Certificate{other}})))
 		if err != nil {
 			t.Fatal(err)
@@ -149,15 +149,15 @@ func TestTLSEveryListener(t *testing.T) {
 	})
 
 	t.Run("ops over HTTPS", func(t *testing.T) {
-		if code, out := healthcheck(t, s.bin, []string{"PUSHERCM_OPS_TLS_CERT_FILE=x"}, "--addr", s.ops, "--ca-file", s.certFile); code != 0 {
+		if code, out := healthcheck(t, s.bin, []string{"PUSHERCM_OPS_TLS_CERT_FILE=x"}, "--addr", s.OpsAddr, "--ca-file", s.certFile); code != 0 {
 			t.Fatalf("healthcheck over TLS: exit %d\n%s", code, out)
 		}
 		// Without the CA the certificate is not trusted.
-		if code, _ := healthcheck(t, s.bin, nil, "--addr", s.ops, "--tls"); code != 1 {
+		if code, _ := healthcheck(t, s.bin, nil, "--addr", s.OpsAddr, "--tls"); code != 1 {
 			t.Fatalf("healthcheck trusting the system roots: exit %d, want 1", code)
 		}
 		// Plain HTTP is not served.
-		if code, _ := healthcheck(t, s.bin, nil, "--addr", s.ops); code != 1 {
+		if code, _ := healthcheck(t, s.bin, nil, "--addr", s.OpsAddr); code != 1 {
 			t.Fatalf("plain-HTTP healthcheck: exit %d, want 1", code)
 		}
 	})
@@ -170,7 +170,7 @@ func TestTLSEveryListener(t *testing.T) {
 			t.Fatal(err)
 		}
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Pool()}}}
-		req, err := http.NewRequest("POST", "https://"+s.ops+"/console/api/ConnectionService/GetHealthStatus", strings.NewReader("{}"))
+		req, err := http.NewRequest("POST", "https://"+s.OpsAddr+"/console/api/ConnectionService/GetHealthStatus", strings.NewReader("{}"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestTLSEveryListener(t *testing.T) {
 
 	t.Run("realtime over HTTPS", func(t *testing.T) {
 		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca.Pool()}}}
-		resp, err := client.Get("https://" + s.http + "/apps/app-id/channels")
+		resp, err := client.Get("https://" + s.HTTPAddr + "/apps/app-id/channels")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,28 +206,15 @@ func TestTLSEveryListener(t *testing.T) {
 		// still drain, or a busy TLS client is closed as a slow consumer.
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second, TLSConfig: &tls.Config{RootCAs: s.ca.Pool()}}.
-			Dial(ctx, "wss://"+s.http+"/app/"+config.DevAppKey+"?protocol=7")
-		if err != nil {
-			t.Fatal(err)
+		tlsDial := &tls.Dialer{Config: &tls.Config{RootCAs: s.ca.Pool()}}
+		c := pushertest.Open(t, s.HTTPAddr, config.DevAppKey, config.DevAppSecret, pushertest.Options{NetDial: tlsDial.DialContext})
+		if m := c.Next(); m.Event != protocol.EventConnectionEstablished {
+			t.Fatalf("first frame %q, want connection_established", m.Event)
 		}
-		defer func() { _ = conn.Close() }()
-		var rd io.Reader = conn
-		if br != nil {
-			rd = io.MultiReader(br, conn)
-		}
-		rw := struct {
-			io.Reader
-			io.Writer
-		}{rd, conn}
-		_ = conn.SetDeadline(time.Now().Add(50 * time.Second))
-		waitFrame(t, rw, "pusher:connection_established")
-		if err := wsutil.WriteClientText(conn, []byte(`{"event":"pusher:subscribe","data":{"channel":"bulk"}}`)); err != nil {
-			t.Fatal(err)
-		}
-		waitFrame(t, rw, "pusher_internal:subscription_succeeded")
+		c.SubscribeAsync("bulk", "")
+		c.Expect(protocol.EventSubscriptionSucceeded, "bulk")
 
-		gc, err := grpc.NewClient(s.grpc, grpc.WithTransportCredentials(credentials.NewTLS(
+		gc, err := grpc.NewClient(s.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(
 			&tls.Config{RootCAs: s.ca.Pool(), Certificates: []tls.Certificate{pair}})))
 		if err != nil {
 			t.Fatal(err)
@@ -241,34 +228,19 @@ func TestTLSEveryListener(t *testing.T) {
 		bc := pushercmv1.NewBroadcastServiceClient(gc)
 		const events, size = 100, 9000 // 900 KB, over the 256 KiB write queue
 		data := `"` + strings.Repeat("x", size) + `"`
-		got := make(chan error, 1)
-		go func() {
-			n := 0
-			for n < events {
-				b, op, err := wsutil.ReadServerData(rw)
-				if err != nil {
-					got <- fmt.Errorf("after %d events: %w", n, err)
-					return
-				}
-				if op == ws.OpText && strings.Contains(string(b), `"event":"big"`) {
-					n++
-				}
-			}
-			got <- nil
-		}()
 		for i := range events {
 			if _, err := bc.SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
 				Channels: []string{"bulk"}, Name: "big", Payload: &pushercmv1.Event_Data{Data: data}}}); err != nil {
 				t.Fatalf("SendEvent %d: %v", i, err)
 			}
 		}
-		if err := <-got; err != nil {
-			t.Fatal(err)
+		for range events {
+			c.Expect("big", "bulk")
 		}
 	})
 
 	t.Run("a certificate replaced on disk is served by the next handshake", func(t *testing.T) {
-		for name, addr := range map[string]string{"grpc": s.grpc, "http": s.http, "ops": s.ops} {
+		for name, addr := range map[string]string{"grpc": s.GRPCAddr, "http": s.HTTPAddr, "ops": s.OpsAddr} {
 			if cn := servedCN(t, addr, s.ca, &pair); cn != "first" {
 				t.Fatalf("%s served %q before the replacement, want first", name, cn)
 			}
@@ -277,11 +249,11 @@ func TestTLSEveryListener(t *testing.T) {
 		// Key first, then the certificate: between the two the pair does not
 		// match and the first certificate stays in service.
 		testcerts.Replace(t, s.dir, "tls.key", key)
-		if cn := servedCN(t, s.http, s.ca, nil); cn != "first" {
+		if cn := servedCN(t, s.HTTPAddr, s.ca, nil); cn != "first" {
 			t.Fatalf("realtime served %q with a half-replaced pair, want first", cn)
 		}
 		testcerts.Replace(t, s.dir, "tls.crt", cert)
-		for name, addr := range map[string]string{"grpc": s.grpc, "http": s.http, "ops": s.ops} {
+		for name, addr := range map[string]string{"grpc": s.GRPCAddr, "http": s.HTTPAddr, "ops": s.OpsAddr} {
 			if cn := servedCN(t, addr, s.ca, &pair); cn != "second" {
 				t.Fatalf("%s served %q after the replacement, want second", name, cn)
 			}
@@ -297,15 +269,15 @@ func TestTLSRealtimeOnPusherDriver(t *testing.T) {
 	cert, key := ca.Server(t, "pusher-driver")
 	cmd := exec.Command(staticBinary(t), "serve", "--dev", "--driver", "pusher",
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-	cmd.Env = append(cleanEnv(), "PUSHER_HOST=127.0.0.1:1",
+	cmd.Env = append(proctest.CleanEnv(), "PUSHER_HOST=127.0.0.1:1",
 		"PUSHERCM_HTTP_TLS_CERT_FILE="+testcerts.Write(t, dir, "tls.crt", cert),
 		"PUSHERCM_HTTP_TLS_KEY_FILE="+testcerts.Write(t, dir, "tls.key", key))
-	s := startServer(t, cmd)
-	if cn := servedCN(t, s.http, ca, nil); cn != "pusher-driver" {
+	s := proctest.StartCmd(t, cmd)
+	if cn := servedCN(t, s.HTTPAddr, ca, nil); cn != "pusher-driver" {
 		t.Fatalf("served %q", cn)
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
-	resp, err := client.Post("https://"+s.http+"/pusher/auth", "application/x-www-form-urlencoded", strings.NewReader("socket_id=1.1&channel_name=private-x"))
+	resp, err := client.Post("https://"+s.HTTPAddr+"/pusher/auth", "application/x-www-form-urlencoded", strings.NewReader("socket_id=1.1&channel_name=private-x"))
 	if err != nil {
 		t.Fatal(err)
 	}

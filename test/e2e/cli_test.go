@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 )
 
 // execPushercm runs the binary with the cleaned environment plus env and returns its
@@ -14,7 +16,7 @@ import (
 func execPushercm(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(proctest.CleanEnv(), env...)
 	var o, e strings.Builder
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

@@ -178,17 +178,13 @@ func waitNodes(t *testing.T, s *Server, n int) {
 	t.Helper()
 	conn, ctx := serviceClient(t, s, "connections:read")
 	cs := pushercmv1.NewConnectionServiceClient(conn)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	pushertest.EventuallyWithin(t, 10*time.Second, fmt.Sprintf("%d nodes listed", n), func() error {
 		r, err := cs.ListNodes(ctx, &pushercmv1.ListNodesRequest{})
-		if err == nil && len(r.GetNodes()) == n {
-			return
+		if err == nil && len(r.GetNodes()) != n {
+			err = fmt.Errorf("%d nodes listed", len(r.GetNodes()))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes listed (%v), want %d", len(r.GetNodes()), err, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // TestClusterNodes: ListNodes lists the three nodes and drops a SIGKILLed one
@@ -257,13 +253,12 @@ func TestClusterNodes(t *testing.T) {
 	if _, err := nodes[2].Wait(ctx); err == nil {
 		t.Fatal("the killed node exited cleanly")
 	}
-	start := time.Now()
-	for len(listed()) != 2 {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("the killed node is still listed after %s: %v", time.Since(start), listed())
+	pushertest.EventuallyWithin(t, 5*time.Second, "the killed node no longer listed", func() error {
+		if ln := listed(); len(ln) != 2 {
+			return fmt.Errorf("listed: %v", ln)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	if ln := listed(); ln[0].GetId() != ids[0] || ln[1].GetId() != ids[1] {
 		t.Fatalf("after the kill: %v", ln)
 	}
@@ -291,22 +286,18 @@ func TestClusterHealthRedisDown(t *testing.T) {
 	} {
 		conn, ctx := serviceClient(t, tc.s, "connections:read")
 		cs := pushercmv1.NewConnectionServiceClient(conn)
-		deadline := time.Now().Add(10 * time.Second)
 		var h *pushercmv1.GetHealthStatusResponse
-		for {
+		pushertest.EventuallyWithin(t, 10*time.Second, fmt.Sprintf("health %v with Redis down", tc.want), func() error {
 			var err error
 			h, err = cs.GetHealthStatus(ctx, &pushercmv1.GetHealthStatusRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if h.GetStatus() == tc.want {
-				break
+			if h.GetStatus() != tc.want {
+				return fmt.Errorf("health %v", h)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("health with Redis down: %v, want %v", h, tc.want)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 		if !h.GetRedis().GetConfigured() || h.GetRedis().GetUp() || h.GetRedis().GetError() == "" || len(h.GetReasons()) == 0 {
 			t.Fatalf("health with Redis down: %v, want redis down with its error and a reason", h)
 		}

@@ -2,9 +2,6 @@ package e2e_test
 
 import (
 	"bufio"
-	"context"
-	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,14 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/milequest/pushercm/config"
 	pushercmv1 "github.com/milequest/pushercm/gen/pushercm/v1"
 	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
@@ -139,52 +135,29 @@ func TestClusterIdempotency(t *testing.T) {
 	}
 }
 
-// dialOutcome opens a socket on addr: nil when connection_established
+// dialOutcome opens a socket on addr: 0 when connection_established
 // arrives (the socket stays open until the test ends), else the close code.
 func dialOutcome(t *testing.T, addr string) (code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, "ws://"+addr+"/app/app-key?protocol=7")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
+	c := pushertest.Open(t, addr, config.DevAppKey, config.DevAppSecret, pushertest.Options{})
 	for {
-		data, op, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			var ce wsutil.ClosedError
-			if errors.As(err, &ce) {
-				_ = conn.Close()
+		select {
+		case m, ok := <-c.Frames():
+			switch {
+			case !ok:
+				ce, closed := c.CloseFrame()
+				if !closed {
+					t.Fatal("the socket ended without a close frame")
+				}
 				return int(ce.Code)
+			case m.Event == protocol.EventConnectionEstablished:
+				c.Discard()
+				return 0
+			case m.Event != protocol.EventError: // after pusher:error the close frame follows
+				t.Fatalf("unexpected first frame %s", m.Event)
 			}
-			t.Fatalf("reading the first frame: %v", err)
-		}
-		if op != ws.OpText {
-			continue
-		}
-		m, err := protocol.DecodeMessage(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m.Event {
-		case protocol.EventConnectionEstablished:
-			_ = conn.SetReadDeadline(time.Time{})
-			t.Cleanup(func() { _ = conn.Close() })
-			go func() { _, _ = io.Copy(io.Discard, r) }()
-			return 0
-		case "pusher:error":
-			// The close frame follows.
-		default:
-			t.Fatalf("unexpected first frame %s", data)
+		case <-time.After(pushertest.Wait):
+			t.Fatal("no first frame within the wait")
 		}
 	}
 }

@@ -379,24 +379,20 @@ func TestClusterWebhooksOnce(t *testing.T) {
 		"channel_occupied presence-spread": 1, "channel_vacated presence-spread": 1,
 		"member_added presence-spread": 1, "member_removed presence-spread": 1,
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	pushertest.EventuallyWithin(t, 15*time.Second, fmt.Sprintf("each of the webhooks %v once", want), func() error {
 		mu.Lock()
+		defer mu.Unlock()
 		done := len(got) == len(want)
 		for k, n := range want {
 			done = done && got[k] == n
 		}
-		snapshot := fmt.Sprint(got)
-		mu.Unlock()
-		if done {
-			break
+		if !done {
+			return fmt.Errorf("webhooks %v", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhooks %s, want each of %v once", snapshot, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	// Nothing more arrives (a second copy would come from another node).
+		return nil
+	})
+	// Nothing more arrives (a second copy would come from another node). Not
+	// a condition to poll: the point is that nothing happens in this window.
 	time.Sleep(500 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()

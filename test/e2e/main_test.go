@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -48,7 +47,7 @@ type Server struct {
 func StartServer(t *testing.T, env []string, args ...string) *Server {
 	t.Helper()
 	argv := append([]string{"serve", "--dev", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0"}, args...)
-	p := proctest.Start(t, binary, append(cleanEnv(), env...), argv...)
+	p := proctest.Start(t, binary, append(proctest.CleanEnv(), env...), argv...)
 	return &Server{Process: p, cmd: p.Cmd}
 }
 
@@ -68,17 +67,4 @@ func (s *Server) Wait(ctx context.Context) (exitCode int, err error) {
 	case <-ctx.Done():
 		return -1, ctx.Err()
 	}
-}
-
-// cleanEnv is the test's environment without pushercm and Pusher settings,
-// so a developer's shell cannot change what the tests see.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PUSHERCM_") || strings.HasPrefix(kv, "PUSHER_") || strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") || strings.HasPrefix(kv, "OTEL_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }

@@ -8,13 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
 )
 
 // TestPusherJSAuth runs auth.test.mjs: real pusher-js using pushercm's own
@@ -29,35 +28,15 @@ func TestPusherJSAuth(t *testing.T) {
 	}
 	ensureNodeModules(t, npm, dir)
 
-	cfg := config.Default()
-	cfg.Dev = true
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "WARN"
-	cfg.Pusher.EncryptionMasterKeyBase64 = testMasterKey
-	cfg.ChannelRules.Rules = []authz.Rule{
-		{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},
-	}
-	filled := cfg.ApplyDev()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &authLogs{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: logs})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+	a := apptest.Start(t, func(c *config.Config) {
+		c.Log.Level = "WARN"
+		c.Pusher.EncryptionMasterKeyBase64 = testMasterKey
+		c.ChannelRules.Rules = []authz.Rule{
+			{Name: "encrypted-team", Pattern: "private-encrypted-team-{teamId}", RequiredTeamMembership: "teamId"},
 		}
 	})
+	a.CheckShutdown = true
+	cfg, logs := a.Config, a.Logs
 	host, port, err := net.SplitHostPort(a.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -99,22 +78,4 @@ func TestPusherJSAuth(t *testing.T) {
 	if strings.Contains(logs.String(), user) {
 		t.Error("pushercm logged the user token")
 	}
-}
-
-// authLogs collects the app's logs, written from its goroutines.
-type authLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *authLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *authLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -11,7 +11,6 @@
 package jsinterop_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -23,17 +22,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	pusher "github.com/pusher/pusher-http-go/v5"
 
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/redistest"
 	"github.com/milequest/pushercm/protocol"
 )
@@ -242,110 +240,24 @@ func serverEnv(t *testing.T, nodes int) []string {
 // port; it is stopped with SIGTERM at cleanup.
 func startNode(t *testing.T, bin, cfgFile string, env []string) (host, port string) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--dev", "--config", cfgFile,
+	p := proctest.Start(t, bin, append(append(proctest.CleanEnv(), "PUSHER_ENCRYPTION_MASTER_KEY_BASE64="+testMasterKey), env...),
+		"serve", "--dev", "--config", cfgFile,
 		"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ops-addr", "127.0.0.1:0")
-	cmd.Env = append(append(cleanEnv(), "PUSHER_ENCRYPTION_MASTER_KEY_BASE64="+testMasterKey), env...)
-	var logs lockedBuffer
-	stderr, err := cmd.StderrPipe()
+	t.Cleanup(func() {
+		// SIGTERM: the graceful path, which also flushes pending webhooks.
+		if err := p.Stop(30 * time.Second); err != nil {
+			t.Error(err)
+		}
+	})
+	host, port, err := net.SplitHostPort(p.HTTPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			_, _ = logs.Write([]byte(line + "\n"))
-			if m := servingLine.FindStringSubmatch(line); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		// SIGTERM: the graceful path, which also flushes pending webhooks.
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		exited := make(chan error, 1)
-		go func() { <-done; exited <- cmd.Wait() }()
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("pushercm exit: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("pushercm did not stop within 30s")
-		}
-		if t.Failed() {
-			t.Logf("pushercm log:\n%s", logs.String())
-		}
-	})
-	var httpAddr string
-	select {
-	case httpAddr = <-addr:
-	case <-done:
-		t.Fatalf("pushercm exited before serving:\n%s", logs.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("pushercm did not start within 60s:\n%s", logs.String())
-	}
-	host, port, splitErr := net.SplitHostPort(httpAddr)
-	if splitErr != nil {
-		t.Fatal(splitErr)
-	}
 	if len(env) > 0 {
 		// A cluster node serves only once it reached Redis.
-		deadline := time.Now().Add(20 * time.Second)
-		for !strings.Contains(logs.String(), "connected to redis") {
-			if time.Now().After(deadline) {
-				t.Fatalf("pushercm did not reach Redis within 20s:\n%s", logs.String())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		p.WaitLog(t, "connected to redis", 20*time.Second)
 	}
 	return host, port
-}
-
-// servingLine is the log line that says the process is serving, with its
-// listener addresses.
-var servingLine = regexp.MustCompile(`msg="pushercm serving".* http=(\S+)`)
-
-// cleanEnv is the environment without pushercm, Pusher and OTEL settings, so
-// a developer's shell cannot change what the tests see.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "PUSHERCM_") || strings.HasPrefix(kv, "PUSHER_") || strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") || strings.HasPrefix(kv, "OTEL_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// lockedBuffer collects the process's output from two goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // receivedWebhook is one request the receiver got, as the JS tests read it back.

@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/milequest/pushercm/app"
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
+	"github.com/milequest/pushercm/internal/pushertest/apptest"
+	"github.com/milequest/pushercm/internal/pushertest/proctest"
 	"github.com/milequest/pushercm/internal/testcerts"
 )
 
@@ -32,34 +33,14 @@ func TestPusherJSOverTLS(t *testing.T) {
 	certDir := t.TempDir()
 	ca := testcerts.NewCA(t, "pushercm js test CA")
 	cert, key := ca.Server(t, "pushercm")
-	cfg := config.Default()
-	cfg.Dev = true
-	cfg.GRPC.Addr, cfg.HTTP.Addr, cfg.Ops.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log.Level = "WARN"
-	cfg.HTTP.TLS.CertFile = testcerts.Write(t, certDir, "tls.crt", cert)
-	cfg.HTTP.TLS.KeyFile = testcerts.Write(t, certDir, "tls.key", key)
 	caFile := testcerts.Write(t, certDir, "ca.crt", ca.PEM)
-	filled := cfg.ApplyDev()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	logs := &authLogs{}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	a, err := app.New(ctx, &config.Loaded{Config: cfg, DevFilled: filled}, app.Options{LogOutput: logs})
-	if err != nil {
-		t.Fatalf("app.New: %v", err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		if err := a.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
+	a := apptest.Start(t, func(c *config.Config) {
+		c.Log.Level = "WARN"
+		c.HTTP.TLS.CertFile = testcerts.Write(t, certDir, "tls.crt", cert)
+		c.HTTP.TLS.KeyFile = testcerts.Write(t, certDir, "tls.key", key)
 	})
+	a.CheckShutdown = true
+	cfg, logs := a.Config, a.Logs
 	_, port, err := net.SplitHostPort(a.HTTPAddr())
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +54,7 @@ func TestPusherJSOverTLS(t *testing.T) {
 	defer ncancel()
 	cmd := exec.CommandContext(nctx, node, "--test", "--test-reporter=spec", filepath.Join(dir, "tls.test.mjs"))
 	cmd.Dir = dir
-	cmd.Env = append(cleanEnv(),
+	cmd.Env = append(proctest.CleanEnv(),
 		"NODE_EXTRA_CA_CERTS="+caFile,
 		// The certificate names 127.0.0.1 and localhost; localhost checks
 		// the name (SNI) as a browser would.

@@ -2,14 +2,18 @@ package proctest
 
 import (
 	"bufio"
+	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"os/exec"
+	"github.com/milequest/pushercm/internal/pushertest"
 )
 
 // Process is a running pushercm.
@@ -32,6 +36,14 @@ func Start(t testing.TB, bin string, env []string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
+	return StartCmd(t, cmd)
+}
+
+// StartCmd is Start for a command the test prepared itself (a chroot, a
+// working directory); cmd.Env is used as it is (nil: this process's
+// environment, see CleanEnv), and cmd.Stdout and cmd.Stderr must be nil.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Process {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -126,11 +138,40 @@ func (p *Process) Err() error { return p.err }
 // WaitLog waits up to d for the log to contain what.
 func (p *Process) WaitLog(t testing.TB, what string, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.Log(), what) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log within %s:\n%s", what, d, p.Log())
-		}
-		time.Sleep(20 * time.Millisecond)
+	pushertest.EventuallyWithin(t, d, fmt.Sprintf("%q in the log", what), func() bool {
+		return strings.Contains(p.Log(), what)
+	})
+}
+
+// Stop sends SIGTERM (the graceful path) and waits up to d for the process
+// to exit; it is an error when the process exits with a failure or has to be
+// killed after d.
+func (p *Process) Stop(d time.Duration) error {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
 	}
+	select {
+	case <-p.exited:
+		if p.err != nil {
+			return fmt.Errorf("pushercm exit: %w", p.err)
+		}
+		return nil
+	case <-time.After(d):
+		_ = p.Cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("pushercm did not stop within %s", d)
+	}
+}
+
+// CleanEnv is this process's environment without pushercm, Pusher and OTEL
+// settings, so that a developer's shell cannot change what a test sees.
+func CleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PUSHERCM_") || strings.HasPrefix(kv, "PUSHER_") || strings.HasPrefix(kv, "NEXT_PUBLIC_PUSHER_") || strings.HasPrefix(kv, "OTEL_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
