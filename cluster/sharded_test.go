@@ -335,3 +335,106 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 		t.Fatalf("last message on %q, want %s", got[len(got)-1].Channel, live[0])
 	}
 }
+
+// A channel's slot moved to another master while it is published: Redis
+// unsubscribes it on the old master, and the broker subscribes it on the new
+// one and catches it up, losing nothing.
+func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
+	rc := startRedisCluster(t)
+	const prefix = "sharded"
+	var rec recorder
+	sub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &rec)
+	pub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &recorder{})
+	ctx := context.Background()
+	from, to := rc.ranges[0].addr, rc.ranges[1].addr
+	spread := rc.spread(sub.client, prefix, 2)
+	moving, staying := spread[from][0], spread[from][1]
+	all := append([]string{staying}, spread[to]...)
+	all = append(all, moving)
+	for _, ch := range all {
+		if err := sub.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every channel subscribed", func() bool {
+		return len(shardChannels(t, from, prefix)) == 2 && len(shardChannels(t, to, prefix)) == 2
+	})
+
+	// Publish until stopped; a publication Redis refused (ASK, TRYAGAIN during
+	// the migration) is not counted.
+	done := make(chan struct{})
+	sentc := make(chan map[string][]string)
+	go func() {
+		sent := map[string][]string{}
+		defer func() { sentc <- sent }()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, ch := range all {
+				p := fmt.Sprint(i)
+				if _, err := pub.Publish(ctx, ch, []byte(p), PublishOptions{}); err == nil {
+					sent[ch] = append(sent[ch], p)
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+
+	id := func(addr string) string {
+		v, err := redistest.Do(addr, "CLUSTER", "MYID")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.(string)
+	}
+	fromID, toID := id(from), id(to)
+	slot := strconv.Itoa(int(sub.slotOf(moving)))
+	must := func(addr string, args ...string) any {
+		v, err := redistest.Do(addr, args...)
+		if err != nil {
+			t.Fatalf("%s %v: %v", addr, args, err)
+		}
+		return v
+	}
+	must(to, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	must(from, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	host, port, _ := net.SplitHostPort(to)
+	for {
+		keys := must(from, "CLUSTER", "GETKEYSINSLOT", slot, "100").([]any)
+		if len(keys) == 0 {
+			break
+		}
+		args := []string{"MIGRATE", host, port, "", "0", "5000", "KEYS"}
+		for _, k := range keys {
+			args = append(args, k.(string))
+		}
+		must(from, args...)
+	}
+	for _, r := range rc.ranges {
+		must(r.addr, "CLUSTER", "SETSLOT", slot, "NODE", toID)
+	}
+
+	waitFor(t, "the channel subscribed on its new master", func() bool {
+		return slices.Contains(shardChannels(t, to, prefix), keyspace{prefix}.topic(moving)) &&
+			!slices.Contains(shardChannels(t, from, prefix), keyspace{prefix}.topic(moving))
+	})
+	time.Sleep(100 * time.Millisecond)
+	close(done)
+	sent := <-sentc
+	total := 0
+	for _, ps := range sent {
+		total += len(ps)
+	}
+	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
+	got := byChannel(rec.snapshot())
+	for _, ch := range all {
+		checkPayloads(t, got[ch], sent[ch])
+	}
+	if s := sub.Stats(); s.Lost != 0 || !s.Up {
+		t.Fatalf("stats %+v: want up, nothing lost", s)
+	}
+}
