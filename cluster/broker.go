@@ -57,8 +57,9 @@ type BrokerStats struct {
 }
 
 // Broker fans publications out through Redis: one script call per publish
-// (sequence, history, PUBLISH), one pub/sub subscription per channel that has
-// local subscribers, restored with the missed messages after a reconnect.
+// (sequence, history, PUBLISH, or SPUBLISH on Redis Cluster), one pub/sub
+// subscription per channel that has local subscribers, restored with the
+// missed messages after a reconnect.
 type Broker struct {
 	client  rueidis.Client
 	keys    keyspace
