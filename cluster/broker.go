@@ -57,8 +57,9 @@ type BrokerStats struct {
 }
 
 // Broker fans publications out through Redis: one script call per publish
-// (sequence, history, PUBLISH), one pub/sub subscription per channel that has
-// local subscribers, restored with the missed messages after a reconnect.
+// (sequence, history, PUBLISH, or SPUBLISH on Redis Cluster), one pub/sub
+// subscription per channel that has local subscribers, restored with the
+// missed messages after a reconnect.
 type Broker struct {
 	client  rueidis.Client
 	keys    keyspace
@@ -79,6 +80,16 @@ type Broker struct {
 	// they are many (recycle).
 	stale   int
 	recycle chan struct{}
+
+	// On Redis Cluster (sharded pub/sub, see sharded.go) conn and stale are
+	// unused: slots maps slots to masters, shards holds the connection to each
+	// master that carries channels, on the connection each channel is
+	// subscribed on. refresh asks for slots to be read again.
+	sharded bool
+	slots   []slotRange
+	shards  map[string]*shard
+	on      map[string]*shard
+	refresh atomic.Bool
 
 	queue chan item
 	dirty struct {
@@ -120,18 +131,25 @@ func NewBroker(client rueidis.Client, cfg Config, handler Handler) *Broker {
 		keys:    keyspace{cfg.Prefix},
 		cfg:     cfg,
 		handler: handler,
-		publish: rueidis.NewLuaScript(publishScript),
+		sharded: client.Mode() == rueidis.ClientModeCluster,
 		epoch:   hex.EncodeToString(e[:]),
 		subs:    map[string]*subState{},
+		shards:  map[string]*shard{},
+		on:      map[string]*shard{},
 		recycle: make(chan struct{}, 1),
 		queue:   make(chan item, cfg.QueueSize),
 	}
+	b.publish = rueidis.NewLuaScript(publishScript(b.sharded))
 	b.dirty.set = map[string]struct{}{}
 	b.lastErr.Store("")
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stop = cancel
 	b.done.Add(2)
-	go b.run(ctx)
+	if b.sharded {
+		go b.runSharded(ctx)
+	} else {
+		go b.run(ctx)
+	}
 	go b.work(ctx)
 	return b
 }
@@ -145,8 +163,14 @@ func (b *Broker) Close() {
 // publishScript: KEYS meta, log, occupancy, cache; ARGV topic, payload, epoch
 // offered, history size, history ttl (s), cache ttl (ms, 0 = not a cache
 // channel). Returns {seq, nodes that received it, subscriptions across the
-// cluster}.
-const publishScript = `
+// cluster}. On Redis Cluster it publishes with SPUBLISH: the topic has the
+// keys' hash tag, so it is in the script's slot and reaches only that shard.
+func publishScript(sharded bool) string {
+	publish := "PUBLISH"
+	if sharded {
+		publish = "SPUBLISH"
+	}
+	return `
 local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
 local epoch = redis.call("HGET", KEYS[1], "epoch")
 if not epoch then
@@ -162,9 +186,10 @@ end
 if tonumber(ARGV[6]) > 0 then
   redis.call("SET", KEYS[4], ARGV[2], "PX", ARGV[6])
 end
-local n = redis.call("PUBLISH", ARGV[1], epoch .. ":" .. seq .. ":" .. ARGV[2])
+local n = redis.call("` + publish + `", ARGV[1], epoch .. ":" .. seq .. ":" .. ARGV[2])
 local subs = tonumber(redis.call("HGET", KEYS[3], "` + totalField + `") or "0")
 return {seq, n, subs}`
+}
 
 // PublishOptions are a publication's extras.
 type PublishOptions struct {
@@ -241,7 +266,9 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 			*st = subState{based: true, epoch: epoch, last: seq}
 		}
 		b.mu.Unlock()
-		if conn != nil {
+		if b.sharded {
+			err = b.subscribeShard(ctx, channel)
+		} else if conn != nil {
 			err = conn.Do(ctx, conn.B().Subscribe().Channel(b.keys.topic(channel)).Build()).Error()
 			if err != nil && b.current() != conn {
 				// The connection was replaced meanwhile; its successor
@@ -276,6 +303,10 @@ func (b *Broker) Unsubscribe(_ context.Context, channel string) error {
 		return nil
 	}
 	delete(b.subs, channel)
+	if b.sharded {
+		b.unsubscribeShard(channel)
+		return nil
+	}
 	if b.conn == nil {
 		return nil
 	}
@@ -323,6 +354,9 @@ func (b *Broker) head(ctx context.Context, channel string) (string, uint64, erro
 func (b *Broker) Stats() BrokerStats {
 	b.mu.Lock()
 	n, stale := len(b.subs), b.stale
+	for _, sh := range b.shards {
+		stale += len(sh.stale)
+	}
 	b.mu.Unlock()
 	return BrokerStats{
 		Published: b.published.Load(), PublishErrors: b.publishErrors.Load(),

@@ -21,8 +21,8 @@ type Config struct {
 	URL string `yaml:"url"`
 	// ClusterAddrs, when set, are the seed addresses of a Redis Cluster (URL's
 	// credentials and TLS still apply). Channels' keys spread over its
-	// masters by slot; publications use PUBLISH, which the Redis Cluster
-	// forwards to every master (not sharded pub/sub, yet).
+	// masters by slot, and so does pub/sub: sharded pub/sub (SPUBLISH,
+	// SSUBSCRIBE), each publication reaching only its channel's master.
 	ClusterAddrs []string `yaml:"clusterAddrs"`
 	// Prefix starts every key and pub/sub channel, so two apps or two
 	// environments on one Redis never see each other. Default "pushercm".

@@ -60,7 +60,7 @@ type ControlHandler func(ctx context.Context, op string, body []byte) ([]byte, e
 
 // Control is request/response between nodes with Redis in the middle and no
 // node-to-node link. A request is published once on ControlChannel through
-// the Broker (one PUBLISH whatever the number of nodes; the Broker resubscribes
+// the Broker (one publication whatever the number of nodes; the Broker resubscribes
 // after a Redis reconnect) naming the nodes that must answer; each answers by
 // RPUSH to the request's own reply list, which the asker drains with BLPOP.
 //

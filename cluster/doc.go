@@ -6,9 +6,8 @@
 // automatically (what makes one script call per publish cheap under load, and
 // what Centrifugo's Redis engine uses for the same reason), speaks RESP3 and
 // Redis Cluster (redis.clusterAddrs: channels' keys spread over the masters by
-// slot; publications use PUBLISH, which the cluster forwards to every master —
-// sharded pub/sub, SPUBLISH to one shard, is not used yet), and gives pub/sub
-// its own dedicated connection with hooks that report when it breaks.
+// slot), and gives pub/sub dedicated connections with hooks that report when
+// they break.
 //
 // # Broker
 //
@@ -26,13 +25,29 @@
 //     caught up, with no call from the caller;
 //   - messages published before Subscribe returned a baseline are not delivered.
 //
-// The broker never sends UNSUBSCRIBE, and never hands its pub/sub connection
-// back to rueidis' pool (which would send it): rueidis follows an UNSUBSCRIBE
-// with a PING, and a Redis that refuses that PING (MISCONF, a failed snapshot
-// with stop-writes-on-bgsave-error on) makes rueidis' reader panic, ending the
-// process. Unsubscribe therefore only stops the handler; the connection keeps
-// receiving the channel until it is replaced, once stale channels are a quarter
-// of the live ones (at least 256) or have lingered a minute. The replacement
+// On Redis Cluster (the rueidis client is in cluster mode, whether from
+// redis.clusterAddrs or a redis.url naming a cluster node) the broker uses
+// sharded pub/sub: the script publishes with SPUBLISH, which reaches only the
+// master that owns the channel's slot (the topic carries the keys' hash tag),
+// where PUBLISH would be broadcast to every master over the cluster bus. The
+// broker keeps one pub/sub connection per master that owns a subscribed
+// channel, found from CLUSTER SLOTS, and SSUBSCRIBEs each channel on its master.
+// The guarantees above hold per channel; channels on different masters are not
+// ordered with each other. A channel whose connection breaks, or whose slot
+// moves (Redis then sends sunsubscribe; a failover breaks the connection), is
+// subscribed again where its slot now is and caught up from the history. The
+// first channel of a master is subscribed by the broker's run loop once it has
+// connected there: Subscribe returns before, and what is published meanwhile is
+// caught up from the history.
+//
+// The broker never sends UNSUBSCRIBE or SUNSUBSCRIBE, and never hands a pub/sub
+// connection back to rueidis' pool (which would send it): rueidis follows an
+// unsubscribe with a PING, and a Redis that refuses that PING (MISCONF, a
+// failed snapshot with stop-writes-on-bgsave-error on) makes rueidis' reader
+// panic, ending the process. Unsubscribe therefore only stops the handler; the
+// connection keeps receiving the channel until it is replaced, once stale
+// channels are a quarter of the live ones (at least 256) or have lingered a
+// minute (on Redis Cluster, counted and replaced per master). The replacement
 // subscribes the live channels first and closes the old connection after a
 // PING that marks everything sent to it as read, so nothing is missed.
 //

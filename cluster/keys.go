@@ -2,9 +2,8 @@ package cluster
 
 // keyspace names every Redis key and pub/sub channel under the prefix. A
 // channel's keys share the hash tag {name}, so a script that touches them runs on
-// one Redis Cluster slot. Its pub/sub topic carries the same tag, ready for
-// sharded pub/sub; today it is published with PUBLISH, which a Redis Cluster
-// forwards to every master.
+// one Redis Cluster slot. Its pub/sub topic carries the same tag, so on Redis
+// Cluster the script SPUBLISHes it on that slot's master (sharded pub/sub).
 // Pusher channel names cannot hold braces, so the tag is always the whole name.
 type keyspace struct{ prefix string }
 

@@ -414,8 +414,8 @@ type Redis struct {
 	URL string `yaml:"url"`
 	// ClusterAddrs are the seed addresses (host:port) of a Redis Cluster;
 	// URL's credentials and TLS still apply. Channels' keys spread over
-	// its masters; publications use PUBLISH, which the Redis Cluster
-	// forwards to every master. PUSHERCM_REDIS_CLUSTER_ADDRS (comma
+	// its masters, and so do publications: sharded pub/sub (SPUBLISH,
+	// SSUBSCRIBE; Redis 7 or later). PUSHERCM_REDIS_CLUSTER_ADDRS (comma
 	// separated).
 	ClusterAddrs []string `yaml:"clusterAddrs"`
 	// Prefix starts every key and pub/sub channel, so two apps or two

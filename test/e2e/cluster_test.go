@@ -434,7 +434,8 @@ func TestClusterRedisAbsentAtStart(t *testing.T) {
 
 // TestClusterOnRedisCluster: the nodes work the same on a Redis Cluster
 // (redis.clusterAddrs), whose three masters each hold part of the channels'
-// keys: fan-out through another node, presence, users.
+// keys: fan-out through another node, presence, users; publications go by
+// sharded pub/sub (SPUBLISH, SSUBSCRIBE), never PUBLISH.
 func TestClusterOnRedisCluster(t *testing.T) {
 	seeds := redistest.StartCluster(t)
 	nodes := startCluster(t, strings.Join(seeds, ","), redistest.Prefix(t), 3)
@@ -485,6 +486,29 @@ func TestClusterOnRedisCluster(t *testing.T) {
 		t.Fatalf("SendToUser on a Redis Cluster: %v %v", r, err)
 	}
 	subs[1].Expect("hi", protocol.ServerToUserChannel("u1"))
+	// Sharded pub/sub: the masters ran SPUBLISH for their own channels and
+	// SSUBSCRIBE for the nodes' subscriptions, and none ran PUBLISH, which the
+	// cluster would have broadcast to every master. (Which master owns which
+	// channel depends on the random prefix.)
+	var all string
+	for _, m := range seeds {
+		v, err := redistest.Do(m, "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stats := v.(string)
+		for _, cmd := range []string{"cmdstat_publish:", "cmdstat_subscribe:"} {
+			if strings.Contains(stats, cmd) {
+				t.Errorf("master %s ran %s", m, cmd)
+			}
+		}
+		all += stats
+	}
+	for _, cmd := range []string{"cmdstat_spublish:", "cmdstat_ssubscribe:"} {
+		if !strings.Contains(all, cmd) {
+			t.Errorf("no master ran %s", cmd)
+		}
+	}
 }
 
 // TestClusterRedisRefusingWrites: a Redis that cannot persist refuses writes
