@@ -82,7 +82,9 @@ func TestRateStoreIsSharedByNodesAndFiltersRefusals(t *testing.T) {
 	addr := redistest.Addr(t)
 	cfg := Config{Prefix: redistest.Prefix(t)}
 	ctx := context.Background()
-	r := rule(t, ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 10, MessagesPerMinute: 600, WindowSize: time.Minute})
+	// A token every 10 s: the 11th take is refused however slowly the machine
+	// makes the 11 calls.
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 0.1, BurstLimit: 10, MessagesPerMinute: 600, WindowSize: time.Minute})
 	var nodes [3]*RateStore
 	for i := range nodes {
 		nodes[i] = NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())

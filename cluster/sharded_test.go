@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
@@ -131,7 +132,7 @@ func TestShardedPubSubOnRedisCluster(t *testing.T) {
 		}
 	}
 	// Every channel is subscribed on its own master, and only there.
-	waitFor(t, "every channel subscribed", func() bool {
+	pushertest.Eventually(t, "every channel subscribed", func() bool {
 		for m, cs := range chans {
 			if len(shardChannels(t, m, prefix)) != len(cs) {
 				return false
@@ -157,7 +158,7 @@ func TestShardedPubSubOnRedisCluster(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) >= len(want)*len(all) })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= len(want)*len(all) })
 	got := byChannel(rec.snapshot())
 	for _, ch := range all {
 		checkPayloads(t, got[ch], want)
@@ -239,15 +240,15 @@ func TestShardedPubSubSurvivesKilledConnections(t *testing.T) {
 	if _, err := redistest.Do(victim, "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "reconnected", func() bool { s := sub.Stats(); return s.Reconnects > 0 && s.Up })
-	waitFor(t, "resubscribed", func() bool { return len(shardChannels(t, victim, prefix)) == len(chans[victim]) })
+	pushertest.Eventually(t, "reconnected", func() bool { s := sub.Stats(); return s.Reconnects > 0 && s.Up })
+	pushertest.Eventually(t, "resubscribed", func() bool { return len(shardChannels(t, victim, prefix)) == len(chans[victim]) })
 	time.Sleep(50 * time.Millisecond)
 	sent := stop()
 	total := 0
 	for _, ps := range sent {
 		total += len(ps)
 	}
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
 	got := byChannel(rec.snapshot())
 	for _, ch := range all {
 		checkPayloads(t, got[ch], sent[ch])
@@ -279,7 +280,7 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 	}
 	// The first channel of a master is subscribed by the run loop, which
 	// connects to the master; wait for that before counting stale channels.
-	waitFor(t, "every channel subscribed", func() bool {
+	pushertest.Eventually(t, "every channel subscribed", func() bool {
 		for m := range spread {
 			if len(shardChannels(t, m, prefix)) != 1 {
 				return false
@@ -302,8 +303,8 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the connection replaced", func() bool { return sub.Stats().Recycles == 1 })
-	waitFor(t, "the stale channels gone from Redis", func() bool { return len(shardChannels(t, victim, prefix)) == 1 })
+	pushertest.Eventually(t, "the connection replaced", func() bool { return sub.Stats().Recycles == 1 })
+	pushertest.Eventually(t, "the stale channels gone from Redis", func() bool { return len(shardChannels(t, victim, prefix)) == 1 })
 	if s := sub.Stats(); s.Stale != 0 || s.Subscribed != len(live) || !s.Up {
 		t.Fatalf("stats after the replacement %+v: want up, %d channels, none stale", s, len(live))
 	}
@@ -313,7 +314,7 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 	for _, ps := range sent {
 		total += len(ps)
 	}
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
 	// With a history of one message, a gap could not be filled: every message
 	// came live, exactly once.
 	got := byChannel(rec.snapshot())
@@ -330,7 +331,7 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 	if _, err := pub.Publish(ctx, live[0], []byte("last"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "last", func() bool { return len(rec.snapshot()) == total+1 })
+	pushertest.Eventually(t, "last", func() bool { return len(rec.snapshot()) == total+1 })
 	if got := rec.snapshot(); got[len(got)-1].Channel != live[0] {
 		t.Fatalf("last message on %q, want %s", got[len(got)-1].Channel, live[0])
 	}
@@ -356,7 +357,7 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every channel subscribed", func() bool {
+	pushertest.Eventually(t, "every channel subscribed", func() bool {
 		return len(shardChannels(t, from, prefix)) == 2 && len(shardChannels(t, to, prefix)) == 2
 	})
 
@@ -418,7 +419,7 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 		must(r.addr, "CLUSTER", "SETSLOT", slot, "NODE", toID)
 	}
 
-	waitFor(t, "the channel subscribed on its new master", func() bool {
+	pushertest.Eventually(t, "the channel subscribed on its new master", func() bool {
 		return slices.Contains(shardChannels(t, to, prefix), keyspace{prefix}.topic(moving)) &&
 			!slices.Contains(shardChannels(t, from, prefix), keyspace{prefix}.topic(moving))
 	})
@@ -429,7 +430,7 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 	for _, ps := range sent {
 		total += len(ps)
 	}
-	waitFor(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
 	got := byChannel(rec.snapshot())
 	for _, ch := range all {
 		checkPayloads(t, got[ch], sent[ch])
