@@ -16,41 +16,65 @@ import (
 // takeScript is ratelimit's token bucket with burst plus its fixed window, the
 // arithmetic of ratelimit.MemoryStore, in microseconds on Redis' clock (Lua
 // numbers are doubles: exact for integers below 2^53, which microsecond unix
-// times are and nanosecond ones are not). KEYS state hash; ARGV n, interval,
-// burst, window, per window, consume (1/0). Returns {allowed, avail, window
-// remaining (-1: no window), bucket wait, window wait, tat, window end, now}.
+// times are and nanosecond ones are not). KEYS state hash; ARGV interval,
+// burst, window, per window, consume (1/0), then the event count of each take,
+// applied in order at one instant. Returns {now} then, per take, {allowed,
+// avail, window remaining (-1: no window), bucket wait, window wait, tat,
+// window end}.
+//
+// The hash's x field is the key's expiry (unix ms) as last set: the script
+// moves it only when the state would outlive it, and then a second further,
+// so a busy key is written with one HSET and no PEXPIREAT on most calls. A key
+// kept longer than its state needs decides as a missing one would: its tat and
+// window end are then in the past.
 var takeLua = rueidis.NewLuaScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local window, perWindow = tonumber(ARGV[4]), tonumber(ARGV[5])
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local window, perWindow = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tau = burst * interval
-local st = redis.call("HMGET", KEYS[1], "t", "e", "c")
+local st = redis.call("HMGET", KEYS[1], "t", "e", "c", "x")
 local tat = math.max(tonumber(st[1]) or 0, now)
 local winEnd, count = tonumber(st[2]) or 0, tonumber(st[3]) or 0
-local avail
-local x = now + tau - tat
-if x >= tau then avail = burst elseif x < interval then avail = 0 else avail = math.floor(x / interval) end
-local bucketWait = 0
-if n > avail then bucketWait = tat + n * interval - tau - now end
-local winRem, windowWait = -1, 0
-if window > 0 then
-  if now >= winEnd then winEnd, count = now + window, 0 end
-  winRem = math.max(perWindow - count, 0)
-  if n > winRem then windowWait = winEnd - now end
+if window > 0 and now >= winEnd then winEnd, count = now + window, 0 end
+local consume, changed = ARGV[5] == "1", false
+local out = {now}
+for i = 6, #ARGV do
+  local n = tonumber(ARGV[i])
+  local avail
+  local x = now + tau - tat
+  if x >= tau then avail = burst elseif x < interval then avail = 0 else avail = math.floor(x / interval) end
+  local bucketWait = 0
+  if n > avail then bucketWait = tat + n * interval - tau - now end
+  local winRem, windowWait = -1, 0
+  if window > 0 then
+    winRem = math.max(perWindow - count, 0)
+    if n > winRem then windowWait = winEnd - now end
+  end
+  local allowed = 0
+  if bucketWait == 0 and windowWait == 0 then
+    allowed = 1
+    if consume then
+      changed = true
+      tat = tat + n * interval
+      avail = avail - n
+      if winRem >= 0 then count, winRem = count + n, winRem - n end
+    end
+  end
+  local j = #out
+  out[j+1], out[j+2], out[j+3], out[j+4], out[j+5], out[j+6], out[j+7] = allowed, avail, winRem, bucketWait, windowWait, tat, winEnd
 end
-local allowed = 0
-if bucketWait == 0 and windowWait == 0 then
-  allowed = 1
-  if ARGV[6] == "1" then
-    tat = tat + n * interval
-    avail = avail - n
-    if winRem >= 0 then count, winRem = count + n, winRem - n end
+if changed then
+  local expiry = math.floor(math.max(tat, winEnd) / 1000) + 1
+  if expiry > (tonumber(st[4]) or 0) then
+    expiry = string.format("%.0f", expiry + 1000)
+    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count, "x", expiry)
+    redis.call("PEXPIREAT", KEYS[1], expiry)
+  else
     redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count)
-    redis.call("PEXPIRE", KEYS[1], math.floor((math.max(tat, winEnd) - now) / 1000) + 1)
   end
 end
-return {allowed, avail, winRem, bucketWait, windowWait, tat, winEnd, now}`)
+return out`)
 
 // RateStore is a ratelimit.Store in Redis, so every node draws from the same
 // buckets: one script call per check, with the same decisions and figures as
@@ -64,10 +88,10 @@ return {allowed, avail, winRem, bucketWait, windowWait, tat, winEnd, now}`)
 // outage never refuses all traffic, at the price of each node admitting up to
 // the limit on its own until Redis is back.
 type RateStore struct {
-	client   rueidis.Client
-	keys     keyspace
-	name     string // limiter name, in the key
-	fallback ratelimit.Store
+	client    rueidis.Client
+	keyPrefix string // the keys of limiter name's buckets start with it
+	fallback  ratelimit.Store
+	args      sync.Map // *ratelimit.Rule -> *ruleArgs
 
 	mu     sync.Mutex
 	denied map[string]deniedUntil // the front filter
@@ -89,7 +113,7 @@ const maxDenied = 65536
 // (usually a ratelimit.MemoryStore) decides while Redis is unreachable.
 func NewRateStore(client rueidis.Client, cfg Config, name string, fallback ratelimit.Store) *RateStore {
 	cfg = cfg.WithDefaults()
-	return &RateStore{client: client, keys: keyspace{cfg.Prefix}, name: name, fallback: fallback, denied: map[string]deniedUntil{}}
+	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback, denied: map[string]deniedUntil{}}
 }
 
 // RateStoreStats are the store's counters.
@@ -167,31 +191,54 @@ func (s *RateStore) remember(key string, d ratelimit.Decision) {
 
 func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
 
-func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rule, consume bool) (ratelimit.Decision, error) {
-	l := r.Limits()
-	interval := max(micros(r.Interval()), 1)
-	burst := int64(l.BurstLimit)
-	var window, perWindow int64
-	if l.WindowSize > 0 {
-		window, perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
+// ruleArgs is a rule in the script's terms, formatted once per rule.
+type ruleArgs struct {
+	interval, burst, perWindow int64
+	argv                       [4]string // interval, burst, window, per window
+}
+
+func (s *RateStore) ruleArgs(r *ratelimit.Rule) *ruleArgs {
+	if a, ok := s.args.Load(r); ok {
+		return a.(*ruleArgs)
 	}
+	l := r.Limits()
+	a := &ruleArgs{interval: max(micros(r.Interval()), 1), burst: int64(l.BurstLimit)}
+	var window int64
+	if l.WindowSize > 0 {
+		window, a.perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
+	}
+	a.argv = [4]string{strconv.FormatInt(a.interval, 10), strconv.FormatInt(a.burst, 10),
+		strconv.FormatInt(window, 10), strconv.FormatInt(a.perWindow, 10)}
+	v, _ := s.args.LoadOrStore(r, a)
+	return v.(*ruleArgs)
+}
+
+// takeFields is the script's reply per take.
+const takeFields = 7
+
+func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rule, consume bool) (ratelimit.Decision, error) {
+	a := s.ruleArgs(r)
 	c := "0"
 	if consume {
 		c = "1"
 	}
-	v, err := takeLua.Exec(ctx, s.client, []string{s.keys.rate(s.name, key)}, []string{
-		strconv.Itoa(n), strconv.FormatInt(interval, 10), strconv.FormatInt(burst, 10),
-		strconv.FormatInt(window, 10), strconv.FormatInt(perWindow, 10), c,
-	}).AsIntSlice()
-	if err == nil && len(v) != 8 {
+	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key},
+		[]string{a.argv[0], a.argv[1], a.argv[2], a.argv[3], c, strconv.Itoa(n)}).AsIntSlice()
+	if err == nil && len(v) != 1+takeFields {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
 	if err != nil {
 		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
+	return a.decision(v[0], v[1:1+takeFields]), nil
+}
+
+// decision turns one take's reply into the figures ratelimit.MemoryStore
+// derives.
+func (a *ruleArgs) decision(now int64, v []int64) ratelimit.Decision {
 	allowed := v[0] == 1
-	avail, winRem, bucketWait, windowWait, tat, winEnd, now := v[1], v[2], v[3], v[4], v[5], v[6], v[7]
-	// The decision's figures, as ratelimit.MemoryStore derives them.
+	avail, winRem, bucketWait, windowWait, tat, winEnd := v[1], v[2], v[3], v[4], v[5], v[6]
+	burst, interval, perWindow := a.burst, a.interval, a.perWindow
 	remaining := avail
 	if winRem >= 0 && winRem < remaining {
 		remaining = winRem
@@ -222,7 +269,7 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 		Remaining:  int(remaining),
 		RetryAfter: time.Duration(wait) * time.Microsecond,
 		ResetTime:  time.UnixMicro(reset).UTC(),
-	}, nil
+	}
 }
 
 // IdempotencyStore reserves event ids in Redis for a window, so that a retry
