@@ -96,9 +96,30 @@ type RateStore struct {
 	mu     sync.Mutex
 	denied map[string]deniedUntil // the front filter
 
-	fallbacks, filtered atomic.Uint64
-	degraded            atomic.Bool
+	qmu    sync.Mutex
+	queues map[string]*takeQueue // keys with a script call in flight
+
+	fallbacks, filtered, shared atomic.Uint64
+	degraded                    atomic.Bool
 }
+
+// takeQueue is a key's takes waiting for its script call in flight to end:
+// they then go in one call, in the order they came.
+type takeQueue struct {
+	r       *ratelimit.Rule
+	waiting []*pendingTake
+}
+
+type pendingTake struct {
+	n    int
+	d    ratelimit.Decision
+	err  error
+	done chan struct{}
+}
+
+// sharedCallTimeout bounds a script call made for several waiting takes
+// (each waiter still leaves when its own context ends).
+const sharedCallTimeout = 5 * time.Second
 
 type deniedUntil struct {
 	until time.Time
@@ -113,21 +134,24 @@ const maxDenied = 65536
 // (usually a ratelimit.MemoryStore) decides while Redis is unreachable.
 func NewRateStore(client rueidis.Client, cfg Config, name string, fallback ratelimit.Store) *RateStore {
 	cfg = cfg.WithDefaults()
-	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback, denied: map[string]deniedUntil{}}
+	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback,
+		denied: map[string]deniedUntil{}, queues: map[string]*takeQueue{}}
 }
 
 // RateStoreStats are the store's counters.
 type RateStoreStats struct {
 	// Fallbacks counts checks decided by the node's own limits because Redis
-	// did not answer; Filtered, refusals answered without a round trip.
-	Fallbacks, Filtered uint64
+	// did not answer; Filtered, refusals answered without a round trip;
+	// Shared, takes that waited for a call in flight on their key and were
+	// then decided in one script call with the others that waited.
+	Fallbacks, Filtered, Shared uint64
 	// Degraded is true while the last check fell back.
 	Degraded bool
 }
 
 // Stats reads the counters.
 func (s *RateStore) Stats() RateStoreStats {
-	return RateStoreStats{Fallbacks: s.fallbacks.Load(), Filtered: s.filtered.Load(), Degraded: s.degraded.Load()}
+	return RateStoreStats{Fallbacks: s.fallbacks.Load(), Filtered: s.filtered.Load(), Shared: s.shared.Load(), Degraded: s.degraded.Load()}
 }
 
 // Take implements ratelimit.Store.
@@ -140,7 +164,7 @@ func (s *RateStore) Take(ctx context.Context, key string, n int, now time.Time, 
 			return d, nil
 		}
 	}
-	d, err := s.run(ctx, key, n, r, true)
+	d, err := s.take(ctx, key, n, r)
 	if err != nil {
 		s.fallbacks.Add(1)
 		s.degraded.Store(true)
@@ -189,6 +213,76 @@ func (s *RateStore) remember(key string, d ratelimit.Decision) {
 	s.mu.Unlock()
 }
 
+// take consumes from Redis. While a script call for key is in flight, later
+// takes of key wait for it and then go together in one call, which applies
+// them in arrival order at one instant of Redis' clock: each gets the decision
+// it would have had alone at that instant, and a hot key (a service's
+// principal) costs Redis one script run per round trip instead of one per
+// take.
+func (s *RateStore) take(ctx context.Context, key string, n int, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	s.qmu.Lock()
+	q, busy := s.queues[key]
+	switch {
+	case !busy:
+		s.queues[key] = &takeQueue{r: r}
+		s.qmu.Unlock()
+		d, err := s.run(ctx, key, n, r, true)
+		s.next(key)
+		return d, err
+	case q.r != r:
+		// Another rule for the same key (a limiter's overrides changed under
+		// it): not batched, so each take keeps its own rule.
+		s.qmu.Unlock()
+		return s.run(ctx, key, n, r, true)
+	}
+	p := &pendingTake{n: n, done: make(chan struct{})}
+	q.waiting = append(q.waiting, p)
+	s.qmu.Unlock()
+	s.shared.Add(1)
+	select {
+	case <-p.done:
+		return p.d, p.err
+	case <-ctx.Done():
+		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// next starts the call of the takes that waited for key's call in flight,
+// or marks key idle.
+func (s *RateStore) next(key string) {
+	s.qmu.Lock()
+	q := s.queues[key]
+	if len(q.waiting) == 0 {
+		delete(s.queues, key)
+		s.qmu.Unlock()
+		return
+	}
+	batch := q.waiting
+	q.waiting = nil
+	s.qmu.Unlock()
+	go s.runShared(key, q.r, batch)
+}
+
+func (s *RateStore) runShared(key string, r *ratelimit.Rule, batch []*pendingTake) {
+	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
+	ns := make([]int, len(batch))
+	for i, p := range batch {
+		ns[i] = p.n
+	}
+	ds, err := s.runMany(ctx, key, ns, r)
+	cancel()
+	// The next waiters' call goes out before these are woken.
+	s.next(key)
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.d = ds[i]
+		}
+		close(p.done)
+	}
+}
+
 func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
 
 // ruleArgs is a rule in the script's terms, formatted once per rule.
@@ -231,6 +325,29 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
 	return a.decision(v[0], v[1:1+takeFields]), nil
+}
+
+// runMany takes ns[i] events for each waiting take, in order, in one script
+// call.
+func (s *RateStore) runMany(ctx context.Context, key string, ns []int, r *ratelimit.Rule) ([]ratelimit.Decision, error) {
+	a := s.ruleArgs(r)
+	argv := make([]string, 0, 5+len(ns))
+	argv = append(argv, a.argv[0], a.argv[1], a.argv[2], a.argv[3], "1")
+	for _, n := range ns {
+		argv = append(argv, strconv.Itoa(n))
+	}
+	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key}, argv).AsIntSlice()
+	if err == nil && len(v) != 1+takeFields*len(ns) {
+		err = fmt.Errorf("unexpected reply %v", v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+	}
+	ds := make([]ratelimit.Decision, len(ns))
+	for i := range ds {
+		ds[i] = a.decision(v[0], v[1+i*takeFields:1+(i+1)*takeFields])
+	}
+	return ds, nil
 }
 
 // decision turns one take's reply into the figures ratelimit.MemoryStore
