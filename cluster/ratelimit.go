@@ -78,7 +78,9 @@ return out`)
 
 // RateStore is a ratelimit.Store in Redis, so every node draws from the same
 // buckets: one script call per check, with the same decisions and figures as
-// ratelimit.MemoryStore (to the microsecond: times are Redis' clock).
+// ratelimit.MemoryStore (to the microsecond: times are Redis' clock). Checks
+// of a key made while a call for it is in flight share the next call (see
+// take).
 //
 // In front of Redis, a key that Redis refused one event is refused one event
 // locally until the instant Redis named, with the figures Redis would give
