@@ -119,6 +119,10 @@ type pendingTake struct {
 	done chan struct{}
 }
 
+// maxShared bounds the takes decided in one script call, so that one call
+// never holds Redis long; more waiting go in the calls after it.
+const maxShared = 256
+
 // sharedCallTimeout bounds a script call made for several waiting takes
 // (each waiter still leaves when its own context ends).
 const sharedCallTimeout = 5 * time.Second
@@ -260,7 +264,11 @@ func (s *RateStore) next(key string) {
 		return
 	}
 	batch := q.waiting
-	q.waiting = nil
+	if len(batch) > maxShared {
+		batch, q.waiting = batch[:maxShared:maxShared], batch[maxShared:]
+	} else {
+		q.waiting = nil
+	}
 	s.qmu.Unlock()
 	go s.runShared(key, q.r, batch)
 }

@@ -202,16 +202,16 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 
 // TestRateStoreConcurrentTakesOfOneKey: many callers of one key at once, over
 // two nodes, admit exactly the burst between them, each admitted take with its
-// own remaining count.
+// own remaining count (with more callers per node than one call takes).
 func TestRateStoreConcurrentTakesOfOneKey(t *testing.T) {
 	addr := redistest.Addr(t)
 	cfg := Config{Prefix: redistest.Prefix(t)}
-	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 40, MessagesPerMinute: 600, WindowSize: time.Minute})
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 400, MessagesPerMinute: 6000, WindowSize: time.Minute})
 	nodes := [2]*RateStore{
 		NewRateStore(newClient(t, addr), cfg, "principal", ratelimit.NewMemoryStore()),
 		NewRateStore(newClient(t, addr), cfg, "principal", ratelimit.NewMemoryStore()),
 	}
-	const callers = 100
+	const callers = 2*maxShared + 100
 	var (
 		wg        sync.WaitGroup
 		mu        sync.Mutex
@@ -237,11 +237,11 @@ func TestRateStoreConcurrentTakesOfOneKey(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if len(remaining) != 40 || refused != callers-40 {
-		t.Fatalf("admitted with remaining %v, %d refused; want each of 0..39 once and %d refused", remaining, refused, callers-40)
+	if len(remaining) != 400 || refused != callers-400 {
+		t.Fatalf("admitted with remaining %v, %d refused; want each of 0..399 once and %d refused", remaining, refused, callers-400)
 	}
 	for rem, n := range remaining {
-		if rem < 0 || rem >= 40 || n != 1 {
+		if rem < 0 || rem >= 400 || n != 1 {
 			t.Fatalf("admitted with remaining %v", remaining)
 		}
 	}
@@ -251,6 +251,34 @@ func TestRateStoreConcurrentTakesOfOneKey(t *testing.T) {
 		}
 	}
 	t.Logf("takes that shared a call: %d and %d of %d", nodes[0].Stats().Shared, nodes[1].Stats().Shared, callers/2)
+}
+
+// TestRateStoreSplitsLongQueues: more takes waiting than one call takes go in
+// calls one after the other, still in arrival order.
+func TestRateStoreSplitsLongQueues(t *testing.T) {
+	addr := redistest.Addr(t)
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 1000, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, addr), Config{Prefix: redistest.Prefix(t)}, "principal", ratelimit.NewMemoryStore())
+	waiting := make([]*pendingTake, 2*maxShared+10)
+	for i := range waiting {
+		waiting[i] = &pendingTake{n: 1, done: make(chan struct{})}
+	}
+	rs.qmu.Lock()
+	rs.queues["svc"] = &takeQueue{r: r, waiting: waiting}
+	rs.qmu.Unlock()
+	rs.next("svc")
+	for i, p := range waiting {
+		<-p.done
+		if p.err != nil || !p.d.Allowed || p.d.Remaining != 1000-1-i {
+			t.Fatalf("take %d: %+v, %v; want admitted with %d remaining", i, p.d, p.err, 1000-1-i)
+		}
+	}
+	rs.qmu.Lock()
+	_, busy := rs.queues["svc"]
+	rs.qmu.Unlock()
+	if busy {
+		t.Fatal("the key is still marked in flight")
+	}
 }
 
 func TestIdempotencyStore(t *testing.T) {
