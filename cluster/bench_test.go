@@ -24,7 +24,9 @@ import (
 const callers = 50
 
 // BenchmarkRateCheck: one rate-limit check, Redis (one script call) against
-// the memory store, a key per caller.
+// the memory store, a key per caller; "one-key" sub-benchmarks check one key
+// from every caller (a service's principal under load), where the Redis
+// store's takes of the key share script calls.
 func BenchmarkRateCheck(b *testing.B) {
 	r, err := ratelimit.NewRule(ratelimit.Limits{MessagesPerSecond: 1e6, BurstLimit: 1e6, MessagesPerMinute: 1e8, WindowSize: time.Minute})
 	if err != nil {
@@ -39,20 +41,29 @@ func BenchmarkRateCheck(b *testing.B) {
 			return NewRateStore(benchClient(b), Config{Prefix: redistest.Prefix(b)}, "user", ratelimit.NewMemoryStore())
 		}},
 	} {
-		b.Run(tc.name, func(b *testing.B) {
-			s := tc.store(b)
-			var n atomic.Int64
-			b.ReportAllocs()
-			b.SetParallelism(callers / max(1, runtime.GOMAXPROCS(0)))
-			b.RunParallel(func(pb *testing.PB) {
-				key := "user-" + strconv.FormatInt(n.Add(1), 10)
-				for pb.Next() {
-					if _, err := s.Take(context.Background(), key, 1, time.Now(), r); err != nil {
-						b.Fatal(err)
+		for _, oneKey := range []bool{false, true} {
+			name := tc.name
+			if oneKey {
+				name += "-one-key"
+			}
+			b.Run(name, func(b *testing.B) {
+				s := tc.store(b)
+				var n atomic.Int64
+				b.ReportAllocs()
+				b.SetParallelism(callers / max(1, runtime.GOMAXPROCS(0)))
+				b.RunParallel(func(pb *testing.PB) {
+					key := "user-" + strconv.FormatInt(n.Add(1), 10)
+					if oneKey {
+						key = "principal"
 					}
-				}
+					for pb.Next() {
+						if _, err := s.Take(context.Background(), key, 1, time.Now(), r); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -94,7 +94,10 @@
 // RateStore is a ratelimit.Store whose buckets every node shares: one script
 // call per check, the memory store's arithmetic on Redis' clock (microseconds),
 // the same decision and figures. A caller Redis refused one event is refused
-// locally until the instant Redis named, without a round trip. When Redis does
+// locally until the instant Redis named, without a round trip. Checks of one
+// key made while its call is in flight wait for it and then share one call,
+// which applies them in arrival order at one instant (a service's principal
+// under load costs Redis one script run per round trip, not one per check). When Redis does
 // not answer, the node's own store decides (counted; Degraded says so): an outage
 // loosens the limits to one budget per node, it never refuses all traffic.
 //

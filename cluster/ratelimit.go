@@ -16,45 +16,71 @@ import (
 // takeScript is ratelimit's token bucket with burst plus its fixed window, the
 // arithmetic of ratelimit.MemoryStore, in microseconds on Redis' clock (Lua
 // numbers are doubles: exact for integers below 2^53, which microsecond unix
-// times are and nanosecond ones are not). KEYS state hash; ARGV n, interval,
-// burst, window, per window, consume (1/0). Returns {allowed, avail, window
-// remaining (-1: no window), bucket wait, window wait, tat, window end, now}.
+// times are and nanosecond ones are not). KEYS state hash; ARGV interval,
+// burst, window, per window, consume (1/0), then the event count of each take,
+// applied in order at one instant. Returns {now} then, per take, {allowed,
+// avail, window remaining (-1: no window), bucket wait, window wait, tat,
+// window end}.
+//
+// The hash's x field is the key's expiry (unix ms) as last set: the script
+// moves it only when the state would outlive it, and then a second further,
+// so a busy key is written with one HSET and no PEXPIREAT on most calls. A key
+// kept longer than its state needs decides as a missing one would: its tat and
+// window end are then in the past.
 var takeLua = rueidis.NewLuaScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local window, perWindow = tonumber(ARGV[4]), tonumber(ARGV[5])
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local window, perWindow = tonumber(ARGV[3]), tonumber(ARGV[4])
 local tau = burst * interval
-local st = redis.call("HMGET", KEYS[1], "t", "e", "c")
+local st = redis.call("HMGET", KEYS[1], "t", "e", "c", "x")
 local tat = math.max(tonumber(st[1]) or 0, now)
 local winEnd, count = tonumber(st[2]) or 0, tonumber(st[3]) or 0
-local avail
-local x = now + tau - tat
-if x >= tau then avail = burst elseif x < interval then avail = 0 else avail = math.floor(x / interval) end
-local bucketWait = 0
-if n > avail then bucketWait = tat + n * interval - tau - now end
-local winRem, windowWait = -1, 0
-if window > 0 then
-  if now >= winEnd then winEnd, count = now + window, 0 end
-  winRem = math.max(perWindow - count, 0)
-  if n > winRem then windowWait = winEnd - now end
+if window > 0 and now >= winEnd then winEnd, count = now + window, 0 end
+local consume, changed = ARGV[5] == "1", false
+local out = {now}
+for i = 6, #ARGV do
+  local n = tonumber(ARGV[i])
+  local avail
+  local x = now + tau - tat
+  if x >= tau then avail = burst elseif x < interval then avail = 0 else avail = math.floor(x / interval) end
+  local bucketWait = 0
+  if n > avail then bucketWait = tat + n * interval - tau - now end
+  local winRem, windowWait = -1, 0
+  if window > 0 then
+    winRem = math.max(perWindow - count, 0)
+    if n > winRem then windowWait = winEnd - now end
+  end
+  local allowed = 0
+  if bucketWait == 0 and windowWait == 0 then
+    allowed = 1
+    if consume then
+      changed = true
+      tat = tat + n * interval
+      avail = avail - n
+      if winRem >= 0 then count, winRem = count + n, winRem - n end
+    end
+  end
+  local j = #out
+  out[j+1], out[j+2], out[j+3], out[j+4], out[j+5], out[j+6], out[j+7] = allowed, avail, winRem, bucketWait, windowWait, tat, winEnd
 end
-local allowed = 0
-if bucketWait == 0 and windowWait == 0 then
-  allowed = 1
-  if ARGV[6] == "1" then
-    tat = tat + n * interval
-    avail = avail - n
-    if winRem >= 0 then count, winRem = count + n, winRem - n end
+if changed then
+  local expiry = math.floor(math.max(tat, winEnd) / 1000) + 1
+  if expiry > (tonumber(st[4]) or 0) then
+    expiry = string.format("%.0f", expiry + 1000)
+    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count, "x", expiry)
+    redis.call("PEXPIREAT", KEYS[1], expiry)
+  else
     redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count)
-    redis.call("PEXPIRE", KEYS[1], math.floor((math.max(tat, winEnd) - now) / 1000) + 1)
   end
 end
-return {allowed, avail, winRem, bucketWait, windowWait, tat, winEnd, now}`)
+return out`)
 
 // RateStore is a ratelimit.Store in Redis, so every node draws from the same
 // buckets: one script call per check, with the same decisions and figures as
-// ratelimit.MemoryStore (to the microsecond: times are Redis' clock).
+// ratelimit.MemoryStore (to the microsecond: times are Redis' clock). Checks
+// of a key made while a call for it is in flight share the next call (see
+// take).
 //
 // In front of Redis, a key that Redis refused one event is refused one event
 // locally until the instant Redis named, with the figures Redis would give
@@ -64,17 +90,42 @@ return {allowed, avail, winRem, bucketWait, windowWait, tat, winEnd, now}`)
 // outage never refuses all traffic, at the price of each node admitting up to
 // the limit on its own until Redis is back.
 type RateStore struct {
-	client   rueidis.Client
-	keys     keyspace
-	name     string // limiter name, in the key
-	fallback ratelimit.Store
+	client    rueidis.Client
+	keyPrefix string // the keys of limiter name's buckets start with it
+	fallback  ratelimit.Store
+	args      sync.Map // *ratelimit.Rule -> *ruleArgs
 
 	mu     sync.Mutex
 	denied map[string]deniedUntil // the front filter
 
-	fallbacks, filtered atomic.Uint64
-	degraded            atomic.Bool
+	qmu    sync.Mutex
+	queues map[string]*takeQueue // keys with a script call in flight
+
+	fallbacks, filtered, shared atomic.Uint64
+	degraded                    atomic.Bool
 }
+
+// takeQueue is a key's takes waiting for its script call in flight to end:
+// they then go in one call, in the order they came.
+type takeQueue struct {
+	r       *ratelimit.Rule
+	waiting []*pendingTake
+}
+
+type pendingTake struct {
+	n    int
+	d    ratelimit.Decision
+	err  error
+	done chan struct{}
+}
+
+// maxShared bounds the takes decided in one script call, so that one call
+// never holds Redis long; more waiting go in the calls after it.
+const maxShared = 256
+
+// sharedCallTimeout bounds a script call made for several waiting takes
+// (each waiter still leaves when its own context ends).
+const sharedCallTimeout = 5 * time.Second
 
 type deniedUntil struct {
 	until time.Time
@@ -89,21 +140,24 @@ const maxDenied = 65536
 // (usually a ratelimit.MemoryStore) decides while Redis is unreachable.
 func NewRateStore(client rueidis.Client, cfg Config, name string, fallback ratelimit.Store) *RateStore {
 	cfg = cfg.WithDefaults()
-	return &RateStore{client: client, keys: keyspace{cfg.Prefix}, name: name, fallback: fallback, denied: map[string]deniedUntil{}}
+	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback,
+		denied: map[string]deniedUntil{}, queues: map[string]*takeQueue{}}
 }
 
 // RateStoreStats are the store's counters.
 type RateStoreStats struct {
 	// Fallbacks counts checks decided by the node's own limits because Redis
-	// did not answer; Filtered, refusals answered without a round trip.
-	Fallbacks, Filtered uint64
+	// did not answer; Filtered, refusals answered without a round trip;
+	// Shared, takes that waited for a call in flight on their key and were
+	// then decided in one script call with the others that waited.
+	Fallbacks, Filtered, Shared uint64
 	// Degraded is true while the last check fell back.
 	Degraded bool
 }
 
 // Stats reads the counters.
 func (s *RateStore) Stats() RateStoreStats {
-	return RateStoreStats{Fallbacks: s.fallbacks.Load(), Filtered: s.filtered.Load(), Degraded: s.degraded.Load()}
+	return RateStoreStats{Fallbacks: s.fallbacks.Load(), Filtered: s.filtered.Load(), Shared: s.shared.Load(), Degraded: s.degraded.Load()}
 }
 
 // Take implements ratelimit.Store.
@@ -116,7 +170,7 @@ func (s *RateStore) Take(ctx context.Context, key string, n int, now time.Time, 
 			return d, nil
 		}
 	}
-	d, err := s.run(ctx, key, n, r, true)
+	d, err := s.take(ctx, key, n, r)
 	if err != nil {
 		s.fallbacks.Add(1)
 		s.degraded.Store(true)
@@ -165,33 +219,153 @@ func (s *RateStore) remember(key string, d ratelimit.Decision) {
 	s.mu.Unlock()
 }
 
+// take consumes from Redis. While a script call for key is in flight, later
+// takes of key wait for it and then go together in one call, which applies
+// them in arrival order at one instant of Redis' clock: each gets the decision
+// it would have had alone at that instant, and a hot key (a service's
+// principal) costs Redis one script run per round trip instead of one per
+// take.
+func (s *RateStore) take(ctx context.Context, key string, n int, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	s.qmu.Lock()
+	q, busy := s.queues[key]
+	switch {
+	case !busy:
+		s.queues[key] = &takeQueue{r: r}
+		s.qmu.Unlock()
+		d, err := s.run(ctx, key, n, r, true)
+		s.next(key)
+		return d, err
+	case q.r != r:
+		// Another rule for the same key (a limiter's overrides changed under
+		// it): not batched, so each take keeps its own rule.
+		s.qmu.Unlock()
+		return s.run(ctx, key, n, r, true)
+	}
+	p := &pendingTake{n: n, done: make(chan struct{})}
+	q.waiting = append(q.waiting, p)
+	s.qmu.Unlock()
+	s.shared.Add(1)
+	select {
+	case <-p.done:
+		return p.d, p.err
+	case <-ctx.Done():
+		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// next starts the call of the takes that waited for key's call in flight,
+// or marks key idle.
+func (s *RateStore) next(key string) {
+	s.qmu.Lock()
+	q := s.queues[key]
+	if len(q.waiting) == 0 {
+		delete(s.queues, key)
+		s.qmu.Unlock()
+		return
+	}
+	batch := q.waiting
+	if len(batch) > maxShared {
+		batch, q.waiting = batch[:maxShared:maxShared], batch[maxShared:]
+	} else {
+		q.waiting = nil
+	}
+	s.qmu.Unlock()
+	go s.runShared(key, q.r, batch)
+}
+
+func (s *RateStore) runShared(key string, r *ratelimit.Rule, batch []*pendingTake) {
+	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
+	ns := make([]int, len(batch))
+	for i, p := range batch {
+		ns[i] = p.n
+	}
+	ds, err := s.runMany(ctx, key, ns, r)
+	cancel()
+	// The next waiters' call goes out before these are woken.
+	s.next(key)
+	for i, p := range batch {
+		if err != nil {
+			p.err = err
+		} else {
+			p.d = ds[i]
+		}
+		close(p.done)
+	}
+}
+
 func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
 
-func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rule, consume bool) (ratelimit.Decision, error) {
-	l := r.Limits()
-	interval := max(micros(r.Interval()), 1)
-	burst := int64(l.BurstLimit)
-	var window, perWindow int64
-	if l.WindowSize > 0 {
-		window, perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
+// ruleArgs is a rule in the script's terms, formatted once per rule.
+type ruleArgs struct {
+	interval, burst, perWindow int64
+	argv                       [4]string // interval, burst, window, per window
+}
+
+func (s *RateStore) ruleArgs(r *ratelimit.Rule) *ruleArgs {
+	if a, ok := s.args.Load(r); ok {
+		return a.(*ruleArgs)
 	}
+	l := r.Limits()
+	a := &ruleArgs{interval: max(micros(r.Interval()), 1), burst: int64(l.BurstLimit)}
+	var window int64
+	if l.WindowSize > 0 {
+		window, a.perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
+	}
+	a.argv = [4]string{strconv.FormatInt(a.interval, 10), strconv.FormatInt(a.burst, 10),
+		strconv.FormatInt(window, 10), strconv.FormatInt(a.perWindow, 10)}
+	v, _ := s.args.LoadOrStore(r, a)
+	return v.(*ruleArgs)
+}
+
+// takeFields is the script's reply per take.
+const takeFields = 7
+
+func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rule, consume bool) (ratelimit.Decision, error) {
+	a := s.ruleArgs(r)
 	c := "0"
 	if consume {
 		c = "1"
 	}
-	v, err := takeLua.Exec(ctx, s.client, []string{s.keys.rate(s.name, key)}, []string{
-		strconv.Itoa(n), strconv.FormatInt(interval, 10), strconv.FormatInt(burst, 10),
-		strconv.FormatInt(window, 10), strconv.FormatInt(perWindow, 10), c,
-	}).AsIntSlice()
-	if err == nil && len(v) != 8 {
+	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key},
+		[]string{a.argv[0], a.argv[1], a.argv[2], a.argv[3], c, strconv.Itoa(n)}).AsIntSlice()
+	if err == nil && len(v) != 1+takeFields {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
 	if err != nil {
 		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
+	return a.decision(v[0], v[1:1+takeFields]), nil
+}
+
+// runMany takes ns[i] events for each waiting take, in order, in one script
+// call.
+func (s *RateStore) runMany(ctx context.Context, key string, ns []int, r *ratelimit.Rule) ([]ratelimit.Decision, error) {
+	a := s.ruleArgs(r)
+	argv := make([]string, 0, 5+len(ns))
+	argv = append(argv, a.argv[0], a.argv[1], a.argv[2], a.argv[3], "1")
+	for _, n := range ns {
+		argv = append(argv, strconv.Itoa(n))
+	}
+	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key}, argv).AsIntSlice()
+	if err == nil && len(v) != 1+takeFields*len(ns) {
+		err = fmt.Errorf("unexpected reply %v", v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+	}
+	ds := make([]ratelimit.Decision, len(ns))
+	for i := range ds {
+		ds[i] = a.decision(v[0], v[1+i*takeFields:1+(i+1)*takeFields])
+	}
+	return ds, nil
+}
+
+// decision turns one take's reply into the figures ratelimit.MemoryStore
+// derives.
+func (a *ruleArgs) decision(now int64, v []int64) ratelimit.Decision {
 	allowed := v[0] == 1
-	avail, winRem, bucketWait, windowWait, tat, winEnd, now := v[1], v[2], v[3], v[4], v[5], v[6], v[7]
-	// The decision's figures, as ratelimit.MemoryStore derives them.
+	avail, winRem, bucketWait, windowWait, tat, winEnd := v[1], v[2], v[3], v[4], v[5], v[6]
+	burst, interval, perWindow := a.burst, a.interval, a.perWindow
 	remaining := avail
 	if winRem >= 0 && winRem < remaining {
 		remaining = winRem
@@ -222,7 +396,7 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 		Remaining:  int(remaining),
 		RetryAfter: time.Duration(wait) * time.Microsecond,
 		ResetTime:  time.UnixMicro(reset).UTC(),
-	}, nil
+	}
 }
 
 // IdempotencyStore reserves event ids in Redis for a window, so that a retry

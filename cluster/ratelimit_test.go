@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,6 +152,139 @@ func TestRateStoreFallsBackToTheNodesOwnLimits(t *testing.T) {
 		_, err := rs.Take(ctx, "carol", 1, time.Now(), r)
 		return err == nil && !rs.Stats().Degraded
 	})
+}
+
+// TestRateStoreSharedCallDecidesInOrder: takes decided in one script call get,
+// each, what the memory store answers to the same takes one after the other at
+// one instant.
+func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		limits ratelimit.Limits
+		takes  []int
+	}{
+		{"bucket", ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 5, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{1, 1, 1, 1, 1, 1, 2, 1}},
+		{"window", ratelimit.Limits{MessagesPerSecond: 100, BurstLimit: 50, MessagesPerMinute: 3, WindowSize: time.Minute}, []int{2, 1, 1, 1}},
+		{"batch", ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 4, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{3, 2, 1, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rule(t, tc.limits)
+			rs := NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
+			now := time.Now()
+			got, err := rs.runMany(ctx, tc.name, tc.takes, r)
+			took := time.Since(now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mem := ratelimit.NewMemoryStore()
+			slack := took + 10*time.Millisecond
+			for i, n := range tc.takes {
+				want, err := mem.Take(ctx, tc.name, n, now, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				g := got[i]
+				if g.Allowed != want.Allowed || g.Limit != want.Limit || g.Remaining != want.Remaining {
+					t.Fatalf("take %d of %d: redis %+v, memory %+v", i, n, g, want)
+				}
+				if d := g.RetryAfter - want.RetryAfter; d > slack || d < -slack {
+					t.Fatalf("take %d: RetryAfter redis %s, memory %s", i, g.RetryAfter, want.RetryAfter)
+				}
+				if d := g.ResetTime.Sub(want.ResetTime); d > slack || d < -slack {
+					t.Fatalf("take %d: ResetTime redis %s, memory %s", i, g.ResetTime, want.ResetTime)
+				}
+			}
+			// The call left the state a single take continues from.
+			want, _ := mem.Take(ctx, tc.name, 1, now, r)
+			if g, err := rs.Take(ctx, tc.name, 1, time.Now(), r); err != nil || g.Allowed != want.Allowed || g.Remaining != want.Remaining {
+				t.Fatalf("take after the shared call: redis %+v, %v; memory %+v", g, err, want)
+			}
+		})
+	}
+}
+
+// TestRateStoreConcurrentTakesOfOneKey: many callers of one key at once, over
+// two nodes, admit exactly the burst between them, each admitted take with its
+// own remaining count (with more callers per node than one call takes).
+func TestRateStoreConcurrentTakesOfOneKey(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 400, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	nodes := [2]*RateStore{
+		NewRateStore(newClient(t, addr), cfg, "principal", ratelimit.NewMemoryStore()),
+		NewRateStore(newClient(t, addr), cfg, "principal", ratelimit.NewMemoryStore()),
+	}
+	const callers = 2*maxShared + 100
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		remaining = map[int]int{}
+		refused   int
+	)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := nodes[i%2].Take(context.Background(), "svc", 1, time.Now(), r)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if d.Allowed {
+				remaining[d.Remaining]++
+			} else {
+				refused++
+			}
+		}()
+	}
+	wg.Wait()
+	if len(remaining) != 400 || refused != callers-400 {
+		t.Fatalf("admitted with remaining %v, %d refused; want each of 0..399 once and %d refused", remaining, refused, callers-400)
+	}
+	for rem, n := range remaining {
+		if rem < 0 || rem >= 400 || n != 1 {
+			t.Fatalf("admitted with remaining %v", remaining)
+		}
+	}
+	for _, n := range nodes {
+		if s := n.Stats(); s.Fallbacks != 0 || s.Degraded {
+			t.Fatalf("stats %+v", s)
+		}
+	}
+	t.Logf("takes that shared a call: %d and %d of %d", nodes[0].Stats().Shared, nodes[1].Stats().Shared, callers/2)
+}
+
+// TestRateStoreSplitsLongQueues: more takes waiting than one call takes go in
+// calls one after the other, still in arrival order.
+func TestRateStoreSplitsLongQueues(t *testing.T) {
+	addr := redistest.Addr(t)
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 1000, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, addr), Config{Prefix: redistest.Prefix(t)}, "principal", ratelimit.NewMemoryStore())
+	waiting := make([]*pendingTake, 2*maxShared+10)
+	for i := range waiting {
+		waiting[i] = &pendingTake{n: 1, done: make(chan struct{})}
+	}
+	rs.qmu.Lock()
+	rs.queues["svc"] = &takeQueue{r: r, waiting: waiting}
+	rs.qmu.Unlock()
+	rs.next("svc")
+	for i, p := range waiting {
+		<-p.done
+		if p.err != nil || !p.d.Allowed || p.d.Remaining != 1000-1-i {
+			t.Fatalf("take %d: %+v, %v; want admitted with %d remaining", i, p.d, p.err, 1000-1-i)
+		}
+	}
+	rs.qmu.Lock()
+	_, busy := rs.queues["svc"]
+	rs.qmu.Unlock()
+	if busy {
+		t.Fatal("the key is still marked in flight")
+	}
 }
 
 func TestIdempotencyStore(t *testing.T) {

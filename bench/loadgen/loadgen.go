@@ -20,6 +20,10 @@ type Result struct {
 	Elapsed       time.Duration
 	RPS           float64 // successful calls per second
 	P50, P99, Max time.Duration
+	// Late counts, for RunRate, measured calls that started more than a
+	// millisecond after their turn because their caller was still busy (or
+	// not scheduled): then the offered rate was not held.
+	Late int64
 	// CPU holds, per probe given to Run, the CPU time consumed over the window.
 	CPU []time.Duration
 }
@@ -28,7 +32,29 @@ type Result struct {
 // measured. Each probe (a CPU clock such as SelfCPU or ProcessCPU) is read
 // at both edges of the measured window.
 func Run(c int, warmup, d time.Duration, call func(worker int) error, probes ...func() time.Duration) Result {
+	return run(0, c, warmup, d, call, probes)
+}
+
+// RunRate offers rate calls per second over c callers (an open loop): each
+// caller starts a call every c/rate, its turns staggered from the others', and
+// waits when it is early. Latency is counted from the call's actual start, so
+// that it shows the server's time per call rather than the load tool's timer;
+// a call that started more than a millisecond after its turn (its caller was
+// still waiting for the previous one) is counted in Result.Late. RPS is then
+// the rate achieved, below rate when the server could not keep up.
+func RunRate(rate float64, c int, warmup, d time.Duration, call func(worker int) error, probes ...func() time.Duration) Result {
+	return run(rate, c, warmup, d, call, probes)
+}
+
+// run is Run with rate 0, RunRate otherwise.
+func run(rate float64, c int, warmup, d time.Duration, call func(worker int) error, probes []func() time.Duration) Result {
+	var period time.Duration
+	if rate > 0 {
+		period = time.Duration(float64(c) / rate * float64(time.Second))
+	}
+	begin := time.Now()
 	var (
+		late            atomic.Int64
 		measuring, stop atomic.Bool
 		wg              sync.WaitGroup
 		mu              sync.Mutex
@@ -41,12 +67,23 @@ func Run(c int, warmup, d time.Duration, call func(worker int) error, probes ...
 		go func(w int) {
 			defer wg.Done()
 			local := make([]time.Duration, 0, 1<<15)
+			turn := begin.Add(period * time.Duration(w) / time.Duration(max(c, 1)))
 			for !stop.Load() {
+				if period > 0 {
+					if wait := time.Until(turn); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
 				start := time.Now()
 				err := call(w)
 				el := time.Since(start)
+				behind := period > 0 && start.Sub(turn) > time.Millisecond
+				turn = turn.Add(period)
 				if !measuring.Load() {
 					continue
+				}
+				if behind {
+					late.Add(1)
 				}
 				if err != nil {
 					errs.Add(1)
@@ -72,7 +109,7 @@ func Run(c int, warmup, d time.Duration, call func(worker int) error, probes ...
 	wg.Wait()
 
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := Result{Calls: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed, RPS: float64(len(all)) / elapsed.Seconds()}
+	r := Result{Calls: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed, RPS: float64(len(all)) / elapsed.Seconds(), Late: late.Load()}
 	if s, ok := firstErr.Load().(string); ok {
 		r.FirstError = s
 	}

@@ -29,7 +29,10 @@
 // benchConfig) or SendEvent is refused with RESOURCE_EXHAUSTED past 1000/s.
 //
 // Requests/s is calls completed over the phase; p50/p99 are per-call
-// latencies seen by the caller. The SendEvent/Check ratio is what issue 6
+// latencies seen by the caller. With -rate the callers offer a fixed rate
+// instead of calling as fast as the server answers (loadgen.RunRate), so
+// that p99 below saturation shows the server's own latency rather than
+// queueing; -bin spawns a given pushercm binary (to compare two builds). The SendEvent/Check ratio is what issue 6
 // asks for (target >= 0.8 with p99 <= 10 ms). Each phase also reports the
 // CPU time per call of the server and of this tool (its callers or ghz,
 // plus the subscribers' receiver): when the two share the cores, the ratio
@@ -86,6 +89,8 @@ func main() {
 		noHeaders     = flag.Bool("no-ratelimit-headers", false, "spawned server's rateLimit.headers: false (no x-ratelimit-* headers on admitted calls)")
 		withIDs       = flag.Bool("ids", true, "give every event an id (idempotency runs); with -ids=false and -ghz on one channel, ghz sends one fixed event")
 		stub          = flag.Bool("stub", false, "measure against a stub of Health and SendEvent served in this process (no interceptors, no work, no subscribers): what the load generator and gRPC leave possible")
+		rate          = flag.Float64("rate", 0, "offer this many calls/s in all to the check, send and send0 phases, spread over the -c callers (an open loop; p99 is then the server's latency below saturation, not queueing); 0: closed loop, as fast as the server answers")
+		bin           = flag.String("bin", "", "pushercm binary to spawn (default: build it from this module)")
 		useGHZ        = flag.Bool("ghz", false, "drive the check, send and send0 phases with ghz "+loadgen.GHZVersion+" (installed with go install) instead of the built-in callers")
 	)
 	flag.Parse()
@@ -94,6 +99,9 @@ func main() {
 		log.Fatal(err)
 	}
 
+	if *rate > 0 && *useGHZ {
+		log.Fatal("-rate drives the built-in callers: not with -ghz")
+	}
 	if *stub {
 		if strings.Contains(*phases, "batch") {
 			log.Fatal("-stub serves Health/Check and SendEvent only: give -phases of check, send0 and send")
@@ -117,7 +125,12 @@ func main() {
 		if *flushInterval > 0 {
 			conf += "edge:\n  flushInterval: " + flushInterval.String() + "\n"
 		}
-		srv := loadgen.Spawn(conf)
+		var srv *loadgen.Server
+		if *bin != "" {
+			srv = loadgen.SpawnBinary(*bin, conf)
+		} else {
+			srv = loadgen.Spawn(conf)
+		}
 		defer srv.Stop()
 		*addr, *wsAddr, *pid = srv.GRPCAddr, srv.HTTPAddr, srv.PID
 	}
@@ -231,7 +244,7 @@ func main() {
 				p = measureGHZ("Health/Check", ghzCheck, *warmup, *duration, *pid)
 				break
 			}
-			p = measure("Health/Check", *concurrency, *warmup, *duration, *pid, func(i int) error {
+			p = measure("Health/Check", *rate, *concurrency, *warmup, *duration, *pid, func(i int) error {
 				_, err := healthpb.NewHealthClient(cc[i%len(cc)]).Check(ctx, &healthpb.HealthCheckRequest{})
 				return err
 			})
@@ -252,7 +265,7 @@ func main() {
 				break
 			}
 			var n atomic.Int64
-			p = measure(name, *concurrency, *warmup, *duration, *pid, func(i int) error {
+			p = measure(name, *rate, *concurrency, *warmup, *duration, *pid, func(i int) error {
 				k := n.Add(1)
 				_, err := pushercmv1.NewBroadcastServiceClient(cc[i%len(cc)]).SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
 					Id: nextID(), Channels: []string{sendChans[int(k)%len(sendChans)]}, Name: "load", Payload: &pushercmv1.Event_Data{Data: data()},
@@ -264,7 +277,7 @@ func main() {
 		case "batch":
 			before := recv.Received.Load()
 			var n atomic.Int64
-			p = measure("SendBatch", *batchC, *warmup, *duration, *pid, func(i int) error {
+			p = measure("SendBatch", 0, *batchC, *warmup, *duration, *pid, func(i int) error {
 				evs := make([]*pushercmv1.Event, *batch)
 				for j := range evs {
 					k := n.Add(1)
@@ -328,6 +341,8 @@ type phase struct {
 	deliveries, expected int64   // since the phase's warmup began
 	fanout               float64 // subscribers per event
 	closed               int64   // subscribers the server closed (slow consumers)
+	offered              float64 // calls/s offered (0: closed loop)
+	late                 int64   // with an offered rate: calls started more than 1 ms after their turn
 	serverCPU, toolCPU   time.Duration
 	allOK                int64 // with ghz: successful calls including the warmup's
 }
@@ -335,6 +350,9 @@ type phase struct {
 func (p phase) print() {
 	fmt.Printf("%-13s %8.0f req/s  p50 %-9s p99 %-9s max %-9s calls %d errors %d",
 		p.name, p.rps, p.p50.Round(time.Microsecond), p.p99.Round(time.Microsecond), p.max.Round(time.Microsecond), p.calls, p.errors)
+	if p.offered > 0 {
+		fmt.Printf("  offered %.0f/s, late %d", p.offered, p.late)
+	}
 	if p.events > 0 {
 		fmt.Printf("  events/s %.0f", p.rps*float64(p.events))
 	}
@@ -369,12 +387,17 @@ func best(ps []phase) *phase {
 	return b
 }
 
-// measure runs c closed-loop callers of call: warmup unmeasured, then d
-// measured.
-func measure(name string, c int, warmup, d time.Duration, pid int, call func(worker int) error) phase {
-	r := loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+// measure runs c callers of call, closed-loop or (rate > 0) offered rate
+// calls/s in all: warmup unmeasured, then d measured.
+func measure(name string, rate float64, c int, warmup, d time.Duration, pid int, call func(worker int) error) phase {
+	var r loadgen.Result
+	if rate > 0 {
+		r = loadgen.RunRate(rate, c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+	} else {
+		r = loadgen.Run(c, warmup, d, call, loadgen.ProcessCPU(pid), loadgen.SelfCPU)
+	}
 	return phase{name: name, calls: r.Calls, errors: r.Errors, firstErr: r.FirstError, elapsed: r.Elapsed, rps: r.RPS,
-		p50: r.P50, p99: r.P99, max: r.Max, serverCPU: r.CPU[0], toolCPU: r.CPU[1]}
+		p50: r.P50, p99: r.P99, max: r.Max, late: r.Late, offered: rate, serverCPU: r.CPU[0], toolCPU: r.CPU[1]}
 }
 
 // measureGHZ runs g for warmup (unmeasured), then for d. The tool's CPU
