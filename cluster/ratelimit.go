@@ -117,6 +117,9 @@ type pendingTake struct {
 	d    ratelimit.Decision
 	err  error
 	done chan struct{}
+	// left is set when the waiter's context ended first: its take is not made
+	// (unless its call already went out).
+	left atomic.Bool
 }
 
 // maxShared bounds the takes decided in one script call, so that one call
@@ -249,6 +252,7 @@ func (s *RateStore) take(ctx context.Context, key string, n int, r *ratelimit.Ru
 	case <-p.done:
 		return p.d, p.err
 	case <-ctx.Done():
+		p.left.Store(true)
 		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, ctx.Err())
 	}
 }
@@ -274,6 +278,19 @@ func (s *RateStore) next(key string) {
 }
 
 func (s *RateStore) runShared(key string, r *ratelimit.Rule, batch []*pendingTake) {
+	// Waiters that already left are not taken for: they were answered by the
+	// node's own limits.
+	kept := make([]*pendingTake, 0, len(batch))
+	for _, p := range batch {
+		if !p.left.Load() {
+			kept = append(kept, p)
+		}
+	}
+	batch = kept
+	if len(batch) == 0 {
+		s.next(key)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
 	ns := make([]int, len(batch))
 	for i, p := range batch {

@@ -316,3 +316,32 @@ func TestIdempotencyStore(t *testing.T) {
 		}
 	})
 }
+
+// A take whose caller left (its context ended) while it waited for a shared
+// call is not made: it was answered by the node's own limits.
+func TestRateStoreSkipsTakesWhoseCallerLeft(t *testing.T) {
+	addr := redistest.Addr(t)
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 1000, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, addr), Config{Prefix: redistest.Prefix(t)}, "principal", ratelimit.NewMemoryStore())
+	waiting := []*pendingTake{
+		{n: 1, done: make(chan struct{})},
+		{n: 5, done: make(chan struct{})},
+		{n: 1, done: make(chan struct{})},
+	}
+	waiting[1].left.Store(true)
+	rs.qmu.Lock()
+	rs.queues["svc"] = &takeQueue{r: r, waiting: waiting}
+	rs.qmu.Unlock()
+	rs.next("svc")
+	for _, i := range []int{0, 2} {
+		<-waiting[i].done
+	}
+	if d := waiting[2].d; d.Remaining != 998 {
+		t.Fatalf("the take after the one that left: %+v, want 998 remaining (the 5 events not taken)", d)
+	}
+	select {
+	case <-waiting[1].done:
+		t.Fatal("the take whose caller left was answered")
+	default:
+	}
+}
