@@ -100,14 +100,15 @@ func (h *hub) postLocked(chn *channel, userID string, frame []byte, exclude stri
 }
 
 // postChannel publishes frame to the subscribers of channel name but exclude
-// (see postLocked); none when it is not occupied.
-func (h *hub) postChannel(name string, frame []byte, exclude string) int {
+// (see postLocked); none when it is not occupied. cong is the channel's
+// congested spell, if it is congested (see Congestion).
+func (h *hub) postChannel(name string, frame []byte, exclude string) (n int, cong *congestion) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if chn := h.channels[name]; chn != nil {
-		return h.postLocked(chn, "", frame, exclude)
+		return h.postLocked(chn, "", frame, exclude), chn.cong.Load()
 	}
-	return 0
+	return 0, nil
 }
 
 // postUser publishes frame to the sockets signed in as userID but exclude.
@@ -172,10 +173,18 @@ func (h *hub) fanOutLocked() {
 			frames = append(frames, q[k].frame)
 			size += int64(len(q[k].frame))
 		}
+		// Sockets past half their queue lag: enough of them make the
+		// channel congested (see Congestion).
+		lagging := 0
 		for c := range subs {
 			if c.id != e.exclude {
-				c.queueFrames(frames, size, e.since, &o.sched)
+				if q, ok := c.queueFrames(frames, size, e.since, &o.sched); ok && q > h.lagBytes {
+					lagging++
+				}
 			}
+		}
+		if lagging >= minLagging && e.chn != nil && h.holding && lagging >= h.lagNeed(len(subs)) {
+			h.markCongested(e.chn)
 		}
 		clear(frames)
 		o.frames = frames

@@ -71,6 +71,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		return delivered, nil
 	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
+	var cong *congestion
 	for _, ch := range chans {
 		if ch.Kind == protocol.KindServerToUser {
 			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
@@ -80,7 +81,10 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		if ch.Cache {
 			s.hub.putCache(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
 		}
-		n := s.hub.postChannel(ch.Name, frame, m.ExcludeSocketID)
+		n, cg := s.hub.postChannel(ch.Name, frame, m.ExcludeSocketID)
+		if cg != nil && cong == nil {
+			cong = cg
+		}
 		s.st.messagesOut.Add(uint64(n))
 		delivered += n
 		if s.watchingMessages() {
@@ -90,6 +94,11 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
 		mt.Published(delivered, time.Since(start))
+	}
+	if cong != nil && s.hub.holding {
+		// Queued already; the caller waits for the subscribers (see
+		// Congestion).
+		s.holdUntil(ctx, cong.done)
 	}
 	return delivered, nil
 }
