@@ -18,6 +18,14 @@ import (
 // closed with 4100 as before. Marking a channel allocates once, on the
 // transition.
 //
+// The outbox can fall behind too, when the fan-out cannot keep up (a busy
+// or starved CPU): whatever it holds for a channel reaches every subscriber
+// in one step at the next fan-out. So a channel of at least minLagging
+// subscribers is also congested while the outbox holds more than a quarter
+// of Config.WriteQueueBytes of its events (one atomic add per publish and per
+// fan-out run): a channel just under the lagging count, its sockets up to
+// half full, then never gets more than a quarter more at once.
+//
 // While a channel is congested, a Publish to it returns only once it is no
 // longer congested, after Config.PublishHoldMax at most (then the event is
 // queued all the same, and a socket whose queue overflows is closed as a
@@ -160,7 +168,7 @@ func (s *Server) watchCongestion(announce chan<- announcement) {
 				continue
 			}
 			if cg.checked {
-				if lag, n := h.lagging(chn); lag < h.lagNeed(n) {
+				if lag, n := h.lagging(chn); lag < h.lagNeed(n) && chn.posted.Load() <= h.lagBytes/2 {
 					h.endCongestion(chn, cg)
 					if announce != nil && !cg.announced.IsZero() {
 						s.announce(announce, announcement{chn.info.Name, false})

@@ -76,9 +76,11 @@ type channel struct {
 	info    protocol.Channel
 	subs    map[*conn]struct{}
 	members map[string]*presenceMember // presence only, by user id
-	// cong is the channel's congested spell, nil when it is not congested
-	// (see Congestion).
-	cong atomic.Pointer[congestion]
+	// cong is the channel's congested spell, nil when it is not congested;
+	// posted counts the bytes of its events in the outbox, not yet fanned
+	// out (see Congestion).
+	cong   atomic.Pointer[congestion]
+	posted atomic.Int64
 }
 
 type presenceMember struct {

@@ -96,6 +96,14 @@ func (h *hub) postLocked(chn *channel, userID string, frame []byte, exclude stri
 	if first {
 		f.poke()
 	}
+	if chn != nil && h.holding {
+		// A fan-out that falls behind would put all of this at once on
+		// every subscriber: past a quarter of their queue, hold (see
+		// Congestion).
+		if p := chn.posted.Add(int64(len(frame))); p > h.lagBytes/2 && len(subs) >= minLagging {
+			h.markCongested(chn)
+		}
+	}
 	return n
 }
 
@@ -183,8 +191,11 @@ func (h *hub) fanOutLocked() {
 				}
 			}
 		}
-		if lagging >= minLagging && e.chn != nil && h.holding && lagging >= h.lagNeed(len(subs)) {
-			h.markCongested(e.chn)
+		if e.chn != nil && h.holding {
+			e.chn.posted.Add(-size)
+			if lagging >= minLagging && lagging >= h.lagNeed(len(subs)) {
+				h.markCongested(e.chn)
+			}
 		}
 		clear(frames)
 		o.frames = frames
