@@ -172,3 +172,42 @@ func TestLagNeed(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboxBacklogHoldsPublishes: while the fan-out is stopped, events pile
+// up in the outbox for a channel of readers; past a quarter of their queue
+// the publish waits (it would land on every subscriber at once), and it
+// returns once the fan-out has caught up, without closing anyone.
+func TestOutboxBacklogHoldsPublishes(t *testing.T) {
+	cfg := testConfig()
+	cfg.PublishHoldMax = time.Minute
+	s := startServer(t, cfg)
+	subs := readingSubscribers(t, s, minLagging, "firehose")
+	release := holdOutbox(t, s, subs[0], "firehose")
+	payload := strings.Repeat("x", 2000)
+	quarter := cfg.withDefaults().WriteQueueBytes / 4
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i <= quarter/len(payload)+1; i++ {
+			if _, err := s.Publish(context.Background(), Message{Channels: []string{"firehose"}, Event: "e", Data: payload}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	eventually(t, "channel congested by its outbox", func() bool { return congested(s, "firehose") })
+	select {
+	case <-done:
+		t.Fatal("the publishes returned while the outbox held a quarter queue of them")
+	case <-time.After(50 * time.Millisecond):
+	}
+	release()
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		t.Fatalf("publish still held %v after the fan-out resumed; stats %+v", waitFor, s.Stats())
+	}
+	if st := s.Stats(); st.PublishesHeld != 1 || st.PublishHoldTimeouts != 0 || st.SlowConsumersClosed != 0 {
+		t.Fatalf("want one publish held and released by the fan-out: stats %+v", st)
+	}
+}
