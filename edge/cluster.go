@@ -410,17 +410,10 @@ func (s *Server) Receive(channel string, payload []byte) {
 }
 
 // publishCluster is Publish through the cluster: one publication per channel,
-// delivered by Receive on every node listening to it. When a node said one
-// of the channels is congested, it returns once that is over (see
-// Congestion).
-func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m Message) (int, error) {
-	delivered := 0
-	congested := ""
-	defer func() {
-		if congested != "" {
-			s.holdCluster(ctx, congested)
-		}
-	}()
+// delivered by Receive on every node listening to it. congested is the first
+// of the channels a node said is congested, "" when none was: the caller
+// then holds (holdCluster; see Congestion).
+func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m Message) (delivered int, congested string, err error) {
 	for _, ch := range chans {
 		name := ch.Name
 		frame := protocol.EncodeEvent(m.Event, name, m.Data, "")
@@ -430,7 +423,7 @@ func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m
 		}
 		res, err := s.opts.cluster.Publish(ctx, name, envelope(opEvent, m.ExcludeSocketID, frame), ttl)
 		if err != nil {
-			return delivered, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, name, err)
+			return delivered, "", fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, name, err)
 		}
 		if res.Hold > 0 && congested == "" && s.hub.holding {
 			congested = name
@@ -444,7 +437,7 @@ func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m
 			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: name, UserID: ch.UserID, Name: m.Event, Delivered: int(n)})
 		}
 	}
-	return delivered, nil
+	return delivered, congested, nil
 }
 
 // publishedCluster reports a cluster publish to the metrics: its deliveries

@@ -62,12 +62,18 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		chans[i] = ch
 	}
 	if s.opts.cluster != nil {
-		delivered, err = s.publishCluster(ctx, chans, m)
+		var congested string
+		delivered, congested, err = s.publishCluster(ctx, chans, m)
 		if err != nil {
 			return delivered, err
 		}
 		s.st.published.Add(1)
 		s.publishedCluster(delivered, start)
+		if congested != "" {
+			// Published already; the caller waits for the subscribers
+			// (see Congestion).
+			s.holdCluster(ctx, congested)
+		}
 		return delivered, nil
 	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
@@ -122,7 +128,7 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 	}
 	if s.opts.cluster != nil {
 		ch := protocol.Channel{Name: protocol.ServerToUserChannel(userID), Kind: protocol.KindServerToUser, UserID: userID}
-		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
+		if delivered, _, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
 			return delivered, err
 		}
 		s.st.published.Add(1)
