@@ -34,9 +34,12 @@ import (
 // what it was; a caller that publishes in sequence (an HTTP or gRPC client,
 // a batch) is slowed to what the subscribers read.
 //
-// The congestion watcher, one goroutine, re-counts the lagging sockets of each
+// The congestion watcher, one goroutine, re-counts the sockets of each
 // congested channel every congestionCheck (an atomic load per subscriber,
-// under the hub's read lock) and releases the held publishes once fewer lag.
+// under the hub's read lock) and releases the held publishes once too few
+// are past a quarter of their queue (half marks a spell, a quarter ends it:
+// in a cluster the publishers hear of the next spell only after a round
+// trip, and what they send meanwhile lands on top).
 //
 // In a cluster the node whose sockets lag tells everyone through Redis: while
 // the channel stays congested it sets the channel's congested key for
@@ -67,8 +70,8 @@ const (
 	// congestionTTL is how long a node's word that a channel is congested
 	// lasts in the cluster unless renewed; congestionRenew how often it is
 	// renewed while the channel stays congested.
-	congestionTTL   = 50 * time.Millisecond
-	congestionRenew = 20 * time.Millisecond
+	congestionTTL   = 200 * time.Millisecond
+	congestionRenew = 50 * time.Millisecond
 )
 
 // jam is the hub's set of congested channels, for the watcher.
@@ -102,13 +105,13 @@ func (h *hub) markCongested(chn *channel) {
 	}
 }
 
-// lagging counts chn's open subscribers whose outbound queue is past
-// h.lagBytes, and its subscribers.
-func (h *hub) lagging(chn *channel) (lagging, subs int) {
+// lagging counts chn's open subscribers whose outbound queue is past over
+// bytes, and its subscribers.
+func (h *hub) lagging(chn *channel, over int64) (lagging, subs int) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for c := range chn.subs {
-		if c.queued.Load() > h.lagBytes && !c.closing.Load() {
+		if c.queued.Load() > over && !c.closing.Load() {
 			lagging++
 		}
 	}
@@ -168,7 +171,10 @@ func (s *Server) watchCongestion(announce chan<- announcement) {
 				continue
 			}
 			if cg.checked {
-				if lag, n := h.lagging(chn); lag < h.lagNeed(n) && chn.posted.Load() <= h.lagBytes/2 {
+				// Over once the sockets are back under a quarter of
+				// their queue: what the publishers send before they
+				// hear of the next spell then has three quarters.
+				if lag, n := h.lagging(chn, h.lagBytes/2); lag < h.lagNeed(n) && chn.posted.Load() <= h.lagBytes/2 {
 					h.endCongestion(chn, cg)
 					if announce != nil && !cg.announced.IsZero() {
 						s.announce(announce, announcement{chn.info.Name, false})

