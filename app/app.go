@@ -336,6 +336,8 @@ func edgeConfig(cfg *config.Config, log *slog.Logger) edge.Config {
 		UserAuthEnabled:           config.Bool(e.UserAuthentication, false),
 		NoIOUring:                 !config.Bool(e.IOUring, true),
 		FlushInterval:             e.FlushInterval,
+		PublishHoldMax:            publishHoldMax(e.PublishHoldMax),
+		CongestedPercent:          e.CongestedPercent,
 		CacheTTL:                  e.CacheTTL,
 		MaxCacheChannels:          e.MaxCacheChannels,
 		MaxFrameBytes:             e.MaxFrameBytes,
@@ -637,4 +639,13 @@ func (a *App) stopGRPC(ctx context.Context) error {
 		<-done
 		return nil
 	}
+}
+
+// publishHoldMax is edge.publishHoldMax for the edge, where 0 means the
+// default: the configuration's 0 (never hold) is negative there.
+func publishHoldMax(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

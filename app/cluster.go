@@ -311,13 +311,37 @@ func (a *App) nodeInfo() cluster.NodeInfo {
 
 // The edge.Cluster seam.
 
-func (n *clusterNode) Publish(ctx context.Context, channel string, payload []byte, cacheTTL time.Duration) (int64, error) {
+func (n *clusterNode) Publish(ctx context.Context, channel string, payload []byte, cacheTTL time.Duration) (edge.Published, error) {
+	p, err := n.parts()
+	if err != nil {
+		return edge.Published{}, err
+	}
+	r, err := p.broker.Publish(ctx, channel, payload, cluster.PublishOptions{CacheTTL: cacheTTL})
+	return edge.Published{Subscriptions: r.Subscriptions, Hold: r.Hold}, err
+}
+
+func (n *clusterNode) Congested(ctx context.Context, channel string, ttl time.Duration) error {
+	p, err := n.parts()
+	if err != nil {
+		return err
+	}
+	return p.broker.SetCongested(ctx, channel, ttl)
+}
+
+func (n *clusterNode) Uncongested(ctx context.Context, channel string) error {
+	p, err := n.parts()
+	if err != nil {
+		return err
+	}
+	return p.broker.ClearCongested(ctx, channel)
+}
+
+func (n *clusterNode) Hold(ctx context.Context, channel string) (time.Duration, error) {
 	p, err := n.parts()
 	if err != nil {
 		return 0, err
 	}
-	r, err := p.broker.Publish(ctx, channel, payload, cluster.PublishOptions{CacheTTL: cacheTTL})
-	return r.Subscriptions, err
+	return p.broker.Congestion(ctx, channel)
 }
 
 func (n *clusterNode) Cached(ctx context.Context, channel string) ([]byte, error) {

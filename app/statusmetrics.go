@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/milequest/pushercm/edge"
 	"github.com/milequest/pushercm/health"
 )
 
@@ -48,6 +49,7 @@ func (a *App) registerStatusMetrics() error {
 			Name: "pushercm_connections_max",
 			Help: "Configured maximum of WebSocket connections (edge.maxConnections); pool use is pushercm_connections_active / pushercm_connections_max.",
 		}, func() float64 { return limit }))
+		cs = append(cs, a.backpressureCollectors()...)
 	}
 	if a.cluster != nil {
 		cs = append(cs, a.cluster.collectors()...)
@@ -58,4 +60,24 @@ func (a *App) registerStatusMetrics() error {
 		}
 	}
 	return nil
+}
+
+// backpressureCollectors are the series of congested channels and slow
+// consumers: publishes held, how long, how many the bound released, and the
+// events dropped for sockets closed with 4100. Read from the edge's counters
+// at scrape time.
+func (a *App) backpressureCollectors() []prometheus.Collector {
+	counter := func(name, help string, f func(edge.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(a.edge.Stats()) })
+	}
+	return []prometheus.Collector{
+		counter("pushercm_publish_held_total", "Publishes held because a channel was congested (its subscribers on a node lagged behind; edge.congestedPercent).",
+			func(s edge.Stats) float64 { return float64(s.PublishesHeld) }),
+		counter("pushercm_publish_hold_seconds_total", "Time publishes spent held for congested channels, in all.",
+			func(s edge.Stats) float64 { return s.PublishHeldTime.Seconds() }),
+		counter("pushercm_publish_hold_timeouts_total", "Held publishes released by edge.publishHoldMax while the channel was still congested.",
+			func(s edge.Stats) float64 { return float64(s.PublishHoldTimeouts) }),
+		counter("pushercm_slow_consumer_messages_dropped_total", "Events not queued for a socket because they would have overflowed its write queue; the socket was closed with 4100 instead.",
+			func(s edge.Stats) float64 { return float64(s.SlowConsumerDropped) }),
+	}
 }

@@ -66,6 +66,8 @@ type Broker struct {
 	cfg     Config
 	handler Handler
 	publish *rueidis.Lua
+	// clearCongested deletes a channel's congested key if this node set it.
+	clearCongested *rueidis.Lua
 	// epoch and epochs make the id offered when a channel's history starts:
 	// unique to this broker and this publish, so a history recreated after it
 	// was lost (a Redis restart, an expiry) never reuses an old epoch.
@@ -127,17 +129,18 @@ func NewBroker(client rueidis.Client, cfg Config, handler Handler) *Broker {
 	var e [8]byte
 	_, _ = rand.Read(e[:])
 	b := &Broker{
-		client:  client,
-		keys:    keyspace{cfg.Prefix},
-		cfg:     cfg,
-		handler: handler,
-		sharded: client.Mode() == rueidis.ClientModeCluster,
-		epoch:   hex.EncodeToString(e[:]),
-		subs:    map[string]*subState{},
-		shards:  map[string]*shard{},
-		on:      map[string]*shard{},
-		recycle: make(chan struct{}, 1),
-		queue:   make(chan item, cfg.QueueSize),
+		client:         client,
+		keys:           keyspace{cfg.Prefix},
+		cfg:            cfg,
+		handler:        handler,
+		sharded:        client.Mode() == rueidis.ClientModeCluster,
+		clearCongested: rueidis.NewLuaScript(clearCongestedScript),
+		epoch:          hex.EncodeToString(e[:]),
+		subs:           map[string]*subState{},
+		shards:         map[string]*shard{},
+		on:             map[string]*shard{},
+		recycle:        make(chan struct{}, 1),
+		queue:          make(chan item, cfg.QueueSize),
 	}
 	b.publish = rueidis.NewLuaScript(publishScript(b.sharded))
 	b.dirty.set = map[string]struct{}{}
@@ -160,11 +163,12 @@ func (b *Broker) Close() {
 	b.done.Wait()
 }
 
-// publishScript: KEYS meta, log, occupancy, cache; ARGV topic, payload, epoch
-// offered, history size, history ttl (s), cache ttl (ms, 0 = not a cache
-// channel). Returns {seq, nodes that received it, subscriptions across the
-// cluster}. On Redis Cluster it publishes with SPUBLISH: the topic has the
-// keys' hash tag, so it is in the script's slot and reaches only that shard.
+// publishScript: KEYS meta, log, occupancy, cache, congested; ARGV topic,
+// payload, epoch offered, history size, history ttl (s), cache ttl (ms, 0 =
+// not a cache channel). Returns {seq, nodes that received it, subscriptions
+// across the cluster, the congested key's PTTL (negative: none)}. On Redis
+// Cluster it publishes with SPUBLISH: the topic has the keys' hash tag, so it
+// is in the script's slot and reaches only that shard.
 func publishScript(sharded bool) string {
 	publish := "PUBLISH"
 	if sharded {
@@ -188,8 +192,17 @@ if tonumber(ARGV[6]) > 0 then
 end
 local n = redis.call("` + publish + `", ARGV[1], epoch .. ":" .. seq .. ":" .. ARGV[2])
 local subs = tonumber(redis.call("HGET", KEYS[3], "` + totalField + `") or "0")
-return {seq, n, subs}`
+return {seq, n, subs, redis.call("PTTL", KEYS[5])}`
 }
+
+// clearCongestedScript: KEYS congested; ARGV node id. Deletes the key only
+// when this node set it last: another node's mark stands until it clears it
+// or it expires.
+const clearCongestedScript = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0`
 
 // PublishOptions are a publication's extras.
 type PublishOptions struct {
@@ -204,6 +217,10 @@ type Receipt struct {
 	// Subscriptions counts the channel's sockets across the cluster when Redis
 	// ran the publication (State's counts; see its doc for how exact they are).
 	Subscriptions int64
+	// Hold is how much longer a node said the channel's subscribers there lag
+	// behind (SetCongested) when Redis ran the publication; 0 when none did.
+	// The caller should slow its publishers down until Congestion says 0.
+	Hold time.Duration
 }
 
 // Publish sends payload to every node subscribed to channel, with one script
@@ -213,12 +230,12 @@ type Receipt struct {
 // Redis ran the script) the caller cannot know and must report a failure.
 func (b *Broker) Publish(ctx context.Context, channel string, payload []byte, o PublishOptions) (Receipt, error) {
 	res := b.publish.Exec(ctx, b.client,
-		[]string{b.keys.meta(channel), b.keys.log(channel), b.keys.occupancy(channel), b.keys.cache(channel)},
+		[]string{b.keys.meta(channel), b.keys.log(channel), b.keys.occupancy(channel), b.keys.cache(channel), b.keys.congested(channel)},
 		[]string{b.keys.topic(channel), string(payload), b.epoch + "." + strconv.FormatUint(b.epochs.Add(1), 36),
 			strconv.Itoa(b.cfg.HistorySize), strconv.Itoa(int(b.cfg.HistoryTTL / time.Second)),
 			strconv.FormatInt(o.CacheTTL.Milliseconds(), 10)})
 	vals, err := res.AsIntSlice()
-	if err == nil && len(vals) != 3 {
+	if err == nil && len(vals) != 4 {
 		err = fmt.Errorf("unexpected reply %v", vals)
 	}
 	if err != nil {
@@ -227,7 +244,38 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte, o 
 		return Receipt{}, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, channel, err)
 	}
 	b.published.Add(1)
-	return Receipt{Seq: uint64(vals[0]), Subscriptions: vals[2]}, nil
+	return Receipt{Seq: uint64(vals[0]), Subscriptions: vals[2], Hold: time.Duration(max(vals[3], 0)) * time.Millisecond}, nil
+}
+
+// SetCongested says, for ttl, that this node's subscribers of channel lag
+// behind: every publish to it reports the rest of ttl as Receipt.Hold. A
+// node renews it while the lag lasts and clears it (ClearCongested) after;
+// a node that dies meanwhile leaves it for ttl at most.
+func (b *Broker) SetCongested(ctx context.Context, channel string, ttl time.Duration) error {
+	err := b.client.Do(ctx, b.client.B().Set().Key(b.keys.congested(channel)).Value(b.cfg.NodeID).Px(ttl).Build()).Error()
+	if err != nil {
+		return fmt.Errorf("%w: congestion of %s: %w", ErrUnavailable, channel, err)
+	}
+	return nil
+}
+
+// ClearCongested takes back this node's SetCongested (not another node's).
+func (b *Broker) ClearCongested(ctx context.Context, channel string) error {
+	err := b.clearCongested.Exec(ctx, b.client, []string{b.keys.congested(channel)}, []string{b.cfg.NodeID}).Error()
+	if err != nil {
+		return fmt.Errorf("%w: congestion of %s: %w", ErrUnavailable, channel, err)
+	}
+	return nil
+}
+
+// Congestion is how much longer channel is said congested (0: it is not).
+// One PTTL.
+func (b *Broker) Congestion(ctx context.Context, channel string) (time.Duration, error) {
+	ms, err := b.client.Do(ctx, b.client.B().Pttl().Key(b.keys.congested(channel)).Build()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("%w: congestion of %s: %w", ErrUnavailable, channel, err)
+	}
+	return time.Duration(max(ms, 0)) * time.Millisecond, nil
 }
 
 // Cached is a cache channel's last payload, nil when it has none (never

@@ -370,3 +370,61 @@ func TestCommandsPerPublishDoNotGrowWithSubscribers(t *testing.T) {
 	}
 	t.Logf("Redis commands per publish: %.2f (1 EVALSHA and what its script runs)", one)
 }
+
+// TestCongestedChannelHoldsPublishers: a node says a channel is congested;
+// a publish through another node reports the hold in its receipt (from the
+// publish script, no extra call), Congestion sees it too, another node
+// cannot clear it, and the node that set it can.
+func TestCongestedChannelHoldsPublishers(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	var recs [3]recorder
+	congestedNode := startBroker(t, newClient(t, addr), Config{Prefix: prefix, NodeID: "n0"}, &recs[0])
+	publisher := startBroker(t, newClient(t, addr), Config{Prefix: prefix, NodeID: "n1"}, &recs[1])
+	other := startBroker(t, newClient(t, addr), Config{Prefix: prefix, NodeID: "n2"}, &recs[2])
+	ctx := context.Background()
+
+	r, err := publisher.Publish(ctx, "busy", []byte("a"), PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hold != 0 {
+		t.Fatalf("hold %v before any node said the channel is congested", r.Hold)
+	}
+	if err := congestedNode.SetCongested(ctx, "busy", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r, err = publisher.Publish(ctx, "busy", []byte("b"), PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Hold <= 4*time.Second || r.Hold > 5*time.Second {
+		t.Fatalf("receipt hold %v, want the congestion's remaining ~5s", r.Hold)
+	}
+	if r, err := publisher.Publish(ctx, "quiet", []byte("c"), PublishOptions{}); err != nil || r.Hold != 0 {
+		t.Fatalf("another channel: hold %v, err %v", r.Hold, err)
+	}
+	if err := other.ClearCongested(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := publisher.Congestion(ctx, "busy"); err != nil || d <= 0 {
+		t.Fatalf("after another node's clear: congestion %v, err %v; want it to stand", d, err)
+	}
+	if err := congestedNode.ClearCongested(ctx, "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := publisher.Congestion(ctx, "busy"); err != nil || d != 0 {
+		t.Fatalf("after the node's own clear: congestion %v, err %v", d, err)
+	}
+	if r, err := publisher.Publish(ctx, "busy", []byte("d"), PublishOptions{}); err != nil || r.Hold != 0 {
+		t.Fatalf("after the clear: hold %v, err %v", r.Hold, err)
+	}
+	// A word that is not renewed expires by itself.
+	if err := congestedNode.SetCongested(ctx, "busy", 30*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	pushertest.Eventually(t, "the congested key to expire", func() bool {
+		d, err := publisher.Congestion(ctx, "busy")
+		return err == nil && d == 0
+	})
+}

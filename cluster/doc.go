@@ -54,6 +54,16 @@
 // Publish returns an error wrapping ErrUnavailable whenever Redis did not confirm
 // the publication: a caller reports it refused, never accepted and dropped.
 //
+// Backpressure: a node whose subscribers of a channel lag behind sets the
+// channel's congested key (SetCongested: SET with a short PX, under the
+// channel's hash tag, holding the node id), renews it while the lag lasts and
+// takes it back after (ClearCongested deletes it only when this node set it
+// last, so one node never clears another's). The publish script returns the
+// key's remaining time in the same reply (Receipt.Hold): telling publishers
+// costs no extra round trip, and one PUBLISH per event stays one. Congestion
+// is one PTTL, for a caller waiting until the key is gone. A node that dies
+// congested leaves the key for its expiry at most.
+//
 // # Registry
 //
 // Each node registers itself with its NodeInfo and refreshes it every

@@ -18,6 +18,11 @@ func (k keyspace) log(channel string) string { return k.prefix + ":{" + channel 
 // cache is a cache channel's last publication.
 func (k keyspace) cache(channel string) string { return k.prefix + ":{" + channel + "}:cache" }
 
+// congested is set (to a node id, with a short expiry) while a node's
+// subscribers of the channel lag behind: publishes then hold their callers
+// (Broker.SetCongested, Receipt.Hold).
+func (k keyspace) congested(channel string) string { return k.prefix + ":{" + channel + "}:cong" }
+
 // topic is the channel's pub/sub channel.
 func (k keyspace) topic(channel string) string { return k.prefix + ":{" + channel + "}:pub" }
 

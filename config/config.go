@@ -337,6 +337,20 @@ type Edge struct {
 	// it goes out in one write (fewer syscalls, at most this much added
 	// delay); when publishes are further apart it adds nothing. Default 0.
 	FlushInterval time.Duration `yaml:"flushInterval"`
+	// PublishHoldMax bounds how long a publish to a congested channel waits
+	// before it returns: a channel whose subscribers on a node cannot keep
+	// up (congestedPercent of them past half their write queue) slows its
+	// publishers down, on every node, rather than lose the subscribers. After
+	// it the publish returns all the same and subscribers that still cannot
+	// keep up are closed with 4100. Default 500ms; 0 never holds.
+	// PUSHERCM_EDGE_PUBLISH_HOLD_MAX.
+	PublishHoldMax time.Duration `yaml:"publishHoldMax"`
+	// CongestedPercent is the share of a channel's subscribers on a node
+	// that must lag (past half their write queue) for the channel to count
+	// as congested there, and at least 8 sockets: one or two slow clients
+	// never hold the publishers, they are closed with 4100. Default 10; 1 to
+	// 100. PUSHERCM_EDGE_CONGESTED_PERCENT.
+	CongestedPercent int `yaml:"congestedPercent"`
 	// SubscriptionsPerConnection bounds channels per connection. Default 100.
 	SubscriptionsPerConnection int `yaml:"subscriptionsPerConnection"`
 	// SubscriptionsPerUser bounds channels per signed-in user across all of
@@ -499,6 +513,8 @@ func Default() Config {
 			CacheTTL:                   30 * time.Minute,
 			MaxCacheChannels:           10000,
 			MaxAPIBodyBytes:            1 << 20,
+			PublishHoldMax:             500 * time.Millisecond,
+			CongestedPercent:           10,
 			Webhooks:                   Webhooks{RetryFor: 5 * time.Minute, QueueSize: 10000},
 		},
 		Health:          health.DefaultThresholds(),
@@ -795,6 +811,12 @@ func (e *Edge) validate() error {
 	}
 	if e.PongTimeout < 100*time.Millisecond {
 		errs = append(errs, errors.New("edge.pongTimeout: must be at least 100ms"))
+	}
+	if e.PublishHoldMax < 0 {
+		errs = append(errs, errors.New("edge.publishHoldMax: must not be negative"))
+	}
+	if e.CongestedPercent < 1 || e.CongestedPercent > 100 {
+		errs = append(errs, errors.New("edge.congestedPercent: must be 1 to 100"))
 	}
 	if e.MaxAPIBodyBytes <= 0 {
 		errs = append(errs, errors.New("edge.maxApiBodyBytes: must be positive"))

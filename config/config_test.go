@@ -127,6 +127,9 @@ func TestDefaults(t *testing.T) {
 	if Bool(l.Edge.ClientEvents, false) || Bool(l.Edge.UserAuthentication, false) {
 		t.Fatal("client events and sign-in must be off without --dev")
 	}
+	if l.Edge.PublishHoldMax != 500*time.Millisecond || l.Edge.CongestedPercent != 10 {
+		t.Fatalf("backpressure defaults: %v %d", l.Edge.PublishHoldMax, l.Edge.CongestedPercent)
+	}
 	if len(l.DevFilled) != 0 {
 		t.Fatalf("dev filled without --dev: %v", l.DevFilled)
 	}
@@ -223,6 +226,10 @@ func TestInvalid(t *testing.T) {
 		{name: "bad shutdown delay env", env: with("PUSHERCM_SHUTDOWN_DELAY", "soon"), want: "PUSHERCM_SHUTDOWN_DELAY"},
 		{name: "bad shutdown delay flag", env: good, args: []string{"--shutdown-delay", "soon"}, want: "--shutdown-delay"},
 		{name: "negative shutdown delay", env: good, file: "shutdownDelay: -1s\n", want: "shutdownDelay"},
+		{name: "negative publish hold", env: good, file: "edge: {publishHoldMax: -1s}\n", want: "edge.publishHoldMax"},
+		{name: "bad publish hold env", env: with("PUSHERCM_EDGE_PUBLISH_HOLD_MAX", "long"), want: "PUSHERCM_EDGE_PUBLISH_HOLD_MAX"},
+		{name: "zero congested percent", env: good, file: "edge: {congestedPercent: 0}\n", want: "edge.congestedPercent"},
+		{name: "congested percent over 100", env: with("PUSHERCM_EDGE_CONGESTED_PERCENT", "101"), want: "edge.congestedPercent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -474,5 +481,17 @@ func TestRateLimitStore(t *testing.T) {
 	}
 	if _, err := load("PUSHERCM_RATE_LIMIT_STORE", "disk"); err == nil || !strings.Contains(err.Error(), "rateLimit") {
 		t.Fatalf("store disk: %v, want a rateLimit error", err)
+	}
+}
+
+func TestPublishHoldFromEnv(t *testing.T) {
+	env := map[string]string{"PUSHER_APP_ID": "1", "PUSHER_KEY": "k", "PUSHER_SECRET": "s", "PUSHERCM_JWT_SECRET": strings.Repeat("x", 32), "PUSHERCM_JWT_SERVICE_SECRET": strings.Repeat("s", 32),
+		"PUSHERCM_EDGE_PUBLISH_HOLD_MAX": "0s", "PUSHERCM_EDGE_CONGESTED_PERCENT": "25"}
+	l, err := Load(Source{LookupEnv: envOf(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Edge.PublishHoldMax != 0 || l.Edge.CongestedPercent != 25 {
+		t.Fatalf("publishHoldMax %v congestedPercent %d, want 0 (never hold) and 25", l.Edge.PublishHoldMax, l.Edge.CongestedPercent)
 	}
 }

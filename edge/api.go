@@ -132,7 +132,7 @@ func (s *Server) TerminateUser(ctx context.Context, userID string) (closed int, 
 		if err != nil {
 			return 0, fmt.Errorf("%w: terminate %s: %w", ErrUnavailable, userID, err)
 		}
-		return int(n), nil
+		return int(n.Subscriptions), nil
 	}
 	return s.terminateLocal(userID), nil
 }

@@ -38,8 +38,14 @@ type Cluster interface {
 	// Publish hands payload to every node listening to channel (this one
 	// included), with cacheTTL > 0 keeping it as a cache channel's last
 	// event. It returns the channel's subscriptions across the cluster when
-	// the publication was made.
-	Publish(ctx context.Context, channel string, payload []byte, cacheTTL time.Duration) (subscriptions int64, err error)
+	// the publication was made, and whether a node said it is congested.
+	Publish(ctx context.Context, channel string, payload []byte, cacheTTL time.Duration) (Published, error)
+	// Congested says to every node, for ttl, that this node's subscribers of
+	// channel lag behind; Uncongested takes it back (this node's word only).
+	// Hold is how much longer channel is said congested (0: it is not).
+	Congested(ctx context.Context, channel string, ttl time.Duration) error
+	Uncongested(ctx context.Context, channel string) error
+	Hold(ctx context.Context, channel string) (time.Duration, error)
 	// Cached is a cache channel's last payload, nil when none.
 	Cached(ctx context.Context, channel string) ([]byte, error)
 	// Listen makes the node receive channel's publications (Server.Receive)
@@ -67,6 +73,16 @@ type Cluster interface {
 	// per-user subscription limit for the cluster.
 	Acquire(ctx context.Context, counter string, limit int) (bool, error)
 	Release(ctx context.Context, counter string) error
+}
+
+// Published is what the Cluster confirmed of a publication.
+type Published struct {
+	// Subscriptions is the channel's subscriptions across the cluster when
+	// the publication was made.
+	Subscriptions int64
+	// Hold > 0: a node said the channel is congested (its subscribers there
+	// lag behind), for about that much longer: the publisher should wait.
+	Hold time.Duration
 }
 
 // UserSubscriptionsCounter names a user's cluster-wide subscription count.
@@ -376,7 +392,9 @@ func (s *Server) Receive(channel string, payload []byte) {
 		if uid, ok := strings.CutPrefix(channel, protocol.ServerToUserPrefix); ok {
 			n = s.hub.postUser(uid, frame, arg)
 		} else {
-			n = s.hub.postChannel(channel, frame, arg)
+			// A congested channel here is the cluster's to tell the
+			// publishers (see Congestion).
+			n, _ = s.hub.postChannel(channel, frame, arg)
 		}
 		s.st.messagesOut.Add(uint64(n))
 		if d, ok := s.opts.metrics.(DeliveryObserver); ok && n > 0 {
@@ -392,9 +410,10 @@ func (s *Server) Receive(channel string, payload []byte) {
 }
 
 // publishCluster is Publish through the cluster: one publication per channel,
-// delivered by Receive on every node listening to it.
-func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m Message) (int, error) {
-	delivered := 0
+// delivered by Receive on every node listening to it. congested is the first
+// of the channels a node said is congested, "" when none was: the caller
+// then holds (holdCluster; see Congestion).
+func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m Message) (delivered int, congested string, err error) {
 	for _, ch := range chans {
 		name := ch.Name
 		frame := protocol.EncodeEvent(m.Event, name, m.Data, "")
@@ -402,10 +421,14 @@ func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m
 		if ch.Cache {
 			ttl = s.cfg.CacheTTL
 		}
-		n, err := s.opts.cluster.Publish(ctx, name, envelope(opEvent, m.ExcludeSocketID, frame), ttl)
+		res, err := s.opts.cluster.Publish(ctx, name, envelope(opEvent, m.ExcludeSocketID, frame), ttl)
 		if err != nil {
-			return delivered, fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, name, err)
+			return delivered, "", fmt.Errorf("%w: publish to %s: %w", ErrUnavailable, name, err)
 		}
+		if res.Hold > 0 && congested == "" && s.hub.holding {
+			congested = name
+		}
+		n := res.Subscriptions
 		if m.ExcludeSocketID != "" && n > 0 && s.holds(m.ExcludeSocketID, name) {
 			n--
 		}
@@ -414,7 +437,7 @@ func (s *Server) publishCluster(ctx context.Context, chans []protocol.Channel, m
 			s.emit(lifecycle.Event{Type: lifecycle.Published, Time: s.opts.now(), Channel: name, UserID: ch.UserID, Name: m.Event, Delivered: int(n)})
 		}
 	}
-	return delivered, nil
+	return delivered, congested, nil
 }
 
 // publishedCluster reports a cluster publish to the metrics: its deliveries

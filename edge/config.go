@@ -63,6 +63,19 @@ type Config struct {
 	// accepted yet. A client over it is a slow consumer: it is sent close 4100 and
 	// dropped after CloseGrace. Default 256 KiB (about 25 full-size events).
 	WriteQueueBytes int
+	// PublishHoldMax bounds how long a publish to a congested channel waits
+	// before it returns (see CongestedPercent): a channel whose subscribers
+	// cannot keep up slows its publishers down rather than lose the
+	// subscribers. After it the publish returns all the same, and a socket
+	// whose queue then overflows is closed as a slow consumer. Default
+	// 500 ms; negative: publishes are never held.
+	PublishHoldMax time.Duration
+	// CongestedPercent is the share of a channel's subscribers on this
+	// server whose outbound queue must be past half of WriteQueueBytes for
+	// the channel to count as congested (at least 8 sockets whatever the
+	// share, so one or two slow clients never hold a channel's publishers:
+	// they are closed with 4100). Default 10; 1 to 100.
+	CongestedPercent int
 	// FlushInterval is the shortest time between two write rounds of a flusher.
 	// While publishing is heavy, every frame queued for a socket within it goes
 	// out in one write, so sockets are written at most once per interval instead
@@ -149,6 +162,8 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 	DefaultMaxHeaderBytes   = 32 << 10
 	DefaultMaxCacheChannels = 10000
+	DefaultPublishHoldMax   = 500 * time.Millisecond
+	DefaultCongestedPercent = 10
 )
 
 func (c Config) withDefaults() Config {
@@ -167,6 +182,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.PublishHoldMax == 0 {
+		c.PublishHoldMax = DefaultPublishHoldMax
+	}
+	if c.CongestedPercent <= 0 {
+		c.CongestedPercent = DefaultCongestedPercent
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = DefaultCloseGrace
@@ -218,6 +239,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := clientip.New(c.TrustedProxies); err != nil {
 		return fmt.Errorf("%w: TrustedProxies: %s", ErrConfig, err.Error())
+	}
+	if c.CongestedPercent < 0 || c.CongestedPercent > 100 {
+		return fmt.Errorf("%w: CongestedPercent must be 1 to 100", ErrConfig)
 	}
 	if c.UserAuthTimeout < 0 {
 		return fmt.Errorf("%w: UserAuthTimeout must not be negative", ErrConfig)

@@ -88,7 +88,8 @@ func (c *conn) sendRaw(frame []byte) bool {
 // that add it once (the count is shared by every publishing goroutine, and
 // one atomic add per subscriber made the cores fight over it).
 func (c *conn) queueFrame(frame []byte) bool {
-	return c.queueFrames([][]byte{frame}, int64(len(frame)), 0, nil)
+	_, ok := c.queueFrames([][]byte{frame}, int64(len(frame)), 0, nil)
+	return ok
 }
 
 func (c *conn) sendError(code int, msg, channel string) {

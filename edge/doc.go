@@ -8,7 +8,16 @@
 //     and the same bytes are written to every subscriber. A publish never blocks on a
 //     client: writes go to the event loop (lesismal/nbio) without waiting, and each
 //     connection has a bounded outbound queue (Config.WriteQueueBytes). A client whose
-//     queue overflows is closed with 4100 and counted in Stats.SlowConsumersClosed.
+//     queue overflows is closed with 4100 and counted in Stats.SlowConsumersClosed,
+//     the events it did not take in Stats.SlowConsumerDropped.
+//   - A channel whose subscribers fall behind together slows its publishers down
+//     instead: when at least Config.CongestedPercent of its subscribers here (and at
+//     least 8) are past half their queue, a Publish to it is queued and then returns
+//     only once they are no longer so many, Config.PublishHoldMax at most (counted in
+//     Stats.PublishesHeld, PublishHeldTime, PublishHoldTimeouts). In a cluster the
+//     node with the lagging sockets tells every publishing node through the Cluster
+//     (see Congestion). One or two slow clients never hold a publish; client events
+//     are never held.
 //   - A publish (Publish, SendToUser) counts the sockets it is for (the channel's
 //     subscribers or the user's signed-in sockets, less the excluded one) and queues
 //     one entry in an outbox; the first flusher queues the entries on the sockets at
@@ -92,6 +101,10 @@
 //     Receive like every other node listening to the channel, and encodes the
 //     frame once for its sockets; Publish fails with ErrUnavailable (delivered
 //     to nobody) when the Cluster did not take it;
+//   - a channel congested on a node (its sockets there lag) is said so through
+//     Cluster.Congested, renewed while it lasts; a Publish whose reply reports
+//     it (Published.Hold) waits, PublishHoldMax at most, while one poller per
+//     channel asks Cluster.Hold until it is over;
 //   - a socket's subscribe makes the Cluster calls (listen, count, join,
 //     members, cache) before subscription_succeeded, so every event published
 //     after it reaches the socket; its leave is reported after the hub lock,

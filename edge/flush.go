@@ -398,23 +398,27 @@ func (c *conn) pushFrames(frames [][]byte, final bool, since int64, sched *[]*co
 // check, one lock and one count for all of them (an outbox fan-out queues a
 // run of events so). It reports false when the socket is closing or the frames
 // would overflow the outbound queue; overflow closes the socket as a slow
-// consumer. A socket to schedule is appended to sched (see pushFrames).
-func (c *conn) queueFrames(frames [][]byte, size, since int64, sched *[]*conn) bool {
+// consumer, and the frames it did not take are counted as dropped. queued is
+// the socket's queue once they are in it. A socket to schedule is appended to
+// sched (see pushFrames).
+func (c *conn) queueFrames(frames [][]byte, size, since int64, sched *[]*conn) (queued int64, ok bool) {
 	if c.closing.Load() {
-		return false
+		return 0, false
 	}
-	if c.queued.Add(size) > int64(c.s.cfg.WriteQueueBytes) {
+	queued = c.queued.Add(size)
+	if queued > int64(c.s.cfg.WriteQueueBytes) {
 		c.queued.Add(-size)
 		c.s.st.slowConsumers.Add(1)
+		c.s.st.slowDropped.Add(uint64(len(frames)))
 		c.closeWith(protocol.CodeOverCapacity, "Slow consumer: outbound queue full", true)
-		return false
+		return 0, false
 	}
 	if !c.pushFrames(frames, false, since, sched) {
 		c.queued.Add(-size)
-		return false
+		return 0, false
 	}
 	c.msgsOut.Add(uint64(len(frames)))
-	return true
+	return queued, true
 }
 
 // takePending takes c's pending frames (and when the oldest was queued).

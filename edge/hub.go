@@ -35,6 +35,8 @@ type hub struct {
 	fanner atomic.Pointer[flusher]
 	// subscriptions counts the sockets' subscriptions, for Stats.
 	subscriptions atomic.Int64
+	// jam is the congested channels (see Congestion).
+	jam jam
 
 	// Set by init, read-only after.
 	limits         protocol.Limits
@@ -42,6 +44,12 @@ type hub struct {
 	clustered      bool // a node of a cluster: the cluster decides presence and vacated
 	stamp          bool // outbox entries carry their post time (a WriteObserver)
 	now            func() time.Time
+	// lagBytes is the outbound queue past which a socket lags (half of
+	// Config.WriteQueueBytes); congestedPercent is Config.CongestedPercent,
+	// and holding is false when publishes are never held.
+	lagBytes         int64
+	congestedPercent int
+	holding          bool
 }
 
 // init makes the hub empty, for a server of cfg.
@@ -56,6 +64,11 @@ func (h *hub) init(cfg Config, clustered, stamp bool, now func() time.Time) {
 	h.clustered = clustered
 	h.stamp = stamp
 	h.now = now
+	h.lagBytes = int64(cfg.WriteQueueBytes / 2)
+	h.congestedPercent = cfg.CongestedPercent
+	h.holding = cfg.PublishHoldMax > 0
+	h.jam.chans = make(map[*channel]struct{})
+	h.jam.wake = make(chan struct{}, 1)
 }
 
 // channel is an occupied channel. It exists while it has subscribers.
@@ -63,6 +76,11 @@ type channel struct {
 	info    protocol.Channel
 	subs    map[*conn]struct{}
 	members map[string]*presenceMember // presence only, by user id
+	// cong is the channel's congested spell, nil when it is not congested;
+	// posted counts the bytes of its events in the outbox, not yet fanned
+	// out (see Congestion).
+	cong   atomic.Pointer[congestion]
+	posted atomic.Int64
 }
 
 type presenceMember struct {

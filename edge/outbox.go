@@ -96,18 +96,27 @@ func (h *hub) postLocked(chn *channel, userID string, frame []byte, exclude stri
 	if first {
 		f.poke()
 	}
+	if chn != nil && h.holding {
+		// A fan-out that falls behind would put all of this at once on
+		// every subscriber: past a quarter of their queue, hold (see
+		// Congestion).
+		if p := chn.posted.Add(int64(len(frame))); p > h.lagBytes/2 && len(subs) >= minLagging {
+			h.markCongested(chn)
+		}
+	}
 	return n
 }
 
 // postChannel publishes frame to the subscribers of channel name but exclude
-// (see postLocked); none when it is not occupied.
-func (h *hub) postChannel(name string, frame []byte, exclude string) int {
+// (see postLocked); none when it is not occupied. cong is the channel's
+// congested spell, if it is congested (see Congestion).
+func (h *hub) postChannel(name string, frame []byte, exclude string) (n int, cong *congestion) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if chn := h.channels[name]; chn != nil {
-		return h.postLocked(chn, "", frame, exclude)
+		return h.postLocked(chn, "", frame, exclude), chn.cong.Load()
 	}
-	return 0
+	return 0, nil
 }
 
 // postUser publishes frame to the sockets signed in as userID but exclude.
@@ -172,9 +181,20 @@ func (h *hub) fanOutLocked() {
 			frames = append(frames, q[k].frame)
 			size += int64(len(q[k].frame))
 		}
+		// Sockets past half their queue lag: enough of them make the
+		// channel congested (see Congestion).
+		lagging := 0
 		for c := range subs {
 			if c.id != e.exclude {
-				c.queueFrames(frames, size, e.since, &o.sched)
+				if q, ok := c.queueFrames(frames, size, e.since, &o.sched); ok && q > h.lagBytes {
+					lagging++
+				}
+			}
+		}
+		if e.chn != nil && h.holding {
+			e.chn.posted.Add(-size)
+			if lagging >= minLagging && lagging >= h.lagNeed(len(subs)) {
+				h.markCongested(e.chn)
 			}
 		}
 		clear(frames)

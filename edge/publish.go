@@ -62,15 +62,22 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		chans[i] = ch
 	}
 	if s.opts.cluster != nil {
-		delivered, err = s.publishCluster(ctx, chans, m)
+		var congested string
+		delivered, congested, err = s.publishCluster(ctx, chans, m)
 		if err != nil {
 			return delivered, err
 		}
 		s.st.published.Add(1)
 		s.publishedCluster(delivered, start)
+		if congested != "" {
+			// Published already; the caller waits for the subscribers
+			// (see Congestion).
+			s.holdCluster(ctx, congested)
+		}
 		return delivered, nil
 	}
 	expires := s.opts.now().Add(s.cfg.CacheTTL)
+	var cong *congestion
 	for _, ch := range chans {
 		if ch.Kind == protocol.KindServerToUser {
 			delivered += s.sendToUser(ch.UserID, m.Event, m.Data, m.ExcludeSocketID)
@@ -80,7 +87,10 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 		if ch.Cache {
 			s.hub.putCache(ch.Name, cachedEvent{event: m.Event, data: m.Data, expires: expires})
 		}
-		n := s.hub.postChannel(ch.Name, frame, m.ExcludeSocketID)
+		n, cg := s.hub.postChannel(ch.Name, frame, m.ExcludeSocketID)
+		if cg != nil && cong == nil {
+			cong = cg
+		}
 		s.st.messagesOut.Add(uint64(n))
 		delivered += n
 		if s.watchingMessages() {
@@ -90,6 +100,11 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 	s.st.published.Add(1)
 	if mt := s.opts.metrics; mt != nil {
 		mt.Published(delivered, time.Since(start))
+	}
+	if cong != nil && s.hub.holding {
+		// Queued already; the caller waits for the subscribers (see
+		// Congestion).
+		s.holdUntil(ctx, cong.done)
 	}
 	return delivered, nil
 }
@@ -113,7 +128,7 @@ func (s *Server) SendToUser(ctx context.Context, userID, event, data string) (de
 	}
 	if s.opts.cluster != nil {
 		ch := protocol.Channel{Name: protocol.ServerToUserChannel(userID), Kind: protocol.KindServerToUser, UserID: userID}
-		if delivered, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
+		if delivered, _, err = s.publishCluster(ctx, []protocol.Channel{ch}, Message{Event: event, Data: data}); err != nil {
 			return delivered, err
 		}
 		s.st.published.Add(1)

@@ -70,6 +70,9 @@ type Server struct {
 	clOps   sync.WaitGroup
 	clDirty atomic.Bool
 	clFails atomic.Uint64
+	// rholds are the channels whose publishes wait because the cluster
+	// said they are congested (see Congestion).
+	rholds remoteHolds
 
 	st counters
 }
@@ -91,6 +94,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		stop:       make(chan struct{}),
 	}
 	s.lis.m = make(map[string]*listener)
+	s.rholds.m = make(map[string]chan struct{})
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
 	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now
@@ -254,6 +258,16 @@ func (s *Server) Start(addr string) error {
 	s.hub.fanner.Store(s.flushers[0])
 	s.done.Add(1)
 	go s.sweep()
+	if s.hub.holding {
+		var q chan announcement
+		if s.opts.cluster != nil {
+			q = make(chan announcement, 256)
+			s.done.Add(1)
+			go s.announceCongestion(q)
+		}
+		s.done.Add(1)
+		go s.watchCongestion(q)
+	}
 	if s.opts.cluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 		s.listen(ctx, controlChannel)

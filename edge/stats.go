@@ -1,6 +1,9 @@
 package edge
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 type counters struct {
 	connectionsTotal    atomic.Uint64
@@ -11,6 +14,10 @@ type counters struct {
 	clientEvents        atomic.Uint64
 	clientEventsLimited atomic.Uint64
 	slowConsumers       atomic.Uint64
+	slowDropped         atomic.Uint64
+	held                atomic.Uint64
+	heldNanos           atomic.Uint64
+	holdTimeouts        atomic.Uint64
 	staleClosed         atomic.Uint64
 	httpRefused         atomic.Uint64
 }
@@ -37,6 +44,16 @@ type Stats struct {
 	ClientEvents, ClientEventsLimited uint64
 	// SlowConsumersClosed were closed with 4100 for a full outbound queue.
 	SlowConsumersClosed uint64
+	// SlowConsumerDropped counts the events not queued for a socket because
+	// they would have overflowed its outbound queue: it was closed with 4100
+	// instead (one or more per SlowConsumersClosed).
+	SlowConsumerDropped uint64
+	// PublishesHeld counts publishes held because a channel was congested
+	// (see Config.PublishHoldMax), PublishHeldTime their time held in all,
+	// and PublishHoldTimeouts those released by PublishHoldMax rather than
+	// by the congestion's end.
+	PublishesHeld, PublishHoldTimeouts uint64
+	PublishHeldTime                    time.Duration
 	// StaleClosed were closed with 4201 for not answering a ping.
 	StaleClosed uint64
 	// HTTPRequestsRefused were answered 413 or 431 by the listener's size
@@ -61,6 +78,10 @@ func (s *Server) Stats() Stats {
 		ClientEvents:        s.st.clientEvents.Load(),
 		ClientEventsLimited: s.st.clientEventsLimited.Load(),
 		SlowConsumersClosed: s.st.slowConsumers.Load(),
+		SlowConsumerDropped: s.st.slowDropped.Load(),
+		PublishesHeld:       s.st.held.Load(),
+		PublishHoldTimeouts: s.st.holdTimeouts.Load(),
+		PublishHeldTime:     time.Duration(s.st.heldNanos.Load()),
 		StaleClosed:         s.st.staleClosed.Load(),
 		HTTPRequestsRefused: s.st.httpRefused.Load(),
 	}

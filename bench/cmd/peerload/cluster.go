@@ -249,9 +249,9 @@ func runClusterOne(d deployment, rc *peers.Redis, sc string) (string, map[string
 }
 
 // nodeMetric picks the counters of a pushercm node's /metrics that say where
-// messages went: published, delivered, slow consumers closed, and anything of
-// the cluster engine or Redis that is not zero.
-var nodeMetric = regexp.MustCompile(`^pushercm_(\w*(messages_published|messages_delivered|slow_consumers|cluster|redis|dropped|lost|refused)\w*)(\{[^}]*\})? (\S+)$`)
+// messages went: published, delivered, slow consumers closed, publishes held,
+// and anything of the cluster engine or Redis that is not zero.
+var nodeMetric = regexp.MustCompile(`^pushercm_(\w*(messages_published|messages_delivered|slow_consumer|publish_hold|publish_held|cluster|redis|dropped|lost|refused)\w*)(\{[^}]*\})? (\S+)$`)
 
 func nodeMetrics(p *peers.Proc) string {
 	if p.OpsAddr == "" {

@@ -1,0 +1,137 @@
+package e2e_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	pusher "github.com/pusher/pusher-http-go/v5"
+
+	"github.com/milequest/pushercm/internal/pushertest"
+	"github.com/milequest/pushercm/internal/redistest"
+)
+
+// slowReader is a client connection that reads at most 4 KiB every 10 ms
+// (about 400 KB/s, 100 of the test's events per second) through a small
+// receive buffer: a subscriber that cannot keep up with a publisher that
+// sends as fast as it can, even a race-built one on a loaded machine.
+type slowReader struct{ net.Conn }
+
+func (c slowReader) Read(p []byte) (int, error) {
+	time.Sleep(10 * time.Millisecond)
+	return c.Conn.Read(p[:min(len(p), 4<<10)])
+}
+
+func dialSlow(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+	}}
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return slowReader{c}, nil
+}
+
+// counterOf reads one unlabelled counter from a node's /metrics.
+func counterOf(t *testing.T, s *Server, name string) float64 {
+	t.Helper()
+	f := scrapeAddr(t, s.OpsAddr)[name]
+	if f == nil || len(f.GetMetric()) == 0 {
+		t.Fatalf("%s is not on /metrics", name)
+	}
+	return f.GetMetric()[0].GetCounter().GetValue()
+}
+
+// TestClusterSlowSubscribersHoldPublishers: 20 subscribers on node 0 read
+// far slower than a publisher hammering node 1 sends. Node 0 says the
+// channel is congested through Redis and node 1 holds the publisher, so
+// the subscribers stay connected and get every event, instead of being
+// closed as slow consumers (4100).
+func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	// These subscribers take seconds to read what the kernel and their
+	// queues hold: with the default bound (500ms) the publisher would go on
+	// and they would be closed, as the README says. The bound is what this
+	// test does not check.
+	nodes := startCluster(t, addr, prefix, 2, "PUSHERCM_EDGE_PUBLISH_HOLD_MAX=10s")
+
+	const channel, nsubs = "firehose", 20
+	subs := make([]*pushertest.Client, nsubs)
+	for i := range subs {
+		c := pushertest.Open(t, nodes[0].HTTPAddr, "app-key", "app-secret", pushertest.Options{NetDial: dialSlow})
+		c.Expect("pusher:connection_established", "")
+		c.Subscribe(channel, "")
+		c.Discard() // count frames from now on, keep none
+		subs[i] = c
+	}
+
+	sdk := sdkFor(nodes[1])
+	sdk.HTTPClient = &http.Client{Timeout: time.Minute} // a batch's events may each be held
+	payload := strings.Repeat("x", 4000)
+	var published atomic.Int64
+	stop := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := make([]pusher.Event, 10)
+			for i := range batch {
+				batch[i] = pusher.Event{Channel: channel, Name: "e", Data: payload}
+			}
+			for time.Now().Before(stop) {
+				if _, err := sdk.TriggerBatch(batch); err != nil {
+					t.Error(err)
+					return
+				}
+				published.Add(int64(len(batch)))
+			}
+		}()
+	}
+	wg.Wait()
+	total := published.Load()
+
+	// Node 0 says how many it closed as slow consumers; when none, every
+	// subscriber gets every event.
+	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
+	held := counterOf(t, nodes[1], "pushercm_publish_held_total")
+	heldFor := counterOf(t, nodes[1], "pushercm_publish_hold_seconds_total")
+	t.Logf("published %d events of %d B in 3s; node 1 held %v publishes for %.2fs in all; node 0 closed %v of %d subscribers as slow consumers",
+		total, len(payload), held, heldFor, slow, nsubs)
+	if held == 0 {
+		t.Fatal("no publish was held")
+	}
+	if slow > nsubs/2 {
+		t.Fatalf("%v of %d subscribers closed: the publisher was not slowed down enough", slow, nsubs)
+	}
+	if slow > 0 {
+		return
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range subs {
+		for c.Discarded() < total && !ended(c) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := c.Discarded(); got != total {
+			t.Errorf("a subscriber got %d of %d events (ended: %v)", got, total, ended(c))
+		}
+	}
+}
+
+// ended reports whether c's connection has ended (the server closed it).
+func ended(c *pushertest.Client) bool {
+	select {
+	case _, ok := <-c.Frames():
+		return !ok
+	default:
+		return false
+	}
+}
