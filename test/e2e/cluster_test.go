@@ -76,6 +76,31 @@ func serviceClient(t *testing.T, s *Server, scopes ...string) (*grpc.ClientConn,
 	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
 
+// subscribersOn dials one client on each node, subscribed to channels.
+func subscribersOn(t *testing.T, nodes []*Server, channels ...string) []*pushertest.Client {
+	t.Helper()
+	subs := make([]*pushertest.Client, len(nodes))
+	for i, n := range nodes {
+		subs[i] = pushertest.Dial(t, n.HTTPAddr, "app-key", "app-secret")
+		for _, ch := range channels {
+			subs[i].Subscribe(ch, "")
+		}
+	}
+	return subs
+}
+
+// sender publishes event "n" with data on a channel through s's SendEvent.
+func sender(t *testing.T, s *Server) func(channel, data string) error {
+	t.Helper()
+	conn, ctx := serviceClient(t, s, "events:publish")
+	bc := pushercmv1.NewBroadcastServiceClient(conn)
+	return func(channel, data string) error {
+		_, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
+			Channels: []string{channel}, Name: "n", Payload: &pushercmv1.Event_Data{Data: data}}})
+		return err
+	}
+}
+
 // TestClusterFanOut: subscribers on two nodes, publishes through a third, by
 // the HTTP API and by gRPC, reach every subscriber once and in order;
 // delivered_to and the channel queries count the whole cluster.
@@ -265,18 +290,10 @@ func TestClusterRedisRestart(t *testing.T) {
 	rs := redistest.Start(t)
 	prefix := redistest.Prefix(t)
 	nodes := startCluster(t, rs.Addr, prefix, 2)
-	subs := []*pushertest.Client{
-		pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret"),
-		pushertest.Dial(t, nodes[1].HTTPAddr, "app-key", "app-secret"),
-	}
-	for _, c := range subs {
-		c.Subscribe("feed", "")
-	}
-	conn, ctx := serviceClient(t, nodes[1], "events:publish")
-	bc := pushercmv1.NewBroadcastServiceClient(conn)
+	subs := subscribersOn(t, nodes, "feed")
+	publish1 := sender(t, nodes[1])
 	send := func(i int) error {
-		_, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
-			Channels: []string{"feed"}, Name: "n", Payload: &pushercmv1.Event_Data{Data: fmt.Sprint(i)}}})
+		err := publish1("feed", fmt.Sprint(i))
 		if err != nil {
 			if status.Code(err) != codes.Unavailable {
 				t.Errorf("publish %d: %v, want OK or UNAVAILABLE", i, err)
@@ -520,21 +537,8 @@ func TestClusterRedisRefusingWrites(t *testing.T) {
 	rs := redistest.Start(t)
 	prefix := redistest.Prefix(t)
 	nodes := startCluster(t, rs.Addr, prefix, 2)
-	subs := []*pushertest.Client{
-		pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret"),
-		pushertest.Dial(t, nodes[1].HTTPAddr, "app-key", "app-secret"),
-	}
-	for _, c := range subs {
-		c.Subscribe("feed", "")
-		c.Subscribe("other", "")
-	}
-	conn, ctx := serviceClient(t, nodes[1], "events:publish")
-	bc := pushercmv1.NewBroadcastServiceClient(conn)
-	send := func(ch, data string) error {
-		_, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{
-			Channels: []string{ch}, Name: "n", Payload: &pushercmv1.Event_Data{Data: data}}})
-		return err
-	}
+	subs := subscribersOn(t, nodes, "feed", "other")
+	send := sender(t, nodes[1])
 	if err := send("feed", "before"); err != nil {
 		t.Fatal(err)
 	}
