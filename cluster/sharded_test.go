@@ -6,7 +6,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,17 +75,11 @@ func (rc *redisCluster) spread(c rueidis.Client, prefix string, n int) map[strin
 
 func commandCalls(t *testing.T, addr, cmd string) int {
 	t.Helper()
-	v, err := redistest.Do(addr, "INFO", "commandstats")
+	calls, err := redistest.CommandCalls(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(v.(string), "\r\n") {
-		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
-			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
-			return n
-		}
-	}
-	return 0
+	return calls[cmd]
 }
 
 func shardChannels(t *testing.T, addr, prefix string) []string {

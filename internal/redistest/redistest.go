@@ -265,6 +265,28 @@ func Ping(addr string) error {
 	return nil
 }
 
+// CommandCalls reads INFO commandstats: the calls of each command the server
+// has run since it started (or CONFIG RESETSTAT), by lower-case name.
+func CommandCalls(addr string) (map[string]int, error) {
+	v, err := Do(addr, "INFO", "commandstats")
+	if err != nil {
+		return nil, err
+	}
+	info, _ := v.(string)
+	calls := map[string]int{}
+	for _, line := range strings.Split(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || !strings.HasPrefix(line, "cmdstat_") {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		if c, err := strconv.Atoi(n); err == nil {
+			calls[name] = c
+		}
+	}
+	return calls, nil
+}
+
 // DeletePrefix deletes every key that starts with prefix.
 func DeletePrefix(addr, prefix string) error {
 	_, err := Do(addr, "EVAL", deletePrefixScript, "0", prefix+"*")

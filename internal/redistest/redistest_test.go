@@ -58,3 +58,23 @@ func TestErrorReply(t *testing.T) {
 		t.Fatalf("err = %v, want a Redis ERR reply", err)
 	}
 }
+
+func TestCommandCalls(t *testing.T) {
+	s := Start(t)
+	before, err := CommandCalls(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := Ping(s.Addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := CommandCalls(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after["ping"] - before["ping"]; got != 3 {
+		t.Fatalf("ping calls grew by %d, want 3 (before %v, after %v)", got, before, after)
+	}
+}
