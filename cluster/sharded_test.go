@@ -105,25 +105,55 @@ func byChannel(msgs []Message) map[string][]Message {
 	return out
 }
 
-// On Redis Cluster a publication is one SPUBLISH that reaches only the master
-// owning the channel, and a node subscribes each channel on that master.
-func TestShardedPubSubOnRedisCluster(t *testing.T) {
-	rc := startRedisCluster(t)
-	const prefix = "sharded"
-	var rec recorder
-	sub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &rec)
-	pub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &recorder{})
-	ctx := context.Background()
-	chans := rc.spread(sub.client, prefix, 3)
+// shardedPair is a subscribing and a publishing broker on a Redis Cluster of
+// the test's own, under one prefix.
+type shardedPair struct {
+	rc       *redisCluster
+	rec      *recorder
+	sub, pub *Broker
+}
+
+const shardedPrefix = "sharded"
+
+func startShardedPair(t *testing.T, cfg Config) shardedPair {
+	t.Helper()
+	cfg.Prefix = shardedPrefix
+	p := shardedPair{rc: startRedisCluster(t), rec: &recorder{}}
+	p.sub = startBroker(t, p.rc.client(t), cfg, p.rec)
+	p.pub = startBroker(t, p.rc.client(t), cfg, &recorder{})
+	return p
+}
+
+// subscribe subscribes the subscriber to every channel of spread (n per
+// master), in one list it returns.
+func (p shardedPair) subscribe(t *testing.T, spread map[string][]string) []string {
+	t.Helper()
 	var all []string
-	for _, cs := range chans {
+	for _, cs := range spread {
 		all = append(all, cs...)
 	}
-	for _, ch := range all {
-		if err := sub.Subscribe(ctx, ch); err != nil {
+	p.subscribeAll(t, all)
+	return all
+}
+
+func (p shardedPair) subscribeAll(t *testing.T, chans []string) {
+	t.Helper()
+	for _, ch := range chans {
+		if err := p.sub.Subscribe(context.Background(), ch); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// On Redis Cluster a publication is one SPUBLISH that reaches only the master
+// owning the channel, and a node subscribes each channel on that master.
+func TestShardedPubSubOnRedisCluster(t *testing.T) {
+	sp := startShardedPair(t, Config{})
+	rc, sub, pub, rec := sp.rc, sp.sub, sp.pub, sp.rec
+	const prefix = shardedPrefix
+	ctx := context.Background()
+	chans := rc.spread(sub.client, prefix, 3)
+	all := sp.subscribe(t, chans)
 	// Every channel is subscribed on its own master, and only there.
 	pushertest.Eventually(t, "every channel subscribed", func() bool {
 		for m, cs := range chans {
@@ -211,22 +241,11 @@ func publishing(t *testing.T, pub *Broker, chans []string) (stop func() map[stri
 // Killing one master's pub/sub connections loses nothing: the broker
 // subscribes that master's channels again and catches them up.
 func TestShardedPubSubSurvivesKilledConnections(t *testing.T) {
-	rc := startRedisCluster(t)
-	const prefix = "sharded"
-	var rec recorder
-	sub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &rec)
-	pub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &recorder{})
-	ctx := context.Background()
+	sp := startShardedPair(t, Config{})
+	rc, sub, pub, rec := sp.rc, sp.sub, sp.pub, sp.rec
+	const prefix = shardedPrefix
 	chans := rc.spread(sub.client, prefix, 2)
-	var all []string
-	for _, cs := range chans {
-		all = append(all, cs...)
-	}
-	for _, ch := range all {
-		if err := sub.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	all := sp.subscribe(t, chans)
 	stop := publishing(t, pub, all)
 	time.Sleep(50 * time.Millisecond)
 	victim := rc.ranges[0].addr
@@ -254,23 +273,13 @@ func TestShardedPubSubSurvivesKilledConnections(t *testing.T) {
 // Unsubscribed channels stay subscribed on their master until its connection
 // is replaced; the replacement loses nothing and touches no other master.
 func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
-	rc := startRedisCluster(t)
-	const prefix = "sharded"
-	var rec recorder
-	sub := startBroker(t, rc.client(t), Config{Prefix: prefix, HistorySize: 1}, &rec)
-	pub := startBroker(t, rc.client(t), Config{Prefix: prefix, HistorySize: 1}, &recorder{})
+	sp := startShardedPair(t, Config{HistorySize: 1})
+	rc, sub, pub, rec := sp.rc, sp.sub, sp.pub, sp.rec
+	const prefix = shardedPrefix
 	ctx := context.Background()
 	spread := rc.spread(sub.client, prefix, 1)
 	victim := rc.ranges[0].addr
-	var live []string
-	for _, cs := range spread {
-		live = append(live, cs...)
-	}
-	for _, ch := range live {
-		if err := sub.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	live := sp.subscribe(t, spread)
 	// The first channel of a master is subscribed by the run loop, which
 	// connects to the master; wait for that before counting stale channels.
 	pushertest.Eventually(t, "every channel subscribed", func() bool {
@@ -334,22 +343,16 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 // unsubscribes it on the old master, and the broker subscribes it on the new
 // one and catches it up, losing nothing.
 func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
-	rc := startRedisCluster(t)
-	const prefix = "sharded"
-	var rec recorder
-	sub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &rec)
-	pub := startBroker(t, rc.client(t), Config{Prefix: prefix}, &recorder{})
+	sp := startShardedPair(t, Config{})
+	rc, sub, pub, rec := sp.rc, sp.sub, sp.pub, sp.rec
+	const prefix = shardedPrefix
 	ctx := context.Background()
 	from, to := rc.ranges[0].addr, rc.ranges[1].addr
 	spread := rc.spread(sub.client, prefix, 2)
 	moving, staying := spread[from][0], spread[from][1]
 	all := append([]string{staying}, spread[to]...)
 	all = append(all, moving)
-	for _, ch := range all {
-		if err := sub.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sp.subscribeAll(t, all)
 	pushertest.Eventually(t, "every channel subscribed", func() bool {
 		return len(shardChannels(t, from, prefix)) == 2 && len(shardChannels(t, to, prefix)) == 2
 	})
