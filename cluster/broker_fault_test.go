@@ -113,26 +113,7 @@ func TestBrokerReplacesConnectionWithStaleSubscriptions(t *testing.T) {
 	if err := sub.Subscribe(ctx, "live"); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	published := make(chan []string)
-	go func() {
-		var sent []string
-		defer func() { published <- sent }()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			p := fmt.Sprint(i)
-			if _, err := pub.Publish(ctx, "live", []byte(p), PublishOptions{}); err != nil {
-				t.Error(err)
-				return
-			}
-			sent = append(sent, p)
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	stop := publishing(t, pub, []string{"live"})
 	for i := range staleMin {
 		ch := fmt.Sprint("gone-", i)
 		if err := sub.Subscribe(ctx, ch); err != nil {
@@ -147,12 +128,9 @@ func TestBrokerReplacesConnectionWithStaleSubscriptions(t *testing.T) {
 		t.Fatalf("stats after the replacement %+v: want up, 1 channel, none stale", s)
 	}
 	time.Sleep(50 * time.Millisecond) // publishing goes on over the new connection
-	close(stop)
-	want := <-published
-	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= len(want) })
 	// With a history of one message, a gap could not be filled: every message
 	// came live, over one connection or the other, exactly once.
-	checkPayloads(t, rec.snapshot(), want)
+	total := waitDelivered(t, &rec, stop(), []string{"live"})
 	if s := sub.Stats(); s.Lost != 0 {
 		t.Fatalf("stats %+v: want nothing lost", s)
 	}
@@ -163,7 +141,7 @@ func TestBrokerReplacesConnectionWithStaleSubscriptions(t *testing.T) {
 	if _, err := pub.Publish(ctx, "live", []byte("last"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	pushertest.Eventually(t, "last", func() bool { return len(rec.snapshot()) == len(want)+1 })
+	pushertest.Eventually(t, "last", func() bool { return len(rec.snapshot()) == total+1 })
 	if got := rec.snapshot(); got[len(got)-1].Channel != "live" {
 		t.Fatalf("last message on %q, want live", got[len(got)-1].Channel)
 	}

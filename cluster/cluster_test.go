@@ -421,3 +421,52 @@ func TestCongestedChannelHoldsPublishers(t *testing.T) {
 		return err == nil && d == 0
 	})
 }
+
+// publishing publishes to chans round-robin until stop is called, which returns
+// what was published per channel.
+func publishing(t *testing.T, pub *Broker, chans []string) (stop func() map[string][]string) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	sent := map[string][]string{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, ch := range chans {
+				p := fmt.Sprint(i)
+				if _, err := pub.Publish(context.Background(), ch, []byte(p), PublishOptions{}); err != nil {
+					t.Error(err)
+					return
+				}
+				sent[ch] = append(sent[ch], p)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() map[string][]string {
+		close(done)
+		wg.Wait()
+		return sent
+	}
+}
+
+// waitDelivered waits until rec holds as many messages as sent, and checks each
+// of chans got exactly its own, in order. It returns how many were sent.
+func waitDelivered(t *testing.T, rec *recorder, sent map[string][]string, chans []string) int {
+	t.Helper()
+	total := 0
+	for _, ps := range sent {
+		total += len(ps)
+	}
+	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
+	got := byChannel(rec.snapshot())
+	for _, ch := range chans {
+		checkPayloads(t, got[ch], sent[ch])
+	}
+	return total
+}

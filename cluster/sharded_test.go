@@ -6,7 +6,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -205,39 +204,6 @@ func TestShardedPubSubOnRedisCluster(t *testing.T) {
 	}
 }
 
-// publishing publishes to chans round-robin until stop is called, which returns
-// what was published per channel.
-func publishing(t *testing.T, pub *Broker, chans []string) (stop func() map[string][]string) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	sent := map[string][]string{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			for _, ch := range chans {
-				p := fmt.Sprint(i)
-				if _, err := pub.Publish(context.Background(), ch, []byte(p), PublishOptions{}); err != nil {
-					t.Error(err)
-					return
-				}
-				sent[ch] = append(sent[ch], p)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return func() map[string][]string {
-		close(done)
-		wg.Wait()
-		return sent
-	}
-}
-
 // Killing one master's pub/sub connections loses nothing: the broker
 // subscribes that master's channels again and catches them up.
 func TestShardedPubSubSurvivesKilledConnections(t *testing.T) {
@@ -255,16 +221,7 @@ func TestShardedPubSubSurvivesKilledConnections(t *testing.T) {
 	pushertest.Eventually(t, "reconnected", func() bool { s := sub.Stats(); return s.Reconnects > 0 && s.Up })
 	pushertest.Eventually(t, "resubscribed", func() bool { return len(shardChannels(t, victim, prefix)) == len(chans[victim]) })
 	time.Sleep(50 * time.Millisecond)
-	sent := stop()
-	total := 0
-	for _, ps := range sent {
-		total += len(ps)
-	}
-	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
-	got := byChannel(rec.snapshot())
-	for _, ch := range all {
-		checkPayloads(t, got[ch], sent[ch])
-	}
+	waitDelivered(t, rec, stop(), all)
 	if s := sub.Stats(); s.Lost != 0 {
 		t.Fatalf("stats %+v: want nothing lost", s)
 	}
@@ -311,18 +268,9 @@ func TestShardedUnsubscribeReplacesOneMastersConnection(t *testing.T) {
 		t.Fatalf("stats after the replacement %+v: want up, %d channels, none stale", s, len(live))
 	}
 	time.Sleep(50 * time.Millisecond)
-	sent := stop()
-	total := 0
-	for _, ps := range sent {
-		total += len(ps)
-	}
-	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
 	// With a history of one message, a gap could not be filled: every message
 	// came live, exactly once.
-	got := byChannel(rec.snapshot())
-	for _, ch := range live {
-		checkPayloads(t, got[ch], sent[ch])
-	}
+	total := waitDelivered(t, rec, stop(), live)
 	if s := sub.Stats(); s.Lost != 0 || s.Recycles != 1 {
 		t.Fatalf("stats %+v: want nothing lost, one replacement", s)
 	}
@@ -421,16 +369,7 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 	})
 	time.Sleep(100 * time.Millisecond)
 	close(done)
-	sent := <-sentc
-	total := 0
-	for _, ps := range sent {
-		total += len(ps)
-	}
-	pushertest.Eventually(t, "all delivered", func() bool { return len(rec.snapshot()) >= total })
-	got := byChannel(rec.snapshot())
-	for _, ch := range all {
-		checkPayloads(t, got[ch], sent[ch])
-	}
+	waitDelivered(t, rec, <-sentc, all)
 	if s := sub.Stats(); s.Lost != 0 || !s.Up {
 		t.Fatalf("stats %+v: want up, nothing lost", s)
 	}
