@@ -5,10 +5,13 @@
 // free loopback port for the test binary, installing Debian's redis-server
 // package first when the command is missing. Start gives a test a server of
 // its own that it may stop and start again (for fault tests), on a port no
-// other test uses.
+// other test uses; RefuseWrites puts such a server in MISCONF (a failed
+// snapshot: writes and PING refused) and AllowWrites ends it. StartCluster
+// starts a three-master Redis Cluster. CommandCalls reads a server's INFO
+// commandstats, for tests that count what reached Redis.
 //
 // Guarantees: every server this package starts listens on 127.0.0.1 only,
-// keeps nothing on disk, and dies with the test process (Pdeathsig), so no
+// keeps nothing on disk (RefuseWrites only makes its snapshot fail), and dies with the test process (Pdeathsig), so no
 // run leaves a Redis behind. Prefix gives each test its own key prefix and
 // deletes every key under it when the test ends, so tests that share one
 // Redis never see each other's keys. Nothing outside _test.go files may
