@@ -338,7 +338,8 @@ func (b *Broker) plan() (map[string]*placement, []*shard) {
 
 // place subscribes p's channels on addr's connection (a new one when p.fresh,
 // which then replaces the old one after a PING on it marks everything it was
-// sent as read), and asks the worker to catch each up.
+// sent as read), and asks the worker to catch up each that the old one did not
+// carry.
 func (b *Broker) place(ctx context.Context, addr string, p *placement) error {
 	b.mu.Lock()
 	sh := b.shards[addr]
@@ -393,8 +394,12 @@ func (b *Broker) place(ctx context.Context, addr string, p *placement) error {
 				sh.stale[ch] = struct{}{}
 				continue
 			}
+			// A channel the old connection carried needs no catching up:
+			// that connection delivers until it is drained below.
+			if old == nil || b.on[ch] != old {
+				synced = append(synced, ch)
+			}
 			b.setOn(ch, sh)
-			synced = append(synced, ch)
 		}
 	}
 	b.mu.Unlock()
