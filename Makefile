@@ -26,7 +26,7 @@ SOAKCONNS ?= 15000
 # run each one in its own directory (tools/ holds only pinned tools).
 NESTED    := gen client examples
 
-.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-cluster bench-capacity fuzz soak fmt clean
+.PHONY: all build run test unit vet buflint generate checkgenerate lint js-deps browser-deps screenshots promtool chart bench bench-auth bench-broadcast bench-peers bench-cluster bench-single-node bench-capacity fuzz soak fmt clean
 
 all: build
 
@@ -162,6 +162,13 @@ bench-cluster:
 		notes="pushercm ×1, before cluster: built from $(BASELINE_REF) ($$(git log -1 --format=%s $(BASELINE_REF) | cut -c1-72))."; \
 	fi; rm -rf $$base; \
 	$(GO) run ./bench/cmd/peerload -cluster -centrifugo $(PEERS_BIN)/centrifugo $$bflag -write BENCHMARKS.md -notes "$$notes" $(PEERLOAD_FLAGS)
+
+## bench-single-node: pushercm on one node without Redis against BASELINE_REF (before cluster
+## mode), both full binaries driven by this tree's edgeload in ABBA order, ROUNDS blocks of four
+## runs per scenario (~3 minutes per round of the four scenarios). Prints the medians.
+ROUNDS ?= 6
+bench-single-node:
+	bench/single-node-abba.sh $(BASELINE_REF) $(ROUNDS)
 
 ## bench-capacity: the capacity model's check in BENCHMARKS.md: 3 pushercm processes x 19k
 ## subscribers, each process's subscribers held by its own client process (the open-file
