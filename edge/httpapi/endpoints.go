@@ -60,6 +60,11 @@ type triggerBody struct {
 	Channel  string          `json:"channel"`
 	SocketID string          `json:"socket_id"`
 	Info     string          `json:"info"`
+
+	// dataString is data already decoded from a JSON string (dataSet), by
+	// fastTrigger; encoding/json leaves both unset and fills Data.
+	dataString string
+	dataSet    bool
 }
 
 // trigger is a validated triggerBody.
@@ -107,7 +112,10 @@ func (h *handler) validateTrigger(tb triggerBody) (*trigger, *apiError) {
 		}
 		t.channels = append(t.channels, name)
 	}
-	data, aerr := decodeData(tb.Data)
+	data, aerr := tb.dataString, (*apiError)(nil)
+	if !tb.dataSet {
+		data, aerr = decodeData(tb.Data)
+	}
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -209,9 +217,11 @@ func isPresence(name string) bool {
 }
 
 func (h *handler) events(r *http.Request, body []byte) (any, *apiError) {
-	var tb triggerBody
-	if aerr := decodeJSON(body, &tb); aerr != nil {
-		return nil, aerr
+	tb, ok := fastTrigger(body)
+	if !ok {
+		if aerr := decodeJSON(body, &tb); aerr != nil {
+			return nil, aerr
+		}
 	}
 	t, aerr := h.validateTrigger(tb)
 	if aerr != nil {
@@ -234,8 +244,11 @@ func (h *handler) batchEvents(r *http.Request, body []byte) (any, *apiError) {
 	var req struct {
 		Batch []triggerBody `json:"batch"`
 	}
-	if aerr := decodeJSON(body, &req); aerr != nil {
-		return nil, aerr
+	var ok bool
+	if req.Batch, ok = fastBatch(body, h.limits.MaxBatchSize); !ok {
+		if aerr := decodeJSON(body, &req); aerr != nil {
+			return nil, aerr
+		}
 	}
 	if len(req.Batch) == 0 {
 		return nil, errorf(http.StatusBadRequest, "missing batch")
