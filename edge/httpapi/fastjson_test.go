@@ -110,8 +110,8 @@ func FuzzFastTrigger(f *testing.F) {
 //
 //	go test -fuzz=FuzzFastBatch ./edge/httpapi
 func FuzzFastBatch(f *testing.F) {
-	f.Add([]byte(`{"batch":[` + triggerSeeds[0] + `,` + triggerSeeds[1] + `]}`), 2)
-	f.Add([]byte(`{"batch":[` + triggerSeeds[0] + `,` + triggerSeeds[1] + `]}`), 1)
+	f.Add([]byte(`{"batch":[`+triggerSeeds[0]+`,`+triggerSeeds[1]+`]}`), 2)
+	f.Add([]byte(`{"batch":[`+triggerSeeds[0]+`,`+triggerSeeds[1]+`]}`), 1)
 	f.Add([]byte(`{"batch":[]}`), 10)
 	f.Add([]byte(`{"batch":[null]}`), 10)
 	f.Add([]byte(`{"batch":[`+triggerSeeds[2]+`],"x":1}`), 10)
