@@ -27,6 +27,11 @@ import (
 // so a busy key is written with one HSET and no PEXPIREAT on most calls. A key
 // kept longer than its state needs decides as a missing one would: its tat and
 // window end are then in the past.
+//
+// Numbers go to HSET and PEXPIREAT as Lua numbers, not strings: Redis writes a
+// number argument with all its digits (%.17g, or the shortest form that reads
+// back the same on newer versions), so microsecond times are kept exactly
+// without a string.format per field (which cost Redis about a microsecond each).
 var takeLua = rueidis.NewLuaScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -67,11 +72,11 @@ end
 if changed then
   local expiry = math.floor(math.max(tat, winEnd) / 1000) + 1
   if expiry > (tonumber(st[4]) or 0) then
-    expiry = string.format("%.0f", expiry + 1000)
-    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count, "x", expiry)
+    expiry = expiry + 1000
+    redis.call("HSET", KEYS[1], "t", tat, "e", winEnd, "c", count, "x", expiry)
     redis.call("PEXPIREAT", KEYS[1], expiry)
   else
-    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count)
+    redis.call("HSET", KEYS[1], "t", tat, "e", winEnd, "c", count)
   end
 end
 return out`)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -343,5 +344,49 @@ func TestRateStoreSkipsTakesWhoseCallerLeft(t *testing.T) {
 	case <-waiting[1].done:
 		t.Fatal("the take whose caller left was answered")
 	default:
+	}
+}
+
+// TestRateStoreWritesExactTimes: the script hands its microsecond times to
+// HSET as Lua numbers; Redis must store every digit (a 14-digit %g would
+// round them and shift the bucket).
+func TestRateStoreWritesExactTimes(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	client := newClient(t, addr)
+	// 7 µs per event: tat = now + 7 after the first take, an odd microsecond
+	// count that rounding to 14 significant digits would not keep.
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1e6 / 7, BurstLimit: 1, MessagesPerMinute: 600, WindowSize: time.Minute})
+	rs := NewRateStore(client, cfg, "user", ratelimit.NewMemoryStore())
+	ctx := context.Background()
+	d, err := rs.Take(ctx, "alice", 1, time.Now(), r)
+	if err != nil || !d.Allowed {
+		t.Fatalf("take: %+v, %v", d, err)
+	}
+	key := keyspace{cfg.WithDefaults().Prefix}.rate("user", "alice")
+	vals, err := client.Do(ctx, client.B().Hmget().Key(key).Field("t", "e", "c", "x").Build()).ToArray()
+	if err != nil || len(vals) != 4 {
+		t.Fatalf("HMGET: %v, %v", vals, err)
+	}
+	var got [4]int64
+	for i, v := range vals {
+		s, err := v.ToString()
+		if err != nil {
+			t.Fatalf("field %d: %v", i, err)
+		}
+		if got[i], err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatalf("field %d = %q: not an integer (%v)", i, s, err)
+		}
+	}
+	tat, winEnd, count, expiry := got[0], got[1], got[2], got[3]
+	if count != 1 || winEnd-tat != int64(time.Minute/time.Microsecond)-micros(r.Interval()) {
+		t.Fatalf("t %d, e %d, c %d: want one event, tat one interval after the take and the window a minute after it", tat, winEnd, count)
+	}
+	if want := winEnd/1000 + 1 + 1000; expiry != want {
+		t.Fatalf("x = %d, want %d", expiry, want)
+	}
+	pexp, err := client.Do(ctx, client.B().Pexpiretime().Key(key).Build()).AsInt64()
+	if err != nil || pexp != expiry {
+		t.Fatalf("PEXPIRETIME = %d, %v; want %d", pexp, err, expiry)
 	}
 }
