@@ -106,6 +106,9 @@ type RateStore struct {
 	qmu    sync.Mutex
 	queues map[string]*takeQueue // keys with a script call in flight
 
+	// timeout bounds each check (SetTimeout); 0: the caller's context only.
+	timeout time.Duration
+
 	fallbacks, filtered, shared atomic.Uint64
 	degraded                    atomic.Bool
 }
@@ -118,10 +121,11 @@ type takeQueue struct {
 }
 
 type pendingTake struct {
-	n    int
-	d    ratelimit.Decision
-	err  error
-	done chan struct{}
+	n     int
+	start time.Time // when the take began to wait (bounds its call, see runShared)
+	d     ratelimit.Decision
+	err   error
+	done  chan struct{}
 	// left is set when the waiter's context ended first: its take is not made
 	// (unless its call already went out).
 	left atomic.Bool
@@ -151,6 +155,14 @@ func NewRateStore(client rueidis.Client, cfg Config, name string, fallback ratel
 	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback,
 		denied: map[string]deniedUntil{}, queues: map[string]*takeQueue{}}
 }
+
+// SetTimeout bounds each check to d (0: none): a Redis that hangs then costs
+// a check at most d before it falls back, never the caller's whole deadline.
+// It is the same bound as a context.WithTimeout around each Take and Peek,
+// without its timer for the checks that wait for a call in flight on their
+// key (most of them under load): their shared call ends by the first one's
+// start plus d. Call it before the store is used.
+func (s *RateStore) SetTimeout(d time.Duration) { s.timeout = d }
 
 // RateStoreStats are the store's counters.
 type RateStoreStats struct {
@@ -193,6 +205,11 @@ func (s *RateStore) Take(ctx context.Context, key string, n int, now time.Time, 
 
 // Peek implements ratelimit.Store.
 func (s *RateStore) Peek(ctx context.Context, key string, now time.Time, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
 	d, err := s.run(ctx, key, 1, r, false)
 	if err != nil {
 		s.fallbacks.Add(1)
@@ -233,23 +250,37 @@ func (s *RateStore) remember(key string, d ratelimit.Decision) {
 // it would have had alone at that instant, and a hot key (a service's
 // principal) costs Redis one script run per round trip instead of one per
 // take.
+//
+// With a timeout (SetTimeout), a take that makes its own call bounds it with
+// a context; one that waits needs no timer of its own: the call in flight on
+// its key began before it and ends by its own bound, and the shared call that
+// follows ends by the start of its first waiter plus the timeout.
 func (s *RateStore) take(ctx context.Context, key string, n int, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	var start time.Time
+	if s.timeout > 0 {
+		start = time.Now()
+	}
 	s.qmu.Lock()
 	q, busy := s.queues[key]
-	switch {
-	case !busy:
-		s.queues[key] = &takeQueue{r: r}
+	if !busy || q.r != r {
+		if !busy {
+			s.queues[key] = &takeQueue{r: r}
+		}
+		// else another rule for the same key (a limiter's overrides changed
+		// under it): not batched, so each take keeps its own rule.
 		s.qmu.Unlock()
+		if s.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
+			defer cancel()
+		}
 		d, err := s.run(ctx, key, n, r, true)
-		s.next(key)
+		if !busy {
+			s.next(key)
+		}
 		return d, err
-	case q.r != r:
-		// Another rule for the same key (a limiter's overrides changed under
-		// it): not batched, so each take keeps its own rule.
-		s.qmu.Unlock()
-		return s.run(ctx, key, n, r, true)
 	}
-	p := &pendingTake{n: n, done: make(chan struct{})}
+	p := &pendingTake{n: n, start: start, done: make(chan struct{})}
 	q.waiting = append(q.waiting, p)
 	s.qmu.Unlock()
 	s.shared.Add(1)
@@ -284,32 +315,42 @@ func (s *RateStore) next(key string) {
 
 func (s *RateStore) runShared(key string, r *ratelimit.Rule, batch []*pendingTake) {
 	// Waiters that already left are not taken for: they were answered by the
-	// node's own limits.
-	kept := make([]*pendingTake, 0, len(batch))
-	for _, p := range batch {
-		if !p.left.Load() {
-			kept = append(kept, p)
+	// node's own limits. (Copied only when one left: seldom.)
+	for i, p := range batch {
+		if p.left.Load() {
+			kept := append(make([]*pendingTake, 0, len(batch)-1), batch[:i]...)
+			for _, p := range batch[i+1:] {
+				if !p.left.Load() {
+					kept = append(kept, p)
+				}
+			}
+			batch = kept
+			break
 		}
 	}
-	batch = kept
 	if len(batch) == 0 {
 		s.next(key)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
-	ns := make([]int, len(batch))
-	for i, p := range batch {
-		ns[i] = p.n
+	deadline := time.Now().Add(sharedCallTimeout)
+	if s.timeout > 0 {
+		// Each waiter's bound; the first to come has the earliest.
+		deadline = batch[0].start
+		for _, p := range batch[1:] {
+			if p.start.Before(deadline) {
+				deadline = p.start
+			}
+		}
+		deadline = deadline.Add(s.timeout)
 	}
-	ds, err := s.runMany(ctx, key, ns, r)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	err := s.runMany(ctx, key, batch, r)
 	cancel()
 	// The next waiters' call goes out before these are woken.
 	s.next(key)
-	for i, p := range batch {
+	for _, p := range batch {
 		if err != nil {
 			p.err = err
-		} else {
-			p.d = ds[i]
 		}
 		close(p.done)
 	}
@@ -359,27 +400,26 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 	return a.decision(v[0], v[1:1+takeFields]), nil
 }
 
-// runMany takes ns[i] events for each waiting take, in order, in one script
-// call.
-func (s *RateStore) runMany(ctx context.Context, key string, ns []int, r *ratelimit.Rule) ([]ratelimit.Decision, error) {
+// runMany takes p.n events for each waiting take p, in order, in one script
+// call, and sets each p.d.
+func (s *RateStore) runMany(ctx context.Context, key string, batch []*pendingTake, r *ratelimit.Rule) error {
 	a := s.ruleArgs(r)
-	argv := make([]string, 0, 5+len(ns))
+	argv := make([]string, 0, 5+len(batch))
 	argv = append(argv, a.argv[0], a.argv[1], a.argv[2], a.argv[3], "1")
-	for _, n := range ns {
-		argv = append(argv, strconv.Itoa(n))
+	for _, p := range batch {
+		argv = append(argv, strconv.Itoa(p.n))
 	}
 	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key}, argv).AsIntSlice()
-	if err == nil && len(v) != 1+takeFields*len(ns) {
+	if err == nil && len(v) != 1+takeFields*len(batch) {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
-	ds := make([]ratelimit.Decision, len(ns))
-	for i := range ds {
-		ds[i] = a.decision(v[0], v[1+i*takeFields:1+(i+1)*takeFields])
+	for i, p := range batch {
+		p.d = a.decision(v[0], v[1+i*takeFields:1+(i+1)*takeFields])
 	}
-	return ds, nil
+	return nil
 }
 
 // decision turns one take's reply into the figures ratelimit.MemoryStore

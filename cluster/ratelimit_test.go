@@ -175,7 +175,11 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 			r := rule(t, tc.limits)
 			rs := NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
 			now := time.Now()
-			got, err := rs.runMany(ctx, tc.name, tc.takes, r)
+			batch := make([]*pendingTake, len(tc.takes))
+			for i, n := range tc.takes {
+				batch[i] = &pendingTake{n: n}
+			}
+			err := rs.runMany(ctx, tc.name, batch, r)
 			took := time.Since(now)
 			if err != nil {
 				t.Fatal(err)
@@ -187,7 +191,7 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g := got[i]
+				g := batch[i].d
 				if g.Allowed != want.Allowed || g.Limit != want.Limit || g.Remaining != want.Remaining {
 					t.Fatalf("take %d of %d: redis %+v, memory %+v", i, n, g, want)
 				}
@@ -388,5 +392,52 @@ func TestRateStoreWritesExactTimes(t *testing.T) {
 	pexp, err := client.Do(ctx, client.B().Pexpiretime().Key(key).Build()).AsInt64()
 	if err != nil || pexp != expiry {
 		t.Fatalf("PEXPIRETIME = %d, %v; want %d", pexp, err, expiry)
+	}
+}
+
+// TestRateStoreTimeoutBoundsEveryCheck: with SetTimeout, a Redis that does
+// not answer costs each check at most the timeout (then the node's own limits
+// decide), whether it made its own call or waited for one in flight on its key.
+func TestRateStoreTimeoutBoundsEveryCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 100, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, srv.Addr), Config{Prefix: "p"}, "principal", ratelimit.NewMemoryStore())
+	const timeout = 300 * time.Millisecond
+	rs.SetTimeout(timeout)
+	if d, err := rs.Take(ctx, "svc", 1, time.Now(), r); err != nil || !d.Allowed {
+		t.Fatalf("take with Redis up = %+v, %v", d, err)
+	}
+	// A script that keeps Redis busy for seconds (its own client, not
+	// waited for: the server is killed when the test ends).
+	busy := newClient(t, srv.Addr)
+	go busy.Do(context.Background(), busy.B().Eval().Script("local i = 0 while i < 3e8 do i = i + 1 end return i").Numkeys(0).Build())
+	time.Sleep(100 * time.Millisecond)
+
+	const takes = 6
+	var wg sync.WaitGroup
+	took := make([]time.Duration, takes)
+	for i := range takes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			if _, err := rs.Take(ctx, "svc", 1, start, r); err != nil {
+				t.Errorf("take %d: %v", i, err)
+			}
+			took[i] = time.Since(start)
+		}()
+		if i == 0 {
+			time.Sleep(20 * time.Millisecond) // the first is in flight; the others wait for it
+		}
+	}
+	wg.Wait()
+	for i, d := range took {
+		if d < timeout-10*time.Millisecond || d > timeout+200*time.Millisecond {
+			t.Errorf("take %d took %s, want about %s", i, d, timeout)
+		}
+	}
+	if s := rs.Stats(); s.Fallbacks != takes || !s.Degraded || s.Shared != takes-1 {
+		t.Fatalf("stats %+v, want %d fallbacks, %d of them after waiting", s, takes, takes-1)
 	}
 }
