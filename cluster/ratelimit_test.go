@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"testing"
@@ -162,15 +164,35 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 	addr := redistest.Addr(t)
 	cfg := Config{Prefix: redistest.Prefix(t)}
 	ctx := context.Background()
-	for _, tc := range []struct {
+	type shareCase struct {
 		name   string
 		limits ratelimit.Limits
 		takes  []int
-	}{
+	}
+	cases := []shareCase{
 		{"bucket", ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 5, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{1, 1, 1, 1, 1, 1, 2, 1}},
 		{"window", ratelimit.Limits{MessagesPerSecond: 100, BurstLimit: 50, MessagesPerMinute: 3, WindowSize: time.Minute}, []int{2, 1, 1, 1}},
 		{"batch", ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 4, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{3, 2, 1, 1}},
-	} {
+	}
+	// Random rules and takes: the figures each take gets are derived in Go
+	// from the state the script returns (ruleArgs.apply), step for step the
+	// script's own loop.
+	rng := rand.New(rand.NewPCG(16, 16))
+	for i := range 40 {
+		burst := 1 + rng.IntN(8)
+		// The window binds in about half of them, the bucket in the others.
+		l := ratelimit.Limits{MessagesPerSecond: float64(1 + rng.IntN(50)), BurstLimit: burst,
+			MessagesPerMinute: 1 + rng.IntN(12), WindowSize: time.Minute}
+		if rng.IntN(2) == 0 {
+			l.MessagesPerMinute = 1000
+		}
+		takes := make([]int, 1+rng.IntN(12))
+		for j := range takes {
+			takes[j] = min(1+rng.IntN(min(burst, 3)), l.MessagesPerMinute)
+		}
+		cases = append(cases, shareCase{fmt.Sprintf("random-%d", i), l, takes})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rule(t, tc.limits)
 			rs := NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
