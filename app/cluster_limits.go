@@ -50,7 +50,9 @@ func (s *clusterRateStore) shared() *cluster.RateStore {
 	if client == nil {
 		return nil
 	}
-	s.redis.CompareAndSwap(nil, cluster.NewRateStore(client, s.node.cfg, s.name, s.mem))
+	rs := cluster.NewRateStore(client, s.node.cfg, s.name, s.mem)
+	rs.SetTimeout(redisCheckTimeout)
+	s.redis.CompareAndSwap(nil, rs)
 	return s.redis.Load()
 }
 
@@ -63,9 +65,7 @@ func (s *clusterRateStore) Take(ctx context.Context, key string, n int, now time
 		return s.mem.Take(ctx, key, n, now, r)
 	}
 	s.earlyStale.Store(false)
-	ctx, cancel := context.WithTimeout(ctx, redisCheckTimeout)
-	defer cancel()
-	return rs.Take(ctx, key, n, now, r)
+	return rs.Take(ctx, key, n, now, r) // bounded by redisCheckTimeout (SetTimeout)
 }
 
 // Peek implements ratelimit.Store.
@@ -74,8 +74,6 @@ func (s *clusterRateStore) Peek(ctx context.Context, key string, now time.Time, 
 	if rs == nil {
 		return s.mem.Peek(ctx, key, now, r)
 	}
-	ctx, cancel := context.WithTimeout(ctx, redisCheckTimeout)
-	defer cancel()
 	return rs.Peek(ctx, key, now, r)
 }
 

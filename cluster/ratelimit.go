@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,15 +19,23 @@ import (
 // numbers are doubles: exact for integers below 2^53, which microsecond unix
 // times are and nanosecond ones are not). KEYS state hash; ARGV interval,
 // burst, window, per window, consume (1/0), then the event count of each take,
-// applied in order at one instant. Returns {now} then, per take, {allowed,
-// avail, window remaining (-1: no window), bucket wait, window wait, tat,
-// window end}.
+// applied in order at one instant. Returns {now, tat, window end, count}: the
+// state the takes were applied to (tat at least now, the window renewed if it
+// had ended), from which ruleArgs.apply derives each take's figures with the
+// same arithmetic (integers below 2^53, so Lua's doubles and Go's int64 agree):
+// four numbers per call instead of seven per take, which Redis, sharing the
+// node's cores, builds and sends for nothing.
 //
 // The hash's x field is the key's expiry (unix ms) as last set: the script
 // moves it only when the state would outlive it, and then a second further,
 // so a busy key is written with one HSET and no PEXPIREAT on most calls. A key
 // kept longer than its state needs decides as a missing one would: its tat and
 // window end are then in the past.
+//
+// Numbers go to HSET and PEXPIREAT as Lua numbers, not strings: Redis writes a
+// number argument with all its digits (%.17g, or the shortest form that reads
+// back the same on newer versions), so microsecond times are kept exactly
+// without a string.format per field (which cost Redis about a microsecond each).
 var takeLua = rueidis.NewLuaScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -38,7 +47,7 @@ local tat = math.max(tonumber(st[1]) or 0, now)
 local winEnd, count = tonumber(st[2]) or 0, tonumber(st[3]) or 0
 if window > 0 and now >= winEnd then winEnd, count = now + window, 0 end
 local consume, changed = ARGV[5] == "1", false
-local out = {now}
+local out = {now, tat, winEnd, count}
 for i = 6, #ARGV do
   local n = tonumber(ARGV[i])
   local avail
@@ -61,17 +70,15 @@ for i = 6, #ARGV do
       if winRem >= 0 then count, winRem = count + n, winRem - n end
     end
   end
-  local j = #out
-  out[j+1], out[j+2], out[j+3], out[j+4], out[j+5], out[j+6], out[j+7] = allowed, avail, winRem, bucketWait, windowWait, tat, winEnd
 end
 if changed then
   local expiry = math.floor(math.max(tat, winEnd) / 1000) + 1
   if expiry > (tonumber(st[4]) or 0) then
-    expiry = string.format("%.0f", expiry + 1000)
-    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count, "x", expiry)
+    expiry = expiry + 1000
+    redis.call("HSET", KEYS[1], "t", tat, "e", winEnd, "c", count, "x", expiry)
     redis.call("PEXPIREAT", KEYS[1], expiry)
   else
-    redis.call("HSET", KEYS[1], "t", string.format("%.0f", tat), "e", string.format("%.0f", winEnd), "c", count)
+    redis.call("HSET", KEYS[1], "t", tat, "e", winEnd, "c", count)
   end
 end
 return out`)
@@ -101,6 +108,9 @@ type RateStore struct {
 	qmu    sync.Mutex
 	queues map[string]*takeQueue // keys with a script call in flight
 
+	// timeout bounds each check (SetTimeout); 0: the caller's context only.
+	timeout time.Duration
+
 	fallbacks, filtered, shared atomic.Uint64
 	degraded                    atomic.Bool
 }
@@ -113,10 +123,11 @@ type takeQueue struct {
 }
 
 type pendingTake struct {
-	n    int
-	d    ratelimit.Decision
-	err  error
-	done chan struct{}
+	n     int
+	start time.Time // when the take began to wait (bounds its call, see runShared)
+	d     ratelimit.Decision
+	err   error
+	done  chan struct{}
 	// left is set when the waiter's context ended first: its take is not made
 	// (unless its call already went out).
 	left atomic.Bool
@@ -146,6 +157,14 @@ func NewRateStore(client rueidis.Client, cfg Config, name string, fallback ratel
 	return &RateStore{client: client, keyPrefix: keyspace{cfg.Prefix}.rate(name, ""), fallback: fallback,
 		denied: map[string]deniedUntil{}, queues: map[string]*takeQueue{}}
 }
+
+// SetTimeout bounds each check to d (0: none): a Redis that hangs then costs
+// a check at most d before it falls back, never the caller's whole deadline.
+// It is the same bound as a context.WithTimeout around each Take and Peek,
+// without its timer for the checks that wait for a call in flight on their
+// key (most of them under load): their shared call ends by the first one's
+// start plus d. Call it before the store is used.
+func (s *RateStore) SetTimeout(d time.Duration) { s.timeout = d }
 
 // RateStoreStats are the store's counters.
 type RateStoreStats struct {
@@ -188,6 +207,11 @@ func (s *RateStore) Take(ctx context.Context, key string, n int, now time.Time, 
 
 // Peek implements ratelimit.Store.
 func (s *RateStore) Peek(ctx context.Context, key string, now time.Time, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	if s.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
 	d, err := s.run(ctx, key, 1, r, false)
 	if err != nil {
 		s.fallbacks.Add(1)
@@ -228,23 +252,37 @@ func (s *RateStore) remember(key string, d ratelimit.Decision) {
 // it would have had alone at that instant, and a hot key (a service's
 // principal) costs Redis one script run per round trip instead of one per
 // take.
+//
+// With a timeout (SetTimeout), a take that makes its own call bounds it with
+// a context; one that waits needs no timer of its own: the call in flight on
+// its key began before it and ends by its own bound, and the shared call that
+// follows ends by the start of its first waiter plus the timeout.
 func (s *RateStore) take(ctx context.Context, key string, n int, r *ratelimit.Rule) (ratelimit.Decision, error) {
+	var start time.Time
+	if s.timeout > 0 {
+		start = time.Now()
+	}
 	s.qmu.Lock()
 	q, busy := s.queues[key]
-	switch {
-	case !busy:
-		s.queues[key] = &takeQueue{r: r}
+	if !busy || q.r != r {
+		if !busy {
+			s.queues[key] = &takeQueue{r: r}
+		}
+		// else another rule for the same key (a limiter's overrides changed
+		// under it): not batched, so each take keeps its own rule.
 		s.qmu.Unlock()
+		if s.timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, start.Add(s.timeout))
+			defer cancel()
+		}
 		d, err := s.run(ctx, key, n, r, true)
-		s.next(key)
+		if !busy {
+			s.next(key)
+		}
 		return d, err
-	case q.r != r:
-		// Another rule for the same key (a limiter's overrides changed under
-		// it): not batched, so each take keeps its own rule.
-		s.qmu.Unlock()
-		return s.run(ctx, key, n, r, true)
 	}
-	p := &pendingTake{n: n, done: make(chan struct{})}
+	p := &pendingTake{n: n, start: start, done: make(chan struct{})}
 	q.waiting = append(q.waiting, p)
 	s.qmu.Unlock()
 	s.shared.Add(1)
@@ -267,6 +305,18 @@ func (s *RateStore) next(key string) {
 		s.qmu.Unlock()
 		return
 	}
+	s.qmu.Unlock()
+	go s.collect(key, q)
+}
+
+// collect takes the waiting takes of q (at most maxShared) and runs their
+// call. It first yields, so that the checks already runnable on this node
+// join the call rather than wait for the next one: at saturation that is
+// fewer script calls for the same takes, at the price of a turn of the
+// scheduler.
+func (s *RateStore) collect(key string, q *takeQueue) {
+	runtime.Gosched()
+	s.qmu.Lock()
 	batch := q.waiting
 	if len(batch) > maxShared {
 		batch, q.waiting = batch[:maxShared:maxShared], batch[maxShared:]
@@ -274,37 +324,47 @@ func (s *RateStore) next(key string) {
 		q.waiting = nil
 	}
 	s.qmu.Unlock()
-	go s.runShared(key, q.r, batch)
+	s.runShared(key, q.r, batch)
 }
 
 func (s *RateStore) runShared(key string, r *ratelimit.Rule, batch []*pendingTake) {
 	// Waiters that already left are not taken for: they were answered by the
-	// node's own limits.
-	kept := make([]*pendingTake, 0, len(batch))
-	for _, p := range batch {
-		if !p.left.Load() {
-			kept = append(kept, p)
+	// node's own limits. (Copied only when one left: seldom.)
+	for i, p := range batch {
+		if p.left.Load() {
+			kept := append(make([]*pendingTake, 0, len(batch)-1), batch[:i]...)
+			for _, p := range batch[i+1:] {
+				if !p.left.Load() {
+					kept = append(kept, p)
+				}
+			}
+			batch = kept
+			break
 		}
 	}
-	batch = kept
 	if len(batch) == 0 {
 		s.next(key)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), sharedCallTimeout)
-	ns := make([]int, len(batch))
-	for i, p := range batch {
-		ns[i] = p.n
+	deadline := time.Now().Add(sharedCallTimeout)
+	if s.timeout > 0 {
+		// Each waiter's bound; the first to come has the earliest.
+		deadline = batch[0].start
+		for _, p := range batch[1:] {
+			if p.start.Before(deadline) {
+				deadline = p.start
+			}
+		}
+		deadline = deadline.Add(s.timeout)
 	}
-	ds, err := s.runMany(ctx, key, ns, r)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	err := s.runMany(ctx, key, batch, r)
 	cancel()
 	// The next waiters' call goes out before these are woken.
 	s.next(key)
-	for i, p := range batch {
+	for _, p := range batch {
 		if err != nil {
 			p.err = err
-		} else {
-			p.d = ds[i]
 		}
 		close(p.done)
 	}
@@ -314,8 +374,8 @@ func micros(d time.Duration) int64 { return int64(d / time.Microsecond) }
 
 // ruleArgs is a rule in the script's terms, formatted once per rule.
 type ruleArgs struct {
-	interval, burst, perWindow int64
-	argv                       [4]string // interval, burst, window, per window
+	interval, burst, window, perWindow int64
+	argv                               [4]string // interval, burst, window, per window
 }
 
 func (s *RateStore) ruleArgs(r *ratelimit.Rule) *ruleArgs {
@@ -324,18 +384,17 @@ func (s *RateStore) ruleArgs(r *ratelimit.Rule) *ruleArgs {
 	}
 	l := r.Limits()
 	a := &ruleArgs{interval: max(micros(r.Interval()), 1), burst: int64(l.BurstLimit)}
-	var window int64
 	if l.WindowSize > 0 {
-		window, a.perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
+		a.window, a.perWindow = micros(l.WindowSize), int64(l.MessagesPerMinute)
 	}
 	a.argv = [4]string{strconv.FormatInt(a.interval, 10), strconv.FormatInt(a.burst, 10),
-		strconv.FormatInt(window, 10), strconv.FormatInt(a.perWindow, 10)}
+		strconv.FormatInt(a.window, 10), strconv.FormatInt(a.perWindow, 10)}
 	v, _ := s.args.LoadOrStore(r, a)
 	return v.(*ruleArgs)
 }
 
-// takeFields is the script's reply per take.
-const takeFields = 7
+// replyLen is the script's reply: now, tat, window end, count.
+const replyLen = 4
 
 func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rule, consume bool) (ratelimit.Decision, error) {
 	a := s.ruleArgs(r)
@@ -345,36 +404,84 @@ func (s *RateStore) run(ctx context.Context, key string, n int, r *ratelimit.Rul
 	}
 	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key},
 		[]string{a.argv[0], a.argv[1], a.argv[2], a.argv[3], c, strconv.Itoa(n)}).AsIntSlice()
-	if err == nil && len(v) != 1+takeFields {
+	if err == nil && len(v) != replyLen {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
 	if err != nil {
 		return ratelimit.Decision{}, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
-	return a.decision(v[0], v[1:1+takeFields]), nil
+	st := takeState{now: v[0], tat: v[1], winEnd: v[2], count: v[3]}
+	return a.apply(&st, n, consume), nil
 }
 
-// runMany takes ns[i] events for each waiting take, in order, in one script
-// call.
-func (s *RateStore) runMany(ctx context.Context, key string, ns []int, r *ratelimit.Rule) ([]ratelimit.Decision, error) {
+// runMany takes p.n events for each waiting take p, in order, in one script
+// call, and sets each p.d.
+func (s *RateStore) runMany(ctx context.Context, key string, batch []*pendingTake, r *ratelimit.Rule) error {
 	a := s.ruleArgs(r)
-	argv := make([]string, 0, 5+len(ns))
+	argv := make([]string, 0, 5+len(batch))
 	argv = append(argv, a.argv[0], a.argv[1], a.argv[2], a.argv[3], "1")
-	for _, n := range ns {
-		argv = append(argv, strconv.Itoa(n))
+	for _, p := range batch {
+		argv = append(argv, strconv.Itoa(p.n))
 	}
 	v, err := takeLua.Exec(ctx, s.client, []string{s.keyPrefix + key}, argv).AsIntSlice()
-	if err == nil && len(v) != 1+takeFields*len(ns) {
+	if err == nil && len(v) != replyLen {
 		err = fmt.Errorf("unexpected reply %v", v)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
+		return fmt.Errorf("%w: rate limit: %w", ErrUnavailable, err)
 	}
-	ds := make([]ratelimit.Decision, len(ns))
-	for i := range ds {
-		ds[i] = a.decision(v[0], v[1+i*takeFields:1+(i+1)*takeFields])
+	st := takeState{now: v[0], tat: v[1], winEnd: v[2], count: v[3]}
+	for _, p := range batch {
+		p.d = a.apply(&st, p.n, true)
 	}
-	return ds, nil
+	return nil
+}
+
+// takeState is a key's state as the script read it, at its instant now:
+// theoretical arrival time (at least now), window end and count (renewed if
+// the window had ended).
+type takeState struct{ now, tat, winEnd, count int64 }
+
+// apply is the script's loop for one take of n events: what the take gets,
+// and (when consume and admitted) the state the next take of the call sees.
+// It must stay the script's arithmetic step for step.
+func (a *ruleArgs) apply(st *takeState, n int, consume bool) ratelimit.Decision {
+	interval, burst, now := a.interval, a.burst, st.now
+	tau := burst * interval
+	n64 := int64(n)
+	var avail int64
+	switch x := now + tau - st.tat; {
+	case x >= tau:
+		avail = burst
+	case x < interval:
+		avail = 0
+	default:
+		avail = x / interval
+	}
+	var bucketWait int64
+	if n64 > avail {
+		bucketWait = st.tat + n64*interval - tau - now
+	}
+	winRem, windowWait := int64(-1), int64(0)
+	if a.window > 0 {
+		winRem = max(a.perWindow-st.count, 0)
+		if n64 > winRem {
+			windowWait = st.winEnd - now
+		}
+	}
+	var allowed int64
+	if bucketWait == 0 && windowWait == 0 {
+		allowed = 1
+		if consume {
+			st.tat += n64 * interval
+			avail -= n64
+			if winRem >= 0 {
+				st.count += n64
+				winRem -= n64
+			}
+		}
+	}
+	return a.decision(now, []int64{allowed, avail, winRem, bucketWait, windowWait, st.tat, st.winEnd})
 }
 
 // decision turns one take's reply into the figures ratelimit.MemoryStore

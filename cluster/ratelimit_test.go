@@ -3,6 +3,9 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -161,20 +164,44 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 	addr := redistest.Addr(t)
 	cfg := Config{Prefix: redistest.Prefix(t)}
 	ctx := context.Background()
-	for _, tc := range []struct {
+	type shareCase struct {
 		name   string
 		limits ratelimit.Limits
 		takes  []int
-	}{
+	}
+	cases := []shareCase{
 		{"bucket", ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: 5, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{1, 1, 1, 1, 1, 1, 2, 1}},
 		{"window", ratelimit.Limits{MessagesPerSecond: 100, BurstLimit: 50, MessagesPerMinute: 3, WindowSize: time.Minute}, []int{2, 1, 1, 1}},
 		{"batch", ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 4, MessagesPerMinute: 600, WindowSize: time.Minute}, []int{3, 2, 1, 1}},
-	} {
+	}
+	// Random rules and takes: the figures each take gets are derived in Go
+	// from the state the script returns (ruleArgs.apply), step for step the
+	// script's own loop.
+	rng := rand.New(rand.NewPCG(16, 16))
+	for i := range 40 {
+		burst := 1 + rng.IntN(8)
+		// The window binds in about half of them, the bucket in the others.
+		l := ratelimit.Limits{MessagesPerSecond: float64(1 + rng.IntN(50)), BurstLimit: burst,
+			MessagesPerMinute: 1 + rng.IntN(12), WindowSize: time.Minute}
+		if rng.IntN(2) == 0 {
+			l.MessagesPerMinute = 1000
+		}
+		takes := make([]int, 1+rng.IntN(12))
+		for j := range takes {
+			takes[j] = min(1+rng.IntN(min(burst, 3)), l.MessagesPerMinute)
+		}
+		cases = append(cases, shareCase{fmt.Sprintf("random-%d", i), l, takes})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rule(t, tc.limits)
 			rs := NewRateStore(newClient(t, addr), cfg, "user", ratelimit.NewMemoryStore())
 			now := time.Now()
-			got, err := rs.runMany(ctx, tc.name, tc.takes, r)
+			batch := make([]*pendingTake, len(tc.takes))
+			for i, n := range tc.takes {
+				batch[i] = &pendingTake{n: n}
+			}
+			err := rs.runMany(ctx, tc.name, batch, r)
 			took := time.Since(now)
 			if err != nil {
 				t.Fatal(err)
@@ -186,7 +213,7 @@ func TestRateStoreSharedCallDecidesInOrder(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g := got[i]
+				g := batch[i].d
 				if g.Allowed != want.Allowed || g.Limit != want.Limit || g.Remaining != want.Remaining {
 					t.Fatalf("take %d of %d: redis %+v, memory %+v", i, n, g, want)
 				}
@@ -343,5 +370,96 @@ func TestRateStoreSkipsTakesWhoseCallerLeft(t *testing.T) {
 	case <-waiting[1].done:
 		t.Fatal("the take whose caller left was answered")
 	default:
+	}
+}
+
+// TestRateStoreWritesExactTimes: the script hands its microsecond times to
+// HSET as Lua numbers; Redis must store every digit (a 14-digit %g would
+// round them and shift the bucket).
+func TestRateStoreWritesExactTimes(t *testing.T) {
+	addr := redistest.Addr(t)
+	cfg := Config{Prefix: redistest.Prefix(t)}
+	client := newClient(t, addr)
+	// 7 µs per event: tat = now + 7 after the first take, an odd microsecond
+	// count that rounding to 14 significant digits would not keep.
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1e6 / 7, BurstLimit: 1, MessagesPerMinute: 600, WindowSize: time.Minute})
+	rs := NewRateStore(client, cfg, "user", ratelimit.NewMemoryStore())
+	ctx := context.Background()
+	d, err := rs.Take(ctx, "alice", 1, time.Now(), r)
+	if err != nil || !d.Allowed {
+		t.Fatalf("take: %+v, %v", d, err)
+	}
+	key := keyspace{cfg.WithDefaults().Prefix}.rate("user", "alice")
+	vals, err := client.Do(ctx, client.B().Hmget().Key(key).Field("t", "e", "c", "x").Build()).ToArray()
+	if err != nil || len(vals) != 4 {
+		t.Fatalf("HMGET: %v, %v", vals, err)
+	}
+	var got [4]int64
+	for i, v := range vals {
+		s, err := v.ToString()
+		if err != nil {
+			t.Fatalf("field %d: %v", i, err)
+		}
+		if got[i], err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.Fatalf("field %d = %q: not an integer (%v)", i, s, err)
+		}
+	}
+	tat, winEnd, count, expiry := got[0], got[1], got[2], got[3]
+	if count != 1 || winEnd-tat != int64(time.Minute/time.Microsecond)-micros(r.Interval()) {
+		t.Fatalf("t %d, e %d, c %d: want one event, tat one interval after the take and the window a minute after it", tat, winEnd, count)
+	}
+	if want := winEnd/1000 + 1 + 1000; expiry != want {
+		t.Fatalf("x = %d, want %d", expiry, want)
+	}
+	pexp, err := client.Do(ctx, client.B().Pexpiretime().Key(key).Build()).AsInt64()
+	if err != nil || pexp != expiry {
+		t.Fatalf("PEXPIRETIME = %d, %v; want %d", pexp, err, expiry)
+	}
+}
+
+// TestRateStoreTimeoutBoundsEveryCheck: with SetTimeout, a Redis that does
+// not answer costs each check at most the timeout (then the node's own limits
+// decide), whether it made its own call or waited for one in flight on its key.
+func TestRateStoreTimeoutBoundsEveryCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	r := rule(t, ratelimit.Limits{MessagesPerSecond: 1, BurstLimit: 100, MessagesPerMinute: 6000, WindowSize: time.Minute})
+	rs := NewRateStore(newClient(t, srv.Addr), Config{Prefix: "p"}, "principal", ratelimit.NewMemoryStore())
+	const timeout = 300 * time.Millisecond
+	rs.SetTimeout(timeout)
+	if d, err := rs.Take(ctx, "svc", 1, time.Now(), r); err != nil || !d.Allowed {
+		t.Fatalf("take with Redis up = %+v, %v", d, err)
+	}
+	// A script that keeps Redis busy for seconds (its own client, not
+	// waited for: the server is killed when the test ends).
+	busy := newClient(t, srv.Addr)
+	go busy.Do(context.Background(), busy.B().Eval().Script("local i = 0 while i < 3e8 do i = i + 1 end return i").Numkeys(0).Build())
+	time.Sleep(100 * time.Millisecond)
+
+	const takes = 6
+	var wg sync.WaitGroup
+	took := make([]time.Duration, takes)
+	for i := range takes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			if _, err := rs.Take(ctx, "svc", 1, start, r); err != nil {
+				t.Errorf("take %d: %v", i, err)
+			}
+			took[i] = time.Since(start)
+		}()
+		if i == 0 {
+			time.Sleep(20 * time.Millisecond) // the first is in flight; the others wait for it
+		}
+	}
+	wg.Wait()
+	for i, d := range took {
+		if d < timeout-10*time.Millisecond || d > timeout+200*time.Millisecond {
+			t.Errorf("take %d took %s, want about %s", i, d, timeout)
+		}
+	}
+	if s := rs.Stats(); s.Fallbacks != takes || !s.Degraded || s.Shared != takes-1 {
+		t.Fatalf("stats %+v, want %d fallbacks, %d of them after waiting", s, takes, takes-1)
 	}
 }
