@@ -184,33 +184,36 @@ func (r *fastReader) trigger() (tb triggerBody, ok bool) {
 			return tb, false
 		}
 		var bit uint8
+		var dst *string // nil: channels
 		switch key {
 		case "name":
-			bit = 1
-			tb.Name, ok = r.str()
+			bit, dst = 1, &tb.Name
 		case "data":
-			bit = 2
-			tb.dataString, ok = r.str()
-			tb.dataSet = ok
+			bit, dst = 2, &tb.dataString
 		case "channels":
 			bit = 4
-			tb.Channels, ok = r.strings()
 		case "channel":
-			bit = 8
-			tb.Channel, ok = r.str()
+			bit, dst = 8, &tb.Channel
 		case "socket_id":
-			bit = 16
-			tb.SocketID, ok = r.str()
+			bit, dst = 16, &tb.SocketID
 		case "info":
-			bit = 32
-			tb.Info, ok = r.str()
+			bit, dst = 32, &tb.Info
 		default:
 			return tb, false
 		}
-		if !ok || seen&bit != 0 {
+		if seen&bit != 0 {
 			return tb, false
 		}
 		seen |= bit
+		if dst != nil {
+			*dst, ok = r.str()
+		} else {
+			tb.Channels, ok = r.strings()
+		}
+		if !ok {
+			return tb, false
+		}
+		tb.dataSet = seen&2 != 0
 		if r.next('}') {
 			return tb, true
 		}
