@@ -286,15 +286,86 @@ type clusterOp struct {
 
 // clusterLeaves reports ops to the cluster in the background, in order.
 func (s *Server) clusterLeaves(ops []clusterOp) {
+	dones := make([]chan struct{}, len(ops))
+	for i, op := range ops {
+		dones[i] = s.leaving.add(op.channel)
+	}
 	s.clOps.Add(1)
 	go func() {
 		defer s.clOps.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 		defer cancel()
-		for _, op := range ops {
+		for i, op := range ops {
 			s.clusterLeave(ctx, op)
+			s.leaving.done(op.channel, dones[i])
 		}
 	}()
+}
+
+// leaving holds, per channel, the leaves this node is reporting to the
+// cluster. A join of the channel on this node waits for those under way when
+// it starts (wait), so that the cluster sees this node's leave and join in
+// the order the sockets made them, and their webhooks reach the sender in
+// that order too: a quick leave and rejoin is then a held channel_vacated
+// that the channel_occupied cancels, not an occupied sent first and a
+// vacated held after it. Leaves that start later do not hold the join up.
+type leaving struct {
+	mu sync.Mutex
+	ch map[string][]chan struct{} // closed when the leave is reported
+}
+
+func (l *leaving) add(channel string) chan struct{} {
+	done := make(chan struct{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ch == nil {
+		l.ch = make(map[string][]chan struct{})
+	}
+	l.ch[channel] = append(l.ch[channel], done)
+	return done
+}
+
+func (l *leaving) done(channel string, done chan struct{}) {
+	close(done)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pending := l.ch[channel]
+	for i, c := range pending {
+		if c == done {
+			pending = append(pending[:i], pending[i+1:]...)
+			break
+		}
+	}
+	if len(pending) == 0 {
+		delete(l.ch, channel)
+	} else {
+		l.ch[channel] = pending
+	}
+}
+
+// wait returns once the leaves of channel under way when it was called are
+// reported, or ctx ends.
+func (l *leaving) wait(ctx context.Context, channel string) { l.under(channel).wait(ctx) }
+
+// under is the leaves of channel under way now.
+func (l *leaving) under(channel string) pendingLeaves {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append(pendingLeaves(nil), l.ch[channel]...)
+}
+
+// pendingLeaves are leaves under way at one instant.
+type pendingLeaves []chan struct{}
+
+// wait returns once they are reported, or ctx ends.
+func (p pendingLeaves) wait(ctx context.Context) {
+	for _, c := range p {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (s *Server) clusterLeave(ctx context.Context, op clusterOp) {
@@ -467,6 +538,9 @@ func (s *Server) subscribeCluster(c *conn, ch protocol.Channel, member *protocol
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
 	now := s.opts.now()
+
+	// This node's leaves of the channel reach the cluster first.
+	s.leaving.wait(ctx, ch.Name)
 
 	// signedIn is the socket's user as the hub holds it (c.userID is the
 	// hub's to read).

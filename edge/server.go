@@ -68,6 +68,7 @@ type Server struct {
 	// leaves being reported, and whether a cluster call failed (Dirty).
 	lis     listeners
 	clOps   sync.WaitGroup
+	leaving leaving // channels with leaves being reported, so joins wait for them
 	clDirty atomic.Bool
 	clFails atomic.Uint64
 	// rholds are the channels whose publishes wait because the cluster
