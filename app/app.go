@@ -162,6 +162,9 @@ func New(ctx context.Context, l *config.Loaded, o Options) (_ *App, err error) {
 				BatchWindow: cfg.Edge.Webhooks.BatchWindow, RetryFor: cfg.Edge.Webhooks.RetryFor,
 				QueueSize: cfg.Edge.Webhooks.QueueSize, Logger: a.log.With("component", "webhooks"),
 			}
+			if cfg.Redis.Enabled() {
+				wcfg.Confirm = a.leaveStands
+			}
 			for _, u := range urls {
 				wcfg.Targets = append(wcfg.Targets, webhook.Target{URL: u})
 			}

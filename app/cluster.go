@@ -13,6 +13,7 @@ import (
 
 	"github.com/milequest/pushercm/cluster"
 	"github.com/milequest/pushercm/edge"
+	"github.com/milequest/pushercm/edge/webhook"
 	"github.com/milequest/pushercm/protocol"
 )
 
@@ -530,4 +531,36 @@ func (n *clusterNode) collectors() []prometheus.Collector {
 		counter("pushercm_cluster_messages_dropped_total", "Messages from Redis that overflowed the node's queue (cluster.queueSize) and were caught up from the channel's history.", func(s clusterStats) uint64 { return s.Dropped }),
 		counter("pushercm_cluster_messages_lost_total", "Messages this node's subscribers missed because the channel's history (cluster.historySize) no longer held them.", func(s clusterStats) uint64 { return s.Lost }),
 	}
+}
+
+// leaveStands is the webhook sender's Confirm on a node of a cluster: a held
+// channel_vacated or member_removed is sent only if the channel is still
+// empty, or the member still gone, across the cluster when its leave delay
+// ends. A rejoin on another node within the delay has sent its own
+// channel_occupied or member_added from there, so this leave, sent after
+// it, would leave the receiver believing the channel empty. When Redis does
+// not answer, the leave is sent, as without a cluster.
+func (a *App) leaveStands(e webhook.Event) bool {
+	n := a.cluster
+	if n == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), redisCheckTimeout)
+	defer cancel()
+	switch e.Name {
+	case webhook.ChannelVacated:
+		counts, err := n.Counts(ctx, []string{e.Channel})
+		return err != nil || len(counts) == 0 || counts[0].Subscriptions == 0
+	case webhook.MemberRemoved:
+		members, err := n.Members(ctx, e.Channel)
+		if err != nil {
+			return true
+		}
+		for _, m := range members {
+			if m.UserID == e.UserID {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -81,6 +81,13 @@ type Config struct {
 	// LeaveDelay holds channel_vacated and member_removed so that a quick re-occupy or
 	// re-join cancels both events. Default 3 s (Pusher's delay); negative disables it.
 	LeaveDelay time.Duration
+	// Confirm, when set, is asked when a held leave's delay ends: false drops
+	// it (counted as Cancelled). A node of a cluster sets it to ask the
+	// cluster whether the channel is empty, or the member gone, still: a
+	// quick rejoin on another node sends its channel_occupied or member_added
+	// from there, and this node's held leave must then not follow it. Nil
+	// sends every held leave that no join on this Sender cancelled.
+	Confirm func(Event) bool
 
 	// HTTPClient sends the requests. Default: a client with its own transport, closed by
 	// Close so that no keep-alive goroutines outlive the Sender.
@@ -184,7 +191,7 @@ type Stats struct {
 	Failed    uint64 // events given up after the retry bound
 	Dropped   uint64 // events not queued (queue full, sender closed) or abandoned by Close
 	Filtered  uint64 // events no target wanted
-	Cancelled uint64 // leave/join pairs cancelled by the leave delay (one per pair)
+	Cancelled uint64 // leave/join pairs cancelled by the leave delay (one per pair), and held leaves Confirm dropped
 	Requests  uint64 // HTTP attempts, retries included
 	Retries   uint64 // attempts after the first for a batch
 	Queued    int64  // events waiting or in flight now
@@ -309,6 +316,10 @@ func (s *Sender) release(key string, h *heldEvent) {
 	}
 	delete(s.held, key)
 	s.heldMu.Unlock()
+	if s.cfg.Confirm != nil && !s.cfg.Confirm(h.ev) {
+		s.cancelled.Add(1)
+		return
+	}
 	s.enqueue(h.ev)
 }
 

@@ -413,6 +413,42 @@ func TestLeaveDelay(t *testing.T) {
 	}
 }
 
+// TestLeaveDelayConfirm: a held leave whose delay ends is sent only if
+// Confirm says it stands (on a cluster: the channel is still empty, the
+// member still gone, after a rejoin on another node).
+func TestLeaveDelayConfirm(t *testing.T) {
+	r := newReceiver(t)
+	var asked []string
+	var mu sync.Mutex
+	s := newSender(t, webhook.Config{Targets: []webhook.Target{{URL: r.srv.URL}}, LeaveDelay: 20 * time.Millisecond,
+		Confirm: func(e webhook.Event) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			asked = append(asked, e.Name+":"+e.Channel)
+			return e.Channel != "back"
+		}})
+	s.Notify(webhook.Event{Name: webhook.ChannelVacated, Channel: "back"})
+	s.Notify(webhook.Event{Name: webhook.ChannelVacated, Channel: "gone"})
+	s.Notify(webhook.Event{Name: webhook.MemberRemoved, Channel: "back", UserID: "1"})
+	r.waitArrivals(t, 1)
+	pushertest.Eventually(t, "the three held leaves asked about", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(asked) != 3 {
+			return fmt.Errorf("asked %q", asked)
+		}
+		return nil
+	})
+	closeSender(t, s)
+	got := r.events()
+	if len(got) != 1 || got[0].Name != webhook.ChannelVacated || got[0].Channel != "gone" {
+		t.Fatalf("delivered %+v, want only channel_vacated of gone", got)
+	}
+	if st := s.Stats(); st.Cancelled != 2 || st.Held != 0 {
+		t.Fatalf("stats %+v, want 2 cancelled by Confirm", st)
+	}
+}
+
 func TestTargetsAndFilters(t *testing.T) {
 	all, clientOnly := newReceiver(t), newReceiver(t)
 	s := newSender(t, webhook.Config{

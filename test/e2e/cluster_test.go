@@ -617,3 +617,77 @@ func TestClusterRedisRefusingWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterWebhooksRejoinOnAnotherNode: a socket leaves on one node and its
+// user rejoins on another within the leave delay (3 s). The first node holds
+// channel_vacated and member_removed; they must not be sent after the second
+// node's channel_occupied and member_added, which would leave the receiver
+// believing the channel empty while the user is subscribed.
+func TestClusterWebhooksRejoinOnAnotherNode(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Events []struct{ Name, Channel string } `json:"events"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err == nil {
+			mu.Lock()
+			for _, e := range body.Events {
+				got = append(got, e.Name+" "+e.Channel)
+			}
+			mu.Unlock()
+		}
+	}))
+	t.Cleanup(hooks.Close)
+	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
+	if err := os.WriteFile(cfg, []byte("edge:\n  webhooks:\n    urls: [\""+hooks.URL+"\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 2, "PUSHERCM_CONFIG="+cfg)
+	count := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, g := range got {
+			if g == name {
+				n++
+			}
+		}
+		return n
+	}
+
+	first := pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret")
+	first.Subscribe("hop", "")
+	first.Subscribe("presence-hop", "u")
+	pushertest.Eventually(t, "the first join's webhooks", func() error {
+		if count("channel_occupied hop") != 1 || count("member_added presence-hop") != 1 {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Errorf("webhooks %v", got)
+		}
+		return nil
+	})
+	first.Close()
+	second := pushertest.Dial(t, nodes[1].HTTPAddr, "app-key", "app-secret")
+	second.Subscribe("hop", "")
+	second.Subscribe("presence-hop", "u")
+	// The leave delay (3 s) and the webhook batching pass; nothing may say the
+	// channel is empty or the user gone. Not a condition to poll: the point
+	// is what does not happen in this window.
+	time.Sleep(4500 * time.Millisecond)
+	for _, name := range []string{"channel_vacated hop", "channel_vacated presence-hop", "member_removed presence-hop"} {
+		if n := count(name); n != 0 {
+			mu.Lock()
+			t.Fatalf("%q sent %d times while the user was subscribed on the other node (webhooks %v)", name, n, got)
+		}
+	}
+	second.Close()
+	pushertest.EventuallyWithin(t, 10*time.Second, "the final leave's webhooks", func() error {
+		if count("channel_vacated hop") != 1 || count("channel_vacated presence-hop") != 1 || count("member_removed presence-hop") != 1 {
+			mu.Lock()
+			defer mu.Unlock()
+			return fmt.Errorf("webhooks %v", got)
+		}
+		return nil
+	})
+}
