@@ -19,7 +19,9 @@
 // channel_vacated and member_removed are held for Config.LeaveDelay (3 s by default, as
 // Pusher documents). If the matching channel_occupied / member_added (same channel, same
 // user id) arrives while the leave is held, both are dropped: the channel was never
-// really vacated, the member never really left.
+// really vacated, the member never really left. When the delay ends, Config.Confirm (if
+// set) may still drop the leave: a cluster node asks whether the channel is empty, or the
+// member gone, across the cluster, since a rejoin on another node reaches another Sender.
 //
 // Notify never blocks the caller. Each target has a bounded queue; an event that does
 // not fit is dropped and counted (Stats.Dropped) rather than stalling the edge. Delivery
