@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -354,22 +355,26 @@ func TestClusterRedisRestart(t *testing.T) {
 	}
 }
 
-// TestClusterWebhooksOnce: a channel whose subscribers are spread over three
-// nodes sends exactly one channel_occupied and one channel_vacated, and a
-// presence user on two nodes one member_added and one member_removed.
-func TestClusterWebhooksOnce(t *testing.T) {
-	var mu sync.Mutex
-	got := map[string]int{}
-	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// webhookCounts receives the webhooks of the nodes started with the
+// PUSHERCM_CONFIG it returns, and counts them by "name channel".
+type webhookCounts struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func newWebhookCounts(t *testing.T) (*webhookCounts, string) {
+	t.Helper()
+	w := &webhookCounts{got: map[string]int{}}
+	hooks := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Events []struct{ Name, Channel string } `json:"events"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&body); err == nil {
-			mu.Lock()
+			w.mu.Lock()
 			for _, e := range body.Events {
-				got[e.Name+" "+e.Channel]++
+				w.got[e.Name+" "+e.Channel]++
 			}
-			mu.Unlock()
+			w.mu.Unlock()
 		}
 	}))
 	t.Cleanup(hooks.Close)
@@ -377,7 +382,29 @@ func TestClusterWebhooksOnce(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("edge:\n  webhooks:\n    urls: [\""+hooks.URL+"\"]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 3, "PUSHERCM_CONFIG="+cfg)
+	return w, "PUSHERCM_CONFIG=" + cfg
+}
+
+// count is how many "name channel" webhooks arrived.
+func (w *webhookCounts) count(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.got[name]
+}
+
+// all is a copy of the counts.
+func (w *webhookCounts) all() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps.Clone(w.got)
+}
+
+// TestClusterWebhooksOnce: a channel whose subscribers are spread over three
+// nodes sends exactly one channel_occupied and one channel_vacated, and a
+// presence user on two nodes one member_added and one member_removed.
+func TestClusterWebhooksOnce(t *testing.T) {
+	hooks, env := newWebhookCounts(t)
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 3, env)
 
 	var clients []*pushertest.Client
 	for i, n := range nodes {
@@ -397,8 +424,7 @@ func TestClusterWebhooksOnce(t *testing.T) {
 		"member_added presence-spread": 1, "member_removed presence-spread": 1,
 	}
 	pushertest.EventuallyWithin(t, 15*time.Second, fmt.Sprintf("each of the webhooks %v once", want), func() error {
-		mu.Lock()
-		defer mu.Unlock()
+		got := hooks.all()
 		done := len(got) == len(want)
 		for k, n := range want {
 			done = done && got[k] == n
@@ -411,9 +437,7 @@ func TestClusterWebhooksOnce(t *testing.T) {
 	// Nothing more arrives (a second copy would come from another node). Not
 	// a condition to poll: the point is that nothing happens in this window.
 	time.Sleep(500 * time.Millisecond)
-	mu.Lock()
-	defer mu.Unlock()
-	for k, n := range got {
+	for k, n := range hooks.all() {
 		if want[k] != n {
 			t.Fatalf("webhook %q sent %d times, want %d", k, n, want[k])
 		}
@@ -624,46 +648,15 @@ func TestClusterRedisRefusingWrites(t *testing.T) {
 // node's channel_occupied and member_added, which would leave the receiver
 // believing the channel empty while the user is subscribed.
 func TestClusterWebhooksRejoinOnAnotherNode(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Events []struct{ Name, Channel string } `json:"events"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err == nil {
-			mu.Lock()
-			for _, e := range body.Events {
-				got = append(got, e.Name+" "+e.Channel)
-			}
-			mu.Unlock()
-		}
-	}))
-	t.Cleanup(hooks.Close)
-	cfg := filepath.Join(t.TempDir(), "pushercm.yaml")
-	if err := os.WriteFile(cfg, []byte("edge:\n  webhooks:\n    urls: [\""+hooks.URL+"\"]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 2, "PUSHERCM_CONFIG="+cfg)
-	count := func(name string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		n := 0
-		for _, g := range got {
-			if g == name {
-				n++
-			}
-		}
-		return n
-	}
+	hooks, env := newWebhookCounts(t)
+	nodes := startCluster(t, redistest.Addr(t), redistest.Prefix(t), 2, env)
 
 	first := pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret")
 	first.Subscribe("hop", "")
 	first.Subscribe("presence-hop", "u")
 	pushertest.Eventually(t, "the first join's webhooks", func() error {
-		if count("channel_occupied hop") != 1 || count("member_added presence-hop") != 1 {
-			mu.Lock()
-			defer mu.Unlock()
-			return fmt.Errorf("webhooks %v", got)
+		if hooks.count("channel_occupied hop") != 1 || hooks.count("member_added presence-hop") != 1 {
+			return fmt.Errorf("webhooks %v", hooks.all())
 		}
 		return nil
 	})
@@ -676,17 +669,14 @@ func TestClusterWebhooksRejoinOnAnotherNode(t *testing.T) {
 	// is what does not happen in this window.
 	time.Sleep(4500 * time.Millisecond)
 	for _, name := range []string{"channel_vacated hop", "channel_vacated presence-hop", "member_removed presence-hop"} {
-		if n := count(name); n != 0 {
-			mu.Lock()
-			t.Fatalf("%q sent %d times while the user was subscribed on the other node (webhooks %v)", name, n, got)
+		if n := hooks.count(name); n != 0 {
+			t.Fatalf("%q sent %d times while the user was subscribed on the other node (webhooks %v)", name, n, hooks.all())
 		}
 	}
 	second.Close()
 	pushertest.EventuallyWithin(t, 10*time.Second, "the final leave's webhooks", func() error {
-		if count("channel_vacated hop") != 1 || count("channel_vacated presence-hop") != 1 || count("member_removed presence-hop") != 1 {
-			mu.Lock()
-			defer mu.Unlock()
-			return fmt.Errorf("webhooks %v", got)
+		if hooks.count("channel_vacated hop") != 1 || hooks.count("channel_vacated presence-hop") != 1 || hooks.count("member_removed presence-hop") != 1 {
+			return fmt.Errorf("webhooks %v", hooks.all())
 		}
 		return nil
 	})
