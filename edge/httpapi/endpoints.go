@@ -112,12 +112,12 @@ func (h *handler) validateTrigger(tb triggerBody) (*trigger, *apiError) {
 		}
 		t.channels = append(t.channels, name)
 	}
-	data, aerr := tb.dataString, (*apiError)(nil)
+	data := tb.dataString
 	if !tb.dataSet {
-		data, aerr = decodeData(tb.Data)
-	}
-	if aerr != nil {
-		return nil, aerr
+		var aerr *apiError
+		if data, aerr = decodeData(tb.Data); aerr != nil {
+			return nil, aerr
+		}
 	}
 	if len(data) > h.limits.MaxPayloadBytes {
 		return nil, errorf(http.StatusRequestEntityTooLarge, "event data over %d bytes", h.limits.MaxPayloadBytes)

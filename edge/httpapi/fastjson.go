@@ -213,8 +213,8 @@ func (r *fastReader) trigger() (tb triggerBody, ok bool) {
 		if !ok {
 			return tb, false
 		}
-		tb.dataSet = seen&2 != 0
 		if r.next('}') {
+			tb.dataSet = seen&2 != 0
 			return tb, true
 		}
 		if !r.next(',') {
