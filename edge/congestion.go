@@ -240,12 +240,16 @@ func (s *Server) announceCongestion(q <-chan announcement) {
 }
 
 // holdUntil waits for done, PublishHoldMax at most, and counts the hold.
-func (s *Server) holdUntil(ctx context.Context, done <-chan struct{}) {
+// bounded, when not nil, is read once done is closed: whether whoever closed
+// it did so because PublishHoldMax passed (a cluster poller started by an
+// earlier publish) rather than because the spell ended.
+func (s *Server) holdUntil(ctx context.Context, done <-chan struct{}, bounded *bool) {
 	start := time.Now()
 	t := time.NewTimer(s.cfg.PublishHoldMax)
 	timedOut := false
 	select {
 	case <-done:
+		timedOut = bounded != nil && *bounded
 	case <-t.C:
 		timedOut = true
 	case <-ctx.Done():
@@ -264,40 +268,52 @@ func (s *Server) holdUntil(ctx context.Context, done <-chan struct{}) {
 // one poller each, however many publishes wait.
 type remoteHolds struct {
 	mu sync.Mutex
-	m  map[string]chan struct{}
+	m  map[string]*remoteHold
+}
+
+// remoteHold is one channel's poller: done is closed when the cluster no
+// longer says the channel is congested, or after PublishHoldMax; bounded,
+// set before done is closed, says it was the latter.
+type remoteHold struct {
+	done    chan struct{}
+	bounded bool
 }
 
 // holdCluster holds a publish to channel, which the cluster said is
 // congested, until it no longer is (PublishHoldMax at most).
 func (s *Server) holdCluster(ctx context.Context, channel string) {
 	s.rholds.mu.Lock()
-	done := s.rholds.m[channel]
-	if done == nil {
-		done = make(chan struct{})
-		s.rholds.m[channel] = done
+	h := s.rholds.m[channel]
+	if h == nil {
+		h = &remoteHold{done: make(chan struct{})}
+		s.rholds.m[channel] = h
 		s.clOps.Add(1)
-		go s.pollCongestion(channel, done)
+		go s.pollCongestion(channel, h)
 	}
 	s.rholds.mu.Unlock()
-	s.holdUntil(ctx, done)
+	s.holdUntil(ctx, h.done, &h.bounded)
 }
 
 // pollCongestion asks the cluster every congestionCheck whether channel is
-// still congested, and closes done when it is not, or after PublishHoldMax
-// (the next publish that finds it congested starts another poller), or when
-// the server stops.
-func (s *Server) pollCongestion(channel string, done chan struct{}) {
+// still congested, and closes h.done when it is not, or after PublishHoldMax
+// (h.bounded; the next publish that finds it congested starts another
+// poller), or when the server stops.
+func (s *Server) pollCongestion(channel string, h *remoteHold) {
 	defer s.clOps.Done()
 	defer func() {
 		s.rholds.mu.Lock()
 		delete(s.rholds.m, channel)
 		s.rholds.mu.Unlock()
-		close(done)
+		close(h.done)
 	}()
 	end := time.Now().Add(s.cfg.PublishHoldMax)
 	t := time.NewTimer(congestionCheck)
 	defer t.Stop()
-	for time.Now().Before(end) {
+	for {
+		if !time.Now().Before(end) {
+			h.bounded = true
+			return
+		}
 		select {
 		case <-s.stop:
 			return

@@ -213,3 +213,30 @@ func TestOutboxBacklogHoldsPublishes(t *testing.T) {
 		t.Fatalf("want one publish held and released by the fan-out: stats %+v", st)
 	}
 }
+
+// alwaysCongested is a cluster in which every channel stays congested.
+type alwaysCongested struct{ Cluster }
+
+func (alwaysCongested) Hold(context.Context, string) (time.Duration, error) {
+	return congestionTTL, nil
+}
+
+// TestClusterHoldsCountTheirBound: a publish that joins the poller another
+// publish started is released by that poller's PublishHoldMax, not by its
+// own timer, and is counted as held until the bound all the same.
+func TestClusterHoldsCountTheirBound(t *testing.T) {
+	cfg := testConfig()
+	cfg.PublishHoldMax = 300 * time.Millisecond
+	s, err := New(cfg, WithCluster(alwaysCongested{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { s.holdCluster(context.Background(), "firehose"); close(done) }()
+	time.Sleep(cfg.PublishHoldMax / 2)
+	s.holdCluster(context.Background(), "firehose") // joins the first poller
+	<-done
+	if st := s.Stats(); st.PublishesHeld != 2 || st.PublishHoldTimeouts != 2 {
+		t.Fatalf("two publishes held until the bound, stats %+v", st)
+	}
+}

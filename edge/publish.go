@@ -104,7 +104,7 @@ func (s *Server) Publish(ctx context.Context, m Message) (delivered int, err err
 	if cong != nil && s.hub.holding {
 		// Queued already; the caller waits for the subscribers (see
 		// Congestion).
-		s.holdUntil(ctx, cong.done)
+		s.holdUntil(ctx, cong.done, nil)
 	}
 	return delivered, nil
 }

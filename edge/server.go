@@ -95,7 +95,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		stop:       make(chan struct{}),
 	}
 	s.lis.m = make(map[string]*listener)
-	s.rholds.m = make(map[string]chan struct{})
+	s.rholds.m = make(map[string]*remoteHold)
 	s.clients, _ = clientip.New(s.cfg.TrustedProxies) // checked by Validate
 	s.ipConns = make(map[string]int)
 	s.opts.now = time.Now

@@ -15,6 +15,7 @@ import (
 
 	"github.com/milequest/pushercm/internal/pushertest"
 	"github.com/milequest/pushercm/internal/redistest"
+	"github.com/milequest/pushercm/protocol"
 )
 
 // slowReader is a client connection that reads at most 4 KiB every 10 ms
@@ -99,30 +100,49 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	wg.Wait()
 	total := published.Load()
 
-	// Node 0 says how many it closed as slow consumers; when none, every
-	// subscriber gets every event.
-	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
 	held := counterOf(t, nodes[1], "pushercm_publish_held_total")
-	heldFor := counterOf(t, nodes[1], "pushercm_publish_hold_seconds_total")
-	t.Logf("published %d events of %d B in 3s; node 1 held %v publishes for %.2fs in all; node 0 closed %v of %d subscribers as slow consumers",
-		total, len(payload), held, heldFor, slow, nsubs)
 	if held == 0 {
 		t.Fatal("no publish was held")
 	}
-	if slow > nsubs/2 {
-		t.Fatalf("%v of %d subscribers closed: the publisher was not slowed down enough", slow, nsubs)
-	}
-	if slow > 0 {
-		return
-	}
+
+	// Every subscriber gets every event, or is closed as a slow consumer
+	// (4100, counted). Closing some is the design, not a failure: a spell
+	// ends once fewer than max(congestedPercent, 8) sockets are past a
+	// quarter of their queue, so a few that read slower than the rest (a
+	// race build beside other test packages starves some readers) are left
+	// behind and closed, as one or two slow clients always are; and a hold
+	// that reaches publishHoldMax lets the event go out all the same. Most
+	// subscribers must stay: they are what paces the publisher.
 	deadline := time.Now().Add(20 * time.Second)
 	for _, c := range subs {
 		for c.Discarded() < total && !ended(c) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if got := c.Discarded(); got != total {
-			t.Errorf("a subscriber got %d of %d events (ended: %v)", got, total, ended(c))
+	}
+	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
+	heldFor := counterOf(t, nodes[1], "pushercm_publish_hold_seconds_total")
+	bounded := counterOf(t, nodes[1], "pushercm_publish_hold_timeouts_total")
+	t.Logf("published %d events of %d B in 3s; node 1 held %v publishes for %.2fs in all, %v of them until the bound; node 0 closed %v of %d subscribers as slow consumers",
+		total, len(payload), held, heldFor, bounded, slow, nsubs)
+	closed := 0
+	for _, c := range subs {
+		got := c.Discarded()
+		if !ended(c) {
+			if got != total {
+				t.Errorf("a subscriber got %d of %d events and is still connected", got, total)
+			}
+			continue
 		}
+		closed++
+		if ce, ok := c.CloseFrame(); !ok || int(ce.Code) != protocol.CodeOverCapacity {
+			t.Errorf("a subscriber got %d of %d events and was closed with %v (close frame %v), not as a slow consumer", got, total, ce, ok)
+		}
+	}
+	if float64(closed) != slow {
+		t.Errorf("%d subscribers were closed, node 0 counts %v slow consumers", closed, slow)
+	}
+	if closed > nsubs/2 {
+		t.Errorf("%d of %d subscribers closed: the publisher was not slowed down enough", closed, nsubs)
 	}
 }
 
