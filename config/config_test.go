@@ -230,6 +230,9 @@ func TestInvalid(t *testing.T) {
 		{name: "bad publish hold env", env: with("PUSHERCM_EDGE_PUBLISH_HOLD_MAX", "long"), want: "PUSHERCM_EDGE_PUBLISH_HOLD_MAX"},
 		{name: "zero congested percent", env: good, file: "edge: {congestedPercent: 0}\n", want: "edge.congestedPercent"},
 		{name: "congested percent over 100", env: with("PUSHERCM_EDGE_CONGESTED_PERCENT", "101"), want: "edge.congestedPercent"},
+		{name: "heap floor below -1", env: with("PUSHERCM_GC_HEAP_FLOOR_MIB", "-2"), want: "gc.heapFloorMiB"},
+		{name: "heap floor too large", env: good, file: "gc: {heapFloorMiB: 70000}\n", want: "gc.heapFloorMiB"},
+		{name: "headers below percent over 100", env: good, file: "rateLimit: {headersBelowPercent: 101}\n", want: "headersBelowPercent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,5 +496,25 @@ func TestPublishHoldFromEnv(t *testing.T) {
 	}
 	if l.Edge.PublishHoldMax != 0 || l.Edge.CongestedPercent != 25 {
 		t.Fatalf("publishHoldMax %v congestedPercent %d, want 0 (never hold) and 25", l.Edge.PublishHoldMax, l.Edge.CongestedPercent)
+	}
+}
+
+// TestHeapFloor: gc.heapFloorMiB resolves 0 to the default and -1 to off,
+// and PUSHERCM_GC_HEAP_FLOOR_MIB sets it.
+func TestHeapFloor(t *testing.T) {
+	for _, tt := range []struct {
+		mib  int
+		want uint64
+	}{{0, DefaultHeapFloorMiB << 20}, {-1, 0}, {128, 128 << 20}} {
+		if got := (GC{HeapFloorMiB: tt.mib}).HeapFloorBytes(); got != tt.want {
+			t.Errorf("heapFloorMiB %d: %d bytes, want %d", tt.mib, got, tt.want)
+		}
+	}
+	c, err := Load(Source{LookupEnv: envOf(map[string]string{"PUSHERCM_DEV": "true", "PUSHERCM_GC_HEAP_FLOOR_MIB": "-1"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GC.HeapFloorBytes() != 0 {
+		t.Errorf("PUSHERCM_GC_HEAP_FLOOR_MIB=-1: floor %d, want off", c.GC.HeapFloorBytes())
 	}
 }

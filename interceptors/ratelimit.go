@@ -162,8 +162,9 @@ func newRateLimiter(set *ratelimit.Set, opts []RateLimitOption) *rateLimiter {
 // by Map from a *RateLimitError).
 // A batch that could never fit (more events for one key than its burst) is
 // INVALID_ARGUMENT, since retrying cannot help. Admitted calls get the
-// x-ratelimit-* headers of their tightest limit, unless Config.Headers turns
-// them off (refusals always carry them). In dry-run (Config.DryRun)
+// x-ratelimit-* headers of their tightest limit once it has less than
+// Config.HeadersBelowPercent of it left, unless Config.Headers turns them
+// off (refusals always carry them). In dry-run (Config.DryRun)
 // nothing is refused: refusals are counted and logged at DEBUG. If the store
 // fails, the call is admitted and the failure logged: an unavailable limiter
 // must not take publishing down.
@@ -249,7 +250,7 @@ func (r *rateLimiter) check(ctx context.Context, fullMethod string, req any) (d 
 		d, send := refusedDecision(err)
 		return d, send, err
 	}
-	if !c.have || !r.set.Headers() {
+	if !c.have || !r.set.HeadersFor(c.tightest) {
 		return ratelimit.Decision{}, false, nil
 	}
 	return c.tightest, true, nil

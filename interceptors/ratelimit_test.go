@@ -156,11 +156,40 @@ func (f *fixture) ping(t *testing.T, principal string, users ...string) (metadat
 	return hdr, err
 }
 
+// userLimits is a tight user limit under a loose principal one; admitted
+// calls carry their headers every time (HeadersBelowPercent 100), so that
+// tests can read each call's figures.
 func userLimits(burst int) ratelimit.Config {
-	return ratelimit.Config{Limiters: map[string]ratelimit.Policy{
+	return ratelimit.Config{HeadersBelowPercent: 100, Limiters: map[string]ratelimit.Policy{
 		ratelimit.LimiterUser:      {Limits: ratelimit.Limits{MessagesPerSecond: 10, BurstLimit: burst}},
 		ratelimit.LimiterPrincipal: {Limits: ratelimit.Limits{MessagesPerSecond: 1000, BurstLimit: 1000, MessagesPerMinute: 100000}},
 	}}
+}
+
+// TestRateLimitHeadersOnlyNearTheLimit: by default admitted calls carry
+// the headers once the binding limit has less than half left, and
+// refusals always do.
+func TestRateLimitHeadersOnlyNearTheLimit(t *testing.T) {
+	cfg := userLimits(4)
+	cfg.HeadersBelowPercent = 0 // the default, 50
+	f := newFixture(t, cfg)
+	for i, want := range []string{"", "", "1", "0"} { // remaining 3 and 2 of 4 are not below half
+		hdr, err := f.ping(t, "svc", "u1")
+		if err != nil {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+		got := strings.Join(hdr.Get(interceptors.HeaderRateLimitRemaining), ",")
+		if got != want || (want == "") != (len(hdr.Get(interceptors.HeaderRateLimitLimit)) == 0) {
+			t.Errorf("call %d: x-ratelimit-remaining %q, limit %v; want remaining %q", i+1, got, hdr.Get(interceptors.HeaderRateLimitLimit), want)
+		}
+	}
+	hdr, err := f.ping(t, "svc", "u1")
+	if err == nil {
+		t.Fatal("the fifth call was admitted")
+	}
+	if got := hdr.Get(interceptors.HeaderRateLimitRemaining); len(got) != 1 || got[0] != "0" {
+		t.Errorf("refusal's x-ratelimit-remaining = %v, want [0]", got)
+	}
 }
 
 // refusal extracts what a rate-limit refusal carries.

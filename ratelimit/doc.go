@@ -35,9 +35,11 @@
 //
 // Dry-run is the caller's: Config.DryRun is carried in the Set, and limiters
 // count refusals as usual so a dry run shows what enforcing would do.
-// Response headers are the caller's too: Config.Headers (default true) is
-// carried in the Set and tells the gRPC interceptors whether admitted calls
-// carry x-ratelimit-limit, -remaining and -reset.
+// Response headers are the caller's too: Config.Headers (default true) and
+// Config.HeadersBelowPercent (default 50) are carried in the Set, and
+// Set.HeadersFor tells the gRPC interceptors whether an admitted call
+// carries x-ratelimit-limit, -remaining and -reset: only once its tightest
+// limit has less than that share left.
 //
 // Stores. Each limiter keeps its buckets in a MemoryStore unless WithStore
 // names another ratelimit.Store for it (the cluster's Redis store, for

@@ -45,6 +45,14 @@ type Config struct {
 	// server and client together (see BENCHMARKS.md); a deployment whose
 	// callers never read them can turn them off.
 	Headers *bool `yaml:"headers"`
+	// HeadersBelowPercent: admitted calls carry the headers only once the
+	// binding limit's remaining share has fallen below this percentage of
+	// it (1-100; 0 means DefaultHeadersBelowPercent). 100 sends them on
+	// every admitted call. A caller far from its limit has nothing to act
+	// on, and three headers whose values change on every call are a
+	// seventh of a publish call's CPU; one that nears it sees its budget
+	// in time to slow down.
+	HeadersBelowPercent int `yaml:"headersBelowPercent"`
 	// Store is where the buckets live: StoreMemory (this process) or
 	// StoreRedis (shared by every node of a cluster, so a limit holds for the
 	// cluster). Empty means redis when a Redis is configured, else memory.
@@ -55,6 +63,9 @@ type Config struct {
 	// name absent here has no limiter: Set.Limiter returns nil, which admits all.
 	Limiters map[string]Policy `yaml:"limiters"`
 }
+
+// DefaultHeadersBelowPercent is Config.HeadersBelowPercent's default.
+const DefaultHeadersBelowPercent = 50
 
 // Values of Config.Store.
 const (
@@ -83,6 +94,9 @@ func DefaultConfig() Config {
 
 // Validate checks every policy and override after defaults are filled in.
 func (c Config) Validate() error {
+	if c.HeadersBelowPercent < 0 || c.HeadersBelowPercent > 100 {
+		return fmt.Errorf("%w: headersBelowPercent must be 0 (default %d) to 100, got %d", ErrInvalidLimits, DefaultHeadersBelowPercent, c.HeadersBelowPercent)
+	}
 	if c.Store != "" && c.Store != StoreMemory && c.Store != StoreRedis {
 		return fmt.Errorf("%w: store must be %s or %s, got %q", ErrInvalidLimits, StoreMemory, StoreRedis, c.Store)
 	}
@@ -342,6 +356,7 @@ func (l *Limiter) now() time.Time {
 type Set struct {
 	dryRun   bool
 	headers  bool
+	below    int // Config.HeadersBelowPercent, defaulted
 	clock    Clock
 	names    []string
 	limiters map[string]*Limiter
@@ -353,7 +368,11 @@ func NewSet(cfg Config, opts ...Option) (*Set, error) {
 		return nil, err
 	}
 	o := buildOptions(opts)
-	s := &Set{dryRun: cfg.DryRun, headers: cfg.Headers == nil || *cfg.Headers, clock: o.clock, names: sortedKeys(cfg.Limiters), limiters: make(map[string]*Limiter)}
+	below := cfg.HeadersBelowPercent
+	if below == 0 {
+		below = DefaultHeadersBelowPercent
+	}
+	s := &Set{dryRun: cfg.DryRun, headers: cfg.Headers == nil || *cfg.Headers, below: below, clock: o.clock, names: sortedKeys(cfg.Limiters), limiters: make(map[string]*Limiter)}
 	for _, name := range s.names {
 		l, err := NewLimiter(name, cfg.Limiters[name], opts...)
 		if err != nil {
@@ -374,6 +393,13 @@ func (s *Set) DryRun() bool { return s.dryRun }
 // Headers reports whether admitted calls carry rate-limit headers
 // (Config.Headers).
 func (s *Set) Headers() bool { return s.headers }
+
+// HeadersFor reports whether an admitted call whose binding limit is d
+// carries the headers: Config.Headers, and d's remaining share is below
+// Config.HeadersBelowPercent of its limit.
+func (s *Set) HeadersFor(d Decision) bool {
+	return s.headers && int64(d.Remaining)*100 < int64(d.Limit)*int64(s.below)
+}
 
 // Clock returns the set's time source.
 func (s *Set) Clock() Clock { return s.clock }
