@@ -18,6 +18,7 @@ import (
 	"github.com/milequest/pushercm/authz"
 	"github.com/milequest/pushercm/config"
 	"github.com/milequest/pushercm/interceptors"
+	"github.com/milequest/pushercm/internal/gcfloor"
 )
 
 // Main runs the pushercm command line and returns the exit code.
@@ -117,6 +118,13 @@ func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
 	}
 	if l.Dev {
 		printDevHelp(out, l, a)
+	}
+	if floor := l.GC.HeapFloorBytes(); floor > 0 {
+		// The tuner sets GOGC, a setting of the whole process: it belongs
+		// to serve, not to an App (tests run several in one process).
+		tctx, tcancel := context.WithCancel(ctx)
+		defer tcancel()
+		go gcfloor.New(gcfloor.Config{Floor: floor, Logger: a.log.With("component", "gc")}).Run(tctx)
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -111,6 +111,7 @@ var settings = []setting{
 	{env: []string{"PUSHERCM_CLUSTER_MAX_CONNECTIONS"}, set: integer(func(c *Config) *int { return &c.Cluster.MaxConnections })},
 	{env: []string{"PUSHERCM_EDGE_PUBLISH_HOLD_MAX"}, set: duration(func(c *Config) *time.Duration { return &c.Edge.PublishHoldMax })},
 	{env: []string{"PUSHERCM_EDGE_CONGESTED_PERCENT"}, set: integer(func(c *Config) *int { return &c.Edge.CongestedPercent })},
+	{env: []string{"PUSHERCM_GC_HEAP_FLOOR_MIB"}, set: integer(func(c *Config) *int { return &c.GC.HeapFloorMiB })},
 	{env: []string{"PUSHERCM_RATE_LIMIT_STORE"}, set: str(func(c *Config) *string { return &c.RateLimit.Store })},
 	{env: []string{"PUSHER_APP_ID"}, set: str(func(c *Config) *string { return &c.Pusher.AppID })},
 	{env: []string{"NEXT_PUBLIC_PUSHER_KEY", "PUSHER_KEY"}, set: str(func(c *Config) *string { return &c.Pusher.Key })},
