@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,10 +50,48 @@ func (broadcast) SendEvent(ctx context.Context, req *pushercmv1.SendEventRequest
 	if authz.FromContext(ctx) == nil {
 		return nil, status.Error(codes.Internal, "no principal in context")
 	}
+	if ctx.Value(trackedKey{}) == nil {
+		return nil, status.Error(codes.Internal, "the tracker's context did not reach the handler")
+	}
 	return &pushercmv1.SendEventResponse{EventId: "e1"}, nil
 }
 
+// trackedKey marks the contexts the tracker began.
+type trackedKey struct{}
+
+// tracker records every call's end as "method code reason".
+type tracker struct {
+	mu   sync.Mutex
+	ends []string
+}
+
+func (*tracker) Begin(ctx context.Context, _ string) context.Context {
+	return context.WithValue(ctx, trackedKey{}, true)
+}
+
+func (tr *tracker) End(ctx context.Context, method string, begin time.Time, err error) {
+	reason := ""
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason = info.Reason
+		}
+	}
+	if ctx.Value(trackedKey{}) == nil || time.Since(begin) < 0 {
+		reason += " (not the context Begin returned)"
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	tr.ends = append(tr.ends, strings.TrimSpace(method+" "+status.Code(err).String()+" "+reason))
+}
+
+func (tr *tracker) Ends() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]string(nil), tr.ends...)
+}
+
 type chainFixture struct {
+	track  *tracker
 	conn   *grpc.ClientConn
 	rsaKey *rsa.PrivateKey
 	pubPEM []byte
@@ -83,14 +122,15 @@ func newChainFixture(t *testing.T) *chainFixture {
 	t.Cleanup(func() { _ = v.Close() })
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	chain := &interceptors.Chain{Log: log, Errors: &interceptors.ErrorMapper{Log: log}, Auth: &interceptors.Auth{Verifier: v}}
+	track := &tracker{}
+	chain := &interceptors.Chain{Track: track, Log: log, Errors: &interceptors.ErrorMapper{Log: log}, Auth: &interceptors.Auth{Verifier: v}}
 	srv := grpc.NewServer(chain.ServerOptions()...)
 	pushercmv1.RegisterBroadcastServiceServer(srv, broadcast{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	reflection.Register(srv)
 
 	conn := serveBufconn(t, srv)
-	return &chainFixture{conn: conn, rsaKey: key, pubPEM: pubPEM}
+	return &chainFixture{track: track, conn: conn, rsaKey: key, pubPEM: pubPEM}
 }
 
 func claims(mod func(jwt.MapClaims)) jwt.MapClaims {
@@ -253,5 +293,46 @@ func TestPanicBecomesInternal(t *testing.T) {
 	}
 	if info == nil || info.Reason != interceptors.ReasonInternal || info.Domain != interceptors.Domain {
 		t.Fatalf("ErrorInfo %v, want reason INTERNAL in domain pushercm", info)
+	}
+}
+
+// TestChainTracksEveryCall: Chain.Track sees each unary and streaming call
+// once, with the status the client got (the mapped one, its ErrorInfo
+// reason included), and its Begin context reaches the handler.
+func TestChainTracksEveryCall(t *testing.T) {
+	f := newChainFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bc := pushercmv1.NewBroadcastServiceClient(f.conn)
+	if _, err := bc.SendEvent(ctx, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{Name: "e", Channels: []string{"c"}}}); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no token: %v", err)
+	}
+	authed := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+hs256(t, []byte(secret), claims(nil)))
+	if _, err := bc.SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{Name: "e", Channels: []string{"c"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bc.SendEvent(authed, &pushercmv1.SendEventRequest{Event: &pushercmv1.Event{Name: "panic", Channels: []string{"c"}}}); status.Code(err) != codes.Internal {
+		t.Fatalf("panic: %v", err)
+	}
+	w, err := healthpb.NewHealthClient(f.conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	want := []string{
+		"/pushercm.v1.BroadcastService/SendEvent Unauthenticated AUTHENTICATION_FAILED",
+		"/pushercm.v1.BroadcastService/SendEvent OK",
+		"/pushercm.v1.BroadcastService/SendEvent Internal INTERNAL",
+		"/grpc.health.v1.Health/Watch Canceled",
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(f.track.Ends()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := f.track.Ends(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("tracked:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
