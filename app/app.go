@@ -369,7 +369,9 @@ func (a *App) newGRPCServer() *grpc.Server {
 		interceptors.WithRateLimitKeys(interceptors.BroadcastUserIDs),
 		interceptors.WithRateLimitLogger(a.log),
 	}
+	calls := telemetry.NewServerCalls(a.tel.Tracer, a.tel.Meter)
 	chain := &interceptors.Chain{
+		Track:           callTracker{calls: calls, obs: a.obs},
 		Log:             a.log,
 		Errors:          &interceptors.ErrorMapper{Log: a.log},
 		Auth:            &interceptors.Auth{Verifier: a.serviceVerifier},
@@ -378,8 +380,6 @@ func (a *App) newGRPCServer() *grpc.Server {
 		Streams:         a.streams,
 	}
 	opts := []grpc.ServerOption{
-		grpc.StatsHandler(telemetry.NewServerHandler(a.tel.Tracer, a.tel.Meter)),
-		grpc.StatsHandler(a.obs),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.MaxSendMsgSize(cfg.MaxSendMsgBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
@@ -389,6 +389,11 @@ func (a *App) newGRPCServer() *grpc.Server {
 			MinTime: cfg.Keepalive.MinTime, PermitWithoutStream: config.Bool(cfg.Keepalive.PermitWithoutStream, true),
 		}),
 	}
+	if calls == nil {
+		// otelgrpc's older conventions (OTEL_SEMCONV_STABILITY_OPT_IN):
+		// its own stats handler traces and times, the chain still counts.
+		opts = append(opts, grpc.StatsHandler(telemetry.NewServerHandler(a.tel.Tracer, a.tel.Meter)))
+	}
 	if n := cfg.StreamWorkerCount(); n > 0 {
 		opts = append(opts, grpc.NumStreamWorkers(uint32(n)))
 	}
@@ -397,6 +402,28 @@ func (a *App) newGRPCServer() *grpc.Server {
 	s := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(s, a.health.GRPC())
 	return s
+}
+
+// callTracker traces, times and counts every call from the interceptor
+// chain (interceptors.Tracker): telemetry's spans and durations (nil calls:
+// a stats handler does those) and the Observer's outcome counts.
+type callTracker struct {
+	calls *telemetry.ServerCalls
+	obs   *metrics.Observer
+}
+
+func (t callTracker) Begin(ctx context.Context, fullMethod string) context.Context {
+	if t.calls == nil {
+		return ctx
+	}
+	return t.calls.Begin(ctx, fullMethod)
+}
+
+func (t callTracker) End(ctx context.Context, fullMethod string, begin time.Time, err error) {
+	if t.calls != nil {
+		t.calls.End(ctx, fullMethod, begin, err)
+	}
+	t.obs.Finished(err)
 }
 
 func (a *App) opsMux() *http.ServeMux {

@@ -118,11 +118,18 @@ func (o *Observer) HandleRPC(_ context.Context, s stats.RPCStats) {
 	if !ok || s.IsClient() {
 		return
 	}
-	if end.Error == nil {
+	o.Finished(end.Error)
+}
+
+// Finished counts one finished call by the status err carries (nil: OK)
+// and its ErrorInfo reason: what HandleRPC does at a call's end, for a
+// server that counts calls from its interceptors (interceptors.Tracker).
+func (o *Observer) Finished(err error) {
+	if err == nil {
 		o.RPC(codes.OK, "")
 		return
 	}
-	st, _ := status.FromError(end.Error)
+	st, _ := status.FromError(err)
 	o.RPC(st.Code(), reasonOf(st))
 }
 

@@ -39,8 +39,8 @@ type Broadcast struct {
 	Log *slog.Logger
 }
 
-// Span attribute keys set on the RPC's span (the server span of the gRPC
-// stats handler, telemetry.NewServerHandler).
+// Span attribute keys set on the RPC's span (the server span the
+// interceptor chain starts, telemetry.ServerCalls).
 const (
 	attrChannels  = "pushercm.channels.count"
 	attrEventSize = "pushercm.event.size"

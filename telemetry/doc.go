@@ -6,7 +6,9 @@
 // provider exported in the Prometheus text format on the ops listener's
 // /metrics. Unset OTEL_* variables mean no exporter, never an error.
 //
-// NewServerHandler is the gRPC server's tracing and metrics stats handler:
-// otelgrpc's spans and rpc.server.call.duration, with the per-method work done
-// once per method instead of once per call.
+// ServerCalls is the gRPC server's tracing and call duration, called from
+// its outermost interceptor: otelgrpc's spans and rpc.server.call.duration,
+// with the per-method work done once per method instead of once per call,
+// and without grpc-go's per-call stats work. NewServerHandler is the same as
+// a stats handler (tests, and otelgrpc's older conventions).
 package telemetry

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel"
@@ -66,6 +67,38 @@ func callCode(method string) codes.Code {
 // the tracer and meter recorded.
 func runGRPC(t *testing.T, newHandler func(trace.TracerProvider, *sdkmetric.MeterProvider) stats.Handler, sampler sdktrace.Sampler) (tracetest.SpanStubs, metricdata.ResourceMetrics, []trace.SpanContext) {
 	t.Helper()
+	return runGRPCWith(t, func(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
+		return grpc.StatsHandler(&endWaiter{Handler: newHandler(tp, mp), ended: ended})
+	}, sampler)
+}
+
+// callsInterceptor traces and times calls with telemetry.ServerCalls from
+// a stream interceptor (the unknown-service handler below is a stream
+// handler), as the server's interceptor chain does.
+func callsInterceptor(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
+	calls := telemetry.NewServerCalls(tp, mp)
+	return grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		begin := time.Now()
+		ctx := calls.Begin(ss.Context(), info.FullMethod)
+		err := handler(srv, ctxStream{ss, ctx})
+		calls.End(ctx, info.FullMethod, begin, err)
+		ended()
+		return err
+	})
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
+
+// runGRPCWith serves the calls on a real gRPC server with the option that
+// option returns (it calls ended once per call, after recording it) and
+// returns what the tracer and meter recorded.
+func runGRPCWith(t *testing.T, option func(trace.TracerProvider, *sdkmetric.MeterProvider, func()) grpc.ServerOption, sampler sdktrace.Sampler) (tracetest.SpanStubs, metricdata.ResourceMetrics, []trace.SpanContext) {
+	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sampler))
 	reader := sdkmetric.NewManualReader()
@@ -73,9 +106,9 @@ func runGRPC(t *testing.T, newHandler func(trace.TracerProvider, *sdkmetric.Mete
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
 
 	var seen []trace.SpanContext // the span context each handler ran in
-	ends := &endWaiter{Handler: newHandler(tp, mp)}
-	ends.wg.Add(len(grpcCalls))
-	srv := grpc.NewServer(grpc.StatsHandler(ends),
+	var ends sync.WaitGroup
+	ends.Add(len(grpcCalls))
+	srv := grpc.NewServer(option(tp, mp, ends.Done),
 		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
 			seen = append(seen, trace.SpanContextFromContext(ss.Context()))
 			if err := ss.RecvMsg(&emptypb.Empty{}); err != nil {
@@ -108,7 +141,7 @@ func runGRPC(t *testing.T, newHandler func(trace.TracerProvider, *sdkmetric.Mete
 			t.Fatalf("%s: %v, want %s", c.method, err, c.code)
 		}
 	}
-	ends.wg.Wait() // the client can see the status before the server's End
+	ends.Wait() // the client can see the status before the server's End
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
@@ -119,13 +152,13 @@ func runGRPC(t *testing.T, newHandler func(trace.TracerProvider, *sdkmetric.Mete
 // endWaiter counts the calls whose End the handler has seen.
 type endWaiter struct {
 	stats.Handler
-	wg sync.WaitGroup
+	ended func()
 }
 
 func (e *endWaiter) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 	e.Handler.HandleRPC(ctx, rs)
 	if _, ok := rs.(*stats.End); ok {
-		e.wg.Done()
+		e.ended()
 	}
 }
 
@@ -213,26 +246,51 @@ func TestServerHandlerMatchesOtelgrpc(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
 			gotSpans, gotMetrics, gotSeen := runGRPC(t, ourHandler, tc.sampler)
-
-			if got, want := spanViews(gotSpans), spanViews(wantSpans); !reflect.DeepEqual(got, want) {
-				t.Errorf("spans:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
-			}
-			if got, want := metricView(t, gotMetrics), metricView(t, wantMetrics); !reflect.DeepEqual(got, want) {
-				t.Errorf("metrics:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
-			}
-			if len(gotSeen) != len(grpcCalls) || len(wantSeen) != len(grpcCalls) {
-				t.Fatalf("handlers ran %d and %d times, want %d", len(gotSeen), len(wantSeen), len(grpcCalls))
-			}
-			for i, c := range grpcCalls {
-				got, want := gotSeen[i], wantSeen[i]
-				if !got.IsValid() || got.IsSampled() != want.IsSampled() || got.IsRemote() != want.IsRemote() {
-					t.Errorf("call %d: span context %v, want like %v", i, got, want)
-				}
-				if c.parent && got.TraceID().String() != parentTrace {
-					t.Errorf("call %d: trace %s, want the caller's %s", i, got.TraceID(), parentTrace)
-				}
-			}
+			compareGRPC(t, gotSpans, wantSpans, gotMetrics, wantMetrics, gotSeen, wantSeen)
 		})
+	}
+}
+
+// TestServerCallsMatchOtelgrpc: ServerCalls, called from an interceptor,
+// gives the same spans and duration metric as otelgrpc's stats handler.
+func TestServerCallsMatchOtelgrpc(t *testing.T) {
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+	for _, tc := range []struct {
+		name    string
+		sampler sdktrace.Sampler
+	}{
+		{"always sample", sdktrace.AlwaysSample()},
+		{"never sample", sdktrace.NeverSample()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
+			gotSpans, gotMetrics, gotSeen := runGRPCWith(t, callsInterceptor, tc.sampler)
+			compareGRPC(t, gotSpans, wantSpans, gotMetrics, wantMetrics, gotSeen, wantSeen)
+		})
+	}
+}
+
+func compareGRPC(t *testing.T, gotSpans, wantSpans tracetest.SpanStubs, gotMetrics, wantMetrics metricdata.ResourceMetrics, gotSeen, wantSeen []trace.SpanContext) {
+	t.Helper()
+	if got, want := spanViews(gotSpans), spanViews(wantSpans); !reflect.DeepEqual(got, want) {
+		t.Errorf("spans:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+	if got, want := metricView(t, gotMetrics), metricView(t, wantMetrics); !reflect.DeepEqual(got, want) {
+		t.Errorf("metrics:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	}
+	if len(gotSeen) != len(grpcCalls) || len(wantSeen) != len(grpcCalls) {
+		t.Fatalf("handlers ran %d and %d times, want %d", len(gotSeen), len(wantSeen), len(grpcCalls))
+	}
+	for i, c := range grpcCalls {
+		got, want := gotSeen[i], wantSeen[i]
+		if !got.IsValid() || got.IsSampled() != want.IsSampled() || got.IsRemote() != want.IsRemote() {
+			t.Errorf("call %d: span context %v, want like %v", i, got, want)
+		}
+		if c.parent && got.TraceID().String() != parentTrace {
+			t.Errorf("call %d: trace %s, want the caller's %s", i, got.TraceID(), parentTrace)
+		}
 	}
 }
 
