@@ -166,8 +166,10 @@ type GRPC struct {
 	// call that finds one free runs on its already-grown stack instead of
 	// starting a goroutine whose stack grows again on every call; a call
 	// that finds none free gets a goroutine of its own, as without workers,
-	// so no call waits for a worker. Default 0: 4 per GOMAXPROCS. -1: none
-	// (a new goroutine per call, grpc-go's default).
+	// so no call waits for a worker. Default 0: 64, or 8 per GOMAXPROCS
+	// when that is more (a publisher's usual concurrency, so most calls find
+	// one; idle, each is a parked goroutine with its stack). -1: none (a
+	// new goroutine per call, grpc-go's default).
 	StreamWorkers int `yaml:"streamWorkers"`
 	// TLS for gRPC, with optional mTLS. PUSHERCM_GRPC_TLS_CERT_FILE,
 	// PUSHERCM_GRPC_TLS_KEY_FILE, PUSHERCM_GRPC_TLS_CLIENT_CA_FILE.
@@ -178,14 +180,14 @@ type GRPC struct {
 // with the server.
 const maxStreamWorkers = 100000
 
-// StreamWorkerCount resolves StreamWorkers for the server: 0 is 4 per
-// GOMAXPROCS, -1 is none.
+// StreamWorkerCount resolves StreamWorkers for the server: 0 is 64, or 8
+// per GOMAXPROCS when that is more; -1 is none.
 func (g GRPC) StreamWorkerCount() int {
 	switch {
 	case g.StreamWorkers < 0:
 		return 0
 	case g.StreamWorkers == 0:
-		return 4 * runtime.GOMAXPROCS(0)
+		return max(64, 8*runtime.GOMAXPROCS(0))
 	}
 	return g.StreamWorkers
 }
@@ -682,7 +684,7 @@ func (c *Config) Validate() error {
 		bad("gc.heapFloorMiB", "must be -1 (off), 0 (%d) or a size in MiB up to %d, got %d", DefaultHeapFloorMiB, maxHeapFloorMiB, c.GC.HeapFloorMiB)
 	}
 	if c.GRPC.StreamWorkers < -1 || c.GRPC.StreamWorkers > maxStreamWorkers {
-		bad("grpc.streamWorkers", "must be -1 (none), 0 (4 per GOMAXPROCS) or a count up to %d, got %d", maxStreamWorkers, c.GRPC.StreamWorkers)
+		bad("grpc.streamWorkers", "must be -1 (none), 0 (64, or 8 per GOMAXPROCS) or a count up to %d, got %d", maxStreamWorkers, c.GRPC.StreamWorkers)
 	}
 	if c.GRPC.Keepalive.MinTime < 0 || c.GRPC.Keepalive.Time < 0 || c.GRPC.Keepalive.Timeout < 0 {
 		bad("grpc.keepalive", "durations must not be negative")

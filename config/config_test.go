@@ -303,7 +303,7 @@ func TestEnvNamesCoverDesign(t *testing.T) {
 
 func TestStreamWorkerCount(t *testing.T) {
 	for _, tc := range []struct{ set, want int }{
-		{0, 4 * runtime.GOMAXPROCS(0)},
+		{0, max(64, 8*runtime.GOMAXPROCS(0))},
 		{-1, 0},
 		{3, 3},
 	} {
