@@ -369,7 +369,7 @@ func (a *App) newGRPCServer() *grpc.Server {
 		interceptors.WithRateLimitKeys(interceptors.BroadcastUserIDs),
 		interceptors.WithRateLimitLogger(a.log),
 	}
-	calls := telemetry.NewServerCalls(a.tel.Tracer, a.tel.Meter)
+	calls := telemetry.NewServerCalls(a.tel.Tracer, a.tel.Meter, a.tel.IDsOnly)
 	chain := &interceptors.Chain{
 		Track:           callTracker{calls: calls, obs: a.obs},
 		Log:             a.log,

@@ -2,6 +2,8 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -63,16 +65,23 @@ func NewServerHandler(tp trace.TracerProvider, mp metric.MeterProvider) stats.Ha
 // inside grpc-go before any interceptor). The duration runs from the
 // interceptor's start, after the request is decoded, to the handler's
 // return, before the response is written.
-type ServerCalls struct{ h *serverHandler }
+type ServerCalls struct {
+	h       *serverHandler
+	idsOnly bool
+}
 
 // NewServerCalls returns the interceptors' tracing and timing, or nil when
 // OTEL_SEMCONV_STABILITY_OPT_IN asks for otelgrpc's rpc/old or rpc/dup
 // conventions: then install NewServerHandler as a stats handler instead.
-func NewServerCalls(tp trace.TracerProvider, mp metric.MeterProvider) *ServerCalls {
+// idsOnly says tp never samples (Providers.IDsOnly): each call's span
+// context is then made here, as the SDK would make it for a span it does
+// not sample (the caller's trace id and trace state, a new span id, not
+// sampled), without starting a span.
+func NewServerCalls(tp trace.TracerProvider, mp metric.MeterProvider, idsOnly bool) *ServerCalls {
 	if legacyRPCSemconv() {
 		return nil
 	}
-	return &ServerCalls{h: newServerHandler(tp, mp)}
+	return &ServerCalls{h: newServerHandler(tp, mp), idsOnly: idsOnly}
 }
 
 // Begin starts the call's span, a child of the trace context the caller
@@ -80,6 +89,16 @@ func NewServerCalls(tp trace.TracerProvider, mp metric.MeterProvider) *ServerCal
 func (c *ServerCalls) Begin(ctx context.Context, fullMethod string) context.Context {
 	h := c.h
 	ctx = h.prop.Extract(ctx, incomingCarrier{ctx})
+	if c.idsOnly {
+		parent := trace.SpanContextFromContext(ctx)
+		cfg := trace.SpanContextConfig{SpanID: newSpanID(), TraceFlags: parent.TraceFlags() &^ trace.FlagsSampled}
+		if parent.IsValid() {
+			cfg.TraceID, cfg.TraceState = parent.TraceID(), parent.TraceState()
+		} else {
+			cfg.TraceID = newTraceID()
+		}
+		return trace.ContextWithSpanContext(ctx, trace.NewSpanContext(cfg))
+	}
 	m := h.method(fullMethod)
 	ctx, span := h.tracer.Start(ctx, m.name, m.spanOpts...)
 	if span.IsRecording() {
@@ -94,6 +113,25 @@ func (c *ServerCalls) Begin(ctx context.Context, fullMethod string) context.Cont
 // call's duration since begin.
 func (c *ServerCalls) End(ctx context.Context, fullMethod string, begin time.Time, err error) {
 	c.h.finish(ctx, c.h.method(fullMethod), time.Since(begin), err)
+}
+
+// newTraceID and newSpanID are random non-zero ids, as the SDK's default
+// generator makes them (without its lock).
+func newTraceID() trace.TraceID {
+	var id trace.TraceID
+	for !id.IsValid() {
+		binary.BigEndian.PutUint64(id[:8], rand.Uint64())
+		binary.BigEndian.PutUint64(id[8:], rand.Uint64())
+	}
+	return id
+}
+
+func newSpanID() trace.SpanID {
+	var id trace.SpanID
+	for !id.IsValid() {
+		binary.BigEndian.PutUint64(id[:], rand.Uint64())
+	}
+	return id
 }
 
 func newServerHandler(tp trace.TracerProvider, mp metric.MeterProvider) *serverHandler {

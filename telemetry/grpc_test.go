@@ -76,7 +76,15 @@ func runGRPC(t *testing.T, newHandler func(trace.TracerProvider, *sdkmetric.Mete
 // a stream interceptor (the unknown-service handler below is a stream
 // handler), as the server's interceptor chain does.
 func callsInterceptor(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
-	calls := telemetry.NewServerCalls(tp, mp)
+	return callsInterceptorOf(telemetry.NewServerCalls(tp, mp, false), ended)
+}
+
+// idsOnlyInterceptor is callsInterceptor for a provider that never samples.
+func idsOnlyInterceptor(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
+	return callsInterceptorOf(telemetry.NewServerCalls(tp, mp, true), ended)
+}
+
+func callsInterceptorOf(calls *telemetry.ServerCalls, ended func()) grpc.ServerOption {
 	return grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		begin := time.Now()
 		ctx := calls.Begin(ss.Context(), info.FullMethod)
@@ -260,13 +268,15 @@ func TestServerCallsMatchOtelgrpc(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		sampler sdktrace.Sampler
+		calls   func(trace.TracerProvider, *sdkmetric.MeterProvider, func()) grpc.ServerOption
 	}{
-		{"always sample", sdktrace.AlwaysSample()},
-		{"never sample", sdktrace.NeverSample()},
+		{"always sample", sdktrace.AlwaysSample(), callsInterceptor},
+		{"never sample", sdktrace.NeverSample(), callsInterceptor},
+		{"never sample, ids only", sdktrace.NeverSample(), idsOnlyInterceptor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
-			gotSpans, gotMetrics, gotSeen := runGRPCWith(t, callsInterceptor, tc.sampler)
+			gotSpans, gotMetrics, gotSeen := runGRPCWith(t, tc.calls, tc.sampler)
 			compareGRPC(t, gotSpans, wantSpans, gotMetrics, wantMetrics, gotSeen, wantSeen)
 		})
 	}

@@ -34,6 +34,10 @@ type Providers struct {
 	Handler http.Handler
 	// Exporting says whether traces leave the process (OTLP configured).
 	Exporting bool
+	// IDsOnly says the tracer provider never samples (no exporter and no
+	// OTEL_TRACES_SAMPLER): spans only give logs and callees their ids
+	// (see NewServerCalls).
+	IDsOnly bool
 
 	shutdown []func(context.Context) error
 }
@@ -89,6 +93,7 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 		// get valid trace and span ids, so logs carry them and trace context
 		// propagates) but record nothing, so RPCs do not pay for spans.
 		topts = append(topts, sdktrace.WithSampler(sdktrace.NeverSample()))
+		p.IDsOnly = true
 	}
 	tp := sdktrace.NewTracerProvider(topts...)
 	p.Tracer = tp
