@@ -236,47 +236,32 @@ func ourHandler(tp trace.TracerProvider, mp *sdkmetric.MeterProvider) stats.Hand
 }
 
 // TestServerHandlerMatchesOtelgrpc: the same calls give the same spans and
-// the same duration metric through NewServerHandler as through otelgrpc's
-// handler, recorded or not.
+// the same duration metric through NewServerHandler, and through
+// ServerCalls called from an interceptor, as through otelgrpc's handler,
+// recorded or not.
 func TestServerHandlerMatchesOtelgrpc(t *testing.T) {
 	prev := otel.GetTextMapPropagator()
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
 
-	for _, tc := range []struct {
-		name    string
-		sampler sdktrace.Sampler
-	}{
-		{"always sample", sdktrace.AlwaysSample()},
-		{"never sample", sdktrace.NeverSample()},
-		{"parent based, ratio 0", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
-			gotSpans, gotMetrics, gotSeen := runGRPC(t, ourHandler, tc.sampler)
-			compareGRPC(t, gotSpans, wantSpans, gotMetrics, wantMetrics, gotSeen, wantSeen)
-		})
+	ours := func(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
+		return grpc.StatsHandler(&endWaiter{Handler: ourHandler(tp, mp), ended: ended})
 	}
-}
-
-// TestServerCallsMatchOtelgrpc: ServerCalls, called from an interceptor,
-// gives the same spans and duration metric as otelgrpc's stats handler.
-func TestServerCallsMatchOtelgrpc(t *testing.T) {
-	prev := otel.GetTextMapPropagator()
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
 	for _, tc := range []struct {
 		name    string
 		sampler sdktrace.Sampler
-		calls   func(trace.TracerProvider, *sdkmetric.MeterProvider, func()) grpc.ServerOption
+		server  func(trace.TracerProvider, *sdkmetric.MeterProvider, func()) grpc.ServerOption
 	}{
-		{"always sample", sdktrace.AlwaysSample(), callsInterceptor},
-		{"never sample", sdktrace.NeverSample(), callsInterceptor},
-		{"never sample, ids only", sdktrace.NeverSample(), idsOnlyInterceptor},
+		{"handler, always sample", sdktrace.AlwaysSample(), ours},
+		{"handler, never sample", sdktrace.NeverSample(), ours},
+		{"handler, parent based, ratio 0", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)), ours},
+		{"calls, always sample", sdktrace.AlwaysSample(), callsInterceptor},
+		{"calls, never sample", sdktrace.NeverSample(), callsInterceptor},
+		{"calls, never sample, ids only", sdktrace.NeverSample(), idsOnlyInterceptor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
-			gotSpans, gotMetrics, gotSeen := runGRPCWith(t, tc.calls, tc.sampler)
+			gotSpans, gotMetrics, gotSeen := runGRPCWith(t, tc.server, tc.sampler)
 			compareGRPC(t, gotSpans, wantSpans, gotMetrics, wantMetrics, gotSeen, wantSeen)
 		})
 	}
