@@ -25,6 +25,6 @@
 //
 // The signal does not depend on the floor (allocation rate against live
 // heap, not the number of collections), so the tuner does not flap.
-// GOGC=off turns it off; GOMEMLIMIT still applies on top of the goal it
+// GOGC=off (or 0) turns it off; GOMEMLIMIT still applies on top of the goal it
 // sets. The tuner owns GOGC while it runs: one per process.
 package gcfloor

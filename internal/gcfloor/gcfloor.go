@@ -80,9 +80,10 @@ func (t *Tuner) Engaged() bool  { return t.engaged.Load() }
 func (t *Tuner) Spells() uint64 { return t.spells.Load() }
 
 // Run checks every Interval until ctx ends, then puts the base GOGC back.
-// It does nothing when Floor is 0 or the collector is off (GOGC=off).
+// It does nothing when Floor is 0 or GOGC is off or 0 (a process set up to
+// collect that way is left alone).
 func (t *Tuner) Run(ctx context.Context) {
-	if t.cfg.Floor == 0 || t.base < 0 {
+	if t.cfg.Floor == 0 || t.base <= 0 {
 		return
 	}
 	tick := time.NewTicker(t.cfg.Interval)
@@ -119,31 +120,30 @@ func (t *Tuner) step(rate float64, live uint64) {
 	}
 	engaged := t.engaged.Load()
 	switch {
-	case !engaged && t.busy >= 2:
-		t.engaged.Store(true)
-		t.spells.Add(1)
-		engaged = true
-		t.cfg.Logger.Debug("heap floor on: the process allocates fast", "floor_bytes", t.cfg.Floor,
-			"live_bytes", live, "alloc_bytes_per_second", uint64(rate), "collections_per_second_without", cycles)
 	case engaged && t.idle >= 2:
-		t.engaged.Store(false)
-		t.cfg.Logger.Debug("heap floor off", "live_bytes", live, "alloc_bytes_per_second", uint64(rate))
 		// Collect the garbage the floor let pile up now, rather than at
 		// the next allocation, which an idle process may not make for a
 		// long time.
 		t.set(t.base, true)
+		t.engaged.Store(false)
+		t.cfg.Logger.Debug("heap floor off", "live_bytes", live, "alloc_bytes_per_second", uint64(rate))
 		return
-	}
-	if !engaged {
+	case !engaged && t.busy < 2:
 		return
 	}
 	// The goal is live × (1 + GOGC/100): the GOGC that puts it at the
-	// floor, never below the base.
+	// floor, never below the base. Engaged is reported once it is set.
 	p := t.base
 	if need := int(t.cfg.Floor*100/live) - 100; need > p {
 		p = need
 	}
 	t.set(p, false)
+	if !engaged {
+		t.engaged.Store(true)
+		t.spells.Add(1)
+		t.cfg.Logger.Debug("heap floor on: the process allocates fast", "floor_bytes", t.cfg.Floor,
+			"live_bytes", live, "alloc_bytes_per_second", uint64(rate), "collections_per_second_without", cycles)
+	}
 }
 
 // set puts GOGC at p, and collects once in the background when asked.
