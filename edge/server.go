@@ -153,11 +153,20 @@ func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64)
 }
 
 // ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
+// A route without wildcards (the HTTP API's "/apps/") is served with the
+// handler that routing found, so the request is routed once, not twice;
+// routes with wildcards go through the mux, which sets their path values.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := s.mux.Handler(r); pattern == "" {
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = w.Write([]byte(`{"error":"not found","code":404}`))
+		return
+	}
+	if !strings.Contains(pattern, "{") {
+		r.Pattern = pattern
+		h.ServeHTTP(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
