@@ -9,6 +9,6 @@
 // ServerCalls is the gRPC server's tracing and call duration, called from
 // its outermost interceptor: otelgrpc's spans and rpc.server.call.duration,
 // with the per-method work done once per method instead of once per call,
-// and without grpc-go's per-call stats work. NewServerHandler is the same as
-// a stats handler (tests, and otelgrpc's older conventions).
+// and without grpc-go's per-call stats work. NewServerHandler is otelgrpc's
+// own stats handler, for its older conventions (OTEL_SEMCONV_STABILITY_OPT_IN).
 package telemetry

@@ -28,32 +28,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// NewServerHandler returns the gRPC server's tracing and metrics stats
-// handler: the spans and the rpc.server.call.duration histogram of
-// otelgrpc.NewServerHandler (same scope, span names, kinds, attributes,
-// statuses and metric attributes), built with per-call work cut to what
-// changes per call.
-//
-// otelgrpc builds each call's span options and attribute slices afresh,
-// copies the whole incoming metadata to read traceparent, and hashes the
-// metric attribute set at every call's end: about 24 allocations and 3 µs
-// per call. Here the span options and, per status code, the metric
-// attribute set and its record option are built once per method (for up to
-// maxMethods distinct method names; later ones are built per call, so a
-// client sending made-up method names cannot grow memory), and the
-// propagators read the incoming metadata in place.
-//
-// With OTEL_SEMCONV_STABILITY_OPT_IN asking for rpc/old or rpc/dup, it
-// returns otelgrpc's handler itself, which implements those conventions.
+// NewServerHandler returns otelgrpc's server stats handler, for
+// OTEL_SEMCONV_STABILITY_OPT_IN=rpc/old or rpc/dup, the conventions it
+// implements and ServerCalls does not (NewServerCalls is nil then).
 func NewServerHandler(tp trace.TracerProvider, mp metric.MeterProvider) stats.Handler {
-	if legacyRPCSemconv() {
-		return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(mp))
-	}
-	return newServerHandler(tp, mp)
+	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(mp))
 }
 
-// ServerCalls does what NewServerHandler's handler does (the same spans,
-// attributes, statuses and rpc.server.call.duration), called from the
+// ServerCalls traces and times the server's calls as otelgrpc's stats
+// handler does (the same scope, span names, kinds, attributes, statuses
+// and rpc.server.call.duration with its attributes), called from the
 // server's outermost interceptor instead of as a stats handler: a server
 // with a stats handler pays on every call for grpc-go's own stats work (a
 // copy of the incoming metadata, the peer, an event per header and
@@ -65,9 +49,22 @@ func NewServerHandler(tp trace.TracerProvider, mp metric.MeterProvider) stats.Ha
 // inside grpc-go before any interceptor). The duration runs from the
 // interceptor's start, after the request is decoded, to the handler's
 // return, before the response is written.
+//
+// otelgrpc builds each call's span options and attribute slices afresh,
+// copies the whole incoming metadata to read traceparent, and hashes the
+// metric attribute set at every call's end. Here the span options and, per
+// status code, the metric attribute set and its record option are built
+// once per method (for up to maxMethods distinct method names; later ones
+// are built per call, so a client sending made-up method names cannot grow
+// memory), and the propagators read the incoming metadata in place.
 type ServerCalls struct {
-	h       *serverHandler
-	idsOnly bool
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
+	duration metric.Float64Histogram
+	idsOnly  bool
+
+	methods sync.Map // full method name -> *methodInfo
+	cached  atomic.Int32
 }
 
 // NewServerCalls returns the interceptors' tracing and timing, or nil when
@@ -81,14 +78,15 @@ func NewServerCalls(tp trace.TracerProvider, mp metric.MeterProvider, idsOnly bo
 	if legacyRPCSemconv() {
 		return nil
 	}
-	return &ServerCalls{h: newServerHandler(tp, mp), idsOnly: idsOnly}
+	c := newServerCalls(tp, mp)
+	c.idsOnly = idsOnly
+	return c
 }
 
 // Begin starts the call's span, a child of the trace context the caller
 // sent; the returned context carries it.
 func (c *ServerCalls) Begin(ctx context.Context, fullMethod string) context.Context {
-	h := c.h
-	ctx = h.prop.Extract(ctx, incomingCarrier{ctx})
+	ctx = c.prop.Extract(ctx, incomingCarrier{ctx})
 	if c.idsOnly {
 		parent := trace.SpanContextFromContext(ctx)
 		cfg := trace.SpanContextConfig{SpanID: newSpanID(), TraceFlags: parent.TraceFlags() &^ trace.FlagsSampled}
@@ -99,8 +97,8 @@ func (c *ServerCalls) Begin(ctx context.Context, fullMethod string) context.Cont
 		}
 		return trace.ContextWithSpanContext(ctx, trace.NewSpanContext(cfg))
 	}
-	m := h.method(fullMethod)
-	ctx, span := h.tracer.Start(ctx, m.name, m.spanOpts...)
+	m := c.method(fullMethod)
+	ctx, span := c.tracer.Start(ctx, m.name, m.spanOpts...)
 	if span.IsRecording() {
 		if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
 			span.SetAttributes(serverAddrAttrs(p.LocalAddr.String())...)
@@ -112,7 +110,27 @@ func (c *ServerCalls) Begin(ctx context.Context, fullMethod string) context.Cont
 // End ends the span of ctx (from Begin) with err's status and records the
 // call's duration since begin.
 func (c *ServerCalls) End(ctx context.Context, fullMethod string, begin time.Time, err error) {
-	c.h.finish(ctx, c.h.method(fullMethod), time.Since(begin), err)
+	code := codes.OK
+	var st *status.Status
+	if err != nil {
+		st, _ = status.FromError(err)
+		code = st.Code()
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		if st != nil {
+			if serverError(code) {
+				span.SetStatus(otelcodes.Error, st.Message())
+			} else {
+				span.SetStatus(otelcodes.Unset, "")
+			}
+		}
+		span.SetAttributes(semconv.RPCResponseStatusCode(canonicalCode(code)))
+		span.End()
+	}
+	if c.duration == nil || !c.duration.Enabled(ctx) {
+		return
+	}
+	c.duration.Record(ctx, float64(time.Since(begin))/float64(time.Second), c.method(fullMethod).record(code)...)
 }
 
 // newTraceID and newSpanID are random non-zero ids, as the SDK's default
@@ -134,8 +152,8 @@ func newSpanID() trace.SpanID {
 	return id
 }
 
-func newServerHandler(tp trace.TracerProvider, mp metric.MeterProvider) *serverHandler {
-	h := &serverHandler{
+func newServerCalls(tp trace.TracerProvider, mp metric.MeterProvider) *ServerCalls {
+	h := &ServerCalls{
 		tracer: tp.Tracer(otelgrpc.ScopeName, trace.WithInstrumentationVersion(otelgrpc.Version)),
 		prop:   otel.GetTextMapPropagator(),
 	}
@@ -163,20 +181,11 @@ func legacyRPCSemconv() bool {
 }
 
 // maxMethods bounds the per-method cache: a server has a few dozen methods,
-// and TagRPC sees whatever method name a client sends.
+// and a call can name whatever method a client sends.
 const maxMethods = 256
 
 // numCodes is the number of gRPC codes (OK .. Unauthenticated).
 const numCodes = 17
-
-type serverHandler struct {
-	tracer   trace.Tracer
-	prop     propagation.TextMapPropagator
-	duration metric.Float64Histogram
-
-	methods sync.Map // full method name -> *methodInfo
-	cached  atomic.Int32
-}
 
 // methodInfo is what every call of one method shares.
 type methodInfo struct {
@@ -227,7 +236,7 @@ func (m *methodInfo) record(c codes.Code) []metric.RecordOption {
 	return opts
 }
 
-func (h *serverHandler) method(fullMethod string) *methodInfo {
+func (h *ServerCalls) method(fullMethod string) *methodInfo {
 	if v, ok := h.methods.Load(fullMethod); ok {
 		return v.(*methodInfo)
 	}
@@ -240,72 +249,6 @@ func (h *serverHandler) method(fullMethod string) *methodInfo {
 	}
 	return m
 }
-
-type callKey struct{}
-
-// TagRPC starts the call's span, a child of the trace context the caller
-// sent.
-func (h *serverHandler) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	ctx = h.prop.Extract(ctx, incomingCarrier{ctx})
-	m := h.method(info.FullMethodName)
-	// otelgrpc marks the extracted span context remote again; Extract has
-	// already done so when it found one, and an invalid one changes nothing.
-	ctx, _ = h.tracer.Start(ctx, m.name, m.spanOpts...)
-	return context.WithValue(ctx, callKey{}, m)
-}
-
-// HandleRPC records the server address on the span, and at the end of the
-// call the span's status and the call's duration.
-func (h *serverHandler) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	switch rs := rs.(type) {
-	case *stats.InHeader:
-		if !rs.Client && rs.LocalAddr != nil {
-			if span := trace.SpanFromContext(ctx); span.IsRecording() {
-				span.SetAttributes(serverAddrAttrs(rs.LocalAddr.String())...)
-			}
-		}
-	case *stats.End:
-		h.end(ctx, rs)
-	}
-}
-
-func (h *serverHandler) end(ctx context.Context, rs *stats.End) {
-	m, _ := ctx.Value(callKey{}).(*methodInfo)
-	h.finish(ctx, m, rs.EndTime.Sub(rs.BeginTime), rs.Error)
-}
-
-// finish ends ctx's span with err's status and records the duration under
-// m's attributes (nothing is recorded when m is nil: a call this handler
-// did not tag).
-func (h *serverHandler) finish(ctx context.Context, m *methodInfo, d time.Duration, err error) {
-	code := codes.OK
-	var st *status.Status
-	if err != nil {
-		st, _ = status.FromError(err)
-		code = st.Code()
-	}
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
-		if st != nil {
-			if serverError(code) {
-				span.SetStatus(otelcodes.Error, st.Message())
-			} else {
-				span.SetStatus(otelcodes.Unset, "")
-			}
-		}
-		span.SetAttributes(semconv.RPCResponseStatusCode(canonicalCode(code)))
-		span.End()
-	}
-	if m == nil || h.duration == nil || !h.duration.Enabled(ctx) {
-		return
-	}
-	h.duration.Record(ctx, float64(d)/float64(time.Second), m.record(code)...)
-}
-
-// TagConn implements stats.Handler.
-func (*serverHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-// HandleConn implements stats.Handler.
-func (*serverHandler) HandleConn(context.Context, stats.ConnStats) {}
 
 // incomingCarrier reads the call's incoming metadata in place for the
 // propagators (otelgrpc copies all of it first). Keys on the wire are lower

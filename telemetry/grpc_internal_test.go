@@ -12,7 +12,7 @@ import (
 // the per-method cache stops growing at maxMethods; later names still get
 // their own span name and attributes.
 func TestServerHandlerMethodCacheBounded(t *testing.T) {
-	h := NewServerHandler(sdktrace.NewTracerProvider(), sdkmetric.NewMeterProvider()).(*serverHandler)
+	h := newServerCalls(sdktrace.NewTracerProvider(), sdkmetric.NewMeterProvider())
 	for i := range 2 * maxMethods {
 		name := "/made.up.Svc/M" + strconv.Itoa(i)
 		m := h.method(name)

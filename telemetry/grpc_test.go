@@ -231,33 +231,23 @@ func otelgrpcHandler(tp trace.TracerProvider, mp *sdkmetric.MeterProvider) stats
 	return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithMeterProvider(mp))
 }
 
-func ourHandler(tp trace.TracerProvider, mp *sdkmetric.MeterProvider) stats.Handler {
-	return telemetry.NewServerHandler(tp, mp)
-}
-
-// TestServerHandlerMatchesOtelgrpc: the same calls give the same spans and
-// the same duration metric through NewServerHandler, and through
-// ServerCalls called from an interceptor, as through otelgrpc's handler,
-// recorded or not.
-func TestServerHandlerMatchesOtelgrpc(t *testing.T) {
+// TestServerCallsMatchOtelgrpc: the same calls give the same spans and the
+// same duration metric through ServerCalls, called from an interceptor, as
+// through otelgrpc's stats handler, recorded or not.
+func TestServerCallsMatchOtelgrpc(t *testing.T) {
 	prev := otel.GetTextMapPropagator()
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
 
-	ours := func(tp trace.TracerProvider, mp *sdkmetric.MeterProvider, ended func()) grpc.ServerOption {
-		return grpc.StatsHandler(&endWaiter{Handler: ourHandler(tp, mp), ended: ended})
-	}
 	for _, tc := range []struct {
 		name    string
 		sampler sdktrace.Sampler
 		server  func(trace.TracerProvider, *sdkmetric.MeterProvider, func()) grpc.ServerOption
 	}{
-		{"handler, always sample", sdktrace.AlwaysSample(), ours},
-		{"handler, never sample", sdktrace.NeverSample(), ours},
-		{"handler, parent based, ratio 0", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)), ours},
-		{"calls, always sample", sdktrace.AlwaysSample(), callsInterceptor},
-		{"calls, never sample", sdktrace.NeverSample(), callsInterceptor},
-		{"calls, never sample, ids only", sdktrace.NeverSample(), idsOnlyInterceptor},
+		{"always sample", sdktrace.AlwaysSample(), callsInterceptor},
+		{"never sample", sdktrace.NeverSample(), callsInterceptor},
+		{"parent based, ratio 0", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0)), callsInterceptor},
+		{"never sample, ids only", sdktrace.NeverSample(), idsOnlyInterceptor},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantSpans, wantMetrics, wantSeen := runGRPC(t, otelgrpcHandler, tc.sampler)
@@ -289,27 +279,24 @@ func compareGRPC(t *testing.T, gotSpans, wantSpans tracetest.SpanStubs, gotMetri
 	}
 }
 
-// TestServerHandlerLegacySemconv: rpc/old and rpc/dup are otelgrpc's.
-func TestServerHandlerLegacySemconv(t *testing.T) {
+// TestServerCallsLegacySemconv: rpc/old and rpc/dup are otelgrpc's, so
+// NewServerCalls leaves them to its stats handler (NewServerHandler).
+func TestServerCallsLegacySemconv(t *testing.T) {
 	t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, rpc/dup")
-	prev := otel.GetTextMapPropagator()
-	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
-	wantSpans, wantMetrics, _ := runGRPC(t, otelgrpcHandler, sdktrace.AlwaysSample())
-	gotSpans, gotMetrics, _ := runGRPC(t, ourHandler, sdktrace.AlwaysSample())
-	if got, want := spanViews(gotSpans), spanViews(wantSpans); !reflect.DeepEqual(got, want) {
-		t.Errorf("spans:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	if c := telemetry.NewServerCalls(sdktrace.NewTracerProvider(), sdkmetric.NewMeterProvider(), false); c != nil {
+		t.Fatal("NewServerCalls with rpc/dup asked for: want nil, so that otelgrpc's handler is installed")
 	}
-	if got, want := metricView(t, gotMetrics), metricView(t, wantMetrics); !reflect.DeepEqual(got, want) {
-		t.Errorf("metrics:\n got %s\nwant %s", strings.Join(got, "\n     "), strings.Join(want, "\n     "))
+	t.Setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+	if c := telemetry.NewServerCalls(sdktrace.NewTracerProvider(), sdkmetric.NewMeterProvider(), false); c == nil {
+		t.Fatal("NewServerCalls without rpc/old or rpc/dup: nil")
 	}
 }
 
-// BenchmarkServerHandler measures one unary call's stats handler work on the
-// server (TagRPC, the transport's HandleRPC events, End) with spans not
-// sampled, as with no trace exporter: otelgrpc's handler against
-// NewServerHandler.
-func BenchmarkServerHandler(b *testing.B) {
+// BenchmarkServerCalls measures one unary call's tracing and timing on the
+// server with spans not sampled, as with no trace exporter: otelgrpc's
+// stats handler (TagRPC, the transport's HandleRPC events, End) against
+// ServerCalls' Begin and End, and with ids only.
+func BenchmarkServerCalls(b *testing.B) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	b.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
@@ -318,23 +305,31 @@ func BenchmarkServerHandler(b *testing.B) {
 		"te": {"trailers"}, "authorization": {"Bearer x.y.z"}, "grpc-accept-encoding": {"gzip"},
 	}
 	base := metadata.NewIncomingContext(context.Background(), md)
-	info := &stats.RPCTagInfo{FullMethodName: "/pushercm.v1.BroadcastService/SendEvent"}
+	const method = "/pushercm.v1.BroadcastService/SendEvent"
+	info := &stats.RPCTagInfo{FullMethodName: method}
 	addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9000}
-	for _, h := range []struct {
-		name string
-		h    stats.Handler
-	}{{"otelgrpc", otelgrpcHandler(tp, mp)}, {"telemetry", ourHandler(tp, mp)}} {
-		b.Run(h.name, func(b *testing.B) {
+	b.Run("otelgrpc", func(b *testing.B) {
+		h := otelgrpcHandler(tp, mp)
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx := h.TagRPC(base, info)
+			h.HandleRPC(ctx, &stats.InHeader{LocalAddr: addr, RemoteAddr: addr})
+			h.HandleRPC(ctx, &stats.Begin{})
+			h.HandleRPC(ctx, &stats.InPayload{})
+			h.HandleRPC(ctx, &stats.OutHeader{})
+			h.HandleRPC(ctx, &stats.OutPayload{})
+			h.HandleRPC(ctx, &stats.OutTrailer{})
+			h.HandleRPC(ctx, &stats.End{})
+		}
+	})
+	for _, idsOnly := range []bool{false, true} {
+		b.Run(fmt.Sprintf("telemetry, ids only %v", idsOnly), func(b *testing.B) {
+			c := telemetry.NewServerCalls(tp, mp, idsOnly)
 			b.ReportAllocs()
 			for b.Loop() {
-				ctx := h.h.TagRPC(base, info)
-				h.h.HandleRPC(ctx, &stats.InHeader{LocalAddr: addr, RemoteAddr: addr})
-				h.h.HandleRPC(ctx, &stats.Begin{})
-				h.h.HandleRPC(ctx, &stats.InPayload{})
-				h.h.HandleRPC(ctx, &stats.OutHeader{})
-				h.h.HandleRPC(ctx, &stats.OutPayload{})
-				h.h.HandleRPC(ctx, &stats.OutTrailer{})
-				h.h.HandleRPC(ctx, &stats.End{})
+				begin := time.Now()
+				ctx := c.Begin(base, method)
+				c.End(ctx, method, begin, nil)
 			}
 		})
 	}
