@@ -102,17 +102,6 @@ func bearer(ctx context.Context) (string, error) {
 	return strings.TrimSpace(token), nil
 }
 
-// Unary authenticates unary calls.
-func (a *Auth) Unary() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := a.authenticate(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
 // Stream authenticates streaming calls.
 func (a *Auth) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {

@@ -40,9 +40,9 @@ func (c *Chain) unary() []grpc.UnaryServerInterceptor {
 }
 
 // unaryFused is the unary chain as one interceptor: logging, error
-// mapping, service auth, rate limit and recovery do what they do as
-// separate interceptors (LoggingUnary, ErrorMapper.Unary, Auth.Unary, the
-// rate limiter, RecoveryUnary), in that order, without the closure
+// mapping, service auth, rate limit and recovery do what their stream
+// interceptors do (LoggingStream, ErrorMapper.Stream, Auth.Stream, the rate
+// limiter, RecoveryStream), in that order, without the closure
 // grpc-go's chaining allocates per step and call and the stack frames it
 // adds (a publish call's stack grows less often). Recovery covers
 // authentication and the rate limiter as well as the handler.

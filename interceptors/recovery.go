@@ -28,11 +28,6 @@ func recoveryHandler(l *slog.Logger) recovery.RecoveryHandlerFuncContext {
 	}
 }
 
-// RecoveryUnary turns handler panics into INTERNAL.
-func RecoveryUnary(l *slog.Logger) grpc.UnaryServerInterceptor {
-	return recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(recoveryHandler(l)))
-}
-
 // RecoveryStream turns handler panics into INTERNAL.
 func RecoveryStream(l *slog.Logger) grpc.StreamServerInterceptor {
 	return recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(recoveryHandler(l)))

@@ -5,8 +5,8 @@
 // pushercm_publish_duration_seconds), its socket writes (edge.WriteObserver:
 // the delivery latency from publish to socket write,
 // pushercm_delivery_latency_seconds) and every gRPC call (Finished, from the
-// interceptor chain's tracker, or HandleRPC as a grpc stats.Handler: calls by
-// code, failures by google.rpc.ErrorInfo reason).
+// interceptor chain's tracker: calls by code, failures by google.rpc.ErrorInfo
+// reason).
 // Each costs a few atomic adds per event and one histogram observation. The
 // two histograms are Prometheus histograms on the ops registry rather than
 // OpenTelemetry ones, because the OpenTelemetry exporter exports a histogram

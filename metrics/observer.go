@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -10,7 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -25,7 +23,7 @@ var LatencyBounds = []float64{
 const numCodes = 17 // codes.OK .. codes.Unauthenticated
 
 // Observer counts the hot-path events. It implements edge.Metrics
-// (Published) and grpc stats.Handler (every RPC's outcome). The zero value
+// (Published) and counts every RPC's outcome (Finished). The zero value
 // is not usable; call NewObserver. Safe for concurrent use.
 type Observer struct {
 	published atomic.Uint64
@@ -107,23 +105,9 @@ func (o *Observer) RPC(code codes.Code, reason string) {
 	o.reasonsMu.Unlock()
 }
 
-// TagRPC implements stats.Handler.
-func (o *Observer) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
-
-// HandleRPC implements stats.Handler: it counts each call once, at its end,
-// with the status the client saw (after the error-mapping interceptor, so
-// the ErrorInfo reason is the product's).
-func (o *Observer) HandleRPC(_ context.Context, s stats.RPCStats) {
-	end, ok := s.(*stats.End)
-	if !ok || s.IsClient() {
-		return
-	}
-	o.Finished(end.Error)
-}
-
-// Finished counts one finished call by the status err carries (nil: OK)
-// and its ErrorInfo reason: what HandleRPC does at a call's end, for a
-// server that counts calls from its interceptors (interceptors.Tracker).
+// Finished counts one finished call by the status the client saw, err (nil:
+// OK), and its ErrorInfo reason (the product's: the interceptor chain's
+// tracker calls it after error mapping, interceptors.Tracker).
 func (o *Observer) Finished(err error) {
 	if err == nil {
 		o.RPC(codes.OK, "")
@@ -132,12 +116,6 @@ func (o *Observer) Finished(err error) {
 	st, _ := status.FromError(err)
 	o.RPC(st.Code(), reasonOf(st))
 }
-
-// TagConn implements stats.Handler.
-func (o *Observer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
-
-// HandleConn implements stats.Handler.
-func (o *Observer) HandleConn(context.Context, stats.ConnStats) {}
 
 func reasonOf(st *status.Status) string {
 	for _, d := range st.Proto().GetDetails() {
