@@ -137,10 +137,10 @@ bench-peers:
 		rm -f $(PEERS_BIN)/centrifugo; notes="Centrifugo $(CENTRIFUGO_VERSION) left out: go install failed."; \
 	fi; \
 	t1=$$(date +%s); \
-	if (cd bench/peers/soketi && timeout 600 npm install --no-audit --no-fund --loglevel=error) > $(PEERS_BIN)/soketi-npm.log 2>&1; then \
-		notes="$$notes\nsoketi: npm install took $$(( $$(date +%s) - t1 )) s."; \
+	if (cd bench/peers/soketi && timeout 600 npm ci --no-audit --no-fund --loglevel=error) > $(PEERS_BIN)/soketi-npm.log 2>&1; then \
+		notes="$$notes\nsoketi: npm ci took $$(( $$(date +%s) - t1 )) s."; \
 	else \
-		notes="$$notes\nsoketi left out: npm install failed after $$(( $$(date +%s) - t1 )) s: $$(grep -m3 'npm error' $(PEERS_BIN)/soketi-npm.log | tr '\n' ' ' | tr -d '\`|')"; \
+		notes="$$notes\nsoketi left out: npm ci failed after $$(( $$(date +%s) - t1 )) s: $$(grep -m3 'npm error' $(PEERS_BIN)/soketi-npm.log | tr '\n' ' ' | tr -d '\`|')"; \
 	fi; \
 	echo "$$notes"; \
 	$(GO) run ./bench/cmd/peerload -centrifugo $(PEERS_BIN)/centrifugo -write BENCHMARKS.md -notes "$$notes" $(PEERLOAD_FLAGS)

@@ -14,7 +14,9 @@
 // Runs (each bounded in time; the whole tool stops itself at -timeout):
 //
 //   - idle: -idle connections subscribed to 100 channels: the server's RSS
-//     growth per connection and the connections established per second;
+//     growth per connection, the connections established per second and the
+//     server's CPU time per connection while they connected (the client shares
+//     the machine, so the rate is bounded by both);
 //   - burst1000: 1 channel x 1000 subscribers, published through the HTTP API
 //     in batches of 10 as fast as accepted, with at most 50 events per
 //     subscriber outstanding (throughput, not the slow-consumer cut-off):

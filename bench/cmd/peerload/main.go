@@ -230,10 +230,12 @@ func closeAll(conns []net.Conn) {
 
 func runIdle(p peers.Peer, proc *peers.Proc, n int) (string, map[string]float64, error) {
 	base, _ := edgebench.RSS(proc.PID)
+	cpu0 := cpuOf([]int{proc.PID})
 	conns, el, err := connectMany(p, proc, n, func(i int) string { return "idle-" + strconv.Itoa(i%100) })
 	if err != nil {
 		return "", nil, err
 	}
+	cpu := cpuOf([]int{proc.PID}) - cpu0
 	defer closeAll(conns)
 	time.Sleep(3 * time.Second)
 	rss, err := edgebench.RSS(proc.PID)
@@ -243,8 +245,8 @@ func runIdle(p peers.Peer, proc *peers.Proc, n int) (string, map[string]float64,
 	k := float64(len(conns))
 	perConn := float64(rss-base) / k / 1024
 	rate := k / el.Seconds()
-	return fmt.Sprintf("connections=%d connect_time=%s rate=%.0f/s rss_base=%.1fMiB rss=%.1fMiB (%.2f KiB/conn)",
-			len(conns), el.Round(time.Millisecond), rate, mib(base), mib(rss), perConn),
+	return fmt.Sprintf("connections=%d connect_time=%s rate=%.0f/s server_cpu=%.1fus/conn rss_base=%.1fMiB rss=%.1fMiB (%.2f KiB/conn)",
+			len(conns), el.Round(time.Millisecond), rate, float64(cpu.Microseconds())/k, mib(base), mib(rss), perConn),
 		map[string]float64{figRSS: perConn, figConnRate: rate}, nil
 }
 
