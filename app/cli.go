@@ -119,13 +119,18 @@ func serve(ctx context.Context, l *config.Loaded, out io.Writer) error {
 	if l.Dev {
 		printDevHelp(out, l, a)
 	}
-	if floor := l.GC.HeapFloorBytes(); floor > 0 {
-		// The tuner sets GOGC, a setting of the whole process: it belongs
-		// to serve, not to an App (tests run several in one process).
-		tctx, tcancel := context.WithCancel(ctx)
-		defer tcancel()
-		go gcfloor.New(gcfloor.Config{Floor: floor, Logger: a.log.With("component", "gc")}).Run(tctx)
+	// The tuner sets GOGC, a setting of the whole process: it belongs to
+	// serve, not to an App (tests run several in one process). With the
+	// floor off it does nothing, and its series stay at 0.
+	tuner := gcfloor.New(gcfloor.Config{Floor: l.GC.HeapFloorBytes(), Logger: a.log.With("component", "gc")})
+	for _, c := range tuner.Collectors() {
+		if err := a.tel.Registry.Register(c); err != nil {
+			a.log.Warn("heap floor metrics not registered", "err", err)
+		}
 	}
+	tctx, tcancel := context.WithCancel(ctx)
+	defer tcancel()
+	go tuner.Run(tctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

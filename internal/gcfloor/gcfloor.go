@@ -8,6 +8,8 @@ import (
 	"runtime/metrics"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of Config.
@@ -78,6 +80,28 @@ func New(cfg Config) *Tuner {
 // times it was put in force.
 func (t *Tuner) Engaged() bool  { return t.engaged.Load() }
 func (t *Tuner) Spells() uint64 { return t.spells.Load() }
+
+// Collectors are the tuner's Prometheus series, read at scrape time:
+// pushercm_gc_heap_floor_engaged (1 while the floor is in force, else 0) and
+// pushercm_gc_heap_floor_spells_total (the times it was put in force). Both
+// exist, at 0, when the tuner is off.
+func (t *Tuner) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pushercm_gc_heap_floor_engaged",
+			Help: "1 while the heap floor (gc.heapFloorMiB) is in force because the process allocates fast for its live heap, else 0.",
+		}, func() float64 {
+			if t.Engaged() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pushercm_gc_heap_floor_spells_total",
+			Help: "Times the heap floor was put in force since start.",
+		}, func() float64 { return float64(t.Spells()) }),
+	}
+}
 
 // Run checks every Interval until ctx ends, then puts the base GOGC back.
 // It does nothing when Floor is 0 or GOGC is off or 0 (a process set up to

@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // gogc reads the process's GOGC.
@@ -68,6 +70,35 @@ func TestStep(t *testing.T) {
 	if tu.Engaged() || gogc() != base {
 		t.Fatalf("engaged %v, GOGC %d after two idle checks, want released at %d", tu.Engaged(), gogc(), base)
 	}
+}
+
+// TestCollectors: the series follow the tuner, from 0 before the first
+// spell.
+func TestCollectors(t *testing.T) {
+	tu := newTuner(t, 64*mib)
+	cs := tu.Collectors()
+	engaged, spells := cs[0], cs[1]
+	check := func(when string, e, n float64) {
+		t.Helper()
+		if got := testutil.ToFloat64(engaged); got != e {
+			t.Errorf("%s: pushercm_gc_heap_floor_engaged %v, want %v", when, got, e)
+		}
+		if got := testutil.ToFloat64(spells); got != n {
+			t.Errorf("%s: pushercm_gc_heap_floor_spells_total %v, want %v", when, got, n)
+		}
+	}
+	check("at start", 0, 0)
+	live := uint64(4 * mib)
+	busy := float64(live) * float64(tu.base) / 100 * (DefaultBusyRate + 1)
+	tu.step(busy, live)
+	tu.step(busy, live)
+	check("engaged", 1, 1)
+	tu.step(0, live)
+	tu.step(0, live)
+	check("released", 0, 1)
+	tu.step(busy, live)
+	tu.step(busy, live)
+	check("engaged again", 1, 2)
 }
 
 // TestRun: a goroutine allocating garbage as fast as it can puts the
