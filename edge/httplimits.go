@@ -82,7 +82,7 @@ func (p *limitProcessor) OnContentLength(parser *nbhttp.Parser, n int) {
 		return
 	}
 	p.inBody, p.headBytes, p.bodyBytes = true, 0, 0
-	p.bodyLimit = p.s.bodyLimit(p.method, p.uri)
+	p.bodyLimit = p.s.bodyLimitOf(p.method, p.uri)
 	if int64(n) > p.bodyLimit {
 		p.refusal = http.StatusRequestEntityTooLarge
 		return

@@ -32,6 +32,12 @@ type Server struct {
 	mux *http.ServeMux
 	// bodyLimits holds each route's request body limit, by mux pattern.
 	bodyLimits map[string]int64
+	// routes and limits cache what the mux answers (see routeCache);
+	// hostRoutes is set when a pattern names a host, which turns the
+	// handler cache off.
+	routes     routeCache[cachedRoute]
+	limits     routeCache[int64]
+	hostRoutes bool
 	upgrader   *websocket.Upgrader
 	engine     *nbhttp.Engine
 	ln         net.Listener
@@ -150,6 +156,12 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64) {
 	s.mux.Handle(pattern, h)
 	s.bodyLimits[pattern] = max(maxBodyBytes, 0)
+	if _, rest, ok := strings.Cut(pattern, " "); ok {
+		pattern = strings.TrimLeft(rest, " \t")
+	}
+	if !strings.HasPrefix(pattern, "/") {
+		s.hostRoutes = true
+	}
 }
 
 // ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
@@ -157,7 +169,7 @@ func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64)
 // handler that routing found, so the request is routed once, not twice;
 // routes with wildcards go through the mux, which sets their path values.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := s.mux.Handler(r)
+	h, pattern := s.routeOf(r)
 	if pattern == "" {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
+	"sync"
 )
 
 // Auth token errors. Verification errors wrap one of these.
@@ -129,13 +131,59 @@ func VerifyUserAuth(key, secret, socketID, userData, token string) error {
 // VerifySignature compares hex(HMAC-SHA256(secret, stringToSign)) with sig in constant
 // time. Upper-case hex is accepted.
 func VerifySignature(secret, stringToSign, sig string) bool {
-	got, err := hex.DecodeString(sig)
-	if err != nil {
+	return verifyMAC(secret, []byte(stringToSign), sig)
+}
+
+// macs holds HMAC-SHA256 states by secret, each pool's states keyed with
+// that secret: hmac.New hashes the key into its pads on every call, a third
+// of an HTTP API request's verification. Only configured secrets (the app's,
+// the webhook signers') get here, so the map stays small.
+var macs sync.Map // secret -> *sync.Pool of hash.Hash
+
+// verifyMAC reports whether sig is the lowercase or uppercase hex of
+// HMAC-SHA256(secret, msg), in constant time for a sig of the right length.
+func verifyMAC(secret string, msg []byte, sig string) bool {
+	var want [sha256.Size]byte
+	if len(sig) != 2*len(want) || !decodeHex(want[:], sig) {
 		return false
 	}
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(stringToSign))
-	return hmac.Equal(m.Sum(nil), got)
+	p, ok := macs.Load(secret)
+	if !ok {
+		p, _ = macs.LoadOrStore(secret, &sync.Pool{New: func() any { return hmac.New(sha256.New, []byte(secret)) }})
+	}
+	pool := p.(*sync.Pool)
+	m := pool.Get().(hash.Hash)
+	m.Reset()
+	m.Write(msg)
+	var got [sha256.Size]byte
+	m.Sum(got[:0])
+	pool.Put(m)
+	return hmac.Equal(got[:], want[:])
+}
+
+// decodeHex decodes hex s (either case) into dst, len(s) == 2*len(dst).
+func decodeHex(dst []byte, s string) bool {
+	for i := range dst {
+		hi, ok1 := fromHex(s[2*i])
+		lo, ok2 := fromHex(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 func subtle(a, b string) int {

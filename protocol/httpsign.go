@@ -1,12 +1,13 @@
 package protocol
 
 import (
+	"crypto/hmac"
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,28 +36,33 @@ func BodyMD5(body []byte) string {
 // RequestStringToSign builds METHOD\nPATH\nQUERY, where QUERY is every parameter except
 // auth_signature, keys lower-cased and sorted, joined k=v with & and no URL encoding.
 func RequestStringToSign(method, path string, params map[string]string) string {
-	keys := make([]string, 0, len(params))
+	return string(appendRequestStringToSign(nil, method, path, params))
+}
+
+// appendRequestStringToSign appends RequestStringToSign's string to dst.
+func appendRequestStringToSign(dst []byte, method, path string, params map[string]string) []byte {
+	var kb [16]string // a signed request has 4 to 7 parameters
+	keys := kb[:0]
 	for k := range params {
 		if k == "auth_signature" {
 			continue
 		}
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString(strings.ToUpper(method))
-	b.WriteByte('\n')
-	b.WriteString(path)
-	b.WriteByte('\n')
+	slices.Sort(keys)
+	dst = append(dst, strings.ToUpper(method)...)
+	dst = append(dst, '\n')
+	dst = append(dst, path...)
+	dst = append(dst, '\n')
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteByte('&')
+			dst = append(dst, '&')
 		}
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(params[k])
+		dst = append(dst, k...)
+		dst = append(dst, '=')
+		dst = append(dst, params[k]...)
 	}
-	return b.String()
+	return dst
 }
 
 // SignRequest returns the query parameters of a signed HTTP API request: params plus
@@ -188,11 +194,15 @@ func VerifyRequest(c RequestCheck) (params map[string]string, key string, err er
 		if !ok {
 			return nil, "", fmt.Errorf("%w: body_md5", ErrAuthMissing)
 		}
-		if subtle(strings.ToLower(md), BodyMD5(c.Body)) != 1 {
+		sum := md5.Sum(c.Body)
+		var hx [2 * md5.Size]byte
+		hex.Encode(hx[:], sum[:])
+		if !hmac.Equal([]byte(strings.ToLower(md)), hx[:]) {
 			return nil, "", ErrBodyMD5
 		}
 	}
-	if !VerifySignature(secret, RequestStringToSign(c.Method, c.Path, params), sig) {
+	var buf [512]byte
+	if !verifyMAC(secret, appendRequestStringToSign(buf[:0], c.Method, c.Path, params), sig) {
 		return nil, "", ErrSignature
 	}
 	return params, key, nil

@@ -252,3 +252,48 @@ func TestChannelGrants(t *testing.T) {
 		t.Fatalf("plain verification of a subscribe-only token: %v", err)
 	}
 }
+
+// BenchmarkVerifyRequest is one signed POST /events checked as the HTTP API
+// checks it (query parsed, timestamp, body MD5, HMAC).
+//
+//	go test -run '^$' -bench VerifyRequest -benchmem ./protocol
+func BenchmarkVerifyRequest(b *testing.B) {
+	ts := time.Unix(1353088179, 0)
+	body := []byte(`{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}`)
+	q := "auth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f&auth_signature=da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+	c := RequestCheck{Method: "POST", Path: "/apps/3/events", RawQuery: q, Body: body, Now: ts, Secret: secretOf}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := VerifyRequest(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestVerifySignatureForms: either hex case verifies, other lengths and
+// non-hex do not, and the pooled HMAC states never mix secrets.
+func TestVerifySignatureForms(t *testing.T) {
+	sig := Sign("s1", "msg")
+	for _, tc := range []struct {
+		secret, sig string
+		want        bool
+	}{
+		{"s1", sig, true},
+		{"s1", strings.ToUpper(sig), true},
+		{"s2", sig, false},
+		{"s1", sig[:62], false},
+		{"s1", sig + "00", false},
+		{"s1", "zz" + sig[2:], false},
+		{"s1", "", false},
+	} {
+		// Alternate secrets so each pool's state is reused after the other's.
+		for range 3 {
+			if got := VerifySignature(tc.secret, "msg", tc.sig); got != tc.want {
+				t.Fatalf("VerifySignature(%q, msg, %q) = %v, want %v", tc.secret, tc.sig, got, tc.want)
+			}
+			if !VerifySignature("s2", "other", Sign("s2", "other")) {
+				t.Fatal("s2 stopped verifying")
+			}
+		}
+	}
+}
