@@ -29,6 +29,9 @@
 //     subscriber and with 100 subscribers on the channel;
 //   - http0, http100: the same through the HTTP publish API, one event a call
 //     (Pusher's signed /events, Centrifugo's /api/publish with its API key).
+//     The client signs each Pusher request (HMAC-SHA256 and MD5) on the same
+//     two cores, so http0's calls/s is partly the client's; the server's CPU
+//     time per call is its own row.
 //
 // Subscribers are read by bench/edge's epoll receiver in this process, which
 // understands each server's framing; latency is the publisher's clock in the

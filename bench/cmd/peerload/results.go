@@ -24,6 +24,7 @@ const (
 	figHTTP100     = "HTTP publish API, 100 subscribers on the channel"
 	figCPUMsg      = "server CPU per delivered message (1 × 1000 run)"
 	figCPUCall     = "server CPU per gRPC publish, no subscriber"
+	figCPUHTTP     = "server CPU per HTTP publish, no subscriber"
 	figLoss        = "messages lost"
 )
 
@@ -51,6 +52,7 @@ var rows = []row{
 	{fig: figHTTP100, format: kilo, unit: " calls/s"},
 	{fig: figCPUMsg, format: f2, unit: " µs"},
 	{fig: figCPUCall, format: f1, unit: " µs"},
+	{fig: figCPUHTTP, format: f1, unit: " µs"},
 	{fig: figLoss, format: thousands},
 }
 
