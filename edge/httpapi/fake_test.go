@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -139,6 +140,10 @@ func do(t testing.TB, h http.Handler, method, target string, body []byte) (int, 
 	}
 	if ct := res.Header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q", ct)
+	}
+	// One plain body, not chunked (see writeJSON).
+	if cl := res.Header.Get("Content-Length"); cl != strconv.Itoa(len(raw)) {
+		t.Fatalf("%s %s: Content-Length %q for a %d-byte body", method, target, cl, len(raw))
 	}
 	if res.StatusCode >= 400 {
 		if code, _ := obj["code"].(float64); int(code) != res.StatusCode {
