@@ -56,9 +56,10 @@ type cachedRoute struct {
 }
 
 // routeOf is s.mux.Handler(r), from the cache when it can be. Patterns with
-// wildcards are not cached (the mux must set their path values), nor are
-// redirects (their target carries the request's query) and 404s, nor
-// anything when a route names a host.
+// wildcards are not cached (the mux must set their path values) but
+// wsPattern, whose value ServeHTTP sets; nor are redirects (their target
+// carries the request's query) and 404s, nor anything when a route names a
+// host.
 func (s *Server) routeOf(r *http.Request) (http.Handler, string) {
 	if s.hostRoutes || r.Method == http.MethodConnect {
 		return s.mux.Handler(r)
@@ -68,7 +69,7 @@ func (s *Server) routeOf(r *http.Request) (http.Handler, string) {
 		return rt.h, rt.pattern
 	}
 	h, pattern := s.mux.Handler(r)
-	if pattern != "" && !strings.Contains(pattern, "{") && cleanPath(path) {
+	if pattern != "" && (pattern == wsPattern || !strings.Contains(pattern, "{")) && cleanPath(path) {
 		if _, pp, _ := strings.Cut(pattern, "/"); "/"+pp != path+"/" { // not the /tree -> /tree/ redirect
 			s.routes.put(r.Method, path, cachedRoute{h, pattern})
 		}

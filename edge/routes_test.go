@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"testing"
 )
@@ -52,6 +53,10 @@ func TestRouteCacheAnswersLikeTheMux(t *testing.T) {
 		{"GET", "/apps/a/../b"},
 		{"GET", "/app/app-key"}, // wildcard: path values
 		{"GET", "/app/other"},
+		{"GET", "/app/%61pp-key"}, // the key unescaped as the mux does
+		{"GET", "/app/a%2Fb"},     // an escaped slash stays in the key
+		{"GET", "/app/"},
+		{"GET", "/app/a/b"},
 		{"GET", "/demo/"},
 		{"GET", "/demo"},
 		{"POST", "/demo/x"}, // 405
@@ -123,6 +128,36 @@ func TestRouteCacheIsBounded(t *testing.T) {
 	c.put("GET", long, 1)
 	if _, ok := c.get("GET", long); ok {
 		t.Fatal("a path over routeCacheKeyBytes was cached")
+	}
+}
+
+// TestWSKey: the key ServeHTTP binds is the mux's for every path the mux
+// routes to wsPattern.
+func TestWSKey(t *testing.T) {
+	mux := http.NewServeMux()
+	var bound string
+	checked := 0
+	mux.HandleFunc(wsPattern, func(_ http.ResponseWriter, r *http.Request) { bound = r.PathValue("key") })
+	for _, p := range []string{"/app/app-key", "/app/%61pp-key", "/app/a%2Fb", "/app/a%20b", "/app/%E2%9C%93", "/app/a+b", "/app/a;b", "/app/%zz"} {
+		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/unused", RawPath: p}}
+		if u, err := url.Parse(p); err == nil {
+			r.URL = u
+		} else {
+			r.URL = &url.URL{Path: p, RawPath: p} // an escape url.Parse refuses
+		}
+		bound = ""
+		if _, pattern := mux.Handler(r); pattern != wsPattern {
+			continue
+		}
+		mux.ServeHTTP(httptest.NewRecorder(), r)
+		checked++
+		got, ok := wsKey(r.URL.EscapedPath())
+		if !ok || got != bound {
+			t.Errorf("%s: wsKey %q (%v), the mux binds %q", p, got, ok, bound)
+		}
+	}
+	if checked < 7 {
+		t.Fatalf("only %d paths reached the WebSocket route", checked)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -121,7 +122,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		s.st.refused[r] = new(atomic.Uint64)
 	}
 	// An upgrade has no body.
-	s.HandleLimit("/app/{key}", http.HandlerFunc(s.serveWS), 0)
+	s.HandleLimit(wsPattern, http.HandlerFunc(s.serveWS), 0)
 	if !s.cfg.HTTPAPIDisabled {
 		api := httpapi.New(httpapi.Config{
 			AppID:           s.cfg.AppID,
@@ -165,9 +166,11 @@ func (s *Server) HandleLimit(pattern string, h http.Handler, maxBodyBytes int64)
 }
 
 // ServeHTTP routes a request; unknown paths answer 404 with a JSON body.
-// A route without wildcards (the HTTP API's "/apps/") is served with the
-// handler that routing found, so the request is routed once, not twice;
-// routes with wildcards go through the mux, which sets their path values.
+// A route without wildcards (the HTTP API's "/apps/"), and the WebSocket
+// route, whose one path value it sets itself, are served with the handler
+// that routing found (see routeOf), so the request is routed at most once;
+// other routes with wildcards go through the mux, which sets their path
+// values.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.routeOf(r)
 	if pattern == "" {
@@ -181,7 +184,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r)
 		return
 	}
+	if pattern == wsPattern && !s.hostRoutes {
+		// The one wildcard route on the hot path: its value is the
+		// path's last segment, unescaped as the mux would.
+		if key, ok := wsKey(r.URL.EscapedPath()); ok {
+			r.Pattern = pattern
+			r.SetPathValue("key", key)
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// wsPattern is the WebSocket route.
+const wsPattern = "/app/{key}"
+
+// wsKey is the {key} the mux binds for an escaped path wsPattern matched:
+// the last segment, unescaped where it can be.
+func wsKey(escapedPath string) (string, bool) {
+	key, ok := strings.CutPrefix(escapedPath, "/app/")
+	if !ok || key == "" || strings.Contains(key, "/") {
+		return "", false
+	}
+	if v, err := url.PathUnescape(key); err == nil {
+		key = v
+	}
+	return key, true
 }
 
 // Start listens on addr (e.g. ":6001" or "127.0.0.1:0") and serves until Shutdown.
@@ -192,7 +221,11 @@ func (s *Server) Start(addr string) error {
 	cfg := s.cfg
 	// Listen before nbio does: nbio's Engine.Stop hangs after a failed listen, and this
 	// also gives Addr a value before any goroutine starts.
-	ln, err := net.Listen("tcp", addr)
+	// No TCP keep-alive on accepted sockets: the sweeper pings silent
+	// clients and closes dead ones, and the HTTP API's idle connections
+	// have their own timeout; Go's default would cost four setsockopt
+	// calls per connection.
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
