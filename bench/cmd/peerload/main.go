@@ -250,6 +250,18 @@ func runIdle(p peers.Peer, proc *peers.Proc, n int) (string, map[string]float64,
 		map[string]float64{figRSS: perConn, figConnRate: rate}, nil
 }
 
+type gcCount struct {
+	n     uint32
+	pause time.Duration
+}
+
+// clientGC is this process's collections and their total pause so far.
+func clientGC() gcCount {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return gcCount{m.NumGC, time.Duration(m.PauseTotalNs)}
+}
+
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func newReceiver(p peers.Peer, lat *edgebench.Latencies) (*edgebench.Receiver, error) {
@@ -354,7 +366,12 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 			return r, fmt.Errorf("redis INFO commandstats: %w", err)
 		}
 	}
+	// Collect the set-up's garbage (a thousand handshakes) now, so that the
+	// tool's own collections fall in the measured time as little as they
+	// can, whichever server it measures.
+	runtime.GC()
 	cpu0 := cpuOf(s.cpu)
+	gc0 := clientGC()
 	start := time.Now()
 	published, pubErr := edgebench.Drive(ctx, start.Add(d), rate, chName, behind, pub.Publish)
 	pubEnd := time.Now()
@@ -365,6 +382,7 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 	}
 	got := received.Load()
 	cpu1 := cpuOf(s.cpu)
+	gc1 := clientGC()
 	cmdLine := ""
 	if s.redis != nil {
 		stats1, err := s.redis.CommandStats()
@@ -413,6 +431,9 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 	line := fmt.Sprintf("clients=%d connect_rate=%.0f/s published=%d (%.0f ev/s) expected=%d received=%d loss=%d dropped_clients=%d delivered=%.0f msg/s p50=%s p99=%s max=%s samples=%d server_cpu=%.2fus/msg",
 		len(conns), float64(len(conns))/el.Seconds(), published, evRate, expected, got, expected-got, dropped, deliv,
 		p50.Round(10*time.Microsecond), p99.Round(10*time.Microsecond), mx.Round(10*time.Microsecond), n, cpuPerMsg)
+	// The load tool's own collections during the run: its receive loops
+	// stop for their pauses, which a latency tail may show.
+	line += fmt.Sprintf(" client_gc=%d (%s paused)", gc1.n-gc0.n, (gc1.pause - gc0.pause).Round(time.Microsecond))
 	line += cmdLine
 	if e := pubErr; e != nil {
 		line += " publish_error=" + e.Error()
@@ -462,6 +483,7 @@ func runCalls(p peers.Peer, proc *peers.Proc, grpc bool, subs int) (string, map[
 			}
 		}
 	}
+	runtime.GC() // as in runFanOn
 	r := loadgen.Run(*callers, *warmup, *callDuration, call, loadgen.ProcessCPU(proc.PID))
 	cpuPerCall := float64(r.CPU[0].Microseconds()) / float64(max(r.Calls, 1))
 	line := fmt.Sprintf("calls=%d errors=%d %.0f calls/s p50=%s p99=%s server_cpu=%.1fus/call",
