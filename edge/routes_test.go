@@ -139,12 +139,11 @@ func TestWSKey(t *testing.T) {
 	checked := 0
 	mux.HandleFunc(wsPattern, func(_ http.ResponseWriter, r *http.Request) { bound = r.PathValue("key") })
 	for _, p := range []string{"/app/app-key", "/app/%61pp-key", "/app/a%2Fb", "/app/a%20b", "/app/%E2%9C%93", "/app/a+b", "/app/a;b", "/app/%zz"} {
-		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/unused", RawPath: p}}
-		if u, err := url.Parse(p); err == nil {
-			r.URL = u
-		} else {
-			r.URL = &url.URL{Path: p, RawPath: p} // an escape url.Parse refuses
+		u, err := url.Parse(p)
+		if err != nil {
+			u = &url.URL{Path: p, RawPath: p} // an escape url.Parse refuses
 		}
+		r := &http.Request{Method: "GET", URL: u}
 		bound = ""
 		if _, pattern := mux.Handler(r); pattern != wsPattern {
 			continue
