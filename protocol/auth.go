@@ -22,9 +22,8 @@ var (
 
 // Sign returns hex(HMAC-SHA256(secret, stringToSign)).
 func Sign(secret, stringToSign string) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(stringToSign))
-	return hex.EncodeToString(m.Sum(nil))
+	sum := macSum(secret, []byte(stringToSign))
+	return hex.EncodeToString(sum[:])
 }
 
 // PrivateStringToSign is socket_id:channel (§3.1). It is also the presence string when a
@@ -140,13 +139,8 @@ func VerifySignature(secret, stringToSign, sig string) bool {
 // the webhook signers') get here, so the map stays small.
 var macs sync.Map // secret -> *sync.Pool of hash.Hash
 
-// verifyMAC reports whether sig is the lowercase or uppercase hex of
-// HMAC-SHA256(secret, msg), in constant time for a sig of the right length.
-func verifyMAC(secret string, msg []byte, sig string) bool {
-	var want [sha256.Size]byte
-	if len(sig) != 2*len(want) || !decodeHex(want[:], sig) {
-		return false
-	}
+// macSum is HMAC-SHA256(secret, msg), from a pooled state for secret.
+func macSum(secret string, msg []byte) (sum [sha256.Size]byte) {
 	p, ok := macs.Load(secret)
 	if !ok {
 		p, _ = macs.LoadOrStore(secret, &sync.Pool{New: func() any { return hmac.New(sha256.New, []byte(secret)) }})
@@ -155,9 +149,19 @@ func verifyMAC(secret string, msg []byte, sig string) bool {
 	m := pool.Get().(hash.Hash)
 	m.Reset()
 	m.Write(msg)
-	var got [sha256.Size]byte
-	m.Sum(got[:0])
+	m.Sum(sum[:0])
 	pool.Put(m)
+	return sum
+}
+
+// verifyMAC reports whether sig is the lowercase or uppercase hex of
+// HMAC-SHA256(secret, msg), in constant time for a sig of the right length.
+func verifyMAC(secret string, msg []byte, sig string) bool {
+	var want [sha256.Size]byte
+	if len(sig) != 2*len(want) || !decodeHex(want[:], sig) {
+		return false
+	}
+	got := macSum(secret, msg)
 	return hmac.Equal(got[:], want[:])
 }
 
