@@ -49,7 +49,11 @@
 //     busy; the sweeper drops them within one pass (at most 5 s) after it goes quiet.
 //   - One event-loop poller serves all sockets; there is no goroutine per connection.
 //     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
-//     for clients that use them) and closes the ones that stay silent with 4201.
+//     for clients that use them) and closes the ones that stay silent with 4201;
+//     that is the only liveness check (the listener sets no TCP keep-alive).
+//   - Requests are routed by the mux given to Handle / HandleLimit, its answers
+//     cached by method and path where they depend on nothing else (routes are
+//     fixed once the server starts); at most 1,024 paths are kept.
 //   - Channel-level failures (bad auth, limits, unknown channel kinds) never close the
 //     socket: they answer pusher:subscription_error or pusher:error with the channel.
 //   - Cache channels keep their last event for Config.CacheTTL, at most
