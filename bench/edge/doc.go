@@ -8,5 +8,7 @@
 // receiver counts every frame (loss is exact) but records the latency of one text
 // frame in eight (latencySample): parsing every timestamp cost the tool more CPU than
 // reading the frames, on the cores it shares with the server. Figures in
-// BENCHMARKS.md taken before 2026-12-01 15:17 UTC recorded every frame.
+// BENCHMARKS.md taken before 2026-12-01 15:17 UTC recorded every frame. A
+// receiver given Spans (TrackSpans) also records every message's delivery by
+// publish request: the first and last read of each.
 package edgebench

@@ -24,7 +24,13 @@ type Receiver struct {
 	// frames, when set, counts the messages of another protocol's text frame
 	// (see NewReceiverFor).
 	frames Framing
+	// spans, when set, gets every message's delivery (see TrackSpans).
+	spans atomic.Pointer[Spans]
 }
+
+// TrackSpans records every message read from now on into s, by the publish
+// request it belongs to (see Spans). s is complete once Close returns.
+func (r *Receiver) TrackSpans(s *Spans) { r.spans.Store(s) }
 
 type loop struct {
 	r     *Receiver
@@ -34,6 +40,7 @@ type loop struct {
 	stop  atomic.Bool
 
 	sample uint64 // frames seen, for latency sampling
+	spans  *SpanRecorder
 }
 
 // latencySample: one text frame in latencySample has its latency recorded.
@@ -119,6 +126,11 @@ func (l *loop) run() {
 	rbuf := make([]byte, 64<<10)
 	rec := l.r.lat.Recorder()
 	defer rec.Flush()
+	defer func() {
+		if l.spans != nil {
+			l.spans.Flush()
+		}
+	}()
 	for !l.stop.Load() {
 		n, err := syscall.EpollWait(l.epfd, events, 100)
 		if err != nil && !errors.Is(err, syscall.EINTR) {
@@ -190,6 +202,11 @@ var pongFrame = func() []byte {
 func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 	var got int64
 	now := time.Now().UnixNano()
+	if l.spans == nil {
+		if s := l.r.spans.Load(); s != nil {
+			l.spans = s.Recorder()
+		}
+	}
 	for len(b) >= 2 {
 		op := b[0] & 0x0f
 		ln := int(b[1] & 0x7f)
@@ -221,6 +238,7 @@ func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 				}
 				got += int64(k)
 				if k > 0 {
+					l.span(p, now)
 					if l.sample++; l.sample%latencySample == 0 {
 						if ts := parseTS(p); ts > 0 {
 							rec.Add(time.Duration(now - ts))
@@ -231,6 +249,7 @@ func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 				_, _ = syscall.Write(c.fd, pongFrame)
 			} else {
 				got++
+				l.span(p, now)
 				// Latency is sampled: finding and parsing the timestamp cost
 				// the tool more than reading the frame, and it shares the
 				// CPUs with the server it measures. Counting stays exact.
@@ -247,6 +266,15 @@ func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 	}
 done:
 	return b, got
+}
+
+// span records a message's delivery into the loop's spans, if tracked.
+func (l *loop) span(p []byte, now int64) {
+	if l.spans != nil {
+		if ts := parseTS(p); ts > 0 {
+			l.spans.Add(ts, now)
+		}
+	}
 }
 
 func containsPing(p []byte) bool {

@@ -46,3 +46,31 @@ func TestPercentilesMatchExact(t *testing.T) {
 		}
 	}
 }
+
+// TestSpans: each request's first and last delivery, merged across recorders,
+// summarized over requests.
+func TestSpans(t *testing.T) {
+	s := &Spans{}
+	a, b := s.Recorder(), s.Recorder()
+	const ms = int64(time.Millisecond)
+	for i := range int64(100) {
+		ts := i * 10 * ms
+		// Request i: first read i/10 ms after it on a, last 1+i/10 ms after it on b.
+		a.Add(ts, ts+i*ms/10)
+		a.Add(ts, ts+i*ms/10+ms/2)
+		b.Add(ts, ts+i*ms/10+ms)
+		b.Add(ts, ts+i*ms/10+ms/4)
+	}
+	a.Flush()
+	b.Flush()
+	got := s.Summary()
+	want := SpanSummary{Requests: 100,
+		FirstP50: 5 * time.Millisecond, FirstP99: 9900 * time.Microsecond,
+		LastP50: 6 * time.Millisecond, LastP99: 10900 * time.Microsecond}
+	if got != want {
+		t.Fatalf("summary %+v, want %+v", got, want)
+	}
+	if (&Spans{}).Summary() != (SpanSummary{}) {
+		t.Fatal("empty spans: want a zero summary")
+	}
+}

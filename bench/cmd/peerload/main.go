@@ -369,6 +369,13 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 	// Collect the set-up's garbage (a thousand handshakes) now, so that the
 	// tool's own collections fall in the measured time as little as they
 	// can, whichever server it measures.
+	// Paced runs also split each request's latency into its first and last
+	// delivery (see edgebench.Spans).
+	var spans *edgebench.Spans
+	if rate > 0 {
+		spans = &edgebench.Spans{}
+		recv.TrackSpans(spans)
+	}
 	runtime.GC()
 	cpu0 := cpuOf(s.cpu)
 	gc0 := clientGC()
@@ -434,6 +441,14 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 	// The load tool's own collections during the run: its receive loops
 	// stop for their pauses, which a latency tail may show.
 	line += fmt.Sprintf(" client_gc=%d (%s paused)", gc1.n-gc0.n, (gc1.pause - gc0.pause).Round(time.Microsecond))
+	if spans != nil {
+		// recv.Close has flushed every loop's spans.
+		if sum := spans.Summary(); sum.Requests > 0 {
+			us := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+			line += fmt.Sprintf(" per_request: first p50=%s p99=%s last p50=%s p99=%s (%d requests)",
+				us(sum.FirstP50), us(sum.FirstP99), us(sum.LastP50), us(sum.LastP99), sum.Requests)
+		}
+	}
 	line += cmdLine
 	if e := pubErr; e != nil {
 		line += " publish_error=" + e.Error()
