@@ -134,8 +134,11 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 			continue
 		}
 		closed++
-		if ce, ok := c.CloseFrame(); !ok || int(ce.Code) != protocol.CodeOverCapacity {
-			t.Errorf("a subscriber got %d of %d events and was closed with %v (close frame %v), not as a slow consumer", got, total, ce, ok)
+		// The 4100 close frame goes out after what the socket's queue held;
+		// a reader this slow may not get that far within CloseGrace and is
+		// cut without it (counted as a slow consumer all the same, below).
+		if ce, ok := c.CloseFrame(); ok && int(ce.Code) != protocol.CodeOverCapacity {
+			t.Errorf("a subscriber got %d of %d events and was closed with %v, not as a slow consumer", got, total, ce)
 		}
 	}
 	if float64(closed) != slow {
