@@ -366,9 +366,6 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 			return r, fmt.Errorf("redis INFO commandstats: %w", err)
 		}
 	}
-	// Collect the set-up's garbage (a thousand handshakes) now, so that the
-	// tool's own collections fall in the measured time as little as they
-	// can, whichever server it measures.
 	// Paced runs also split each request's latency into its first and last
 	// delivery (see edgebench.Spans).
 	var spans *edgebench.Spans
@@ -376,6 +373,9 @@ func runFanOn(s fanSetup, channels, subs, rate int, d time.Duration) (fanResult,
 		spans = &edgebench.Spans{}
 		recv.TrackSpans(spans)
 	}
+	// Collect the set-up's garbage (a thousand handshakes) now, so that the
+	// tool's own collections fall in the measured time as little as they
+	// can, whichever server it measures.
 	runtime.GC()
 	cpu0 := cpuOf(s.cpu)
 	gc0 := clientGC()
