@@ -9,6 +9,7 @@
 // frame in eight (latencySample): parsing every timestamp cost the tool more CPU than
 // reading the frames, on the cores it shares with the server. Figures in
 // BENCHMARKS.md taken before 2026-12-01 15:17 UTC recorded every frame. A
-// receiver given Spans (TrackSpans) also records every message's delivery by
-// publish request: the first and last read of each.
+// receiver given Spans (TrackSpans) records every message: its delivery by
+// publish request (the first and last read of each) and its latency, since the
+// timestamp is parsed anyway (peerload's paced runs, from 2026-12-07 16:00 UTC).
 package edgebench

@@ -238,26 +238,13 @@ func (l *loop) parse(c *rconn, b []byte, rec *Recorder) ([]byte, int64) {
 				}
 				got += int64(k)
 				if k > 0 {
-					l.span(p, now)
-					if l.sample++; l.sample%latencySample == 0 {
-						if ts := parseTS(p); ts > 0 {
-							rec.Add(time.Duration(now - ts))
-						}
-					}
+					l.latency(p, now, rec)
 				}
 			} else if containsPing(p) {
 				_, _ = syscall.Write(c.fd, pongFrame)
 			} else {
 				got++
-				l.span(p, now)
-				// Latency is sampled: finding and parsing the timestamp cost
-				// the tool more than reading the frame, and it shares the
-				// CPUs with the server it measures. Counting stays exact.
-				if l.sample++; l.sample%latencySample == 0 {
-					if ts := parseTS(p); ts > 0 {
-						rec.Add(time.Duration(now - ts))
-					}
-				}
+				l.latency(p, now, rec)
 			}
 		case 0x9:
 			_, _ = syscall.Write(c.fd, []byte{0x8A, 0x80, 0, 0, 0, 0})
@@ -268,11 +255,23 @@ done:
 	return b, got
 }
 
-// span records a message's delivery into the loop's spans, if tracked.
-func (l *loop) span(p []byte, now int64) {
+// latency records the latency of a message read at now. Without spans it is
+// sampled, one message in latencySample: finding and parsing the timestamp
+// cost the tool more than reading the frame in the fastest runs, and it
+// shares the CPUs with the server it measures (counting stays exact). While
+// spans are tracked every timestamp is parsed for them anyway, so every
+// message's latency is recorded.
+func (l *loop) latency(p []byte, now int64, rec *Recorder) {
 	if l.spans != nil {
 		if ts := parseTS(p); ts > 0 {
 			l.spans.Add(ts, now)
+			rec.Add(time.Duration(now - ts))
+		}
+		return
+	}
+	if l.sample++; l.sample%latencySample == 0 {
+		if ts := parseTS(p); ts > 0 {
+			rec.Add(time.Duration(now - ts))
 		}
 	}
 }

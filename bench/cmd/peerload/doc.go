@@ -35,11 +35,12 @@
 //
 // Subscribers are read by bench/edge's epoll receiver in this process, which
 // understands each server's framing; latency is the publisher's clock in the
-// event data against the receiver's. The paced runs (fan2000, fan100x10) also
-// print `per_request:` the p50 and p99 over publish requests of the first and
-// the last delivery's latency (edgebench.Spans): the first is the request's
-// way in (the publisher, the server's handling and its first write), first to
-// last the fan-out's writes and the subscribers' reads.
+// event data against the receiver's. The paced runs (fan2000, fan100x10)
+// record every delivery's latency (the others one in eight) and also print
+// `per_request:` the p50 and p99 over publish requests of the first and the
+// last delivery's latency (edgebench.Spans): the first is the request's way in
+// (the publisher, the server's handling and its first write), first to last
+// the fan-out's writes and the subscribers' reads.
 //
 // With -cluster, it instead compares clusters (issue 15): pushercm and
 // Centrifugo each as three processes on one Redis (a redis-server of the
