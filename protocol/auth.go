@@ -158,36 +158,16 @@ func macSum(secret string, msg []byte) (sum [sha256.Size]byte) {
 // HMAC-SHA256(secret, msg), in constant time for a sig of the right length.
 func verifyMAC(secret string, msg []byte, sig string) bool {
 	var want [sha256.Size]byte
-	if len(sig) != 2*len(want) || !decodeHex(want[:], sig) {
+	var hx [2 * sha256.Size]byte // sig as bytes, on the stack
+	if len(sig) != len(hx) {
+		return false
+	}
+	copy(hx[:], sig)
+	if _, err := hex.Decode(want[:], hx[:]); err != nil {
 		return false
 	}
 	got := macSum(secret, msg)
 	return hmac.Equal(got[:], want[:])
-}
-
-// decodeHex decodes hex s (either case) into dst, len(s) == 2*len(dst).
-func decodeHex(dst []byte, s string) bool {
-	for i := range dst {
-		hi, ok1 := fromHex(s[2*i])
-		lo, ok2 := fromHex(s[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		dst[i] = hi<<4 | lo
-	}
-	return true
-}
-
-func fromHex(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 func subtle(a, b string) int {
