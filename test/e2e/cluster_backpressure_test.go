@@ -78,7 +78,7 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	sdk.HTTPClient = &http.Client{Timeout: time.Minute} // a batch's events may each be held
 	payload := strings.Repeat("x", 1000)
 	var published atomic.Int64
-	stop := time.Now().Add(3 * time.Second)
+	var stop atomic.Bool
 	var wg sync.WaitGroup
 	// Events published before node 1 knows of the congestion are not held:
 	// past half its 256 KiB queue a subscriber has room for 128 more of
@@ -94,7 +94,7 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 			for i := range batch {
 				batch[i] = pusher.Event{Channel: channel, Name: "e", Data: payload}
 			}
-			for time.Now().Before(stop) {
+			for !stop.Load() {
 				if _, err := sdk.TriggerBatch(batch); err != nil {
 					t.Error(err)
 					return
@@ -103,13 +103,28 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 			}
 		}()
 	}
+	// Publish for 3 s, and on until node 1 has held a publish (up to 15 s):
+	// the kernel's socket buffers take megabytes before the queues behind
+	// them fill, slower on a loaded machine.
+	start := time.Now()
+	var held float64
+	for time.Since(start) < 15*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if time.Since(start) < 3*time.Second {
+			continue
+		}
+		if held = counterOf(t, nodes[1], "pushercm_publish_held_total"); held > 0 {
+			break
+		}
+	}
+	stop.Store(true)
+	pubFor := time.Since(start).Round(100 * time.Millisecond)
 	wg.Wait()
 	total := published.Load()
-
-	held := counterOf(t, nodes[1], "pushercm_publish_held_total")
 	if held == 0 {
 		t.Fatal("no publish was held")
 	}
+	held = counterOf(t, nodes[1], "pushercm_publish_held_total")
 
 	// Every subscriber gets every event, or is closed as a slow consumer
 	// (4100, counted). Closing some is the design, not a failure: a spell
@@ -119,7 +134,7 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	// behind and closed, as one or two slow clients always are; and a hold
 	// that reaches publishHoldMax lets the event go out all the same. Most
 	// subscribers must stay: they are what paces the publisher.
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, c := range subs {
 		for c.Discarded() < total && !ended(c) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
@@ -128,8 +143,8 @@ func TestClusterSlowSubscribersHoldPublishers(t *testing.T) {
 	slow := counterOf(t, nodes[0], "pushercm_slow_consumers_closed_total")
 	heldFor := counterOf(t, nodes[1], "pushercm_publish_hold_seconds_total")
 	bounded := counterOf(t, nodes[1], "pushercm_publish_hold_timeouts_total")
-	t.Logf("published %d events of %d B in 3s; node 1 held %v publishes for %.2fs in all, %v of them until the bound; node 0 closed %v of %d subscribers as slow consumers",
-		total, len(payload), held, heldFor, bounded, slow, nsubs)
+	t.Logf("published %d events of %d B in %s; node 1 held %v publishes for %.2fs in all, %v of them until the bound; node 0 closed %v of %d subscribers as slow consumers",
+		total, len(payload), pubFor, held, heldFor, bounded, slow, nsubs)
 	closed := 0
 	for _, c := range subs {
 		got := c.Discarded()
