@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -118,5 +119,60 @@ func TestDockerfile(t *testing.T) {
 	}
 	if entry != `["/pushercm"]` {
 		t.Errorf("ENTRYPOINT %s", entry)
+	}
+}
+
+// TestDockerfileDownloadsModules: the build stage's `go mod download` runs
+// on the files copied before it, and go.mod replaces modules with
+// directories of this repository, whose go.mod files it reads (without them
+// it fails: "reading client/go.mod: no such file or directory"). Here those
+// copies are made into an empty directory and the module graph is loaded
+// from them, as the download would.
+func TestDockerfileDownloadsModules(t *testing.T) {
+	root := repoRoot(t)
+	ins := parseDockerfile(t, filepath.Join(root, "Dockerfile"))
+	dir := t.TempDir()
+	downloads := false
+	for _, in := range ins {
+		if in.stage != 0 {
+			continue
+		}
+		if in.cmd == "RUN" && strings.HasPrefix(in.args, "go mod download") {
+			downloads = true
+			break
+		}
+		if in.cmd != "COPY" {
+			continue
+		}
+		f := strings.Fields(in.args)
+		if len(f) < 2 || strings.HasPrefix(f[0], "--") {
+			t.Fatalf("COPY %s: want sources and a destination", in.args)
+		}
+		dst := filepath.Join(dir, f[len(f)-1])
+		for _, src := range f[:len(f)-1] {
+			b, err := os.ReadFile(filepath.Join(root, src))
+			if err != nil {
+				t.Fatalf("COPY %s: %v", in.args, err)
+			}
+			to := dst
+			if strings.HasSuffix(f[len(f)-1], "/") {
+				to = filepath.Join(dst, filepath.Base(src))
+			}
+			if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !downloads {
+		t.Fatal("the build stage has no RUN go mod download")
+	}
+	cmd := exec.Command("go", "list", "-m", "all")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go list -m all on what the Dockerfile copies before go mod download: %v\n%s", err, out)
 	}
 }
