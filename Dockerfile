@@ -13,10 +13,12 @@ ARG GO_VERSION=1.26.8
 FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 # go mod download reads the go.mod of every module go.mod replaces with a
-# directory: the client and the generated API.
+# directory: the client and the generated API, and nbio's copy
+# (third_party/README.md).
 COPY go.mod go.sum ./
 COPY client/go.mod client/go.sum ./client/
 COPY gen/go.mod gen/go.sum ./gen/
+COPY third_party/nbio/go.mod third_party/nbio/go.sum ./third_party/nbio/
 RUN go mod download
 COPY . .
 ARG VERSION=dev

@@ -83,13 +83,15 @@ promtool:
 generate:
 	$(BUF) generate
 
-## checkgenerate: fail when gen/ differs from what proto/ generates.
+## checkgenerate: fail when gen/ differs from what proto/ generates, or third_party/nbio
+## from nbio with third_party/nbio.patch (see third_party/README.md).
 checkgenerate:
 	@$(BUF) generate
 	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
 		echo "gen/ is out of date with proto/: run 'make generate' and commit"; \
 		git status --porcelain -- gen; git diff --stat -- gen; exit 1; \
 	fi
+	@third_party/nbio.sh check
 
 ## lint: golangci-lint (with depguard holding the import rules of DESIGN.md §4) and
 ## buf lint, on the main module and the nested ones; part of `make test`.
@@ -98,7 +100,7 @@ lint: buflint
 	@for m in $(NESTED); do (cd $$m && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...) || exit 1; done
 
 fmt:
-	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/')
+	gofmt -w $$(git ls-files '*.go' | grep -v '^gen/\|^third_party/')
 
 ## bench: Go benchmarks of the hot paths (no load tests; see BENCHMARKS.md).
 bench:

@@ -114,3 +114,7 @@ replace (
 	github.com/milequest/pushercm/client => ./client
 	github.com/milequest/pushercm/gen => ./gen
 )
+
+// nbio v1.6.8 with one change: its event loops wait in Go's netpoller
+// (third_party/README.md; third_party/nbio.sh rebuilds and checks the copy).
+replace github.com/lesismal/nbio => ./third_party/nbio

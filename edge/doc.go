@@ -48,6 +48,9 @@
 //     A socket keeps the lists of its pending frames between rounds while it is
 //     busy; the sweeper drops them within one pass (at most 5 s) after it goes quiet.
 //   - One event-loop poller serves all sockets; there is no goroutine per connection.
+//     An idle poller parks in Go's netpoller, not in a blocking epoll_wait, so it
+//     holds no thread's P while it waits (nbio as patched in third_party/nbio; see
+//     third_party/README.md).
 //     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
 //     for clients that use them) and closes the ones that stay silent with 4201;
 //     that is the only liveness check (the listener sets no TCP keep-alive).
