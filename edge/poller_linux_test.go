@@ -9,10 +9,9 @@ import (
 // TestIdlePollersHoldNoThread: an idle event loop waits in Go's netpoller,
 // not in a blocking epoll_wait. A goroutine blocked in a syscall keeps its P
 // until the runtime's sysmon retakes it: the handlers a poller started waited
-// for that hand-off, and each retake set sysmon to waking every 20 µs, which
-// cost a quarter of the CPU per connection (see third_party/README.md).
-// Stock nbio leaves every poller in epoll_wait, counted in
-// /sched/goroutines/not-in-go.
+// for that hand-off, and each retake set sysmon to waking every 20 µs (9–17 %
+// of the server's CPU in two profiles; see third_party/README.md). Stock nbio
+// leaves every poller in epoll_wait, counted in /sched/goroutines/not-in-go.
 func TestIdlePollersHoldNoThread(t *testing.T) {
 	cfg := testConfig()
 	cfg.Pollers = 4
