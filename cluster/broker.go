@@ -108,7 +108,8 @@ type Broker struct {
 }
 
 // subState is where a channel's delivery stands. Only the worker changes it once
-// based is set; Subscribe sets the first baseline.
+// based is set; Subscribe sets the first baseline (see base), unless a live
+// message arrives first.
 type subState struct {
 	based bool   // the baseline is known: epoch and last are meaningful
 	epoch string // "" while the channel has no history
@@ -309,11 +310,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 	// is either received live or caught up from the history.
 	epoch, seq, err := b.head(ctx, channel)
 	if err == nil {
-		b.mu.Lock()
-		if b.subs[channel] == st && !st.based {
-			*st = subState{based: true, epoch: epoch, last: seq}
-		}
-		b.mu.Unlock()
+		b.base(channel, st, epoch, seq)
 		if b.sharded {
 			err = b.subscribeShard(ctx, channel)
 		} else if conn != nil {
@@ -330,6 +327,16 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 		return fmt.Errorf("%w: subscribe %s: %w", ErrUnavailable, channel, err)
 	}
 	return nil
+}
+
+// base makes epoch and seq, read by Subscribe before it subscribed, the
+// baseline of st, its state of channel, unless a live message came first.
+func (b *Broker) base(channel string, st *subState, epoch string, seq uint64) {
+	b.mu.Lock()
+	if b.subs[channel] == st && !st.based {
+		*st = subState{based: true, epoch: epoch, last: seq}
+	}
+	b.mu.Unlock()
 }
 
 // Unsubscribe stops receiving channel: the handler gets none of its messages
@@ -687,7 +694,11 @@ func (b *Broker) catchUp(ctx context.Context, ch string) {
 	}
 	switch {
 	case !st.based:
-		st = subState{based: true, epoch: epoch, last: seq}
+		// Subscribe has not read its baseline yet. The head now may be
+		// past it (a connection's sync can run while Subscribe waits for
+		// Redis): taking it would skip what was published in between,
+		// after Subscribe returned.
+		return
 	case epoch == "":
 		return
 	case epoch != st.epoch:
