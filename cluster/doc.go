@@ -23,7 +23,9 @@
 //     silently;
 //   - after Redis comes back, every subscribed channel is subscribed again and
 //     caught up, with no call from the caller;
-//   - messages published before Subscribe returned a baseline are not delivered.
+//   - messages published before Subscribe returned a baseline are not delivered;
+//     every one published after Subscribe returned is (or is counted lost), also
+//     when the connection was still being made.
 //
 // On Redis Cluster (the rueidis client is in cluster mode, whether from
 // redis.clusterAddrs or a redis.url naming a cluster node) the broker uses
