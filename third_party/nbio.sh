@@ -29,9 +29,10 @@ for p in $PKGS; do mkdir -p "$out/$p"; copy "$src/$p" "$out/$p"; done
 chmod -R u+w "$out"
 case "${1:-}" in
 patch)
-	# git diff exits 1 when the trees differ.
+	# git diff exits 1 when the trees differ. The header lines name old/x
+	# and new/x; the patch names x (applied with -p0 in the copy).
 	(cd "$tmp" && cp -r "$OLDPWD/third_party/nbio" new && mv nbio old &&
-		git diff --no-index --no-prefix old new | sed -e 's#^\(diff --git\|---\|+++\) old/#\1 #; s# new/# #g; s#^\(+++\) new/#\1 #') > third_party/nbio.patch || true
+		git diff --no-index --no-prefix old new | sed -e '/^diff --git /s# \(old\|new\)/# #g' -e 's#^--- old/#--- #; s#^+++ new/#+++ #') > third_party/nbio.patch || true
 	;;
 check)
 	git apply --unsafe-paths --directory="$out" -p0 third_party/nbio.patch
