@@ -51,6 +51,10 @@
 //     An idle poller parks in Go's netpoller, not in a blocking epoll_wait, so it
 //     holds no thread's P while it waits (nbio as patched in third_party/nbio; see
 //     third_party/README.md).
+//     On Linux the listener accepts each socket with accept4 and hands it to the
+//     poller as it is, with TCP_NODELAY set, as Go's listener would; a failing
+//     accept (EMFILE: out of descriptors) is retried with a backoff of up to 1 s
+//     and logged once: it neither spins nor stops accepting.
 //     A single sweeper goroutine pings silent clients (pusher:ping, or a WebSocket ping
 //     for clients that use them) and closes the ones that stay silent with 4201;
 //     that is the only liveness check (the listener sets no TCP keep-alive).

@@ -221,11 +221,10 @@ func (s *Server) Start(addr string) error {
 	cfg := s.cfg
 	// Listen before nbio does: nbio's Engine.Stop hangs after a failed listen, and this
 	// also gives Addr a value before any goroutine starts.
-	// No TCP keep-alive on accepted sockets: the sweeper pings silent
-	// clients and closes dead ones, and the HTTP API's idle connections
-	// have their own timeout; Go's default would cost four setsockopt
-	// calls per connection.
-	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
+	// No TCP keep-alive on accepted sockets (Go's default would cost four
+	// setsockopt calls per connection); on Linux the listener accepts straight
+	// into nbio (listen_linux.go).
+	ln, err := listenTCP(addr, cfg.Logger)
 	if err != nil {
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
