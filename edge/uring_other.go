@@ -11,3 +11,6 @@ func newURing(uint32, uint8) (*uring, error)              { return nil, errors.N
 func (*uring) close()                                     {}
 func (*uring) prepSend(int, []byte, uint64)               {}
 func (*uring) submit(func(uint64, int32)) (uint32, error) { return 0, nil }
+
+// ioringOpSend is io_uring's send opcode, named for the shared flusher code.
+const ioringOpSend = 26
