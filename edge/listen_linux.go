@@ -3,7 +3,6 @@
 package edge
 
 import (
-	"context"
 	"log/slog"
 	"net"
 	"os"
@@ -30,47 +29,38 @@ import (
 // time. It returns an error only once the listener is closed (or if Go can no
 // longer wait on it).
 type acceptListener struct {
-	f     *os.File // the listening socket, waited on in Go's netpoller
-	rc    syscall.RawConn
-	addr  *net.TCPAddr
-	laddr *net.TCPAddr // nil when bound to an unspecified address: each socket asks
-	log   *slog.Logger
+	f    *os.File // the listening socket, waited on in Go's netpoller
+	rc   syscall.RawConn
+	addr *net.TCPAddr
+	log  *slog.Logger
 
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
-// listenTCP listens on addr for the edge. KeepAlive -1: the sweeper pings
-// silent clients and closes dead ones, and the HTTP API's idle connections
-// have their own timeout.
-func listenTCP(addr string, log *slog.Logger) (net.Listener, error) {
-	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
+// directAccept returns a listener that accepts ln's connections straight into
+// nbio, or ln itself when ln is not a TCP listener whose socket Go can wait
+// on. It takes ln over: closing the returned listener closes the socket.
+func directAccept(ln net.Listener, log *slog.Logger) net.Listener {
 	tl, ok := ln.(*net.TCPListener)
 	if !ok {
-		return ln, nil
+		return ln
 	}
 	// A *net.TCPListener's RawConn cannot wait for readability, an *os.File's
 	// can: keep a duplicate of the socket (non-blocking like the original)
 	// and close Go's listener.
 	f, err := tl.File()
 	if err != nil {
-		return ln, nil //nolint:nilerr // Go's listener still works; only the shortcut is lost
+		return ln
 	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		_ = f.Close()
-		return ln, nil //nolint:nilerr // as above
+		return ln
 	}
 	a := tl.Addr().(*net.TCPAddr)
 	_ = tl.Close()
-	l := &acceptListener{f: f, rc: rc, addr: a, log: log, closed: make(chan struct{})}
-	if !a.IP.IsUnspecified() {
-		l.laddr = a
-	}
-	return l, nil
+	return &acceptListener{f: f, rc: rc, addr: a, log: log, closed: make(chan struct{})}
 }
 
 // Addr is the listening address.
@@ -130,12 +120,10 @@ func (l *acceptListener) Accept() (net.Conn, error) {
 		// Go's listener sets TCP_NODELAY on every socket it accepts; small
 		// frames go out at once.
 		_ = syscall.SetsockoptInt(nfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-		laddr := l.laddr
-		if laddr == nil {
+		laddr := l.addr
+		if laddr.IP.IsUnspecified() { // the socket's own address
 			if lsa, err := syscall.Getsockname(nfd); err == nil {
 				laddr = sockaddrTCP(lsa)
-			} else {
-				laddr = l.addr
 			}
 		}
 		return nbio.NewTCPConn(nfd, laddr, sockaddrTCP(sa)), nil

@@ -22,13 +22,10 @@ import (
 func TestAcceptListenerConns(t *testing.T) {
 	for _, addr := range []string{"127.0.0.1:0", ":0"} {
 		t.Run(addr, func(t *testing.T) {
-			ln, err := listenTCP(addr, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
+			ln := listen(t, addr, slog.New(slog.DiscardHandler))
 			defer func() { _ = ln.Close() }()
 			if _, ok := ln.(*acceptListener); !ok {
-				t.Fatalf("listenTCP gave a %T, want *acceptListener", ln)
+				t.Fatalf("directAccept gave a %T, want *acceptListener", ln)
 			}
 			port := ln.Addr().(*net.TCPAddr).Port
 			client, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -76,10 +73,7 @@ func TestAcceptListenerConns(t *testing.T) {
 // TestAcceptListenerClose: Close ends a waiting Accept with net.ErrClosed,
 // which nbhttp's accept loop takes as the end.
 func TestAcceptListenerClose(t *testing.T) {
-	ln, err := listenTCP("127.0.0.1:0", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t, "127.0.0.1:0", slog.New(slog.DiscardHandler))
 	done := make(chan error, 1)
 	go func() {
 		_, err := ln.Accept()
@@ -116,10 +110,7 @@ func TestAcceptListenerWaitsOutEMFILE(t *testing.T) {
 
 func emfileChild(t *testing.T) {
 	var logs pushertest.Buffer
-	ln, err := listenTCP("127.0.0.1:0", slog.New(slog.NewTextHandler(&logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listen(t, "127.0.0.1:0", slog.New(slog.NewTextHandler(&logs, nil)))
 	defer func() { _ = ln.Close() }()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -199,4 +190,14 @@ func fcntl(fd, cmd int) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// listen is the edge's listener on addr, as Server.Start makes it.
+func listen(t *testing.T, addr string, log *slog.Logger) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return directAccept(ln, log)
 }

@@ -221,14 +221,16 @@ func (s *Server) Start(addr string) error {
 	cfg := s.cfg
 	// Listen before nbio does: nbio's Engine.Stop hangs after a failed listen, and this
 	// also gives Addr a value before any goroutine starts.
-	// No TCP keep-alive on accepted sockets (Go's default would cost four
-	// setsockopt calls per connection); on Linux the listener accepts straight
-	// into nbio (listen_linux.go).
-	ln, err := listenTCP(addr, cfg.Logger)
+	// No TCP keep-alive on accepted sockets: the sweeper pings silent
+	// clients and closes dead ones, and the HTTP API's idle connections
+	// have their own timeout; Go's default would cost four setsockopt
+	// calls per connection.
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		s.started.Store(false)
 		return fmt.Errorf("edge: listen %s: %w", addr, err)
 	}
+	ln = directAccept(ln, cfg.Logger) // on Linux, straight into nbio (listen_linux.go)
 	s.ln = ln
 	maxBody := s.maxBodyLimit()
 	ncfg := nbhttp.Config{
