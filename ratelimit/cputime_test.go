@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package ratelimit
 
@@ -11,8 +11,6 @@ import (
 // ns/op mostly measures time spent descheduled. CPU time consumed per op (from
 // getrusage) is reported next to it as cpu-ns/op: it does not move with the
 // machine's load.
-const rusageThread = 1 // RUSAGE_THREAD
-
 func cpuTime(who int) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(who, &ru); err != nil {
@@ -21,7 +19,4 @@ func cpuTime(who int) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-const (
-	cpuThread  = rusageThread
-	cpuProcess = syscall.RUSAGE_SELF
-)
+const cpuProcess = syscall.RUSAGE_SELF

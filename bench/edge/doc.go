@@ -12,4 +12,7 @@
 // receiver given Spans (TrackSpans) records every message: its delivery by
 // publish request (the first and last read of each) and its latency, since the
 // timestamp is parsed anyway (peerload's paced runs, from 2026-12-07 16:00 UTC).
+//
+// The receiver (Receiver, NewReceiver, NewReceiverFor) is Linux-only, as are the
+// load tools under bench/cmd that use it; the rest of the package builds anywhere.
 package edgebench

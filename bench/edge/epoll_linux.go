@@ -67,6 +67,17 @@ func NewReceiver(n int, lat *Latencies) (*Receiver, error) {
 	return r, nil
 }
 
+// NewReceiverFor is NewReceiver for sockets that speak another protocol after
+// their handshake (see AddConn), counted by f.
+func NewReceiverFor(n int, lat *Latencies, f Framing) (*Receiver, error) {
+	r, err := NewReceiver(n, lat)
+	if err != nil {
+		return nil, err
+	}
+	r.frames = f
+	return r, nil
+}
+
 // Add hands a connected, subscribed client to the receiver; the Client must not be
 // used afterwards.
 func (r *Receiver) Add(i int, c *Client) error {

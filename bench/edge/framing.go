@@ -12,17 +12,6 @@ import (
 // `"data":"<unix nanos>` (see Now).
 type Framing func(p []byte) (messages int, reply []byte)
 
-// NewReceiverFor is NewReceiver for sockets that speak another protocol after
-// their handshake (see AddConn), counted by f.
-func NewReceiverFor(n int, lat *Latencies, f Framing) (*Receiver, error) {
-	r, err := NewReceiver(n, lat)
-	if err != nil {
-		return nil, err
-	}
-	r.frames = f
-	return r, nil
-}
-
 // Conn returns the client's socket for AddConn, or an error when bytes past
 // the last frame read are buffered.
 func (c *Client) Conn() (net.Conn, error) {

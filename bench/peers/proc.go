@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"regexp"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -45,7 +44,7 @@ func (p *Proc) Stop() {
 // start runs cmd with its output kept (the tail is shown when it fails),
 // never outliving this process.
 func start(name string, cmd *exec.Cmd, dir string) (*Proc, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	tb := &tailBuffer{}
 	cmd.Stdout, cmd.Stderr = tb, tb
 	if err := cmd.Start(); err != nil {
@@ -59,7 +58,7 @@ func start(name string, cmd *exec.Cmd, dir string) (*Proc, error) {
 // startPiped is start for a server whose ready line (matched by re on its
 // stderr) names its addresses.
 func startPiped(name string, cmd *exec.Cmd, dir string, re *regexp.Regexp) (*Proc, []string, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, nil, err

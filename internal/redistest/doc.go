@@ -10,10 +10,12 @@
 // starts a three-master Redis Cluster. CommandCalls reads a server's INFO
 // commandstats, for tests that count what reached Redis.
 //
-// Guarantees: every server this package starts listens on 127.0.0.1 only,
-// keeps nothing on disk (RefuseWrites only makes its snapshot fail), and dies with the test process (Pdeathsig), so no
-// run leaves a Redis behind. Prefix gives each test its own key prefix and
-// deletes every key under it when the test ends, so tests that share one
-// Redis never see each other's keys. Nothing outside _test.go files may
-// import this package.
+// Guarantees: every server this package starts listens on 127.0.0.1 only and
+// keeps nothing on disk (RefuseWrites only makes its snapshot fail). On Linux
+// it dies with the test process (Pdeathsig), so no run leaves a Redis behind;
+// elsewhere, which has no parent-death signal, a server of Start stops at its
+// test's cleanup and the shared one is left running. Prefix gives each test its
+// own key prefix and deletes every key under it when the test ends, so tests
+// that share one Redis never see each other's keys. Nothing outside _test.go
+// files may import this package.
 package redistest

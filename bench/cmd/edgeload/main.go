@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command edgeload load-tests the embedded Pusher edge from a separate process.
 //
 //	go run ./bench/cmd/edgeload                      # spawn a server child, run everything

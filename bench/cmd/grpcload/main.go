@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command grpcload measures BroadcastService against the cheapest possible
 // RPC on the same server in the same run (issue 6): closed-loop callers on
 // the generated stubs send

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command peerload compares pushercm with the servers users would run instead
 // (Centrifugo, soketi) on this machine, with one harness and the same client
 // code for all (issue 18). `make bench-peers` installs the peers at pinned
