@@ -170,19 +170,45 @@ func (b *Broker) Close() {
 // across the cluster, the congested key's PTTL (negative: none)}. On Redis
 // Cluster it publishes with SPUBLISH: the topic has the keys' hash tag, so it
 // is in the script's slot and reaches only that shard.
+//
+// A channel's numbering continues across epochs but one: when its meta hash is
+// gone (never published, expired, or Redis came back empty) the history starts
+// again from 1 under a new epoch, and the log is dropped. Otherwise the script
+// starts a new epoch when the Redis process that runs it has not written the
+// channel since it started or last saved (the hash holds no epoch under a field
+// named after the process's LASTSAVE): such a process may be a restart from an
+// older snapshot, or a replica promoted before it had the last writes, and then
+// it lacks publishes that nodes have delivered, whose numbers its next
+// publishes would reuse.
+// An epoch is the offered id, "~", the last number the history held when it
+// began (0 when it started again) and "~", Redis' clock then in microseconds
+// (see epochOf): nodes take what follows its base as new, whatever they
+// delivered before, and tell an epoch from an older one restored with a
+// snapshot by its clock. After an ordinary save the new epoch changes nothing.
 func publishScript(sharded bool) string {
 	publish := "PUBLISH"
 	if sharded {
 		publish = "SPUBLISH"
 	}
 	return `
-local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
-local epoch = redis.call("HGET", KEYS[1], "epoch")
+local saved = "e" .. redis.call("LASTSAVE")
+local epoch = redis.call("HGET", KEYS[1], saved)
 if not epoch then
-  epoch = ARGV[3]
-  redis.call("HSET", KEYS[1], "epoch", epoch)
-  redis.call("DEL", KEYS[2])
+  local meta = redis.call("HMGET", KEYS[1], "epoch", "seq", "saved")
+  local base = "0"
+  if meta[1] then
+    base = meta[2] or "0"
+    if meta[3] then
+      redis.call("HDEL", KEYS[1], meta[3])
+    end
+  else
+    redis.call("DEL", KEYS[2])
+  end
+  local t = redis.call("TIME")
+  epoch = ARGV[3] .. "~" .. base .. "~" .. t[1] .. string.format("%06d", tonumber(t[2]))
+  redis.call("HSET", KEYS[1], "epoch", epoch, "saved", saved, saved, epoch)
 end
+local seq = redis.call("HINCRBY", KEYS[1], "seq", 1)
 redis.call("EXPIRE", KEYS[1], ARGV[5])
 if tonumber(ARGV[4]) > 0 then
   redis.call("XADD", KEYS[2], "MAXLEN", "~", ARGV[4], "0-" .. seq, "p", ARGV[2])
@@ -388,6 +414,27 @@ func (b *Broker) current() rueidis.DedicatedClient {
 	defer b.mu.Unlock()
 	return b.conn
 }
+
+// epochInfo is what an epoch id says (see publishScript): the number after
+// which its publishes are new (0: the history started again with it) and when
+// Redis began it, in microseconds. An id of an older format says 0 and 0.
+type epochInfo struct{ base, began uint64 }
+
+func epochOf(epoch string) epochInfo {
+	_, rest, ok := strings.Cut(epoch, "~")
+	if !ok {
+		return epochInfo{}
+	}
+	base, began, _ := strings.Cut(rest, "~")
+	var e epochInfo
+	e.base, _ = strconv.ParseUint(base, 10, 64)
+	e.began, _ = strconv.ParseUint(began, 10, 64)
+	return e
+}
+
+// older reports whether epoch a began before epoch b: a is a state of the
+// channel that Redis restored from before b (a snapshot, a promoted replica).
+func older(a, b string) bool { return epochOf(a).began < epochOf(b).began }
 
 // head reads a channel's history epoch and last sequence ("" and 0 when it has
 // none).
@@ -664,9 +711,14 @@ func (b *Broker) live(ctx context.Context, it item) {
 	switch {
 	case !st.based:
 		st = subState{based: true, epoch: epoch, last: seq - 1}
+	case st.epoch != epoch && older(epoch, st.epoch):
+		// Left over from before the epoch this node follows (a connection
+		// being replaced delivers it late): delivered already.
+		return
 	case st.epoch != epoch:
-		// A new history: all of it was published after the baseline.
-		st.epoch, st.last = epoch, 0
+		// A new epoch: what follows its base was published after the
+		// baseline (all of it when the history started again).
+		st.epoch, st.last = epoch, min(st.last, epochOf(epoch).base)
 	}
 	if seq <= st.last {
 		return
@@ -701,10 +753,19 @@ func (b *Broker) catchUp(ctx context.Context, ch string) {
 		return
 	case epoch == "":
 		return
+	case epoch != st.epoch && older(epoch, st.epoch):
+		// Redis restored the channel from before the epoch this node follows
+		// (a snapshot, a promoted replica): this node has delivered what it
+		// holds, and its next publish starts an epoch whose base is seq (see
+		// publishScript).
+		st.epoch, st.last = epoch, min(st.last, seq)
 	case epoch != st.epoch:
-		// Messages of the old history past st.last that never arrived can no
-		// longer be read; the new history is delivered from its start.
-		st.epoch, st.last = epoch, 0
+		// A new epoch. When the history started again, messages of the old
+		// one past st.last that never arrived can no longer be read and the
+		// new one is delivered from its start; otherwise what follows its
+		// base is new (see publishScript), and what this node missed before
+		// it is still in the log.
+		st.epoch, st.last = epoch, min(st.last, epochOf(epoch).base)
 	}
 	if seq > st.last {
 		b.recover(ctx, ch, &st, seq)

@@ -519,3 +519,57 @@ func TestCatchUpLeavesTheBaselineToSubscribe(t *testing.T) {
 		t.Fatalf("the message published after the baseline was never delivered (state %+v)", *st)
 	}
 }
+
+// A node follows a channel's newest epoch: a message of an older one (a
+// connection being replaced delivers it late) was delivered already, and a
+// newer epoch's publishes past its base are new even when this node has
+// delivered their numbers before (Redis lost the publishes that had them).
+func TestLiveFollowsTheNewestEpoch(t *testing.T) {
+	addr := redistest.Addr(t)
+	prefix := redistest.Prefix(t)
+	got := make(chan Message, 8)
+	b := NewBroker(newClient(t, addr), Config{Prefix: prefix}, func(m Message) { got <- m })
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	const ch = "epochs"
+	b.mu.Lock()
+	b.subs[ch] = &subState{based: true, epoch: "o.2~5~2000", last: 6}
+	b.mu.Unlock()
+	live := func(epoch string, seq int, payload string) {
+		b.live(ctx, item{topic: b.keys.topic(ch), payload: fmt.Sprintf("%s:%d:%s", epoch, seq, payload)})
+	}
+	live("o.1~0~1000", 6, "late, older epoch") // dropped
+	live("o.1", 7, "late, older format")       // dropped
+	live("o.2~5~2000", 6, "duplicate")         // dropped
+	live("o.2~5~2000", 7, "seven")
+	live("o.3~4~3000", 5, "after a loss")
+	var payloads []string
+	for len(got) > 0 {
+		payloads = append(payloads, string((<-got).Payload))
+	}
+	if fmt.Sprint(payloads) != fmt.Sprint([]string{"seven", "after a loss"}) {
+		t.Fatalf("delivered %q, want [seven, after a loss]", payloads)
+	}
+	if st, _ := b.state(ch); st.epoch != "o.3~4~3000" || st.last != 5 {
+		t.Fatalf("state %+v, want epoch o.3~4~3000 at 5", st)
+	}
+}
+
+func TestEpochOf(t *testing.T) {
+	for _, c := range []struct {
+		epoch string
+		want  epochInfo
+	}{
+		{"", epochInfo{}},
+		{"a1b2.3", epochInfo{}},
+		{"a1b2.3~0~1796687302768920", epochInfo{base: 0, began: 1796687302768920}},
+		{"a1b2.3~42~1796687302768920", epochInfo{base: 42, began: 1796687302768920}},
+	} {
+		if got := epochOf(c.epoch); got != c.want {
+			t.Errorf("epochOf(%q) = %+v, want %+v", c.epoch, got, c.want)
+		}
+	}
+	if !older("a.1", "b.1~0~5") || older("b.1~0~5", "a.1") || older("b.1~0~5", "b.1~0~5") {
+		t.Error("older: an epoch without a clock is older than one with; none is older than itself")
+	}
+}

@@ -25,7 +25,19 @@
 //     caught up, with no call from the caller;
 //   - messages published before Subscribe returned a baseline are not delivered;
 //     every one published after Subscribe returned is (or is counted lost), also
-//     when the connection was still being made.
+//     when the connection was still being made;
+//   - when Redis loses publishes it had accepted (a restart from a snapshot
+//     older than them, a replica promoted before it had them), the publishes
+//     after it are delivered all the same, though they reuse the lost ones'
+//     sequence numbers. The publish script tells by LASTSAVE, which every Redis
+//     process sets when it starts and saves: the first publish to a channel by
+//     a process that has not written it since then starts a new epoch of the
+//     channel's numbering, which says from which number on its publishes are
+//     new. LASTSAVE counts seconds, so a restart in the second of the last save
+//     (or a promoted replica whose LASTSAVE is its master's) goes unseen: the
+//     publishes that reuse delivered numbers are then dropped as duplicates
+//     until the numbering passes them. Epochs carry Redis' clock, by which a
+//     node tells a state restored from before the epoch it follows.
 //
 // On Redis Cluster (the rueidis client is in cluster mode, whether from
 // redis.clusterAddrs or a redis.url naming a cluster node) the broker uses

@@ -104,8 +104,9 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart starts the server again on the same address, empty (nothing is kept on
-// disk), and waits until it answers.
+// Restart starts the server again on the same address and waits until it
+// answers: empty (nothing is kept on disk), unless the test saved a snapshot
+// (SAVE), which it then loads.
 func (s *Server) Restart() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
