@@ -49,8 +49,10 @@
 // The guarantees above hold per channel; channels on different masters are not
 // ordered with each other. A channel whose connection breaks, or whose slot
 // moves (Redis then sends sunsubscribe; a failover breaks the connection), is
-// subscribed again where its slot now is and caught up from the history. The
-// first channel of a master is subscribed by the broker's run loop once it has
+// subscribed again where its slot now is and caught up from the history; while
+// a master cannot be reached, every retry reads CLUSTER SLOTS again, so the
+// broker follows its replica once Redis Cluster has promoted it. The first
+// channel of a master is subscribed by the broker's run loop once it has
 // connected there: Subscribe returns before, and what is published meanwhile is
 // caught up from the history.
 //

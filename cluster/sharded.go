@@ -354,6 +354,10 @@ func (b *Broker) place(ctx context.Context, addr string, p *placement) error {
 		var err error
 		old = sh
 		if sh, err = b.dial(ctx, addr, node); err != nil {
+			// The master may be gone for good (its replica taking over):
+			// the next pass reads the slots again rather than dial it
+			// forever.
+			b.refresh.Store(true)
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,14 @@ type redisCluster struct {
 
 func startRedisCluster(t *testing.T) *redisCluster {
 	t.Helper()
-	rc := &redisCluster{seeds: redistest.StartCluster(t)}
+	return newRedisCluster(t, redistest.StartCluster(t))
+}
+
+// newRedisCluster reads which master owns which slots of the cluster seeds
+// belong to.
+func newRedisCluster(t *testing.T, seeds []string) *redisCluster {
+	t.Helper()
+	rc := &redisCluster{seeds: seeds}
 	v, err := redistest.Do(rc.seeds[0], "CLUSTER", "SLOTS")
 	if err != nil {
 		t.Fatal(err)
@@ -370,6 +378,136 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	close(done)
 	waitDelivered(t, rec, <-sentc, all)
+	if s := sub.Stats(); s.Lost != 0 || !s.Up {
+		t.Fatalf("stats %+v: want up, nothing lost", s)
+	}
+}
+
+// A master is killed and its replica takes over (Redis Cluster's own
+// failover): the subscriber's connection to the dead master breaks, it
+// subscribes the master's channels on the promoted replica and catches them
+// up; every publish Redis accepted, before and after, is delivered once, in
+// order.
+func TestShardedPubSubFollowsAFailover(t *testing.T) {
+	c := redistest.StartClusterWithReplicas(t)
+	rc := newRedisCluster(t, c.Addrs)
+	const prefix = shardedPrefix
+	cfg := Config{Prefix: prefix}
+	rec := &recorder{}
+	sub := startBroker(t, rc.client(t), cfg, rec)
+	pub := startBroker(t, rc.client(t), cfg, &recorder{})
+	ctx := context.Background()
+	spread := rc.spread(sub.client, prefix, 2)
+	victim := rc.ranges[0].addr
+	all := (shardedPair{sub: sub}).subscribe(t, spread)
+	pushertest.Eventually(t, "every channel subscribed", func() bool {
+		n := 0
+		for _, r := range rc.ranges {
+			n += len(shardChannels(t, r.addr, prefix))
+		}
+		return n == len(all)
+	})
+
+	done := make(chan struct{})
+	sentc := make(chan map[string][]string)
+	go func() {
+		sent := map[string][]string{}
+		defer func() { sentc <- sent }()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, ch := range all {
+				p := fmt.Sprint(i)
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				if _, err := pub.Publish(pctx, ch, []byte(p), PublishOptions{}); err == nil {
+					sent[ch] = append(sent[ch], p)
+				}
+				cancel()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	// Everything the victim accepted is on its replica before it dies: this
+	// failover loses nothing (TestBrokerDeliversAfterRedisLostWrites is the
+	// one that does).
+	close(done)
+	sent := <-sentc
+	redistest.EventuallyReplicated(t, c.Addrs)
+	c.Kill(victim)
+
+	var promoted string
+	pushertest.EventuallyWithin(t, 30*time.Second, "a replica promoted in the victim's place", func() error {
+		for _, a := range c.Addrs {
+			if a == victim {
+				continue
+			}
+			v, err := redistest.Do(a, "CLUSTER", "SLOTS")
+			if err != nil {
+				continue
+			}
+			for _, r := range v.([]any) {
+				r := r.([]any)
+				m := r[2].([]any)
+				addr := net.JoinHostPort(m[0].(string), strconv.FormatInt(m[1].(int64), 10))
+				if r[0].(int64) == int64(rc.ranges[0].lo) && addr != victim {
+					promoted = addr
+					return nil
+				}
+			}
+			return fmt.Errorf("slots %d.. still on %s", rc.ranges[0].lo, victim)
+		}
+		return fmt.Errorf("no node answers")
+	})
+	done = make(chan struct{})
+	go func() {
+		more := map[string][]string{}
+		defer func() { sentc <- more }()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, ch := range all {
+				p := fmt.Sprint("after-", i)
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				if _, err := pub.Publish(pctx, ch, []byte(p), PublishOptions{}); err == nil {
+					more[ch] = append(more[ch], p)
+				}
+				cancel()
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	pushertest.EventuallyWithin(t, 30*time.Second, "the victim's channels subscribed on the promoted replica", func() error {
+		if got := len(shardChannels(t, promoted, prefix)); got != len(spread[victim]) {
+			sub.mu.Lock()
+			var shards []string
+			for a, sh := range sub.shards {
+				shards = append(shards, fmt.Sprintf("%s(broken=%v live=%d)", a, sh.broken.Load(), sh.live))
+			}
+			slots := fmt.Sprint(sub.slots)
+			sub.mu.Unlock()
+			dbg := fmt.Sprintf("slots=%v shards=%v stats=%+v", slots, shards, sub.Stats())
+			return fmt.Errorf("%d of %d on %s; %s", got, len(spread[victim]), promoted, dbg)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	close(done)
+	for ch, ps := range <-sentc {
+		sent[ch] = append(sent[ch], ps...)
+	}
+	for _, ch := range spread[victim] {
+		if n := len(sent[ch]); n == 0 || !strings.HasPrefix(sent[ch][n-1], "after-") {
+			t.Fatalf("no publish to %s accepted after the failover", ch)
+		}
+	}
+	waitDelivered(t, rec, sent, all)
 	if s := sub.Stats(); s.Lost != 0 || !s.Up {
 		t.Fatalf("stats %+v: want up, nothing lost", s)
 	}

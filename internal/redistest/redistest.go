@@ -373,11 +373,89 @@ func readReply(r *bufio.Reader) (any, error) {
 // cleanup. It returns the seed addresses.
 func StartCluster(t testing.TB) []string {
 	t.Helper()
+	return startCluster(t, 3, 0).Addrs
+}
+
+// Cluster is a Redis Cluster StartClusterWithReplicas started.
+type Cluster struct {
+	Addrs []string // every node, masters and replicas
+
+	mu    sync.Mutex
+	procs map[string]*exec.Cmd
+}
+
+// Kill ends the node at addr with SIGKILL, as a crash would.
+func (c *Cluster) Kill(addr string) {
+	c.mu.Lock()
+	cmd := c.procs[addr]
+	delete(c.procs, addr)
+	c.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+}
+
+// StartClusterWithReplicas is StartCluster with a replica for each master and
+// a cluster-node-timeout of one second, so that a replica takes over from a
+// killed master within a few seconds. It returns once every replica is in
+// sync with its master.
+func StartClusterWithReplicas(t testing.TB) *Cluster {
+	t.Helper()
+	c := startCluster(t, 6, 1, "--cluster-node-timeout", "1000")
+	EventuallyReplicated(t, c.Addrs)
+	return c
+}
+
+// EventuallyReplicated waits until every replica among addrs has its master's
+// link up and has read everything its master has written.
+func EventuallyReplicated(t testing.TB, addrs []string) {
+	t.Helper()
+	pushertest.EventuallyWithin(t, 20*time.Second, "redistest: every replica in sync", func() error {
+		offsets := map[string]string{} // master address -> its offset
+		var replicas [][3]string       // address, master address, offset
+		for _, a := range addrs {
+			v, err := Do(a, "INFO", "replication")
+			if err != nil {
+				return fmt.Errorf("%s: %w", a, err)
+			}
+			info := map[string]string{}
+			for _, line := range strings.Split(v.(string), "\r\n") {
+				if k, val, ok := strings.Cut(line, ":"); ok {
+					info[k] = val
+				}
+			}
+			switch info["role"] {
+			case "master":
+				offsets[a] = info["master_repl_offset"]
+			case "slave":
+				if info["master_link_status"] != "up" {
+					return fmt.Errorf("replica %s: link to its master %s", a, info["master_link_status"])
+				}
+				replicas = append(replicas, [3]string{a, net.JoinHostPort(info["master_host"], info["master_port"]), info["slave_repl_offset"]})
+			}
+		}
+		for _, r := range replicas {
+			if want, ok := offsets[r[1]]; ok && r[2] != want {
+				return fmt.Errorf("replica %s at offset %s, its master at %s", r[0], r[2], want)
+			}
+		}
+		return nil
+	})
+}
+
+func startCluster(t testing.TB, nodes, replicas int, extra ...string) *Cluster {
+	t.Helper()
 	if err := ensureInstalled(); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
-	var addrs []string
-	for i := 0; len(addrs) < 3; i++ {
+	c := &Cluster{procs: map[string]*exec.Cmd{}}
+	t.Cleanup(func() {
+		for _, a := range c.Addrs {
+			c.Kill(a)
+		}
+	})
+	for i := 0; len(c.Addrs) < nodes; i++ {
 		if i > 50 {
 			t.Fatal("redistest: no free port pair for a cluster node")
 		}
@@ -387,19 +465,21 @@ func StartCluster(t testing.TB) []string {
 			continue
 		}
 		dir := t.TempDir()
-		cmd, err := run(port, dir, "--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"))
+		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf")}, extra...)
+		cmd, err := run(port, dir, args...)
 		if err != nil {
 			continue
 		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		addrs = append(addrs, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		c.procs[addr] = cmd
+		c.Addrs = append(c.Addrs, addr)
 	}
-	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")
+	args := append(append([]string{"--cluster", "create"}, c.Addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
 	}
 	pushertest.EventuallyWithin(t, 20*time.Second, "redistest: every cluster node ready", func() error {
-		for _, a := range addrs {
+		for _, a := range c.Addrs {
 			v, err := Do(a, "CLUSTER", "INFO")
 			if err != nil {
 				return fmt.Errorf("cluster node %s: %w", a, err)
@@ -410,7 +490,7 @@ func StartCluster(t testing.TB) []string {
 		}
 		return nil
 	})
-	return addrs
+	return c
 }
 
 func portFree(port int) bool {
