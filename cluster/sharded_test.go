@@ -302,7 +302,6 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 	sp := startShardedPair(t, Config{})
 	rc, sub, pub, rec := sp.rc, sp.sub, sp.pub, sp.rec
 	const prefix = shardedPrefix
-	ctx := context.Background()
 	from, to := rc.ranges[0].addr, rc.ranges[1].addr
 	spread := rc.spread(sub.client, prefix, 2)
 	moving, staying := spread[from][0], spread[from][1]
@@ -313,28 +312,9 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 		return len(shardChannels(t, from, prefix)) == 2 && len(shardChannels(t, to, prefix)) == 2
 	})
 
-	// Publish until stopped; a publication Redis refused (ASK, TRYAGAIN during
-	// the migration) is not counted.
-	done := make(chan struct{})
-	sentc := make(chan map[string][]string)
-	go func() {
-		sent := map[string][]string{}
-		defer func() { sentc <- sent }()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			for _, ch := range all {
-				p := fmt.Sprint(i)
-				if _, err := pub.Publish(ctx, ch, []byte(p), PublishOptions{}); err == nil {
-					sent[ch] = append(sent[ch], p)
-				}
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
+	// A publication Redis refused (ASK, TRYAGAIN during the migration) is not
+	// counted.
+	stop := publishingAccepted(pub, all, "")
 	time.Sleep(50 * time.Millisecond)
 
 	id := func(addr string) string {
@@ -376,10 +356,41 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 			!slices.Contains(shardChannels(t, from, prefix), keyspace{prefix}.topic(moving))
 	})
 	time.Sleep(100 * time.Millisecond)
-	close(done)
-	waitDelivered(t, rec, <-sentc, all)
+	waitDelivered(t, rec, stop(), all)
 	if s := sub.Stats(); s.Lost != 0 || !s.Up {
 		t.Fatalf("stats %+v: want up, nothing lost", s)
+	}
+}
+
+// publishingAccepted is publishing through a migration or a failover: a
+// publication Redis refused is not counted, and payloads are tag and the
+// round's number.
+func publishingAccepted(pub *Broker, chans []string, tag string) (stop func() map[string][]string) {
+	done := make(chan struct{})
+	sentc := make(chan map[string][]string)
+	go func() {
+		sent := map[string][]string{}
+		defer func() { sentc <- sent }()
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, ch := range chans {
+				p := tag + strconv.Itoa(i)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				if _, err := pub.Publish(ctx, ch, []byte(p), PublishOptions{}); err == nil {
+					sent[ch] = append(sent[ch], p)
+				}
+				cancel()
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() map[string][]string {
+		close(done)
+		return <-sentc
 	}
 }
 
@@ -396,7 +407,6 @@ func TestShardedPubSubFollowsAFailover(t *testing.T) {
 	rec := &recorder{}
 	sub := startBroker(t, rc.client(t), cfg, rec)
 	pub := startBroker(t, rc.client(t), cfg, &recorder{})
-	ctx := context.Background()
 	spread := rc.spread(sub.client, prefix, 2)
 	victim := rc.ranges[0].addr
 	all := (shardedPair{sub: sub}).subscribe(t, spread)
@@ -408,34 +418,12 @@ func TestShardedPubSubFollowsAFailover(t *testing.T) {
 		return n == len(all)
 	})
 
-	done := make(chan struct{})
-	sentc := make(chan map[string][]string)
-	go func() {
-		sent := map[string][]string{}
-		defer func() { sentc <- sent }()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			for _, ch := range all {
-				p := fmt.Sprint(i)
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				if _, err := pub.Publish(pctx, ch, []byte(p), PublishOptions{}); err == nil {
-					sent[ch] = append(sent[ch], p)
-				}
-				cancel()
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	stop := publishingAccepted(pub, all, "")
 	time.Sleep(100 * time.Millisecond)
+	sent := stop()
 	// Everything the victim accepted is on its replica before it dies: this
 	// failover loses nothing (TestBrokerDeliversAfterRedisLostWrites is the
 	// one that does).
-	close(done)
-	sent := <-sentc
 	redistest.EventuallyReplicated(t, c.Addrs)
 	c.Kill(victim)
 
@@ -462,27 +450,7 @@ func TestShardedPubSubFollowsAFailover(t *testing.T) {
 		}
 		return fmt.Errorf("no node answers")
 	})
-	done = make(chan struct{})
-	go func() {
-		more := map[string][]string{}
-		defer func() { sentc <- more }()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			for _, ch := range all {
-				p := fmt.Sprint("after-", i)
-				pctx, cancel := context.WithTimeout(ctx, time.Second)
-				if _, err := pub.Publish(pctx, ch, []byte(p), PublishOptions{}); err == nil {
-					more[ch] = append(more[ch], p)
-				}
-				cancel()
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	stop = publishingAccepted(pub, all, "after-")
 	pushertest.EventuallyWithin(t, 30*time.Second, "the victim's channels subscribed on the promoted replica", func() error {
 		if got := len(shardChannels(t, promoted, prefix)); got != len(spread[victim]) {
 			sub.mu.Lock()
@@ -498,8 +466,7 @@ func TestShardedPubSubFollowsAFailover(t *testing.T) {
 		return nil
 	})
 	time.Sleep(300 * time.Millisecond)
-	close(done)
-	for ch, ps := range <-sentc {
+	for ch, ps := range stop() {
 		sent[ch] = append(sent[ch], ps...)
 	}
 	for _, ch := range spread[victim] {
