@@ -65,9 +65,9 @@ type Broker struct {
 	keys    keyspace
 	cfg     Config
 	handler Handler
-	publish *rueidis.Lua
+	publish *script
 	// clearCongested deletes a channel's congested key if this node set it.
-	clearCongested *rueidis.Lua
+	clearCongested *script
 	// epoch and epochs make the id offered when a channel's history starts:
 	// unique to this broker and this publish, so a history recreated after it
 	// was lost (a Redis restart, an expiry) never reuses an old epoch.
@@ -135,7 +135,7 @@ func NewBroker(client rueidis.Client, cfg Config, handler Handler) *Broker {
 		cfg:            cfg,
 		handler:        handler,
 		sharded:        client.Mode() == rueidis.ClientModeCluster,
-		clearCongested: rueidis.NewLuaScript(clearCongestedScript),
+		clearCongested: newScript(clearCongestedScript),
 		epoch:          hex.EncodeToString(e[:]),
 		subs:           map[string]*subState{},
 		shards:         map[string]*shard{},
@@ -143,7 +143,7 @@ func NewBroker(client rueidis.Client, cfg Config, handler Handler) *Broker {
 		recycle:        make(chan struct{}, 1),
 		queue:          make(chan item, cfg.QueueSize),
 	}
-	b.publish = rueidis.NewLuaScript(publishScript(b.sharded))
+	b.publish = newScript(publishScript(b.sharded))
 	b.dirty.set = map[string]struct{}{}
 	b.lastErr.Store("")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -279,7 +279,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, payload []byte, o 
 // node renews it while the lag lasts and clears it (ClearCongested) after;
 // a node that dies meanwhile leaves it for ttl at most.
 func (b *Broker) SetCongested(ctx context.Context, channel string, ttl time.Duration) error {
-	err := b.client.Do(ctx, b.client.B().Set().Key(b.keys.congested(channel)).Value(b.cfg.NodeID).Px(ttl).Build()).Error()
+	err := b.client.Do(ctx, b.client.B().Set().Key(b.keys.congested(channel)).Value(b.cfg.NodeID).Px(ttl).Build().Pin()).Error()
 	if err != nil {
 		return fmt.Errorf("%w: congestion of %s: %w", ErrUnavailable, channel, err)
 	}
@@ -298,7 +298,7 @@ func (b *Broker) ClearCongested(ctx context.Context, channel string) error {
 // Congestion is how much longer channel is said congested (0: it is not).
 // One PTTL.
 func (b *Broker) Congestion(ctx context.Context, channel string) (time.Duration, error) {
-	ms, err := b.client.Do(ctx, b.client.B().Pttl().Key(b.keys.congested(channel)).Build()).AsInt64()
+	ms, err := b.client.Do(ctx, b.client.B().Pttl().Key(b.keys.congested(channel)).Build().Pin()).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("%w: congestion of %s: %w", ErrUnavailable, channel, err)
 	}
@@ -308,7 +308,7 @@ func (b *Broker) Congestion(ctx context.Context, channel string) (time.Duration,
 // Cached is a cache channel's last payload, nil when it has none (never
 // published, or expired).
 func (b *Broker) Cached(ctx context.Context, channel string) ([]byte, error) {
-	v, err := b.client.Do(ctx, b.client.B().Get().Key(b.keys.cache(channel)).Build()).ToString()
+	v, err := b.client.Do(ctx, b.client.B().Get().Key(b.keys.cache(channel)).Build().Pin()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil
 	}
@@ -340,7 +340,7 @@ func (b *Broker) Subscribe(ctx context.Context, channel string) error {
 		if b.sharded {
 			err = b.subscribeShard(ctx, channel)
 		} else if conn != nil {
-			err = conn.Do(ctx, conn.B().Subscribe().Channel(b.keys.topic(channel)).Build()).Error()
+			err = conn.Do(ctx, conn.B().Subscribe().Channel(b.keys.topic(channel)).Build().Pin()).Error()
 			if err != nil && b.current() != conn {
 				// The connection was replaced meanwhile; its successor
 				// subscribed every channel in subs, this one included.
@@ -439,7 +439,7 @@ func older(a, b string) bool { return epochOf(a).began < epochOf(b).began }
 // head reads a channel's history epoch and last sequence ("" and 0 when it has
 // none).
 func (b *Broker) head(ctx context.Context, channel string) (string, uint64, error) {
-	vals, err := b.client.Do(ctx, b.client.B().Hmget().Key(b.keys.meta(channel)).Field("epoch", "seq").Build()).ToArray()
+	vals, err := b.client.Do(ctx, b.client.B().Hmget().Key(b.keys.meta(channel)).Field("epoch", "seq").Build().Pin()).ToArray()
 	if err != nil {
 		return "", 0, err
 	}
@@ -551,7 +551,7 @@ func (b *Broker) replace(ctx context.Context, wait <-chan error) <-chan error {
 		// read. The answer may be an error (MISCONF refuses PING); it still
 		// marks the point.
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = old.Do(pctx, old.B().Ping().Build()).Error()
+		_ = old.Do(pctx, old.B().Ping().Build().Pin()).Error()
 		cancel()
 		old.Close()
 	}
@@ -565,7 +565,7 @@ func (b *Broker) connect(ctx context.Context, catchUp bool) (<-chan error, error
 	conn, _ := b.client.Dedicate()
 	wait := conn.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.receive})
 	// Ping first: Dedicate does not dial until the first command.
-	if err := conn.Do(ctx, conn.B().Ping().Build()).Error(); err != nil {
+	if err := conn.Do(ctx, conn.B().Ping().Build().Pin()).Error(); err != nil {
 		conn.Close()
 		return nil, err
 	}
@@ -598,7 +598,7 @@ func (b *Broker) connect(ctx context.Context, catchUp bool) (<-chan error, error
 			for i, ch := range want[:n] {
 				topics[i] = b.keys.topic(ch)
 			}
-			if err := conn.Do(ctx, conn.B().Subscribe().Channel(topics...).Build()).Error(); err != nil {
+			if err := conn.Do(ctx, conn.B().Subscribe().Channel(topics...).Build().Pin()).Error(); err != nil {
 				conn.Close()
 				return nil, err
 			}
@@ -777,7 +777,7 @@ func (b *Broker) catchUp(ctx context.Context, ch string) {
 // no longer holds.
 func (b *Broker) recover(ctx context.Context, ch string, st *subState, to uint64) {
 	entries, err := b.client.Do(ctx, b.client.B().Xrange().Key(b.keys.log(ch)).
-		Start("0-"+strconv.FormatUint(st.last+1, 10)).End("0-"+strconv.FormatUint(to, 10)).Build()).AsXRange()
+		Start("0-"+strconv.FormatUint(st.last+1, 10)).End("0-"+strconv.FormatUint(to, 10)).Build().Pin()).AsXRange()
 	if err != nil {
 		b.setErr(err)
 	}

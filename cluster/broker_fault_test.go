@@ -17,17 +17,9 @@ import (
 // handing a subscribed connection back to rueidis' pool. Run in-process, this
 // test dies with the panic if it does.
 func TestBrokerSurvivesRedisRefusingWrites(t *testing.T) {
-	srv := redistest.Start(t)
 	cfg := Config{Prefix: "p"}
-	var rec recorder
-	sub := startBroker(t, newClient(t, srv.Addr), cfg, &rec)
-	pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	srv, sub, pub, rec := ownRedisPair(t, cfg, "a", "b", "c")
 	ctx := context.Background()
-	for _, ch := range []string{"a", "b", "c"} {
-		if err := sub.Subscribe(ctx, ch); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	if err := srv.RefuseWrites(); err != nil {
 		t.Fatal(err)
@@ -153,15 +145,8 @@ func TestBrokerReplacesConnectionWithStaleSubscriptions(t *testing.T) {
 // publishes after the restart reuse sequence numbers the subscribing node has
 // delivered already, and must be delivered all the same.
 func TestBrokerDeliversAfterRedisLostWrites(t *testing.T) {
-	srv := redistest.Start(t)
-	cfg := Config{Prefix: "p"}
-	var rec recorder
-	sub := startBroker(t, newClient(t, srv.Addr), cfg, &rec)
-	pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	srv, sub, pub, rec := ownRedisPair(t, Config{Prefix: "p"}, "a")
 	ctx := context.Background()
-	if err := sub.Subscribe(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
 	publish := func(ps ...string) {
 		t.Helper()
 		for _, p := range ps {

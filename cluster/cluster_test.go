@@ -47,6 +47,22 @@ func (r *recorder) snapshot() []Message {
 	return append([]Message(nil), r.msgs...)
 }
 
+// ownRedisPair starts a Redis of the test's own and, on it, a subscribing and
+// a publishing broker, the subscriber subscribed to chans.
+func ownRedisPair(t *testing.T, cfg Config, chans ...string) (srv *redistest.Server, sub, pub *Broker, rec *recorder) {
+	t.Helper()
+	srv = redistest.Start(t)
+	rec = &recorder{}
+	sub = startBroker(t, newClient(t, srv.Addr), cfg, rec)
+	pub = startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	for _, ch := range chans {
+		if err := sub.Subscribe(context.Background(), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return srv, sub, pub, rec
+}
+
 func startBroker(t *testing.T, c rueidis.Client, cfg Config, r *recorder) *Broker {
 	t.Helper()
 	b := NewBroker(c, cfg, r.handle)
@@ -241,15 +257,8 @@ func TestHistoryTooShortCountsLost(t *testing.T) {
 }
 
 func TestRedisRestartRefusesThenResumes(t *testing.T) {
-	srv := redistest.Start(t)
-	cfg := Config{Prefix: "p"}
-	var rec recorder
-	sub := startBroker(t, newClient(t, srv.Addr), cfg, &rec)
-	pub := startBroker(t, newClient(t, srv.Addr), cfg, &recorder{})
+	srv, sub, pub, rec := ownRedisPair(t, Config{Prefix: "p"}, "c")
 	ctx := context.Background()
-	if err := sub.Subscribe(ctx, "c"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := pub.Publish(ctx, "c", []byte("before"), PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -423,14 +432,30 @@ func TestCongestedChannelHoldsPublishers(t *testing.T) {
 }
 
 // publishing publishes to chans round-robin until stop is called, which returns
-// what was published per channel.
+// what was published per channel; a failed publish fails the test.
 func publishing(t *testing.T, pub *Broker, chans []string) (stop func() map[string][]string) {
+	return publishLoop(pub, chans, "", func(err error) bool {
+		t.Error(err)
+		return false
+	})
+}
+
+// publishingAccepted is publishing through a migration or a failover: a
+// publication Redis refused is not counted, and payloads are tag and the
+// round's number.
+func publishingAccepted(pub *Broker, chans []string, tag string) (stop func() map[string][]string) {
+	return publishLoop(pub, chans, tag, func(error) bool { return true })
+}
+
+// publishLoop publishes to chans round after round (tag and the round's
+// number) until stop is called, which returns what Redis accepted per channel.
+// On a failure it goes on while refused says so.
+func publishLoop(pub *Broker, chans []string, tag string, refused func(error) bool) (stop func() map[string][]string) {
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	sent := map[string][]string{}
-	wg.Add(1)
+	sentc := make(chan map[string][]string)
 	go func() {
-		defer wg.Done()
+		sent := map[string][]string{}
+		defer func() { sentc <- sent }()
 		for i := 0; ; i++ {
 			select {
 			case <-done:
@@ -438,20 +463,23 @@ func publishing(t *testing.T, pub *Broker, chans []string) (stop func() map[stri
 			default:
 			}
 			for _, ch := range chans {
-				p := fmt.Sprint(i)
-				if _, err := pub.Publish(context.Background(), ch, []byte(p), PublishOptions{}); err != nil {
-					t.Error(err)
+				p := tag + strconv.Itoa(i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := pub.Publish(ctx, ch, []byte(p), PublishOptions{})
+				cancel()
+				if err == nil {
+					sent[ch] = append(sent[ch], p)
+				} else if !refused(err) {
+					<-done
 					return
 				}
-				sent[ch] = append(sent[ch], p)
 			}
 			time.Sleep(time.Millisecond)
 		}
 	}()
 	return func() map[string][]string {
 		close(done)
-		wg.Wait()
-		return sent
+		return <-sentc
 	}
 }
 

@@ -127,7 +127,7 @@ func (c *Control) Ask(ctx context.Context, nodes []string, op string, body []byt
 			break
 		}
 		// BLPOP's own timeout ends the wait on the server; ctx is the backstop.
-		kv, err := c.client.Do(ctx, c.client.B().Blpop().Key(key).Timeout(left.Seconds()).Build()).AsStrSlice()
+		kv, err := c.client.Do(ctx, c.client.B().Blpop().Key(key).Timeout(left.Seconds()).Build().Pin()).AsStrSlice()
 		if rueidis.IsRedisNil(err) || ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 			break // rueidis may see the deadline a moment before ctx says so
 		}
@@ -186,8 +186,8 @@ func (c *Control) Receive(m Message) {
 		key := c.keys.reply(req.ID)
 		ttl := max(time.Until(deadline)+controlClockSkew, time.Second)
 		for _, res := range c.client.DoMulti(ctx,
-			c.client.B().Rpush().Key(key).Element(string(b)).Build(),
-			c.client.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Build()) {
+			c.client.B().Rpush().Key(key).Element(string(b)).Build().Pin(),
+			c.client.B().Pexpire().Key(key).Milliseconds(ttl.Milliseconds()).Build().Pin()) {
 			if res.Error() != nil {
 				return // the asker times out and says which node was silent
 			}

@@ -84,9 +84,9 @@ redis.call("DEL", KEYS[2], KEYS[3])
 return 1`
 
 var (
-	beatLua = rueidis.NewLuaScript(beatScript)
-	reapLua = rueidis.NewLuaScript(reapScript)
-	buryLua = rueidis.NewLuaScript(buryScript)
+	beatLua = newScript(beatScript)
+	reapLua = newScript(reapScript)
+	buryLua = newScript(buryScript)
 )
 
 // NewRegistry registers the node now (an error is kept and retried by the
@@ -172,7 +172,7 @@ func (r *Registry) Err() error {
 
 // Nodes lists the live nodes, sorted by id, each with its last heartbeat's time.
 func (r *Registry) Nodes(ctx context.Context) ([]NodeInfo, error) {
-	scores, err := r.client.Do(ctx, r.client.B().Zrange().Key(r.keys.nodes()).Min("0").Max("-1").Withscores().Build()).AsZScores()
+	scores, err := r.client.Do(ctx, r.client.B().Zrange().Key(r.keys.nodes()).Min("0").Max("-1").Withscores().Build().Pin()).AsZScores()
 	if err != nil {
 		return nil, fmt.Errorf("%w: nodes: %w", ErrUnavailable, err)
 	}
@@ -183,7 +183,7 @@ func (r *Registry) Nodes(ctx context.Context) ([]NodeInfo, error) {
 	for i, s := range scores {
 		keys[i] = r.keys.node(s.Member)
 	}
-	vals, err := r.client.Do(ctx, r.client.B().Mget().Key(keys...).Build()).ToArray()
+	vals, err := r.client.Do(ctx, r.client.B().Mget().Key(keys...).Build().Pin()).ToArray()
 	if err != nil {
 		return nil, fmt.Errorf("%w: nodes: %w", ErrUnavailable, err)
 	}
@@ -241,8 +241,8 @@ func (r *Registry) Close(ctx context.Context) error {
 	r.stop()
 	<-r.done
 	cmds := rueidis.Commands{
-		r.client.B().Zrem().Key(r.keys.nodes()).Member(r.cfg.NodeID).Build(),
-		r.client.B().Del().Key(r.keys.node(r.cfg.NodeID)).Build(),
+		r.client.B().Zrem().Key(r.keys.nodes()).Member(r.cfg.NodeID).Build().Pin(),
+		r.client.B().Del().Key(r.keys.node(r.cfg.NodeID)).Build().Pin(),
 	}
 	for _, res := range r.client.DoMulti(ctx, cmds...) {
 		if err := res.Error(); err != nil {

@@ -36,7 +36,7 @@ import (
 // number argument with all its digits (%.17g, or the shortest form that reads
 // back the same on newer versions), so microsecond times are kept exactly
 // without a string.format per field (which cost Redis about a microsecond each).
-var takeLua = rueidis.NewLuaScript(`
+var takeLua = newScript(`
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -542,7 +542,7 @@ func NewIdempotencyStore(client rueidis.Client, cfg Config, window time.Duration
 
 // Reserve claims key for the window; false when it is already claimed.
 func (s *IdempotencyStore) Reserve(ctx context.Context, key string) (bool, error) {
-	err := s.client.Do(ctx, s.client.B().Set().Key(s.keys.idempotency(key)).Value("1").Nx().Px(s.window).Build()).Error()
+	err := s.client.Do(ctx, s.client.B().Set().Key(s.keys.idempotency(key)).Value("1").Nx().Px(s.window).Build().Pin()).Error()
 	switch {
 	case err == nil:
 		return true, nil
@@ -554,7 +554,7 @@ func (s *IdempotencyStore) Reserve(ctx context.Context, key string) (bool, error
 
 // Release forgets key.
 func (s *IdempotencyStore) Release(ctx context.Context, key string) error {
-	if err := s.client.Do(ctx, s.client.B().Del().Key(s.keys.idempotency(key)).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Del().Key(s.keys.idempotency(key)).Build().Pin()).Error(); err != nil {
 		return fmt.Errorf("%w: idempotency: %w", ErrUnavailable, err)
 	}
 	return nil

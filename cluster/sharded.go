@@ -59,7 +59,7 @@ func (b *Broker) owner(slot uint16) string {
 
 // slotOf is the Redis Cluster slot of channel's topic (and keys).
 func (b *Broker) slotOf(channel string) uint16 {
-	cmd := b.client.B().Ssubscribe().Channel(b.keys.topic(channel)).Build()
+	cmd := b.client.B().Ssubscribe().Channel(b.keys.topic(channel)).Build().Pin()
 	return cmd.Slot()
 }
 
@@ -91,7 +91,7 @@ func (b *Broker) clearOn(channel string) {
 
 // refreshSlots reads which master owns which slot (CLUSTER SLOTS).
 func (b *Broker) refreshSlots(ctx context.Context) error {
-	vals, err := b.client.Do(ctx, b.client.B().ClusterSlots().Build()).ToArray()
+	vals, err := b.client.Do(ctx, b.client.B().ClusterSlots().Build().Pin()).ToArray()
 	if err != nil {
 		return fmt.Errorf("cluster slots: %w", err)
 	}
@@ -148,7 +148,7 @@ func (b *Broker) subscribeShard(ctx context.Context, channel string) error {
 		b.wake()
 		return nil
 	}
-	if err := sh.conn.Do(ctx, sh.conn.B().Ssubscribe().Channel(b.keys.topic(channel)).Build()).Error(); err != nil {
+	if err := sh.conn.Do(ctx, sh.conn.B().Ssubscribe().Channel(b.keys.topic(channel)).Build().Pin()).Error(); err != nil {
 		b.wake()
 		if isRedirect(err) {
 			b.refresh.Store(true)
@@ -367,7 +367,7 @@ func (b *Broker) place(ctx context.Context, addr string, p *placement) error {
 		n := min(len(chans), subscribeBatch)
 		cmds := make(rueidis.Commands, n)
 		for i, ch := range chans[:n] {
-			cmds[i] = sh.conn.B().Ssubscribe().Channel(b.keys.topic(ch)).Build()
+			cmds[i] = sh.conn.B().Ssubscribe().Channel(b.keys.topic(ch)).Build().Pin()
 		}
 		for i, r := range sh.conn.DoMulti(ctx, cmds...) {
 			if err := r.Error(); err != nil {
@@ -413,7 +413,7 @@ func (b *Broker) place(ctx context.Context, addr string, p *placement) error {
 	if old != nil {
 		b.recycles.Add(1)
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_ = old.conn.Do(pctx, old.conn.B().Ping().Build()).Error()
+		_ = old.conn.Do(pctx, old.conn.B().Ping().Build().Pin()).Error()
 		cancel()
 		old.conn.Close()
 	}
@@ -429,7 +429,7 @@ func (b *Broker) dial(ctx context.Context, addr string, node rueidis.Client) (*s
 		OnSubscription: func(s rueidis.PubSubSubscription) { b.moved(sh, s) },
 	})
 	// Ping first: Dedicate does not dial until the first command.
-	if err := conn.Do(ctx, conn.B().Ping().Build()).Error(); err != nil {
+	if err := conn.Do(ctx, conn.B().Ping().Build().Pin()).Error(); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("pub/sub connection to %s: %w", addr, err)
 	}

@@ -362,38 +362,6 @@ func TestShardedPubSubFollowsAMigratedSlot(t *testing.T) {
 	}
 }
 
-// publishingAccepted is publishing through a migration or a failover: a
-// publication Redis refused is not counted, and payloads are tag and the
-// round's number.
-func publishingAccepted(pub *Broker, chans []string, tag string) (stop func() map[string][]string) {
-	done := make(chan struct{})
-	sentc := make(chan map[string][]string)
-	go func() {
-		sent := map[string][]string{}
-		defer func() { sentc <- sent }()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			for _, ch := range chans {
-				p := tag + strconv.Itoa(i)
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				if _, err := pub.Publish(ctx, ch, []byte(p), PublishOptions{}); err == nil {
-					sent[ch] = append(sent[ch], p)
-				}
-				cancel()
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}()
-	return func() map[string][]string {
-		close(done)
-		return <-sentc
-	}
-}
-
 // A master is killed and its replica takes over (Redis Cluster's own
 // failover): the subscriber's connection to the dead master breaks, it
 // subscribes the master's channels on the promoted replica and catches them

@@ -35,7 +35,7 @@ func NewState(client rueidis.Client, cfg Config) *State {
 // subscribeScript: KEYS occupancy; ARGV node field, delta (+1 or -1). Returns
 // {cluster total, this node's count}. A decrement below zero (a node that was
 // cleaned up as dead while it still ran) is ignored.
-var subscribeLua = rueidis.NewLuaScript(`
+var subscribeLua = newScript(`
 local d = tonumber(ARGV[2])
 local c = redis.call("HINCRBY", KEYS[1], ARGV[1], d)
 if c < 0 then
@@ -51,7 +51,7 @@ return {t, c}`)
 // is true when it is the cluster's first.
 func (s *State) Subscribed(ctx context.Context, channel string) (occupied bool, err error) {
 	// The node's index is written first, so it always covers what the node holds.
-	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(channel).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(channel).Build().Pin()).Error(); err != nil {
 		return false, fmt.Errorf("%w: subscribe %s: %w", ErrUnavailable, channel, err)
 	}
 	total, _, err := s.count(ctx, channel, 1)
@@ -59,7 +59,7 @@ func (s *State) Subscribed(ctx context.Context, channel string) (occupied bool, 
 		return false, err
 	}
 	if total == 1 {
-		if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.occupied()).Member(channel).Build()).Error(); err != nil {
+		if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.occupied()).Member(channel).Build().Pin()).Error(); err != nil {
 			return true, fmt.Errorf("%w: subscribe %s: %w", ErrUnavailable, channel, err)
 		}
 	}
@@ -75,12 +75,12 @@ func (s *State) Unsubscribed(ctx context.Context, channel string) (vacated bool,
 	}
 	if total == 0 {
 		// The set of occupied channels trails the counts; listing checks both.
-		if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.occupied()).Member(channel).Build()).Error(); err != nil {
+		if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.occupied()).Member(channel).Build().Pin()).Error(); err != nil {
 			return true, fmt.Errorf("%w: unsubscribe %s: %w", ErrUnavailable, channel, err)
 		}
 	}
 	if local == 0 {
-		_ = s.client.Do(ctx, s.client.B().Srem().Key(s.keys.nodeChannels(s.node)).Member(channel).Build()).Error()
+		_ = s.client.Do(ctx, s.client.B().Srem().Key(s.keys.nodeChannels(s.node)).Member(channel).Build().Pin()).Error()
 	}
 	return total == 0, nil
 }
@@ -100,7 +100,7 @@ func (s *State) count(ctx context.Context, channel string, delta int) (total, lo
 // Subscriptions is the number of sockets subscribed to channel across the
 // cluster.
 func (s *State) Subscriptions(ctx context.Context, channel string) (int64, error) {
-	v, err := s.client.Do(ctx, s.client.B().Hget().Key(s.keys.occupancy(channel)).Field(totalField).Build()).AsInt64()
+	v, err := s.client.Do(ctx, s.client.B().Hget().Key(s.keys.occupancy(channel)).Field(totalField).Build().Pin()).AsInt64()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil
 	}
@@ -113,7 +113,7 @@ func (s *State) Subscriptions(ctx context.Context, channel string) (int64, error
 // joinScript: KEYS presence, users, info; ARGV node|user, user, info JSON,
 // member limit (0 = none). Returns 1 when the user is new to the channel, 0 when
 // it already was a member, -1 when the limit refuses it.
-var joinLua = rueidis.NewLuaScript(`
+var joinLua = newScript(`
 if tonumber(ARGV[4]) > 0 and redis.call("HEXISTS", KEYS[2], ARGV[2]) == 0 and redis.call("HLEN", KEYS[2]) >= tonumber(ARGV[4]) then
   return -1
 end
@@ -125,7 +125,7 @@ return 0`)
 
 // leaveScript: KEYS presence, users, info; ARGV node|user, user. Returns 1 when
 // the user left the channel on its last socket in the cluster.
-var leaveLua = rueidis.NewLuaScript(`
+var leaveLua = newScript(`
 local c = redis.call("HINCRBY", KEYS[1], ARGV[1], -1)
 if c <= 0 then redis.call("HDEL", KEYS[1], ARGV[1]) end
 if c < 0 then return 0 end
@@ -144,7 +144,7 @@ func (s *State) presenceKeys(channel string) []string {
 // member_added. info replaces the member's user_info. maxMembers > 0 refuses a
 // new member past that many with ErrMemberLimit.
 func (s *State) Join(ctx context.Context, channel, userID string, info []byte, maxMembers int) (added bool, err error) {
-	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(channel).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(channel).Build().Pin()).Error(); err != nil {
 		return false, fmt.Errorf("%w: join %s: %w", ErrUnavailable, channel, err)
 	}
 	n, err := joinLua.Exec(ctx, s.client, s.presenceKeys(channel),
@@ -177,7 +177,7 @@ type Member struct {
 
 // Members lists a presence channel's members across the cluster, by user id.
 func (s *State) Members(ctx context.Context, channel string) ([]Member, error) {
-	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.userInfo(channel)).Build()).AsStrMap()
+	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.userInfo(channel)).Build().Pin()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("%w: members %s: %w", ErrUnavailable, channel, err)
 	}
@@ -203,7 +203,7 @@ type ChannelCount struct {
 
 // Channels lists the occupied channels whose names start with prefix, by name.
 func (s *State) Channels(ctx context.Context, prefix string) ([]ChannelCount, error) {
-	names, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.occupied()).Build()).AsStrSlice()
+	names, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.occupied()).Build().Pin()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("%w: channels: %w", ErrUnavailable, err)
 	}
@@ -216,8 +216,8 @@ func (s *State) Channels(ctx context.Context, prefix string) ([]ChannelCount, er
 		}
 		kept = append(kept, n)
 		cmds = append(cmds,
-			s.client.B().Hget().Key(s.keys.occupancy(n)).Field(totalField).Build(),
-			s.client.B().Hlen().Key(s.keys.users(n)).Build())
+			s.client.B().Hget().Key(s.keys.occupancy(n)).Field(totalField).Build().Pin(),
+			s.client.B().Hlen().Key(s.keys.users(n)).Build().Pin())
 	}
 	if len(cmds) == 0 {
 		return nil, nil
@@ -248,8 +248,8 @@ func (s *State) Counts(ctx context.Context, channels []string) ([]ChannelCount, 
 	cmds := make(rueidis.Commands, 0, 2*len(channels))
 	for _, n := range channels {
 		cmds = append(cmds,
-			s.client.B().Hget().Key(s.keys.occupancy(n)).Field(totalField).Build(),
-			s.client.B().Hlen().Key(s.keys.users(n)).Build())
+			s.client.B().Hget().Key(s.keys.occupancy(n)).Field(totalField).Build().Pin(),
+			s.client.B().Hlen().Key(s.keys.users(n)).Build().Pin())
 	}
 	res := s.client.DoMulti(ctx, cmds...)
 	out := make([]ChannelCount, len(channels))
@@ -271,7 +271,7 @@ func (s *State) Counts(ctx context.Context, channels []string) ([]ChannelCount, 
 // cleanScript: KEYS occupancy, presence, users, info; ARGV node field, "node|".
 // Removes everything the node held in the channel. Returns {vacated (0/1),
 // removed user ids...}.
-var cleanLua = rueidis.NewLuaScript(`
+var cleanLua = newScript(`
 local vacated = 0
 local c = tonumber(redis.call("HGET", KEYS[1], ARGV[1]) or "0")
 if c > 0 then
@@ -310,7 +310,7 @@ type Cleanup struct {
 // this node claimed, and returns the transitions to announce (each once: a
 // second clean of the same node finds nothing).
 func (s *State) CleanNode(ctx context.Context, node string) ([]Cleanup, error) {
-	chans, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.nodeChannels(node)).Build()).AsStrSlice()
+	chans, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.nodeChannels(node)).Build().Pin()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("%w: clean %s: %w", ErrUnavailable, node, err)
 	}
@@ -334,14 +334,14 @@ func (s *State) CleanNode(ctx context.Context, node string) ([]Cleanup, error) {
 			c.Removed = append(c.Removed, id)
 		}
 		if c.Vacated {
-			if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.occupied()).Member(ch).Build()).Error(); err != nil {
+			if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.occupied()).Member(ch).Build().Pin()).Error(); err != nil {
 				return out, fmt.Errorf("%w: clean %s: %w", ErrUnavailable, node, err)
 			}
 		}
 		if (c.Vacated || len(c.Removed) > 0) && !strings.HasPrefix(ch, counterPrefix) {
 			out = append(out, c)
 		}
-		if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.nodeChannels(node)).Member(ch).Build()).Error(); err != nil {
+		if err := s.client.Do(ctx, s.client.B().Srem().Key(s.keys.nodeChannels(node)).Member(ch).Build().Pin()).Error(); err != nil {
 			return out, fmt.Errorf("%w: clean %s: %w", ErrUnavailable, node, err)
 		}
 	}
@@ -352,7 +352,7 @@ func (s *State) CleanNode(ctx context.Context, node string) ([]Cleanup, error) {
 // subscriptions, "node|", then user, sockets, info triples. Sets what this node
 // holds in the channel and recomputes the totals from every node's fields, so
 // that nodes restoring at the same time after Redis lost its data agree.
-var restoreLua = rueidis.NewLuaScript(`
+var restoreLua = newScript(`
 redis.call("HSET", KEYS[1], ARGV[1], ARGV[2])
 local total = 0
 local occ = redis.call("HGETALL", KEYS[1])
@@ -400,8 +400,8 @@ func (s *State) Restore(ctx context.Context, chans []LocalChannel) error {
 			continue
 		}
 		cmds := rueidis.Commands{
-			s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(ch.Name).Build(),
-			s.client.B().Sadd().Key(s.keys.occupied()).Member(ch.Name).Build(),
+			s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(ch.Name).Build().Pin(),
+			s.client.B().Sadd().Key(s.keys.occupied()).Member(ch.Name).Build().Pin(),
 		}
 		for _, res := range s.client.DoMulti(ctx, cmds...) {
 			if err := res.Error(); err != nil {
@@ -427,7 +427,7 @@ const counterPrefix = "#count:"
 
 // acquireLua: KEYS occupancy; ARGV node field, cap (0 = none). Returns 1 when
 // counted, 0 when the cluster total is at the cap.
-var acquireLua = rueidis.NewLuaScript(`
+var acquireLua = newScript(`
 local t = tonumber(redis.call("HGET", KEYS[1], "` + totalField + `") or "0")
 if tonumber(ARGV[2]) > 0 and t >= tonumber(ARGV[2]) then return 0 end
 redis.call("HINCRBY", KEYS[1], ARGV[1], 1)
@@ -440,7 +440,7 @@ return 1`)
 // nodes. A dead node's units are released by CleanNode.
 func (s *State) Acquire(ctx context.Context, counter string, limit int) (bool, error) {
 	name := counterPrefix + counter
-	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build().Pin()).Error(); err != nil {
 		return false, fmt.Errorf("%w: acquire %s: %w", ErrUnavailable, counter, err)
 	}
 	n, err := acquireLua.Exec(ctx, s.client, []string{s.keys.occupancy(name)}, []string{nodeField(s.node), strconv.Itoa(limit)}).AsInt64()
@@ -463,7 +463,7 @@ func (s *State) Count(ctx context.Context, counter string) (int64, error) {
 
 // setCounterLua: KEYS occupancy; ARGV node field, units. Sets this node's units
 // and recomputes the total from every node's fields.
-var setCounterLua = rueidis.NewLuaScript(`
+var setCounterLua = newScript(`
 if tonumber(ARGV[2]) > 0 then redis.call("HSET", KEYS[1], ARGV[1], ARGV[2]) else redis.call("HDEL", KEYS[1], ARGV[1]) end
 local total = 0
 local occ = redis.call("HGETALL", KEYS[1])
@@ -479,7 +479,7 @@ return total`)
 // transition.
 func (s *State) RestoreCounter(ctx context.Context, counter string, n int) error {
 	name := counterPrefix + counter
-	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Sadd().Key(s.keys.nodeChannels(s.node)).Member(name).Build().Pin()).Error(); err != nil {
 		return fmt.Errorf("%w: restore %s: %w", ErrUnavailable, counter, err)
 	}
 	if err := setCounterLua.Exec(ctx, s.client, []string{s.keys.occupancy(name)}, []string{nodeField(s.node), strconv.Itoa(n)}).Error(); err != nil {
