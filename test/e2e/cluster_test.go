@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -680,4 +681,68 @@ func TestClusterWebhooksRejoinOnAnotherNode(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClusterFollowsARedisClusterFailover: a master of the Redis Cluster dies
+// and Redis Cluster promotes its replica. The nodes, none restarted, follow it:
+// an event on one of its channels published through one node reaches the
+// subscriber on another, once, after the events published before.
+func TestClusterFollowsARedisClusterFailover(t *testing.T) {
+	rc := redistest.StartClusterWithReplicas(t)
+	nodes := startCluster(t, strings.Join(rc.Addrs, ","), redistest.Prefix(t), 2)
+	sub := pushertest.Dial(t, nodes[0].HTTPAddr, "app-key", "app-secret")
+	sdk := sdkFor(nodes[1])
+	const ch = "failover"
+	sub.Subscribe(ch, "")
+	// A channel's keys share the hash tag {channel}: its slot is the channel
+	// name's, whatever the prefix.
+	slot, err := redistest.Do(rc.Addrs[0], "CLUSTER", "KEYSLOT", ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := func() string {
+		for _, a := range rc.Addrs {
+			v, err := redistest.Do(a, "CLUSTER", "SLOTS")
+			if err != nil {
+				continue
+			}
+			for _, r := range v.([]any) {
+				r := r.([]any)
+				if r[0].(int64) <= slot.(int64) && slot.(int64) <= r[1].(int64) {
+					m := r[2].([]any)
+					return net.JoinHostPort(m[0].(string), strconv.FormatInt(m[1].(int64), 10))
+				}
+			}
+		}
+		return ""
+	}
+	victim := owner()
+	for i := range 3 {
+		if err := sdk.Trigger(ch, "before", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		sub.Expect("before", ch)
+	}
+
+	redistest.EventuallyReplicated(t, rc.Addrs)
+	rc.Kill(victim)
+	pushertest.EventuallyWithin(t, 30*time.Second, "the channel's slot on the promoted replica", func() error {
+		if o := owner(); o == "" || o == victim {
+			return fmt.Errorf("slot %d still on %s", slot, victim)
+		}
+		return nil
+	})
+	// Publishes are refused until the publishing node has found the new
+	// master; the subscriber's node delivers what is taken live, or from the
+	// channel's history once it has followed.
+	pushertest.EventuallyWithin(t, 30*time.Second, "a publish after the failover", func() error {
+		return sdk.Trigger(ch, "after", "0")
+	})
+	sub.Expect("after", ch)
+	if err := sdk.Trigger(ch, "after", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if m := sub.Expect("after", ch); m.DataString() != "1" {
+		t.Fatalf("second event after the failover: %q, want 1", m.DataString())
+	}
 }
