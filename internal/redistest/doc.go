@@ -8,7 +8,8 @@
 // other test uses; RefuseWrites puts such a server in MISCONF (a failed
 // snapshot: writes and PING refused) and AllowWrites ends it. StartCluster
 // starts a three-master Redis Cluster, StartClusterWithReplicas one with a
-// replica per master whose nodes a test may kill (failover tests). CommandCalls reads a server's INFO
+// replica per master whose nodes a test may kill (failover tests;
+// SlotOwner says which master owns a slot). CommandCalls reads a server's INFO
 // commandstats, for tests that count what reached Redis.
 //
 // Guarantees: every server this package starts listens on 127.0.0.1 only and

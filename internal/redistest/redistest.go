@@ -407,6 +407,26 @@ func StartClusterWithReplicas(t testing.TB) *Cluster {
 	return c
 }
 
+// SlotOwner is the address of the master that owns slot, as the first node of
+// addrs that answers CLUSTER SLOTS says; "" when none answers or none owns it.
+func SlotOwner(addrs []string, slot int64) string {
+	for _, a := range addrs {
+		v, err := Do(a, "CLUSTER", "SLOTS")
+		if err != nil {
+			continue
+		}
+		for _, r := range v.([]any) {
+			r := r.([]any)
+			if r[0].(int64) <= slot && slot <= r[1].(int64) {
+				m := r[2].([]any)
+				return net.JoinHostPort(m[0].(string), strconv.FormatInt(m[1].(int64), 10))
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
 // EventuallyReplicated waits until every replica among addrs has its master's
 // link up and has read everything its master has written.
 func EventuallyReplicated(t testing.TB, addrs []string) {

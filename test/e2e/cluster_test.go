@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -700,22 +699,8 @@ func TestClusterFollowsARedisClusterFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner := func() string {
-		for _, a := range rc.Addrs {
-			v, err := redistest.Do(a, "CLUSTER", "SLOTS")
-			if err != nil {
-				continue
-			}
-			for _, r := range v.([]any) {
-				r := r.([]any)
-				if r[0].(int64) <= slot.(int64) && slot.(int64) <= r[1].(int64) {
-					m := r[2].([]any)
-					return net.JoinHostPort(m[0].(string), strconv.FormatInt(m[1].(int64), 10))
-				}
-			}
-		}
-		return ""
-	}
+	owner := func() string { return redistest.SlotOwner(rc.Addrs, slot.(int64)) }
+
 	victim := owner()
 	for i := range 3 {
 		if err := sdk.Trigger(ch, "before", fmt.Sprint(i)); err != nil {
